@@ -1,0 +1,1 @@
+//! goproxy: an LLM reverse proxy.

@@ -1,0 +1,442 @@
+//! Request handling: the OpenAI and Anthropic completion routes, models,
+//! health and the `/__mock/*` admin routes.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_util::stream;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use serde_json::{json, Value};
+
+use crate::{Fault, MockConfig, RecordedRequest, State};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type Body = BoxBody<Bytes, BoxError>;
+
+/// Which wire format a completion route speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    OpenAi,
+    Anthropic,
+}
+
+pub(crate) async fn handle(
+    req: Request<Incoming>,
+    state: Arc<State>,
+) -> Result<Response<Body>, Infallible> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| path.clone(), |pq| pq.as_str().to_owned());
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let raw = match req.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            return Ok(json_response(
+                StatusCode::BAD_REQUEST,
+                json!({"error": e.to_string()}),
+            ))
+        }
+    };
+    let body: Value = if raw.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&raw)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&raw).into_owned()))
+    };
+
+    // Admin and health traffic is not recorded: healthchecks would drown the
+    // requests a test wants to look at.
+    if !path.starts_with("/__mock/") && path != "/health" {
+        state.lock_requests().push(RecordedRequest {
+            method: method.to_string(),
+            path: path_and_query,
+            headers,
+            body: body.clone(),
+        });
+    }
+
+    let response = match (&method, path.as_str()) {
+        (&Method::GET, "/health") => json_response(StatusCode::OK, json!({"status": "ok"})),
+        (&Method::GET, "/v1/models") => json_response(
+            StatusCode::OK,
+            json!({"object": "list", "data": [
+                {"id": "mock-model", "object": "model", "created": 0, "owned_by": "mock-upstream"}
+            ]}),
+        ),
+        (&Method::POST, "/v1/chat/completions") => completion(Format::OpenAi, &body, &state).await,
+        (&Method::POST, "/v1/messages") => completion(Format::Anthropic, &body, &state).await,
+        (&Method::GET, "/__mock/requests") => {
+            let requests = state.lock_requests().clone();
+            json_response(
+                StatusCode::OK,
+                serde_json::to_value(requests).unwrap_or_default(),
+            )
+        }
+        (&Method::DELETE, "/__mock/requests") => {
+            state.lock_requests().clear();
+            empty(StatusCode::NO_CONTENT)
+        }
+        (&Method::GET, "/__mock/config") => {
+            let config = state.config();
+            json_response(
+                StatusCode::OK,
+                serde_json::to_value(config).unwrap_or_default(),
+            )
+        }
+        (&Method::PUT, "/__mock/config") => match serde_json::from_slice::<MockConfig>(&raw) {
+            Ok(config) => {
+                *state.lock_config() = config.clone();
+                json_response(
+                    StatusCode::OK,
+                    serde_json::to_value(config).unwrap_or_default(),
+                )
+            }
+            Err(e) => json_response(
+                StatusCode::BAD_REQUEST,
+                json!({"error": format!("invalid mock config: {e}")}),
+            ),
+        },
+        _ => json_response(
+            StatusCode::NOT_FOUND,
+            json!({"error": format!("mock-upstream has no route {method} {path}")}),
+        ),
+    };
+    Ok(response)
+}
+
+async fn completion(format: Format, body: &Value, state: &State) -> Response<Body> {
+    let config = state.config();
+    let n = state.next_id.fetch_add(1, Ordering::Relaxed);
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("mock-model")
+        .to_owned();
+    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let prompt_tokens = count_prompt_tokens(body);
+
+    match config.fault {
+        Fault::None | Fault::ResetAfterChunks(_) => {}
+        Fault::Status(code) => return error_response(format, code),
+        Fault::Hang => std::future::pending::<()>().await,
+    }
+    let reset_after = match config.fault {
+        Fault::ResetAfterChunks(k) => Some(k),
+        _ => None,
+    };
+
+    if !stream {
+        tokio::time::sleep(config.first_chunk_delay).await;
+        if reset_after.is_some() {
+            return failing_body();
+        }
+        let text: String = (0..config.chunks).map(token).collect();
+        let value = match format {
+            Format::OpenAi => json!({
+                "id": format!("chatcmpl-mock-{n}"),
+                "object": "chat.completion",
+                "created": unix_now(),
+                "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": config.chunks,
+                          "total_tokens": prompt_tokens + config.chunks},
+            }),
+            Format::Anthropic => json!({
+                "id": format!("msg_mock_{n}"),
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [{"type": "text", "text": text}],
+                "stop_reason": "end_turn",
+                "stop_sequence": null,
+                "usage": {"input_tokens": prompt_tokens, "output_tokens": config.chunks},
+            }),
+        };
+        return json_response(StatusCode::OK, value);
+    }
+
+    let steps = match format {
+        Format::OpenAi => openai_events(n, &model, prompt_tokens, &config, reset_after),
+        Format::Anthropic => anthropic_events(n, &model, prompt_tokens, &config, reset_after),
+    };
+    let mut response = Response::new(sse_body(steps));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// One piece of an SSE body: wait `delay`, then send `data` (or abort the
+/// connection when `data` is `None`).
+struct Step {
+    delay: Duration,
+    data: Option<String>,
+}
+
+fn openai_events(
+    n: u64,
+    model: &str,
+    prompt_tokens: usize,
+    config: &MockConfig,
+    reset_after: Option<usize>,
+) -> Vec<Step> {
+    let id = format!("chatcmpl-mock-{n}");
+    let created = unix_now();
+    let chunk = |delta: Value, finish: Value| {
+        json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    let mut steps = Vec::new();
+    for i in 0..config.chunks {
+        if reset_after == Some(i) {
+            // Cut when the next chunk was due, so the chunks before it have
+            // left the socket buffer.
+            steps.push(Step {
+                delay: delay_before(i, config),
+                data: None,
+            });
+            return steps;
+        }
+        let delta = if i == 0 {
+            json!({"role": "assistant", "content": token(i)})
+        } else {
+            json!({"content": token(i)})
+        };
+        steps.push(Step {
+            delay: delay_before(i, config),
+            data: Some(data_line(&chunk(delta, Value::Null))),
+        });
+        if i == config.chunks / 2 {
+            // Real providers send comment heartbeats; relays must pass or drop
+            // them, never choke on them.
+            steps.push(Step {
+                delay: Duration::ZERO,
+                data: Some(": ping\n\n".to_owned()),
+            });
+        }
+    }
+    if reset_after.is_some() {
+        steps.push(Step {
+            delay: config.chunk_delay,
+            data: None,
+        });
+        return steps;
+    }
+    let mut last = chunk(json!({}), json!("stop"));
+    last["usage"] = json!({"prompt_tokens": prompt_tokens, "completion_tokens": config.chunks,
+                           "total_tokens": prompt_tokens + config.chunks});
+    steps.push(Step {
+        delay: Duration::ZERO,
+        data: Some(data_line(&last)),
+    });
+    steps.push(Step {
+        delay: Duration::ZERO,
+        data: Some("data: [DONE]\n\n".to_owned()),
+    });
+    steps
+}
+
+fn anthropic_events(
+    n: u64,
+    model: &str,
+    prompt_tokens: usize,
+    config: &MockConfig,
+    reset_after: Option<usize>,
+) -> Vec<Step> {
+    let now = |event: &str, data: Value| Step {
+        delay: Duration::ZERO,
+        data: Some(format!("event: {event}\ndata: {data}\n\n")),
+    };
+    let mut steps = vec![
+        now(
+            "message_start",
+            json!({"type": "message_start", "message": {
+            "id": format!("msg_mock_{n}"), "type": "message", "role": "assistant", "model": model,
+            "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": prompt_tokens, "output_tokens": 1}}}),
+        ),
+        now(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0,
+            "content_block": {"type": "text", "text": ""}}),
+        ),
+        now("ping", json!({"type": "ping"})),
+    ];
+    for i in 0..config.chunks {
+        if reset_after == Some(i) {
+            // Cut when the next chunk was due, so the chunks before it have
+            // left the socket buffer.
+            steps.push(Step {
+                delay: delay_before(i, config),
+                data: None,
+            });
+            return steps;
+        }
+        let mut step = now(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "text_delta", "text": token(i)}}),
+        );
+        step.delay = delay_before(i, config);
+        steps.push(step);
+    }
+    if reset_after.is_some() {
+        steps.push(Step {
+            delay: config.chunk_delay,
+            data: None,
+        });
+        return steps;
+    }
+    steps.push(now(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
+    steps.push(now(
+        "message_delta",
+        json!({"type": "message_delta",
+        "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+        "usage": {"output_tokens": config.chunks}}),
+    ));
+    steps.push(now("message_stop", json!({"type": "message_stop"})));
+    steps
+}
+
+fn delay_before(i: usize, config: &MockConfig) -> Duration {
+    if i == 0 {
+        config.first_chunk_delay
+    } else {
+        config.chunk_delay
+    }
+}
+
+/// The text of content chunk `i`; numbered so tests can check order.
+fn token(i: usize) -> String {
+    format!("tok{i} ")
+}
+
+fn data_line(value: &Value) -> String {
+    format!("data: {value}\n\n")
+}
+
+fn sse_body(steps: Vec<Step>) -> Body {
+    let frames = stream::unfold(steps.into_iter(), |mut steps| async move {
+        let step = steps.next()?;
+        if !step.delay.is_zero() {
+            tokio::time::sleep(step.delay).await;
+        }
+        let frame = match step.data {
+            Some(data) => Ok(Frame::data(Bytes::from(data))),
+            // An error from the body makes hyper abort the connection without
+            // the terminating chunk: the client sees a truncated stream.
+            None => Err::<_, BoxError>("mock fault: connection reset".into()),
+        };
+        Some((frame, steps))
+    });
+    BodyExt::boxed(StreamBody::new(frames))
+}
+
+fn failing_body() -> Response<Body> {
+    let mut response = Response::new(sse_body(vec![Step {
+        delay: Duration::ZERO,
+        data: None,
+    }]));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn error_response(format: Format, code: u16) -> Response<Body> {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let message = format!("mock fault: upstream answered {code}");
+    let body = match format {
+        Format::OpenAi => {
+            json!({"error": {"message": message, "type": "mock_fault", "code": code}})
+        }
+        Format::Anthropic => {
+            let kind = match code {
+                429 => "rate_limit_error",
+                401 => "authentication_error",
+                529 => "overloaded_error",
+                400..=499 => "invalid_request_error",
+                _ => "api_error",
+            };
+            json!({"type": "error", "error": {"type": kind, "message": message}})
+        }
+    };
+    let mut response = json_response(status, body);
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// A rough, deterministic token count: words in the system prompt and the
+/// messages' text.
+fn count_prompt_tokens(body: &Value) -> usize {
+    fn words(v: &Value) -> usize {
+        match v {
+            Value::String(s) => s.split_whitespace().count(),
+            Value::Array(items) => items.iter().map(words).sum(),
+            Value::Object(map) => map
+                .iter()
+                .filter(|(k, _)| matches!(k.as_str(), "content" | "text" | "system"))
+                .map(|(_, v)| words(v))
+                .sum(),
+            _ => 0,
+        }
+    }
+    let mut total = body.get("messages").map_or(0, words);
+    total += body.get("system").map_or(0, words);
+    total.max(1)
+}
+
+fn json_response(status: StatusCode, value: Value) -> Response<Body> {
+    let mut response = Response::new(BodyExt::boxed(
+        Full::new(Bytes::from(value.to_string())).map_err(|never| match never {}),
+    ));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn empty(status: StatusCode) -> Response<Body> {
+    let mut response = Response::new(BodyExt::boxed(
+        Full::new(Bytes::new()).map_err(|never| match never {}),
+    ));
+    *response.status_mut() = status;
+    response
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

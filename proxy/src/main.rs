@@ -1,1 +1,5 @@
-fn main() {}
+//! The `goproxy` binary: everything lives in the library (`proxy::cli`).
+
+fn main() -> std::process::ExitCode {
+    proxy::cli::main()
+}

@@ -1,0 +1,190 @@
+//! Secrets (client and upstream keys) and client authentication.
+//!
+//! Keys come from environment variables named in the config, are held only
+//! here, and are never formatted: `Debug` prints counts, not values.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use http::HeaderMap;
+use subtle::ConstantTimeEq;
+
+use crate::config::Config;
+use crate::error::ProxyError;
+
+/// All keys goproxy holds.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    client_keys: Vec<Vec<u8>>,
+    endpoint_keys: HashMap<String, Vec<String>>,
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Secrets")
+            .field("client_keys", &self.client_keys.len())
+            .field(
+                "endpoint_keys",
+                &self
+                    .endpoint_keys
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.len()))
+                    .collect::<HashMap<_, _>>(),
+            )
+            .finish()
+    }
+}
+
+impl Secrets {
+    /// Explicit keys (tests, embedding). `endpoint_keys` maps endpoint name
+    /// to its rotation list.
+    pub fn new(client_keys: Vec<String>, endpoint_keys: HashMap<String, Vec<String>>) -> Self {
+        Secrets {
+            client_keys: client_keys
+                .into_iter()
+                .filter(|k| !k.is_empty())
+                .map(String::into_bytes)
+                .collect(),
+            endpoint_keys,
+        }
+    }
+
+    /// Read the env vars the config names. Unset or empty vars are skipped.
+    pub fn from_env(config: &Config) -> Self {
+        let read = |names: &[String]| -> Vec<String> {
+            names
+                .iter()
+                .filter_map(|n| std::env::var(n).ok())
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+                .collect()
+        };
+        let endpoint_keys = config
+            .endpoints()
+            .iter()
+            .map(|e| (e.name.clone(), read(&e.api_key_env)))
+            .collect();
+        Secrets::new(read(&config.client_api_keys_env), endpoint_keys)
+    }
+
+    /// Whether any client key is configured.
+    pub fn has_client_keys(&self) -> bool {
+        !self.client_keys.is_empty()
+    }
+
+    /// Upstream keys of an endpoint, in rotation order.
+    pub fn endpoint_keys(&self, endpoint: &str) -> &[String] {
+        self.endpoint_keys
+            .get(endpoint)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// Every secret value, for redacting logged upstream text.
+    pub fn all_values(&self) -> impl Iterator<Item = &str> {
+        self.client_keys
+            .iter()
+            .filter_map(|k| std::str::from_utf8(k).ok())
+            .chain(self.endpoint_keys.values().flatten().map(String::as_str))
+    }
+
+    /// Check the client's key: `Authorization: Bearer`, or `x-api-key` when
+    /// `allow_x_api_key` (the Anthropic route). Comparison is constant-time
+    /// in the key contents and always tries every configured key.
+    pub fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        allow_x_api_key: bool,
+    ) -> Result<(), ProxyError> {
+        if self.client_keys.is_empty() {
+            return Err(ProxyError::NoClientKeys);
+        }
+        let bearer = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .map(<[u8]>::trim_ascii);
+        let x_api_key = allow_x_api_key
+            .then(|| headers.get("x-api-key").map(|v| v.as_bytes().trim_ascii()))
+            .flatten();
+        let Some(given) = bearer.or(x_api_key) else {
+            return Err(ProxyError::Unauthorized);
+        };
+        let mut ok = subtle::Choice::from(0u8);
+        for key in &self.client_keys {
+            ok |= key.as_slice().ct_eq(given);
+        }
+        if bool::from(ok) {
+            Ok(())
+        } else {
+            Err(ProxyError::Unauthorized)
+        }
+    }
+}
+
+/// Replace secrets and `sk-...`-looking tokens in text that is about to be
+/// logged (upstream error bodies may echo keys).
+pub fn redact(text: &str, secrets: &Secrets) -> String {
+    let mut out = text.to_string();
+    for s in secrets.all_values().filter(|s| s.len() >= 4) {
+        out = out.replace(s, "[REDACTED]");
+    }
+    out.split_inclusive(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+        .map(|tok| {
+            let t = tok.trim_end_matches(|c: char| c.is_whitespace() || c == '"' || c == '\'');
+            if t.starts_with("sk-") && t.len() > 10 {
+                tok.replacen(t, "sk-[REDACTED]", 1)
+            } else {
+                tok.to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secrets() -> Secrets {
+        Secrets::new(vec!["client-key-1".into()], HashMap::new())
+    }
+
+    #[test]
+    fn bearer_and_x_api_key() {
+        let s = secrets();
+        let mut h = HeaderMap::new();
+        assert!(matches!(
+            s.authenticate(&h, true),
+            Err(ProxyError::Unauthorized)
+        ));
+        h.insert("x-api-key", "client-key-1".parse().unwrap());
+        assert!(s.authenticate(&h, true).is_ok());
+        assert!(
+            s.authenticate(&h, false).is_err(),
+            "x-api-key only on /v1/messages"
+        );
+        h.insert("authorization", "Bearer client-key-2".parse().unwrap());
+        assert!(
+            s.authenticate(&h, true).is_err(),
+            "a wrong bearer wins over x-api-key"
+        );
+        h.insert("authorization", "Bearer client-key-1".parse().unwrap());
+        assert!(s.authenticate(&h, false).is_ok());
+    }
+
+    #[test]
+    fn no_keys_refuses() {
+        let s = Secrets::default();
+        assert!(matches!(
+            s.authenticate(&HeaderMap::new(), false),
+            Err(ProxyError::NoClientKeys)
+        ));
+    }
+
+    #[test]
+    fn redacts_known_and_sk_tokens() {
+        let s = Secrets::new(vec!["client-key-1".into()], HashMap::new());
+        let r = redact("bad key client-key-1 and \"sk-abcdefghijkl\" here", &s);
+        assert_eq!(r, "bad key [REDACTED] and \"sk-[REDACTED]\" here");
+        assert!(!format!("{s:?}").contains("client-key-1"));
+    }
+}

@@ -1,0 +1,155 @@
+//! Command line: flags, subcommands and exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::server::BindError;
+use crate::telemetry::{self, LogFormat};
+
+/// Exit code: clean exit (including after a drain).
+pub const EXIT_OK: u8 = 0;
+/// Exit code: runtime failure (or failed healthcheck).
+pub const EXIT_RUNTIME: u8 = 1;
+/// Exit code: the config file is invalid.
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit code: the configured port is already in use.
+pub const EXIT_PORT_IN_USE: u8 = 3;
+
+/// goproxy: an LLM reverse proxy (OpenAI and Anthropic routes, SSE).
+#[derive(Debug, Parser)]
+#[command(
+    name = "goproxy",
+    version,
+    after_help = "Exit codes:\n  0  ok (also after a graceful drain on SIGTERM/SIGINT)\n  1  runtime failure; `healthcheck`: not healthy\n  2  invalid config (also `--check-config` failure)\n  3  the configured port is already in use\n\nEnvironment:\n  CONFIG_PATH          config file (like --config)\n  PROXY_API_KEY        client key (default of client_api_keys_env)\n  GOPROXY_LOG_FORMAT   text | json\n  RUST_LOG             log filter (default info)"
+)]
+pub struct Cli {
+    /// Config file to serve with.
+    #[arg(
+        long,
+        env = "CONFIG_PATH",
+        default_value = "config.json",
+        global = true
+    )]
+    pub config: PathBuf,
+    /// Validate this config file, print a summary line and exit (0 ok, 2 invalid).
+    #[arg(long, value_name = "PATH")]
+    pub check_config: Option<PathBuf>,
+    /// Log format.
+    #[arg(
+        long,
+        env = "GOPROXY_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+    /// Subcommand; none means serve.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// GET http://127.0.0.1:<port>/health; exit 0 on 200, 1 otherwise.
+    Healthcheck {
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 3.0)]
+        timeout_secs: f64,
+    },
+}
+
+/// Run the command line; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(path) = &cli.check_config {
+        return match Config::load(path) {
+            Ok(c) => {
+                println!("{}", c.summary());
+                for w in &c.warnings {
+                    eprintln!("warning: {w}");
+                }
+                ExitCode::from(EXIT_OK)
+            }
+            Err(e) => {
+                eprintln!("config invalid: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        };
+    }
+    let config = match Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("config invalid: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    if let Some(Command::Healthcheck { timeout_secs }) = cli.command {
+        let timeout = Duration::from_secs_f64(timeout_secs.clamp(0.1, 60.0));
+        return match rt.block_on(crate::healthcheck::check(&config, timeout)) {
+            Ok(()) => {
+                println!("healthy");
+                ExitCode::from(EXIT_OK)
+            }
+            Err(reason) => {
+                println!("unhealthy: {reason}");
+                ExitCode::from(EXIT_RUNTIME)
+            }
+        };
+    }
+    telemetry::init(cli.log_format);
+    rt.block_on(async {
+        let listener = match crate::server::bind(&config).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("{e}");
+                eprintln!("{e}");
+                return ExitCode::from(match e {
+                    BindError::InUse { .. } => EXIT_PORT_IN_USE,
+                    BindError::Other { .. } => EXIT_RUNTIME,
+                });
+            }
+        };
+        match crate::run(listener, config, shutdown_signal()).await {
+            Ok(()) => ExitCode::from(EXIT_OK),
+            Err(e) => {
+                tracing::error!("{e}");
+                ExitCode::from(EXIT_RUNTIME)
+            }
+        }
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

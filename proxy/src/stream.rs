@@ -1,0 +1,237 @@
+//! SSE relay: upstream chunks go to the client as they arrive (never
+//! buffered), while a side parser reads usage from `data:` lines.
+//!
+//! The relay is a `Stream` that owns the upstream response. When hyper drops
+//! it (the client went away) the upstream response is dropped too, which
+//! closes that upstream connection and so cancels the request.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+
+use crate::config::{Format, Prices};
+use crate::error::stream_error_event;
+use crate::metrics::Metrics;
+use crate::server::Body;
+use crate::usage::Usage;
+
+/// Longest SSE line kept for usage parsing; longer lines are relayed but
+/// not parsed (usage events are small).
+const MAX_LINE: usize = 1 << 20;
+
+/// What a relay needs to know to log and price its stream.
+#[derive(Debug, Clone)]
+pub struct RelayContext {
+    /// Request id for log correlation.
+    pub request_id: u64,
+    /// Public model id.
+    pub model: String,
+    /// Upstream model id sent.
+    pub upstream_model: String,
+    /// Endpoint name.
+    pub endpoint: String,
+    /// Route format (decides the error event shape).
+    pub format: Format,
+    /// Effective prices.
+    pub prices: Prices,
+    /// Longest silence allowed between upstream chunks.
+    pub idle_timeout: Duration,
+    /// Shared metrics.
+    pub metrics: Arc<Metrics>,
+    /// When the client request arrived.
+    pub started: Instant,
+}
+
+/// Reads usage out of SSE text split across arbitrary chunk boundaries.
+#[derive(Debug, Default)]
+pub struct SseUsage {
+    line: BytesMut,
+    skipping_long_line: bool,
+    /// Usage seen so far.
+    pub usage: Usage,
+}
+
+impl SseUsage {
+    /// Feed one chunk of the stream.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        for part in chunk.split_inclusive(|b| *b == b'\n') {
+            let complete = part.ends_with(b"\n");
+            if !self.skipping_long_line {
+                if self.line.len() + part.len() > MAX_LINE {
+                    self.line.clear();
+                    self.skipping_long_line = true;
+                } else {
+                    self.line.extend_from_slice(part);
+                }
+            }
+            if complete {
+                if !self.skipping_long_line {
+                    let line = std::mem::take(&mut self.line);
+                    self.line_done(&line);
+                }
+                self.skipping_long_line = false;
+            }
+        }
+    }
+
+    fn line_done(&mut self, line: &[u8]) {
+        let Some(data) = line.strip_prefix(b"data:") else {
+            return; // comments, event:, id:, blank lines
+        };
+        let data = data.trim_ascii();
+        if data.is_empty() || data == b"[DONE]" {
+            return;
+        }
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
+            self.usage.observe(&v);
+        }
+    }
+}
+
+/// How a stream ended, for the log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Open,
+    Complete,
+    UpstreamError,
+    UpstreamStalled,
+}
+
+/// Owns the upstream stream; logs and records usage exactly once, on drop.
+struct Relay {
+    upstream: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    parser: SseUsage,
+    ctx: RelayContext,
+    outcome: Outcome,
+    /// Last two bytes relayed, to close a half-written event before an
+    /// injected error event.
+    tail: [u8; 2],
+    bytes: u64,
+    first_chunk_at: Option<Duration>,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let ctx = &self.ctx;
+        ctx.metrics.open_streams(-1);
+        let usage = self.parser.usage;
+        let cost = usage.cost(&ctx.prices);
+        ctx.metrics.usage(&ctx.model, &usage, cost);
+        let outcome = match self.outcome {
+            Outcome::Open => "client_disconnected",
+            Outcome::Complete => "complete",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::UpstreamStalled => "upstream_stalled",
+        };
+        tracing::info!(
+            request_id = ctx.request_id,
+            model = %ctx.model,
+            upstream_model = %ctx.upstream_model,
+            endpoint = %ctx.endpoint,
+            outcome,
+            input_tokens = usage.input,
+            output_tokens = usage.output,
+            cache_write_tokens = usage.cache_write,
+            cache_read_tokens = usage.cache_read,
+            cost,
+            bytes = self.bytes,
+            first_chunk_ms = self.first_chunk_at.map(|d| d.as_millis() as u64),
+            duration_ms = ctx.started.elapsed().as_millis() as u64,
+            "stream finished"
+        );
+    }
+}
+
+impl Relay {
+    fn error_event(&mut self, message: &str) -> Bytes {
+        let mut out = BytesMut::new();
+        if self.bytes > 0 && self.tail != *b"\n\n" {
+            out.extend_from_slice(if self.tail[1] == b'\n' {
+                b"\n"
+            } else {
+                b"\n\n"
+            });
+        }
+        out.extend_from_slice(&stream_error_event(self.ctx.format, message));
+        out.freeze()
+    }
+
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        if self.outcome != Outcome::Open {
+            return None;
+        }
+        match tokio::time::timeout(self.ctx.idle_timeout, self.upstream.next()).await {
+            Ok(Some(Ok(chunk))) => {
+                if self.first_chunk_at.is_none() {
+                    self.first_chunk_at = Some(self.ctx.started.elapsed());
+                }
+                self.parser.feed(&chunk);
+                self.bytes += chunk.len() as u64;
+                match chunk.len() {
+                    0 => {}
+                    1 => self.tail = [self.tail[1], chunk[0]],
+                    n => self.tail = [chunk[n - 2], chunk[n - 1]],
+                }
+                Some(chunk)
+            }
+            Ok(None) => {
+                self.outcome = Outcome::Complete;
+                None
+            }
+            Ok(Some(Err(e))) => {
+                tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, error = %e.without_url(), "upstream stream broke");
+                self.outcome = Outcome::UpstreamError;
+                Some(self.error_event("the upstream stream was interrupted"))
+            }
+            Err(_) => {
+                tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, idle_secs = self.ctx.idle_timeout.as_secs_f64(), "upstream stream stalled");
+                self.outcome = Outcome::UpstreamStalled;
+                Some(self.error_event("the upstream stream stalled"))
+            }
+        }
+    }
+}
+
+/// Turn an upstream SSE response into a client body that relays each chunk
+/// as it arrives.
+pub fn relay(upstream: reqwest::Response, ctx: RelayContext) -> Body {
+    ctx.metrics.open_streams(1);
+    let relay = Relay {
+        upstream: Box::pin(upstream.bytes_stream()),
+        parser: SseUsage::default(),
+        ctx,
+        outcome: Outcome::Open,
+        tail: [0, 0],
+        bytes: 0,
+        first_chunk_at: None,
+    };
+    let frames = futures_util::stream::unfold(relay, |mut r| async move {
+        let chunk = r.next_frame().await?;
+        Some((Ok::<_, Infallible>(Frame::data(chunk)), r))
+    });
+    BodyExt::boxed_unsync(StreamBody::new(frames))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_survives_arbitrary_chunk_splits() {
+        let text = b": ping\n\nevent: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}\n\nevent: error\ndata: {\"type\":\"error\"}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":7}}\n\ndata: [DONE]\n\n";
+        for split in 1..text.len() {
+            let mut p = SseUsage::default();
+            for chunk in text.chunks(split) {
+                p.feed(chunk);
+            }
+            assert_eq!(p.usage.input, 12, "split {split}");
+            assert_eq!(p.usage.output, 7, "split {split}");
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Token usage read from upstream bodies and SSE events, and its price.
+
+use serde_json::Value;
+
+use crate::config::Prices;
+
+/// Token counts of one response.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Uncached input tokens.
+    pub input: u64,
+    /// Output tokens.
+    pub output: u64,
+    /// Tokens written to the prompt cache.
+    pub cache_write: u64,
+    /// Tokens read from the prompt cache.
+    pub cache_read: u64,
+}
+
+impl Usage {
+    /// Fold in the usage carried by one JSON body or SSE `data:` payload.
+    /// Anthropic counts are cumulative (`message_start`, then
+    /// `message_delta`), so present fields overwrite; absent ones are kept.
+    /// Returns whether the value carried any usage.
+    pub fn observe(&mut self, v: &Value) -> bool {
+        let u = match (
+            v.get("usage"),
+            v.get("message").and_then(|m| m.get("usage")),
+        ) {
+            (Some(u), _) if u.is_object() => u,
+            (_, Some(u)) if u.is_object() => u,
+            _ => return false,
+        };
+        let n = |k: &str| u.get(k).and_then(Value::as_u64);
+        if let Some(prompt) = n("prompt_tokens") {
+            // OpenAI: prompt_tokens includes cached tokens.
+            let cached = u
+                .get("prompt_tokens_details")
+                .and_then(|d| d.get("cached_tokens"))
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            self.cache_read = cached;
+            self.input = prompt.saturating_sub(cached);
+            if let Some(c) = n("completion_tokens") {
+                self.output = c;
+            }
+            return true;
+        }
+        if let Some(x) = n("input_tokens") {
+            self.input = x;
+        }
+        if let Some(x) = n("output_tokens") {
+            self.output = x;
+        }
+        if let Some(x) = n("cache_creation_input_tokens") {
+            self.cache_write = x;
+        }
+        if let Some(x) = n("cache_read_input_tokens") {
+            self.cache_read = x;
+        }
+        true
+    }
+
+    /// Cost in the price unit (prices are per million tokens and already
+    /// include `billing_multiplier`).
+    pub fn cost(&self, p: &Prices) -> f64 {
+        (self.input as f64 * p.input
+            + self.output as f64 * p.output
+            + self.cache_write as f64 * p.cache_write
+            + self.cache_read as f64 * p.cache_hit)
+            / 1_000_000.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn anthropic_stream_usage_accumulates() {
+        let mut u = Usage::default();
+        u.observe(&json!({"type":"message_start","message":{"usage":{"input_tokens":100,"output_tokens":1,"cache_read_input_tokens":50}}}));
+        u.observe(&json!({"type":"content_block_delta","delta":{"text":"hi"}}));
+        u.observe(&json!({"type":"message_delta","usage":{"output_tokens":42}}));
+        assert_eq!(
+            u,
+            Usage {
+                input: 100,
+                output: 42,
+                cache_write: 0,
+                cache_read: 50
+            }
+        );
+        let p = Prices {
+            input: 3.0,
+            output: 15.0,
+            cache_write: 3.75,
+            cache_hit: 0.3,
+        };
+        let expected = (100.0 * 3.0 + 42.0 * 15.0 + 50.0 * 0.3) / 1e6;
+        assert!((u.cost(&p) - expected).abs() < 1e-12);
+    }
+
+    #[test]
+    fn openai_usage_splits_cached() {
+        let mut u = Usage::default();
+        assert!(u.observe(&json!({"usage":{"prompt_tokens":10,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":4}}})));
+        assert_eq!(
+            u,
+            Usage {
+                input: 6,
+                output: 5,
+                cache_write: 0,
+                cache_read: 4
+            }
+        );
+        assert!(!u.observe(&json!({"usage": null})));
+    }
+}

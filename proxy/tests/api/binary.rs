@@ -1,0 +1,331 @@
+//! The real `goproxy` binary: --check-config, exit codes, healthcheck,
+//! SIGTERM drain with an open stream, and secrets kept out of logs.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::cargo_bin;
+use futures_util::StreamExt;
+use mock_upstream::{MockConfig, MockUpstream};
+use predicates::prelude::*;
+use serde_json::json;
+use tokio::net::TcpListener;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::{free_port, wait_for, CLIENT_KEY, UPSTREAM_KEY};
+
+fn goproxy() -> Command {
+    Command::new(cargo_bin("goproxy"))
+}
+
+fn shipped(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(name)
+}
+
+/// A config for the binary on `port`, whose endpoints point at `base`.
+fn config_file(dir: &Path, port: u16, base: &str) -> PathBuf {
+    let text = json!({
+        "_comment": "binary test",
+        "port": port,
+        "host": "127.0.0.1",
+        "endpoints": [
+            {"name": "t-openai", "base_url": format!("{base}/v1/chat/completions"), "api_key_env": "GOPROXY_TEST_UPSTREAM_KEY"},
+            {"name": "t-anthropic", "base_url": format!("{base}/v1/messages"), "api_key_env": "GOPROXY_TEST_UPSTREAM_KEY"}
+        ],
+        "models": [{"id": "m", "upstream": "t", "type": "openai"}],
+        "client_api_keys_env": ["GOPROXY_TEST_CLIENT_KEY"],
+        "drain_timeout_secs": 10
+    });
+    let path = dir.join("config.json");
+    std::fs::write(&path, text.to_string()).unwrap();
+    path
+}
+
+/// Kills the child on drop so a failed test leaves no process behind.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_binary(config: &Path, log_format: &str) -> ChildGuard {
+    let child = goproxy()
+        .arg("--config")
+        .arg(config)
+        .args(["--log-format", log_format])
+        .env("GOPROXY_TEST_CLIENT_KEY", CLIENT_KEY)
+        .env("GOPROXY_TEST_UPSTREAM_KEY", UPSTREAM_KEY)
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    ChildGuard(child)
+}
+
+async fn wait_healthy(client: &reqwest::Client, port: u16) {
+    wait_for(
+        &format!("GET /health on port {port} to answer 200"),
+        Duration::from_secs(20),
+        || async {
+            let r = client
+                .get(format!("http://127.0.0.1:{port}/health"))
+                .send()
+                .await
+                .ok()?;
+            (r.status() == 200).then_some(())
+        },
+    )
+    .await;
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(
+            start.elapsed() < within,
+            "goproxy did not exit within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// --check-config accepts the shipped prod file with the summary line the
+/// pre-deploy gate parses.
+#[test]
+fn check_config_accepts_shipped_files() {
+    let prod = shipped("config-ohmygpt-prod.json");
+    let expected = format!(
+        "config OK: {}: port 8004, 2 endpoints, 9 models\n",
+        prod.display()
+    );
+    assert_cmd::Command::new(cargo_bin("goproxy"))
+        .arg("--check-config")
+        .arg(&prod)
+        .assert()
+        .code(0)
+        .stdout(expected);
+    assert_cmd::Command::new(cargo_bin("goproxy"))
+        .arg("--check-config")
+        .arg(shipped("config-ohmygpt-dev.json"))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("port 8004"));
+}
+
+/// --check-config exits 2 naming the file, field and value.
+#[test]
+fn check_config_rejects_string_port_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.json");
+    std::fs::write(&path, r#"{"port": "8004", "endpoints": [], "models": []}"#).unwrap();
+    assert_cmd::Command::new(cargo_bin("goproxy"))
+        .arg("--check-config")
+        .arg(&path)
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains(format!(
+            "{}: port = \"8004\"",
+            path.display()
+        )));
+    // Serving with it fails the same way, before binding anything.
+    assert_cmd::Command::new(cargo_bin("goproxy"))
+        .arg("--config")
+        .arg(&path)
+        .assert()
+        .code(2);
+    std::fs::write(&path, "{\"port\": 8004,\n\"models\": [}").unwrap();
+    assert_cmd::Command::new(cargo_bin("goproxy"))
+        .arg("--check-config")
+        .arg(&path)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!("{}:2:", path.display())));
+}
+
+/// A port already in use is exit 3 with a message naming it.
+#[test]
+fn port_in_use_is_exit_3() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(dir.path(), port, "http://127.0.0.1:9");
+    assert_cmd::Command::new(cargo_bin("goproxy"))
+        .arg("--config")
+        .arg(&cfg)
+        .timeout(Duration::from_secs(20))
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(format!(
+            "port {port} on 127.0.0.1 is already in use"
+        )));
+}
+
+/// `goproxy healthcheck` is 1 with nothing listening, 0 against a live
+/// proxy; then SIGTERM while a stream is open: the stream completes, the
+/// process exits 0, and no key appears anywhere in its logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_drain_on_sigterm_and_no_secrets_in_logs() {
+    let mock = MockUpstream::start(
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        MockConfig {
+            chunks: 12,
+            chunk_delay: Duration::from_millis(100),
+            ..MockConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(dir.path(), port, &format!("http://{}", mock.addr()));
+
+    let out = goproxy()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("healthcheck")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("unhealthy: "));
+
+    let mut child = spawn_binary(&cfg, "json");
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    wait_healthy(&client, port).await;
+    let out = goproxy()
+        .env("CONFIG_PATH", &cfg)
+        .arg("healthcheck")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+
+    // A wrong client key is logged as a 401, never echoed.
+    let r = client
+        .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+        .bearer_auth("sk-wrong-client-key-9999")
+        .json(&json!({"model": "m", "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // Open a stream (~1.2 s), then SIGTERM after the first chunk.
+    let r = client
+        .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+        .bearer_auth(CLIENT_KEY)
+        .json(
+            &json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut s = r.bytes_stream();
+    let mut body = s.next().await.unwrap().unwrap().to_vec();
+    sigterm(&child.0);
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), s.next())
+        .await
+        .unwrap()
+    {
+        body.extend_from_slice(&chunk.expect("the stream survives the drain"));
+    }
+    let body = String::from_utf8(body).unwrap();
+    assert!(
+        body.contains("data: [DONE]"),
+        "stream completed during drain: {body}"
+    );
+    let status = wait_exit(&mut child.0, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
+    // New connections are refused once drained.
+    assert!(client
+        .get(format!("http://127.0.0.1:{port}/health"))
+        .send()
+        .await
+        .is_err());
+
+    let mut logs = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    child
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(logs.contains("stream finished"), "{logs}");
+    assert!(logs.contains("drained"), "{logs}");
+    for secret in [CLIENT_KEY, UPSTREAM_KEY, "sk-wrong-client-key-9999"] {
+        assert!(!logs.contains(secret), "secret {secret} leaked into logs");
+    }
+}
+
+/// An upstream error body echoing the key is logged redacted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_error_text_is_logged_redacted() {
+    let upstream = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(401)
+                .set_body_string(format!("Incorrect API key provided: {UPSTREAM_KEY}")),
+        )
+        .mount(&upstream)
+        .await;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(dir.path(), port, &upstream.uri());
+    let mut child = spawn_binary(&cfg, "text");
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    wait_healthy(&client, port).await;
+    let r = client
+        .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+        .bearer_auth(CLIENT_KEY)
+        .json(&json!({"model": "m", "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let text = r.text().await.unwrap();
+    assert!(!text.contains(UPSTREAM_KEY));
+    sigterm(&child.0);
+    assert_eq!(
+        wait_exit(&mut child.0, Duration::from_secs(10)).code(),
+        Some(0)
+    );
+    let mut logs = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(
+        logs.contains("Incorrect API key provided: [REDACTED]"),
+        "{logs}"
+    );
+    assert!(!logs.contains(UPSTREAM_KEY) && !logs.contains(CLIENT_KEY));
+}

@@ -1,0 +1,247 @@
+//! `spawn_proxy`: a goproxy on 127.0.0.1:0 wired to fake upstreams.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mock_upstream::{MockConfig, MockUpstream};
+use proxy::auth::Secrets;
+use proxy::config::Config;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use wiremock::MockServer;
+
+/// The client key tests authenticate with.
+pub const CLIENT_KEY: &str = "sk-client-test-key-0001";
+/// The upstream key goproxy must send (and never leak).
+pub const UPSTREAM_KEY: &str = "sk-upstream-secret-key-0002";
+
+/// The standard test config. `WM_BASE` is replaced by the wiremock server,
+/// `MOCK_BASE` by the streaming mock-upstream, `SLOW_BASE` by the raw slow
+/// SSE server.
+pub const DEFAULT_CONFIG: &str = r#"{
+    "_comment": "test config",
+    "port": 8004,
+    "host": "127.0.0.1",
+    "endpoints": [
+        {"name": "wm-openai", "base_url": "WM_BASE/v1/chat/completions", "api_key_env": "WM_KEY"},
+        {"name": "wm-anthropic", "base_url": "WM_BASE/v1/messages", "api_key_env": "WM_KEY"},
+        {"name": "mock-openai", "base_url": "MOCK_BASE/v1/chat/completions", "api_key_env": "MOCK_KEY"},
+        {"name": "mock-anthropic", "base_url": "MOCK_BASE/v1/messages", "api_key_env": "MOCK_KEY"},
+        {"name": "slow-openai", "base_url": "SLOW_BASE/v1/chat/completions"}
+    ],
+    "models": [
+        {"id": "gpt-4o", "id_aliases": ["4o", "gpt-4o-latest"], "type": "openai", "upstream": "wm",
+         "upstream_model_id": "gpt-4o-upstream", "input_price_per_mtok": 2.5, "output_price_per_mtok": 10},
+        {"id": "claude-think", "type": "anthropic", "upstream": "wm", "reasoning": "high",
+         "upstream_model_id": "claude-upstream"},
+        {"id": "stream-gpt", "type": "openai", "upstream": "mock",
+         "input_price_per_mtok": 1000000, "output_price_per_mtok": 2000000},
+        {"id": "stream-claude", "type": "anthropic", "upstream": "mock",
+         "input_price_per_mtok": 3, "output_price_per_mtok": 15, "billing_multiplier": 2},
+        {"id": "slow-gpt", "type": "openai", "upstream": "slow"}
+    ],
+    "system_prompt": "",
+    "user_agent": "goproxy-test/1",
+    "first_byte_timeout_secs": 1,
+    "stream_idle_timeout_secs": 1,
+    "max_body_bytes": 4096,
+    "drain_timeout_secs": 5
+}"#;
+
+/// A raw TCP server that streams SSE slowly forever and records whether its
+/// peer closed the connection (a write failed): used to show that a client
+/// disconnect reaches the upstream.
+#[derive(Debug)]
+pub struct SlowSse {
+    pub addr: SocketAddr,
+    pub connections: Arc<AtomicUsize>,
+    pub peer_closed: Arc<AtomicBool>,
+}
+
+impl SlowSse {
+    pub async fn start() -> SlowSse {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let peer_closed = Arc::new(AtomicBool::new(false));
+        let (c, p) = (connections.clone(), peer_closed.clone());
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                c.fetch_add(1, Ordering::SeqCst);
+                let p = p.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    // Read the request head and body (small; one read is enough
+                    // on loopback, but loop until the blank line to be safe).
+                    let mut seen = Vec::new();
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+                    if sock.write_all(head.as_bytes()).await.is_err() {
+                        p.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    for i in 0.. {
+                        let data = format!("data: {{\"i\":{i}}}\n\n");
+                        let chunk = format!("{:x}\r\n{data}\r\n", data.len());
+                        if sock.write_all(chunk.as_bytes()).await.is_err() {
+                            p.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                });
+            }
+        });
+        SlowSse {
+            addr,
+            connections,
+            peer_closed,
+        }
+    }
+}
+
+/// A running proxy and its fake upstreams.
+#[derive(Debug)]
+pub struct TestProxy {
+    pub addr: SocketAddr,
+    pub wiremock: MockServer,
+    pub mock: MockUpstream,
+    pub slow: SlowSse,
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub server: JoinHandle<()>,
+}
+
+impl TestProxy {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// POST JSON with the test client key as a Bearer token.
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(CLIENT_KEY)
+            .json(&body)
+            .send()
+            .await
+            .expect("proxy reachable")
+    }
+
+    /// Ask the server to drain and wait (bounded) for `run` to return.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(10), &mut self.server)
+            .await
+            .expect("server drained in time")
+            .unwrap();
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .bearer_auth(CLIENT_KEY)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+fn default_secrets() -> Secrets {
+    let keys: HashMap<String, Vec<String>> =
+        ["wm-openai", "wm-anthropic", "mock-openai", "mock-anthropic"]
+            .into_iter()
+            .map(|e| (e.to_string(), vec![UPSTREAM_KEY.to_string()]))
+            .collect();
+    Secrets::new(vec![CLIENT_KEY.to_string()], keys)
+}
+
+/// Start the fake upstreams, then a proxy serving `config_json` (with the
+/// placeholders of [`DEFAULT_CONFIG`] filled in) and the default secrets.
+pub async fn spawn_proxy(config_json: &str) -> TestProxy {
+    spawn_proxy_with(config_json, |_| default_secrets()).await
+}
+
+/// Like [`spawn_proxy`] with secrets computed from the config.
+pub async fn spawn_proxy_with(
+    config_json: &str,
+    secrets: impl FnOnce(&Config) -> Secrets,
+) -> TestProxy {
+    let wiremock = MockServer::start().await;
+    let mock = MockUpstream::start(
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        MockConfig::default(),
+    )
+    .await
+    .unwrap();
+    let slow = SlowSse::start().await;
+    let text = config_json
+        .replace("WM_BASE", &wiremock.uri())
+        .replace("MOCK_BASE", &format!("http://{}", mock.addr()))
+        .replace("SLOW_BASE", &format!("http://{}", slow.addr));
+    let config = Config::from_json(&text, "test-config.json").expect("test config is valid");
+    let secrets = secrets(&config);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel();
+    let server = tokio::spawn(async move {
+        proxy::serve(listener, config, secrets, async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("server ran");
+    });
+    TestProxy {
+        addr,
+        wiremock,
+        mock,
+        slow,
+        client: reqwest::Client::builder().no_proxy().build().unwrap(),
+        shutdown: Some(tx),
+        server,
+    }
+}
+
+/// Poll `f` until it returns `Some`, or panic after `deadline` saying what
+/// was awaited.
+pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A free port on 127.0.0.1 (bound then released; for spawning the binary).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

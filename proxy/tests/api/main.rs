@@ -1,0 +1,7 @@
+//! goproxy API tests: one test binary, fake upstreams from `helpers`.
+
+mod binary;
+mod helpers;
+mod routing;
+mod security;
+mod streaming;

@@ -10,7 +10,7 @@ FROM debian:bookworm-slim
 # container. ca-certificates: HTTPS to the real upstreams.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates net-tools \
-    && rm -rf /var/lib/apt/lists/* \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
     && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin goproxy
 
 COPY target/release/goproxy /usr/local/bin/goproxy

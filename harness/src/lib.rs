@@ -1,1 +1,44 @@
-//! harness
+//! The pre-deploy validation gate for goproxy's port change.
+//!
+//! It turns the design's runbook (pre-deployment checks, rolling update,
+//! post-deployment checks, rollback) into code that runs against the real
+//! stack of `docker-compose.test.yml` (nginx with TLS, goproxy, a streaming
+//! mock LLM upstream, and a wiremock server on the host) and answers go or
+//! no-go with an exit code CI can gate on.
+//!
+//! ```text
+//! cargo run -p harness -- lint
+//! cargo run -p harness -- validate --scenario scenarios/port-change-8005-to-8004.toml
+//! cargo run -p harness -- scenarios run
+//! ```
+//!
+//! # Layout
+//!
+//! - [`cli`]: the command line and its exit codes.
+//! - [`gate`]: one scenario from lint to verdict.
+//! - [`scenario`], [`expect`]: scenario files and whether a run matched them.
+//! - [`lint`], [`ports`]: static checks; where each file writes the port.
+//! - [`files`]: rendering the start and candidate configs, backups.
+//! - [`stack`], [`compose`], [`docker`], [`tls`]: the containers and their guard.
+//! - [`pre`], [`deploy`], [`verify`], [`rollback`]: the runbook's phases.
+//! - [`traffic`]: the steady client and SSE streams run during the switch.
+//! - [`check`], [`report`]: check results; summary, JSON and JUnit outputs.
+
+pub mod check;
+pub mod cli;
+pub mod compose;
+pub mod deploy;
+pub mod docker;
+pub mod expect;
+pub mod files;
+pub mod gate;
+pub mod lint;
+pub mod ports;
+pub mod pre;
+pub mod report;
+pub mod rollback;
+pub mod scenario;
+pub mod stack;
+pub mod tls;
+pub mod traffic;
+pub mod verify;

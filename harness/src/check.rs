@@ -1,0 +1,215 @@
+//! The unit of the gate: a named check with a verdict, its evidence and its time.
+//!
+//! Every step of the runbook (lint, pre-deployment, deployment,
+//! post-deployment, rollback) becomes one or more [`CheckResult`]s. They are
+//! printed as they finish (progress for a human at a terminal) and collected
+//! into a [`crate::report::Report`] for the summary, JSON and JUnit outputs.
+
+use std::fmt;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// Where in the runbook a check belongs. The order is the order of the gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Static checks of the files, no containers.
+    Lint,
+    /// Checks against the running old deployment before anything changes.
+    PreDeployment,
+    /// The rolling update itself, measured under load.
+    Deployment,
+    /// Checks of the new deployment.
+    PostDeployment,
+    /// Restoring the backups and re-checking the old deployment.
+    Rollback,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Lint => "lint",
+            Phase::PreDeployment => "pre-deployment",
+            Phase::Deployment => "deployment",
+            Phase::PostDeployment => "post-deployment",
+            Phase::Rollback => "rollback",
+        })
+    }
+}
+
+/// The verdict of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Fail,
+    /// Not run because an earlier check made it meaningless; the evidence says which.
+    Skip,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Status::Pass => "PASS",
+            Status::Fail => "FAIL",
+            Status::Skip => "SKIP",
+        })
+    }
+}
+
+/// One finished check.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    /// Stable identifier, e.g. `post.listening-port`; used in JSON and JUnit.
+    pub name: String,
+    pub phase: Phase,
+    pub status: Status,
+    /// What was seen: the data an operator needs to believe the verdict.
+    pub evidence: String,
+    #[serde(serialize_with = "ser_ms", rename = "duration_ms")]
+    pub duration: Duration,
+}
+
+fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1000.0)
+}
+
+impl CheckResult {
+    pub fn passed(&self) -> bool {
+        self.status == Status::Pass
+    }
+}
+
+/// What a check body returns: pass with evidence, or fail with evidence.
+pub type Outcome = Result<String, String>;
+
+/// Collects results and prints one line per check as it finishes.
+#[derive(Debug, Default)]
+pub struct Checks {
+    results: Vec<CheckResult>,
+    quiet: bool,
+}
+
+impl Checks {
+    pub fn new(quiet: bool) -> Self {
+        Self {
+            results: Vec::new(),
+            quiet,
+        }
+    }
+
+    /// Runs `body`, times it, records and prints the result. Returns whether it passed.
+    pub async fn run<F>(&mut self, phase: Phase, name: &str, body: F) -> bool
+    where
+        F: Future<Output = Outcome>,
+    {
+        let started = Instant::now();
+        if !self.quiet {
+            // Long checks (a monitoring window, a switch under load) would
+            // otherwise look like a hang; say what is running.
+            eprintln!("  .... {phase:<15} {name}");
+        }
+        let outcome = body.await;
+        let duration = started.elapsed();
+        let (status, evidence) = match outcome {
+            Ok(e) => (Status::Pass, e),
+            Err(e) => (Status::Fail, e),
+        };
+        self.push(CheckResult {
+            name: name.to_string(),
+            phase,
+            status,
+            evidence,
+            duration,
+        })
+    }
+
+    /// Records a check that was not run, with the reason.
+    pub fn skip(&mut self, phase: Phase, name: &str, why: &str) {
+        self.push(CheckResult {
+            name: name.to_string(),
+            phase,
+            status: Status::Skip,
+            evidence: why.to_string(),
+            duration: Duration::ZERO,
+        });
+    }
+
+    /// Records a failure that happened outside a check body.
+    pub fn push_fail(&mut self, phase: Phase, name: &str, evidence: String) {
+        self.push(CheckResult {
+            name: name.to_string(),
+            phase,
+            status: Status::Fail,
+            evidence,
+            duration: Duration::ZERO,
+        });
+    }
+
+    /// Records a finished result, printing it; returns whether it passed.
+    pub fn push(&mut self, result: CheckResult) -> bool {
+        if !self.quiet {
+            eprintln!(
+                "  {} {:<15} {} ({:.1}s) {}",
+                result.status,
+                result.phase,
+                result.name,
+                result.duration.as_secs_f64(),
+                first_line(&result.evidence)
+            );
+        }
+        let passed = result.passed();
+        self.results.push(result);
+        passed
+    }
+
+    pub fn results(&self) -> &[CheckResult] {
+        &self.results
+    }
+
+    pub fn into_results(self) -> Vec<CheckResult> {
+        self.results
+    }
+
+    pub fn all_passed(&self) -> bool {
+        self.results.iter().all(|r| r.status != Status::Fail)
+    }
+
+    pub fn failed(&self) -> impl Iterator<Item = &CheckResult> {
+        self.results.iter().filter(|r| r.status == Status::Fail)
+    }
+}
+
+pub(crate) fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failing body is recorded as a failure with its evidence, and
+    /// `all_passed` turns false.
+    #[tokio::test]
+    async fn failures_are_recorded_with_evidence() {
+        let mut checks = Checks::new(true);
+        assert!(
+            checks
+                .run(Phase::Lint, "ok", async { Ok("fine".into()) })
+                .await
+        );
+        assert!(
+            !checks
+                .run(Phase::Lint, "bad", async {
+                    Err("port 8005 != 8004".into())
+                })
+                .await
+        );
+        assert!(!checks.all_passed());
+        let failed: Vec<_> = checks.failed().map(|r| r.name.as_str()).collect();
+        assert_eq!(failed, ["bad"]);
+        assert_eq!(checks.results()[1].evidence, "port 8005 != 8004");
+    }
+}

@@ -1,0 +1,384 @@
+//! A guard that owns one Docker Compose project for its lifetime.
+//!
+//! Modelled on testcontainers' `DockerCompose` (unique project name, `down`
+//! on drop, a switch to keep the containers for debugging), but it speaks
+//! both Compose v2 (`docker compose`) and v1 (`docker-compose`): the
+//! testcontainers client only runs `docker compose`, and machines with only
+//! v1 (Debian's `docker-compose` package) are common, this one included.
+//! v1 has no `up --wait`, so readiness is polled from `docker inspect`.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use tokio::process::Command;
+
+/// Which Compose CLI is installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ComposeCli {
+    /// `docker compose` (the v2 plugin).
+    V2,
+    /// `docker-compose` (v1, Python).
+    V1,
+}
+
+/// Errors from Compose or Docker, with the command and what it said.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error("Docker is not available: {0}")]
+    NoDocker(String),
+    #[error("`{command}` exited {code}: {stderr}")]
+    Command {
+        command: String,
+        code: i32,
+        stderr: String,
+    },
+    #[error("cannot run `{command}`: {source}")]
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("service {service} not healthy after {waited:?}: last status `{status}`; last health check: {health_log}")]
+    NotHealthy {
+        service: String,
+        waited: Duration,
+        status: String,
+        health_log: String,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl ComposeCli {
+    /// Prefers `docker compose`, falls back to `docker-compose`.
+    pub fn detect() -> Result<Self, StackError> {
+        let v2 = std::process::Command::new("docker")
+            .args(["compose", "version"])
+            .output();
+        if v2.is_ok_and(|o| o.status.success()) {
+            return Ok(ComposeCli::V2);
+        }
+        let v1 = std::process::Command::new("docker-compose")
+            .arg("version")
+            .output();
+        if v1.is_ok_and(|o| o.status.success()) {
+            return Ok(ComposeCli::V1);
+        }
+        Err(StackError::NoDocker(
+            "neither `docker compose` nor `docker-compose` works; install one".into(),
+        ))
+    }
+
+    fn program(self) -> (&'static str, &'static [&'static str]) {
+        match self {
+            ComposeCli::V2 => ("docker", &["compose"]),
+            ComposeCli::V1 => ("docker-compose", &[]),
+        }
+    }
+}
+
+/// Output of a command run in a service container.
+#[derive(Debug, Clone)]
+pub struct ExecOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// One compose project, removed on drop unless kept.
+#[derive(Debug)]
+pub struct ComposeStack {
+    cli: ComposeCli,
+    file: PathBuf,
+    project: String,
+    env: Vec<(String, String)>,
+    keep: bool,
+}
+
+impl ComposeStack {
+    /// A new project `<prefix>-<random>` for `compose_file`; nothing starts yet.
+    pub fn new(compose_file: &Path, project_prefix: &str) -> Result<Self, StackError> {
+        let cli = ComposeCli::detect()?;
+        let file = compose_file.canonicalize().map_err(|e| {
+            StackError::Other(format!("compose file {}: {e}", compose_file.display()))
+        })?;
+        Ok(Self {
+            cli,
+            file,
+            project: format!("{project_prefix}-{:08x}", rand::random::<u32>()),
+            env: Vec::new(),
+            keep: std::env::var("HARNESS_KEEP").is_ok_and(|v| v == "1"),
+        })
+    }
+
+    /// A variable for compose's `${...}` interpolation.
+    pub fn with_env(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.env.push((key.to_string(), value.into()));
+        self
+    }
+
+    /// Keep the containers when the guard is dropped.
+    pub fn keep(&mut self, keep: bool) {
+        self.keep = keep || self.keep;
+    }
+
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    pub fn cli(&self) -> ComposeCli {
+        self.cli
+    }
+
+    fn command(&self, args: &[&str]) -> (Command, String) {
+        let (program, pre) = self.cli.program();
+        let mut cmd = Command::new(program);
+        cmd.args(pre)
+            .arg("-f")
+            .arg(&self.file)
+            .arg("-p")
+            .arg(&self.project)
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .kill_on_drop(true);
+        let line = format!(
+            "{program} {} -p {} {}",
+            pre.join(" "),
+            self.project,
+            args.join(" ")
+        );
+        (cmd, line)
+    }
+
+    /// Runs compose with `args`; a non-zero exit is an error.
+    pub async fn compose(&self, args: &[&str]) -> Result<Output, StackError> {
+        let (mut cmd, line) = self.command(args);
+        let out = cmd.output().await.map_err(|source| StackError::Spawn {
+            command: line.clone(),
+            source,
+        })?;
+        if out.status.success() {
+            Ok(out)
+        } else {
+            Err(StackError::Command {
+                command: line,
+                code: out.status.code().unwrap_or(-1),
+                stderr: tail(&String::from_utf8_lossy(&out.stderr), 1500),
+            })
+        }
+    }
+
+    /// `up -d [--build] [services]`.
+    pub async fn up(&self, services: &[&str], build: bool) -> Result<(), StackError> {
+        let mut args = vec!["up", "-d"];
+        if build {
+            args.push("--build");
+        }
+        args.extend_from_slice(services);
+        self.compose(&args).await.map(|_| ())
+    }
+
+    /// Polls every container of each service until Docker calls it healthy
+    /// (or running, for a service without a healthcheck).
+    pub async fn wait_healthy(
+        &self,
+        services: &[&str],
+        deadline: Duration,
+    ) -> Result<(), StackError> {
+        let started = Instant::now();
+        for service in services {
+            loop {
+                let ids = self.container_ids(service).await?;
+                let mut all = !ids.is_empty();
+                let mut status = String::from("no container");
+                let mut log = String::new();
+                for id in &ids {
+                    let s = docker(&[
+                        "inspect",
+                        "-f",
+                        "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
+                        id,
+                    ])
+                    .await?;
+                    status = s.trim().to_string();
+                    let ok = status == "running healthy" || status == "running";
+                    if !ok {
+                        all = false;
+                        log = docker(&[
+                            "inspect",
+                            "-f",
+                            "{{if .State.Health}}{{range .State.Health.Log}}{{.Output}}{{end}}{{end}}",
+                            id,
+                        ])
+                        .await
+                        .unwrap_or_default();
+                    }
+                }
+                if all {
+                    break;
+                }
+                if started.elapsed() > deadline || status.starts_with("exited") {
+                    let logs = match ids.first() {
+                        Some(id) => docker(&["logs", "--tail", "10", id])
+                            .await
+                            .unwrap_or_default(),
+                        None => String::new(),
+                    };
+                    return Err(StackError::NotHealthy {
+                        service: service.to_string(),
+                        waited: started.elapsed(),
+                        status,
+                        health_log: format!("{} / logs: {}", tail(&log, 400), tail(&logs, 800)),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ids of the running containers of `service`, oldest first.
+    pub async fn container_ids(&self, service: &str) -> Result<Vec<String>, StackError> {
+        let project = format!("label=com.docker.compose.project={}", self.project);
+        let svc = format!("label=com.docker.compose.service={service}");
+        let out = docker(&[
+            "ps",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            &project,
+            "--filter",
+            &svc,
+        ])
+        .await?;
+        // `docker ps` lists newest first.
+        let mut ids: Vec<String> = out
+            .lines()
+            .map(str::to_string)
+            .filter(|l| !l.is_empty())
+            .collect();
+        ids.reverse();
+        Ok(ids)
+    }
+
+    /// Runs `cmd` in the service's first container (`exec -T`); a non-zero
+    /// exit of `cmd` is returned, not an error.
+    pub async fn exec(&self, service: &str, cmd: &[&str]) -> Result<ExecOutput, StackError> {
+        let mut args = vec!["exec", "-T", service];
+        args.extend_from_slice(cmd);
+        let (mut c, line) = self.command(&args);
+        let out = c.output().await.map_err(|source| StackError::Spawn {
+            command: line,
+            source,
+        })?;
+        Ok(ExecOutput {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    /// The loopback port a container port is published on.
+    pub async fn host_port(&self, service: &str, container_port: u16) -> Result<u16, StackError> {
+        let port = container_port.to_string();
+        let out = self.compose(&["port", service, &port]).await?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .filter(|p| *p != 0)
+            .ok_or_else(|| {
+                StackError::Other(format!(
+                    "{service}:{container_port} is not published (`port` said `{}`)",
+                    text.trim()
+                ))
+            })
+    }
+
+    /// All logs of the service's containers.
+    pub async fn logs(&self, service: &str) -> Result<String, StackError> {
+        let out = self.compose(&["logs", "--no-color", service]).await?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Restarts Docker counted for the service's containers.
+    pub async fn restart_count(&self, service: &str) -> Result<u64, StackError> {
+        let mut n = 0;
+        for id in self.container_ids(service).await? {
+            n += docker(&["inspect", "-f", "{{.RestartCount}}", &id])
+                .await?
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(0);
+        }
+        Ok(n)
+    }
+
+    /// Stops and removes the project now.
+    pub async fn down(mut self) -> Result<(), StackError> {
+        self.keep = true; // Drop must not run it again.
+        self.compose(&["down", "-v", "--remove-orphans", "-t", "5"])
+            .await
+            .map(|_| ())
+    }
+}
+
+impl Drop for ComposeStack {
+    fn drop(&mut self) {
+        if self.keep {
+            eprintln!(
+                "keeping compose project {} (HARNESS_KEEP / --keep)",
+                self.project
+            );
+            return;
+        }
+        // Blocking on purpose: Drop may run while the runtime shuts down
+        // (Ctrl-C, a failed test), and the containers must go either way.
+        let (program, pre) = self.cli.program();
+        let _ = std::process::Command::new(program)
+            .args(pre)
+            .arg("-f")
+            .arg(&self.file)
+            .arg("-p")
+            .arg(&self.project)
+            .args(["down", "-v", "--remove-orphans", "-t", "5"])
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+async fn docker(args: &[&str]) -> Result<String, StackError> {
+    let line = format!("docker {}", args.join(" "));
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .await
+        .map_err(|source| StackError::Spawn {
+            command: line.clone(),
+            source,
+        })?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(StackError::Command {
+            command: line,
+            code: out.status.code().unwrap_or(-1),
+            stderr: tail(&String::from_utf8_lossy(&out.stderr), 800),
+        })
+    }
+}
+
+fn tail(s: &str, max: usize) -> String {
+    let s = s.trim();
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("...{}", &s[start..])
+}

@@ -1,0 +1,268 @@
+//! The deployment step under load: write the candidate configs, switch
+//! goproxy, reload nginx, and count what a steady client noticed.
+//!
+//! Two strategies. `restart-then-reload` is the design document's
+//! (`up -d --build goproxy`, then `nginx -s reload`): between the old
+//! goproxy closing and nginx learning the new port, requests fail. `overlap`
+//! is ours: start the new goproxy beside the old one, reload nginx (whose
+//! `goproxy` name now resolves to both; the old one refuses the new port and
+//! nginx passes the request on before sending anything), drain and stop the
+//! old goproxy, reload nginx again so only the new address remains.
+
+use std::time::{Duration, Instant};
+
+use crate::check::{Checks, Phase};
+use crate::docker;
+use crate::files::Rendered;
+use crate::scenario::{Scenario, Strategy};
+use crate::stack::Stack;
+use crate::traffic::{self, LoadStats, Target};
+
+/// How long a new goproxy may take to turn healthy.
+const START_DEADLINE: Duration = Duration::from_secs(60);
+/// How long the old goproxy may drain open streams before it is killed.
+/// Longer than goproxy's own drain timeout, so goproxy decides.
+const STOP_GRACE_SECS: &str = "40";
+
+/// What the deployment measured.
+#[derive(Debug, Default)]
+pub struct DeployOutcome {
+    /// The switch itself worked: configs written, goproxy switched, nginx
+    /// reloaded. The post-deployment checks run only then.
+    pub switched: bool,
+    /// And the steady client saw no more failures than the scenario allows.
+    pub passed: bool,
+    pub load: Option<LoadStats>,
+    pub switch_duration: Duration,
+}
+
+/// Applies the candidate and switches goproxy under load.
+pub async fn run(
+    stack: &Stack,
+    checks: &mut Checks,
+    scenario: &Scenario,
+    candidate: &Rendered,
+    target: Option<Target>,
+) -> DeployOutcome {
+    let p = Phase::Deployment;
+    let mut out = DeployOutcome::default();
+    if !checks
+        .run(p, "deploy.apply-config", async {
+            stack
+                .files
+                .write(candidate)
+                .map_err(|e| format!("cannot write the candidate configs: {e}"))?;
+            Ok(format!(
+                "wrote {} and {} in place",
+                stack.files.goproxy_config.display(),
+                stack.files.nginx_conf.display()
+            ))
+        })
+        .await
+    {
+        return out;
+    }
+
+    let load = target.map(|t| {
+        traffic::start(
+            t,
+            scenario.load.interval,
+            scenario.load.streams,
+            scenario.load.slow_threshold,
+        )
+    });
+    let started = Instant::now();
+    let switched = match scenario.change.strategy {
+        Strategy::Overlap => overlap(stack, checks, scenario.load.extra_reloads).await,
+        Strategy::RestartThenReload => restart_then_reload(stack, checks).await,
+    };
+    out.switch_duration = started.elapsed();
+    // Let the steady client see the settled state before it stops.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stats = match load {
+        Some(l) => Some(l.stop().await),
+        None => None,
+    };
+    let mut ok = switched;
+    if let Some(stats) = &stats {
+        let max = scenario.expect.max_failed_requests;
+        let stats = stats.clone();
+        let took = out.switch_duration;
+        ok &= checks
+            .run(p, "deploy.switch-under-load", async move {
+                let line = format!(
+                    "{} failed of {} requests + {} streams ({} slow, longest gap {:.0} ms, \
+                     {}/{} streams completed), switch {:.0} ms",
+                    stats.failed_total(),
+                    stats.requests,
+                    stats.streams_opened,
+                    stats.slow,
+                    stats.longest_gap.as_secs_f64() * 1000.0,
+                    stats.streams_completed,
+                    stats.streams_opened,
+                    took.as_secs_f64() * 1000.0
+                );
+                if stats.failed_total() <= max {
+                    Ok(line)
+                } else {
+                    Err(format!(
+                        "{line}; target {max}; first failures: {}",
+                        stats.failures.join(" | ")
+                    ))
+                }
+            })
+            .await;
+    }
+    out.load = stats;
+    out.switched = switched;
+    out.passed = ok;
+    out
+}
+
+async fn overlap(stack: &Stack, checks: &mut Checks, extra_reloads: u32) -> bool {
+    let p = Phase::Deployment;
+    let old = match stack.compose.container_ids("goproxy").await {
+        Ok(ids) => ids,
+        Err(e) => {
+            checks.push_fail(p, "deploy.start-new-goproxy", e.to_string());
+            return false;
+        }
+    };
+    let mut new_id = String::new();
+    let started = checks
+        .run(p, "deploy.start-new-goproxy", async {
+            let scale = format!("goproxy={}", old.len() + 1);
+            stack
+                .compose
+                .compose(&[
+                    "up",
+                    "-d",
+                    "--no-deps",
+                    "--no-recreate",
+                    "--scale",
+                    &scale,
+                    "goproxy",
+                ])
+                .await
+                .map_err(|e| e.to_string())?;
+            let ids = stack
+                .compose
+                .container_ids("goproxy")
+                .await
+                .map_err(|e| e.to_string())?;
+            new_id = ids
+                .into_iter()
+                .find(|id| !old.contains(id))
+                .ok_or("compose did not start a new goproxy container")?;
+            wait_healthy(&new_id, START_DEADLINE).await
+        })
+        .await;
+    if !started {
+        if !new_id.is_empty() {
+            // The old goproxy is still serving; take the failed one away.
+            let _ = docker::docker(&["rm", "-f", &new_id]).await;
+        }
+        return false;
+    }
+    let mut ok = checks
+        .run(p, "deploy.nginx-reload", stack.reload_nginx())
+        .await;
+    for i in 0..extra_reloads {
+        ok &= checks
+            .run(p, &format!("deploy.nginx-reload-extra-{}", i + 1), async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                stack.reload_nginx().await
+            })
+            .await;
+    }
+    if !ok {
+        return false;
+    }
+    ok &= checks
+        .run(p, "deploy.drain-old-goproxy", async {
+            let t0 = Instant::now();
+            for id in &old {
+                docker::docker_ok(&["stop", "-t", STOP_GRACE_SECS, id]).await?;
+                docker::docker_ok(&["rm", id]).await?;
+            }
+            Ok(format!(
+                "old goproxy drained and stopped in {:.0} ms",
+                t0.elapsed().as_secs_f64() * 1000.0
+            ))
+        })
+        .await;
+    ok & checks
+        .run(p, "deploy.nginx-reload-final", stack.reload_nginx())
+        .await
+}
+
+async fn restart_then_reload(stack: &Stack, checks: &mut Checks) -> bool {
+    let p = Phase::Deployment;
+    let before = match stack.only_container("goproxy").await {
+        Ok(id) => docker::started_at(&id).await.map(|s| (id, s)).ok(),
+        Err(_) => None,
+    };
+    let ok = checks
+        .run(p, "deploy.restart-goproxy", async {
+            stack
+                .compose
+                .compose(&["up", "-d", "--build", "goproxy"])
+                .await
+                .map_err(|e| e.to_string())?;
+            let id = stack.only_container("goproxy").await?;
+            let now = docker::started_at(&id).await?;
+            if let Some((old_id, old_start)) = &before {
+                if *old_id == id && *old_start == now {
+                    return Err(format!(
+                        "`up -d --build goproxy` did not restart goproxy (same container, \
+                         started {now}): compose does not see a change in a bind-mounted \
+                         config file, so the old process keeps the old port. Use \
+                         `up -d --force-recreate goproxy` or `restart goproxy`."
+                    ));
+                }
+            }
+            wait_healthy(&id, START_DEADLINE).await
+        })
+        .await;
+    ok & checks
+        .run(p, "deploy.nginx-reload", stack.reload_nginx())
+        .await
+}
+
+/// Polls the container's Docker health until healthy; fails fast with its
+/// last log lines if it exits.
+pub async fn wait_healthy(id: &str, deadline: Duration) -> Result<String, String> {
+    let t0 = Instant::now();
+    let mut last = String::new();
+    while t0.elapsed() < deadline {
+        let state = docker::docker_ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
+            id,
+        ])
+        .await?;
+        last = state.trim().to_string();
+        if last.ends_with("healthy") && !last.ends_with("unhealthy") {
+            return Ok(format!(
+                "{} healthy after {:.0} ms",
+                &id[..12.min(id.len())],
+                t0.elapsed().as_secs_f64() * 1000.0
+            ));
+        }
+        if last.starts_with("exited") || last.starts_with("dead") {
+            let logs = docker::docker(&["logs", "--tail", "5", id]).await?;
+            return Err(format!(
+                "goproxy exited at start: {}",
+                format!("{}{}", logs.stdout, logs.stderr)
+                    .trim()
+                    .replace('\n', " / ")
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(format!(
+        "{} not healthy after {deadline:?}; last state: {last}",
+        &id[..12.min(id.len())]
+    ))
+}

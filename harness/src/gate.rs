@@ -1,0 +1,324 @@
+//! The gate: one scenario from lint to verdict, in the runbook's order.
+//!
+//! lint -> start the old deployment -> pre-deployment -> deployment under
+//! load -> post-deployment -> monitoring window, with an automatic rollback
+//! when anything after the change fails. Each step is a check in the
+//! report; the verdict and its exit code come from [`crate::report`].
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::check::{Checks, Phase};
+use crate::files::{self, LiveFiles, MockEndpoints, Sources};
+use crate::lint::{self, LintTargets};
+use crate::report::{Figures, Report, Verdict};
+use crate::scenario::{Fault, Scenario};
+use crate::stack::{self, Stack, StackOptions, MOCK_PORT};
+use crate::traffic::Target;
+use crate::verify::{self, StreamModel};
+use crate::{deploy, docker, pre, rollback};
+
+/// How a validate run is set up.
+#[derive(Debug, Clone)]
+pub struct GateOptions {
+    /// The repository root (configs, nginx, compose file).
+    pub root: PathBuf,
+    /// The monitoring window after the change (the design's 15 minutes).
+    pub monitor: Duration,
+    /// Keep containers and the run directory for debugging.
+    pub keep: bool,
+    /// Roll back automatically when a check after the change fails.
+    pub auto_rollback: bool,
+    /// No per-check progress lines.
+    pub quiet: bool,
+}
+
+/// Runs a scenario end to end and returns its report.
+pub async fn validate(scenario: &Scenario, opts: &GateOptions) -> Report {
+    let started = Instant::now();
+    let mut checks = Checks::new(opts.quiet);
+    let mut figures = Figures::default();
+    let (verdict, reason) = run(scenario, opts, &mut checks, &mut figures).await;
+    Report::new(
+        scenario.name.clone(),
+        verdict,
+        reason,
+        checks.into_results(),
+        figures,
+        started.elapsed(),
+    )
+}
+
+async fn run(
+    scenario: &Scenario,
+    opts: &GateOptions,
+    checks: &mut Checks,
+    figures: &mut Figures,
+) -> (Verdict, String) {
+    let no_go = |why: String| (Verdict::NoGo, why);
+    let wiremock = match stack::start_wiremock().await {
+        Ok(w) => w,
+        Err(e) => return no_go(e),
+    };
+    let mocks = MockEndpoints {
+        stream_mock: format!("http://upstream:{MOCK_PORT}"),
+        wiremock: Some(format!(
+            "http://host.docker.internal:{}",
+            wiremock.address().port()
+        )),
+    };
+    let (start, candidate) = match files::render(scenario, &Sources::from_root(&opts.root), &mocks)
+    {
+        Ok(r) => r,
+        Err(e) => return no_go(format!("cannot render the scenario's configs: {e}")),
+    };
+    let run_dir = match tempfile::Builder::new()
+        .prefix(&format!("harness-{}-", scenario.name))
+        .tempdir()
+    {
+        Ok(d) => d,
+        Err(e) => return no_go(format!("cannot make a run directory: {e}")),
+    };
+    let live = match LiveFiles::create(run_dir.path(), &start) {
+        Ok(l) => l,
+        Err(e) => return no_go(format!("cannot write the run's files: {e}")),
+    };
+    let (cand_json, cand_nginx) = match live.write_candidate(&candidate) {
+        Ok(p) => p,
+        Err(e) => return no_go(format!("cannot write the candidate files: {e}")),
+    };
+    let compose_file = opts.root.join("docker-compose.test.yml");
+
+    // Lint the candidate as it will be deployed, before any container.
+    let dev = opts.root.join("proxy/config-ohmygpt-dev.json");
+    let targets = LintTargets {
+        prod_config: cand_json.clone(),
+        dev_config: dev.exists().then_some(dev),
+        nginx_conf: cand_nginx.clone(),
+        compose_files: vec![compose_file.clone()],
+    };
+    lint::run(&targets, checks).await;
+    if !checks.all_passed() && !scenario.change.force {
+        return no_go("lint failed: the candidate files disagree or do not validate".into());
+    }
+
+    let mut stack_opts = StackOptions::from_root(&opts.root);
+    stack_opts.keep = opts.keep;
+    let mut stack_slot = None;
+    let up = checks
+        .run(Phase::PreDeployment, "pre.stack-up", async {
+            let s = Stack::start(&stack_opts, live, wiremock).await?;
+            let said = format!(
+                "compose project {} healthy; nginx on 127.0.0.1:{}",
+                s.compose.project(),
+                s.https_port
+            );
+            stack_slot = Some(s);
+            Ok(said)
+        })
+        .await;
+    let Some(stack) = stack_slot.filter(|_| up) else {
+        return no_go("the test stack did not come up".into());
+    };
+    if opts.keep {
+        eprintln!(
+            "  keeping run directory {} and project {}",
+            run_dir.path().display(),
+            stack.compose.project()
+        );
+        let _ = run_dir.keep();
+    }
+    let model = match stream_model(&candidate.goproxy_config, &start.goproxy_config) {
+        Ok(m) => m,
+        Err(e) => return no_go(e),
+    };
+
+    if scenario.fault == Fault::PortInUse {
+        let occupied = checks
+            .run(Phase::PreDeployment, "fault.occupy-new-port", async {
+                pre::occupy_port(&stack, &candidate.goproxy_config).await?;
+                wait_listening(&stack, scenario.change.port).await
+            })
+            .await;
+        if !occupied {
+            return no_go("could not inject the port-in-use fault".into());
+        }
+    }
+
+    let pre = pre::run(
+        &stack,
+        checks,
+        scenario.start_port,
+        scenario.change.port,
+        (&cand_json, &cand_nginx),
+    )
+    .await;
+    if !pre.passed {
+        checks
+            .run(Phase::PreDeployment, "nogo.old-service-intact", async {
+                for b in &pre.backups {
+                    files::verify_same(&b.original, &b.copy)?;
+                }
+                pre::old_service(&stack, scenario.start_port).await
+            })
+            .await;
+        return no_go("a pre-deployment check failed; nothing was changed".into());
+    }
+
+    let target = Target {
+        client: stack.client.clone(),
+        base: stack.url(""),
+        api_key: stack.api_key.clone(),
+        model: model.id.clone(),
+    };
+    // Streams long enough to be open across the whole switch.
+    let _ = stack
+        .set_mock(&mock_upstream::MockConfig {
+            chunks: 30,
+            chunk_delay: Duration::from_millis(100),
+            ..Default::default()
+        })
+        .await;
+    let deployed = deploy::run(&stack, checks, scenario, &candidate, Some(target)).await;
+    let _ = stack.set_mock(&mock_upstream::MockConfig::default()).await;
+    if let Some(l) = &deployed.load {
+        figures.switch_requests = Some(l.requests);
+        figures.switch_failed_requests = Some(l.failed_total());
+        figures.switch_slow_requests = Some(l.slow);
+        figures.switch_longest_gap_ms = Some(l.longest_gap.as_secs_f64() * 1000.0);
+        figures.switch_streams_opened = Some(l.streams_opened);
+        figures.switch_streams_completed = Some(l.streams_completed);
+    }
+    figures.switch_duration_ms = Some(deployed.switch_duration.as_secs_f64() * 1000.0);
+    let switched_at = SystemTime::now();
+
+    // Failed requests during the switch are a finding, not a reason to skip
+    // the post-deployment checks: they say whether the service works now.
+    let after_change_ok = if deployed.switched {
+        match scenario.fault {
+            Fault::UpstreamDown => {
+                let _ = stack
+                    .compose
+                    .compose(&["stop", "-t", "1", "upstream"])
+                    .await;
+            }
+            Fault::UpstreamSlowStream => {
+                let _ = stack
+                    .set_mock(&mock_upstream::MockConfig {
+                        chunks: 4,
+                        chunk_delay: Duration::from_millis(1500),
+                        ..Default::default()
+                    })
+                    .await;
+            }
+            _ => {}
+        }
+        let p = Phase::PostDeployment;
+        let mut ok = verify::verify(
+            &stack,
+            checks,
+            p,
+            "post",
+            scenario.change.port,
+            scenario.start_port,
+            &model,
+        )
+        .await;
+        if !ok {
+            // Tell an upstream outage apart from a broken deployment:
+            // rolling back cannot fix the upstream.
+            let reachable = checks
+                .run(
+                    p,
+                    "post.upstream-reachable",
+                    verify::upstream_reachable(&stack),
+                )
+                .await;
+            if !reachable {
+                return no_go(
+                    "the LLM upstream is down; the deployment itself is not the cause, no rollback"
+                        .into(),
+                );
+            }
+        }
+        if ok {
+            ok = checks
+                .run(
+                    p,
+                    "post.monitor",
+                    verify::monitor(&stack, opts.monitor, switched_at),
+                )
+                .await;
+        }
+        ok && deployed.passed
+    } else {
+        false
+    };
+    if after_change_ok && !scenario.change.rollback_after {
+        return (Verdict::Go, "every check passed".into());
+    }
+    if !opts.auto_rollback && !scenario.change.rollback_after {
+        return no_go(
+            "a check after the change failed; automatic rollback is off: roll back now".into(),
+        );
+    }
+    let (restored, took) = rollback::run(
+        &stack,
+        checks,
+        &pre.backups,
+        scenario.start_port,
+        scenario.change.port,
+        &model,
+    )
+    .await;
+    figures.rollback_duration_ms = Some(took.as_secs_f64() * 1000.0);
+    if restored && after_change_ok {
+        (Verdict::RolledBack, format!("deployed, then rolled back on demand in {:.1}s; the old deployment passed its checks", took.as_secs_f64()))
+    } else if restored {
+        (Verdict::RolledBack, format!("a check after the change failed; rolled back in {:.1}s and the old deployment passed its checks", took.as_secs_f64()))
+    } else {
+        (
+            Verdict::RollbackFailed,
+            "a check after the change failed and the rollback did not restore service".into(),
+        )
+    }
+}
+
+/// The first model of the deployed config that the streaming mock serves
+/// in OpenAI format (the probe model goes to wiremock instead).
+fn stream_model(candidate: &str, start: &str) -> Result<StreamModel, String> {
+    // A candidate that does not parse (a no-go scenario) still has a start.
+    let config = proxy::config::Config::from_json(candidate, "candidate")
+        .or_else(|_| proxy::config::Config::from_json(start, "start"))
+        .map_err(|e| format!("the rendered goproxy config does not load: {e}"))?;
+    config
+        .models()
+        .iter()
+        .find(|m| {
+            m.id != files::PROBE_MODEL
+                && config
+                    .endpoint_for(m, proxy::config::Format::OpenAi)
+                    .is_some_and(|e| e.url.host_str() == Some("upstream"))
+        })
+        .map(|m| StreamModel {
+            id: m.id.clone(),
+            upstream_ids: m.upstream_ids.iter().map(|(id, _)| id.clone()).collect(),
+        })
+        .ok_or_else(|| {
+            "no model of the config is served in OpenAI format by the mock upstream".into()
+        })
+}
+
+async fn wait_listening(stack: &Stack, port: u16) -> Result<String, String> {
+    let id = stack.only_container("goproxy").await?;
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(10) {
+        if docker::listening_ports(&id).await?.contains(&port) {
+            return Ok(format!(
+                "a second goproxy now holds port {port} in goproxy's namespace"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("the squatter never listened on {port}"))
+}

@@ -1,0 +1,161 @@
+//! Pre-deployment checks against the running old deployment: the target
+//! port is free, the candidate configs pass the real goproxy and the real
+//! nginx, and verified backups exist before anything changes.
+
+use std::path::Path;
+
+use base64::Engine as _;
+
+use crate::check::{Checks, Phase};
+use crate::docker;
+use crate::files::{self, Backup, LiveFiles};
+use crate::stack::Stack;
+
+/// What the pre-deployment phase leaves for the later ones.
+#[derive(Debug, Default)]
+pub struct PreOutcome {
+    pub passed: bool,
+    pub backups: Vec<Backup>,
+}
+
+/// Runs the pre-deployment checks in the runbook's order.
+pub async fn run(
+    stack: &Stack,
+    checks: &mut Checks,
+    start_port: u16,
+    new_port: u16,
+    candidate: (&Path, &Path),
+) -> PreOutcome {
+    let p = Phase::PreDeployment;
+    let mut ok = checks
+        .run(
+            p,
+            "pre.old-service-answering",
+            old_service(stack, start_port),
+        )
+        .await;
+    ok &= checks
+        .run(p, "pre.port-free", port_free(stack, new_port))
+        .await;
+    ok &= checks
+        .run(
+            p,
+            "pre.goproxy-check-config",
+            check_config(stack, candidate.0),
+        )
+        .await;
+    ok &= checks
+        .run(p, "pre.nginx-t", nginx_t(stack, candidate.1))
+        .await;
+    let mut backups = Vec::new();
+    ok &= checks
+        .run(p, "pre.backups", async {
+            take_backups(&stack.files, &mut backups)
+        })
+        .await;
+    PreOutcome {
+        passed: ok,
+        backups,
+    }
+}
+
+/// The old deployment answers through nginx on its port.
+pub async fn old_service(stack: &Stack, port: u16) -> Result<String, String> {
+    let resp = stack
+        .client
+        .get(stack.url("/health"))
+        .send()
+        .await
+        .map_err(|e| format!("old service does not answer through nginx: {e}"))?;
+    let status = resp.status();
+    let v: serde_json::Value = resp.json().await.unwrap_or_default();
+    if status == 200 && v["port"] == port {
+        Ok(format!("/health 200 through nginx from goproxy on {port}"))
+    } else {
+        Err(format!(
+            "/health through nginx: HTTP {status}, port {}",
+            v["port"]
+        ))
+    }
+}
+
+/// Nothing listens on the new port in goproxy's network namespace.
+async fn port_free(stack: &Stack, port: u16) -> Result<String, String> {
+    let id = stack.only_container("goproxy").await?;
+    let ports = docker::listening_ports(&id).await?;
+    if ports.contains(&port) {
+        let who = docker::exec(&id, &["netstat", "-tlnp"])
+            .await
+            .map(|o| o.stdout)
+            .unwrap_or_default();
+        let line = who
+            .lines()
+            .find(|l| l.contains(&format!(":{port} ")))
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        return Err(format!(
+            "port {port} is already in use in goproxy's network namespace: {line}"
+        ));
+    }
+    Ok(format!(
+        "port {port} free in goproxy's namespace (listening: {ports:?})"
+    ))
+}
+
+/// The candidate JSON passes `goproxy --check-config` of the deployed image.
+async fn check_config(stack: &Stack, candidate: &Path) -> Result<String, String> {
+    let id = stack.only_container("goproxy").await?;
+    let inside = "/tmp/config.candidate.json";
+    docker::copy_in(&id, candidate, inside).await?;
+    let out = docker::exec(&id, &["goproxy", "--check-config", inside]).await?;
+    if out.code == 0 {
+        Ok(out.stdout.trim().to_string())
+    } else {
+        Err(format!(
+            "goproxy --check-config exited {}: {}",
+            out.code,
+            out.stderr.trim()
+        ))
+    }
+}
+
+/// The candidate nginx.conf passes `nginx -t` run by the deployed nginx.
+async fn nginx_t(stack: &Stack, candidate: &Path) -> Result<String, String> {
+    let id = stack.only_container("nginx").await?;
+    let inside = "/tmp/nginx.candidate.conf";
+    docker::copy_in(&id, candidate, inside).await?;
+    let out = docker::exec(&id, &["nginx", "-t", "-c", inside]).await?;
+    let said = out.stderr.trim().replace('\n', " / ");
+    if out.code == 0 {
+        Ok(said)
+    } else {
+        Err(format!(
+            "nginx -t on the candidate exited {}: {said}",
+            out.code
+        ))
+    }
+}
+
+fn take_backups(files: &LiveFiles, out: &mut Vec<Backup>) -> Result<String, String> {
+    for path in [&files.nginx_conf, &files.goproxy_config] {
+        out.push(files::backup(path)?);
+    }
+    Ok(out
+        .iter()
+        .map(|b| format!("{} ({} bytes, verified)", b.copy.display(), b.bytes))
+        .collect::<Vec<_>>()
+        .join(", "))
+}
+
+/// Starts a process listening on `port` inside the goproxy container (a
+/// second goproxy with the candidate config), to reproduce "port in use".
+pub async fn occupy_port(stack: &Stack, candidate_json: &str) -> Result<(), String> {
+    let id = stack.only_container("goproxy").await?;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(candidate_json);
+    let script = format!(
+        "echo {b64} | base64 -d > /tmp/squatter.json && exec goproxy --config /tmp/squatter.json"
+    );
+    docker::docker_ok(&["exec", "-d", &id, "sh", "-c", &script]).await?;
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! A steady client and open SSE streams, run through nginx while the
+//! deployment switches goproxy, counting what an end user would notice.
+//!
+//! The requests go only to the stack's loopback HTTPS port, are paced by a
+//! fixed interval, and stop when the switch is over (or at a hard cap), so
+//! the load is bounded in count and time.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio::task::JoinHandle;
+
+/// Where and how to send the load.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub client: reqwest::Client,
+    /// `https://chat.trollllm.xyz:<port>`.
+    pub base: String,
+    pub api_key: String,
+    /// A model of the deployed config served by the streaming mock.
+    pub model: String,
+}
+
+/// What the load saw.
+#[derive(Debug, Clone, Default)]
+pub struct LoadStats {
+    pub requests: u64,
+    pub failed: u64,
+    pub slow: u64,
+    /// Longest time without a successful answer.
+    pub longest_gap: Duration,
+    pub streams_opened: u64,
+    pub streams_completed: u64,
+    /// The first few failures, for the evidence.
+    pub failures: Vec<String>,
+}
+
+impl LoadStats {
+    /// Total failures a user would notice: failed requests and broken streams.
+    pub fn failed_total(&self) -> u64 {
+        self.failed + (self.streams_opened - self.streams_completed)
+    }
+}
+
+/// Running load; [`RunningLoad::stop`] ends it and returns the figures.
+#[derive(Debug)]
+pub struct RunningLoad {
+    stop: Arc<AtomicBool>,
+    steady: JoinHandle<LoadStats>,
+    streams: Vec<JoinHandle<Result<(), String>>>,
+}
+
+/// The longest a load may run, whatever happens to the switch.
+const HARD_CAP: Duration = Duration::from_secs(180);
+
+/// Starts `streams` SSE streams and a steady client sending one request per
+/// `interval`.
+pub fn start(target: Target, interval: Duration, streams: u32, slow: Duration) -> RunningLoad {
+    let stop = Arc::new(AtomicBool::new(false));
+    let streams = (0..streams)
+        .map(|_| tokio::spawn(one_stream(target.clone())))
+        .collect();
+    let steady = tokio::spawn(steady(target, interval, slow, stop.clone()));
+    RunningLoad {
+        stop,
+        steady,
+        streams,
+    }
+}
+
+impl RunningLoad {
+    /// Stops the steady client, waits for the streams to end, and returns
+    /// what was seen.
+    pub async fn stop(self) -> LoadStats {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut stats = self.steady.await.unwrap_or_default();
+        stats.streams_opened = self.streams.len() as u64;
+        for s in self.streams {
+            match s.await {
+                Ok(Ok(())) => stats.streams_completed += 1,
+                Ok(Err(e)) => push_failure(&mut stats, format!("stream: {e}")),
+                Err(e) => push_failure(&mut stats, format!("stream task: {e}")),
+            }
+        }
+        stats
+    }
+}
+
+fn push_failure(stats: &mut LoadStats, what: String) {
+    if stats.failures.len() < 5 {
+        stats.failures.push(what);
+    }
+}
+
+async fn steady(
+    target: Target,
+    interval: Duration,
+    slow: Duration,
+    stop: Arc<AtomicBool>,
+) -> LoadStats {
+    let mut stats = LoadStats::default();
+    let started = Instant::now();
+    let mut last_ok = Instant::now();
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !stop.load(Ordering::SeqCst) && started.elapsed() < HARD_CAP {
+        ticker.tick().await;
+        let t0 = Instant::now();
+        let result = chat(&target, false).await;
+        let took = t0.elapsed();
+        stats.requests += 1;
+        if took > slow {
+            stats.slow += 1;
+        }
+        match result {
+            Ok(_) => {
+                stats.longest_gap = stats.longest_gap.max(last_ok.elapsed());
+                last_ok = Instant::now();
+            }
+            Err(e) => {
+                stats.failed += 1;
+                push_failure(&mut stats, e);
+            }
+        }
+    }
+    stats.longest_gap = stats.longest_gap.max(last_ok.elapsed());
+    stats
+}
+
+/// Sends one chat completion through nginx; Ok is a 200 with a body.
+pub async fn chat(target: &Target, stream: bool) -> Result<reqwest::Response, String> {
+    let resp = target
+        .client
+        .post(format!("{}/v1/chat/completions", target.base))
+        .bearer_auth(&target.api_key)
+        .json(&serde_json::json!({
+            "model": target.model,
+            "stream": stream,
+            "messages": [{"role": "user", "content": "ping"}],
+        }))
+        .send()
+        .await
+        .map_err(|e| format!("request failed: {e}"))?;
+    let status = resp.status();
+    if !status.is_success() {
+        let body = resp.text().await.unwrap_or_default();
+        return Err(format!("HTTP {status}: {}", truncate(&body, 200)));
+    }
+    Ok(resp)
+}
+
+/// One SSE stream held to its end: must see `data: [DONE]`.
+async fn one_stream(target: Target) -> Result<(), String> {
+    let resp = chat(&target, true).await?;
+    let mut body = resp.bytes_stream();
+    let mut seen = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| format!("stream broke after {} bytes: {e}", seen.len()))?;
+        seen.extend_from_slice(&chunk);
+    }
+    let text = String::from_utf8_lossy(&seen);
+    if text.contains("data: [DONE]") {
+        Ok(())
+    } else {
+        Err(format!(
+            "stream ended without [DONE] after {} bytes: {}",
+            seen.len(),
+            truncate(&text, 200)
+        ))
+    }
+}
+
+pub(crate) fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}

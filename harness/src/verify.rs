@@ -1,0 +1,433 @@
+//! Post-deployment checks, reused after a rollback against the old port:
+//! the port goproxy listens on, HTTPS through nginx, auth, a non-streamed
+//! and a streamed completion verified on the mocks, nginx -> goproxy
+//! routing, and a monitoring window over logs and restarts.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::StreamExt;
+use wiremock::matchers::{body_partial_json, method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::check::{Checks, Phase};
+use crate::docker;
+use crate::files::{PROBE_MODEL, PROBE_UPSTREAM_MODEL};
+use crate::stack::{Stack, MOCK_PORT};
+use crate::traffic::truncate;
+
+/// A model of the deployed config served by the streaming mock, and the
+/// ids the mock may receive for it.
+#[derive(Debug, Clone)]
+pub struct StreamModel {
+    pub id: String,
+    pub upstream_ids: Vec<String>,
+}
+
+/// Runs every check; returns whether all passed.
+pub async fn verify(
+    stack: &Stack,
+    checks: &mut Checks,
+    phase: Phase,
+    prefix: &str,
+    port: u16,
+    old_port: u16,
+    model: &StreamModel,
+) -> bool {
+    let before = checks.results().len();
+    let n = |s: &str| format!("{prefix}.{s}");
+    checks
+        .run(
+            phase,
+            &n("listening-port"),
+            listening(stack, port, old_port),
+        )
+        .await;
+    checks
+        .run(phase, &n("https-health"), https_health(stack, port))
+        .await;
+    checks
+        .run(phase, &n("models-auth"), models_auth(stack))
+        .await;
+    checks.run(phase, &n("chat"), chat_probe(stack)).await;
+    checks
+        .run(phase, &n("chat-stream"), chat_stream(stack, model))
+        .await;
+    checks
+        .run(phase, &n("internal-routing"), internal_routing(stack, port))
+        .await;
+    checks.results()[before..].iter().all(|r| r.passed())
+}
+
+async fn listening(stack: &Stack, port: u16, old_port: u16) -> Result<String, String> {
+    let ids = stack
+        .compose
+        .container_ids("goproxy")
+        .await
+        .map_err(|e| e.to_string())?;
+    if ids.is_empty() {
+        return Err("no goproxy container is running".into());
+    }
+    let mut seen = Vec::new();
+    for id in &ids {
+        let ports = docker::listening_ports(id).await?;
+        let short = &id[..12.min(id.len())];
+        if !ports.contains(&port) {
+            return Err(format!(
+                "goproxy container {short} does not listen on {port}; it listens on {ports:?}"
+            ));
+        }
+        if ports.contains(&old_port) {
+            return Err(format!(
+                "goproxy container {short} still listens on the old port {old_port} ({ports:?})"
+            ));
+        }
+        seen.push(format!("{short}: {ports:?}"));
+    }
+    Ok(format!(
+        "listening on {port}, not {old_port}: {}",
+        seen.join(", ")
+    ))
+}
+
+async fn https_health(stack: &Stack, port: u16) -> Result<String, String> {
+    let resp = stack
+        .client
+        .get(stack.url("/health"))
+        .send()
+        .await
+        .map_err(|e| format!("GET /health through nginx failed: {e}"))?;
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    if status != 200 {
+        return Err(format!(
+            "GET /health through nginx: HTTP {status}: {}",
+            truncate(&body, 200)
+        ));
+    }
+    let v: serde_json::Value = serde_json::from_str(&body)
+        .map_err(|e| format!("/health is not JSON ({e}): {}", truncate(&body, 200)))?;
+    if v["port"] != port {
+        return Err(format!(
+            "/health answered from port {} instead of {port}",
+            v["port"]
+        ));
+    }
+    Ok(format!(
+        "HTTPS (SNI chat.trollllm.xyz) /health 200 from goproxy port {port}"
+    ))
+}
+
+async fn models_auth(stack: &Stack) -> Result<String, String> {
+    let with = stack
+        .client
+        .get(stack.url("/v1/models"))
+        .bearer_auth(&stack.api_key)
+        .send()
+        .await
+        .map_err(|e| format!("GET /v1/models failed: {e}"))?;
+    let status = with.status();
+    let body: serde_json::Value = with.json().await.unwrap_or_default();
+    let count = body["data"].as_array().map(Vec::len).unwrap_or(0);
+    if status != 200 || count == 0 {
+        return Err(format!(
+            "GET /v1/models with the key: HTTP {status}, {count} models"
+        ));
+    }
+    let without = stack
+        .client
+        .get(stack.url("/v1/models"))
+        .send()
+        .await
+        .map_err(|e| format!("GET /v1/models without key failed: {e}"))?;
+    if without.status() != 401 {
+        return Err(format!(
+            "GET /v1/models without a key answered HTTP {} instead of 401",
+            without.status()
+        ));
+    }
+    Ok(format!(
+        "/v1/models: 200 with key ({count} models), 401 without"
+    ))
+}
+
+/// A non-streamed completion for the probe model, which goproxy must send
+/// to wiremock with the mapped upstream model id.
+async fn chat_probe(stack: &Stack) -> Result<String, String> {
+    let guard = Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(body_partial_json(
+            serde_json::json!({"model": PROBE_UPSTREAM_MODEL}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "id": "chatcmpl-probe", "object": "chat.completion", "model": PROBE_UPSTREAM_MODEL,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
+        })))
+        .named("probe chat completion")
+        .mount_as_scoped(&stack.wiremock)
+        .await;
+    let resp = stack
+        .client
+        .post(stack.url("/v1/chat/completions"))
+        .bearer_auth(&stack.api_key)
+        .json(&serde_json::json!({
+            "model": PROBE_MODEL,
+            "messages": [{"role": "user", "content": "ping"}],
+        }))
+        .send()
+        .await
+        .map_err(|e| format!("POST /v1/chat/completions failed: {e}"))?;
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    let received = guard.received_requests().await;
+    if status != 200 {
+        return Err(format!(
+            "chat completion through nginx: HTTP {status}: {} (wiremock saw {} matching requests)",
+            truncate(&body, 200),
+            received.len()
+        ));
+    }
+    if received.len() != 1 {
+        return Err(format!(
+            "wiremock expected 1 request with model {PROBE_UPSTREAM_MODEL}, saw {}",
+            received.len()
+        ));
+    }
+    Ok(format!(
+        "200 through nginx; wiremock received model {PROBE_MODEL} mapped to {PROBE_UPSTREAM_MODEL}"
+    ))
+}
+
+/// A streamed completion: chunks must arrive spread out in time (not
+/// buffered), and the mock must have received the mapped model id.
+async fn chat_stream(stack: &Stack, model: &StreamModel) -> Result<String, String> {
+    let started = Instant::now();
+    let resp = stack
+        .client
+        .post(stack.url("/v1/chat/completions"))
+        .bearer_auth(&stack.api_key)
+        .json(&serde_json::json!({
+            "model": model.id, "stream": true,
+            "messages": [{"role": "user", "content": "count to five"}],
+        }))
+        .send()
+        .await
+        .map_err(|e| format!("streamed chat failed: {e}"))?;
+    let status = resp.status();
+    if status != 200 {
+        let body = resp.text().await.unwrap_or_default();
+        return Err(format!(
+            "streamed chat: HTTP {status}: {}",
+            truncate(&body, 200)
+        ));
+    }
+    let mut arrivals = Vec::new();
+    let mut text = String::new();
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk =
+            chunk.map_err(|e| format!("stream broke after {} chunks: {e}", arrivals.len()))?;
+        arrivals.push(started.elapsed());
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    if !text.contains("data: [DONE]") {
+        return Err(format!(
+            "stream ended without [DONE]: {}",
+            truncate(&text, 200)
+        ));
+    }
+    let first = arrivals.first().copied().unwrap_or_default();
+    let last = arrivals.last().copied().unwrap_or_default();
+    if arrivals.len() < 3 || last - first < Duration::from_millis(50) {
+        return Err(format!(
+            "stream arrived in {} piece(s) within {:?}: buffered somewhere on the way",
+            arrivals.len(),
+            last - first
+        ));
+    }
+    let recorded: serde_json::Value = reqwest::get(stack.mock_url("/__mock/requests"))
+        .await
+        .map_err(|e| format!("cannot read the mock's requests: {e}"))?
+        .json()
+        .await
+        .map_err(|e| format!("mock requests are not JSON: {e}"))?;
+    let last_model = recorded
+        .as_array()
+        .and_then(|a| a.iter().rev().find(|r| r["path"] == "/v1/chat/completions"))
+        .and_then(|r| r["body"]["model"].as_str())
+        .unwrap_or("")
+        .to_string();
+    if !model.upstream_ids.contains(&last_model) {
+        return Err(format!(
+            "the mock received model `{last_model}`, expected one of {:?}",
+            model.upstream_ids
+        ));
+    }
+    Ok(format!(
+        "{} chunks over {:.0} ms (first after {:.0} ms); mock received {} for {}",
+        arrivals.len(),
+        (last - first).as_secs_f64() * 1000.0,
+        first.as_secs_f64() * 1000.0,
+        last_model,
+        model.id
+    ))
+}
+
+/// nginx reaches goproxy by its Docker DNS name on the port.
+async fn internal_routing(stack: &Stack, port: u16) -> Result<String, String> {
+    let nginx = stack.only_container("nginx").await?;
+    let url = format!("http://goproxy:{port}/health");
+    let out = docker::exec(
+        &nginx,
+        &[
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+            &url,
+        ],
+    )
+    .await?;
+    if out.stdout.trim() == "200" {
+        Ok(format!("from the nginx container: GET {url} -> 200"))
+    } else {
+        Err(format!(
+            "from the nginx container: GET {url} -> `{}` (curl exit {}): {}",
+            out.stdout.trim(),
+            out.code,
+            out.stderr.trim()
+        ))
+    }
+}
+
+/// Whether goproxy's container can open a TCP connection to the mock
+/// upstream: separates "the upstream is down" from "the deployment broke".
+pub async fn upstream_reachable(stack: &Stack) -> Result<String, String> {
+    let ids = stack
+        .compose
+        .container_ids("goproxy")
+        .await
+        .map_err(|e| e.to_string())?;
+    let id = ids.first().ok_or("no goproxy container")?;
+    let probe = format!("exec 3<>/dev/tcp/upstream/{MOCK_PORT}");
+    let out = docker::exec(id, &["timeout", "3", "bash", "-c", &probe]).await?;
+    if out.code == 0 {
+        Ok(format!("goproxy's container reaches upstream:{MOCK_PORT}"))
+    } else {
+        Err(format!(
+            "the LLM upstream is unreachable from goproxy (upstream:{MOCK_PORT}: {}): \
+             chat failures come from the upstream, not from the deployment",
+            out.stderr.trim()
+        ))
+    }
+}
+
+/// Watches the deployment for `window`: /health through nginx every second,
+/// then no error lines in the logs since `since` and no restarts.
+pub async fn monitor(stack: &Stack, window: Duration, since: SystemTime) -> Result<String, String> {
+    let started = Instant::now();
+    let mut polls = 0u32;
+    let mut bad = Vec::new();
+    loop {
+        polls += 1;
+        match stack.client.get(stack.url("/health")).send().await {
+            Ok(r) if r.status() == 200 => {}
+            Ok(r) => bad.push(format!(
+                "HTTP {} at {:.0}s",
+                r.status(),
+                started.elapsed().as_secs_f64()
+            )),
+            Err(e) => bad.push(format!("{e} at {:.0}s", started.elapsed().as_secs_f64())),
+        }
+        if started.elapsed() >= window {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1).min(window)).await;
+    }
+    if !bad.is_empty() {
+        return Err(format!(
+            "{} of {polls} health polls failed: {}",
+            bad.len(),
+            bad.join("; ")
+        ));
+    }
+    let mut errors = Vec::new();
+    for service in ["goproxy", "nginx"] {
+        for id in stack
+            .compose
+            .container_ids(service)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            let logs = docker::logs_since(&id, since).await?;
+            errors.extend(
+                logs.lines()
+                    .filter(|l| is_error_line(l))
+                    .take(3)
+                    .map(|l| format!("{service}: {}", truncate(l, 200))),
+            );
+        }
+    }
+    let mut restarts = 0;
+    for service in ["goproxy", "nginx", "upstream"] {
+        restarts += stack
+            .compose
+            .restart_count(service)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    if !errors.is_empty() || restarts > 0 {
+        return Err(format!(
+            "{restarts} restarts; error lines: {}",
+            errors.join(" | ")
+        ));
+    }
+    Ok(format!(
+        "{polls} health polls over {:.0}s all 200; no error lines, no restarts",
+        window.as_secs_f64()
+    ))
+}
+
+/// An error line in nginx's or goproxy's (text or JSON) logs.
+pub fn is_error_line(line: &str) -> bool {
+    [
+        "[error]",
+        "[crit]",
+        "[alert]",
+        "[emerg]",
+        " ERROR ",
+        "\"level\":\"ERROR\"",
+    ]
+    .iter()
+    .any(|m| line.contains(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// nginx and goproxy error lines are caught; info lines are not.
+    #[test]
+    fn recognises_error_lines() {
+        assert!(is_error_line(
+            "2026/11/25 19:00:00 [error] 29#29: *1 connect() failed"
+        ));
+        assert!(is_error_line(
+            r#"{"timestamp":"x","level":"ERROR","message":"boom"}"#
+        ));
+        assert!(is_error_line(
+            "2026-11-25T19:00:00Z ERROR goproxy: upstream reset"
+        ));
+        assert!(!is_error_line(
+            r#"{"level":"INFO","message":"request","status":200}"#
+        ));
+        assert!(!is_error_line(
+            "2026/11/25 [notice] 1#1: signal process started"
+        ));
+    }
+}

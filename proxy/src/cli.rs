@@ -55,7 +55,7 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// GET http://127.0.0.1:<port>/health; exit 0 on 200, 1 otherwise.
+    /// GET `http://127.0.0.1:<port>/health`; exit 0 on 200, 1 otherwise.
     Healthcheck {
         /// Seconds to wait for the answer.
         #[arg(long, default_value_t = 3.0)]

@@ -6,6 +6,40 @@
 //! `_comment...` keys, which are ignored. Everything else documented on
 //! [`RawConfig`] is an optional goproxy addition with a default, so an
 //! existing file loads unchanged.
+//!
+//! # Fields
+//!
+//! From the Go original: `port` (integer 1..=65535, required), `endpoints`
+//! (`{name, base_url}`; `base_url` is the full URL POSTed to), `models`
+//! (`id`, `name`, `id_aliases`, `type`, `upstream`, `upstream_model_id`
+//! string or list, `upstream_model_weights`, `reasoning`, `thinking_budget`,
+//! `input_price_per_mtok`, `output_price_per_mtok`,
+//! `cache_write_price_per_mtok`, `cache_hit_price_per_mtok`,
+//! `billing_multiplier`), `system_prompt`, `user_agent`, `_comment*`.
+//!
+//! goproxy additions, all optional:
+//!
+//! | field | default | meaning |
+//! | --- | --- | --- |
+//! | `host` | `0.0.0.0` | bind address |
+//! | `endpoints[].api_key_env` | none | env var name, or list of names rotated on upstream 429 |
+//! | `client_api_keys_env` | `["PROXY_API_KEY"]` | env vars holding accepted client keys |
+//! | `connect_timeout_secs` | 10 | upstream connect timeout |
+//! | `first_byte_timeout_secs` | 120 | wait for upstream response headers (then 504) |
+//! | `stream_idle_timeout_secs` | 300 | longest silence between upstream chunks |
+//! | `max_body_bytes` | 10485760 | largest client body (then 413) |
+//! | `drain_timeout_secs` | 30 | bound on finishing open requests after SIGTERM |
+//! | `drain_readiness_delay_secs` | 0 | keep accepting with `/health` at 503 before closing |
+//! | `idle_timeout_secs` | 75 | client keep-alive idle timeout; must be > 60 (nginx `keepalive_timeout`) |
+//! | `key_cooldown_secs` | 60 | how long a key that got 429 is skipped |
+//!
+//! # Endpoint resolution
+//!
+//! A request in format F (`openai` on `/v1/chat/completions`, `anthropic` on
+//! `/v1/messages`) for a model goes to the endpoint named `<upstream>-F`,
+//! else `<type>-F`, else `F`. A model no endpoint serves in any format is a
+//! load error; a model served in one format only answers 404 on the other
+//! route.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -149,6 +183,12 @@ pub struct RawConfig {
     /// Default 30.
     #[serde(default)]
     drain_timeout_secs: Option<f64>,
+    /// After SIGTERM, how long to keep accepting while `/health` answers 503,
+    /// seconds, so a balancer polling `/health` stops routing here before
+    /// the listener closes. Default 0 (close at once: the nginx in front does
+    /// not poll `/health`). Counted separately from `drain_timeout_secs`.
+    #[serde(default)]
+    drain_readiness_delay_secs: Option<f64>,
     /// How long an idle client keep-alive connection is kept, seconds.
     /// Default 75. Must be longer than nginx's upstream `keepalive_timeout`
     /// (60 s): if goproxy closed first, nginx could reuse a connection that
@@ -326,6 +366,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Idle client keep-alive timeout (longer than nginx's 60 s).
     pub idle_timeout: Duration,
+    /// Time between SIGTERM (health turns 503) and closing the listener.
+    pub drain_readiness_delay: Duration,
     /// Cooldown of an upstream key after a 429.
     pub key_cooldown: Duration,
     /// Non-fatal remarks found while loading (unknown keys, unused endpoints).
@@ -756,6 +798,18 @@ impl RawConfig {
             max_body_bytes: max_body_bytes as usize,
             drain_timeout: secs(src, "drain_timeout_secs", self.drain_timeout_secs, 30.0)?,
             idle_timeout,
+            drain_readiness_delay: {
+                let d = self.drain_readiness_delay_secs.unwrap_or(0.0);
+                if !d.is_finite() || !(0.0..=300.0).contains(&d) {
+                    return Err(invalid(
+                        src,
+                        "drain_readiness_delay_secs",
+                        d,
+                        "must be a number of seconds in [0, 300]",
+                    ));
+                }
+                Duration::from_secs_f64(d)
+            },
             key_cooldown: secs(src, "key_cooldown_secs", self.key_cooldown_secs, 60.0)?,
             warnings,
         })

@@ -69,9 +69,6 @@ pub enum ProxyError {
     /// Upstream did not answer in time.
     #[error("upstream timed out")]
     UpstreamTimeout,
-    /// Shutting down.
-    #[error("server is draining")]
-    Draining,
 }
 
 impl ProxyError {
@@ -89,7 +86,7 @@ impl ProxyError {
             RateLimited { .. } | UpstreamStatus(_) | UpstreamFailed | UpstreamTimeout => {
                 Fault::Upstream
             }
-            NoClientKeys | Draining => Fault::Internal,
+            NoClientKeys => Fault::Internal,
         }
     }
 
@@ -98,7 +95,7 @@ impl ProxyError {
         use ProxyError::*;
         match self {
             Unauthorized => StatusCode::UNAUTHORIZED,
-            NoClientKeys | Draining => StatusCode::SERVICE_UNAVAILABLE,
+            NoClientKeys => StatusCode::SERVICE_UNAVAILABLE,
             NotFound(_) | UnknownModel(_) | ModelNotOnRoute { .. } => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -159,7 +156,6 @@ impl ProxyError {
             RateLimited { .. } => "rate_limit_exceeded",
             UpstreamStatus(_) | UpstreamFailed => "upstream_error",
             UpstreamTimeout => "upstream_timeout",
-            Draining => "draining",
         }
     }
 

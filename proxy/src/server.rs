@@ -115,9 +115,20 @@ pub async fn serve(
 
     tracing::info!(addr = %local, port = app.config.port(), config = %app.config.source(), "goproxy listening");
     tokio::pin!(shutdown);
+    // After the shutdown signal, keep accepting until this deadline with
+    // /health at 503 (drain_readiness_delay_secs, default 0).
+    let mut stop_at: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         tokio::select! {
-            _ = &mut shutdown => break,
+            _ = &mut shutdown, if stop_at.is_none() => {
+                app.draining.store(true, Ordering::SeqCst);
+                tracing::info!(
+                    readiness_delay_secs = app.config.drain_readiness_delay.as_secs_f64(),
+                    "shutdown requested: /health now answers 503"
+                );
+                stop_at = Some(Box::pin(tokio::time::sleep(app.config.drain_readiness_delay)));
+            }
+            _ = async { stop_at.as_mut().expect("guarded").await }, if stop_at.is_some() => break,
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(x) => x,
@@ -149,7 +160,7 @@ pub async fn serve(
         open_connections = open,
         open_streams = app.metrics.open_stream_count(),
         drain_timeout_secs = app.config.drain_timeout.as_secs_f64(),
-        "shutdown requested: listener closed, draining"
+        "listener closed, draining"
     );
     match tokio::time::timeout(app.config.drain_timeout, graceful.shutdown()).await {
         Ok(()) => tracing::info!("drained; exiting"),
@@ -343,9 +354,6 @@ async fn proxy(
     req: Request<Incoming>,
     started: Instant,
 ) -> Handled {
-    if app.draining.load(Ordering::SeqCst) {
-        return Err(ProxyError::Draining);
-    }
     app.secrets
         .authenticate(req.headers(), format == Format::Anthropic)?;
     let headers = req.headers().clone();

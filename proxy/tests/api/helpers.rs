@@ -138,6 +138,13 @@ impl TestProxy {
             .expect("proxy reachable")
     }
 
+    /// Signal shutdown without waiting.
+    pub fn trigger_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
     /// Ask the server to drain and wait (bounded) for `run` to return.
     pub async fn shutdown(mut self) {
         if let Some(tx) = self.shutdown.take() {

@@ -1,0 +1,83 @@
+//! Graceful drain and client keep-alive, in process.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use mock_upstream::MockConfig;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::{spawn_proxy, DEFAULT_CONFIG};
+
+/// On shutdown /health turns 503 "draining" while the listener still
+/// accepts (drain_readiness_delay_secs), an open stream runs to its end,
+/// then the listener closes and `run` returns.
+#[tokio::test]
+async fn shutdown_fails_health_first_and_finishes_open_streams() {
+    let config = DEFAULT_CONFIG.replace(
+        "\"drain_timeout_secs\": 5",
+        "\"drain_timeout_secs\": 5, \"drain_readiness_delay_secs\": 0.5",
+    );
+    let mut p = spawn_proxy(&config).await;
+    p.mock.set_config(MockConfig {
+        chunks: 8,
+        chunk_delay: Duration::from_millis(150),
+        ..MockConfig::default()
+    });
+    let r = p
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "stream-gpt", "stream": true, "messages": []}),
+        )
+        .await;
+    let mut s = r.bytes_stream();
+    let mut body = s.next().await.unwrap().unwrap().to_vec();
+    let t0 = Instant::now();
+    p.trigger_shutdown();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // A fresh client (new connection) still reaches /health: 503 draining.
+    let fresh = reqwest::Client::builder().no_proxy().build().unwrap();
+    let h = fresh.get(p.url("/health")).send().await.unwrap();
+    assert_eq!(h.status(), 503);
+    let v: Value = h.json().await.unwrap();
+    assert_eq!(v["status"], "draining");
+
+    while let Some(c) = s.next().await {
+        body.extend_from_slice(&c.unwrap());
+    }
+    assert!(String::from_utf8(body).unwrap().contains("[DONE]"));
+    tokio::time::timeout(Duration::from_secs(5), &mut p.server)
+        .await
+        .expect("run returned after the drain")
+        .unwrap();
+    assert!(
+        t0.elapsed() >= Duration::from_millis(500),
+        "readiness delay honoured"
+    );
+    assert!(TcpStream::connect(p.addr).await.is_err(), "listener closed");
+}
+
+/// An idle keep-alive client connection stays open past nginx's 60 s
+/// `keepalive_timeout` (hyper's default would close it at 30 s). Slow: run
+/// with `cargo test -p proxy -- --ignored idle_keepalive`.
+#[tokio::test]
+#[ignore = "takes 65 s"]
+async fn idle_keepalive_outlives_nginx_keepalive_timeout() {
+    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    let req = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+    s.write_all(req).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    tokio::time::sleep(Duration::from_secs(65)).await;
+    s.write_all(req).await.unwrap();
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(
+        n > 0 && buf[..n].starts_with(b"HTTP/1.1 200"),
+        "connection was closed while idle"
+    );
+    p.shutdown().await;
+}

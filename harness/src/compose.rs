@@ -51,7 +51,23 @@ pub enum StackError {
 
 impl ComposeCli {
     /// Prefers `docker compose`, falls back to `docker-compose`.
+    /// Fails with [`StackError::NoDocker`] when the Docker daemon does not
+    /// answer, whichever Compose is installed.
     pub fn detect() -> Result<Self, StackError> {
+        match std::process::Command::new("docker")
+            .args(["version", "--format", "{{.Server.Version}}"])
+            .output()
+        {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => {
+                return Err(StackError::NoDocker(format!(
+                    "`docker version` exited {}: {}",
+                    o.status.code().unwrap_or(-1),
+                    tail(&String::from_utf8_lossy(&o.stderr), 400)
+                )))
+            }
+            Err(e) => return Err(StackError::NoDocker(format!("cannot run `docker`: {e}"))),
+        }
         let v2 = std::process::Command::new("docker")
             .args(["compose", "version"])
             .output();

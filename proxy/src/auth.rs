@@ -101,7 +101,9 @@ impl Secrets {
         }
         let bearer = headers
             .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .map(http::HeaderValue::as_bytes)
+            .filter(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer "))
+            .map(|v| &v[7..])
             .map(<[u8]>::trim_ascii);
         let x_api_key = allow_x_api_key
             .then(|| headers.get("x-api-key").map(|v| v.as_bytes().trim_ascii()))

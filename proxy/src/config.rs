@@ -27,6 +27,7 @@
 //! | `connect_timeout_secs` | 10 | upstream connect timeout |
 //! | `first_byte_timeout_secs` | 120 | wait for upstream response headers (then 504) |
 //! | `stream_idle_timeout_secs` | 300 | longest silence between upstream chunks |
+//! | `sse_heartbeat_secs` | 15 | `: ping` comment to the client after this much upstream silence; 0 disables |
 //! | `max_body_bytes` | 10485760 | largest client body (then 413) |
 //! | `drain_timeout_secs` | 30 | bound on finishing open requests after SIGTERM |
 //! | `drain_readiness_delay_secs` | 0 | keep accepting with `/health` at 503 before closing |
@@ -126,6 +127,15 @@ pub enum Reasoning {
 }
 
 impl Reasoning {
+    /// `low`, `medium` or `high`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reasoning::Low => "low",
+            Reasoning::Medium => "medium",
+            Reasoning::High => "high",
+        }
+    }
+
     fn default_budget(self) -> u32 {
         match self {
             Reasoning::Low => 2000,
@@ -176,6 +186,12 @@ pub struct RawConfig {
     /// seconds. Default 300.
     #[serde(default)]
     stream_idle_timeout_secs: Option<f64>,
+    /// Send an SSE comment (`: ping`) to the client when the upstream has
+    /// been silent this long, seconds, so nginx's `proxy_read_timeout`
+    /// (60 s between reads) does not cut long thinking pauses. Default 15;
+    /// 0 disables. Only sent between events, never inside one.
+    #[serde(default)]
+    sse_heartbeat_secs: Option<f64>,
     /// Largest accepted client request body, bytes. Default 10 MiB.
     #[serde(default)]
     max_body_bytes: Option<u64>,
@@ -360,6 +376,8 @@ pub struct Config {
     pub first_byte_timeout: Duration,
     /// Longest silence between upstream body chunks.
     pub stream_idle_timeout: Duration,
+    /// Heartbeat interval on silent streams (`None`: disabled).
+    pub sse_heartbeat: Option<Duration>,
     /// Largest client request body in bytes.
     pub max_body_bytes: usize,
     /// Bound on draining after SIGTERM.
@@ -795,6 +813,18 @@ impl RawConfig {
                 self.stream_idle_timeout_secs,
                 300.0,
             )?,
+            sse_heartbeat: {
+                let h = self.sse_heartbeat_secs.unwrap_or(15.0);
+                if !h.is_finite() || !(0.0..=3600.0).contains(&h) {
+                    return Err(invalid(
+                        src,
+                        "sse_heartbeat_secs",
+                        h,
+                        "must be a number of seconds in [0, 3600] (0 disables)",
+                    ));
+                }
+                (h > 0.0).then(|| Duration::from_secs_f64(h))
+            },
             max_body_bytes: max_body_bytes as usize,
             drain_timeout: secs(src, "drain_timeout_secs", self.drain_timeout_secs, 30.0)?,
             idle_timeout,

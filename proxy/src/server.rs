@@ -434,6 +434,7 @@ async fn proxy(
             format,
             prices: model.prices,
             idle_timeout: app.config.stream_idle_timeout,
+            heartbeat: app.config.sse_heartbeat,
             metrics: app.metrics.clone(),
             started,
         };

@@ -42,6 +42,8 @@ pub struct RelayContext {
     pub prices: Prices,
     /// Longest silence allowed between upstream chunks.
     pub idle_timeout: Duration,
+    /// Send `: ping` to the client after this much upstream silence.
+    pub heartbeat: Option<Duration>,
     /// Shared metrics.
     pub metrics: Arc<Metrics>,
     /// When the client request arrived.
@@ -109,9 +111,11 @@ struct Relay {
     parser: SseUsage,
     ctx: RelayContext,
     outcome: Outcome,
-    /// Last two bytes relayed, to close a half-written event before an
-    /// injected error event.
-    tail: [u8; 2],
+    /// Last bytes relayed: heartbeats and error events are only injected
+    /// between events, so a half-written event is closed first.
+    tail: [u8; 4],
+    last_upstream: Instant,
+    last_sent: Instant,
     bytes: u64,
     first_chunk_at: Option<Duration>,
 }
@@ -149,10 +153,14 @@ impl Drop for Relay {
 }
 
 impl Relay {
+    fn at_event_boundary(&self) -> bool {
+        self.bytes == 0 || self.tail.ends_with(b"\n\n") || self.tail == *b"\r\n\r\n"
+    }
+
     fn error_event(&mut self, message: &str) -> Bytes {
         let mut out = BytesMut::new();
-        if self.bytes > 0 && self.tail != *b"\n\n" {
-            out.extend_from_slice(if self.tail[1] == b'\n' {
+        if !self.at_event_boundary() {
+            out.extend_from_slice(if self.tail[3] == b'\n' {
                 b"\n"
             } else {
                 b"\n\n"
@@ -166,34 +174,54 @@ impl Relay {
         if self.outcome != Outcome::Open {
             return None;
         }
-        match tokio::time::timeout(self.ctx.idle_timeout, self.upstream.next()).await {
-            Ok(Some(Ok(chunk))) => {
-                if self.first_chunk_at.is_none() {
-                    self.first_chunk_at = Some(self.ctx.started.elapsed());
+        loop {
+            let silent = self.last_upstream.elapsed();
+            let mut wait = self.ctx.idle_timeout.saturating_sub(silent);
+            if let Some(h) = self.ctx.heartbeat.filter(|_| self.at_event_boundary()) {
+                wait = wait.min(h.saturating_sub(self.last_sent.elapsed()));
+            }
+            let next = tokio::time::timeout(wait, self.upstream.next()).await;
+            return match next {
+                Ok(Some(Ok(chunk))) => {
+                    let now = Instant::now();
+                    self.last_upstream = now;
+                    self.last_sent = now;
+                    if self.first_chunk_at.is_none() {
+                        self.first_chunk_at = Some(self.ctx.started.elapsed());
+                    }
+                    self.parser.feed(&chunk);
+                    self.bytes += chunk.len() as u64;
+                    for b in chunk.iter().rev().take(4).rev() {
+                        self.tail = [self.tail[1], self.tail[2], self.tail[3], *b];
+                    }
+                    Some(chunk)
                 }
-                self.parser.feed(&chunk);
-                self.bytes += chunk.len() as u64;
-                match chunk.len() {
-                    0 => {}
-                    1 => self.tail = [self.tail[1], chunk[0]],
-                    n => self.tail = [chunk[n - 2], chunk[n - 1]],
+                Ok(None) => {
+                    self.outcome = Outcome::Complete;
+                    None
                 }
-                Some(chunk)
-            }
-            Ok(None) => {
-                self.outcome = Outcome::Complete;
-                None
-            }
-            Ok(Some(Err(e))) => {
-                tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, error = %e.without_url(), "upstream stream broke");
-                self.outcome = Outcome::UpstreamError;
-                Some(self.error_event("the upstream stream was interrupted"))
-            }
-            Err(_) => {
-                tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, idle_secs = self.ctx.idle_timeout.as_secs_f64(), "upstream stream stalled");
-                self.outcome = Outcome::UpstreamStalled;
-                Some(self.error_event("the upstream stream stalled"))
-            }
+                Ok(Some(Err(e))) => {
+                    tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, error = %e.without_url(), "upstream stream broke");
+                    self.outcome = Outcome::UpstreamError;
+                    Some(self.error_event("the upstream stream was interrupted"))
+                }
+                Err(_) if self.last_upstream.elapsed() >= self.ctx.idle_timeout => {
+                    tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, idle_secs = self.ctx.idle_timeout.as_secs_f64(), "upstream stream stalled");
+                    self.outcome = Outcome::UpstreamStalled;
+                    Some(self.error_event("the upstream stream stalled"))
+                }
+                Err(_)
+                    if self.at_event_boundary()
+                        && self
+                            .ctx
+                            .heartbeat
+                            .is_some_and(|h| self.last_sent.elapsed() >= h) =>
+                {
+                    self.last_sent = Instant::now();
+                    Some(Bytes::from_static(b": ping\n\n"))
+                }
+                Err(_) => continue,
+            };
         }
     }
 }
@@ -207,7 +235,9 @@ pub fn relay(upstream: reqwest::Response, ctx: RelayContext) -> Body {
         parser: SseUsage::default(),
         ctx,
         outcome: Outcome::Open,
-        tail: [0, 0],
+        tail: [0; 4],
+        last_upstream: Instant::now(),
+        last_sent: Instant::now(),
         bytes: 0,
         first_chunk_at: None,
     };

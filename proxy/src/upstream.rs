@@ -191,6 +191,11 @@ pub fn rewrite_body(
                     msgs.insert(0, json!({"role": "system", "content": sp}));
                 }
             }
+            // A reasoning model gets the configured effort unless the client chose one.
+            if let Some(r) = model.reasoning {
+                body.entry("reasoning_effort")
+                    .or_insert_with(|| Value::String(r.as_str().into()));
+            }
             // Ask for usage in the stream so it can be priced.
             if streaming && !body.contains_key("stream_options") {
                 body.insert("stream_options".into(), json!({"include_usage": true}));
@@ -286,6 +291,7 @@ mod tests {
         assert_eq!(body["messages"][0], json!({"role":"system","content":"SP"}));
         assert_eq!(body["stream_options"]["include_usage"], true);
         assert!(body.get("thinking").is_none());
+        assert_eq!(body["reasoning_effort"], "medium");
     }
 
     #[test]

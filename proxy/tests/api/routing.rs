@@ -380,3 +380,18 @@ async fn no_client_key_refuses_model_routes() {
     assert_eq!(r.status(), 200);
     p.shutdown().await;
 }
+
+/// h2c (HTTP/2 prior knowledge) is served too.
+#[tokio::test]
+async fn serves_h2c() {
+    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = h2.get(p.url("/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    p.shutdown().await;
+}

@@ -235,3 +235,61 @@ async fn client_disconnect_cancels_upstream() {
     assert!(m.contains("goproxy_open_streams 0"));
     p.shutdown().await;
 }
+
+/// A silent upstream gets `: ping` comments relayed between events (for
+/// nginx's proxy_read_timeout), and the stream still completes.
+#[tokio::test]
+async fn silent_stream_gets_heartbeats_between_events() {
+    let config = DEFAULT_CONFIG.replace(
+        "\"stream_idle_timeout_secs\": 1",
+        "\"stream_idle_timeout_secs\": 5, \"sse_heartbeat_secs\": 0.2",
+    );
+    let p = spawn_proxy(&config).await;
+    p.mock.set_config(MockConfig {
+        chunks: 2,
+        chunk_delay: Duration::from_millis(900),
+        ..MockConfig::default()
+    });
+    let started = Instant::now();
+    let r = p
+        .post(
+            "/v1/messages",
+            json!({"model": "stream-claude", "stream": true, "messages": []}),
+        )
+        .await;
+    let (_, _, body) = read_stream(r, started).await;
+    let pings = body.matches("\n: ping\n\n").count();
+    assert!(pings >= 2, "{pings} pings in {body}");
+    assert!(body.contains("event: message_stop"), "{body}");
+    // Every ping sits between two events, never inside one.
+    for (i, _) in body.match_indices("\n: ping\n") {
+        assert!(
+            body[..=i].ends_with("\n\n"),
+            "ping inside an event at {i}: {body}"
+        );
+    }
+    p.shutdown().await;
+}
+
+/// A stream whose upstream goes silent past stream_idle_timeout ends with
+/// a sanitized "stalled" error event instead of hanging.
+#[tokio::test]
+async fn stalled_stream_ends_with_error_event() {
+    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    p.mock.set_config(MockConfig {
+        chunks: 3,
+        chunk_delay: Duration::from_secs(3),
+        ..MockConfig::default()
+    });
+    let started = Instant::now();
+    let r = p
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "stream-gpt", "stream": true, "messages": []}),
+        )
+        .await;
+    let (_, total, body) = read_stream(r, started).await;
+    assert!(total < Duration::from_millis(2500), "{total:?}");
+    assert!(body.contains("the upstream stream stalled"), "{body}");
+    p.shutdown().await;
+}

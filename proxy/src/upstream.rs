@@ -157,9 +157,22 @@ impl Upstream {
                 }
                 Ok(Ok(r)) => r,
             };
+            // With several keys a 429 benches that key (for the upstream's
+            // Retry-After, capped at key_cooldown) and the next one is tried.
+            // A single key is never benched: the 429 goes to the client, so one
+            // short upstream limit cannot block all traffic for a whole cooldown.
             if resp.status() == 429 {
-                if let (Some(r), Some(i)) = (ring, key_idx) {
-                    r.cool(i, self.cooldown);
+                if let (Some(r), Some(i)) = (ring.filter(|r| r.keys.len() > 1), key_idx) {
+                    let retry_after = resp
+                        .headers()
+                        .get(http::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    r.cool(
+                        i,
+                        retry_after.map_or(self.cooldown, |d| d.min(self.cooldown)),
+                    );
                     if attempt + 1 < attempts {
                         tracing::warn!(endpoint = %endpoint.name, key_index = i, "upstream 429; rotating key");
                         continue;

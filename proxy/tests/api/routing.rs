@@ -395,3 +395,28 @@ async fn serves_h2c() {
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
     p.shutdown().await;
 }
+
+/// With a single upstream key a 429 is passed on (with Retry-After) but the
+/// key is not benched: the next request goes upstream again.
+#[tokio::test]
+async fn single_key_429_is_passed_through_without_benching() {
+    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "7"))
+        .up_to_n_times(1)
+        .mount(&p.wiremock)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(chat_ok())
+        .mount(&p.wiremock)
+        .await;
+    let body = json!({"model": "gpt-4o", "messages": []});
+    let r = p.post("/v1/chat/completions", body.clone()).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "7");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "rate_limit_error");
+    let r = p.post("/v1/chat/completions", body).await;
+    assert_eq!(r.status(), 200);
+    p.shutdown().await;
+}

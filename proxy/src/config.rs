@@ -770,6 +770,17 @@ impl RawConfig {
         let client_api_keys_env = self
             .client_api_keys_env
             .unwrap_or_else(|| vec!["PROXY_API_KEY".to_string()]);
+        if let Some(bad) = client_api_keys_env
+            .iter()
+            .find(|n| n.is_empty() || n.contains('='))
+        {
+            return Err(invalid(
+                src,
+                "client_api_keys_env",
+                quoted(bad),
+                "must be environment variable names",
+            ));
+        }
 
         let idle_timeout = secs(src, "idle_timeout_secs", self.idle_timeout_secs, 75.0)?;
         if idle_timeout.as_secs_f64() <= NGINX_KEEPALIVE_SECS {

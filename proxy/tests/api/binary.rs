@@ -277,6 +277,17 @@ async fn healthcheck_drain_on_sigterm_and_no_secrets_in_logs() {
         .read_to_string(&mut logs)
         .unwrap();
     assert!(logs.contains("stream finished"), "{logs}");
+    for line in logs.lines().filter(|l| l.starts_with('{')) {
+        serde_json::from_str::<serde_json::Value>(line)
+            .expect("--log-format json writes JSON lines");
+    }
+    let finished: serde_json::Value = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"] == "stream finished")
+        .expect("a JSON stream-finished line");
+    assert_eq!(finished["outcome"], "complete");
+    assert_eq!(finished["output_tokens"], 12);
     assert!(logs.contains("drained"), "{logs}");
     for secret in [CLIENT_KEY, UPSTREAM_KEY, "sk-wrong-client-key-9999"] {
         assert!(!logs.contains(secret), "secret {secret} leaked into logs");

@@ -20,6 +20,8 @@ use crate::traffic::{self, LoadStats, Target};
 
 /// How long a new goproxy may take to turn healthy.
 const START_DEADLINE: Duration = Duration::from_secs(60);
+/// How long old nginx workers may take to finish their connections.
+const WORKERS_DEADLINE: Duration = Duration::from_secs(60);
 /// How long the old goproxy may drain open streams before it is killed.
 /// Longer than goproxy's own drain timeout, so goproxy decides.
 const STOP_GRACE_SECS: &str = "40";
@@ -179,6 +181,13 @@ async fn overlap(stack: &Stack, checks: &mut Checks, extra_reloads: u32) -> bool
         return false;
     }
     ok &= checks
+        .run(
+            p,
+            "deploy.old-nginx-workers-done",
+            stack.wait_old_nginx_workers(WORKERS_DEADLINE),
+        )
+        .await;
+    ok &= checks
         .run(p, "deploy.drain-old-goproxy", async {
             let t0 = Instant::now();
             for id in &old {
@@ -191,8 +200,15 @@ async fn overlap(stack: &Stack, checks: &mut Checks, extra_reloads: u32) -> bool
             ))
         })
         .await;
-    ok & checks
+    ok &= checks
         .run(p, "deploy.nginx-reload-final", stack.reload_nginx())
+        .await;
+    ok & checks
+        .run(
+            p,
+            "deploy.final-nginx-workers-done",
+            stack.wait_old_nginx_workers(WORKERS_DEADLINE),
+        )
         .await
 }
 

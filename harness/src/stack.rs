@@ -161,6 +161,35 @@ impl Stack {
         Ok("nginx -t ok; nginx -s reload ok".into())
     }
 
+    /// Waits until no nginx worker of an earlier configuration is left.
+    ///
+    /// After `nginx -s reload` the old workers keep serving the client
+    /// connections they hold (an HTTP/2 connection can carry new requests for
+    /// a while) with the OLD upstream list. Stopping the old goproxy before
+    /// they exit turns those requests into 502s: measured, 3 of 160 requests.
+    pub async fn wait_old_nginx_workers(&self, deadline: Duration) -> Result<String, String> {
+        let id = self.only_container("nginx").await?;
+        let t0 = std::time::Instant::now();
+        // `[d]own` so the pattern does not match this shell's own command line.
+        let count = "grep -l 'shutting [d]own' /proc/[0-9]*/cmdline 2>/dev/null | wc -l";
+        loop {
+            let out = docker::exec(&id, &["sh", "-c", count]).await?;
+            let n: u32 = out.stdout.trim().parse().unwrap_or(0);
+            if n == 0 {
+                return Ok(format!(
+                    "old nginx workers gone after {:.0} ms",
+                    t0.elapsed().as_secs_f64() * 1000.0
+                ));
+            }
+            if t0.elapsed() > deadline {
+                return Err(format!(
+                    "{n} old nginx workers still shutting down after {deadline:?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Replaces the streaming mock's behaviour (chunks, delays, faults).
     pub async fn set_mock(&self, config: &mock_upstream::MockConfig) -> Result<(), String> {
         let resp = reqwest::Client::new()

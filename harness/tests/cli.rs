@@ -1,0 +1,131 @@
+//! The `harness` binary's exit codes and output, as CI and operators see them.
+
+use std::path::PathBuf;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn harness() -> Command {
+    let mut cmd = Command::cargo_bin("harness").unwrap();
+    cmd.current_dir(root());
+    cmd
+}
+
+/// A copy of the deployment files with nginx edited by `edit`.
+fn tree_with_nginx(edit: impl Fn(&str) -> String) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let r = root();
+    for sub in ["proxy", "nginx"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+    }
+    for f in [
+        "proxy/config-ohmygpt-prod.json",
+        "proxy/config-ohmygpt-dev.json",
+    ] {
+        std::fs::copy(r.join(f), dir.path().join(f)).unwrap();
+    }
+    let nginx = std::fs::read_to_string(r.join("nginx/nginx.conf")).unwrap();
+    std::fs::write(dir.path().join("nginx/nginx.conf"), edit(&nginx)).unwrap();
+    dir
+}
+
+/// The repository's own files agree: lint says go.
+#[test]
+fn lint_passes_on_the_repository() {
+    harness()
+        .args(["lint"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("verdict: GO"));
+}
+
+/// The classic half change: JSON says 8004, nginx still 8005. Lint says
+/// no-go and names both files with their lines and values.
+#[test]
+fn lint_names_both_sides_of_a_port_mismatch() {
+    let tree = tree_with_nginx(|s| s.replace("server goproxy:8004", "server goproxy:8005"));
+    harness()
+        .args(["lint", "--root"])
+        .arg(tree.path())
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("port mismatch"))
+        .stdout(predicate::str::contains(
+            "config-ohmygpt-prod.json:4 says 8004",
+        ))
+        .stdout(predicate::str::contains("nginx.conf:").and(predicate::str::contains("says 8005")))
+        .stdout(predicate::str::contains("NO-GO"));
+}
+
+/// JSON and JUnit reports carry the failure for CI.
+#[test]
+fn lint_reports_json_and_junit() {
+    let tree = tree_with_nginx(|s| s.replace("server goproxy:8004", "server goproxy:8005"));
+    let junit = tree.path().join("junit.xml");
+    let out = harness()
+        .args(["lint", "--report", "json", "--junit"])
+        .arg(&junit)
+        .arg("--root")
+        .arg(tree.path())
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["verdict"], "no-go");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("<failure") && xml.contains("lint.ports-agree"),
+        "{xml}"
+    );
+}
+
+/// A scenario file with a bad value is bad input (exit 2), and the message
+/// names the file, the field and the value.
+#[test]
+fn bad_scenario_file_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bad.toml");
+    std::fs::write(&f, "description = \"x\"\n[start]\nport = 8005\n[change]\nport = 0\n[expect]\nverdict = \"go\"\n").unwrap();
+    harness()
+        .args(["validate", "--scenario"])
+        .arg(&f)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("bad.toml").and(predicate::str::contains("change.port")));
+}
+
+/// A broken goproxy config gives no-go with the reason in the output,
+/// before any container restarts.
+#[test]
+fn validate_refuses_a_broken_config() {
+    let scenario = root().join("scenarios/invalid-goproxy-config-string-port.toml");
+    harness()
+        .args(["validate", "--monitor", "1s", "--scenario"])
+        .arg(&scenario)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("lint.goproxy-config-prod"))
+        .stdout(predicate::str::contains("port"))
+        .stdout(predicate::str::contains("NO-GO"));
+}
+
+/// The whole gate on the default scenario, against containers: go.
+#[test]
+fn validate_default_scenario_is_go() {
+    harness()
+        .args(["validate", "--monitor", "3s"])
+        .timeout(std::time::Duration::from_secs(600))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("verdict: GO"))
+        .stdout(predicate::str::contains("post.chat-stream"));
+}

@@ -166,6 +166,7 @@ async fn overlap(stack: &Stack, checks: &mut Checks, extra_reloads: u32) -> bool
         }
         return false;
     }
+    let workers = stack.nginx_workers().await.unwrap_or_default();
     let mut ok = checks
         .run(p, "deploy.nginx-reload", stack.reload_nginx())
         .await;
@@ -184,7 +185,7 @@ async fn overlap(stack: &Stack, checks: &mut Checks, extra_reloads: u32) -> bool
         .run(
             p,
             "deploy.old-nginx-workers-done",
-            stack.wait_old_nginx_workers(WORKERS_DEADLINE),
+            stack.wait_nginx_workers_gone(&workers, WORKERS_DEADLINE),
         )
         .await;
     ok &= checks
@@ -200,6 +201,7 @@ async fn overlap(stack: &Stack, checks: &mut Checks, extra_reloads: u32) -> bool
             ))
         })
         .await;
+    let workers = stack.nginx_workers().await.unwrap_or_default();
     ok &= checks
         .run(p, "deploy.nginx-reload-final", stack.reload_nginx())
         .await;
@@ -207,7 +209,7 @@ async fn overlap(stack: &Stack, checks: &mut Checks, extra_reloads: u32) -> bool
         .run(
             p,
             "deploy.final-nginx-workers-done",
-            stack.wait_old_nginx_workers(WORKERS_DEADLINE),
+            stack.wait_nginx_workers_gone(&workers, WORKERS_DEADLINE),
         )
         .await
 }

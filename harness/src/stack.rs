@@ -161,29 +161,41 @@ impl Stack {
         Ok("nginx -t ok; nginx -s reload ok".into())
     }
 
-    /// Waits until no nginx worker of an earlier configuration is left.
-    ///
-    /// After `nginx -s reload` the old workers keep serving the client
-    /// connections they hold (an HTTP/2 connection can carry new requests for
-    /// a while) with the OLD upstream list. Stopping the old goproxy before
-    /// they exit turns those requests into 502s: measured, 3 of 160 requests.
-    pub async fn wait_old_nginx_workers(&self, deadline: Duration) -> Result<String, String> {
+    /// PIDs of the nginx worker processes now running.
+    pub async fn nginx_workers(&self) -> Result<Vec<String>, String> {
         let id = self.only_container("nginx").await?;
+        // `[p]rocess` so the pattern does not match this shell's own command line.
+        let list = "grep -l 'worker [p]rocess' /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3";
+        let out = docker::exec(&id, &["sh", "-c", list]).await?;
+        Ok(out.stdout.split_whitespace().map(str::to_string).collect())
+    }
+
+    /// Waits until every worker in `old` has exited.
+    ///
+    /// `nginx -s reload` only signals the master; the old workers then keep
+    /// serving the client connections they hold (an HTTP/2 connection carries
+    /// new requests for a while) with the OLD upstream list. Stopping the old
+    /// goproxy before they exit turns those requests into 502s: measured,
+    /// 3 of 160 requests.
+    pub async fn wait_nginx_workers_gone(
+        &self,
+        old: &[String],
+        deadline: Duration,
+    ) -> Result<String, String> {
         let t0 = std::time::Instant::now();
-        // `[d]own` so the pattern does not match this shell's own command line.
-        let count = "grep -l 'shutting [d]own' /proc/[0-9]*/cmdline 2>/dev/null | wc -l";
         loop {
-            let out = docker::exec(&id, &["sh", "-c", count]).await?;
-            let n: u32 = out.stdout.trim().parse().unwrap_or(0);
-            if n == 0 {
+            let now = self.nginx_workers().await?;
+            let left: Vec<&String> = old.iter().filter(|p| now.contains(p)).collect();
+            if left.is_empty() {
                 return Ok(format!(
-                    "old nginx workers gone after {:.0} ms",
+                    "the {} workers of the previous configuration exited after {:.0} ms",
+                    old.len(),
                     t0.elapsed().as_secs_f64() * 1000.0
                 ));
             }
             if t0.elapsed() > deadline {
                 return Err(format!(
-                    "{n} old nginx workers still shutting down after {deadline:?}"
+                    "nginx workers {left:?} still running after {deadline:?}"
                 ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

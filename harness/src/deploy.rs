@@ -147,11 +147,24 @@ async fn overlap(stack: &Stack, checks: &mut Checks, extra_reloads: u32) -> bool
                 ])
                 .await
                 .map_err(|e| e.to_string())?;
-            let ids = stack
-                .compose
-                .container_ids("goproxy")
-                .await
-                .map_err(|e| e.to_string())?;
+            // All containers, not only running ones: a goproxy that exits
+            // at start must be found, reported with its logs, and removed.
+            let project = format!(
+                "label=com.docker.compose.project={}",
+                stack.compose.project()
+            );
+            let ids = docker::docker_ok(&[
+                "ps",
+                "-a",
+                "-q",
+                "--no-trunc",
+                "--filter",
+                &project,
+                "--filter",
+                "label=com.docker.compose.service=goproxy",
+            ])
+            .await?;
+            let ids: Vec<String> = ids.split_whitespace().map(str::to_string).collect();
             new_id = ids
                 .into_iter()
                 .find(|id| !old.contains(id))

@@ -10,7 +10,7 @@ use crate::gate::{self, GateOptions};
 use crate::lint::{self, LintTargets};
 use crate::report::{Figures, Report, Verdict, EXIT_USAGE};
 use crate::scenario::{self, Scenario};
-use crate::{expect, tls};
+use crate::{expect, kept, tls};
 
 /// The pre-deploy validation gate for moving goproxy between ports.
 ///
@@ -65,6 +65,28 @@ pub enum Command {
         compose: Vec<PathBuf>,
         #[command(flatten)]
         out: Output,
+    },
+    /// Start the stack in a scenario's starting state and keep it running
+    /// (prints its run directory, for `rollback` and `down`).
+    Up {
+        /// Scenario whose start state to run [default: the 8005 -> 8004 change].
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+    },
+    /// Roll back a kept deployment (from `validate --keep`) on demand:
+    /// restore the backups, restart goproxy, reload nginx, re-check.
+    Rollback {
+        /// The run directory printed by `validate --keep` or `up`.
+        #[arg(long)]
+        run_dir: PathBuf,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Remove a kept stack (containers and network).
+    Down {
+        /// The run directory printed by `validate --keep` or `up`.
+        #[arg(long)]
+        run_dir: PathBuf,
     },
     /// Scenarios in scenarios/.
     Scenarios {
@@ -127,8 +149,7 @@ pub async fn run(cli: Cli) -> i32 {
             no_rollback,
             out,
         } => {
-            let path =
-                scenario.unwrap_or_else(|| root.join("scenarios/port-change-8005-to-8004.toml"));
+            let path = scenario.unwrap_or_else(|| default_scenario(&root));
             let scenario = match Scenario::load(&path) {
                 Ok(s) => s,
                 Err(e) => return usage(&e.to_string()),
@@ -194,6 +215,51 @@ pub async fn run(cli: Cli) -> i32 {
             );
             emit(&report, &out)
         }
+        Command::Up { scenario } => {
+            let path = scenario.unwrap_or_else(|| default_scenario(&root));
+            let scenario = match Scenario::load(&path) {
+                Ok(s) => s,
+                Err(e) => return usage(&e.to_string()),
+            };
+            if let Err(e) = docker_available().await {
+                return usage(&e);
+            }
+            match kept::up(&scenario, &root).await {
+                Ok(state) => {
+                    println!(
+                        "stack {project} healthy, goproxy on {goport}\n\
+                         try:       curl --cacert {dir}/tls/fullchain.pem --resolve chat.trollllm.xyz:{port}:127.0.0.1 https://chat.trollllm.xyz:{port}/health\n\
+                         roll back: harness rollback --run-dir {dir}\n\
+                         remove:    harness down --run-dir {dir}",
+                        project = state.project,
+                        goport = state.start_port,
+                        port = state.https_port,
+                        dir = state.run_dir.display()
+                    );
+                    0
+                }
+                Err(e) => {
+                    eprintln!("harness up: {e}");
+                    1
+                }
+            }
+        }
+        Command::Rollback { run_dir, out } => {
+            if let Err(e) = docker_available().await {
+                return usage(&e);
+            }
+            match kept::rollback(&run_dir, cli.quiet).await {
+                Ok(report) => emit(&report, &out),
+                Err(e) => usage(&e),
+            }
+        }
+        Command::Down { run_dir } => match kept::down(&run_dir).await {
+            Ok(said) => {
+                println!("{said}");
+                0
+            }
+            Err(e) => usage(&e),
+        },
         Command::Scenarios { action } => match action {
             ScenariosAction::List { dir } => list_scenarios(&root.join(dir)),
             ScenariosAction::Run {
@@ -239,6 +305,10 @@ pub async fn run(cli: Cli) -> i32 {
             }
         }
     }
+}
+
+fn default_scenario(root: &Path) -> PathBuf {
+    root.join("scenarios/port-change-8005-to-8004.toml")
 }
 
 fn emit(report: &Report, out: &Output) -> i32 {

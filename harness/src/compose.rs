@@ -109,6 +109,8 @@ pub struct ComposeStack {
     project: String,
     env: Vec<(String, String)>,
     keep: bool,
+    /// `down` ran: nothing left for Drop.
+    removed: bool,
 }
 
 impl ComposeStack {
@@ -124,7 +126,36 @@ impl ComposeStack {
             project: format!("{project_prefix}-{:08x}", rand::random::<u32>()),
             env: Vec::new(),
             keep: std::env::var("HARNESS_KEEP").is_ok_and(|v| v == "1"),
+            removed: false,
         })
+    }
+
+    /// Re-attaches to a project started earlier (by `harness up` or
+    /// `validate --keep`), with the variables it was started with. An
+    /// attached project is kept on drop: only [`ComposeStack::down`] removes it.
+    pub fn attach(
+        compose_file: &Path,
+        project: &str,
+        env: Vec<(String, String)>,
+    ) -> Result<Self, StackError> {
+        Ok(Self {
+            cli: ComposeCli::detect()?,
+            file: compose_file.to_path_buf(),
+            project: project.to_string(),
+            env,
+            keep: true,
+            removed: false,
+        })
+    }
+
+    /// The compose file this project runs.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// The interpolation variables the project was started with.
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
     }
 
     /// A variable for compose's `${...}` interpolation.
@@ -342,10 +373,16 @@ impl ComposeStack {
 
 impl Drop for ComposeStack {
     fn drop(&mut self) {
+        if self.removed {
+            return;
+        }
         if self.keep {
             eprintln!(
-                "keeping compose project {} (HARNESS_KEEP / --keep)",
-                self.project
+                "compose project {} left running (kept); remove it with `harness down --run-dir <dir>` \
+                 or `docker-compose -p {} -f {} down -v`",
+                self.project,
+                self.project,
+                self.file.display()
             );
             return;
         }

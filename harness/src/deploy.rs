@@ -75,7 +75,7 @@ pub async fn run(
     });
     let started = Instant::now();
     let switched = match scenario.change.strategy {
-        Strategy::Overlap => overlap(stack, checks, scenario.load.extra_reloads).await,
+        Strategy::Overlap => overlap(stack, checks, p, "deploy", scenario.load.extra_reloads).await,
         Strategy::RestartThenReload => restart_then_reload(stack, checks).await,
     };
     out.switch_duration = started.elapsed();
@@ -121,18 +121,26 @@ pub async fn run(
     out
 }
 
-async fn overlap(stack: &Stack, checks: &mut Checks, extra_reloads: u32) -> bool {
-    let p = Phase::Deployment;
+/// The overlap switch; its checks are named `<prefix>.<step>` in `phase`,
+/// so the rollback reuses it to go back without downtime.
+pub(crate) async fn overlap(
+    stack: &Stack,
+    checks: &mut Checks,
+    p: Phase,
+    prefix: &str,
+    extra_reloads: u32,
+) -> bool {
+    let n = |step: &str| format!("{prefix}.{step}");
     let old = match stack.compose.container_ids("goproxy").await {
         Ok(ids) => ids,
         Err(e) => {
-            checks.push_fail(p, "deploy.start-new-goproxy", e.to_string());
+            checks.push_fail(p, &n("start-new-goproxy"), e.to_string());
             return false;
         }
     };
     let mut new_id = String::new();
     let started = checks
-        .run(p, "deploy.start-new-goproxy", async {
+        .run(p, &n("start-new-goproxy"), async {
             let scale = format!("goproxy={}", old.len() + 1);
             stack
                 .compose
@@ -181,11 +189,11 @@ async fn overlap(stack: &Stack, checks: &mut Checks, extra_reloads: u32) -> bool
     }
     let workers = stack.nginx_workers().await.unwrap_or_default();
     let mut ok = checks
-        .run(p, "deploy.nginx-reload", stack.reload_nginx())
+        .run(p, &n("nginx-reload"), stack.reload_nginx())
         .await;
     for i in 0..extra_reloads {
         ok &= checks
-            .run(p, &format!("deploy.nginx-reload-extra-{}", i + 1), async {
+            .run(p, &n(&format!("nginx-reload-extra-{}", i + 1)), async {
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 stack.reload_nginx().await
             })
@@ -197,12 +205,12 @@ async fn overlap(stack: &Stack, checks: &mut Checks, extra_reloads: u32) -> bool
     ok &= checks
         .run(
             p,
-            "deploy.old-nginx-workers-done",
+            &n("old-nginx-workers-done"),
             stack.wait_nginx_workers_gone(&workers, WORKERS_DEADLINE),
         )
         .await;
     ok &= checks
-        .run(p, "deploy.drain-old-goproxy", async {
+        .run(p, &n("drain-old-goproxy"), async {
             let t0 = Instant::now();
             for id in &old {
                 docker::docker_ok(&["stop", "-t", STOP_GRACE_SECS, id]).await?;
@@ -216,12 +224,12 @@ async fn overlap(stack: &Stack, checks: &mut Checks, extra_reloads: u32) -> bool
         .await;
     let workers = stack.nginx_workers().await.unwrap_or_default();
     ok &= checks
-        .run(p, "deploy.nginx-reload-final", stack.reload_nginx())
+        .run(p, &n("nginx-reload-final"), stack.reload_nginx())
         .await;
     ok & checks
         .run(
             p,
-            "deploy.final-nginx-workers-done",
+            &n("final-nginx-workers-done"),
             stack.wait_nginx_workers_gone(&workers, WORKERS_DEADLINE),
         )
         .await

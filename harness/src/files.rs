@@ -205,14 +205,19 @@ impl LiveFiles {
         std::fs::create_dir_all(dir.join("goproxy"))?;
         std::fs::create_dir_all(dir.join("nginx"))?;
         std::fs::create_dir_all(dir.join("tls"))?;
-        let live = Self {
+        let live = Self::open(dir);
+        live.write(start)?;
+        Ok(live)
+    }
+
+    /// The layout of an existing run directory.
+    pub fn open(dir: &Path) -> Self {
+        Self {
             dir: dir.to_path_buf(),
             goproxy_config: dir.join("goproxy/config.json"),
             nginx_conf: dir.join("nginx/nginx.conf"),
             tls_dir: dir.join("tls"),
-        };
-        live.write(start)?;
-        Ok(live)
+        }
     }
 
     /// Writes both files in place (see the module docs for why in place).

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::check::{Checks, Phase};
-use crate::files::{self, LiveFiles, MockEndpoints, Sources};
+use crate::files::{self, LiveFiles, MockEndpoints, Rendered, Sources};
 use crate::lint::{self, LintTargets};
 use crate::report::{Figures, Report, Verdict};
 use crate::scenario::{Fault, Scenario};
@@ -56,36 +56,17 @@ async fn run(
     figures: &mut Figures,
 ) -> (Verdict, String) {
     let no_go = |why: String| (Verdict::NoGo, why);
-    let wiremock = match stack::start_wiremock().await {
-        Ok(w) => w,
-        Err(e) => return no_go(e),
-    };
-    let mocks = MockEndpoints {
-        stream_mock: format!("http://upstream:{MOCK_PORT}"),
-        wiremock: Some(format!(
-            "http://host.docker.internal:{}",
-            wiremock.address().port()
-        )),
-    };
-    let (start, candidate) = match files::render(scenario, &Sources::from_root(&opts.root), &mocks)
-    {
-        Ok(r) => r,
-        Err(e) => return no_go(format!("cannot render the scenario's configs: {e}")),
-    };
-    let run_dir = match tempfile::Builder::new()
-        .prefix(&format!("harness-{}-", scenario.name))
-        .tempdir()
-    {
-        Ok(d) => d,
-        Err(e) => return no_go(format!("cannot make a run directory: {e}")),
-    };
-    let live = match LiveFiles::create(run_dir.path(), &start) {
-        Ok(l) => l,
-        Err(e) => return no_go(format!("cannot write the run's files: {e}")),
-    };
-    let (cand_json, cand_nginx) = match live.write_candidate(&candidate) {
+    let Prepared {
+        wiremock,
+        start,
+        candidate,
+        run_dir,
+        live,
+        candidate_json: cand_json,
+        candidate_nginx: cand_nginx,
+    } = match prepare(scenario, &opts.root).await {
         Ok(p) => p,
-        Err(e) => return no_go(format!("cannot write the candidate files: {e}")),
+        Err(e) => return no_go(e),
     };
     let compose_file = opts.root.join("docker-compose.test.yml");
 
@@ -165,6 +146,25 @@ async fn run(
         return no_go("a pre-deployment check failed; nothing was changed".into());
     }
 
+    if opts.keep {
+        match stack
+            .state(
+                scenario.start_port,
+                scenario.change.port,
+                &model,
+                &pre.backups,
+            )
+            .save()
+        {
+            Ok(path) => eprintln!(
+                "  state saved to {}: `harness rollback --run-dir {dir}` rolls back, \
+                 `harness down --run-dir {dir}` removes the stack",
+                path.display(),
+                dir = stack.files.dir.display()
+            ),
+            Err(e) => eprintln!("  {e}"),
+        }
+    }
     let target = Target {
         client: stack.client.clone(),
         base: stack.url(""),
@@ -284,9 +284,54 @@ async fn run(
     }
 }
 
+/// A run's files and mocks, before any container starts.
+#[derive(Debug)]
+pub struct Prepared {
+    pub wiremock: wiremock::MockServer,
+    pub start: Rendered,
+    pub candidate: Rendered,
+    pub run_dir: tempfile::TempDir,
+    pub live: LiveFiles,
+    pub candidate_json: PathBuf,
+    pub candidate_nginx: PathBuf,
+}
+
+/// Starts wiremock, renders the start and candidate configs pointed at the
+/// mocks, and writes them into a fresh run directory.
+pub async fn prepare(scenario: &Scenario, root: &std::path::Path) -> Result<Prepared, String> {
+    let wiremock = stack::start_wiremock().await?;
+    let mocks = MockEndpoints {
+        stream_mock: format!("http://upstream:{MOCK_PORT}"),
+        wiremock: Some(format!(
+            "http://host.docker.internal:{}",
+            wiremock.address().port()
+        )),
+    };
+    let (start, candidate) = files::render(scenario, &Sources::from_root(root), &mocks)
+        .map_err(|e| format!("cannot render the scenario's configs: {e}"))?;
+    let run_dir = tempfile::Builder::new()
+        .prefix(&format!("harness-{}-", scenario.name))
+        .tempdir()
+        .map_err(|e| format!("cannot make a run directory: {e}"))?;
+    let live = LiveFiles::create(run_dir.path(), &start)
+        .map_err(|e| format!("cannot write the run's files: {e}"))?;
+    let (candidate_json, candidate_nginx) = live
+        .write_candidate(&candidate)
+        .map_err(|e| format!("cannot write the candidate files: {e}"))?;
+    Ok(Prepared {
+        wiremock,
+        start,
+        candidate,
+        run_dir,
+        live,
+        candidate_json,
+        candidate_nginx,
+    })
+}
+
 /// The first model of the deployed config that the streaming mock serves
 /// in OpenAI format (the probe model goes to wiremock instead).
-fn stream_model(candidate: &str, start: &str) -> Result<StreamModel, String> {
+pub fn stream_model(candidate: &str, start: &str) -> Result<StreamModel, String> {
     // A candidate that does not parse (a no-go scenario) still has a start.
     let config = proxy::config::Config::from_json(candidate, "candidate")
         .or_else(|_| proxy::config::Config::from_json(start, "start"))

@@ -22,6 +22,8 @@
 //! - [`stack`], [`compose`], [`docker`], [`tls`]: the containers and their guard.
 //! - [`pre`], [`deploy`], [`verify`], [`rollback`]: the runbook's phases.
 //! - [`traffic`]: the steady client and SSE streams run during the switch.
+//! - [`kept`]: `up`, `rollback` and `down` on a kept stack.
+//! - [`state`]: what a kept run leaves for `harness rollback` / `down`.
 //! - [`check`], [`report`]: check results; summary, JSON and JUnit outputs.
 
 pub mod check;
@@ -32,6 +34,7 @@ pub mod docker;
 pub mod expect;
 pub mod files;
 pub mod gate;
+pub mod kept;
 pub mod lint;
 pub mod ports;
 pub mod pre;
@@ -39,6 +42,7 @@ pub mod report;
 pub mod rollback;
 pub mod scenario;
 pub mod stack;
+pub mod state;
 pub mod tls;
 pub mod traffic;
 pub mod verify;

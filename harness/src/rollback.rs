@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use crate::check::{Checks, Phase};
-use crate::deploy::wait_healthy;
+use crate::deploy::{self, wait_healthy};
+use crate::docker;
 use crate::files::{self, Backup};
 use crate::pre;
 use crate::stack::Stack;
@@ -12,6 +13,61 @@ use crate::verify::{self, StreamModel};
 
 /// How long the restored service may take to answer through nginx.
 const RESTORE_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Brings goproxy back on the restored config without downtime: the same
+/// overlap switch as the deployment (a goproxy on the restored config
+/// beside the current one, nginx reloaded, old workers waited for, the
+/// current goproxy drained). The design's `restart goproxy` instead left
+/// nginx without a goproxy for 5 s (measured: `rollback.service-restored`
+/// took 5.1 s). Containers that exited (a goproxy that failed at start) are
+/// removed first; with no goproxy running at all, it is simply started.
+async fn restart_goproxy(stack: &Stack, checks: &mut Checks) -> bool {
+    let p = Phase::Rollback;
+    let project = format!(
+        "label=com.docker.compose.project={}",
+        stack.compose.project()
+    );
+    let exited = docker::docker_ok(&[
+        "ps",
+        "-a",
+        "-q",
+        "--no-trunc",
+        "--filter",
+        &project,
+        "--filter",
+        "label=com.docker.compose.service=goproxy",
+        "--filter",
+        "status=exited",
+    ])
+    .await
+    .unwrap_or_default();
+    for id in exited.split_whitespace() {
+        let _ = docker::docker(&["rm", "-f", id]).await;
+    }
+    let running = stack
+        .compose
+        .container_ids("goproxy")
+        .await
+        .unwrap_or_default();
+    if !running.is_empty() {
+        return deploy::overlap(stack, checks, p, "rollback", 0).await;
+    }
+    let started = checks
+        .run(p, "rollback.start-goproxy", async {
+            stack
+                .compose
+                .compose(&["up", "-d", "--no-deps", "goproxy"])
+                .await
+                .map_err(|e| e.to_string())?;
+            let id = stack.only_container("goproxy").await?;
+            wait_healthy(&id, RESTORE_DEADLINE).await
+        })
+        .await;
+    started
+        && checks
+            .run(p, "rollback.nginx-reload", stack.reload_nginx())
+            .await
+}
 
 /// Rolls back; returns whether the old deployment passed its checks again,
 /// and how long it took until it answered through nginx.
@@ -40,43 +96,7 @@ pub async fn run(
                 .join(", "))
         })
         .await;
-    ok &= checks
-        .run(p, "rollback.restart-goproxy", async {
-            // The design's `restart goproxy`; `up -d` first in case the
-            // failed deployment left no goproxy container at all.
-            let ids = stack
-                .compose
-                .container_ids("goproxy")
-                .await
-                .map_err(|e| e.to_string())?;
-            if ids.is_empty() {
-                stack
-                    .compose
-                    .compose(&["up", "-d", "--no-deps", "goproxy"])
-                    .await
-                    .map_err(|e| e.to_string())?;
-            } else {
-                stack
-                    .compose
-                    .compose(&["restart", "goproxy"])
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            let mut said = Vec::new();
-            for id in stack
-                .compose
-                .container_ids("goproxy")
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                said.push(wait_healthy(&id, RESTORE_DEADLINE).await?);
-            }
-            Ok(said.join(", "))
-        })
-        .await;
-    ok &= checks
-        .run(p, "rollback.nginx-reload", stack.reload_nginx())
-        .await;
+    ok &= restart_goproxy(stack, checks).await;
     ok &= checks
         .run(p, "rollback.service-restored", async {
             let t0 = Instant::now();

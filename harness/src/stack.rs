@@ -9,8 +9,10 @@ use wiremock::MockServer;
 
 use crate::compose::ComposeStack;
 use crate::docker;
-use crate::files::LiveFiles;
+use crate::files::{Backup, LiveFiles};
+use crate::state::RunState;
 use crate::tls;
+use crate::verify::StreamModel;
 
 /// The TLS name nginx serves.
 pub const HOSTNAME: &str = "chat.trollllm.xyz";
@@ -47,6 +49,7 @@ pub struct Stack {
     pub mock_port: u16,
     pub client: reqwest::Client,
     pub api_key: String,
+    cert_pem: String,
     pub wiremock: MockServer,
 }
 
@@ -69,15 +72,14 @@ impl Stack {
         let cert = tls::generate(HOSTNAME).map_err(|e| format!("cannot make a TLS cert: {e}"))?;
         tls::write_tls_dir(&files.tls_dir, &cert)
             .map_err(|e| format!("cannot write TLS files: {e}"))?;
-        let https_port = free_port()?;
-        let http_port = free_port()?;
+        // Port 0: Docker picks free loopback ports, read back with `port`.
         let mut compose = ComposeStack::new(&opts.compose_file, "harness")
             .map_err(|e| e.to_string())?
             .with_env("GOPROXY_CONFIG", files.goproxy_config.to_string_lossy())
             .with_env("NGINX_CONF", files.nginx_conf.to_string_lossy())
             .with_env("TLS_DIR", files.tls_dir.to_string_lossy())
-            .with_env("HTTPS_PORT", https_port.to_string())
-            .with_env("HTTP_PORT", http_port.to_string())
+            .with_env("HTTPS_PORT", "0")
+            .with_env("HTTP_PORT", "0")
             .with_env("PROXY_API_KEY", opts.api_key.clone());
         compose.keep(opts.keep);
         compose
@@ -88,12 +90,91 @@ impl Stack {
             .wait_healthy(&["upstream", "goproxy", "nginx"], UP_DEADLINE)
             .await
             .map_err(|e| e.to_string())?;
-        let https_port = compose.host_port("nginx", 443).await.unwrap_or(https_port);
+        Self::connect(
+            compose,
+            files,
+            cert.cert_pem,
+            opts.api_key.clone(),
+            wiremock,
+        )
+        .await
+    }
+
+    /// Re-attaches to a kept run (see [`crate::state`]). wiremock is bound
+    /// again on its old port, where goproxy's probe endpoint points.
+    pub async fn attach(state: &RunState) -> Result<Stack, String> {
+        let compose = ComposeStack::attach(&state.compose_file, &state.project, state.env.clone())
+            .map_err(|e| e.to_string())?;
+        if compose
+            .container_ids("nginx")
+            .await
+            .map_err(|e| e.to_string())?
+            .is_empty()
+        {
+            return Err(format!(
+                "compose project {} has no running nginx: was it taken down?",
+                state.project
+            ));
+        }
+        let listener = std::net::TcpListener::bind(("0.0.0.0", state.wiremock_port))
+            .map_err(|e| format!("cannot bind wiremock again on {}: {e}", state.wiremock_port))?;
+        let wiremock = MockServer::builder().listener(listener).start().await;
+        let files = LiveFiles::open(&state.run_dir);
+        Self::connect(
+            compose,
+            files,
+            state.cert_pem.clone(),
+            state.api_key.clone(),
+            wiremock,
+        )
+        .await
+    }
+
+    /// What a later command needs to find this stack again.
+    pub fn state(
+        &self,
+        start_port: u16,
+        change_port: u16,
+        model: &StreamModel,
+        backups: &[Backup],
+    ) -> RunState {
+        RunState {
+            run_dir: self.files.dir.clone(),
+            compose_file: self.compose.file().to_path_buf(),
+            project: self.compose.project().to_string(),
+            env: self.compose.env().to_vec(),
+            https_port: self.https_port,
+            mock_port: self.mock_port,
+            wiremock_port: self.wiremock.address().port(),
+            api_key: self.api_key.clone(),
+            cert_pem: self.cert_pem.clone(),
+            start_port,
+            change_port,
+            stream_model_id: model.id.clone(),
+            stream_upstream_ids: model.upstream_ids.clone(),
+            backups: backups
+                .iter()
+                .map(|b| (b.original.clone(), b.copy.clone()))
+                .collect(),
+        }
+    }
+
+    async fn connect(
+        compose: ComposeStack,
+        files: LiveFiles,
+        cert_pem: String,
+        api_key: String,
+        wiremock: MockServer,
+    ) -> Result<Stack, String> {
+        let https_port = compose
+            .host_port("nginx", 443)
+            .await
+            .map_err(|e| e.to_string())?;
         let mock_port = compose
             .host_port("upstream", MOCK_PORT)
             .await
             .map_err(|e| e.to_string())?;
-        let ca = reqwest::Certificate::from_pem(cert.cert_pem.as_bytes())
+        let ca = reqwest::Certificate::from_pem(cert_pem.as_bytes())
             .map_err(|e| format!("generated cert does not parse: {e}"))?;
         let client = reqwest::Client::builder()
             .add_root_certificate(ca)
@@ -108,7 +189,8 @@ impl Stack {
             https_port,
             mock_port,
             client,
-            api_key: opts.api_key.clone(),
+            api_key,
+            cert_pem,
             wiremock,
         })
     }
@@ -216,14 +298,4 @@ impl Stack {
             Err(format!("mock refused its config: HTTP {}", resp.status()))
         }
     }
-}
-
-/// A free loopback port for a published container port. Compose v1 cannot
-/// publish to an ephemeral port and tell us reliably on every version, so we
-/// pick one; the window between picking and binding is short.
-fn free_port() -> Result<u16, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free loopback port: {e}"))
 }

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The whole bench in one command: build the release binaries, install
+# nginx-light if nginx is missing, seed the Docker images for the gate, raise
+# the fd limit, and run `bench` with the load generator and the servers on
+# separate CPUs. Extra arguments go to `bench` (see `target/release/bench --help`).
+# All load goes to 127.0.0.1 or the project's own containers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+have_nginx() { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; }
+if ! have_nginx; then
+    echo "run.sh: nginx missing; installing nginx-light" >&2
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get install -y nginx-light || { $SUDO apt-get update && $SUDO apt-get install -y nginx-light; }
+    # The package may start a system nginx on port 80; the bench runs its own.
+    $SUDO systemctl stop nginx >/dev/null 2>&1 || $SUDO service nginx stop >/dev/null 2>&1 || true
+fi
+
+# Images for `harness validate` (also builds goproxy and mock-upstream).
+bash scripts/seed-images.sh
+cargo build --release --locked -p proxy -p mock-upstream -p harness -p bench
+
+# 1024 streams through nginx + goproxy need ~4 fds per stream across processes.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 8192 ]; then
+    echo "run.sh: warning: fd limit $(ulimit -n) is low for 1024 streams" >&2
+fi
+
+# Load generator on CPU 0, every server (mock, goproxy, nginx) on the rest.
+cpus=$(nproc)
+if [ "$cpus" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
+    exec taskset -c 0 target/release/bench --server-cpus "1-$((cpus - 1))" "$@"
+else
+    exec target/release/bench "$@"
+fi

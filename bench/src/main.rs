@@ -1,0 +1,336 @@
+//! `bench`: goproxy's figures measured side by side with their baselines in
+//! one run (direct to the mock, nginx `proxy_pass`, nginx + goproxy), plus
+//! the gate's switch and rollback figures read from `harness validate`.
+//! Prints a table and writes `bench.md` and `bench.json`.
+
+mod gate;
+mod load;
+mod procs;
+mod report;
+mod stats;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use serde_json::json;
+
+use crate::load::StreamTrace;
+use crate::report::Figures;
+use crate::stats::quantile;
+
+/// Side-by-side figures for goproxy against direct and nginx baselines.
+#[derive(Debug, Parser)]
+#[command(version)]
+pub struct Args {
+    /// Directory with the release binaries (`goproxy`, `mock-upstream`, `harness`).
+    #[arg(long, default_value = "target/release")]
+    bin_dir: PathBuf,
+    /// Where `bench.md` and `bench.json` are written.
+    #[arg(long, default_value = "bench-results")]
+    out: PathBuf,
+    /// Runs per cell (each figure is reported as median [min..max] over runs).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Measured seconds per latency cell.
+    #[arg(long, default_value_t = 3.0)]
+    duration_secs: f64,
+    /// Unrecorded warm-up seconds before each latency cell.
+    #[arg(long, default_value_t = 0.5)]
+    warmup_secs: f64,
+    /// Concurrency levels of the latency cells.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    concurrency: Vec<usize>,
+    /// The mock's fixed delay before a non-streamed answer, ms.
+    #[arg(long, default_value_t = 1)]
+    delay_ms: u64,
+    /// Content chunks per stream in the time-to-first-chunk cells.
+    #[arg(long, default_value_t = 8)]
+    stream_chunks: usize,
+    /// The mock's pause between content chunks, ms (a stall is a gap over twice this).
+    #[arg(long, default_value_t = 20)]
+    chunk_delay_ms: u64,
+    /// Sequential streams per target per run in the time-to-first-chunk cells.
+    #[arg(long, default_value_t = 30)]
+    ttfb_streams: usize,
+    /// Concurrent stream counts of the hold cells.
+    #[arg(long, value_delimiter = ',', default_value = "128,512,1024")]
+    hold: Vec<usize>,
+    /// Content chunks per stream in the hold cells.
+    #[arg(long, default_value_t = 50)]
+    hold_chunks: usize,
+    /// Pin every server (mock, goproxy, nginx) to these CPUs with `taskset -c`
+    /// (run the bench itself under `taskset` on the others).
+    #[arg(long)]
+    server_cpus: Option<String>,
+    /// Per-request logs off (default: as deployed, goproxy at `info`, nginx access log on).
+    #[arg(long)]
+    quiet_logs: bool,
+    /// `harness validate` runs of the default scenario (0 skips the gate).
+    #[arg(long, default_value_t = 3)]
+    gate_runs: usize,
+    /// `harness validate` runs of `scenarios/rollback-on-demand.toml`.
+    #[arg(long, default_value_t = 3)]
+    rollback_runs: usize,
+    /// Skip the proxy measurements (only the gate).
+    #[arg(long)]
+    gate_only: bool,
+}
+
+/// The four ways to reach the mock.
+const TARGETS: [&str; 4] = ["direct", "goproxy", "nginx", "nginx+goproxy"];
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let started = Instant::now();
+    let mut figures = Figures::default();
+    if !args.gate_only {
+        rt.block_on(proxy_figures(&args, &mut figures))?;
+    }
+    if args.gate_runs + args.rollback_runs > 0 {
+        gate::run(
+            &args.bin_dir,
+            args.gate_runs,
+            args.rollback_runs,
+            &mut figures,
+        );
+    }
+    let meta = json!({
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "host_cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "server_cpus": args.server_cpus,
+        "quiet_logs": args.quiet_logs,
+        "runs": args.runs,
+        "duration_secs": args.duration_secs,
+        "warmup_secs": args.warmup_secs,
+        "delay_ms": args.delay_ms,
+        "chunk_delay_ms": args.chunk_delay_ms,
+        "stream_chunks": args.stream_chunks,
+        "ttfb_streams": args.ttfb_streams,
+        "hold_chunks": args.hold_chunks,
+        "bench_wall_secs": started.elapsed().as_secs_f64(),
+    });
+    let md = report::markdown(&args, &figures, &meta);
+    println!("{md}");
+    std::fs::create_dir_all(&args.out)?;
+    std::fs::write(args.out.join("bench.md"), &md)?;
+    std::fs::write(
+        args.out.join("bench.json"),
+        serde_json::to_vec_pretty(&report::json(&figures, &meta))?,
+    )?;
+    eprintln!(
+        "wrote {} and {} in {:.0} s",
+        args.out.join("bench.md").display(),
+        args.out.join("bench.json").display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn log(msg: impl AsRef<str>) {
+    eprintln!("bench: {}", msg.as_ref());
+}
+
+async fn proxy_figures(args: &Args, f: &mut Figures) -> anyhow::Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("goproxy-bench-")
+        .tempdir()?;
+    let env = procs::Env {
+        bin_dir: args.bin_dir.clone(),
+        dir: dir.path().to_owned(),
+        server_cpus: args.server_cpus.clone(),
+        quiet_logs: args.quiet_logs,
+    };
+    let mock = env.mock(args.delay_ms)?;
+    let goproxy = env
+        .goproxy(mock.addr, load::CLIENT_KEY)
+        .context("goproxy")?;
+    let (nginx, listens) = env.nginx(&[mock.addr, goproxy.addr]).context("nginx")?;
+    let addrs: BTreeMap<&str, SocketAddr> = TARGETS
+        .into_iter()
+        .zip([mock.addr, goproxy.addr, listens[0], listens[1]])
+        .collect();
+    log(format!(
+        "mock {} (pid {}), goproxy {} (pid {}), nginx {} / {} (pid {}), scratch {}",
+        mock.addr,
+        mock.pid(),
+        goproxy.addr,
+        goproxy.pid(),
+        listens[0],
+        listens[1],
+        nginx.pid(),
+        dir.path().display()
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    if let Some(kb) = goproxy.rss_kb() {
+        f.push("rss/idle_fresh_mb", kb as f64 / 1024.0);
+    }
+
+    // Latency and throughput of non-streamed completions.
+    let mock_config = |chunks: usize, first: u64| {
+        json!({"chunks": chunks, "chunk_delay_ms": args.chunk_delay_ms,
+               "first_chunk_delay_ms": first, "fault": "none"})
+    };
+    let warmup = Duration::from_secs_f64(args.warmup_secs);
+    let duration = Duration::from_secs_f64(args.duration_secs);
+    for run in 0..args.runs {
+        for &c in &args.concurrency {
+            for i in 0..TARGETS.len() {
+                // Rotate the order so no target always runs first or last.
+                let target = TARGETS[(i + run) % TARGETS.len()];
+                load::configure_mock(mock.addr, mock_config(args.stream_chunks, args.delay_ms))
+                    .await?;
+                let cell = load::closed_loop(addrs[target], c, warmup, duration).await;
+                let h = &cell.latency;
+                let ms = |q| quantile(h, q) as f64 / 1e6;
+                let key = format!("latency/c{c}/{target}");
+                f.push(format!("{key}/p50_ms"), ms(0.5));
+                f.push(format!("{key}/p99_ms"), ms(0.99));
+                f.push(format!("{key}/p999_ms"), ms(0.999));
+                f.push(format!("{key}/rps"), cell.throughput);
+                f.push(format!("{key}/errors"), cell.errors as f64);
+                log(format!(
+                    "run {} c{c:<3} {target:<14} p50 {:.3} p99 {:.3} p99.9 {:.3} ms  {:.0} req/s  {} errors{}",
+                    run + 1,
+                    ms(0.5),
+                    ms(0.99),
+                    ms(0.999),
+                    cell.throughput,
+                    cell.errors,
+                    cell.first_error
+                        .map(|e| format!(" (first: {e})"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+    }
+    if let Some(kb) = goproxy.rss_kb() {
+        f.push("rss/idle_after_load_mb", kb as f64 / 1024.0);
+    }
+
+    // Time to first chunk and inter-chunk gaps, sequential streams.
+    load::configure_mock(mock.addr, mock_config(args.stream_chunks, 0)).await?;
+    for run in 0..args.runs {
+        for i in 0..TARGETS.len() {
+            let target = TARGETS[(i + run) % TARGETS.len()];
+            let traces = load::sequential_streams(addrs[target], args.ttfb_streams).await?;
+            let s = stream_summary(&traces);
+            let key = format!("stream/{target}");
+            for (name, v) in &s {
+                f.push(format!("{key}/{name}"), *v);
+            }
+            log(format!(
+                "run {} ttfb {target:<14} p50 {:.3} max {:.3} ms, gap p50 {:.3} p99 {:.3} ms, {} failed",
+                run + 1,
+                s["ttfb_p50_ms"],
+                s["ttfb_max_ms"],
+                s["gap_p50_ms"],
+                s["gap_p99_ms"],
+                s["failed"]
+            ));
+        }
+        load::configure_mock(mock.addr, mock_config(args.stream_chunks, 0)).await?;
+    }
+
+    // Concurrent streams held without a stall.
+    let stall = Duration::from_millis(2 * args.chunk_delay_ms);
+    for &n in &args.hold {
+        for target in ["direct", "goproxy", "nginx+goproxy"] {
+            load::configure_mock(mock.addr, mock_config(args.hold_chunks, 0)).await?;
+            let pid = goproxy.pid();
+            let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+            let flag = sampling.clone();
+            let sampler = tokio::spawn(async move {
+                let mut peak = 0u64;
+                while flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    peak = peak.max(procs::rss_kb(pid).unwrap_or(0));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                peak
+            });
+            let traces = load::concurrent_streams(addrs[target], n).await;
+            sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+            let peak_kb = sampler.await.unwrap_or(0);
+            let key = format!("hold/n{n}/{target}");
+            let s = stream_summary(&traces);
+            let stalled = traces
+                .iter()
+                .filter(|t| t.error.is_some() || !t.complete || t.gaps().any(|g| g > stall))
+                .count();
+            f.push(format!("{key}/held"), (n - stalled) as f64);
+            f.push(format!("{key}/stalled"), stalled as f64);
+            for name in [
+                "failed",
+                "gap_p99_ms",
+                "gap_max_ms",
+                "ttfb_p99_ms",
+                "ttfb_max_ms",
+            ] {
+                f.push(format!("{key}/{name}"), s[name]);
+            }
+            if target != "direct" {
+                f.push(
+                    format!("{key}/goproxy_rss_peak_mb"),
+                    peak_kb as f64 / 1024.0,
+                );
+            }
+            log(format!(
+                "hold {n:<5} {target:<14} held {}/{n}, failed {}, worst gap {:.1} ms, ttfb max {:.1} ms, goproxy RSS peak {:.1} MB{}",
+                n - stalled,
+                s["failed"],
+                s["gap_max_ms"],
+                s["ttfb_max_ms"],
+                peak_kb as f64 / 1024.0,
+                traces
+                    .iter()
+                    .find_map(|t| t.error.clone())
+                    .map(|e| format!(" (first error: {e})"))
+                    .unwrap_or_default()
+            ));
+            // Let closed connections leave TIME_WAIT pressure and the
+            // proxies settle before the next cell.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    if let Some(kb) = goproxy.rss_kb() {
+        f.push("rss/idle_after_streams_mb", kb as f64 / 1024.0);
+    }
+    drop(nginx);
+    drop(goproxy);
+    drop(mock);
+    Ok(())
+}
+
+/// TTFB and gap quantiles over a set of streams, in ms, plus failures.
+fn stream_summary(traces: &[StreamTrace]) -> BTreeMap<&'static str, f64> {
+    let mut ttfb = load::histogram();
+    let mut gaps = load::histogram();
+    let mut failed = 0;
+    for t in traces {
+        if t.error.is_some() || !t.complete {
+            failed += 1;
+        }
+        if let Some(d) = t.ttfb() {
+            let _ = ttfb.record((d.as_nanos() as u64).max(1));
+        }
+        for g in t.gaps() {
+            let _ = gaps.record((g.as_nanos() as u64).max(1));
+        }
+    }
+    let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| quantile(h, q) as f64 / 1e6;
+    BTreeMap::from([
+        ("ttfb_p50_ms", ms(&ttfb, 0.5)),
+        ("ttfb_p99_ms", ms(&ttfb, 0.99)),
+        ("ttfb_max_ms", ttfb.max() as f64 / 1e6),
+        ("gap_p50_ms", ms(&gaps, 0.5)),
+        ("gap_p99_ms", ms(&gaps, 0.99)),
+        ("gap_max_ms", gaps.max() as f64 / 1e6),
+        ("failed", failed as f64),
+    ])
+}

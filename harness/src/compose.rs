@@ -105,7 +105,8 @@ pub struct ExecOutput {
 #[derive(Debug)]
 pub struct ComposeStack {
     cli: ComposeCli,
-    file: PathBuf,
+    /// `-f` files, in order (later ones override earlier ones).
+    files: Vec<PathBuf>,
     project: String,
     env: Vec<(String, String)>,
     keep: bool,
@@ -117,12 +118,10 @@ impl ComposeStack {
     /// A new project `<prefix>-<random>` for `compose_file`; nothing starts yet.
     pub fn new(compose_file: &Path, project_prefix: &str) -> Result<Self, StackError> {
         let cli = ComposeCli::detect()?;
-        let file = compose_file.canonicalize().map_err(|e| {
-            StackError::Other(format!("compose file {}: {e}", compose_file.display()))
-        })?;
+        let file = canonical(compose_file)?;
         Ok(Self {
             cli,
-            file,
+            files: vec![file],
             project: format!("{project_prefix}-{:08x}", rand::random::<u32>()),
             env: Vec::new(),
             keep: std::env::var("HARNESS_KEEP").is_ok_and(|v| v == "1"),
@@ -134,13 +133,13 @@ impl ComposeStack {
     /// `validate --keep`), with the variables it was started with. An
     /// attached project is kept on drop: only [`ComposeStack::down`] removes it.
     pub fn attach(
-        compose_file: &Path,
+        compose_files: &[PathBuf],
         project: &str,
         env: Vec<(String, String)>,
     ) -> Result<Self, StackError> {
         Ok(Self {
             cli: ComposeCli::detect()?,
-            file: compose_file.to_path_buf(),
+            files: compose_files.to_vec(),
             project: project.to_string(),
             env,
             keep: true,
@@ -148,9 +147,15 @@ impl ComposeStack {
         })
     }
 
-    /// The compose file this project runs.
-    pub fn file(&self) -> &Path {
-        &self.file
+    /// Adds an override file (`-f base -f override`).
+    pub fn with_file(mut self, extra: &Path) -> Result<Self, StackError> {
+        self.files.push(canonical(extra)?);
+        Ok(self)
+    }
+
+    /// The compose files this project runs.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
     }
 
     /// The interpolation variables the project was started with.
@@ -181,8 +186,11 @@ impl ComposeStack {
         let (program, pre) = self.cli.program();
         let mut cmd = Command::new(program);
         cmd.args(pre)
-            .arg("-f")
-            .arg(&self.file)
+            .args(
+                self.files
+                    .iter()
+                    .flat_map(|f| [Path::new("-f"), f.as_path()]),
+            )
             .arg("-p")
             .arg(&self.project)
             .args(args)
@@ -379,10 +387,14 @@ impl Drop for ComposeStack {
         if self.keep {
             eprintln!(
                 "compose project {} left running (kept); remove it with `harness down --run-dir <dir>` \
-                 or `docker-compose -p {} -f {} down -v`",
+                 or `docker-compose -p {} {} down -v`",
                 self.project,
                 self.project,
-                self.file.display()
+                self.files
+                    .iter()
+                    .map(|f| format!("-f {}", f.display()))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             );
             return;
         }
@@ -391,8 +403,11 @@ impl Drop for ComposeStack {
         let (program, pre) = self.cli.program();
         let _ = std::process::Command::new(program)
             .args(pre)
-            .arg("-f")
-            .arg(&self.file)
+            .args(
+                self.files
+                    .iter()
+                    .flat_map(|f| [Path::new("-f"), f.as_path()]),
+            )
             .arg("-p")
             .arg(&self.project)
             .args(["down", "-v", "--remove-orphans", "-t", "5"])
@@ -434,4 +449,9 @@ fn tail(s: &str, max: usize) -> String {
         start += 1;
     }
     format!("...{}", &s[start..])
+}
+
+fn canonical(file: &Path) -> Result<PathBuf, StackError> {
+    file.canonicalize()
+        .map_err(|e| StackError::Other(format!("compose file {}: {e}", file.display())))
 }

@@ -54,6 +54,8 @@ pub const PROBE_UPSTREAM_MODEL: &str = "harness-probe-upstream-v1";
 pub struct Rendered {
     pub goproxy_config: String,
     pub nginx_conf: String,
+    /// The second instance's config (`goproxy-b`), in a multi-instance run.
+    pub goproxy_b_config: Option<String>,
 }
 
 /// Renders the operator's goproxy JSON for the test stack: the given port
@@ -115,8 +117,14 @@ fn rebase(url: &str, base: &str) -> String {
     format!("{}{}", base.trim_end_matches('/'), path)
 }
 
-/// Sets the port of every `server <host>:<port>` in `upstream goproxy`.
-pub fn render_nginx_conf(conf: &str, port: u16, append: Option<&str>) -> String {
+/// Sets the port of every `server <host>:<port>` in `upstream goproxy`;
+/// with `second`, adds `server goproxy-b:<second>;` after them.
+pub fn render_nginx_conf(
+    conf: &str,
+    port: u16,
+    append: Option<&str>,
+    second: Option<u16>,
+) -> String {
     let mut out = String::with_capacity(conf.len() + 64);
     let mut inside = false;
     for line in conf.split_inclusive('\n') {
@@ -139,6 +147,9 @@ pub fn render_nginx_conf(conf: &str, port: u16, append: Option<&str>) -> String 
         }
         if inside && code.contains('}') {
             inside = false;
+            if let Some(p) = second {
+                out.push_str(&format!("        server goproxy-b:{p};\n"));
+            }
         }
         out.push_str(line);
         if let Some(extra) = append {
@@ -152,6 +163,34 @@ pub fn render_nginx_conf(conf: &str, port: u16, append: Option<&str>) -> String 
     out
 }
 
+/// Marks `server <host>:<port>` in `upstream goproxy` as `down`, so nginx
+/// sends it nothing (to take one instance out of rotation before a restart).
+pub fn mark_down(conf: &str, host: &str) -> String {
+    let mut out = String::with_capacity(conf.len() + 8);
+    let mut inside = false;
+    let prefix = format!("server {host}:");
+    for line in conf.split_inclusive('\n') {
+        let code = line.split('#').next().unwrap_or("");
+        let trimmed = code.trim_start();
+        if trimmed.starts_with("upstream goproxy") {
+            inside = true;
+        }
+        if inside && trimmed.starts_with(&prefix) {
+            if let Some(semi) = code.find(';') {
+                out.push_str(&line[..semi]);
+                out.push_str(" down");
+                out.push_str(&line[semi..]);
+                continue;
+            }
+        }
+        if inside && code.contains('}') {
+            inside = false;
+        }
+        out.push_str(line);
+    }
+    out
+}
+
 /// Renders the deployment before the change and the candidate after it.
 pub fn render(
     scenario: &Scenario,
@@ -160,6 +199,10 @@ pub fn render(
 ) -> Result<(Rendered, Rendered), String> {
     let operator_json = read(&sources.goproxy_config)?;
     let nginx = read(&sources.nginx_conf)?;
+    let second = scenario.second_port;
+    let goproxy_b_config = second
+        .map(|p| render_goproxy_config(&operator_json, &p.to_string(), mocks, None))
+        .transpose()?;
     let start = Rendered {
         goproxy_config: render_goproxy_config(
             &operator_json,
@@ -167,7 +210,8 @@ pub fn render(
             mocks,
             None,
         )?,
-        nginx_conf: render_nginx_conf(&nginx, scenario.start_port, None),
+        nginx_conf: render_nginx_conf(&nginx, scenario.start_port, None, second),
+        goproxy_b_config: goproxy_b_config.clone(),
     };
     let change = &scenario.change;
     let host = (scenario.fault == Fault::GoproxyFailsToStart).then_some(UNBINDABLE_HOST);
@@ -185,7 +229,13 @@ pub fn render(
     };
     let candidate = Rendered {
         goproxy_config,
-        nginx_conf: render_nginx_conf(&nginx, change.nginx_port, change.nginx_append.as_deref()),
+        nginx_conf: render_nginx_conf(
+            &nginx,
+            change.nginx_port,
+            change.nginx_append.as_deref(),
+            second,
+        ),
+        goproxy_b_config,
     };
     Ok((start, candidate))
 }
@@ -195,6 +245,8 @@ pub fn render(
 pub struct LiveFiles {
     pub dir: PathBuf,
     pub goproxy_config: PathBuf,
+    /// The second instance's config; written only in a multi-instance run.
+    pub goproxy_b_config: PathBuf,
     pub nginx_conf: PathBuf,
     pub tls_dir: PathBuf,
 }
@@ -205,6 +257,7 @@ impl LiveFiles {
         std::fs::create_dir_all(dir.join("goproxy"))?;
         std::fs::create_dir_all(dir.join("nginx"))?;
         std::fs::create_dir_all(dir.join("tls"))?;
+        std::fs::create_dir_all(dir.join("goproxy-b"))?;
         let live = Self::open(dir);
         live.write(start)?;
         Ok(live)
@@ -215,6 +268,7 @@ impl LiveFiles {
         Self {
             dir: dir.to_path_buf(),
             goproxy_config: dir.join("goproxy/config.json"),
+            goproxy_b_config: dir.join("goproxy-b/config.json"),
             nginx_conf: dir.join("nginx/nginx.conf"),
             tls_dir: dir.join("tls"),
         }
@@ -223,6 +277,9 @@ impl LiveFiles {
     /// Writes both files in place (see the module docs for why in place).
     pub fn write(&self, r: &Rendered) -> std::io::Result<()> {
         write_in_place(&self.goproxy_config, r.goproxy_config.as_bytes())?;
+        if let Some(b) = &r.goproxy_b_config {
+            write_in_place(&self.goproxy_b_config, b.as_bytes())?;
+        }
         write_in_place(&self.nginx_conf, r.nginx_conf.as_bytes())
     }
 
@@ -320,10 +377,27 @@ mod tests {
     /// Only the goproxy upstream's port changes; the rest is byte-identical.
     #[test]
     fn nginx_render_changes_only_the_upstream_port() {
-        let out = render_nginx_conf(NGINX, 8005, None);
+        let out = render_nginx_conf(NGINX, 8005, None, None);
         assert_eq!(out, NGINX.replace("goproxy:8004", "goproxy:8005"));
-        let out = render_nginx_conf(NGINX, 8004, Some("bogus directive here;"));
+        let out = render_nginx_conf(NGINX, 8004, None, Some(8005));
+        assert!(
+            out.contains("keepalive 32;\n        server goproxy-b:8005;\n    }"),
+            "{out}"
+        );
+        let out = render_nginx_conf(NGINX, 8004, Some("bogus directive here;"), None);
         assert!(out.contains("http {\n    bogus directive here;\n"), "{out}");
+    }
+
+    /// Only the named instance is taken out of rotation.
+    #[test]
+    fn mark_down_takes_one_server_out() {
+        let two = render_nginx_conf(NGINX, 8004, None, Some(8005));
+        let out = mark_down(&two, "goproxy");
+        assert!(out.contains("server goproxy:8004 down; # new"), "{out}");
+        assert!(out.contains("server goproxy-b:8005;"), "{out}");
+        let out = mark_down(&two, "goproxy-b");
+        assert!(out.contains("server goproxy-b:8005 down;"), "{out}");
+        assert!(out.contains("server goproxy:8004; # new"), "{out}");
     }
 
     /// Endpoints keep their paths but point at the mocks; the port literal

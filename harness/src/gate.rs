@@ -85,6 +85,9 @@ async fn run(
 
     let mut stack_opts = StackOptions::from_root(&opts.root);
     stack_opts.keep = opts.keep;
+    if scenario.second_port.is_some() {
+        stack_opts.multi_file = Some(opts.root.join("docker-compose.multi.yml"));
+    }
     let mut stack_slot = None;
     let up = checks
         .run(Phase::PreDeployment, "pre.stack-up", async {
@@ -126,10 +129,13 @@ async fn run(
         }
     }
 
+    let old_ports: Vec<u16> = std::iter::once(scenario.start_port)
+        .chain(scenario.second_port)
+        .collect();
     let pre = pre::run(
         &stack,
         checks,
-        scenario.start_port,
+        &old_ports,
         scenario.change.port,
         (&cand_json, &cand_nginx),
     )
@@ -140,22 +146,14 @@ async fn run(
                 for b in &pre.backups {
                     files::verify_same(&b.original, &b.copy)?;
                 }
-                pre::old_service(&stack, scenario.start_port).await
+                pre::old_service(&stack, &old_ports).await
             })
             .await;
         return no_go("a pre-deployment check failed; nothing was changed".into());
     }
 
     if opts.keep {
-        match stack
-            .state(
-                scenario.start_port,
-                scenario.change.port,
-                &model,
-                &pre.backups,
-            )
-            .save()
-        {
+        match stack.state(scenario, &model, &pre.backups).save() {
             Ok(path) => eprintln!(
                 "  state saved to {}: `harness rollback --run-dir {dir}` rolls back, \
                  `harness down --run-dir {dir}` removes the stack",
@@ -214,16 +212,12 @@ async fn run(
             _ => {}
         }
         let p = Phase::PostDeployment;
-        let mut ok = verify::verify(
-            &stack,
-            checks,
-            p,
-            "post",
+        let expected = verify::Expected::new(
             scenario.change.port,
             scenario.start_port,
-            &model,
-        )
-        .await;
+            scenario.second_port,
+        );
+        let mut ok = verify::verify(&stack, checks, p, "post", &expected, &model).await;
         if !ok {
             // Tell an upstream outage apart from a broken deployment:
             // rolling back cannot fix the upstream.
@@ -262,15 +256,12 @@ async fn run(
             "a check after the change failed; automatic rollback is off: roll back now".into(),
         );
     }
-    let (restored, took) = rollback::run(
-        &stack,
-        checks,
-        &pre.backups,
+    let old = verify::Expected::new(
         scenario.start_port,
         scenario.change.port,
-        &model,
-    )
-    .await;
+        scenario.second_port,
+    );
+    let (restored, took) = rollback::run(&stack, checks, &pre.backups, &old, &model).await;
     figures.rollback_duration_ms = Some(took.as_secs_f64() * 1000.0);
     if restored && after_change_ok {
         (Verdict::RolledBack, format!("deployed, then rolled back on demand in {:.1}s; the old deployment passed its checks", took.as_secs_f64()))

@@ -12,6 +12,7 @@ use crate::rollback;
 use crate::scenario::Scenario;
 use crate::stack::{Stack, StackOptions};
 use crate::state::RunState;
+use crate::verify::Expected;
 
 /// Starts the scenario's start state (e.g. goproxy and nginx on 8005) and
 /// keeps it; returns the saved state.
@@ -26,10 +27,13 @@ pub async fn up(scenario: &Scenario, root: &Path) -> Result<RunState, String> {
     } = gate::prepare(scenario, root).await?;
     let mut opts = StackOptions::from_root(root);
     opts.keep = true;
+    if scenario.second_port.is_some() {
+        opts.multi_file = Some(root.join("docker-compose.multi.yml"));
+    }
     let stack = Stack::start(&opts, live, wiremock).await?;
     let _ = run_dir.keep();
     let model = gate::stream_model(&candidate.goproxy_config, &start.goproxy_config)?;
-    let state = stack.state(scenario.start_port, scenario.change.port, &model, &[]);
+    let state = stack.state(scenario, &model, &[]);
     state.save()?;
     Ok(state)
 }
@@ -48,15 +52,9 @@ pub async fn rollback(run_dir: &Path, quiet: bool) -> Result<Report, String> {
     }
     let stack = Stack::attach(&state).await?;
     let mut checks = Checks::new(quiet);
-    let (restored, took) = rollback::run(
-        &stack,
-        &mut checks,
-        &backups,
-        state.start_port,
-        state.change_port,
-        &state.stream_model(),
-    )
-    .await;
+    let old = Expected::new(state.start_port, state.change_port, state.second_port);
+    let (restored, took) =
+        rollback::run(&stack, &mut checks, &backups, &old, &state.stream_model()).await;
     let figures = Figures {
         rollback_duration_ms: Some(took.as_secs_f64() * 1000.0),
         ..Figures::default()
@@ -91,7 +89,7 @@ pub async fn rollback(run_dir: &Path, quiet: bool) -> Result<Report, String> {
 pub async fn down(run_dir: &Path) -> Result<String, String> {
     let state = RunState::load(run_dir)?;
     let compose = crate::compose::ComposeStack::attach(
-        &state.compose_file,
+        &state.compose_files,
         &state.project,
         state.env.clone(),
     )

@@ -80,7 +80,10 @@ pub fn ports_agree(targets: &LintTargets) -> Outcome {
         sites.push(read_json_port(dev)?);
     }
     let nginx_text = read(&targets.nginx_conf)?;
-    let nginx = ports::nginx_upstream_servers(&targets.nginx_conf, &nginx_text, "goproxy");
+    // Only `server goproxy:<port>` is goproxy's own port; other servers in
+    // the group (a second instance, `goproxy-b:8005`) have their own configs.
+    let nginx =
+        ports::nginx_upstream_servers(&targets.nginx_conf, &nginx_text, "goproxy", Some("goproxy"));
     if nginx.is_empty() {
         return Err(format!(
             "{} has no `upstream goproxy {{ server <host>:<port>; }}`: nginx cannot reach goproxy",

@@ -95,8 +95,14 @@ pub fn json_port(file: &Path, text: &str) -> Option<PortSite> {
     None
 }
 
-/// The `server <host>:<port>` entries of nginx's `upstream <name> { ... }`.
-pub fn nginx_upstream_servers(file: &Path, text: &str, upstream: &str) -> Vec<PortSite> {
+/// The `server <host>:<port>` entries of nginx's `upstream <name> { ... }`,
+/// only those for `host` when given.
+pub fn nginx_upstream_servers(
+    file: &Path,
+    text: &str,
+    upstream: &str,
+    host: Option<&str>,
+) -> Vec<PortSite> {
     let mut out = Vec::new();
     let mut inside = false;
     let mut depth = 0i32;
@@ -117,7 +123,10 @@ pub fn nginx_upstream_servers(file: &Path, text: &str, upstream: &str) -> Vec<Po
             if rest.starts_with(char::is_whitespace) {
                 let addr = rest.split_whitespace().next().unwrap_or("");
                 let addr = addr.trim_end_matches(';');
-                if let Some((_, port)) = addr.rsplit_once(':') {
+                if let Some((h, port)) = addr.rsplit_once(':') {
+                    if host.is_some_and(|want| want != h) {
+                        continue;
+                    }
                     out.push(PortSite {
                         file: file.to_path_buf(),
                         line: idx + 1,
@@ -255,7 +264,7 @@ http {
     }
     server { listen 443 ssl; }
 }";
-        let sites = nginx_upstream_servers(Path::new("nginx.conf"), conf, "goproxy");
+        let sites = nginx_upstream_servers(Path::new("nginx.conf"), conf, "goproxy", None);
         assert_eq!(sites.len(), 1);
         assert_eq!(sites[0].line, 4);
         assert_eq!(sites[0].value, "8005");

@@ -22,7 +22,7 @@ pub struct PreOutcome {
 pub async fn run(
     stack: &Stack,
     checks: &mut Checks,
-    start_port: u16,
+    old_ports: &[u16],
     new_port: u16,
     candidate: (&Path, &Path),
 ) -> PreOutcome {
@@ -31,12 +31,20 @@ pub async fn run(
         .run(
             p,
             "pre.old-service-answering",
-            old_service(stack, start_port),
+            old_service(stack, old_ports),
         )
         .await;
-    ok &= checks
-        .run(p, "pre.port-free", port_free(stack, new_port))
-        .await;
+    if old_ports.contains(&new_port) {
+        checks.skip(
+            p,
+            "pre.port-free",
+            &format!("port {new_port} does not change: goproxy itself holds it"),
+        );
+    } else {
+        ok &= checks
+            .run(p, "pre.port-free", port_free(stack, new_port))
+            .await;
+    }
     ok &= checks
         .run(
             p,
@@ -59,8 +67,8 @@ pub async fn run(
     }
 }
 
-/// The old deployment answers through nginx on its port.
-pub async fn old_service(stack: &Stack, port: u16) -> Result<String, String> {
+/// The old deployment answers through nginx, from one of its ports.
+pub async fn old_service(stack: &Stack, ports: &[u16]) -> Result<String, String> {
     let resp = stack
         .client
         .get(stack.url("/health"))
@@ -69,7 +77,8 @@ pub async fn old_service(stack: &Stack, port: u16) -> Result<String, String> {
         .map_err(|e| format!("old service does not answer through nginx: {e}"))?;
     let status = resp.status();
     let v: serde_json::Value = resp.json().await.unwrap_or_default();
-    if status == 200 && v["port"] == port {
+    let port = v["port"].as_u64().unwrap_or(0);
+    if status == 200 && ports.iter().any(|p| u64::from(*p) == port) {
         Ok(format!("/health 200 through nginx from goproxy on {port}"))
     } else {
         Err(format!(

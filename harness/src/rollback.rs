@@ -9,7 +9,7 @@ use crate::docker;
 use crate::files::{self, Backup};
 use crate::pre;
 use crate::stack::Stack;
-use crate::verify::{self, StreamModel};
+use crate::verify::{self, Expected, StreamModel};
 
 /// How long the restored service may take to answer through nginx.
 const RESTORE_DEADLINE: Duration = Duration::from_secs(60);
@@ -75,8 +75,7 @@ pub async fn run(
     stack: &Stack,
     checks: &mut Checks,
     backups: &[Backup],
-    old_port: u16,
-    new_port: u16,
+    restored: &Expected,
     model: &StreamModel,
 ) -> (bool, Duration) {
     let p = Phase::Rollback;
@@ -101,7 +100,7 @@ pub async fn run(
         .run(p, "rollback.service-restored", async {
             let t0 = Instant::now();
             loop {
-                match pre::old_service(stack, old_port).await {
+                match pre::old_service(stack, &restored.ports()).await {
                     Ok(e) => return Ok(e),
                     Err(e) if t0.elapsed() > RESTORE_DEADLINE => return Err(e),
                     Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
@@ -111,7 +110,7 @@ pub async fn run(
         .await;
     let took = started.elapsed();
     if ok {
-        ok = verify::verify(stack, checks, p, "rollback", old_port, new_port, model).await;
+        ok = verify::verify(stack, checks, p, "rollback", restored, model).await;
     }
     (ok, took)
 }

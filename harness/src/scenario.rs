@@ -21,6 +21,9 @@ pub struct Scenario {
     pub description: String,
     /// The port goproxy and nginx use before the change.
     pub start_port: u16,
+    /// A second goproxy instance (`goproxy-b`) on this port, also in nginx's
+    /// upstream: the design's "one goproxy per port" future.
+    pub second_port: Option<u16>,
     pub change: Change,
     pub fault: Fault,
     pub load: Load,
@@ -58,6 +61,9 @@ pub enum Strategy {
     /// Ours: start the new goproxy beside the old, reload nginx, drain and
     /// stop the old, reload again. No request sees a closed port.
     Overlap,
+    /// With two instances: restart one at a time (drain, start, reload
+    /// nginx) while the other serves. The port does not change.
+    RollingRestart,
 }
 
 /// A fault injected before or during the change.
@@ -137,6 +143,7 @@ struct RawScenario {
 #[serde(deny_unknown_fields)]
 struct RawStart {
     port: i64,
+    second_port: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -274,12 +281,39 @@ impl Scenario {
                 .ok_or_else(|| invalid(field, v.to_string(), "must be a TCP port, 1 to 65535"))
         };
         let start_port = port("start.port", raw.start.port)?;
+        let second_port = raw
+            .start
+            .second_port
+            .map(|p| port("start.second_port", p))
+            .transpose()?;
+        let rolling = raw.change.strategy == Strategy::RollingRestart;
+        if rolling != second_port.is_some() {
+            return Err(invalid(
+                "start.second_port",
+                format!("{second_port:?}"),
+                "a second instance goes with strategy = \"rolling-restart\", and only with it",
+            ));
+        }
+        if second_port == Some(start_port) {
+            return Err(invalid(
+                "start.second_port",
+                start_port.to_string(),
+                "two instances cannot share a port in nginx's upstream",
+            ));
+        }
         let change_port = port("change.port", raw.change.port)?;
         let nginx_port = port(
             "change.nginx_port",
             raw.change.nginx_port.unwrap_or(raw.change.port),
         )?;
-        if start_port == change_port && raw.change.port_literal.is_none() {
+        if rolling && change_port != start_port {
+            return Err(invalid(
+                "change.port",
+                change_port.to_string(),
+                "a rolling restart keeps the port: make it equal to start.port",
+            ));
+        }
+        if start_port == change_port && raw.change.port_literal.is_none() && !rolling {
             return Err(invalid(
                 "change.port",
                 change_port.to_string(),
@@ -313,6 +347,7 @@ impl Scenario {
             name: name.to_string(),
             description: raw.description,
             start_port,
+            second_port,
             change: Change {
                 port: change_port,
                 nginx_port,

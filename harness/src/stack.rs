@@ -10,6 +10,7 @@ use wiremock::MockServer;
 use crate::compose::ComposeStack;
 use crate::docker;
 use crate::files::{Backup, LiveFiles};
+use crate::scenario::Scenario;
 use crate::state::RunState;
 use crate::tls;
 use crate::verify::StreamModel;
@@ -28,6 +29,8 @@ pub struct StackOptions {
     pub keep: bool,
     /// The client key goproxy accepts (`PROXY_API_KEY`).
     pub api_key: String,
+    /// The override that adds `goproxy-b` (multi-instance runs only).
+    pub multi_file: Option<PathBuf>,
 }
 
 impl StackOptions {
@@ -36,6 +39,7 @@ impl StackOptions {
             compose_file: root.join("docker-compose.test.yml"),
             keep: false,
             api_key: format!("sk-trollllm-harness-{:016x}", rand::random::<u64>()),
+            multi_file: None,
         }
     }
 }
@@ -81,13 +85,21 @@ impl Stack {
             .with_env("HTTPS_PORT", "0")
             .with_env("HTTP_PORT", "0")
             .with_env("PROXY_API_KEY", opts.api_key.clone());
+        let mut services = vec!["upstream", "goproxy", "nginx"];
+        if let Some(multi) = &opts.multi_file {
+            compose = compose
+                .with_file(multi)
+                .map_err(|e| e.to_string())?
+                .with_env("GOPROXY_B_CONFIG", files.goproxy_b_config.to_string_lossy());
+            services.insert(2, "goproxy-b");
+        }
         compose.keep(opts.keep);
         compose
             .up(&[], false)
             .await
             .map_err(|e| format!("docker compose up failed: {e}"))?;
         compose
-            .wait_healthy(&["upstream", "goproxy", "nginx"], UP_DEADLINE)
+            .wait_healthy(&services, UP_DEADLINE)
             .await
             .map_err(|e| e.to_string())?;
         Self::connect(
@@ -103,7 +115,7 @@ impl Stack {
     /// Re-attaches to a kept run (see [`crate::state`]). wiremock is bound
     /// again on its old port, where goproxy's probe endpoint points.
     pub async fn attach(state: &RunState) -> Result<Stack, String> {
-        let compose = ComposeStack::attach(&state.compose_file, &state.project, state.env.clone())
+        let compose = ComposeStack::attach(&state.compose_files, &state.project, state.env.clone())
             .map_err(|e| e.to_string())?;
         if compose
             .container_ids("nginx")
@@ -131,16 +143,10 @@ impl Stack {
     }
 
     /// What a later command needs to find this stack again.
-    pub fn state(
-        &self,
-        start_port: u16,
-        change_port: u16,
-        model: &StreamModel,
-        backups: &[Backup],
-    ) -> RunState {
+    pub fn state(&self, scenario: &Scenario, model: &StreamModel, backups: &[Backup]) -> RunState {
         RunState {
             run_dir: self.files.dir.clone(),
-            compose_file: self.compose.file().to_path_buf(),
+            compose_files: self.compose.files().to_vec(),
             project: self.compose.project().to_string(),
             env: self.compose.env().to_vec(),
             https_port: self.https_port,
@@ -148,8 +154,9 @@ impl Stack {
             wiremock_port: self.wiremock.address().port(),
             api_key: self.api_key.clone(),
             cert_pem: self.cert_pem.clone(),
-            start_port,
-            change_port,
+            start_port: scenario.start_port,
+            change_port: scenario.change.port,
+            second_port: scenario.second_port,
             stream_model_id: model.id.clone(),
             stream_upstream_ids: model.upstream_ids.clone(),
             backups: backups

@@ -16,7 +16,7 @@ pub const STATE_FILE: &str = "harness-state.json";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunState {
     pub run_dir: PathBuf,
-    pub compose_file: PathBuf,
+    pub compose_files: Vec<PathBuf>,
     pub project: String,
     pub env: Vec<(String, String)>,
     pub https_port: u16,
@@ -28,6 +28,9 @@ pub struct RunState {
     pub cert_pem: String,
     pub start_port: u16,
     pub change_port: u16,
+    /// The second instance's port in a multi-instance stack.
+    #[serde(default)]
+    pub second_port: Option<u16>,
     pub stream_model_id: String,
     pub stream_upstream_ids: Vec<String>,
     /// (original, copy) pairs; empty until the pre-deployment backups.

@@ -23,27 +23,53 @@ pub struct StreamModel {
     pub upstream_ids: Vec<String>,
 }
 
+/// Which goproxy instances must listen where, and which port must be gone.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    /// (compose service, port): `goproxy`, and `goproxy-b` in a
+    /// multi-instance stack.
+    pub instances: Vec<(&'static str, u16)>,
+    /// The port no goproxy may listen on any more (None when it did not change).
+    pub gone_port: Option<u16>,
+}
+
+impl Expected {
+    /// goproxy on `port` (plus `goproxy-b` on `second`), `gone` no longer in use.
+    pub fn new(port: u16, gone: u16, second: Option<u16>) -> Self {
+        let mut instances = vec![("goproxy", port)];
+        instances.extend(second.map(|p| ("goproxy-b", p)));
+        Self {
+            instances,
+            gone_port: (gone != port).then_some(gone),
+        }
+    }
+
+    /// The ports of all instances.
+    pub fn ports(&self) -> Vec<u16> {
+        self.instances.iter().map(|(_, p)| *p).collect()
+    }
+}
+
 /// Runs every check; returns whether all passed.
 pub async fn verify(
     stack: &Stack,
     checks: &mut Checks,
     phase: Phase,
     prefix: &str,
-    port: u16,
-    old_port: u16,
+    expected: &Expected,
     model: &StreamModel,
 ) -> bool {
     let before = checks.results().len();
     let n = |s: &str| format!("{prefix}.{s}");
     checks
-        .run(
-            phase,
-            &n("listening-port"),
-            listening(stack, port, old_port),
-        )
+        .run(phase, &n("listening-port"), listening(stack, expected))
         .await;
     checks
-        .run(phase, &n("https-health"), https_health(stack, port))
+        .run(
+            phase,
+            &n("https-health"),
+            https_health(stack, &expected.ports()),
+        )
         .await;
     checks
         .run(phase, &n("models-auth"), models_auth(stack))
@@ -53,43 +79,49 @@ pub async fn verify(
         .run(phase, &n("chat-stream"), chat_stream(stack, model))
         .await;
     checks
-        .run(phase, &n("internal-routing"), internal_routing(stack, port))
+        .run(
+            phase,
+            &n("internal-routing"),
+            internal_routing(stack, expected),
+        )
         .await;
     checks.results()[before..].iter().all(|r| r.passed())
 }
 
-async fn listening(stack: &Stack, port: u16, old_port: u16) -> Result<String, String> {
-    let ids = stack
-        .compose
-        .container_ids("goproxy")
-        .await
-        .map_err(|e| e.to_string())?;
-    if ids.is_empty() {
-        return Err("no goproxy container is running".into());
-    }
+async fn listening(stack: &Stack, expected: &Expected) -> Result<String, String> {
     let mut seen = Vec::new();
-    for id in &ids {
-        let ports = docker::listening_ports(id).await?;
-        let short = &id[..12.min(id.len())];
-        if !ports.contains(&port) {
-            return Err(format!(
-                "goproxy container {short} does not listen on {port}; it listens on {ports:?}"
-            ));
+    for (service, port) in &expected.instances {
+        let ids = stack
+            .compose
+            .container_ids(service)
+            .await
+            .map_err(|e| e.to_string())?;
+        if ids.is_empty() {
+            return Err(format!("no {service} container is running"));
         }
-        if ports.contains(&old_port) {
-            return Err(format!(
-                "goproxy container {short} still listens on the old port {old_port} ({ports:?})"
-            ));
+        for id in &ids {
+            let ports = docker::listening_ports(id).await?;
+            let short = &id[..12.min(id.len())];
+            if !ports.contains(port) {
+                return Err(format!(
+                    "{service} container {short} does not listen on {port}; it listens on {ports:?}"
+                ));
+            }
+            if let Some(gone) = expected.gone_port.filter(|g| ports.contains(g)) {
+                return Err(format!(
+                    "{service} container {short} still listens on the old port {gone} ({ports:?})"
+                ));
+            }
+            seen.push(format!("{service} {short} on {port}"));
         }
-        seen.push(format!("{short}: {ports:?}"));
     }
-    Ok(format!(
-        "listening on {port}, not {old_port}: {}",
-        seen.join(", ")
-    ))
+    Ok(match expected.gone_port {
+        Some(gone) => format!("{}; none on {gone}", seen.join(", ")),
+        None => seen.join(", "),
+    })
 }
 
-async fn https_health(stack: &Stack, port: u16) -> Result<String, String> {
+async fn https_health(stack: &Stack, ports: &[u16]) -> Result<String, String> {
     let resp = stack
         .client
         .get(stack.url("/health"))
@@ -106,10 +138,10 @@ async fn https_health(stack: &Stack, port: u16) -> Result<String, String> {
     }
     let v: serde_json::Value = serde_json::from_str(&body)
         .map_err(|e| format!("/health is not JSON ({e}): {}", truncate(&body, 200)))?;
-    if v["port"] != port {
+    let port = v["port"].as_u64().unwrap_or(0);
+    if !ports.iter().any(|p| u64::from(*p) == port) {
         return Err(format!(
-            "/health answered from port {} instead of {port}",
-            v["port"]
+            "/health answered from port {port}, expected one of {ports:?}"
         ));
     }
     Ok(format!(
@@ -274,35 +306,38 @@ async fn chat_stream(stack: &Stack, model: &StreamModel) -> Result<String, Strin
     ))
 }
 
-/// nginx reaches goproxy by its Docker DNS name on the port.
-async fn internal_routing(stack: &Stack, port: u16) -> Result<String, String> {
+/// nginx reaches each goproxy by its Docker DNS name on its port.
+async fn internal_routing(stack: &Stack, expected: &Expected) -> Result<String, String> {
     let nginx = stack.only_container("nginx").await?;
-    let url = format!("http://goproxy:{port}/health");
-    let out = docker::exec(
-        &nginx,
-        &[
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "5",
-            &url,
-        ],
-    )
-    .await?;
-    if out.stdout.trim() == "200" {
-        Ok(format!("from the nginx container: GET {url} -> 200"))
-    } else {
-        Err(format!(
-            "from the nginx container: GET {url} -> `{}` (curl exit {}): {}",
-            out.stdout.trim(),
-            out.code,
-            out.stderr.trim()
-        ))
+    let mut seen = Vec::new();
+    for (service, port) in &expected.instances {
+        let url = format!("http://{service}:{port}/health");
+        let out = docker::exec(
+            &nginx,
+            &[
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "5",
+                &url,
+            ],
+        )
+        .await?;
+        if out.stdout.trim() != "200" {
+            return Err(format!(
+                "from the nginx container: GET {url} -> `{}` (curl exit {}): {}",
+                out.stdout.trim(),
+                out.code,
+                out.stderr.trim()
+            ));
+        }
+        seen.push(format!("GET {url} -> 200"));
     }
+    Ok(format!("from the nginx container: {}", seen.join(", ")))
 }
 
 /// Whether goproxy's container can open a TCP connection to the mock

@@ -10,6 +10,7 @@ use crate::gate::{self, GateOptions};
 use crate::lint::{self, LintTargets};
 use crate::report::{Figures, Report, Verdict, EXIT_USAGE};
 use crate::scenario::{self, Scenario};
+use crate::stack::BackendKind;
 use crate::{expect, kept, tls};
 
 /// The pre-deploy validation gate for moving goproxy between ports.
@@ -46,6 +47,8 @@ pub enum Command {
         /// Do not roll back automatically when a check after the change fails.
         #[arg(long)]
         no_rollback: bool,
+        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+        backend: BackendChoice,
         #[command(flatten)]
         out: Output,
     },
@@ -113,6 +116,8 @@ pub enum ScenariosAction {
         /// JUnit XML with one suite per scenario.
         #[arg(long)]
         junit: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+        backend: BackendChoice,
     },
     /// List the scenarios and check that every file is valid.
     List {
@@ -132,6 +137,17 @@ pub struct Output {
     pub junit: Option<PathBuf>,
 }
 
+/// What runs the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendChoice {
+    /// Containers wherever Docker answers, local processes otherwise.
+    Auto,
+    /// Containers from docker-compose.test.yml (needs Docker and Compose).
+    Containers,
+    /// Host nginx, goproxy and the mock as processes on loopback.
+    Local,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
     Text,
@@ -147,6 +163,7 @@ pub async fn run(cli: Cli) -> i32 {
             monitor,
             keep,
             no_rollback,
+            backend,
             out,
         } => {
             let path = scenario.unwrap_or_else(|| default_scenario(&root));
@@ -154,10 +171,12 @@ pub async fn run(cli: Cli) -> i32 {
                 Ok(s) => s,
                 Err(e) => return usage(&e.to_string()),
             };
-            if let Err(e) = docker_available().await {
-                return usage(&e);
-            }
+            let backend = match resolve_backend(backend, cli.quiet).await {
+                Ok(b) => b,
+                Err(e) => return usage(&e),
+            };
             let opts = GateOptions {
+                backend,
                 root,
                 monitor,
                 keep: keep || std::env::var("HARNESS_KEEP").is_ok_and(|v| v == "1"),
@@ -267,14 +286,26 @@ pub async fn run(cli: Cli) -> i32 {
                 only,
                 monitor,
                 junit,
+                backend,
             } => {
+                let backend = match resolve_backend(backend, cli.quiet).await {
+                    Ok(b) => b,
+                    Err(e) => return usage(&e),
+                };
+                let opts = GateOptions {
+                    root: root.clone(),
+                    monitor,
+                    keep: false,
+                    auto_rollback: true,
+                    quiet: true,
+                    backend,
+                };
                 run_scenarios(
-                    &root,
                     &root.join(dir),
                     only.as_deref(),
-                    monitor,
                     junit.as_deref(),
                     cli.quiet,
+                    &opts,
                 )
                 .await
             }
@@ -329,6 +360,24 @@ fn usage(msg: &str) -> i32 {
     EXIT_USAGE
 }
 
+/// `auto` is containers wherever Docker answers and local processes
+/// otherwise, said plainly; `containers` without Docker is an error.
+async fn resolve_backend(choice: BackendChoice, quiet: bool) -> Result<BackendKind, String> {
+    match choice {
+        BackendChoice::Local => Ok(BackendKind::Local),
+        BackendChoice::Containers => docker_available().await.map(|_| BackendKind::Containers),
+        BackendChoice::Auto => match docker_available().await {
+            Ok(()) => Ok(BackendKind::Containers),
+            Err(why) => {
+                if !quiet {
+                    eprintln!("harness: {why}\nharness: running the stack as local processes instead (--backend local)");
+                }
+                Ok(BackendKind::Local)
+            }
+        },
+    }
+}
+
 /// Docker must answer before a gate that needs containers starts.
 async fn docker_available() -> Result<(), String> {
     match crate::docker::docker(&["version", "--format", "{{.Server.Version}}"]).await {
@@ -372,20 +421,16 @@ fn list_scenarios(dir: &Path) -> i32 {
 }
 
 async fn run_scenarios(
-    root: &Path,
     dir: &Path,
     only: Option<&str>,
-    monitor: Duration,
     junit: Option<&Path>,
     quiet: bool,
+    opts: &GateOptions,
 ) -> i32 {
     let files = match scenario::list(dir) {
         Ok(f) => f,
         Err(e) => return usage(&format!("cannot list scenarios in {}: {e}", dir.display())),
     };
-    if let Err(e) = docker_available().await {
-        return usage(&e);
-    }
     let mut scenarios = Vec::new();
     for f in &files {
         match Scenario::load(f) {
@@ -394,20 +439,19 @@ async fn run_scenarios(
             Err(e) => return usage(&e.to_string()),
         }
     }
-    let opts = GateOptions {
-        root: root.to_path_buf(),
-        monitor,
-        keep: false,
-        auto_rollback: true,
-        quiet: true,
-    };
     let mut failed = 0;
     let mut suites = quick_junit::Report::new("scenarios");
+    let (scenarios, skipped): (Vec<_>, Vec<_>) = scenarios
+        .into_iter()
+        .partition(|s| s.backends.contains(&opts.backend));
+    for s in &skipped {
+        println!("SKIP {:<32} runs only on {:?}", s.name, s.backends);
+    }
     for (i, s) in scenarios.iter().enumerate() {
         if !quiet {
             eprintln!("[{}/{}] {} ...", i + 1, scenarios.len(), s.name);
         }
-        let report = gate::validate(s, &opts).await;
+        let report = gate::validate(s, opts).await;
         let verdict = expect::matches(s, &report);
         let line = match &verdict {
             Ok(why) => format!(
@@ -447,7 +491,12 @@ async fn run_scenarios(
             suites.add_test_suite(suite);
         }
     }
-    println!("{} passed, {} failed", scenarios.len() - failed, failed);
+    println!(
+        "{} passed, {} failed, {} skipped",
+        scenarios.len() - failed,
+        failed,
+        skipped.len()
+    );
     if let Some(path) = junit {
         if let Err(e) = suites
             .to_string()

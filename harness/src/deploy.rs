@@ -12,7 +12,6 @@
 use std::time::{Duration, Instant};
 
 use crate::check::{Checks, Phase};
-use crate::docker;
 use crate::files::{self, Rendered};
 use crate::scenario::{Scenario, Strategy};
 use crate::stack::Stack;
@@ -22,9 +21,6 @@ use crate::traffic::{self, LoadStats, Target};
 const START_DEADLINE: Duration = Duration::from_secs(60);
 /// How long old nginx workers may take to finish their connections.
 const WORKERS_DEADLINE: Duration = Duration::from_secs(60);
-/// How long the old goproxy may drain open streams before it is killed.
-/// Longer than goproxy's own drain timeout, so goproxy decides.
-const STOP_GRACE_SECS: &str = "40";
 
 /// What the deployment measured.
 #[derive(Debug, Default)]
@@ -132,59 +128,24 @@ pub(crate) async fn overlap(
     extra_reloads: u32,
 ) -> bool {
     let n = |step: &str| format!("{prefix}.{step}");
-    let old = match stack.compose.container_ids("goproxy").await {
+    let old = match stack.goproxy_ids("goproxy").await {
         Ok(ids) => ids,
         Err(e) => {
-            checks.push_fail(p, &n("start-new-goproxy"), e.to_string());
+            checks.push_fail(p, &n("start-new-goproxy"), e);
             return false;
         }
     };
     let mut new_id = String::new();
     let started = checks
         .run(p, &n("start-new-goproxy"), async {
-            let scale = format!("goproxy={}", old.len() + 1);
-            stack
-                .compose
-                .compose(&[
-                    "up",
-                    "-d",
-                    "--no-deps",
-                    "--no-recreate",
-                    "--scale",
-                    &scale,
-                    "goproxy",
-                ])
-                .await
-                .map_err(|e| e.to_string())?;
-            // All containers, not only running ones: a goproxy that exits
-            // at start must be found, reported with its logs, and removed.
-            let project = format!(
-                "label=com.docker.compose.project={}",
-                stack.compose.project()
-            );
-            let ids = docker::docker_ok(&[
-                "ps",
-                "-a",
-                "-q",
-                "--no-trunc",
-                "--filter",
-                &project,
-                "--filter",
-                "label=com.docker.compose.service=goproxy",
-            ])
-            .await?;
-            let ids: Vec<String> = ids.split_whitespace().map(str::to_string).collect();
-            new_id = ids
-                .into_iter()
-                .find(|id| !old.contains(id))
-                .ok_or("compose did not start a new goproxy container")?;
-            wait_healthy(&new_id, START_DEADLINE).await
+            new_id = stack.start_goproxy_beside().await?;
+            stack.wait_goproxy_healthy(&new_id, START_DEADLINE).await
         })
         .await;
     if !started {
         if !new_id.is_empty() {
             // The old goproxy is still serving; take the failed one away.
-            let _ = docker::docker(&["rm", "-f", &new_id]).await;
+            stack.remove_goproxy(&new_id).await;
         }
         return false;
     }
@@ -214,8 +175,7 @@ pub(crate) async fn overlap(
         .run(p, &n("drain-old-goproxy"), async {
             let t0 = Instant::now();
             for id in &old {
-                docker::docker_ok(&["stop", "-t", STOP_GRACE_SECS, id]).await?;
-                docker::docker_ok(&["rm", id]).await?;
+                stack.stop_goproxy(id).await?;
             }
             Ok(format!(
                 "old goproxy drained and stopped in {:.0} ms",
@@ -238,30 +198,10 @@ pub(crate) async fn overlap(
 
 async fn restart_then_reload(stack: &Stack, checks: &mut Checks) -> bool {
     let p = Phase::Deployment;
-    let before = match stack.only_container("goproxy").await {
-        Ok(id) => docker::started_at(&id).await.map(|s| (id, s)).ok(),
-        Err(_) => None,
-    };
     let ok = checks
         .run(p, "deploy.restart-goproxy", async {
-            stack
-                .compose
-                .compose(&["up", "-d", "--build", "goproxy"])
-                .await
-                .map_err(|e| e.to_string())?;
-            let id = stack.only_container("goproxy").await?;
-            let now = docker::started_at(&id).await?;
-            if let Some((old_id, old_start)) = &before {
-                if *old_id == id && *old_start == now {
-                    return Err(format!(
-                        "`up -d --build goproxy` did not restart goproxy (same container, \
-                         started {now}): compose does not see a change in a bind-mounted \
-                         config file, so the old process keeps the old port. Use \
-                         `up -d --force-recreate goproxy` or `restart goproxy`."
-                    ));
-                }
-            }
-            wait_healthy(&id, START_DEADLINE).await
+            let id = stack.design_restart_goproxy().await?;
+            stack.wait_goproxy_healthy(&id, START_DEADLINE).await
         })
         .await;
     ok & checks
@@ -298,9 +238,8 @@ async fn rolling_restart(stack: &Stack, checks: &mut Checks) -> bool {
         let restarted = out_of_rotation
             && checks
                 .run(p, &format!("deploy.restart-{service}"), async {
-                    let id = stack.only_container(service).await?;
-                    docker::docker_ok(&["restart", "-t", STOP_GRACE_SECS, &id]).await?;
-                    wait_healthy(&id, START_DEADLINE).await
+                    let id = stack.restart_instance(service).await?;
+                    stack.wait_goproxy_healthy(&id, START_DEADLINE).await
                 })
                 .await;
         // Back into rotation even when the restart failed: the config must
@@ -332,41 +271,3 @@ async fn write_nginx(stack: &Stack, conf: &str) -> Result<String, String> {
 
 /// The goproxy services of a multi-instance stack, restarted in this order.
 pub const MULTI_SERVICES: [&str; 2] = ["goproxy", "goproxy-b"];
-
-/// Polls the container's Docker health until healthy; fails fast with its
-/// last log lines if it exits.
-pub async fn wait_healthy(id: &str, deadline: Duration) -> Result<String, String> {
-    let t0 = Instant::now();
-    let mut last = String::new();
-    while t0.elapsed() < deadline {
-        let state = docker::docker_ok(&[
-            "inspect",
-            "-f",
-            "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
-            id,
-        ])
-        .await?;
-        last = state.trim().to_string();
-        if last.ends_with("healthy") && !last.ends_with("unhealthy") {
-            return Ok(format!(
-                "{} healthy after {:.0} ms",
-                &id[..12.min(id.len())],
-                t0.elapsed().as_secs_f64() * 1000.0
-            ));
-        }
-        if last.starts_with("exited") || last.starts_with("dead") {
-            let logs = docker::docker(&["logs", "--tail", "5", id]).await?;
-            return Err(format!(
-                "goproxy exited at start: {}",
-                format!("{}{}", logs.stdout, logs.stderr)
-                    .trim()
-                    .replace('\n', " / ")
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    Err(format!(
-        "{} not healthy after {deadline:?}; last state: {last}",
-        &id[..12.min(id.len())]
-    ))
-}

@@ -43,10 +43,15 @@ pub struct MockEndpoints {
     /// Base of the wiremock server on the host, e.g.
     /// `http://host.docker.internal:41234`.
     pub wiremock: Option<String>,
+    /// The address goproxy binds (`host`), when not its default 0.0.0.0:
+    /// 127.0.0.1 for local processes.
+    pub goproxy_host: Option<String>,
 }
 
 /// The probe model routed to wiremock, and the id wiremock must receive.
 pub const PROBE_MODEL: &str = "harness-probe";
+/// The endpoint that serves the probe model (wiremock).
+pub const PROBE_ENDPOINT: &str = "probe-openai";
 pub const PROBE_UPSTREAM_MODEL: &str = "harness-probe-upstream-v1";
 
 /// The two configs of a run, rendered from the operator's files.
@@ -86,7 +91,7 @@ pub fn render_goproxy_config(
         }
         if let Some(wm) = &mocks.wiremock {
             endpoints.push(serde_json::json!({
-                "name": "probe-openai",
+                "name": PROBE_ENDPOINT,
                 "base_url": format!("{wm}/v1/chat/completions"),
             }));
         }
@@ -201,20 +206,31 @@ pub fn render(
     let nginx = read(&sources.nginx_conf)?;
     let second = scenario.second_port;
     let goproxy_b_config = second
-        .map(|p| render_goproxy_config(&operator_json, &p.to_string(), mocks, None))
+        .map(|p| {
+            render_goproxy_config(
+                &operator_json,
+                &p.to_string(),
+                mocks,
+                mocks.goproxy_host.as_deref(),
+            )
+        })
         .transpose()?;
     let start = Rendered {
         goproxy_config: render_goproxy_config(
             &operator_json,
             &scenario.start_port.to_string(),
             mocks,
-            None,
+            mocks.goproxy_host.as_deref(),
         )?,
         nginx_conf: render_nginx_conf(&nginx, scenario.start_port, None, second),
         goproxy_b_config: goproxy_b_config.clone(),
     };
     let change = &scenario.change;
-    let host = (scenario.fault == Fault::GoproxyFailsToStart).then_some(UNBINDABLE_HOST);
+    let host = if scenario.fault == Fault::GoproxyFailsToStart {
+        Some(UNBINDABLE_HOST)
+    } else {
+        mocks.goproxy_host.as_deref()
+    };
     let goproxy_config = match &change.goproxy_config_text {
         Some(text) => text.clone(),
         None => render_goproxy_config(
@@ -409,6 +425,7 @@ mod tests {
         let mocks = MockEndpoints {
             stream_mock: "http://upstream:9000".into(),
             wiremock: Some("http://host.docker.internal:4000".into()),
+            goproxy_host: None,
         };
         let out = render_goproxy_config(op, "\"8004\"", &mocks, None).unwrap();
         let v: Value = serde_json::from_str(&out).unwrap();

@@ -6,17 +6,17 @@
 //! report; the verdict and its exit code come from [`crate::report`].
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::check::{Checks, Phase};
 use crate::files::{self, LiveFiles, MockEndpoints, Rendered, Sources};
 use crate::lint::{self, LintTargets};
 use crate::report::{Figures, Report, Verdict};
 use crate::scenario::{Fault, Scenario};
-use crate::stack::{self, Stack, StackOptions, MOCK_PORT};
+use crate::stack::{self, BackendKind, Stack, StackOptions, MOCK_PORT};
 use crate::traffic::Target;
 use crate::verify::{self, StreamModel};
-use crate::{deploy, docker, pre, rollback};
+use crate::{deploy, pre, rollback};
 
 /// How a validate run is set up.
 #[derive(Debug, Clone)]
@@ -31,6 +31,8 @@ pub struct GateOptions {
     pub auto_rollback: bool,
     /// No per-check progress lines.
     pub quiet: bool,
+    /// Containers (default) or local processes.
+    pub backend: BackendKind,
 }
 
 /// Runs a scenario end to end and returns its report.
@@ -56,6 +58,11 @@ async fn run(
     figures: &mut Figures,
 ) -> (Verdict, String) {
     let no_go = |why: String| (Verdict::NoGo, why);
+    if opts.backend == BackendKind::Local && scenario.second_port.is_some() {
+        return no_go(
+            "two goproxy instances need the container backend (--backend containers)".into(),
+        );
+    }
     let Prepared {
         wiremock,
         start,
@@ -64,7 +71,8 @@ async fn run(
         live,
         candidate_json: cand_json,
         candidate_nginx: cand_nginx,
-    } = match prepare(scenario, &opts.root).await {
+        mock,
+    } = match prepare(scenario, &opts.root, opts.backend).await {
         Ok(p) => p,
         Err(e) => return no_go(e),
     };
@@ -85,16 +93,17 @@ async fn run(
 
     let mut stack_opts = StackOptions::from_root(&opts.root);
     stack_opts.keep = opts.keep;
+    stack_opts.backend = opts.backend;
     if scenario.second_port.is_some() {
         stack_opts.multi_file = Some(opts.root.join("docker-compose.multi.yml"));
     }
     let mut stack_slot = None;
     let up = checks
         .run(Phase::PreDeployment, "pre.stack-up", async {
-            let s = Stack::start(&stack_opts, live, wiremock).await?;
+            let s = Stack::start(&stack_opts, live, wiremock, mock).await?;
             let said = format!(
-                "compose project {} healthy; nginx on 127.0.0.1:{}",
-                s.compose.project(),
+                "{} healthy; nginx on 127.0.0.1:{}",
+                s.describe(),
                 s.https_port
             );
             stack_slot = Some(s);
@@ -106,9 +115,9 @@ async fn run(
     };
     if opts.keep {
         eprintln!(
-            "  keeping run directory {} and project {}",
+            "  keeping run directory {} and {}",
             run_dir.path().display(),
-            stack.compose.project()
+            stack.describe()
         );
         let _ = run_dir.keep();
     }
@@ -120,7 +129,9 @@ async fn run(
     if scenario.fault == Fault::PortInUse {
         let occupied = checks
             .run(Phase::PreDeployment, "fault.occupy-new-port", async {
-                pre::occupy_port(&stack, &candidate.goproxy_config).await?;
+                stack
+                    .occupy_port(scenario.change.port, &candidate.goproxy_config)
+                    .await?;
                 wait_listening(&stack, scenario.change.port).await
             })
             .await;
@@ -153,7 +164,10 @@ async fn run(
     }
 
     if opts.keep {
-        match stack.state(scenario, &model, &pre.backups).save() {
+        match stack
+            .state(scenario, &model, &pre.backups)
+            .and_then(|s| s.save())
+        {
             Ok(path) => eprintln!(
                 "  state saved to {}: `harness rollback --run-dir {dir}` rolls back, \
                  `harness down --run-dir {dir}` removes the stack",
@@ -188,17 +202,14 @@ async fn run(
         figures.switch_streams_completed = Some(l.streams_completed);
     }
     figures.switch_duration_ms = Some(deployed.switch_duration.as_secs_f64() * 1000.0);
-    let switched_at = SystemTime::now();
+    let switched_at = stack.log_mark();
 
     // Failed requests during the switch are a finding, not a reason to skip
     // the post-deployment checks: they say whether the service works now.
     let after_change_ok = if deployed.switched {
         match scenario.fault {
             Fault::UpstreamDown => {
-                let _ = stack
-                    .compose
-                    .compose(&["stop", "-t", "1", "upstream"])
-                    .await;
+                let _ = stack.stop_upstream().await;
             }
             Fault::UpstreamSlowStream => {
                 let _ = stack
@@ -240,7 +251,7 @@ async fn run(
                 .run(
                     p,
                     "post.monitor",
-                    verify::monitor(&stack, opts.monitor, switched_at),
+                    verify::monitor(&stack, opts.monitor, &switched_at),
                 )
                 .await;
         }
@@ -285,18 +296,42 @@ pub struct Prepared {
     pub live: LiveFiles,
     pub candidate_json: PathBuf,
     pub candidate_nginx: PathBuf,
+    /// The streaming mock, for the local backend (containers run their own).
+    pub mock: Option<mock_upstream::MockUpstream>,
 }
 
 /// Starts wiremock, renders the start and candidate configs pointed at the
 /// mocks, and writes them into a fresh run directory.
-pub async fn prepare(scenario: &Scenario, root: &std::path::Path) -> Result<Prepared, String> {
-    let wiremock = stack::start_wiremock().await?;
-    let mocks = MockEndpoints {
-        stream_mock: format!("http://upstream:{MOCK_PORT}"),
-        wiremock: Some(format!(
-            "http://host.docker.internal:{}",
-            wiremock.address().port()
-        )),
+pub async fn prepare(
+    scenario: &Scenario,
+    root: &std::path::Path,
+    backend: BackendKind,
+) -> Result<Prepared, String> {
+    let wiremock = stack::start_wiremock(backend).await?;
+    let wm_port = wiremock.address().port();
+    let (mocks, mock) = match backend {
+        BackendKind::Containers => (
+            MockEndpoints {
+                stream_mock: format!("http://upstream:{MOCK_PORT}"),
+                wiremock: Some(format!("http://host.docker.internal:{wm_port}")),
+                goproxy_host: None,
+            },
+            None,
+        ),
+        BackendKind::Local => {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|e| format!("cannot bind the mock upstream: {e}"))?;
+            let mock = mock_upstream::MockUpstream::start(listener, Default::default())
+                .await
+                .map_err(|e| format!("cannot start the mock upstream: {e}"))?;
+            let endpoints = MockEndpoints {
+                stream_mock: format!("http://{}", mock.addr()),
+                wiremock: Some(format!("http://127.0.0.1:{wm_port}")),
+                goproxy_host: Some("127.0.0.1".into()),
+            };
+            (endpoints, Some(mock))
+        }
     };
     let (start, candidate) = files::render(scenario, &Sources::from_root(root), &mocks)
         .map_err(|e| format!("cannot render the scenario's configs: {e}"))?;
@@ -317,6 +352,7 @@ pub async fn prepare(scenario: &Scenario, root: &std::path::Path) -> Result<Prep
         live,
         candidate_json,
         candidate_nginx,
+        mock,
     })
 }
 
@@ -334,7 +370,7 @@ pub fn stream_model(candidate: &str, start: &str) -> Result<StreamModel, String>
             m.id != files::PROBE_MODEL
                 && config
                     .endpoint_for(m, proxy::config::Format::OpenAi)
-                    .is_some_and(|e| e.url.host_str() == Some("upstream"))
+                    .is_some_and(|e| e.name != files::PROBE_ENDPOINT)
         })
         .map(|m| StreamModel {
             id: m.id.clone(),
@@ -346,12 +382,12 @@ pub fn stream_model(candidate: &str, start: &str) -> Result<StreamModel, String>
 }
 
 async fn wait_listening(stack: &Stack, port: u16) -> Result<String, String> {
-    let id = stack.only_container("goproxy").await?;
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(10) {
-        if docker::listening_ports(&id).await?.contains(&port) {
+        if stack.listening_where_goproxy_binds().await?.contains(&port) {
             return Ok(format!(
-                "a second goproxy now holds port {port} in goproxy's namespace"
+                "port {port} now held {} by another process",
+                pre::where_goproxy_binds(stack)
             ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -10,7 +10,7 @@ use crate::gate::{self, Prepared};
 use crate::report::{Figures, Report, Verdict};
 use crate::rollback;
 use crate::scenario::Scenario;
-use crate::stack::{Stack, StackOptions};
+use crate::stack::{BackendKind, Stack, StackOptions};
 use crate::state::RunState;
 use crate::verify::Expected;
 
@@ -24,16 +24,16 @@ pub async fn up(scenario: &Scenario, root: &Path) -> Result<RunState, String> {
         run_dir,
         live,
         ..
-    } = gate::prepare(scenario, root).await?;
+    } = gate::prepare(scenario, root, BackendKind::Containers).await?;
     let mut opts = StackOptions::from_root(root);
     opts.keep = true;
     if scenario.second_port.is_some() {
         opts.multi_file = Some(root.join("docker-compose.multi.yml"));
     }
-    let stack = Stack::start(&opts, live, wiremock).await?;
+    let stack = Stack::start(&opts, live, wiremock, None).await?;
     let _ = run_dir.keep();
     let model = gate::stream_model(&candidate.goproxy_config, &start.goproxy_config)?;
-    let state = stack.state(scenario, &model, &[]);
+    let state = stack.state(scenario, &model, &[])?;
     state.save()?;
     Ok(state)
 }

@@ -4,12 +4,9 @@
 
 use std::path::Path;
 
-use base64::Engine as _;
-
 use crate::check::{Checks, Phase};
-use crate::docker;
 use crate::files::{self, Backup, LiveFiles};
-use crate::stack::Stack;
+use crate::stack::{Backend, Stack};
 
 /// What the pre-deployment phase leaves for the later ones.
 #[derive(Debug, Default)]
@@ -88,36 +85,28 @@ pub async fn old_service(stack: &Stack, ports: &[u16]) -> Result<String, String>
     }
 }
 
-/// Nothing listens on the new port in goproxy's network namespace.
-async fn port_free(stack: &Stack, port: u16) -> Result<String, String> {
-    let id = stack.only_container("goproxy").await?;
-    let ports = docker::listening_ports(&id).await?;
-    if ports.contains(&port) {
-        let who = docker::exec(&id, &["netstat", "-tlnp"])
-            .await
-            .map(|o| o.stdout)
-            .unwrap_or_default();
-        let line = who
-            .lines()
-            .find(|l| l.contains(&format!(":{port} ")))
-            .unwrap_or("")
-            .trim()
-            .to_string();
-        return Err(format!(
-            "port {port} is already in use in goproxy's network namespace: {line}"
-        ));
+/// Where goproxy binds, in words, for evidence.
+pub fn where_goproxy_binds(stack: &Stack) -> &'static str {
+    match stack.backend {
+        Backend::Containers(_) => "in goproxy's network namespace",
+        Backend::Local(_) => "on this host",
     }
-    Ok(format!(
-        "port {port} free in goproxy's namespace (listening: {ports:?})"
-    ))
 }
 
-/// The candidate JSON passes `goproxy --check-config` of the deployed image.
+/// Nothing listens on the new port where goproxy will bind it.
+async fn port_free(stack: &Stack, port: u16) -> Result<String, String> {
+    let ports = stack.listening_where_goproxy_binds().await?;
+    let place = where_goproxy_binds(stack);
+    if ports.contains(&port) {
+        let owner = stack.port_owner(port).await;
+        return Err(format!("port {port} is already in use {place}: {owner}"));
+    }
+    Ok(format!("port {port} free {place}"))
+}
+
+/// The candidate JSON passes `goproxy --check-config` of the deployed binary.
 async fn check_config(stack: &Stack, candidate: &Path) -> Result<String, String> {
-    let id = stack.only_container("goproxy").await?;
-    let inside = "/tmp/config.candidate.json";
-    docker::copy_in(&id, candidate, inside).await?;
-    let out = docker::exec(&id, &["goproxy", "--check-config", inside]).await?;
+    let out = stack.check_config(candidate).await?;
     if out.code == 0 {
         Ok(out.stdout.trim().to_string())
     } else {
@@ -131,10 +120,7 @@ async fn check_config(stack: &Stack, candidate: &Path) -> Result<String, String>
 
 /// The candidate nginx.conf passes `nginx -t` run by the deployed nginx.
 async fn nginx_t(stack: &Stack, candidate: &Path) -> Result<String, String> {
-    let id = stack.only_container("nginx").await?;
-    let inside = "/tmp/nginx.candidate.conf";
-    docker::copy_in(&id, candidate, inside).await?;
-    let out = docker::exec(&id, &["nginx", "-t", "-c", inside]).await?;
+    let out = stack.nginx_test(candidate).await?;
     let said = out.stderr.trim().replace('\n', " / ");
     if out.code == 0 {
         Ok(said)
@@ -155,16 +141,4 @@ fn take_backups(files: &LiveFiles, out: &mut Vec<Backup>) -> Result<String, Stri
         .map(|b| format!("{} ({} bytes, verified)", b.copy.display(), b.bytes))
         .collect::<Vec<_>>()
         .join(", "))
-}
-
-/// Starts a process listening on `port` inside the goproxy container (a
-/// second goproxy with the candidate config), to reproduce "port in use".
-pub async fn occupy_port(stack: &Stack, candidate_json: &str) -> Result<(), String> {
-    let id = stack.only_container("goproxy").await?;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(candidate_json);
-    let script = format!(
-        "echo {b64} | base64 -d > /tmp/squatter.json && exec goproxy --config /tmp/squatter.json"
-    );
-    docker::docker_ok(&["exec", "-d", &id, "sh", "-c", &script]).await?;
-    Ok(())
 }

@@ -4,11 +4,10 @@
 use std::time::{Duration, Instant};
 
 use crate::check::{Checks, Phase};
-use crate::deploy::{self, wait_healthy};
-use crate::docker;
+use crate::deploy;
 use crate::files::{self, Backup};
 use crate::pre;
-use crate::stack::Stack;
+use crate::stack::{Backend, Stack};
 use crate::verify::{self, Expected, StreamModel};
 
 /// How long the restored service may take to answer through nginx.
@@ -21,52 +20,59 @@ const RESTORE_DEADLINE: Duration = Duration::from_secs(60);
 /// nginx without a goproxy for 5 s (measured: `rollback.service-restored`
 /// took 5.1 s). Containers that exited (a goproxy that failed at start) are
 /// removed first; with no goproxy running at all, it is simply started.
-async fn restart_goproxy(stack: &Stack, checks: &mut Checks) -> bool {
+async fn restart_goproxy(stack: &Stack, checks: &mut Checks, restored: &Expected) -> bool {
     let p = Phase::Rollback;
-    let project = format!(
-        "label=com.docker.compose.project={}",
-        stack.compose.project()
-    );
-    let exited = docker::docker_ok(&[
-        "ps",
-        "-a",
-        "-q",
-        "--no-trunc",
-        "--filter",
-        &project,
-        "--filter",
-        "label=com.docker.compose.service=goproxy",
-        "--filter",
-        "status=exited",
-    ])
-    .await
-    .unwrap_or_default();
-    for id in exited.split_whitespace() {
-        let _ = docker::docker(&["rm", "-f", id]).await;
+    stack.remove_exited_goproxy().await;
+    let running = stack.goproxy_ids("goproxy").await.unwrap_or_default();
+    if let (Backend::Local(_), Some((_, port))) = (&stack.backend, restored.instances.first()) {
+        // Local processes share one network namespace: a goproxy already on
+        // the restored port is the old one (a failed start never replaced
+        // it), serving the restored config. A second one beside it could
+        // not bind; keep it and retire the others.
+        for id in &running {
+            if stack
+                .listening_ports(id)
+                .await
+                .unwrap_or_default()
+                .contains(port)
+            {
+                return retire_others(stack, checks, id, &running).await;
+            }
+        }
     }
-    let running = stack
-        .compose
-        .container_ids("goproxy")
-        .await
-        .unwrap_or_default();
     if !running.is_empty() {
         return deploy::overlap(stack, checks, p, "rollback", 0).await;
     }
     let started = checks
         .run(p, "rollback.start-goproxy", async {
-            stack
-                .compose
-                .compose(&["up", "-d", "--no-deps", "goproxy"])
-                .await
-                .map_err(|e| e.to_string())?;
-            let id = stack.only_container("goproxy").await?;
-            wait_healthy(&id, RESTORE_DEADLINE).await
+            let id = stack.start_single_goproxy().await?;
+            stack.wait_goproxy_healthy(&id, RESTORE_DEADLINE).await
         })
         .await;
     started
         && checks
             .run(p, "rollback.nginx-reload", stack.reload_nginx())
             .await
+}
+
+/// Keeps goproxy `keep`, points nginx back at it and drains the others.
+async fn retire_others(stack: &Stack, checks: &mut Checks, keep: &str, running: &[String]) -> bool {
+    let p = Phase::Rollback;
+    let workers = stack.nginx_workers().await.unwrap_or_default();
+    checks
+        .run(p, "rollback.keep-goproxy-on-port", async {
+            stack.reload_nginx().await?;
+            stack
+                .wait_nginx_workers_gone(&workers, RESTORE_DEADLINE)
+                .await?;
+            for id in running.iter().filter(|id| *id != keep) {
+                stack.stop_goproxy(id).await?;
+            }
+            Ok(format!(
+                "{keep} already serves the restored port; nginx reloaded, others drained"
+            ))
+        })
+        .await
 }
 
 /// Rolls back; returns whether the old deployment passed its checks again,
@@ -95,7 +101,7 @@ pub async fn run(
                 .join(", "))
         })
         .await;
-    ok &= restart_goproxy(stack, checks).await;
+    ok &= restart_goproxy(stack, checks, restored).await;
     ok &= checks
         .run(p, "rollback.service-restored", async {
             let t0 = Instant::now();

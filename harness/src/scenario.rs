@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::check::Phase;
 use crate::report::Verdict;
+use crate::stack::BackendKind;
 
 /// A validated scenario.
 #[derive(Debug, Clone, Serialize)]
@@ -28,6 +29,9 @@ pub struct Scenario {
     pub fault: Fault,
     pub load: Load,
     pub expect: Expect,
+    /// The backends the scenario means something on (its finding may be
+    /// about compose or about two containers).
+    pub backends: Vec<BackendKind>,
 }
 
 /// What the deployment changes.
@@ -103,7 +107,8 @@ pub struct Expect {
     pub failed_phase: Option<Phase>,
     /// A substring of the first failing check's name or evidence.
     pub failure_mentions: Option<String>,
-    /// The most failed requests the switch may cause.
+    /// The switch's target: more failed requests (or broken streams) than
+    /// this and `deploy.switch-under-load` fails.
     pub max_failed_requests: u64,
 }
 
@@ -130,6 +135,8 @@ pub enum ScenarioError {
 #[serde(deny_unknown_fields)]
 struct RawScenario {
     description: String,
+    #[serde(default = "all_backends")]
+    backends: Vec<BackendKind>,
     start: RawStart,
     change: RawChange,
     #[serde(default)]
@@ -160,6 +167,10 @@ struct RawChange {
     force: bool,
     #[serde(default)]
     rollback_after: bool,
+}
+
+fn all_backends() -> Vec<BackendKind> {
+    vec![BackendKind::Containers, BackendKind::Local]
 }
 
 fn default_strategy() -> Strategy {
@@ -343,7 +354,22 @@ impl Scenario {
                 "a scenario expecting a no-go must say in which phase it stops",
             ));
         }
+        if rolling && raw.backends.contains(&BackendKind::Local) {
+            return Err(invalid(
+                "backends",
+                format!("{:?}", raw.backends),
+                "two goproxy instances run only on the container backend: backends = [\"containers\"]",
+            ));
+        }
+        if raw.backends.is_empty() {
+            return Err(invalid(
+                "backends",
+                "[]".into(),
+                "name at least one backend",
+            ));
+        }
         Ok(Scenario {
+            backends: raw.backends,
             name: name.to_string(),
             description: raw.description,
             start_port,

@@ -3,16 +3,15 @@
 //! and a streamed completion verified on the mocks, nginx -> goproxy
 //! routing, and a monitoring window over logs and restarts.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use wiremock::matchers::{body_partial_json, method, path};
 use wiremock::{Mock, ResponseTemplate};
 
 use crate::check::{Checks, Phase};
-use crate::docker;
 use crate::files::{PROBE_MODEL, PROBE_UPSTREAM_MODEL};
-use crate::stack::{Stack, MOCK_PORT};
+use crate::stack::{LogMark, Stack};
 use crate::traffic::truncate;
 
 /// A model of the deployed config served by the streaming mock, and the
@@ -91,25 +90,21 @@ pub async fn verify(
 async fn listening(stack: &Stack, expected: &Expected) -> Result<String, String> {
     let mut seen = Vec::new();
     for (service, port) in &expected.instances {
-        let ids = stack
-            .compose
-            .container_ids(service)
-            .await
-            .map_err(|e| e.to_string())?;
+        let ids = stack.goproxy_ids(service).await?;
         if ids.is_empty() {
-            return Err(format!("no {service} container is running"));
+            return Err(format!("no {service} instance is running"));
         }
         for id in &ids {
-            let ports = docker::listening_ports(id).await?;
+            let ports = stack.listening_ports(id).await?;
             let short = &id[..12.min(id.len())];
             if !ports.contains(port) {
                 return Err(format!(
-                    "{service} container {short} does not listen on {port}; it listens on {ports:?}"
+                    "{service} {short} does not listen on {port}; it listens on {ports:?}"
                 ));
             }
             if let Some(gone) = expected.gone_port.filter(|g| ports.contains(g)) {
                 return Err(format!(
-                    "{service} container {short} still listens on the old port {gone} ({ports:?})"
+                    "{service} {short} still listens on the old port {gone} ({ports:?})"
                 ));
             }
             seen.push(format!("{service} {short} on {port}"));
@@ -306,65 +301,30 @@ async fn chat_stream(stack: &Stack, model: &StreamModel) -> Result<String, Strin
     ))
 }
 
-/// nginx reaches each goproxy by its Docker DNS name on its port.
+/// nginx reaches each goproxy by its name on its port (Docker DNS for
+/// containers; loopback for local processes).
 async fn internal_routing(stack: &Stack, expected: &Expected) -> Result<String, String> {
-    let nginx = stack.only_container("nginx").await?;
     let mut seen = Vec::new();
     for (service, port) in &expected.instances {
-        let url = format!("http://{service}:{port}/health");
-        let out = docker::exec(
-            &nginx,
-            &[
-                "curl",
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--max-time",
-                "5",
-                &url,
-            ],
-        )
-        .await?;
-        if out.stdout.trim() != "200" {
-            return Err(format!(
-                "from the nginx container: GET {url} -> `{}` (curl exit {}): {}",
-                out.stdout.trim(),
-                out.code,
-                out.stderr.trim()
-            ));
-        }
-        seen.push(format!("GET {url} -> 200"));
+        seen.push(stack.get_goproxy_as_nginx(service, *port).await?);
     }
-    Ok(format!("from the nginx container: {}", seen.join(", ")))
+    Ok(format!("as nginx reaches goproxy: {}", seen.join(", ")))
 }
 
-/// Whether goproxy's container can open a TCP connection to the mock
-/// upstream: separates "the upstream is down" from "the deployment broke".
+/// Whether goproxy can open a TCP connection to the mock upstream:
+/// separates "the upstream is down" from "the deployment broke".
 pub async fn upstream_reachable(stack: &Stack) -> Result<String, String> {
-    let ids = stack
-        .compose
-        .container_ids("goproxy")
-        .await
-        .map_err(|e| e.to_string())?;
-    let id = ids.first().ok_or("no goproxy container")?;
-    let probe = format!("exec 3<>/dev/tcp/upstream/{MOCK_PORT}");
-    let out = docker::exec(id, &["timeout", "3", "bash", "-c", &probe]).await?;
-    if out.code == 0 {
-        Ok(format!("goproxy's container reaches upstream:{MOCK_PORT}"))
-    } else {
-        Err(format!(
-            "the LLM upstream is unreachable from goproxy (upstream:{MOCK_PORT}: {}): \
-             chat failures come from the upstream, not from the deployment",
-            out.stderr.trim()
-        ))
-    }
+    stack.upstream_reachable().await.map_err(|e| {
+        format!(
+            "the LLM upstream is unreachable from goproxy ({e}): \
+             chat failures come from the upstream, not from the deployment"
+        )
+    })
 }
 
 /// Watches the deployment for `window`: /health through nginx every second,
 /// then no error lines in the logs since `since` and no restarts.
-pub async fn monitor(stack: &Stack, window: Duration, since: SystemTime) -> Result<String, String> {
+pub async fn monitor(stack: &Stack, window: Duration, since: &LogMark) -> Result<String, String> {
     let started = Instant::now();
     let mut polls = 0u32;
     let mut bad = Vec::new();
@@ -392,30 +352,15 @@ pub async fn monitor(stack: &Stack, window: Duration, since: SystemTime) -> Resu
         ));
     }
     let mut errors = Vec::new();
-    for service in ["goproxy", "nginx"] {
-        for id in stack
-            .compose
-            .container_ids(service)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            let logs = docker::logs_since(&id, since).await?;
-            errors.extend(
-                logs.lines()
-                    .filter(|l| is_error_line(l))
-                    .take(3)
-                    .map(|l| format!("{service}: {}", truncate(l, 200))),
-            );
-        }
+    for (service, logs) in stack.logs_since(since).await? {
+        errors.extend(
+            logs.lines()
+                .filter(|l| is_error_line(l))
+                .take(3)
+                .map(|l| format!("{service}: {}", truncate(l, 200))),
+        );
     }
-    let mut restarts = 0;
-    for service in ["goproxy", "nginx", "upstream"] {
-        restarts += stack
-            .compose
-            .restart_count(service)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
+    let restarts = stack.restarts().await?;
     if !errors.is_empty() || restarts > 0 {
         return Err(format!(
             "{restarts} restarts; error lines: {}",

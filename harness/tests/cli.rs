@@ -129,3 +129,43 @@ fn validate_default_scenario_is_go() {
         .stdout(predicate::str::contains("verdict: GO"))
         .stdout(predicate::str::contains("post.chat-stream"));
 }
+
+/// The whole gate on local processes (host nginx, goproxy binary, mock) on
+/// loopback: go.
+#[test]
+fn validate_on_local_processes_is_go() {
+    harness()
+        .args(["validate", "--monitor", "2s", "--backend", "local"])
+        .timeout(std::time::Duration::from_secs(300))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("local processes in"))
+        .stdout(predicate::str::contains("verdict: GO"));
+}
+
+/// Where Docker does not answer, `auto` says so plainly and runs the stack
+/// as local processes instead.
+#[test]
+fn without_docker_auto_falls_back_to_local_processes() {
+    harness()
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .args(["validate", "--monitor", "1s"])
+        .timeout(std::time::Duration::from_secs(300))
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains("Docker is not available"))
+        .stderr(predicate::str::contains("local processes instead"))
+        .stdout(predicate::str::contains("verdict: GO"));
+}
+
+/// Asking for containers where Docker does not answer is an error that
+/// names the way out.
+#[test]
+fn containers_without_docker_is_a_usage_error() {
+    harness()
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .args(["validate", "--backend", "containers"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("Docker is not available"));
+}

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use harness::gate::{self, GateOptions};
 use harness::scenario::{self, Scenario};
+use harness::stack::BackendKind;
 use libtest_mimic::{Arguments, Failed, Trial};
 
 fn main() {
@@ -18,7 +19,11 @@ fn main() {
         .map(|file| {
             let name = file.file_stem().unwrap().to_string_lossy().into_owned();
             let root = root.clone();
-            Trial::test(name, move || run(&root, &file))
+            let containers = Scenario::load(&file)
+                .map(|s| s.backends.contains(&BackendKind::Containers))
+                .unwrap_or(true);
+            // A scenario for other backends only is listed, not run.
+            Trial::test(name, move || run(&root, &file)).with_ignored_flag(!containers)
         })
         .collect();
     let mut args = Arguments::from_args();
@@ -35,6 +40,7 @@ fn run(root: &std::path::Path, file: &std::path::Path) -> Result<(), Failed> {
         keep: false,
         auto_rollback: true,
         quiet: true,
+        backend: BackendKind::Containers,
     };
     let rt = tokio::runtime::Runtime::new()?;
     let report = rt.block_on(gate::validate(&scenario, &opts));

@@ -1,0 +1,346 @@
+//! The container backend: the compose project of `docker-compose.test.yml`
+//! (nginx, goproxy, the streaming mock) on a private Docker network, driven
+//! through the compose CLI and `docker` by container id.
+
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine as _;
+
+use crate::compose::ComposeStack;
+use crate::docker::{self, Exec};
+use crate::stack::MOCK_PORT;
+
+/// How long old goproxy may drain open streams before it is killed. Longer
+/// than goproxy's own drain timeout, so goproxy decides.
+const STOP_GRACE_SECS: &str = "40";
+
+/// A compose project and the operations the gate needs on it.
+#[derive(Debug)]
+pub struct Containers {
+    pub compose: ComposeStack,
+}
+
+impl Containers {
+    /// Running containers of a service, oldest first.
+    pub async fn ids(&self, service: &str) -> Result<Vec<String>, String> {
+        self.compose
+            .container_ids(service)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// The one running container of a service.
+    pub async fn only(&self, service: &str) -> Result<String, String> {
+        let ids = self.ids(service).await?;
+        match ids.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(format!("no running container for service {service}")),
+            many => Err(format!(
+                "{} containers for service {service}, expected one",
+                many.len()
+            )),
+        }
+    }
+
+    /// Every container of goproxy, exited ones included (a goproxy that
+    /// fails at start exits at once and `docker ps` would not show it).
+    async fn all_goproxy(&self) -> Result<Vec<String>, String> {
+        let project = format!(
+            "label=com.docker.compose.project={}",
+            self.compose.project()
+        );
+        let ids = docker::docker_ok(&[
+            "ps",
+            "-a",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            &project,
+            "--filter",
+            "label=com.docker.compose.service=goproxy",
+        ])
+        .await?;
+        Ok(ids.split_whitespace().map(str::to_string).collect())
+    }
+
+    /// Who holds `port` in goproxy's network namespace (netstat, for evidence).
+    pub async fn port_owner(&self, port: u16) -> String {
+        let Ok(id) = self.only("goproxy").await else {
+            return String::new();
+        };
+        docker::exec(&id, &["netstat", "-tlnp"])
+            .await
+            .map(|o| o.stdout)
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.contains(&format!(":{port} ")))
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    }
+
+    /// `goproxy --check-config` of the deployed image on a candidate file.
+    pub async fn check_config(&self, candidate: &Path) -> Result<Exec, String> {
+        let id = self.only("goproxy").await?;
+        let inside = "/tmp/config.candidate.json";
+        docker::copy_in(&id, candidate, inside).await?;
+        docker::exec(&id, &["goproxy", "--check-config", inside]).await
+    }
+
+    /// `nginx -t` of the deployed nginx on a candidate file.
+    pub async fn nginx_test(&self, candidate: &Path) -> Result<Exec, String> {
+        let id = self.only("nginx").await?;
+        let inside = "/tmp/nginx.candidate.conf";
+        docker::copy_in(&id, candidate, inside).await?;
+        docker::exec(&id, &["nginx", "-t", "-c", inside]).await
+    }
+
+    /// `nginx -t` then `nginx -s reload` in the nginx container.
+    pub async fn reload_nginx(&self) -> Result<String, String> {
+        let id = self.only("nginx").await?;
+        let test = docker::exec(&id, &["nginx", "-t"]).await?;
+        if test.code != 0 {
+            return Err(format!(
+                "nginx -t refused the live config: {}",
+                test.stderr.trim()
+            ));
+        }
+        let out = docker::exec(&id, &["nginx", "-s", "reload"]).await?;
+        if out.code != 0 {
+            return Err(format!(
+                "nginx -s reload exited {}: {}",
+                out.code,
+                out.stderr.trim()
+            ));
+        }
+        Ok("nginx -t ok; nginx -s reload ok".into())
+    }
+
+    /// PIDs of the nginx worker processes, inside the container.
+    pub async fn nginx_workers(&self) -> Result<Vec<String>, String> {
+        let id = self.only("nginx").await?;
+        // `[p]rocess` so the pattern does not match this shell's own command line.
+        let list = "grep -l 'worker [p]rocess' /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3";
+        let out = docker::exec(&id, &["sh", "-c", list]).await?;
+        Ok(out.stdout.split_whitespace().map(str::to_string).collect())
+    }
+
+    /// A second goproxy with the candidate config inside the goproxy
+    /// container, holding `port` in its network namespace.
+    pub async fn occupy_port(&self, candidate_json: &str) -> Result<(), String> {
+        let id = self.only("goproxy").await?;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(candidate_json);
+        let script = format!(
+            "echo {b64} | base64 -d > /tmp/squatter.json && exec goproxy --config /tmp/squatter.json"
+        );
+        docker::docker_ok(&["exec", "-d", &id, "sh", "-c", &script]).await?;
+        Ok(())
+    }
+
+    /// One more goproxy container beside the running ones (compose scale),
+    /// reading the live config; returns its id, running or not.
+    pub async fn start_beside(&self) -> Result<String, String> {
+        let old = self.all_goproxy().await?;
+        let scale = format!("goproxy={}", self.ids("goproxy").await?.len() + 1);
+        self.compose
+            .compose(&[
+                "up",
+                "-d",
+                "--no-deps",
+                "--no-recreate",
+                "--scale",
+                &scale,
+                "goproxy",
+            ])
+            .await
+            .map_err(|e| e.to_string())?;
+        self.all_goproxy()
+            .await?
+            .into_iter()
+            .find(|id| !old.contains(id))
+            .ok_or_else(|| "compose did not start a new goproxy container".into())
+    }
+
+    /// Polls Docker's health of a goproxy container until healthy; fails
+    /// fast with its last log lines if it exits.
+    pub async fn wait_healthy(&self, id: &str, deadline: Duration) -> Result<String, String> {
+        let t0 = Instant::now();
+        let mut last = String::new();
+        while t0.elapsed() < deadline {
+            let state = docker::docker_ok(&[
+                "inspect",
+                "-f",
+                "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
+                id,
+            ])
+            .await?;
+            last = state.trim().to_string();
+            if last.ends_with("healthy") && !last.ends_with("unhealthy") {
+                return Ok(format!(
+                    "{} healthy after {:.0} ms",
+                    short(id),
+                    t0.elapsed().as_secs_f64() * 1000.0
+                ));
+            }
+            if last.starts_with("exited") || last.starts_with("dead") {
+                let logs = docker::docker(&["logs", "--tail", "5", id]).await?;
+                return Err(format!(
+                    "goproxy exited at start: {}",
+                    format!("{}{}", logs.stdout, logs.stderr)
+                        .trim()
+                        .replace('\n', " / ")
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(format!(
+            "{} not healthy after {deadline:?}; last state: {last}",
+            short(id)
+        ))
+    }
+
+    /// Removes a goproxy container at once (one that failed to start).
+    pub async fn remove(&self, id: &str) {
+        let _ = docker::docker(&["rm", "-f", id]).await;
+    }
+
+    /// SIGTERM (goproxy drains), wait, remove.
+    pub async fn stop(&self, id: &str) -> Result<(), String> {
+        docker::docker_ok(&["stop", "-t", STOP_GRACE_SECS, id]).await?;
+        docker::docker_ok(&["rm", id]).await.map(|_| ())
+    }
+
+    /// Removes goproxy containers that exited (left by a failed start).
+    pub async fn remove_exited_goproxy(&self) {
+        let running = self.ids("goproxy").await.unwrap_or_default();
+        for id in self.all_goproxy().await.unwrap_or_default() {
+            if !running.contains(&id) {
+                self.remove(&id).await;
+            }
+        }
+    }
+
+    /// Starts goproxy when no container of it runs at all.
+    pub async fn start_single(&self) -> Result<String, String> {
+        self.compose
+            .compose(&["up", "-d", "--no-deps", "goproxy"])
+            .await
+            .map_err(|e| e.to_string())?;
+        self.only("goproxy").await
+    }
+
+    /// The design's `up -d --build goproxy`; an error if compose did not
+    /// actually restart goproxy.
+    pub async fn design_restart(&self) -> Result<String, String> {
+        let before = match self.only("goproxy").await {
+            Ok(id) => docker::started_at(&id).await.map(|s| (id, s)).ok(),
+            Err(_) => None,
+        };
+        self.compose
+            .compose(&["up", "-d", "--build", "goproxy"])
+            .await
+            .map_err(|e| e.to_string())?;
+        let id = self.only("goproxy").await?;
+        let now = docker::started_at(&id).await?;
+        if let Some((old_id, old_start)) = &before {
+            if *old_id == id && *old_start == now {
+                return Err(format!(
+                    "`up -d --build goproxy` did not restart goproxy (same container, \
+                     started {now}): compose does not see a change in a bind-mounted \
+                     config file, so the old process keeps the old port. Use \
+                     `up -d --force-recreate goproxy` or `restart goproxy`."
+                ));
+            }
+        }
+        Ok(id)
+    }
+
+    /// `docker restart` of one service's container (goproxy drains first).
+    pub async fn restart_service(&self, service: &str) -> Result<String, String> {
+        let id = self.only(service).await?;
+        docker::docker_ok(&["restart", "-t", STOP_GRACE_SECS, &id]).await?;
+        Ok(id)
+    }
+
+    /// GET `http://<service>:<port>/health` from inside the nginx container.
+    pub async fn get_from_nginx(&self, service: &str, port: u16) -> Result<String, String> {
+        let nginx = self.only("nginx").await?;
+        let url = format!("http://{service}:{port}/health");
+        let out = docker::exec(
+            &nginx,
+            &[
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "5",
+                &url,
+            ],
+        )
+        .await?;
+        if out.stdout.trim() == "200" {
+            Ok(format!("GET {url} -> 200"))
+        } else {
+            Err(format!(
+                "from the nginx container: GET {url} -> `{}` (curl exit {}): {}",
+                out.stdout.trim(),
+                out.code,
+                out.stderr.trim()
+            ))
+        }
+    }
+
+    /// Whether goproxy's container can open a TCP connection to the mock.
+    pub async fn upstream_reachable(&self) -> Result<String, String> {
+        let ids = self.ids("goproxy").await?;
+        let id = ids.first().ok_or("no goproxy container")?;
+        let probe = format!("exec 3<>/dev/tcp/upstream/{MOCK_PORT}");
+        let out = docker::exec(id, &["timeout", "3", "bash", "-c", &probe]).await?;
+        if out.code == 0 {
+            Ok(format!("goproxy's container reaches upstream:{MOCK_PORT}"))
+        } else {
+            Err(format!("upstream:{MOCK_PORT}: {}", out.stderr.trim()))
+        }
+    }
+
+    /// Log lines of goproxy and nginx since `since`, per service.
+    pub async fn logs_since(&self, since: SystemTime) -> Result<Vec<(String, String)>, String> {
+        let mut out = Vec::new();
+        for service in ["goproxy", "nginx"] {
+            for id in self.ids(service).await? {
+                out.push((service.to_string(), docker::logs_since(&id, since).await?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Restarts Docker counted across the stack's services.
+    pub async fn restarts(&self) -> Result<u64, String> {
+        let mut n = 0;
+        for service in ["goproxy", "goproxy-b", "nginx", "upstream"] {
+            n += self
+                .compose
+                .restart_count(service)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(n)
+    }
+
+    /// Stops the mock upstream container.
+    pub async fn stop_upstream(&self) -> Result<(), String> {
+        self.compose
+            .compose(&["stop", "-t", "1", "upstream"])
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn short(id: &str) -> &str {
+    &id[..12.min(id.len())]
+}

@@ -1,0 +1,704 @@
+//! The local backend: host nginx, the goproxy binary and the streaming mock
+//! as processes on loopback, for machines without Docker.
+//!
+//! nginx runs the deployed `nginx.conf` with only what cannot work outside
+//! a container rewritten ([`localize`]): the `goproxy` service name becomes
+//! `127.0.0.1` (so Docker's DNS behaviour is not exercised here), listens
+//! move to loopback ports, and pid, log and certificate paths move into the
+//! run directory. goproxy binds 127.0.0.1 on the configured port itself, so
+//! "the port is free" is checked on this host.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use mock_upstream::MockUpstream;
+use tokio::process::{Child, Command};
+
+use crate::docker::{parse_listening, Exec};
+use crate::files::LiveFiles;
+
+/// How long a drained goproxy may take to exit before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(40);
+
+/// A goproxy process.
+#[derive(Debug)]
+struct Goproxy {
+    id: String,
+    pid: u32,
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+/// The processes of one local stack; all are stopped on drop.
+#[derive(Debug)]
+pub struct Local {
+    dir: PathBuf,
+    live: LiveFiles,
+    https_port: u16,
+    http_port: u16,
+    goproxy_bin: PathBuf,
+    nginx_bin: PathBuf,
+    env: Vec<(String, String)>,
+    goproxies: tokio::sync::Mutex<Vec<Goproxy>>,
+    nginx_pid: u32,
+    _nginx: Child,
+    mock: Mutex<Option<MockUpstream>>,
+    mock_addr: SocketAddr,
+    squatters: Mutex<Vec<std::net::TcpListener>>,
+    spawned: std::sync::atomic::AtomicU32,
+}
+
+/// Where the local backend finds its programs.
+#[derive(Debug, Clone)]
+pub struct LocalPrograms {
+    pub goproxy: PathBuf,
+    pub nginx: PathBuf,
+}
+
+impl LocalPrograms {
+    /// goproxy from `GOPROXY_BIN` or the workspace's target dir, nginx from
+    /// PATH; an error says how to get whichever is missing.
+    pub fn find(root: &Path) -> Result<Self, String> {
+        let goproxy = std::env::var_os("GOPROXY_BIN")
+            .map(PathBuf::from)
+            .into_iter()
+            .chain(["release", "debug"].map(|p| root.join("target").join(p).join("goproxy")))
+            .find(|p| p.is_file())
+            .ok_or("no goproxy binary: build it with `cargo build --release -p proxy` or set GOPROXY_BIN")?;
+        let nginx = std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+            .chain([PathBuf::from("/usr/sbin")])
+            .map(|d| d.join("nginx"))
+            .find(|p| p.is_file())
+            .ok_or("the local backend needs nginx on this machine: apt-get install nginx-light")?;
+        Ok(Self { goproxy, nginx })
+    }
+}
+
+impl Local {
+    /// Starts nginx and goproxy on the live files; the mock is already
+    /// running (its address is in the rendered goproxy config).
+    pub async fn start(
+        programs: &LocalPrograms,
+        live: LiveFiles,
+        mock: MockUpstream,
+        api_key: &str,
+    ) -> Result<Local, String> {
+        let dir = live.dir.join("local");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let (https_port, http_port) = (free_port()?, free_port()?);
+        let conf = dir.join("nginx.conf");
+        write_localized(
+            &live.nginx_conf,
+            &conf,
+            &dir,
+            &live.tls_dir,
+            https_port,
+            http_port,
+        )?;
+        let nginx_log = std::fs::File::create(dir.join("nginx.out"))
+            .map_err(|e| format!("cannot create nginx.out: {e}"))?;
+        let nginx = Command::new(&programs.nginx)
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(&conf)
+            .args(["-g", "daemon off;"])
+            .stdin(Stdio::null())
+            .stdout(nginx_log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(nginx_log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", programs.nginx.display()))?;
+        let nginx_pid = nginx.id().unwrap_or(0);
+        let local = Local {
+            dir,
+            live,
+            https_port,
+            http_port,
+            goproxy_bin: programs.goproxy.clone(),
+            nginx_bin: programs.nginx.clone(),
+            env: vec![
+                ("PROXY_API_KEY".into(), api_key.to_string()),
+                ("OHMYGPT_API_KEY".into(), "sk-upstream-test-key".into()),
+                ("RUST_LOG".into(), "info".into()),
+            ],
+            goproxies: tokio::sync::Mutex::new(Vec::new()),
+            nginx_pid,
+            _nginx: nginx,
+            mock_addr: mock.addr(),
+            mock: Mutex::new(Some(mock)),
+            squatters: Mutex::new(Vec::new()),
+            spawned: Default::default(),
+        };
+        wait_port(https_port, Duration::from_secs(10))
+            .await
+            .map_err(|e| {
+                format!(
+                    "nginx did not listen: {e}; {}",
+                    tail_file(&local.dir.join("nginx.out"))
+                )
+            })?;
+        let id = local.start_beside().await?;
+        local.wait_healthy(&id, Duration::from_secs(30)).await?;
+        Ok(local)
+    }
+
+    pub fn https_port(&self) -> u16 {
+        self.https_port
+    }
+
+    pub fn mock_port(&self) -> u16 {
+        self.mock_addr.port()
+    }
+
+    /// Running goproxy processes, oldest first.
+    pub async fn ids(&self) -> Vec<String> {
+        let mut procs = self.goproxies.lock().await;
+        let mut out = Vec::new();
+        for p in procs.iter_mut() {
+            if matches!(p.child.try_wait(), Ok(None)) {
+                out.push(p.id.clone());
+            }
+        }
+        out
+    }
+
+    /// TCP ports a goproxy process listens on (its sockets' inodes matched
+    /// against the host's `/proc/net/tcp`).
+    pub async fn listening_ports(&self, id: &str) -> Result<Vec<u16>, String> {
+        let pid = pid_of(id)?;
+        let inodes = socket_inodes(pid);
+        Ok(listening_with_inodes(&inodes))
+    }
+
+    /// Every TCP port in LISTEN on this host (where goproxy binds).
+    pub fn host_listening(&self) -> Vec<u16> {
+        let text = ["/proc/net/tcp", "/proc/net/tcp6"]
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .collect::<String>();
+        parse_listening(&text)
+    }
+
+    /// The process holding `port` on this host, for evidence.
+    pub fn port_owner(&self, port: u16) -> String {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return String::new();
+        };
+        for entry in dir.flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            if listening_with_inodes(&socket_inodes(pid)).contains(&port) {
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                return format!("pid {pid} ({})", comm.trim());
+            }
+        }
+        String::new()
+    }
+
+    pub async fn check_config(&self, candidate: &Path) -> Result<Exec, String> {
+        run(Command::new(&self.goproxy_bin)
+            .arg("--check-config")
+            .arg(candidate))
+        .await
+    }
+
+    /// `nginx -t` on the candidate, localized like the live file.
+    pub async fn nginx_test(&self, candidate: &Path) -> Result<Exec, String> {
+        let conf = self.dir.join("nginx.candidate.conf");
+        write_localized(
+            candidate,
+            &conf,
+            &self.dir,
+            &self.live.tls_dir,
+            self.https_port,
+            self.http_port,
+        )?;
+        run(Command::new(&self.nginx_bin)
+            .arg("-t")
+            .arg("-p")
+            .arg(&self.dir)
+            .arg("-c")
+            .arg(&conf))
+        .await
+    }
+
+    /// Localizes the live nginx.conf again, `nginx -t`, `nginx -s reload`.
+    pub async fn reload_nginx(&self) -> Result<String, String> {
+        let conf = self.dir.join("nginx.conf");
+        write_localized(
+            &self.live.nginx_conf,
+            &conf,
+            &self.dir,
+            &self.live.tls_dir,
+            self.https_port,
+            self.http_port,
+        )?;
+        let nginx = |args: &[&str]| {
+            let mut c = Command::new(&self.nginx_bin);
+            c.args(args).arg("-p").arg(&self.dir).arg("-c").arg(&conf);
+            c
+        };
+        let test = run(&mut nginx(&["-t"])).await?;
+        if test.code != 0 {
+            return Err(format!(
+                "nginx -t refused the live config: {}",
+                test.stderr.trim()
+            ));
+        }
+        let out = run(&mut nginx(&["-s", "reload"])).await?;
+        if out.code != 0 {
+            return Err(format!(
+                "nginx -s reload exited {}: {}",
+                out.code,
+                out.stderr.trim()
+            ));
+        }
+        Ok("nginx -t ok; nginx -s reload ok".into())
+    }
+
+    /// PIDs of the nginx master's worker processes.
+    pub fn nginx_workers(&self) -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        dir.flatten()
+            .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+            .filter(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                // Field 4 is the parent pid; the command may hold spaces, so
+                // count from the closing parenthesis.
+                let ppid = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                    .and_then(|p| p.parse::<u32>().ok());
+                ppid == Some(self.nginx_pid)
+            })
+            .map(|pid| pid.to_string())
+            .collect()
+    }
+
+    /// Holds `port` on loopback, as another program would.
+    pub fn occupy_port(&self, port: u16) -> Result<(), String> {
+        let l = std::net::TcpListener::bind(("127.0.0.1", port))
+            .map_err(|e| format!("cannot occupy port {port}: {e}"))?;
+        self.squatters.lock().expect("squatters lock").push(l);
+        Ok(())
+    }
+
+    /// Starts one more goproxy on the live config; returns its id.
+    pub async fn start_beside(&self) -> Result<String, String> {
+        let n = self
+            .spawned
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        let log = self.dir.join(format!("goproxy-{n}.log"));
+        let file = std::fs::File::create(&log)
+            .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+        // The port it will listen on, for readiness; a config that does not
+        // load gives 0 and goproxy itself will say why it exits.
+        let port = proxy::config::Config::load(&self.live.goproxy_config)
+            .map(|c| c.port())
+            .unwrap_or(0);
+        let child = Command::new(&self.goproxy_bin)
+            .arg("--config")
+            .arg(&self.live.goproxy_config)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().map_err(|e| e.to_string())?)
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", self.goproxy_bin.display()))?;
+        let pid = child.id().unwrap_or(0);
+        let id = format!("pid:{pid}");
+        self.goproxies.lock().await.push(Goproxy {
+            id: id.clone(),
+            pid,
+            child,
+            port,
+            log,
+        });
+        Ok(id)
+    }
+
+    /// Polls goproxy's /health until 200; fails fast if the process exits.
+    pub async fn wait_healthy(&self, id: &str, deadline: Duration) -> Result<String, String> {
+        let t0 = Instant::now();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .map_err(|e| e.to_string())?;
+        loop {
+            let (port, exited, log) = {
+                let mut procs = self.goproxies.lock().await;
+                let p = procs
+                    .iter_mut()
+                    .find(|p| p.id == id)
+                    .ok_or(format!("no goproxy {id}"))?;
+                (p.port, p.child.try_wait().ok().flatten(), p.log.clone())
+            };
+            if let Some(status) = exited {
+                return Err(format!(
+                    "goproxy exited at start ({status}): {}",
+                    tail_file(&log)
+                ));
+            }
+            let url = format!("http://127.0.0.1:{port}/health");
+            if client
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return Ok(format!(
+                    "{id} healthy on {port} after {:.0} ms",
+                    t0.elapsed().as_secs_f64() * 1000.0
+                ));
+            }
+            if t0.elapsed() > deadline {
+                return Err(format!(
+                    "{id} not healthy on {port} after {deadline:?}: {}",
+                    tail_file(&log)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Kills a goproxy at once (one that failed to start).
+    pub async fn remove(&self, id: &str) {
+        let mut procs = self.goproxies.lock().await;
+        if let Some(i) = procs.iter().position(|p| p.id == id) {
+            let mut p = procs.remove(i);
+            let _ = p.child.kill().await;
+        }
+    }
+
+    /// SIGTERM (goproxy drains), wait for the exit, kill past the grace.
+    pub async fn stop(&self, id: &str) -> Result<(), String> {
+        let mut p = {
+            let mut procs = self.goproxies.lock().await;
+            let i = procs
+                .iter()
+                .position(|p| p.id == id)
+                .ok_or(format!("no goproxy {id}"))?;
+            procs.remove(i)
+        };
+        run(Command::new("kill").args(["-TERM", &p.pid.to_string()])).await?;
+        match tokio::time::timeout(STOP_GRACE, p.child.wait()).await {
+            Ok(Ok(status)) if status.success() => Ok(()),
+            Ok(Ok(status)) => Err(format!(
+                "goproxy {id} exited {status} after SIGTERM: {}",
+                tail_file(&p.log)
+            )),
+            Ok(Err(e)) => Err(format!("waiting for goproxy {id}: {e}")),
+            Err(_) => {
+                let _ = p.child.kill().await;
+                Err(format!(
+                    "goproxy {id} did not exit within {STOP_GRACE:?} of SIGTERM; killed"
+                ))
+            }
+        }
+    }
+
+    /// Forgets goproxy processes that exited (a failed start).
+    pub async fn remove_exited(&self) {
+        let mut procs = self.goproxies.lock().await;
+        procs.retain_mut(|p| matches!(p.child.try_wait(), Ok(None)));
+    }
+
+    /// The design's "restart goproxy": stop the running one, start anew.
+    pub async fn design_restart(&self) -> Result<String, String> {
+        for id in self.ids().await {
+            self.stop(&id).await?;
+        }
+        self.start_beside().await
+    }
+
+    /// GET goproxy's /health on `port` directly (nginx's view: on this host
+    /// nginx and goproxy share the loopback).
+    pub async fn get_direct(&self, port: u16) -> Result<String, String> {
+        let url = format!("http://127.0.0.1:{port}/health");
+        let resp = reqwest::get(&url)
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        if resp.status() == 200 {
+            Ok(format!("GET {url} -> 200"))
+        } else {
+            Err(format!("GET {url} -> {}", resp.status()))
+        }
+    }
+
+    pub async fn upstream_reachable(&self) -> Result<String, String> {
+        match tokio::time::timeout(
+            Duration::from_secs(3),
+            tokio::net::TcpStream::connect(self.mock_addr),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(format!(
+                "the mock upstream at {} accepts connections",
+                self.mock_addr
+            )),
+            Ok(Err(e)) => Err(format!("{}: {e}", self.mock_addr)),
+            Err(_) => Err(format!("{}: connect timed out", self.mock_addr)),
+        }
+    }
+
+    /// The log files and their current sizes (a mark for `logs_since`).
+    pub fn log_sizes(&self) -> Vec<(PathBuf, u64)> {
+        std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .map(|p| {
+                let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+                (p, len)
+            })
+            .collect()
+    }
+
+    /// What each log file gained since `mark`.
+    pub fn logs_since(&self, mark: &[(PathBuf, u64)]) -> Vec<(String, String)> {
+        self.log_sizes()
+            .into_iter()
+            .map(|(path, _)| {
+                let from = mark
+                    .iter()
+                    .find(|(p, _)| *p == path)
+                    .map(|(_, n)| *n)
+                    .unwrap_or(0);
+                let text = std::fs::read(&path).unwrap_or_default();
+                let name = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let service = if name.starts_with("goproxy") {
+                    "goproxy"
+                } else {
+                    "nginx"
+                };
+                (
+                    service.to_string(),
+                    String::from_utf8_lossy(&text[(from as usize).min(text.len())..]).into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// goproxy processes that died without being stopped, and nginx if it did.
+    pub async fn unexpected_exits(&self) -> u64 {
+        let mut n = 0;
+        for p in self.goproxies.lock().await.iter_mut() {
+            if !matches!(p.child.try_wait(), Ok(None)) {
+                n += 1;
+            }
+        }
+        if !Path::new(&format!("/proc/{}", self.nginx_pid)).exists() {
+            n += 1;
+        }
+        n
+    }
+
+    pub fn stop_upstream(&self) {
+        self.mock.lock().expect("mock lock").take();
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        // SIGTERM to the master stops its workers too; a SIGKILL (what
+        // kill_on_drop sends) would leave the workers running.
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.nginx_pid.to_string()])
+            .stderr(Stdio::null())
+            .status();
+        let t0 = Instant::now();
+        while Path::new(&format!("/proc/{}", self.nginx_pid)).exists()
+            && t0.elapsed() < Duration::from_secs(3)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The deployed nginx.conf, made runnable on this host. See the module docs.
+pub fn localize(conf: &str, dir: &Path, tls_dir: &Path, https_port: u16, http_port: u16) -> String {
+    let mut out = String::with_capacity(conf.len());
+    for line in conf.split_inclusive('\n') {
+        let t = line.trim_start();
+        if t.starts_with("listen [::]") {
+            continue;
+        }
+        let indent = &line[..line.len() - t.len()];
+        let line = if let Some(rest) = t.strip_prefix("listen 443") {
+            format!("{indent}listen 127.0.0.1:{https_port}{rest}")
+        } else if let Some(rest) = t.strip_prefix("listen 80") {
+            format!("{indent}listen 127.0.0.1:{http_port}{rest}")
+        } else if t.starts_with("pid ") {
+            format!("{indent}pid {}/nginx.pid;\n", dir.display())
+        } else {
+            line.replace("server goproxy:", "server 127.0.0.1:")
+                .replace("/var/log/nginx/", &format!("{}/", dir.display()))
+                .replace(
+                    "/etc/letsencrypt/live/chat.trollllm.xyz/",
+                    &format!("{}/", tls_dir.display()),
+                )
+        };
+        out.push_str(&line);
+    }
+    out
+}
+
+fn write_localized(
+    from: &Path,
+    to: &Path,
+    dir: &Path,
+    tls_dir: &Path,
+    https_port: u16,
+    http_port: u16,
+) -> Result<(), String> {
+    let conf = std::fs::read_to_string(from)
+        .map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+    std::fs::write(to, localize(&conf, dir, tls_dir, https_port, http_port))
+        .map_err(|e| format!("cannot write {}: {e}", to.display()))
+}
+
+async fn run(cmd: &mut Command) -> Result<Exec, String> {
+    let out = cmd
+        .output()
+        .await
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    Ok(Exec {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+fn pid_of(id: &str) -> Result<u32, String> {
+    id.strip_prefix("pid:")
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| format!("`{id}` is not a local process id"))
+}
+
+/// Inodes of the sockets a process has open.
+fn socket_inodes(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|l| {
+            l.to_string_lossy()
+                .strip_prefix("socket:[")
+                .and_then(|s| s.strip_suffix(']'))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// LISTEN ports of the host whose socket inode is in `inodes`.
+fn listening_with_inodes(inodes: &[String]) -> Vec<u16> {
+    let text = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect::<String>();
+    let rows: String = text
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(9)
+                .is_some_and(|i| inodes.iter().any(|x| x == i))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    parse_listening(&rows)
+}
+
+async fn wait_port(port: u16, deadline: Duration) -> Result<(), String> {
+    let t0 = Instant::now();
+    while t0.elapsed() < deadline {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(format!(
+        "nothing listens on 127.0.0.1:{port} after {deadline:?}"
+    ))
+}
+
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free loopback port: {e}"))
+}
+
+fn tail_file(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().rev().take(5).collect();
+    lines.into_iter().rev().collect::<Vec<_>>().join(" / ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only what cannot run outside a container changes.
+    #[test]
+    fn localize_moves_listens_paths_and_the_service_name() {
+        let conf = "\
+pid /run/nginx.pid;
+error_log /var/log/nginx/error.log warn;
+http {
+    upstream goproxy {
+        server goproxy:8004;  # note
+    }
+    server {
+        listen 80 default_server;
+        listen [::]:80 default_server;
+    }
+    server {
+        listen 443 ssl http2;
+        ssl_certificate /etc/letsencrypt/live/chat.trollllm.xyz/fullchain.pem;
+    }
+}
+";
+        let out = localize(
+            conf,
+            Path::new("/run/x"),
+            Path::new("/run/x/tls"),
+            4443,
+            8080,
+        );
+        assert!(out.contains("pid /run/x/nginx.pid;\n"), "{out}");
+        assert!(out.contains("error_log /run/x/error.log warn;"), "{out}");
+        assert!(out.contains("server 127.0.0.1:8004;  # note"), "{out}");
+        assert!(
+            out.contains("listen 127.0.0.1:8080 default_server;"),
+            "{out}"
+        );
+        assert!(!out.contains("[::]"), "{out}");
+        assert!(out.contains("listen 127.0.0.1:4443 ssl http2;"), "{out}");
+        assert!(
+            out.contains("ssl_certificate /run/x/tls/fullchain.pem;"),
+            "{out}"
+        );
+    }
+}

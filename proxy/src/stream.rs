@@ -90,10 +90,20 @@ impl SseUsage {
         if data.is_empty() || data == b"[DONE]" {
             return;
         }
+        // Only events that carry a `"usage"` key matter (OpenAI's last chunk,
+        // Anthropic's message_start / message_delta); skipping the JSON parse
+        // of every content delta is most of the relay's per-chunk CPU.
+        if !contains(data, b"\"usage\"") {
+            return;
+        }
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
             self.usage.observe(&v);
         }
     }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// How a stream ended, for the log line.
@@ -263,5 +273,17 @@ mod tests {
             assert_eq!(p.usage.input, 12, "split {split}");
             assert_eq!(p.usage.output, 7, "split {split}");
         }
+    }
+
+    /// OpenAI: content deltas carry no usage (and are not parsed); the last
+    /// chunk's usage is read.
+    #[test]
+    fn openai_usage_comes_from_the_final_chunk() {
+        let text = b"data: {\"choices\":[{\"delta\":{\"content\":\"usage is a word\"}}]}\n\n\
+data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":4}}\n\n\
+data: [DONE]\n\n";
+        let mut p = SseUsage::default();
+        p.feed(text);
+        assert_eq!((p.usage.input, p.usage.output), (9, 4));
     }
 }

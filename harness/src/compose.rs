@@ -182,25 +182,33 @@ impl ComposeStack {
         self.cli
     }
 
-    fn command(&self, args: &[&str]) -> (Command, String) {
+    /// The full argument list: the program's own prefix, `-f` files,
+    /// `-p` project, then `args`.
+    fn argv(&self, args: &[&str]) -> (&'static str, Vec<std::ffi::OsString>) {
         let (program, pre) = self.cli.program();
+        let mut argv: Vec<std::ffi::OsString> = pre.iter().map(Into::into).collect();
+        for f in &self.files {
+            argv.push("-f".into());
+            argv.push(f.into());
+        }
+        argv.push("-p".into());
+        argv.push((&self.project).into());
+        argv.extend(args.iter().map(Into::into));
+        (program, argv)
+    }
+
+    fn command(&self, args: &[&str]) -> (Command, String) {
+        let (program, argv) = self.argv(args);
         let mut cmd = Command::new(program);
-        cmd.args(pre)
-            .args(
-                self.files
-                    .iter()
-                    .flat_map(|f| [Path::new("-f"), f.as_path()]),
-            )
-            .arg("-p")
-            .arg(&self.project)
-            .args(args)
+        cmd.args(&argv)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .kill_on_drop(true);
         let line = format!(
-            "{program} {} -p {} {}",
-            pre.join(" "),
-            self.project,
-            args.join(" ")
+            "{program} {}",
+            argv.iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" ")
         );
         (cmd, line)
     }
@@ -385,32 +393,21 @@ impl Drop for ComposeStack {
             return;
         }
         if self.keep {
+            let (program, argv) = self.argv(&["down", "-v"]);
+            let argv: Vec<_> = argv.iter().map(|a| a.to_string_lossy()).collect();
             eprintln!(
-                "compose project {} left running (kept); remove it with `harness down --run-dir <dir>` \
-                 or `docker-compose -p {} {} down -v`",
+                "compose project {} left running (kept); remove it with \
+                 `harness down --run-dir <dir>` or `{program} {}`",
                 self.project,
-                self.project,
-                self.files
-                    .iter()
-                    .map(|f| format!("-f {}", f.display()))
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                argv.join(" ")
             );
             return;
         }
         // Blocking on purpose: Drop may run while the runtime shuts down
         // (Ctrl-C, a failed test), and the containers must go either way.
-        let (program, pre) = self.cli.program();
+        let (program, argv) = self.argv(&["down", "-v", "--remove-orphans", "-t", "5"]);
         let _ = std::process::Command::new(program)
-            .args(pre)
-            .args(
-                self.files
-                    .iter()
-                    .flat_map(|f| [Path::new("-f"), f.as_path()]),
-            )
-            .arg("-p")
-            .arg(&self.project)
-            .args(["down", "-v", "--remove-orphans", "-t", "5"])
+            .args(&argv)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

@@ -58,10 +58,11 @@ async fn run(
     figures: &mut Figures,
 ) -> (Verdict, String) {
     let no_go = |why: String| (Verdict::NoGo, why);
-    if opts.backend == BackendKind::Local && scenario.second_port.is_some() {
-        return no_go(
-            "two goproxy instances need the container backend (--backend containers)".into(),
-        );
+    if !scenario.backends.contains(&opts.backend) {
+        return no_go(format!(
+            "scenario {} runs only on {:?}, not on the {:?} backend",
+            scenario.name, scenario.backends, opts.backend
+        ));
     }
     let Prepared {
         wiremock,

@@ -9,7 +9,7 @@ use base64::Engine as _;
 
 use crate::compose::ComposeStack;
 use crate::docker::{self, Exec};
-use crate::stack::MOCK_PORT;
+use crate::stack::{nginx_step, MOCK_PORT};
 
 /// How long old goproxy may drain open streams before it is killed. Longer
 /// than goproxy's own drain timeout, so goproxy decides.
@@ -99,21 +99,11 @@ impl Containers {
     /// `nginx -t` then `nginx -s reload` in the nginx container.
     pub async fn reload_nginx(&self) -> Result<String, String> {
         let id = self.only("nginx").await?;
-        let test = docker::exec(&id, &["nginx", "-t"]).await?;
-        if test.code != 0 {
-            return Err(format!(
-                "nginx -t refused the live config: {}",
-                test.stderr.trim()
-            ));
-        }
-        let out = docker::exec(&id, &["nginx", "-s", "reload"]).await?;
-        if out.code != 0 {
-            return Err(format!(
-                "nginx -s reload exited {}: {}",
-                out.code,
-                out.stderr.trim()
-            ));
-        }
+        nginx_step("-t", docker::exec(&id, &["nginx", "-t"]).await?)?;
+        nginx_step(
+            "-s reload",
+            docker::exec(&id, &["nginx", "-s", "reload"]).await?,
+        )?;
         Ok("nginx -t ok; nginx -s reload ok".into())
     }
 

@@ -19,6 +19,7 @@ use tokio::process::{Child, Command};
 
 use crate::docker::{parse_listening, Exec};
 use crate::files::LiveFiles;
+use crate::stack::nginx_step;
 
 /// How long a drained goproxy may take to exit before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(40);
@@ -102,20 +103,15 @@ impl Local {
             https_port,
             http_port,
         )?;
-        let nginx_log = std::fs::File::create(dir.join("nginx.out"))
-            .map_err(|e| format!("cannot create nginx.out: {e}"))?;
-        let nginx = Command::new(&programs.nginx)
-            .arg("-p")
-            .arg(&dir)
-            .arg("-c")
-            .arg(&conf)
-            .args(["-g", "daemon off;"])
-            .stdin(Stdio::null())
-            .stdout(nginx_log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(nginx_log)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", programs.nginx.display()))?;
+        let nginx = spawn_logged(
+            Command::new(&programs.nginx)
+                .arg("-p")
+                .arg(&dir)
+                .arg("-c")
+                .arg(&conf)
+                .args(["-g", "daemon off;"]),
+            &dir.join("nginx.out"),
+        )?;
         let nginx_pid = nginx.id().unwrap_or(0);
         let local = Local {
             dir,
@@ -247,21 +243,8 @@ impl Local {
             c.args(args).arg("-p").arg(&self.dir).arg("-c").arg(&conf);
             c
         };
-        let test = run(&mut nginx(&["-t"])).await?;
-        if test.code != 0 {
-            return Err(format!(
-                "nginx -t refused the live config: {}",
-                test.stderr.trim()
-            ));
-        }
-        let out = run(&mut nginx(&["-s", "reload"])).await?;
-        if out.code != 0 {
-            return Err(format!(
-                "nginx -s reload exited {}: {}",
-                out.code,
-                out.stderr.trim()
-            ));
-        }
+        nginx_step("-t", run(&mut nginx(&["-t"])).await?)?;
+        nginx_step("-s reload", run(&mut nginx(&["-s", "reload"])).await?)?;
         Ok("nginx -t ok; nginx -s reload ok".into())
     }
 
@@ -301,23 +284,18 @@ impl Local {
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
             + 1;
         let log = self.dir.join(format!("goproxy-{n}.log"));
-        let file = std::fs::File::create(&log)
-            .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
         // The port it will listen on, for readiness; a config that does not
         // load gives 0 and goproxy itself will say why it exits.
         let port = proxy::config::Config::load(&self.live.goproxy_config)
             .map(|c| c.port())
             .unwrap_or(0);
-        let child = Command::new(&self.goproxy_bin)
-            .arg("--config")
-            .arg(&self.live.goproxy_config)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().map_err(|e| e.to_string())?)
-            .stderr(file)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", self.goproxy_bin.display()))?;
+        let child = spawn_logged(
+            Command::new(&self.goproxy_bin)
+                .arg("--config")
+                .arg(&self.live.goproxy_config)
+                .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            &log,
+        )?;
         let pid = child.id().unwrap_or(0);
         let id = format!("pid:{pid}");
         self.goproxies.lock().await.push(Goproxy {
@@ -573,6 +551,18 @@ fn write_localized(
         .map_err(|e| format!("cannot read {}: {e}", from.display()))?;
     std::fs::write(to, localize(&conf, dir, tls_dir, https_port, http_port))
         .map_err(|e| format!("cannot write {}: {e}", to.display()))
+}
+
+/// Starts `cmd` with stdout and stderr into `log`; killed when dropped.
+fn spawn_logged(cmd: &mut Command, log: &Path) -> Result<Child, String> {
+    let file =
+        std::fs::File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    cmd.stdin(Stdio::null())
+        .stdout(file.try_clone().map_err(|e| e.to_string())?)
+        .stderr(file)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start {:?}: {e}", cmd.as_std().get_program()))
 }
 
 async fn run(cmd: &mut Command) -> Result<Exec, String> {

@@ -511,6 +511,20 @@ impl Stack {
     }
 }
 
+/// Judges one `nginx <step>` of a reload: a non-zero exit is an error with
+/// what nginx said (`nginx -t` refusing the live config stops the reload).
+pub(crate) fn nginx_step(step: &str, out: Exec) -> Result<(), String> {
+    if out.code == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "nginx {step} exited {}: {}",
+            out.code,
+            out.stderr.trim()
+        ))
+    }
+}
+
 /// `up -d` of the compose project on the run's live files, until healthy.
 async fn start_containers(opts: &StackOptions, files: &LiveFiles) -> Result<Containers, String> {
     // Port 0: Docker picks free loopback ports, read back with `port`.

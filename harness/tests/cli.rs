@@ -169,3 +169,62 @@ fn containers_without_docker_is_a_usage_error() {
         .code(2)
         .stderr(predicate::str::contains("Docker is not available"));
 }
+
+/// Ctrl-C in the middle of a run removes every container and network the
+/// run started.
+#[test]
+fn ctrl_c_removes_the_stack() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command as StdCommand, Stdio};
+
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("harness"))
+        .current_dir(root())
+        .args(["validate", "--monitor", "120s", "--backend", "containers"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut project = None;
+    for line in stderr.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("compose project ").nth(1) {
+            project = rest.split_whitespace().next().map(str::to_string);
+        }
+        // The monitoring window: the stack is up and the switch is done.
+        if line.contains(".... post-deployment post.monitor") {
+            break;
+        }
+    }
+    let project = project.expect("the run names its compose project");
+    // Keep reading: a closed pipe would fail the harness's next progress line.
+    let drain = std::thread::spawn(move || stderr.map_while(Result::ok).collect::<Vec<_>>());
+    let running = |what: &str| {
+        let out = StdCommand::new("docker")
+            .args([what, "ls", "-q", "--filter"])
+            .arg(format!("label=com.docker.compose.project={project}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    assert!(
+        running("container") > 0,
+        "the stack should be up before Ctrl-C"
+    );
+
+    StdCommand::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let said = drain.join().unwrap().join("\n");
+
+    assert_eq!(status.code(), Some(130), "{said}");
+    assert!(said.contains("interrupted"), "{said}");
+    assert_eq!(
+        running("container"),
+        0,
+        "containers of {project} left behind"
+    );
+    assert_eq!(running("network"), 0, "networks of {project} left behind");
+}

@@ -338,6 +338,22 @@ pub async fn run(cli: Cli) -> i32 {
     }
 }
 
+/// ", switch 0/220 failed, gap 28 ms, rollback 3.9 s" for a scenario line.
+fn figures_line(f: &crate::report::Figures) -> String {
+    let mut out = String::new();
+    if let (Some(sent), Some(failed)) = (f.switch_requests, f.switch_failed_requests) {
+        out.push_str(&format!(
+            ", switch {failed}/{sent} failed, gap {:.0} ms, {:.1} s",
+            f.switch_longest_gap_ms.unwrap_or(0.0),
+            f.switch_duration_ms.unwrap_or(0.0) / 1000.0
+        ));
+    }
+    if let Some(ms) = f.rollback_duration_ms {
+        out.push_str(&format!(", rollback {:.1} s", ms / 1000.0));
+    }
+    out
+}
+
 fn default_scenario(root: &Path) -> PathBuf {
     root.join("scenarios/port-change-8005-to-8004.toml")
 }
@@ -453,16 +469,17 @@ async fn run_scenarios(
         }
         let report = gate::validate(s, opts).await;
         let verdict = expect::matches(s, &report);
+        let figures = figures_line(&report.figures);
         let line = match &verdict {
             Ok(why) => format!(
-                "PASS {:<32} {why} ({:.1}s)",
+                "PASS {:<32} {why} ({:.1}s{figures})",
                 s.name,
                 report.wall_time.as_secs_f64()
             ),
             Err(why) => {
                 failed += 1;
                 format!(
-                    "FAIL {:<32} {why} ({:.1}s)",
+                    "FAIL {:<32} {why} ({:.1}s{figures})",
                     s.name,
                     report.wall_time.as_secs_f64()
                 )

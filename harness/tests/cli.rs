@@ -12,6 +12,14 @@ fn root() -> PathBuf {
         .unwrap()
 }
 
+/// Local-backend runs use this host's real ports (8005, 8004): two at once
+/// would (rightly) find the port taken. Tests that run one hold this lock.
+static HOST_PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn host_ports() -> std::sync::MutexGuard<'static, ()> {
+    HOST_PORTS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn harness() -> Command {
     let mut cmd = Command::cargo_bin("harness").unwrap();
     cmd.current_dir(root());
@@ -134,6 +142,7 @@ fn validate_default_scenario_is_go() {
 /// loopback: go.
 #[test]
 fn validate_on_local_processes_is_go() {
+    let _ports = host_ports();
     harness()
         .args(["validate", "--monitor", "2s", "--backend", "local"])
         .timeout(std::time::Duration::from_secs(300))
@@ -147,6 +156,7 @@ fn validate_on_local_processes_is_go() {
 /// as local processes instead.
 #[test]
 fn without_docker_auto_falls_back_to_local_processes() {
+    let _ports = host_ports();
     harness()
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
         .args(["validate", "--monitor", "1s"])

@@ -227,11 +227,23 @@ impl Containers {
             Ok(id) => docker::started_at(&id).await.map(|s| (id, s)).ok(),
             Err(_) => None,
         };
+        let upstream_before = self.ids("upstream").await.unwrap_or_default();
         self.compose
             .compose(&["up", "-d", "--build", "goproxy"])
             .await
             .map_err(|e| e.to_string())?;
-        let id = self.only("goproxy").await?;
+        // compose also recreates goproxy's dependencies whose image changed:
+        // in this stack the mock upstream, in production whatever goproxy
+        // depends on. Say so: it is traffic the runbook did not plan to move.
+        let also = if self.ids("upstream").await.unwrap_or_default() != upstream_before {
+            "; compose also recreated its dependency `upstream`"
+        } else {
+            ""
+        };
+        let id = self
+            .only("goproxy")
+            .await
+            .map_err(|e| format!("{e}{also}"))?;
         let now = docker::started_at(&id).await?;
         if let Some((old_id, old_start)) = &before {
             if *old_id == id && *old_start == now {
@@ -239,7 +251,7 @@ impl Containers {
                     "`up -d --build goproxy` did not restart goproxy (same container, \
                      started {now}): compose does not see a change in a bind-mounted \
                      config file, so the old process keeps the old port. Use \
-                     `up -d --force-recreate goproxy` or `restart goproxy`."
+                     `up -d --force-recreate goproxy` or `restart goproxy`{also}."
                 ));
             }
         }

@@ -92,7 +92,10 @@ pub struct Stack {
     pub backend: Backend,
     pub files: LiveFiles,
     pub https_port: u16,
-    pub mock_port: u16,
+    /// The mock's published loopback port. It changes when compose
+    /// recreates the mock (the design's `up -d --build goproxy` recreates
+    /// goproxy's dependencies whose image changed), so it is re-read then.
+    mock_port: std::sync::atomic::AtomicU16,
     pub client: reqwest::Client,
     pub api_key: String,
     cert_pem: String,
@@ -202,7 +205,7 @@ impl Stack {
             backend,
             files,
             https_port,
-            mock_port,
+            mock_port: mock_port.into(),
             client,
             api_key,
             cert_pem,
@@ -227,7 +230,7 @@ impl Stack {
             project: c.compose.project().to_string(),
             env: c.compose.env().to_vec(),
             https_port: self.https_port,
-            mock_port: self.mock_port,
+            mock_port: self.mock_port(),
             wiremock_port: self.wiremock.address().port(),
             api_key: self.api_key.clone(),
             cert_pem: self.cert_pem.clone(),
@@ -263,9 +266,14 @@ impl Stack {
         format!("https://{HOSTNAME}:{}{path}", self.https_port)
     }
 
+    /// The mock's published loopback port.
+    pub fn mock_port(&self) -> u16 {
+        self.mock_port.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// The mock's admin URL on loopback.
     pub fn mock_url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.mock_port)
+        format!("http://127.0.0.1:{}{path}", self.mock_port())
     }
 
     /// Running instances of a goproxy service (`goproxy`, `goproxy-b`).
@@ -430,7 +438,15 @@ impl Stack {
     /// if it did not actually restart goproxy.
     pub async fn design_restart_goproxy(&self) -> Result<String, String> {
         match &self.backend {
-            Backend::Containers(c) => c.design_restart().await,
+            Backend::Containers(c) => {
+                let restarted = c.design_restart().await;
+                // `up -d --build goproxy` may have recreated the mock too.
+                if let Ok(port) = c.compose.host_port("upstream", MOCK_PORT).await {
+                    self.mock_port
+                        .store(port, std::sync::atomic::Ordering::SeqCst);
+                }
+                restarted
+            }
             Backend::Local(l) => l.design_restart().await,
         }
     }

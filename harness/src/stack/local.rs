@@ -207,44 +207,42 @@ impl Local {
         .await
     }
 
-    /// `nginx -t` on the candidate, localized like the live file.
-    pub async fn nginx_test(&self, candidate: &Path) -> Result<Exec, String> {
-        let conf = self.dir.join("nginx.candidate.conf");
+    /// Writes `from` localized (see [`localize`]) as `<dir>/<name>`.
+    fn localized(&self, from: &Path, name: &str) -> Result<PathBuf, String> {
+        let to = self.dir.join(name);
         write_localized(
-            candidate,
-            &conf,
+            from,
+            &to,
             &self.dir,
             &self.live.tls_dir,
             self.https_port,
             self.http_port,
         )?;
+        Ok(to)
+    }
+
+    /// `nginx <args> -p <dir> -c <conf>`, run to completion.
+    async fn nginx(&self, args: &[&str], conf: &Path) -> Result<Exec, String> {
         run(Command::new(&self.nginx_bin)
-            .arg("-t")
+            .args(args)
             .arg("-p")
             .arg(&self.dir)
             .arg("-c")
-            .arg(&conf))
+            .arg(conf))
         .await
+    }
+
+    /// `nginx -t` on the candidate, localized like the live file.
+    pub async fn nginx_test(&self, candidate: &Path) -> Result<Exec, String> {
+        let conf = self.localized(candidate, "nginx.candidate.conf")?;
+        self.nginx(&["-t"], &conf).await
     }
 
     /// Localizes the live nginx.conf again, `nginx -t`, `nginx -s reload`.
     pub async fn reload_nginx(&self) -> Result<String, String> {
-        let conf = self.dir.join("nginx.conf");
-        write_localized(
-            &self.live.nginx_conf,
-            &conf,
-            &self.dir,
-            &self.live.tls_dir,
-            self.https_port,
-            self.http_port,
-        )?;
-        let nginx = |args: &[&str]| {
-            let mut c = Command::new(&self.nginx_bin);
-            c.args(args).arg("-p").arg(&self.dir).arg("-c").arg(&conf);
-            c
-        };
-        nginx_step("-t", run(&mut nginx(&["-t"])).await?)?;
-        nginx_step("-s reload", run(&mut nginx(&["-s", "reload"])).await?)?;
+        let conf = self.localized(&self.live.nginx_conf, "nginx.conf")?;
+        nginx_step("-t", self.nginx(&["-t"], &conf).await?)?;
+        nginx_step("-s reload", self.nginx(&["-s", "reload"], &conf).await?)?;
         Ok("nginx -t ok; nginx -s reload ok".into())
     }
 

@@ -1,13 +1,16 @@
 //! The deployment step under load: write the candidate configs, switch
 //! goproxy, reload nginx, and count what a steady client noticed.
 //!
-//! Two strategies. `restart-then-reload` is the design document's
+//! Three strategies. `restart-then-reload` is the design document's
 //! (`up -d --build goproxy`, then `nginx -s reload`): between the old
-//! goproxy closing and nginx learning the new port, requests fail. `overlap`
-//! is ours: start the new goproxy beside the old one, reload nginx (whose
-//! `goproxy` name now resolves to both; the old one refuses the new port and
-//! nginx passes the request on before sending anything), drain and stop the
-//! old goproxy, reload nginx again so only the new address remains.
+//! goproxy closing and nginx learning the new port, requests fail (and
+//! compose may not restart goproxy at all). `overlap` is ours: start the new
+//! goproxy beside the old one, reload nginx (whose `goproxy` name now
+//! resolves to both; the old one refuses the new port and nginx passes the
+//! request on before sending anything), wait until the previous nginx
+//! workers have exited, drain and stop the old goproxy, reload nginx again so
+//! only the new address remains. `rolling-restart` restarts two instances
+//! one at a time, each taken out of nginx's rotation first.
 
 use std::time::{Duration, Instant};
 

@@ -210,12 +210,7 @@ fn openai_events(
     let mut steps = Vec::new();
     for i in 0..config.chunks {
         if reset_after == Some(i) {
-            // Cut when the next chunk was due, so the chunks before it have
-            // left the socket buffer.
-            steps.push(Step {
-                delay: delay_before(i, config),
-                data: None,
-            });
+            steps.push(cut(i, config));
             return steps;
         }
         let delta = if i == 0 {
@@ -285,12 +280,7 @@ fn anthropic_events(
     ];
     for i in 0..config.chunks {
         if reset_after == Some(i) {
-            // Cut when the next chunk was due, so the chunks before it have
-            // left the socket buffer.
-            steps.push(Step {
-                delay: delay_before(i, config),
-                data: None,
-            });
+            steps.push(cut(i, config));
             return steps;
         }
         let mut step = now(
@@ -320,6 +310,16 @@ fn anthropic_events(
     ));
     steps.push(now("message_stop", json!({"type": "message_stop"})));
     steps
+}
+
+/// The step that resets the connection instead of sending chunk `i`: it
+/// comes when that chunk was due, so the chunks before it have left the
+/// socket buffer.
+fn cut(i: usize, config: &MockConfig) -> Step {
+    Step {
+        delay: delay_before(i, config),
+        data: None,
+    }
 }
 
 fn delay_before(i: usize, config: &MockConfig) -> Duration {

@@ -47,6 +47,26 @@ fn config_file(dir: &Path, port: u16, base: &str) -> PathBuf {
 /// Kills the child on drop so a failed test leaves no process behind.
 struct ChildGuard(Child);
 
+impl ChildGuard {
+    /// Everything the child wrote to stderr, once it has exited.
+    fn stderr(&mut self) -> String {
+        read_all(self.0.stderr.take())
+    }
+
+    /// Everything the child wrote to stdout, once it has exited.
+    fn stdout(&mut self) -> String {
+        read_all(self.0.stdout.take())
+    }
+}
+
+fn read_all(pipe: Option<impl Read>) -> String {
+    let mut out = String::new();
+    pipe.expect("spawned with a piped stream")
+        .read_to_string(&mut out)
+        .unwrap();
+    out
+}
+
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -261,21 +281,8 @@ async fn healthcheck_drain_on_sigterm_and_no_secrets_in_logs() {
         .await
         .is_err());
 
-    let mut logs = String::new();
-    child
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
-    child
-        .0
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let mut logs = child.stderr();
+    logs.push_str(&child.stdout());
     assert!(logs.contains("stream finished"), "{logs}");
     for line in logs.lines().filter(|l| l.starts_with('{')) {
         serde_json::from_str::<serde_json::Value>(line)
@@ -326,14 +333,7 @@ async fn upstream_error_text_is_logged_redacted() {
         wait_exit(&mut child.0, Duration::from_secs(10)).code(),
         Some(0)
     );
-    let mut logs = String::new();
-    child
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let logs = child.stderr();
     assert!(
         logs.contains("Incorrect API key provided: [REDACTED]"),
         "{logs}"

@@ -79,13 +79,13 @@ async fn run(
     };
     let compose_file = opts.root.join("docker-compose.test.yml");
 
-    // Lint the candidate as it will be deployed, before any container.
-    let dev = opts.root.join("proxy/config-ohmygpt-dev.json");
+    // Lint the candidate as it will be deployed, before any container; the
+    // dev config is the repository's.
     let targets = LintTargets {
         prod_config: cand_json.clone(),
-        dev_config: dev.exists().then_some(dev),
         nginx_conf: cand_nginx.clone(),
         compose_files: vec![compose_file.clone()],
+        ..LintTargets::from_root(&opts.root)
     };
     lint::run(&targets, checks).await;
     if !checks.all_passed() && !scenario.change.force {

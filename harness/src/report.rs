@@ -84,12 +84,8 @@ pub struct Report {
     pub reason: String,
     pub checks: Vec<CheckResult>,
     pub figures: Figures,
-    #[serde(rename = "wall_time_ms", serialize_with = "ser_ms")]
+    #[serde(rename = "wall_time_ms", serialize_with = "crate::check::ser_ms")]
     pub wall_time: Duration,
-}
-
-fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64() * 1000.0)
 }
 
 impl Report {

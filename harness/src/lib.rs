@@ -25,7 +25,11 @@
 //! - [`kept`]: `up`, `rollback` and `down` on a kept stack.
 //! - [`state`]: what a kept run leaves for `harness rollback` / `down`.
 //! - [`check`], [`report`]: check results; summary, JSON and JUnit outputs.
+//! - [`backend_kind`], [`stream_model`]: leaf types shared by the stack,
+//!   the scenarios and the checks (kept apart so imports never loop; the
+//!   test `tests/module_deps.rs` fails on a cycle).
 
+pub mod backend_kind;
 pub mod check;
 pub mod cli;
 pub mod compose;
@@ -43,6 +47,7 @@ pub mod rollback;
 pub mod scenario;
 pub mod stack;
 pub mod state;
+pub mod stream_model;
 pub mod tls;
 pub mod traffic;
 pub mod verify;

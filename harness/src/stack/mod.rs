@@ -20,9 +20,12 @@ use crate::docker::{self, Exec};
 use crate::files::{Backup, LiveFiles};
 use crate::scenario::Scenario;
 use crate::state::RunState;
+use crate::stream_model::StreamModel;
 use crate::tls;
-use crate::verify::StreamModel;
 use containers::Containers;
+
+// Re-exported: callers name it `stack::BackendKind`.
+pub use crate::backend_kind::BackendKind;
 use local::{Local, LocalPrograms};
 
 /// The TLS name nginx serves.
@@ -31,18 +34,6 @@ pub const HOSTNAME: &str = "chat.trollllm.xyz";
 pub const MOCK_PORT: u16 = 9000;
 /// How long a fresh stack may take to become healthy.
 const UP_DEADLINE: Duration = Duration::from_secs(120);
-
-/// What runs the stack.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, serde::Serialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendKind {
-    /// Containers from docker-compose.test.yml on a private network.
-    Containers,
-    /// Host nginx, goproxy and the mock as processes on loopback.
-    Local,
-}
 
 /// How to start a stack.
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@ use crate::lint::{self, LintTargets};
 use crate::report::{Figures, Report, Verdict, EXIT_USAGE};
 use crate::scenario::{self, Scenario};
 use crate::stack::BackendKind;
-use crate::{expect, kept, tls};
+use crate::{exit, expect, kept, tls};
 
 /// The pre-deploy validation gate for moving goproxy between ports.
 ///
@@ -169,7 +169,7 @@ pub async fn run(cli: Cli) -> i32 {
             let path = scenario.unwrap_or_else(|| default_scenario(&root));
             let scenario = match Scenario::load(&path) {
                 Ok(s) => s,
-                Err(e) => return usage(&e.to_string()),
+                Err(e) => return exit::fail(&e),
             };
             let backend = match resolve_backend(backend, cli.quiet).await {
                 Ok(b) => b,
@@ -238,10 +238,10 @@ pub async fn run(cli: Cli) -> i32 {
             let path = scenario.unwrap_or_else(|| default_scenario(&root));
             let scenario = match Scenario::load(&path) {
                 Ok(s) => s,
-                Err(e) => return usage(&e.to_string()),
+                Err(e) => return exit::fail(&e),
             };
-            if let Err(e) = docker_available().await {
-                return usage(&e);
+            if let Err(e) = crate::docker::available() {
+                return exit::fail(&e);
             }
             match kept::up(&scenario, &root).await {
                 Ok(state) => {
@@ -264,8 +264,8 @@ pub async fn run(cli: Cli) -> i32 {
             }
         }
         Command::Rollback { run_dir, out } => {
-            if let Err(e) = docker_available().await {
-                return usage(&e);
+            if let Err(e) = crate::docker::available() {
+                return exit::fail(&e);
             }
             match kept::rollback(&run_dir, cli.quiet).await {
                 Ok(report) => emit(&report, &out),
@@ -381,8 +381,10 @@ fn usage(msg: &str) -> i32 {
 async fn resolve_backend(choice: BackendChoice, quiet: bool) -> Result<BackendKind, String> {
     match choice {
         BackendChoice::Local => Ok(BackendKind::Local),
-        BackendChoice::Containers => docker_available().await.map(|_| BackendKind::Containers),
-        BackendChoice::Auto => match docker_available().await {
+        BackendChoice::Containers => crate::docker::available()
+            .map(|_| BackendKind::Containers)
+            .map_err(|e| e.to_string()),
+        BackendChoice::Auto => match crate::docker::available() {
             Ok(()) => Ok(BackendKind::Containers),
             Err(why) => {
                 if !quiet {
@@ -391,21 +393,6 @@ async fn resolve_backend(choice: BackendChoice, quiet: bool) -> Result<BackendKi
                 Ok(BackendKind::Local)
             }
         },
-    }
-}
-
-/// Docker must answer before a gate that needs containers starts.
-async fn docker_available() -> Result<(), String> {
-    match crate::docker::docker(&["version", "--format", "{{.Server.Version}}"]).await {
-        Ok(out) if out.code == 0 => Ok(()),
-        Ok(out) => Err(format!(
-            "Docker is not available (the daemon did not answer: {}). Start Docker, or use \
-             `harness lint` for the static checks.",
-            out.stderr.trim()
-        )),
-        Err(e) => Err(format!(
-            "Docker is not available: {e}. Install Docker, or use `harness lint`."
-        )),
     }
 }
 
@@ -452,7 +439,7 @@ async fn run_scenarios(
         match Scenario::load(f) {
             Ok(s) if only.is_none_or(|o| s.name.contains(o)) => scenarios.push(s),
             Ok(_) => {}
-            Err(e) => return usage(&e.to_string()),
+            Err(e) => return exit::fail(&e),
         }
     }
     let mut failed = 0;

@@ -18,6 +18,7 @@ use wiremock::MockServer;
 use crate::compose::ComposeStack;
 use crate::docker::{self, Exec};
 use crate::files::{Backup, LiveFiles};
+use crate::poll::{ms_since, poll_until, Attempt, PollError};
 use crate::scenario::Scenario;
 use crate::state::RunState;
 use crate::stream_model::StreamModel;
@@ -279,7 +280,7 @@ impl Stack {
     /// TCP ports one goproxy instance listens on.
     pub async fn listening_ports(&self, id: &str) -> Result<Vec<u16>, String> {
         match &self.backend {
-            Backend::Containers(_) => docker::listening_ports(id).await,
+            Backend::Containers(_) => Ok(docker::listening_ports(id).await?),
             Backend::Local(l) => l.listening_ports(id).await,
         }
     }
@@ -288,7 +289,7 @@ impl Stack {
     /// namespace, or this host for local processes.
     pub async fn listening_where_goproxy_binds(&self) -> Result<Vec<u16>, String> {
         match &self.backend {
-            Backend::Containers(c) => docker::listening_ports(&c.only("goproxy").await?).await,
+            Backend::Containers(c) => Ok(docker::listening_ports(&c.only("goproxy").await?).await?),
             Backend::Local(l) => Ok(l.host_listening()),
         }
     }
@@ -345,23 +346,27 @@ impl Stack {
         old: &[String],
         deadline: Duration,
     ) -> Result<String, String> {
-        let t0 = std::time::Instant::now();
-        loop {
+        let t0 = tokio::time::Instant::now();
+        let waited = poll_until(deadline, Duration::from_millis(100), || async {
             let now = self.nginx_workers().await?;
-            let left: Vec<&String> = old.iter().filter(|p| now.contains(p)).collect();
-            if left.is_empty() {
-                return Ok(format!(
-                    "the {} workers of the previous configuration exited after {:.0} ms",
-                    old.len(),
-                    t0.elapsed().as_secs_f64() * 1000.0
-                ));
-            }
-            if t0.elapsed() > deadline {
-                return Err(format!(
-                    "nginx workers {left:?} still running after {deadline:?}"
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            let left: Vec<String> = old.iter().filter(|p| now.contains(p)).cloned().collect();
+            Ok::<_, String>(if left.is_empty() {
+                Attempt::Ready(())
+            } else {
+                Attempt::NotYet(left)
+            })
+        })
+        .await;
+        match waited {
+            Ok(()) => Ok(format!(
+                "the {} workers of the previous configuration exited after {:.0} ms",
+                old.len(),
+                ms_since(t0)
+            )),
+            Err(PollError::Failed(e)) => Err(e),
+            Err(PollError::TimedOut { last, .. }) => Err(format!(
+                "nginx workers {last:?} still running after {deadline:?}"
+            )),
         }
     }
 

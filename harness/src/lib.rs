@@ -36,6 +36,7 @@ pub mod files;
 pub mod gate;
 pub mod kept;
 pub mod lint;
+pub mod nginx;
 pub mod ports;
 pub mod pre;
 pub mod report;

@@ -29,6 +29,8 @@
 pub mod check;
 pub mod cli;
 pub mod compose;
+pub mod compose_env;
+pub mod compose_file;
 pub mod deploy;
 pub mod docker;
 pub mod expect;

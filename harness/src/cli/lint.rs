@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::{emit, Global, Output};
+use super::{emit, usage, Global, Output};
 use crate::check::Checks;
 use crate::lint::{self, LintTargets};
 use crate::report::{Figures, Report, Verdict};
@@ -20,9 +20,13 @@ pub struct LintArgs {
     /// nginx config [default: nginx/nginx.conf].
     #[arg(long)]
     pub nginx_conf: Option<PathBuf>,
-    /// Compose files to scan for goproxy ports.
+    /// Compose files to scan for goproxy ports [default: every
+    /// docker-compose*.yml / compose*.yaml under --root that defines the service].
     #[arg(long)]
     pub compose: Vec<PathBuf>,
+    /// The compose service that runs goproxy (nginx reaches it by this name).
+    #[arg(long, default_value = crate::lint::DEFAULT_SERVICE)]
+    pub service: String,
     #[command(flatten)]
     pub out: Output,
 }
@@ -40,6 +44,10 @@ pub(super) async fn run(a: LintArgs, g: &Global) -> i32 {
     }
     if !a.compose.is_empty() {
         t.compose_files = a.compose;
+    }
+    t.service = a.service;
+    if let Some(why) = t.unreadable() {
+        return usage(&why);
     }
     let started = Instant::now();
     let mut checks = Checks::new(g.quiet);

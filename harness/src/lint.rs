@@ -30,7 +30,7 @@ impl LintTargets {
             prod_config: root.join("proxy/config-ohmygpt-prod.json"),
             dev_config: dev.exists().then_some(dev),
             nginx_conf: root.join("nginx/nginx.conf"),
-            compose_files: ["docker-compose.test.yml", "docker-compose.prod.yml"]
+            compose_files: ["docker-compose.yml", "docker-compose.test.yml"]
                 .iter()
                 .map(|f| root.join(f))
                 .filter(|p| p.exists())

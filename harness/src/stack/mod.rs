@@ -1,7 +1,8 @@
 //! The stack of one run (nginx with TLS, goproxy, the streaming mock, and a
 //! wiremock server for the probe model), owned by one value whatever runs
-//! it: containers from `docker-compose.test.yml` ([`containers`], the
-//! default) or local processes on loopback ([`local`], `--backend local`).
+//! it: containers from `docker-compose.yml` with the test override
+//! `docker-compose.test.yml` ([`containers`], the default) or local
+//! processes on loopback ([`local`], `--backend local`).
 //! Dropping it removes what it started (unless kept).
 //!
 //! The phases (pre, deploy, verify, rollback) only call the methods here,
@@ -44,7 +45,7 @@ const UP_DEADLINE: Duration = Duration::from_secs(120);
 )]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
-    /// Containers from docker-compose.test.yml on a private network.
+    /// Containers from docker-compose.yml + docker-compose.test.yml on a private network.
     Containers,
     /// Host nginx, goproxy and the mock as processes on loopback.
     Local,
@@ -54,7 +55,8 @@ pub enum BackendKind {
 #[derive(Debug, Clone)]
 pub struct StackOptions {
     pub backend: BackendKind,
-    pub compose_file: PathBuf,
+    /// `docker-compose.yml` then the test override `docker-compose.test.yml`.
+    pub compose_files: Vec<PathBuf>,
     pub keep: bool,
     /// The client key goproxy accepts (`PROXY_API_KEY`).
     pub api_key: String,
@@ -68,7 +70,10 @@ impl StackOptions {
     pub fn from_root(root: &Path) -> Self {
         Self {
             backend: BackendKind::Containers,
-            compose_file: root.join("docker-compose.test.yml"),
+            compose_files: vec![
+                root.join("docker-compose.yml"),
+                root.join("docker-compose.test.yml"),
+            ],
             keep: false,
             api_key: format!("sk-trollllm-harness-{:016x}", rand::random::<u64>()),
             multi_file: None,
@@ -138,6 +143,7 @@ impl Stack {
     ) -> Result<Stack, String> {
         let cert = tls::generate(HOSTNAME).map_err(|e| format!("cannot make a TLS cert: {e}"))?;
         tls::write_tls_dir(&files.tls_dir, &cert)
+            .and_then(|_| tls::write_tls_dir(&letsencrypt_live(&files), &cert))
             .map_err(|e| format!("cannot write TLS files: {e}"))?;
         let backend: Box<dyn Backend> = match opts.backend {
             BackendKind::Containers => Box::new(start_containers(opts, &files).await?),
@@ -325,17 +331,41 @@ pub(crate) fn nginx_step(step: &str, out: Exec) -> Result<(), String> {
     }
 }
 
+/// The run's certificates in Let's Encrypt's layout, as production mounts
+/// them (`<dir>/live/<host>/fullchain.pem`): the test override mounts
+/// `<dir>` where production mounts `/etc/letsencrypt`.
+fn letsencrypt_root(files: &LiveFiles) -> PathBuf {
+    files.dir.join("letsencrypt")
+}
+
+fn letsencrypt_live(files: &LiveFiles) -> PathBuf {
+    letsencrypt_root(files).join("live").join(HOSTNAME)
+}
+
 /// `up -d` of the compose project on the run's live files, until healthy.
 async fn start_containers(opts: &StackOptions, files: &LiveFiles) -> Result<Containers, String> {
+    let (base, overrides) = opts
+        .compose_files
+        .split_first()
+        .ok_or("no compose file to start")?;
+    let mut compose = ComposeStack::new(base, "harness").map_err(|e| e.to_string())?;
+    for file in overrides {
+        compose = compose.with_file(file).map_err(|e| e.to_string())?;
+    }
     // Port 0: Docker picks free loopback ports, read back with `port`.
-    let mut compose = ComposeStack::new(&opts.compose_file, "harness")
-        .map_err(|e| e.to_string())?
+    let mut compose = compose
         .with_env("GOPROXY_CONFIG", files.goproxy_config.to_string_lossy())
         .with_env("NGINX_CONF", files.nginx_conf.to_string_lossy())
-        .with_env("TLS_DIR", files.tls_dir.to_string_lossy())
+        .with_env(
+            "TEST_LETSENCRYPT_DIR",
+            letsencrypt_root(files).to_string_lossy(),
+        )
+        .with_env("HTTPS_BIND", "127.0.0.1")
+        .with_env("HTTP_BIND", "127.0.0.1")
         .with_env("HTTPS_PORT", "0")
         .with_env("HTTP_PORT", "0")
-        .with_env("PROXY_API_KEY", opts.api_key.clone());
+        .with_env("PROXY_API_KEY", opts.api_key.clone())
+        .with_env("OHMYGPT_API_KEY", "sk-upstream-test-key");
     let mut services = vec!["upstream", "goproxy", "nginx"];
     if let Some(multi) = &opts.multi_file {
         compose = compose

@@ -27,7 +27,15 @@ pub struct Metrics {
     open_streams: AtomicI64,
 }
 
+/// The `Content-Type` of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
+
 impl Metrics {
+    /// Empty metrics for one server.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     /// Count a finished request by route and status.
     pub fn request(&self, route: &'static str, status: u16) {
         *self

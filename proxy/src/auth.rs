@@ -219,7 +219,10 @@ mod tests {
     #[test]
     fn no_key_fragment_at_either_boundary() {
         let key = "upstream-secret-value-0123456789";
-        let s = Secrets::new(vec![], HashMap::from([("e".to_string(), vec![key.to_string()])]));
+        let s = Secrets::new(
+            vec![],
+            HashMap::from([("e".to_string(), vec![key.to_string()])]),
+        );
         for pad in 490..512 {
             let body = format!("{}{key} tail", "a ".repeat(pad / 2));
             let logged = redact_prefix(body.as_bytes(), false, 512, &s);

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use serde_json::json;
 
-use crate::config::Format;
 use crate::body::{full, Body};
+use crate::config::Format;
 
 /// Who is at fault for an error (after pingora's `ErrorSource`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,10 +16,10 @@ use crate::body::Body;
 use crate::config::{Endpoint, Format, Model};
 use crate::error::ProxyError;
 use crate::passthrough::passthrough;
+use crate::rename::ClientBody;
 use crate::routes::Handled;
 use crate::server::App;
 use crate::stream::{relay, RelayContext};
-use crate::rename::ClientBody;
 
 /// Most bytes of an upstream error body read for the log (the rest is
 /// never read: a hostile upstream cannot make goproxy buffer it).
@@ -117,13 +117,13 @@ fn route<'a>(
         .config
         .model(model_id)
         .ok_or_else(|| ProxyError::UnknownModel(model_id.chars().take(128).collect()))?;
-    let endpoint = app
-        .config
-        .endpoint_for(model, format)
-        .ok_or_else(|| ProxyError::ModelNotOnRoute {
-            model: model.id.clone(),
-            format,
-        })?;
+    let endpoint =
+        app.config
+            .endpoint_for(model, format)
+            .ok_or_else(|| ProxyError::ModelNotOnRoute {
+                model: model.id.clone(),
+                format,
+            })?;
     Ok((model, endpoint))
 }
 
@@ -160,7 +160,11 @@ async fn upstream_error(
 
 /// Up to `limit` bytes of a body, with `silence` allowed between chunks;
 /// also whether the body went on past them.
-async fn read_prefix(mut resp: reqwest::Response, limit: usize, silence: Duration) -> (Vec<u8>, bool) {
+async fn read_prefix(
+    mut resp: reqwest::Response,
+    limit: usize,
+    silence: Duration,
+) -> (Vec<u8>, bool) {
     let mut buf = Vec::new();
     while let Ok(Ok(Some(chunk))) = timeout(silence, resp.chunk()).await {
         let room = limit - buf.len();

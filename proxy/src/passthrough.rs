@@ -24,7 +24,7 @@ use crate::usage::Usage;
 /// Bytes of the body's end kept for reading usage.
 const TAIL_BYTES: usize = 64 * 1024;
 
-/// Keeps the last [`TAIL_BYTES`] (or up to twice that) of a body.
+/// Keeps the last 64 KiB (up to twice that between trims) of a body.
 #[derive(Debug, Default)]
 pub struct Tail {
     buf: Vec<u8>,
@@ -35,7 +35,8 @@ impl Tail {
     pub fn feed(&mut self, chunk: &[u8]) {
         if chunk.len() >= TAIL_BYTES {
             self.buf.clear();
-            self.buf.extend_from_slice(&chunk[chunk.len() - TAIL_BYTES..]);
+            self.buf
+                .extend_from_slice(&chunk[chunk.len() - TAIL_BYTES..]);
             return;
         }
         if self.buf.len() + chunk.len() > 2 * TAIL_BYTES {

@@ -119,11 +119,11 @@ impl Splices {
         let mut out = Vec::with_capacity(body.len() + extra);
         let mut at = 0;
         for (start, end, text) in &self.0 {
-            out.extend_from_slice(body[at..*start].as_bytes());
+            out.extend_from_slice(&body.as_bytes()[at..*start]);
             out.extend_from_slice(text.as_bytes());
             at = *end;
         }
-        out.extend_from_slice(body[at..].as_bytes());
+        out.extend_from_slice(&body.as_bytes()[at..]);
         Bytes::from(out)
     }
 }
@@ -144,7 +144,11 @@ fn openai(
     if let (Some(sp), Some(msgs)) = (system_prompt, top.messages) {
         if let Some(inner) = msgs.get().strip_prefix('[') {
             let msg = json!({"role": "system", "content": sp}).to_string();
-            let comma = if inner.trim_start().starts_with(']') { "" } else { "," };
+            let comma = if inner.trim_start().starts_with(']') {
+                ""
+            } else {
+                ","
+            };
             s.insert(offset(body, msgs.get()) + 1, format!("{msg}{comma}"));
         }
     }
@@ -170,7 +174,9 @@ fn anthropic(
     if let Some(sp) = system_prompt {
         system(top.system, body, open, sp, s);
     }
-    let thinking: Option<Value> = top.thinking.and_then(|t| serde_json::from_str(t.get()).ok());
+    let thinking: Option<Value> = top
+        .thinking
+        .and_then(|t| serde_json::from_str(t.get()).ok());
     let client_budget = thinking
         .as_ref()
         .filter(|t| t.get("type").and_then(Value::as_str) == Some("enabled"))
@@ -233,9 +239,10 @@ mod tests {
     fn rewrite(body: Value, format: Format, sp: Option<&str>) -> (Value, String) {
         let c = config();
         let raw = body.to_string();
-        let (out, id) = ClientBody::parse(raw.as_bytes())
-            .unwrap()
-            .rewrite(c.model("c").unwrap(), format, sp);
+        let (out, id) =
+            ClientBody::parse(raw.as_bytes())
+                .unwrap()
+                .rewrite(c.model("c").unwrap(), format, sp);
         (serde_json::from_slice(&out).expect("valid JSON out"), id)
     }
 
@@ -278,11 +285,13 @@ mod tests {
     /// Everything the rewrite does not touch stays byte for byte.
     #[test]
     fn untouched_bytes_survive_exactly() {
-        let raw = br#" { "messages" : [ {"content":"\u00e9 \"model\": 1"} ],"model":"c" ,"x":1.50}"#;
+        let raw =
+            br#" { "messages" : [ {"content":"\u00e9 \"model\": 1"} ],"model":"c" ,"x":1.50}"#;
         let c = config();
-        let (out, _) = ClientBody::parse(raw)
-            .unwrap()
-            .rewrite(c.model("c").unwrap(), Format::OpenAi, None);
+        let (out, _) =
+            ClientBody::parse(raw)
+                .unwrap()
+                .rewrite(c.model("c").unwrap(), Format::OpenAi, None);
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
             r#" {"reasoning_effort":"medium", "messages" : [ {"content":"\u00e9 \"model\": 1"} ],"model":"claude-up" ,"x":1.50}"#
@@ -291,7 +300,13 @@ mod tests {
 
     #[test]
     fn bad_bodies_are_400() {
-        for raw in [&b"[1]"[..], b"{\"model\": 5}", b"{}", b"{\"model\":\"a\",\"model\":\"b\"}", b"\xff"] {
+        for raw in [
+            &b"[1]"[..],
+            b"{\"model\": 5}",
+            b"{}",
+            b"{\"model\":\"a\",\"model\":\"b\"}",
+            b"\xff",
+        ] {
             let e = ClientBody::parse(raw).unwrap_err();
             assert_eq!(e.status_code(), 400, "{raw:?}");
         }

@@ -178,7 +178,10 @@ async fn drain(app: &App, tracker: &TaskTracker) {
     // Every connection task ends within CUT_GRACE (or CLOSE_GRACE) of the cut.
     let bound = CUT_GRACE + CLOSE_GRACE;
     if tokio::time::timeout(bound, tracker.wait()).await.is_err() {
-        tracing::warn!(open_connections = tracker.len(), "connections still open after the cut; exiting anyway");
+        tracing::warn!(
+            open_connections = tracker.len(),
+            "connections still open after the cut; exiting anyway"
+        );
     }
 }
 

@@ -16,10 +16,10 @@ use hyper::body::Frame;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::body::{Body, BodyError};
 use crate::config::{Format, Prices};
 use crate::error::stream_error_event;
 use crate::metrics::Metrics;
-use crate::body::{Body, BodyError};
 use crate::usage::Usage;
 
 /// Longest SSE line kept for usage parsing; longer lines are relayed but

@@ -20,7 +20,10 @@ pub(crate) struct Endpoints {
 }
 
 /// Validate every entry of `endpoints`.
-pub(crate) fn endpoints(top: &Reader<'_>, warnings: &mut Vec<String>) -> Result<Endpoints, ConfigError> {
+pub(crate) fn endpoints(
+    top: &Reader<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<Endpoints, ConfigError> {
     let items = top.list("endpoints")?;
     if items.is_empty() {
         return Err(top.at.invalid(
@@ -32,7 +35,11 @@ pub(crate) fn endpoints(top: &Reader<'_>, warnings: &mut Vec<String>) -> Result<
     let mut out = Endpoints::default();
     for (i, v) in items.iter().enumerate() {
         let name = v.get("name").and_then(Value::as_str);
-        let r = Reader::new(v, top.at.entry("endpoints", i, "endpoint", name), &format!("endpoints[{i}]"))?;
+        let r = Reader::new(
+            v,
+            top.at.entry("endpoints", i, "endpoint", name),
+            &format!("endpoints[{i}]"),
+        )?;
         r.unknown_keys(KNOWN, warnings);
         if let Some(e) = endpoint(&r, &out.by_name, warnings)? {
             out.by_name.insert(e.name.clone(), out.list.len());
@@ -50,10 +57,16 @@ fn endpoint(
 ) -> Result<Option<Endpoint>, ConfigError> {
     let name = r.string("name")?.unwrap_or_default();
     if name.is_empty() {
-        return Err(r.at.invalid("name", "\"\"", "required, and must not be empty"));
+        return Err(r
+            .at
+            .invalid("name", "\"\"", "required, and must not be empty"));
     }
     if seen.contains_key(&name) {
-        return Err(r.at.invalid("name", shown(&Value::String(name)), "duplicate endpoint name"));
+        return Err(r.at.invalid(
+            "name",
+            shown(&Value::String(name)),
+            "duplicate endpoint name",
+        ));
     }
     let base_url = r.string("base_url")?.unwrap_or_default();
     let url = reqwest::Url::parse(&base_url)
@@ -87,13 +100,21 @@ fn endpoint(
 /// Env var names under `key` (one name or a list). A value that looks like
 /// a key rather than a name is refused without being shown: it would
 /// otherwise end up in this error, and in logs.
-pub(crate) fn env_names(r: &Reader<'_>, key: &str, default_note: bool) -> Result<Option<Vec<String>>, ConfigError> {
+pub(crate) fn env_names(
+    r: &Reader<'_>,
+    key: &str,
+    default_note: bool,
+) -> Result<Option<Vec<String>>, ConfigError> {
     let names = match r.value(key) {
         None => return Ok(None),
         Some(Value::String(s)) => vec![Value::String(s.clone())],
         Some(Value::Array(items)) => items.clone(),
         Some(other) => {
-            return Err(r.at.invalid(key, hidden_or_shown(other), "expected an environment variable name or a list of them"));
+            return Err(r.at.invalid(
+                key,
+                hidden_or_shown(other),
+                "expected an environment variable name or a list of them",
+            ));
         }
     };
     if names.is_empty() {

@@ -77,7 +77,12 @@ impl At {
     }
 
     /// `field` is wrong: its value `value` (already shown) and why.
-    pub fn invalid(&self, field: &str, value: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    pub fn invalid(
+        &self,
+        field: &str,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> ConfigError {
         ConfigError::Invalid {
             source_name: self.source.clone(),
             field: format!("{}{field}", self.path),

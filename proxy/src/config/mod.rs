@@ -41,7 +41,7 @@
 //!
 //! # Layout
 //!
-//! [`raw`] reads the JSON as written, [`endpoints`], [`models`] and
+//! `raw` reads the JSON as written, `endpoints`, `models` and
 //! [`timeouts`] validate one section each, [`types`] holds the validated
 //! parts, [`error`] says what is wrong in the operator's terms.
 //!
@@ -146,7 +146,12 @@ impl Config {
         let text = std::str::from_utf8(&bytes).map_err(|e| {
             let before = &bytes[..e.valid_up_to()];
             let line = before.iter().filter(|b| **b == b'\n').count() + 1;
-            let column = before.len() - before.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1) + 1;
+            let column = before.len()
+                - before
+                    .iter()
+                    .rposition(|b| *b == b'\n')
+                    .map_or(0, |p| p + 1)
+                + 1;
             ConfigError::Json {
                 source_name: name.clone(),
                 line,
@@ -167,13 +172,17 @@ impl Config {
                 message: "the file starts with a UTF-8 byte-order mark (BOM, bytes EF BB BF); save it as UTF-8 without BOM".into(),
             });
         }
-        let value: Value = serde_json::from_str(text).map_err(|e| error::syntax(source_name, &e))?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| error::syntax(source_name, &e))?;
         if !value.is_object() {
             return Err(ConfigError::Json {
                 source_name: source_name.to_string(),
                 line: 1,
                 column: 1,
-                message: format!("the config must be a JSON object {{...}}, found {}", kind_of(&value)),
+                message: format!(
+                    "the config must be a JSON object {{...}}, found {}",
+                    kind_of(&value)
+                ),
             });
         }
         let top = Reader::new(&value, At::top(source_name), "(file)")?;
@@ -233,9 +242,10 @@ fn validate(top: &Reader<'_>, source: &str) -> Result<Config, ConfigError> {
     let port = port(top)?;
     let host = match top.string("host")? {
         None => IpAddr::from([0, 0, 0, 0]),
-        Some(h) => h
-            .parse()
-            .map_err(|_| top.at.invalid("host", shown(&Value::String(h)), "must be an IP address"))?,
+        Some(h) => h.parse().map_err(|_| {
+            top.at
+                .invalid("host", shown(&Value::String(h)), "must be an IP address")
+        })?,
     };
     let endpoints = endpoints::endpoints(top, &mut warnings)?;
     let models = models::models(top, &endpoints, &mut warnings)?;
@@ -247,7 +257,9 @@ fn validate(top: &Reader<'_>, source: &str) -> Result<Config, ConfigError> {
         endpoints: endpoints.list,
         models: models.list,
         by_id: models.by_id,
-        system_prompt: top.string("system_prompt")?.filter(|s| !s.trim().is_empty()),
+        system_prompt: top
+            .string("system_prompt")?
+            .filter(|s| !s.trim().is_empty()),
         user_agent: user_agent(top)?,
         client_api_keys_env: endpoints::env_names(top, "client_api_keys_env", true)?
             .unwrap_or_else(|| vec!["PROXY_API_KEY".to_string()]),

@@ -52,7 +52,11 @@ pub(crate) fn models(
     let mut out = Models::default();
     for (i, v) in items.iter().enumerate() {
         let id = v.get("id").and_then(Value::as_str);
-        let r = Reader::new(v, top.at.entry("models", i, "model", id), &format!("models[{i}]"))?;
+        let r = Reader::new(
+            v,
+            top.at.entry("models", i, "model", id),
+            &format!("models[{i}]"),
+        )?;
         r.unknown_keys(KNOWN, warnings);
         let m = model(&r, endpoints)?;
         register(&r, &m, i, &mut out.by_id)?;
@@ -62,7 +66,12 @@ pub(crate) fn models(
 }
 
 /// Index `m` under its id and aliases, refusing duplicates.
-fn register(r: &Reader<'_>, m: &Model, i: usize, by_id: &mut HashMap<String, usize>) -> Result<(), ConfigError> {
+fn register(
+    r: &Reader<'_>,
+    m: &Model,
+    i: usize,
+    by_id: &mut HashMap<String, usize>,
+) -> Result<(), ConfigError> {
     let names = std::iter::once(("id".to_string(), &m.id)).chain(
         m.aliases
             .iter()
@@ -88,11 +97,16 @@ fn register(r: &Reader<'_>, m: &Model, i: usize, by_id: &mut HashMap<String, usi
 fn model(r: &Reader<'_>, endpoints: &Endpoints) -> Result<Model, ConfigError> {
     let id = r.string("id")?.unwrap_or_default();
     if id.is_empty() {
-        return Err(r.at.invalid("id", "\"\"", "required, and must not be empty"));
+        return Err(r
+            .at
+            .invalid("id", "\"\"", "required, and must not be empty"));
     }
     let kind = r.string("type")?.unwrap_or_else(|| "openai".to_string());
     let reasoning = reasoning(r)?;
-    let thinking_budget = match (r.get::<u32>("thinking_budget", "a whole number of tokens")?, reasoning) {
+    let thinking_budget = match (
+        r.get::<u32>("thinking_budget", "a whole number of tokens")?,
+        reasoning,
+    ) {
         (Some(0), _) => None,
         (Some(b), _) => Some(b),
         (None, Some(r)) => Some(r.default_budget()),
@@ -102,7 +116,9 @@ fn model(r: &Reader<'_>, endpoints: &Endpoints) -> Result<Model, ConfigError> {
     let served = serving(r, endpoints, upstream.as_deref(), &kind, &id)?;
     Ok(Model {
         name: r.string("name")?.unwrap_or_else(|| id.clone()),
-        aliases: r.get("id_aliases", "a list of strings")?.unwrap_or_default(),
+        aliases: r
+            .get("id_aliases", "a list of strings")?
+            .unwrap_or_default(),
         upstream_ids: upstream_ids(r, &id)?,
         prices: prices(r)?,
         id,
@@ -136,7 +152,9 @@ fn prices(r: &Reader<'_>) -> Result<Prices, ConfigError> {
         if v.is_finite() && v >= 0.0 {
             Ok(v)
         } else {
-            Err(r.at.invalid(field, v.to_string(), "must be a finite number >= 0"))
+            Err(r
+                .at
+                .invalid(field, v.to_string(), "must be a finite number >= 0"))
         }
     };
     let mult = non_negative("billing_multiplier", 1.0)?;
@@ -151,7 +169,9 @@ fn prices(r: &Reader<'_>) -> Result<Prices, ConfigError> {
 /// Upstream ids with weights that a weighted pick can use: finite,
 /// non-negative, with a positive and finite sum.
 fn upstream_ids(r: &Reader<'_>, id: &str) -> Result<Vec<(String, f64)>, ConfigError> {
-    let ids = r.strings("upstream_model_id")?.unwrap_or_else(|| vec![id.to_string()]);
+    let ids = r
+        .strings("upstream_model_id")?
+        .unwrap_or_else(|| vec![id.to_string()]);
     if ids.is_empty() || ids.iter().any(String::is_empty) {
         return Err(r.at.invalid(
             "upstream_model_id",
@@ -168,7 +188,11 @@ fn upstream_ids(r: &Reader<'_>, id: &str) -> Result<Vec<(String, f64)>, ConfigEr
         return Err(r.at.invalid(
             field,
             show(),
-            format!("has {} weights but upstream_model_id has {} ids", weights.len(), ids.len()),
+            format!(
+                "has {} weights but upstream_model_id has {} ids",
+                weights.len(),
+                ids.len()
+            ),
         ));
     }
     let sum: f64 = weights.iter().sum();
@@ -196,7 +220,9 @@ fn serving(
             return Err(r.at.invalid(
                 "upstream",
                 shown(&Value::String(up.into())),
-                format!("names no endpoint (expected an endpoint named {up}-openai or {up}-anthropic)"),
+                format!(
+                    "names no endpoint (expected an endpoint named {up}-openai or {up}-anthropic)"
+                ),
             ));
         }
     }
@@ -219,4 +245,3 @@ fn serving(
     }
     Ok(served)
 }
-

@@ -38,13 +38,21 @@ impl<'a> Reader<'a> {
 
     /// `key` as a `T`; `expected` describes `T` to the operator
     /// ("a number of seconds").
-    pub fn get<T: DeserializeOwned>(&self, key: &str, expected: &str) -> Result<Option<T>, ConfigError> {
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        expected: &str,
+    ) -> Result<Option<T>, ConfigError> {
         let Some(v) = self.value(key) else {
             return Ok(None);
         };
-        T::deserialize(v)
-            .map(Some)
-            .map_err(|_| self.at.invalid(key, shown(v), format!("expected {expected}, found {}", kind_of(v))))
+        T::deserialize(v).map(Some).map_err(|_| {
+            self.at.invalid(
+                key,
+                shown(v),
+                format!("expected {expected}, found {}", kind_of(v)),
+            )
+        })
     }
 
     /// A string field.

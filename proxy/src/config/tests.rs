@@ -115,7 +115,9 @@ fn non_http_base_url_is_refused() {
 fn weights_must_match_their_list() {
     let e = err(|v| v["models"][0]["upstream_model_weights"] = serde_json::json!([1]));
     assert!(
-        e.contains("models[0].upstream_model_weights = [1]: has 1 weights but upstream_model_id has 2 ids"),
+        e.contains(
+            "models[0].upstream_model_weights = [1]: has 1 weights but upstream_model_id has 2 ids"
+        ),
         "{e}"
     );
     let e = err(|v| v["models"][0]["upstream_model_weights"] = serde_json::json!([0, 0]));
@@ -170,21 +172,62 @@ fn shipped_configs_agree_on_port_8004() {
 /// field, the model and the value.
 #[test]
 fn run_time_traps_are_refused() {
-    let cases: Vec<(Box<dyn FnOnce(&mut Value)>, &str)> = vec![
-        (Box::new(|v| v["models"][0]["upstream_model_weights"] = serde_json::json!([1e308, 1e308])),
-         "models[0].upstream_model_weights = [1e+308,1e+308]: weights must be finite"),
-        (Box::new(|v| v["user_agent"] = "goproxy\r\nX-Evil: 1".into()), "user_agent = \"goproxy\\r\\nX-Evil: 1\": must be printable ASCII"),
-        (Box::new(|v| v["user_agent"] = "caf\u{e9}".into()), "user_agent = \"caf\u{e9}\""),
-        (Box::new(|v| v["sse_heartbeat_secs"] = serde_json::json!(1e-9)), "sse_heartbeat_secs = 0.000000001: must be 0 (off)"),
-        (Box::new(|v| v["models"] = serde_json::json!([])), "models = []: at least one model is required"),
-        (Box::new(|v| v["endpoints"] = serde_json::json!([])), "endpoints = []: at least one endpoint"),
-        (Box::new(|v| v["client_api_keys_env"] = serde_json::json!([])), "client_api_keys_env = []: an empty list accepts no client"),
-        (Box::new(|v| v["endpoints"][0]["api_key_env"] = serde_json::json!([])), "endpoints[0].api_key_env = []"),
-        (Box::new(|v| v["stream_idle_timeout_secs"] = 0.into()), "stream_idle_timeout_secs = 0: must be a number of seconds from 1 to 3600"),
-        (Box::new(|v| v["drain_timeout_secs"] = serde_json::json!(1e9)), "drain_timeout_secs = 1000000000: must be"),
-        (Box::new(|v| v["connect_timeout_secs"] = serde_json::json!(1e-6)), "connect_timeout_secs = 0.000001"),
-        (Box::new(|v| v["models"][0]["id_aliases"] = serde_json::json!([""])), "models[0].id_aliases[0] = \"\": must not be empty (model \"gpt-4o\")"),
-        (Box::new(|v| v["models"][1]["billing_multiplier"] = serde_json::json!(-1)), "models[1].billing_multiplier = -1: must be a finite number >= 0 (model \"claude\")"),
+    type Patch = Box<dyn FnOnce(&mut Value)>;
+    let cases: Vec<(Patch, &str)> = vec![
+        (
+            Box::new(|v| {
+                v["models"][0]["upstream_model_weights"] = serde_json::json!([1e308, 1e308])
+            }),
+            "models[0].upstream_model_weights = [1e+308,1e+308]: weights must be finite",
+        ),
+        (
+            Box::new(|v| v["user_agent"] = "goproxy\r\nX-Evil: 1".into()),
+            "user_agent = \"goproxy\\r\\nX-Evil: 1\": must be printable ASCII",
+        ),
+        (
+            Box::new(|v| v["user_agent"] = "caf\u{e9}".into()),
+            "user_agent = \"caf\u{e9}\"",
+        ),
+        (
+            Box::new(|v| v["sse_heartbeat_secs"] = serde_json::json!(1e-9)),
+            "sse_heartbeat_secs = 0.000000001: must be 0 (off)",
+        ),
+        (
+            Box::new(|v| v["models"] = serde_json::json!([])),
+            "models = []: at least one model is required",
+        ),
+        (
+            Box::new(|v| v["endpoints"] = serde_json::json!([])),
+            "endpoints = []: at least one endpoint",
+        ),
+        (
+            Box::new(|v| v["client_api_keys_env"] = serde_json::json!([])),
+            "client_api_keys_env = []: an empty list accepts no client",
+        ),
+        (
+            Box::new(|v| v["endpoints"][0]["api_key_env"] = serde_json::json!([])),
+            "endpoints[0].api_key_env = []",
+        ),
+        (
+            Box::new(|v| v["stream_idle_timeout_secs"] = 0.into()),
+            "stream_idle_timeout_secs = 0: must be a number of seconds from 1 to 3600",
+        ),
+        (
+            Box::new(|v| v["drain_timeout_secs"] = serde_json::json!(1e9)),
+            "drain_timeout_secs = 1000000000: must be",
+        ),
+        (
+            Box::new(|v| v["connect_timeout_secs"] = serde_json::json!(1e-6)),
+            "connect_timeout_secs = 0.000001",
+        ),
+        (
+            Box::new(|v| v["models"][0]["id_aliases"] = serde_json::json!([""])),
+            "models[0].id_aliases[0] = \"\": must not be empty (model \"gpt-4o\")",
+        ),
+        (
+            Box::new(|v| v["models"][1]["billing_multiplier"] = serde_json::json!(-1)),
+            "models[1].billing_multiplier = -1: must be a finite number >= 0 (model \"claude\")",
+        ),
     ];
     for (patch, expected) in cases {
         let e = err(patch);
@@ -200,21 +243,37 @@ fn type_errors_name_the_field_and_model() {
     let e = err(|v| v["models"][0]["input_price_per_mtok"] = "2.5".into());
     assert!(e.contains("models[0].input_price_per_mtok = \"2.5\": expected a number, found a string (model \"gpt-4o\")"), "{e}");
     let e = err(|v| v["endpoints"][1]["api_key_env"] = 7.into());
-    assert!(e.contains("endpoints[1].api_key_env = 7: expected an environment variable name"), "{e}");
+    assert!(
+        e.contains("endpoints[1].api_key_env = 7: expected an environment variable name"),
+        "{e}"
+    );
     let e = err(|v| v["models"][0]["upstream"] = "nowhere".into());
     assert!(e.ends_with("(model \"gpt-4o\")"), "{e}");
-    let e = Config::from_json("[1, 2]", "list.json").unwrap_err().to_string();
-    assert_eq!(e, "list.json:1:1: the config must be a JSON object {...}, found a list");
+    let e = Config::from_json("[1, 2]", "list.json")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "list.json:1:1: the config must be a JSON object {...}, found a list"
+    );
     for e in [e, err(|v| v["models"][0] = 1.into())] {
-        assert!(!e.contains("Raw") && !e.contains("untagged") && !e.contains("StringOrList"), "{e}");
+        assert!(
+            !e.contains("Raw") && !e.contains("untagged") && !e.contains("StringOrList"),
+            "{e}"
+        );
     }
 }
 
 /// A byte-order mark is named as such.
 #[test]
 fn byte_order_mark_is_named() {
-    let e = Config::from_json(&format!("\u{feff}{GOOD}"), "bom.json").unwrap_err().to_string();
-    assert!(e.starts_with("bom.json:1:1: the file starts with a UTF-8 byte-order mark"), "{e}");
+    let e = Config::from_json(&format!("\u{feff}{GOOD}"), "bom.json")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("bom.json:1:1: the file starts with a UTF-8 byte-order mark"),
+        "{e}"
+    );
 }
 
 /// A key pasted where a variable name belongs is refused and never echoed.
@@ -222,12 +281,18 @@ fn byte_order_mark_is_named() {
 fn keys_in_api_key_env_are_refused_unshown() {
     for key in ["sk-proj-abcdefghijklmnop1234", "AbCdEfGh1234567890XyZq"] {
         let e = err(|v| v["endpoints"][0]["api_key_env"] = key.into());
-        assert!(e.contains("endpoints[0].api_key_env[0] = (hidden: it looks like a key)"), "{e}");
+        assert!(
+            e.contains("endpoints[0].api_key_env[0] = (hidden: it looks like a key)"),
+            "{e}"
+        );
         assert!(!e.contains(&key[4..]), "{e}");
         let e = err(|v| v["client_api_keys_env"] = serde_json::json!(["OK_NAME", key]));
         assert!(e.contains("client_api_keys_env[1] = (hidden"), "{e}");
         assert!(!e.contains(&key[4..]), "{e}");
     }
     let e = err(|v| v["endpoints"][0]["api_key_env"] = "MY KEY".into());
-    assert!(e.contains("= \"MY KEY\": must be an environment variable name"), "{e}");
+    assert!(
+        e.contains("= \"MY KEY\": must be an environment variable name"),
+        "{e}"
+    );
 }

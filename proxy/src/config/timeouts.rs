@@ -25,7 +25,13 @@ pub(crate) struct Timeouts {
 }
 
 /// `field` in seconds within `[min, max]`, or `default` when absent.
-fn secs(r: &Reader<'_>, field: &str, default: f64, min: f64, max: f64) -> Result<Duration, ConfigError> {
+fn secs(
+    r: &Reader<'_>,
+    field: &str,
+    default: f64,
+    min: f64,
+    max: f64,
+) -> Result<Duration, ConfigError> {
     let s = r.number(field)?.unwrap_or(default);
     if !(s.is_finite() && (min..=max).contains(&s)) {
         return Err(r.at.invalid(
@@ -73,7 +79,9 @@ pub(crate) fn max_body_bytes(r: &Reader<'_>) -> Result<usize, ConfigError> {
         .get::<u64>("max_body_bytes", "a whole number of bytes")?
         .unwrap_or(10 * 1024 * 1024);
     if n == 0 || n > 1 << 30 {
-        return Err(r.at.invalid("max_body_bytes", n.to_string(), "must be in 1..=1073741824"));
+        return Err(r
+            .at
+            .invalid("max_body_bytes", n.to_string(), "must be in 1..=1073741824"));
     }
     Ok(n as usize)
 }

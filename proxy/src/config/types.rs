@@ -128,4 +128,3 @@ impl Model {
         &self.upstream_ids[self.upstream_ids.len() - 1].0
     }
 }
-

@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
 
-use crate::helpers::{spawn_proxy, wait_for, CLIENT_KEY, DEFAULT_CONFIG};
+use crate::helpers::{is_closed, settle, spawn_proxy, wait_for, CLIENT_KEY, DEFAULT_CONFIG};
 use crate::raw::Script;
 
 const MIB: u64 = 1024 * 1024;
@@ -26,6 +26,14 @@ fn config_5s() -> String {
         "\"drain_timeout_secs\": 5",
         "\"drain_timeout_secs\": 5, \"request_read_timeout_secs\": 5",
     )
+}
+
+/// `s` is still open after `open_for`, and closed `then` later.
+async fn open_until_then_closed(s: &mut TcpStream, open_for: Duration, then: Duration) {
+    tokio::time::sleep(open_for).await;
+    assert!(!is_closed(s), "closed before {open_for:?}");
+    tokio::time::sleep(then).await;
+    settle("the close", read_to_close(s)).await;
 }
 
 /// Read until the peer closes; the bytes read.
@@ -47,22 +55,37 @@ async fn huge_non_sse_body_is_streamed_with_bounded_buffering() {
         chunks: 16 * 1024, // 1 GiB
         ..Script::default()
     });
-    let r = p.post("/v1/chat/completions", json!({"model": "raw-gpt", "messages": []})).await;
+    let r = p
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "raw-gpt", "messages": []}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     // Poll until the upstream's writes stop advancing (backpressure).
     let mut last = u64::MAX;
-    let stalled_at = wait_for("the upstream to be held back", Duration::from_secs(20), || {
-        let now = p.raw.written.load(Ordering::SeqCst);
-        let stable = now == last;
-        last = now;
-        async move { stable.then_some(now) }
-    })
+    let stalled_at = wait_for(
+        "the upstream to be held back",
+        Duration::from_secs(20),
+        || {
+            let now = p.raw.written.load(Ordering::SeqCst);
+            let stable = now == last;
+            last = now;
+            async move { stable.then_some(now) }
+        },
+    )
     .await;
-    assert!(stalled_at < 64 * MIB, "goproxy took {} MiB of a 1 GiB body", stalled_at / MIB);
+    assert!(
+        stalled_at < 64 * MIB,
+        "goproxy took {} MiB of a 1 GiB body",
+        stalled_at / MIB
+    );
     drop(r);
-    wait_for("the upstream connection to close", Duration::from_secs(10), || async {
-        p.raw.peer_closed.load(Ordering::SeqCst).then_some(())
-    })
+    wait_for(
+        "the upstream connection to close",
+        Duration::from_secs(10),
+        || async { p.raw.peer_closed.load(Ordering::SeqCst).then_some(()) },
+    )
     .await;
 }
 
@@ -74,18 +97,29 @@ async fn trickling_non_sse_body_is_not_cut_by_the_idle_timeout() {
     let p = spawn_proxy(DEFAULT_CONFIG).await;
     p.raw.set(Script {
         chunk: b" ".to_vec(),
-        chunks: 10,
-        gap: Duration::from_millis(600),
+        chunks: 30,
+        gap: Duration::from_millis(200),
         last: br#"{"usage":{"prompt_tokens":2,"completion_tokens":3}}"#.to_vec(),
         ..Script::default()
     });
-    let r = p.post("/v1/chat/completions", json!({"model": "raw-gpt", "messages": []})).await;
+    let r = p
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "raw-gpt", "messages": []}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let body = r.text().await.expect("whole body");
     assert!(body.ends_with(r#""completion_tokens":3}}"#), "{body}");
     let m = p.metrics().await;
-    assert!(m.contains(r#"goproxy_tokens_total{model="raw-gpt",kind="input"} 2"#), "{m}");
-    assert!(m.contains(r#"goproxy_cost_total{model="raw-gpt"} 5"#), "{m}");
+    assert!(
+        m.contains(r#"goproxy_tokens_total{model="raw-gpt",kind="input"} 2"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"goproxy_cost_total{model="raw-gpt"} 5"#),
+        "{m}"
+    );
 }
 
 /// A non-SSE body that stalls mid-way is aborted: the client sees a broken
@@ -99,7 +133,12 @@ async fn stalled_non_sse_body_is_aborted() {
         gap: Duration::from_secs(5),
         ..Script::default()
     });
-    let r = p.post("/v1/chat/completions", json!({"model": "raw-gpt", "messages": []})).await;
+    let r = p
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "raw-gpt", "messages": []}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     assert!(r.bytes().await.is_err(), "a cut body must not end cleanly");
 }
@@ -115,14 +154,25 @@ async fn endless_error_body_reads_only_a_prefix() {
         chunks: u64::MAX,
         ..Script::default()
     });
-    let r = p.post("/v1/chat/completions", json!({"model": "raw-gpt", "messages": []})).await;
+    let r = p
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "raw-gpt", "messages": []}),
+        )
+        .await;
     assert_eq!(r.status(), 502);
-    wait_for("goproxy to hang up on the error body", Duration::from_secs(10), || async {
-        p.raw.peer_closed.load(Ordering::SeqCst).then_some(())
-    })
+    wait_for(
+        "goproxy to hang up on the error body",
+        Duration::from_secs(10),
+        || async { p.raw.peer_closed.load(Ordering::SeqCst).then_some(()) },
+    )
     .await;
     let taken = p.raw.written.load(Ordering::SeqCst);
-    assert!(taken < 64 * MIB, "{} MiB of an endless error body read", taken / MIB);
+    assert!(
+        taken < 64 * MIB,
+        "{} MiB of an endless error body read",
+        taken / MIB
+    );
 }
 
 /// A connection that never sends a byte is closed after
@@ -131,10 +181,7 @@ async fn endless_error_body_reads_only_a_prefix() {
 async fn silent_connection_is_closed_after_request_read_timeout() {
     let p = spawn_proxy(&config_5s()).await;
     let mut s = TcpStream::connect(p.addr).await.unwrap();
-    let t0 = Instant::now();
-    timeout(Duration::from_secs(60), read_to_close(&mut s)).await.expect("closed");
-    let waited = t0.elapsed();
-    assert!(waited >= Duration::from_secs(5) && waited < Duration::from_secs(7), "{waited:?}");
+    open_until_then_closed(&mut s, Duration::from_millis(4_900), Duration::from_secs(2)).await;
 }
 
 /// Only the HTTP/2 preface, then silence: closed at the same bound.
@@ -142,10 +189,10 @@ async fn silent_connection_is_closed_after_request_read_timeout() {
 async fn h2_preface_only_is_closed() {
     let p = spawn_proxy(&config_5s()).await;
     let mut s = TcpStream::connect(p.addr).await.unwrap();
-    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
-    let t0 = Instant::now();
-    timeout(Duration::from_secs(60), read_to_close(&mut s)).await.expect("closed");
-    assert!(t0.elapsed() < Duration::from_secs(7), "{:?}", t0.elapsed());
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    open_until_then_closed(&mut s, Duration::from_millis(4_900), Duration::from_secs(2)).await;
 }
 
 /// An HTTP/2 connection idle after its request is closed at
@@ -154,16 +201,25 @@ async fn h2_preface_only_is_closed() {
 async fn idle_h2_connection_is_closed_after_idle_timeout() {
     let p = spawn_proxy(DEFAULT_CONFIG).await;
     let tcp = TcpStream::connect(p.addr).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-        .await
-        .unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
     let conn = tokio::spawn(conn);
-    let req = http::Request::get("/health").body(Empty::<bytes::Bytes>::new()).unwrap();
+    let req = http::Request::get("/health")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
     assert_eq!(send.send_request(req).await.unwrap().status(), 200);
-    let t0 = Instant::now();
-    timeout(Duration::from_secs(600), conn).await.expect("closed").unwrap().unwrap();
-    let idle = t0.elapsed();
-    assert!(idle >= Duration::from_secs(75) && idle < Duration::from_secs(78), "{idle:?}");
+    tokio::time::sleep(Duration::from_millis(74_900)).await;
+    assert!(
+        !conn.is_finished(),
+        "closed before idle_timeout_secs (75 s)"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    settle("the idle HTTP/2 connection to close", conn)
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 /// A request body that goes silent is answered 408 after
@@ -176,10 +232,19 @@ async fn silent_request_body_gets_408() {
         "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {CLIENT_KEY}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"model\":"
     );
     s.write_all(head.as_bytes()).await.unwrap();
-    let t0 = Instant::now();
-    let out = timeout(Duration::from_secs(60), read_to_close(&mut s)).await.expect("answered");
-    assert!(out.starts_with(b"HTTP/1.1 408"), "{}", String::from_utf8_lossy(&out));
-    assert!(t0.elapsed() >= Duration::from_secs(5), "{:?}", t0.elapsed());
+    tokio::time::sleep(Duration::from_millis(4_900)).await;
+    let mut none = [0u8; 1];
+    assert!(
+        s.try_read(&mut none).is_err(),
+        "answered before request_read_timeout_secs"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let out = settle("the 408", read_to_close(&mut s)).await;
+    assert!(
+        out.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
 }
 
 /// A silent client does not hold up shutdown: the drain ends at once when
@@ -193,8 +258,15 @@ async fn drain_does_not_wait_for_a_silent_connection() {
     tokio::task::yield_now().await;
     let t0 = Instant::now();
     p.trigger_shutdown();
-    timeout(Duration::from_secs(60), &mut p.server).await.expect("run returned").unwrap();
-    assert!(t0.elapsed() < Duration::from_secs(2), "drain took {:?}", t0.elapsed());
+    timeout(Duration::from_secs(60), &mut p.server)
+        .await
+        .expect("run returned")
+        .unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "drain took {:?}",
+        t0.elapsed()
+    );
 }
 
 /// A stream still open at the drain timeout ends with an SSE error event
@@ -208,7 +280,10 @@ async fn drain_timeout_cuts_streams_with_an_error_event() {
         ..MockConfig::default()
     });
     let r = p
-        .post("/v1/chat/completions", json!({"model": "stream-gpt", "stream": true, "messages": []}))
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "stream-gpt", "stream": true, "messages": []}),
+        )
         .await;
     let mut s = r.bytes_stream();
     let mut body = s.next().await.unwrap().unwrap().to_vec();
@@ -218,9 +293,18 @@ async fn drain_timeout_cuts_streams_with_an_error_event() {
         body.extend_from_slice(&c);
     }
     let body = String::from_utf8(body).unwrap();
-    assert!(body.ends_with("\n\n") && body.contains("the proxy is shutting down"), "{body}");
+    assert!(
+        body.ends_with("\n\n") && body.contains("the proxy is shutting down"),
+        "{body}"
+    );
     assert!(!body.contains("[DONE]"), "{body}");
-    timeout(Duration::from_secs(60), &mut p.server).await.expect("run returned").unwrap();
+    timeout(Duration::from_secs(60), &mut p.server)
+        .await
+        .expect("run returned")
+        .unwrap();
     let took = t0.elapsed();
-    assert!(took >= Duration::from_secs(5) && took < Duration::from_secs(9), "{took:?}");
+    assert!(
+        took >= Duration::from_secs(5) && took < Duration::from_secs(9),
+        "{took:?}"
+    );
 }

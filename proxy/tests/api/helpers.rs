@@ -261,3 +261,26 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Await `fut` (IO already on its way, e.g. a FIN on loopback) without
+/// letting paused time jump ahead. A paused runtime with nothing to run
+/// advances to its next timer; if the kernel has not delivered the bytes
+/// yet, that timer may be a test's far-off deadline. While a blocking task
+/// runs, tokio does not auto-advance, so the wait below is in real time
+/// (at most 10 s) and no virtual timer fires during it.
+pub async fn settle<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    let (stop, wait) = std::sync::mpsc::channel::<()>();
+    let guard = tokio::task::spawn_blocking(move || wait.recv_timeout(Duration::from_secs(10)));
+    let out = tokio::select! {
+        v = fut => v,
+        _ = guard => panic!("{what}: not within 10 s of real time"),
+    };
+    drop(stop);
+    out
+}
+
+/// Whether the peer has closed `s` (EOF readable now); data counts as open.
+pub fn is_closed(s: &tokio::net::TcpStream) -> bool {
+    let mut buf = [0u8; 1];
+    matches!(s.try_read(&mut buf), Ok(0))
+}

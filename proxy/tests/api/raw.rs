@@ -104,9 +104,14 @@ impl RawUpstream {
             if sock.write_all(&piece).await.is_err() {
                 return self.peer_closed.store(true, Ordering::SeqCst);
             }
-            self.written.fetch_add(s.chunk.len() as u64, Ordering::SeqCst);
+            self.written
+                .fetch_add(s.chunk.len() as u64, Ordering::SeqCst);
         }
-        let mut end = if s.last.is_empty() { Vec::new() } else { framed(&s.last) };
+        let mut end = if s.last.is_empty() {
+            Vec::new()
+        } else {
+            framed(&s.last)
+        };
         end.extend_from_slice(b"0\r\n\r\n");
         let _ = sock.write_all(&end).await;
         // Hold the connection until the peer closes it.

@@ -105,6 +105,18 @@ impl ComposeStack {
         })
     }
 
+    /// A project this harness did not start (the operator's production
+    /// project): never taken down, and nothing is said about it on drop.
+    pub fn external(
+        compose_files: &[PathBuf],
+        project: &str,
+        env: Vec<(String, String)>,
+    ) -> Result<Self, StackError> {
+        let mut s = Self::attach(compose_files, project, env)?;
+        s.removed = true;
+        Ok(s)
+    }
+
     /// Adds an override file (`-f base -f override`).
     pub fn with_file(mut self, extra: &Path) -> Result<Self, StackError> {
         self.files.push(canonical(extra)?);

@@ -78,14 +78,12 @@ async fn run(
         Ok(p) => p,
         Err(e) => return no_go(e),
     };
-    let compose_file = opts.root.join("docker-compose.test.yml");
 
     // Lint the candidate as it will be deployed, before any container; the
     // dev config is the repository's.
     let targets = LintTargets {
         prod_config: cand_json.clone(),
         nginx_conf: cand_nginx.clone(),
-        compose_files: vec![compose_file.clone()],
         ..LintTargets::from_root(&opts.root)
     };
     lint::run(&targets, checks).await;

@@ -8,7 +8,7 @@ use crate::deploy;
 use crate::files::{self, Backup};
 use crate::poll::{poll_until, Attempt, PollError};
 use crate::pre;
-use crate::stack::{Backend, Stack};
+use crate::stack::Stack;
 use crate::verify::{self, Expected, StreamModel};
 
 /// How long the restored service may take to answer through nginx.
@@ -25,7 +25,7 @@ async fn restart_goproxy(stack: &Stack, checks: &mut Checks, restored: &Expected
     let p = Phase::Rollback;
     stack.remove_exited_goproxy().await;
     let running = stack.goproxy_ids("goproxy").await.unwrap_or_default();
-    if let (Backend::Local(_), Some((_, port))) = (&stack.backend, restored.instances.first()) {
+    if let (true, Some((_, port))) = (stack.shared_namespace(), restored.instances.first()) {
         // Local processes share one network namespace: a goproxy already on
         // the restored port is the old one (a failed start never replaced
         // it), serving the restored config. A second one beside it could

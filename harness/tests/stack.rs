@@ -61,7 +61,8 @@ async fn stack_serves_streams_through_nginx_and_runbook_commands_work() {
     let root = repo_root();
     let tls_dir = tempfile::tempdir().unwrap();
     let cert = tls::generate(HOST).unwrap();
-    tls::write_tls_dir(tls_dir.path(), &cert).unwrap();
+    // Let's Encrypt's layout, mounted where production mounts /etc/letsencrypt.
+    tls::write_tls_dir(&tls_dir.path().join("live").join(HOST), &cert).unwrap();
 
     // Declared first, so it drops last: after the containers on it.
     let net = TestNetwork::create();
@@ -106,10 +107,7 @@ async fn stack_serves_streams_through_nginx_and_runbook_commands_work() {
             &root.join("nginx/nginx.conf"),
             "/etc/nginx/nginx.conf",
         ))
-        .with_mount(read_only(
-            tls_dir.path(),
-            "/etc/letsencrypt/live/chat.trollllm.xyz",
-        ))
+        .with_mount(read_only(tls_dir.path(), "/etc/letsencrypt"))
         .start()
         .await
         .expect("nginx container");

@@ -20,10 +20,11 @@ use tokio::process::{Child, Command};
 use crate::docker::{parse_listening, Exec};
 use crate::files::LiveFiles;
 use crate::poll::{ms_since, poll_until, Attempt, PollError};
-use crate::stack::nginx_step;
+use crate::stack::{nginx_step, Backend, LogMark};
 
-/// How long a drained goproxy may take to exit before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(40);
+/// How long a drained goproxy may take to exit before it is killed (as the
+/// containers' `stop_grace_period`, above goproxy's drain timeout).
+const STOP_GRACE: Duration = Duration::from_secs(360);
 
 /// A goproxy process.
 #[derive(Debug)]
@@ -496,6 +497,126 @@ impl Local {
 
     pub fn stop_upstream(&self) {
         self.mock.lock().expect("mock lock").take();
+    }
+}
+
+// Inherent methods keep their names; the trait only routes to them.
+#[async_trait::async_trait]
+impl Backend for Local {
+    fn describe(&self) -> String {
+        format!("local processes in {}", self.dir.display())
+    }
+
+    fn where_goproxy_binds(&self) -> &'static str {
+        "on this host"
+    }
+
+    fn shared_namespace(&self) -> bool {
+        true
+    }
+
+    async fn published_ports(&self) -> Result<(u16, Option<u16>), String> {
+        Ok((self.https_port, Some(self.mock_port())))
+    }
+
+    async fn goproxy_ids(&self, service: &str) -> Result<Vec<String>, String> {
+        if service == "goproxy" {
+            Ok(self.ids().await)
+        } else {
+            Ok(Vec::new())
+        }
+    }
+
+    async fn listening_ports(&self, id: &str) -> Result<Vec<u16>, String> {
+        Local::listening_ports(self, id).await
+    }
+
+    async fn listening_where_goproxy_binds(&self) -> Result<Vec<u16>, String> {
+        Ok(self.host_listening())
+    }
+
+    async fn port_owner(&self, port: u16) -> String {
+        Local::port_owner(self, port)
+    }
+
+    async fn check_config(&self, candidate: &Path) -> Result<Exec, String> {
+        Local::check_config(self, candidate).await
+    }
+
+    async fn nginx_test(&self, candidate: &Path) -> Result<Exec, String> {
+        Local::nginx_test(self, candidate).await
+    }
+
+    async fn reload_nginx(&self) -> Result<String, String> {
+        Local::reload_nginx(self).await
+    }
+
+    async fn nginx_workers(&self) -> Result<Vec<String>, String> {
+        Ok(Local::nginx_workers(self))
+    }
+
+    async fn occupy_port(&self, port: u16, _candidate_json: &str) -> Result<(), String> {
+        Local::occupy_port(self, port)
+    }
+
+    async fn start_goproxy_beside(&self) -> Result<String, String> {
+        self.start_beside().await
+    }
+
+    async fn wait_goproxy_healthy(&self, id: &str, deadline: Duration) -> Result<String, String> {
+        self.wait_healthy(id, deadline).await
+    }
+
+    async fn remove_goproxy(&self, id: &str) {
+        self.remove(id).await
+    }
+
+    async fn stop_goproxy(&self, id: &str) -> Result<(), String> {
+        self.stop(id).await
+    }
+
+    async fn remove_exited_goproxy(&self) {
+        self.remove_exited().await
+    }
+
+    async fn start_single_goproxy(&self) -> Result<String, String> {
+        self.start_beside().await
+    }
+
+    async fn design_restart_goproxy(&self) -> Result<String, String> {
+        self.design_restart().await
+    }
+
+    async fn restart_instance(&self, _service: &str) -> Result<String, String> {
+        Err("two goproxy instances need the container backend".into())
+    }
+
+    async fn get_goproxy_as_nginx(&self, _service: &str, port: u16) -> Result<String, String> {
+        self.get_direct(port).await
+    }
+
+    async fn upstream_reachable(&self) -> Result<String, String> {
+        Local::upstream_reachable(self).await
+    }
+
+    fn log_mark(&self) -> LogMark {
+        LogMark::Sizes(self.log_sizes())
+    }
+
+    async fn logs_since(&self, mark: &LogMark) -> Result<Vec<(String, String)>, String> {
+        match mark {
+            LogMark::Sizes(s) => Ok(Local::logs_since(self, s)),
+            LogMark::Time(_) => Err("a log mark of the container backend".into()),
+        }
+    }
+
+    async fn restarts(&self) -> Result<u64, String> {
+        Ok(self.unexpected_exits().await)
+    }
+
+    async fn stop_upstream(&self) -> Result<(), String> {
+        Local::stop_upstream(self);
+        Ok(())
     }
 }
 

@@ -26,6 +26,7 @@
 //! - [`state`]: what a kept run leaves for `harness rollback` / `down`.
 //! - [`check`], [`report`]: check results; summary, JSON and JUnit outputs.
 
+pub mod base;
 pub mod check;
 pub mod cli;
 pub mod compose;
@@ -38,9 +39,11 @@ pub mod files;
 pub mod gate;
 pub mod kept;
 pub mod lint;
+pub mod names;
 pub mod nginx;
 pub mod ports;
 pub mod pre;
+pub mod render;
 pub mod report;
 pub mod rollback;
 pub mod scenario;

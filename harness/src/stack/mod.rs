@@ -24,8 +24,8 @@ use crate::docker::Exec;
 use crate::files::{Backup, LiveFiles};
 use crate::scenario::Scenario;
 use crate::state::RunState;
-use crate::tls;
 use crate::stream_model::StreamModel;
+use crate::tls;
 use containers::Containers;
 use local::{Local, LocalPrograms};
 

@@ -32,6 +32,7 @@
 //!   test `tests/module_deps.rs` fails on a cycle).
 
 pub mod backend_kind;
+pub mod base;
 pub mod check;
 pub mod cli;
 pub mod compose;
@@ -45,10 +46,12 @@ pub mod files;
 pub mod gate;
 pub mod kept;
 pub mod lint;
+pub mod names;
 pub mod nginx;
 pub mod poll;
 pub mod ports;
 pub mod pre;
+pub mod render;
 pub mod report;
 pub mod rollback;
 pub mod scenario;

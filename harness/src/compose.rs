@@ -213,6 +213,16 @@ impl ComposeStack {
         (cmd, line)
     }
 
+    /// Runs compose with `args` and returns its output whatever the exit
+    /// status (for commands whose failure is the answer, like `nginx -t`).
+    pub async fn output(&self, args: &[&str]) -> Result<Output, StackError> {
+        let (mut cmd, line) = self.command(args);
+        cmd.output().await.map_err(|source| StackError::Spawn {
+            command: line,
+            source,
+        })
+    }
+
     /// Runs compose with `args`; a non-zero exit is an error.
     pub async fn compose(&self, args: &[&str]) -> Result<Output, StackError> {
         let (mut cmd, line) = self.command(args);
@@ -255,6 +265,20 @@ impl ComposeStack {
                 let mut all = !ids.is_empty();
                 let mut status = String::from("no container");
                 let mut log = String::new();
+                // A container that exited at once (nginx refusing its
+                // config) is no longer listed by `ps`: say so now, not
+                // after the deadline.
+                let exited = if ids.is_empty() {
+                    self.exited_ids(service).await?
+                } else {
+                    Vec::new()
+                };
+                if let Some(id) = exited.first() {
+                    status = docker(&["inspect", "-f", "exited (code {{.State.ExitCode}})", id])
+                        .await
+                        .map(|s| s.trim().to_string())
+                        .unwrap_or_else(|_| "exited".into());
+                }
                 for id in &ids {
                     let s = docker(&[
                         "inspect",
@@ -281,10 +305,8 @@ impl ComposeStack {
                     break;
                 }
                 if started.elapsed() > deadline || status.starts_with("exited") {
-                    let logs = match ids.first() {
-                        Some(id) => docker(&["logs", "--tail", "10", id])
-                            .await
-                            .unwrap_or_default(),
+                    let logs = match ids.first().or(exited.first()) {
+                        Some(id) => container_logs(id, 10).await,
                         None => String::new(),
                     };
                     return Err(StackError::NotHealthy {
@@ -322,6 +344,30 @@ impl ComposeStack {
             .collect();
         ids.reverse();
         Ok(ids)
+    }
+
+    /// Ids of the service's containers that have exited, newest first.
+    pub async fn exited_ids(&self, service: &str) -> Result<Vec<String>, StackError> {
+        let project = format!("label=com.docker.compose.project={}", self.project);
+        let svc = format!("label=com.docker.compose.service={service}");
+        let out = docker(&[
+            "ps",
+            "-a",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            "status=exited",
+            "--filter",
+            &project,
+            "--filter",
+            &svc,
+        ])
+        .await?;
+        Ok(out
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect())
     }
 
     /// Runs `cmd` in the service's first container (`exec -T`); a non-zero
@@ -380,7 +426,8 @@ impl ComposeStack {
 
     /// Stops and removes the project now.
     pub async fn down(mut self) -> Result<(), StackError> {
-        self.keep = true; // Drop must not run it again.
+        // Drop must neither run it again nor call the removed project kept.
+        self.removed = true;
         self.compose(&["down", "-v", "--remove-orphans", "-t", "5"])
             .await
             .map(|_| ())
@@ -412,6 +459,23 @@ impl Drop for ComposeStack {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status();
+    }
+}
+
+/// The last `n` lines a container wrote, stdout and stderr together
+/// (nginx writes its errors to stderr).
+pub async fn container_logs(id: &str, n: u32) -> String {
+    let out = Command::new("docker")
+        .args(["logs", "--tail", &n.to_string(), id])
+        .output()
+        .await;
+    match out {
+        Ok(o) => format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => format!("(docker logs failed: {e})"),
     }
 }
 

@@ -70,6 +70,13 @@ pub type Stop = (Verdict, String);
 /// A phase's result: its value, or the verdict that ends the run here.
 pub type Step<T> = Result<T, Stop>;
 
+fn n_reason(namer: &Option<Namer>, reason: String) -> String {
+    match namer {
+        Some(n) => n.say(&reason),
+        None => reason,
+    }
+}
+
 fn no_go(why: impl Into<String>) -> Stop {
     (Verdict::NoGo, why.into())
 }
@@ -79,14 +86,22 @@ pub async fn validate(scenario: &Scenario, opts: &GateOptions) -> Report {
     let started = Instant::now();
     let mut checks = Checks::new(opts.quiet);
     let mut figures = Figures::default();
-    let (verdict, reason) = match run(scenario, opts, &mut checks, &mut figures).await {
+    let mut namer = None;
+    let (verdict, reason) = match run(scenario, opts, &mut checks, &mut figures, &mut namer).await {
         Ok(v) | Err(v) => v,
     };
+    let mut results = checks.into_results();
+    if let Some(n) = &namer {
+        for r in &mut results {
+            let before_switch = matches!(r.phase, Phase::Lint | Phase::PreDeployment);
+            r.evidence = n.say_live(&r.evidence, before_switch);
+        }
+    }
     Report::new(
         scenario.name.clone(),
         verdict,
-        reason,
-        checks.into_results(),
+        n_reason(&namer, reason),
+        results,
         figures,
         started.elapsed(),
     )
@@ -97,6 +112,7 @@ async fn run(
     opts: &GateOptions,
     checks: &mut Checks,
     figures: &mut Figures,
+    namer_out: &mut Option<Namer>,
 ) -> Step<Stop> {
     if !scenario.backends.contains(&opts.backend) {
         return Err(no_go(format!(
@@ -114,7 +130,8 @@ async fn run(
     if scenario.change.derives() {
         lint_derived(opts, &prepared, checks, force).await?;
     }
-    let namer = Namer::new(&prepared, &opts.targets);
+    let namer = Namer::new(&prepared, &opts.targets, opts.keep);
+    *namer_out = Some(namer.clone());
     let Prepared {
         wiremock,
         start,

@@ -289,8 +289,13 @@ async fn start_stack(
             Ok(said)
         })
         .await;
+    let why = checks
+        .results()
+        .last()
+        .map(|r| r.evidence.clone())
+        .unwrap_or_default();
     slot.filter(|_| up)
-        .ok_or_else(|| no_go("the test stack did not come up"))
+        .ok_or_else(|| no_go(format!("the test stack did not come up: {why}")))
 }
 
 async fn inject_port_in_use(

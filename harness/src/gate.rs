@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::base::BaseSource;
-use crate::check::{Checks, Phase};
+use crate::check::{CheckResult, Checks, Phase, Status};
 use crate::deploy::DeployOutcome as Deployed;
 use crate::files::{self, LiveFiles, MockEndpoints, Rendered};
 use crate::lint::{self, LintTargets};
@@ -70,6 +70,44 @@ pub type Stop = (Verdict, String);
 /// A phase's result: its value, or the verdict that ends the run here.
 pub type Step<T> = Result<T, Stop>;
 
+/// The runbook's checks, in order: those a run did not reach are listed
+/// as skipped, so a report shows what was not verified.
+const RUNBOOK_CHECKS: [(Phase, &str); 15] = [
+    (Phase::Lint, "lint.ports-agree"),
+    (Phase::PreDeployment, "pre.stack-up"),
+    (Phase::PreDeployment, "pre.old-service-answering"),
+    (Phase::PreDeployment, "pre.port-free"),
+    (Phase::PreDeployment, "pre.goproxy-check-config"),
+    (Phase::PreDeployment, "pre.nginx-t"),
+    (Phase::PreDeployment, "pre.backups"),
+    (Phase::Deployment, "deploy.switch-under-load"),
+    (Phase::PostDeployment, "post.listening-port"),
+    (Phase::PostDeployment, "post.https-health"),
+    (Phase::PostDeployment, "post.models-auth"),
+    (Phase::PostDeployment, "post.chat"),
+    (Phase::PostDeployment, "post.chat-stream"),
+    (Phase::PostDeployment, "post.internal-routing"),
+    (Phase::PostDeployment, "post.monitor"),
+];
+
+fn list_not_run(results: &mut Vec<CheckResult>, reason: &str) {
+    for (phase, name) in RUNBOOK_CHECKS {
+        if !results.iter().any(|r| r.name == name) {
+            results.push(CheckResult {
+                name: name.to_string(),
+                phase,
+                status: Status::Skip,
+                evidence: format!("not run: {}", first_line(reason)),
+                duration: Duration::ZERO,
+            });
+        }
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
 fn n_reason(namer: &Option<Namer>, reason: String) -> String {
     match namer {
         Some(n) => n.say(&reason),
@@ -97,10 +135,12 @@ pub async fn validate(scenario: &Scenario, opts: &GateOptions) -> Report {
             r.evidence = n.say_live(&r.evidence, before_switch);
         }
     }
+    let reason = n_reason(&namer, reason);
+    list_not_run(&mut results, &reason);
     Report::new(
         scenario.name.clone(),
         verdict,
-        n_reason(&namer, reason),
+        reason,
         results,
         figures,
         started.elapsed(),

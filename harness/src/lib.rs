@@ -47,6 +47,7 @@ pub mod render;
 pub mod report;
 pub mod rollback;
 pub mod scenario;
+pub mod signals;
 pub mod stack;
 pub mod state;
 pub mod tls;

@@ -33,7 +33,10 @@ impl BaseSource {
             return Ok(());
         };
         let top = git(root, &["rev-parse", "--show-toplevel"]).map_err(|e| {
-            format!("--base {rev}: {} is not in a git repository: {e}", root.display())
+            format!(
+                "--base {rev}: {} is not in a git repository: {e}",
+                root.display()
+            )
         })?;
         let top = PathBuf::from(String::from_utf8_lossy(&top).trim());
         git(&top, &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")])

@@ -55,6 +55,7 @@ pub mod render;
 pub mod report;
 pub mod rollback;
 pub mod scenario;
+pub mod signals;
 pub mod stack;
 pub mod state;
 pub mod stream_model;

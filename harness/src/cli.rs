@@ -91,6 +91,13 @@ pub enum Command {
         #[arg(long)]
         run_dir: PathBuf,
     },
+    /// The post-deployment checks against a live deployment: TLS and expiry,
+    /// /health, /v1/models, a real completion and stream, a monitoring window;
+    /// with --project-name also the Docker host's checks.
+    Check(crate::live::cli::CheckArgs),
+    /// Apply candidate files to a running compose project with the
+    /// zero-downtime switch, verified backups and automatic rollback.
+    Deploy(crate::prod::cli::DeployArgs),
     /// Scenarios in scenarios/.
     Scenarios {
         #[command(subcommand)]
@@ -261,6 +268,16 @@ pub async fn run(cli: Cli) -> i32 {
                     eprintln!("harness up: {e}");
                     1
                 }
+            }
+        }
+        Command::Check(a) => crate::live::cli::run(a, &root, cli.quiet).await,
+        Command::Deploy(a) => crate::prod::cli::run(a, &root, cli.quiet).await,
+        Command::Rollback { run_dir, out }
+            if crate::prod::state::DeployState::is_deploy_dir(&run_dir) =>
+        {
+            match crate::prod::rollback::run(&run_dir, cli.quiet).await {
+                Ok(report) => emit(&report, &out),
+                Err(e) => usage(&e),
             }
         }
         Command::Rollback { run_dir, out } => {

@@ -23,6 +23,8 @@
 //! - [`pre`], [`deploy`], [`verify`], [`rollback`]: the runbook's phases.
 //! - [`traffic`]: the steady client and SSE streams run during the switch.
 //! - [`kept`]: `up`, `rollback` and `down` on a kept stack.
+//! - [`live`]: `harness check`, the post-deployment checks on any live deployment.
+//! - [`prod`]: `harness deploy`, the gate's phases on a production compose project.
 //! - [`state`]: what a kept run leaves for `harness rollback` / `down`.
 //! - [`check`], [`report`]: check results; summary, JSON and JUnit outputs.
 
@@ -36,8 +38,10 @@ pub mod files;
 pub mod gate;
 pub mod kept;
 pub mod lint;
+pub mod live;
 pub mod ports;
 pub mod pre;
+pub mod prod;
 pub mod report;
 pub mod rollback;
 pub mod scenario;

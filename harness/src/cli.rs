@@ -252,11 +252,15 @@ pub async fn run(cli: Cli) -> i32 {
             }
             match kept::up(&scenario, &root).await {
                 Ok(state) => {
+                    let check = crate::live::cli::check_command_for(&state)
+                        .unwrap_or_else(|e| format!("(no check command: {e})"));
                     println!(
                         "stack {project} healthy, goproxy on {goport}\n\
                          try:       curl --cacert {dir}/tls/fullchain.pem --resolve chat.trollllm.xyz:{port}:127.0.0.1 https://chat.trollllm.xyz:{port}/health\n\
                          roll back: harness rollback --run-dir {dir}\n\
-                         remove:    harness down --run-dir {dir}",
+                         remove:    harness down --run-dir {dir}\n\
+                         check the stack as deployed (the key is read from the run directory, never printed):\n\
+                         {check}",
                         project = state.project,
                         goport = state.start_port,
                         port = state.https_port,

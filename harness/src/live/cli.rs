@@ -122,3 +122,30 @@ pub(crate) fn usage(msg: &str) -> i32 {
     eprintln!("harness: {msg}");
     EXIT_USAGE
 }
+
+/// The exact `harness check` command for a stack `harness up` started, on
+/// one line. The key is not printed: it is written to `<run dir>/api-key`
+/// (mode 0600) and read by the shell into the variable the check names.
+pub fn check_command_for(state: &crate::state::RunState) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let key_file = state.run_dir.join("api-key");
+    std::fs::write(&key_file, &state.api_key)
+        .and_then(|_| std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)))
+        .map_err(|e| format!("cannot write {}: {e}", key_file.display()))?;
+    let host = crate::stack::HOSTNAME;
+    let port = state.https_port;
+    let files: Vec<String> = state
+        .compose_files
+        .iter()
+        .map(|f| format!("--compose-file {}", f.display()))
+        .collect();
+    Ok(format!(
+        "HARNESS_API_KEY=\"$(cat {key})\" harness check --url https://{host}:{port} \
+         --resolve {host}:{port}:127.0.0.1 --ca-cert {dir}/tls/fullchain.pem \
+         --api-key-env HARNESS_API_KEY {files} --project-name {project}",
+        key = key_file.display(),
+        dir = state.run_dir.display(),
+        files = files.join(" "),
+        project = state.project
+    ))
+}

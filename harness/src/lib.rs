@@ -21,24 +21,35 @@
 //! - [`files`]: rendering the start and candidate configs, backups.
 //! - [`stack`], [`compose`], [`docker`], [`tls`]: the containers and their guard.
 //! - [`pre`], [`deploy`], [`verify`], [`rollback`]: the runbook's phases.
+//! - [`poll`]: the one readiness loop (`poll_until`, a deadline and an interval).
 //! - [`traffic`]: the steady client and SSE streams run during the switch.
 //! - [`kept`]: `up`, `rollback` and `down` on a kept stack.
 //! - [`live`]: `harness check`, the post-deployment checks on any live deployment.
 //! - [`prod`]: `harness deploy`, the gate's phases on a production compose project.
 //! - [`state`]: what a kept run leaves for `harness rollback` / `down`.
 //! - [`check`], [`report`]: check results; summary, JSON and JUnit outputs.
+//! - [`exit`]: exit codes of the errors that end a command before a verdict.
+//! - [`backend_kind`], [`stream_model`]: leaf types shared by the stack,
+//!   the scenarios and the checks (kept apart so imports never loop; the
+//!   test `tests/module_deps.rs` fails on a cycle).
 
+pub mod backend_kind;
 pub mod check;
 pub mod cli;
 pub mod compose;
+pub mod compose_env;
+pub mod compose_file;
 pub mod deploy;
 pub mod docker;
+pub mod exit;
 pub mod expect;
 pub mod files;
 pub mod gate;
 pub mod kept;
 pub mod lint;
 pub mod live;
+pub mod nginx;
+pub mod poll;
 pub mod ports;
 pub mod pre;
 pub mod prod;
@@ -47,6 +58,7 @@ pub mod rollback;
 pub mod scenario;
 pub mod stack;
 pub mod state;
+pub mod stream_model;
 pub mod tls;
 pub mod traffic;
 pub mod verify;

@@ -1,13 +1,21 @@
-//! Static checks of a deployment tree: no containers, no network.
+//! Static checks of the deployment tree: no containers, no network.
 //!
 //! The half-done port change (JSON says 8004, nginx still says 8005) is the
 //! classic way this deployment breaks, so the gate compares every file that
-//! names the port and names both sides of any disagreement.
+//! names the port and names both sides of any disagreement. nginx and
+//! compose are read by their own rules ([`crate::nginx`],
+//! [`crate::compose_file`]); goproxy's address in nginx is found through
+//! the compose service that runs goproxy, never by an upstream's name.
 
 use std::path::{Path, PathBuf};
 
 use crate::check::{Checks, Outcome, Phase};
+use crate::compose_file::ComposeFile;
+use crate::nginx::{goproxy, NginxConfig};
 use crate::ports::{self, PortSite};
+
+/// The compose service that runs goproxy unless `--service` says otherwise.
+pub const DEFAULT_SERVICE: &str = "goproxy";
 
 /// The files of a deployment that name goproxy's port.
 #[derive(Debug, Clone)]
@@ -16,10 +24,12 @@ pub struct LintTargets {
     pub prod_config: PathBuf,
     /// The dev config, which must agree with prod on the port.
     pub dev_config: Option<PathBuf>,
-    /// The nginx config with `upstream goproxy { server goproxy:<port>; }`.
+    /// The main nginx config; its includes are read too.
     pub nginx_conf: PathBuf,
-    /// Compose files, scanned for goproxy ports.
+    /// Compose files, scanned for goproxy ports (those that define the service).
     pub compose_files: Vec<PathBuf>,
+    /// The compose service that runs goproxy.
+    pub service: String,
 }
 
 impl LintTargets {
@@ -30,13 +40,51 @@ impl LintTargets {
             prod_config: root.join("proxy/config-ohmygpt-prod.json"),
             dev_config: dev.exists().then_some(dev),
             nginx_conf: root.join("nginx/nginx.conf"),
-            compose_files: ["docker-compose.yml", "docker-compose.test.yml"]
-                .iter()
-                .map(|f| root.join(f))
-                .filter(|p| p.exists())
-                .collect(),
+            compose_files: compose_files_in(root),
+            service: DEFAULT_SERVICE.into(),
         }
     }
+
+    /// Every file named, for a bad-input check before anything runs.
+    pub fn files(&self) -> Vec<&Path> {
+        let mut v = vec![self.prod_config.as_path(), self.nginx_conf.as_path()];
+        v.extend(self.dev_config.as_deref());
+        v.extend(self.compose_files.iter().map(PathBuf::as_path));
+        v
+    }
+
+    /// The first named file that cannot be read: bad input (exit 2).
+    pub fn unreadable(&self) -> Option<String> {
+        self.files().into_iter().find_map(|p| {
+            std::fs::File::open(p)
+                .and_then(|f| f.metadata())
+                .and_then(|m| {
+                    if m.is_dir() {
+                        Err(std::io::Error::other("it is a directory"))
+                    } else {
+                        Ok(())
+                    }
+                })
+                .err()
+                .map(|e| format!("cannot read {}: {e}", p.display()))
+        })
+    }
+}
+
+/// The compose files at the top of `root` (`docker-compose*.yml`,
+/// `compose*.yaml`, ...), sorted; those that do not define goproxy's
+/// service are skipped when read.
+pub fn compose_files_in(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for pat in ["docker-compose*.yml", "docker-compose*.yaml", "compose*.yml", "compose*.yaml"] {
+        let pattern = root.join(pat);
+        if let Ok(paths) = glob::glob(&pattern.to_string_lossy()) {
+            out.extend(paths.filter_map(Result::ok).filter(|p| p.is_file()));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Runs every lint check, recording each into `checks`.
@@ -60,6 +108,13 @@ pub async fn run(targets: &LintTargets, checks: &mut Checks) {
 
 /// Loads and validates a goproxy config with goproxy's own code.
 pub fn validate_goproxy_config(path: &Path) -> Outcome {
+    if std::fs::read(path).is_ok_and(|b| b.starts_with(b"\xEF\xBB\xBF")) {
+        return Err(format!(
+            "{}: starts with a UTF-8 byte-order mark (EF BB BF), which JSON does not allow \
+             and goproxy refuses; save the file without BOM",
+            path.display()
+        ));
+    }
     match proxy::config::Config::load(path) {
         Ok(config) => Ok(format!(
             "{}: valid, port {}, {} endpoints, {} models",
@@ -72,6 +127,60 @@ pub fn validate_goproxy_config(path: &Path) -> Outcome {
     }
 }
 
+/// Where nginx and compose say goproxy is, read with their own rules.
+#[derive(Debug)]
+pub struct Deployment {
+    pub nginx: NginxConfig,
+    pub compose: Vec<ComposeFile>,
+    /// The names nginx may reach goproxy by (service, aliases).
+    pub goproxy_names: Vec<String>,
+}
+
+impl Deployment {
+    /// Reads nginx (with includes) and the compose files that define the service.
+    pub fn read(targets: &LintTargets) -> Result<Self, String> {
+        let mut compose = Vec::new();
+        for path in &targets.compose_files {
+            let f = ComposeFile::load(path).map_err(|e| e.to_string())?;
+            if f.defines(&targets.service) {
+                compose.push(f);
+            }
+        }
+        let mut names = vec![targets.service.clone()];
+        for f in &compose {
+            names.extend(f.names_of(&targets.service));
+        }
+        names.sort();
+        names.dedup();
+        let nginx = NginxConfig::load(&targets.nginx_conf).map_err(|e| e.to_string())?;
+        Ok(Self {
+            nginx,
+            compose,
+            goproxy_names: names,
+        })
+    }
+
+    /// nginx's sites for goproxy; an error says what nginx proxies to instead.
+    pub fn nginx_sites(&self, main: &Path) -> Result<Vec<goproxy::Site>, String> {
+        let sites = goproxy::sites(&self.nginx, &self.goproxy_names);
+        if sites.is_empty() {
+            let targets = goproxy::proxy_pass_targets(&self.nginx);
+            return Err(format!(
+                "{}: no `server` of an upstream and no `proxy_pass` names the goproxy service \
+                 ({}), so nginx cannot reach goproxy; proxy_pass targets found: {}",
+                main.display(),
+                self.goproxy_names.join(", "),
+                if targets.is_empty() {
+                    "none".to_string()
+                } else {
+                    targets.join("; ")
+                }
+            ));
+        }
+        Ok(sites)
+    }
+}
+
 /// Every file that names goproxy's port names the same one.
 pub fn ports_agree(targets: &LintTargets) -> Outcome {
     let prod = read_json_port(&targets.prod_config)?;
@@ -79,23 +188,22 @@ pub fn ports_agree(targets: &LintTargets) -> Outcome {
     if let Some(dev) = &targets.dev_config {
         sites.push(read_json_port(dev)?);
     }
-    let nginx_text = read(&targets.nginx_conf)?;
-    // Only `server goproxy:<port>` is goproxy's own port; other servers in
-    // the group (a second instance, `goproxy-b:8005`) have their own configs.
-    let nginx =
-        ports::nginx_upstream_servers(&targets.nginx_conf, &nginx_text, "goproxy", Some("goproxy"));
-    if nginx.is_empty() {
-        return Err(format!(
-            "{} has no `upstream goproxy {{ server <host>:<port>; }}`: nginx cannot reach goproxy",
-            targets.nginx_conf.display()
-        ));
+    let dep = Deployment::read(targets)?;
+    for s in dep.nginx_sites(&targets.nginx_conf)? {
+        sites.push(PortSite {
+            file: s.path.clone(),
+            line: s.line,
+            value: s.port_value(),
+            text: s.text.clone(),
+        });
     }
-    sites.extend(nginx);
-    for compose in &targets.compose_files {
-        let text = read(compose)?;
-        sites.extend(ports::compose_goproxy_ports(compose, &text, "goproxy"));
+    for f in &dep.compose {
+        sites.extend(f.goproxy_port_sites(&targets.service, &dep.goproxy_names));
     }
+    compare(&prod, &sites)
+}
 
+fn compare(prod: &PortSite, sites: &[PortSite]) -> Outcome {
     let mismatches: Vec<String> = sites
         .iter()
         .skip(1)
@@ -129,15 +237,13 @@ pub fn ports_agree(targets: &LintTargets) -> Outcome {
 }
 
 fn read_json_port(path: &Path) -> Result<PortSite, String> {
-    let text = read(path)?;
-    ports::json_port(path, &text).ok_or_else(|| {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    ports::json_port(path, text).ok_or_else(|| {
         format!(
             "{}: no top-level \"port\" field; goproxy needs one (e.g. \"port\": 8004)",
             path.display()
         )
     })
-}
-
-fn read(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }

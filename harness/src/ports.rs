@@ -213,6 +213,11 @@ pub fn compose_goproxy_ports(file: &Path, text: &str, service: &str) -> Vec<Port
     out
 }
 
+/// Line `line` (1-based) of `text`, trimmed.
+pub fn nth_line(text: &str, line: usize) -> String {
+    line_text(text, line)
+}
+
 fn line_text(text: &str, line: usize) -> String {
     text.lines()
         .nth(line.saturating_sub(1))

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use crate::check::{Checks, Phase};
 use crate::deploy;
 use crate::files::{self, Backup};
+use crate::poll::{poll_until, Attempt, PollError};
 use crate::pre;
 use crate::stack::Stack;
 use crate::verify::{self, Expected, StreamModel};
@@ -121,14 +122,17 @@ pub async fn restore(
     ok &= restart_goproxy(stack, checks, restored).await;
     ok &= checks
         .run(p, "rollback.service-restored", async {
-            let t0 = Instant::now();
-            loop {
-                match pre::old_service(stack, &restored.ports()).await {
-                    Ok(e) => return Ok(e),
-                    Err(e) if t0.elapsed() > RESTORE_DEADLINE => return Err(e),
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
+            let every = Duration::from_millis(100);
+            poll_until(RESTORE_DEADLINE, every, || async {
+                Ok::<_, String>(match pre::old_service(stack, &restored.ports()).await {
+                    Ok(e) => Attempt::Ready(e),
+                    Err(e) => Attempt::NotYet(e),
+                })
+            })
+            .await
+            .map_err(|e| match e {
+                PollError::Failed(e) | PollError::TimedOut { last: e, .. } => e,
+            })
         })
         .await;
     (ok, started.elapsed())

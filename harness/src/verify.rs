@@ -15,13 +15,8 @@ use crate::stack::client::SHORT;
 use crate::stack::{LogMark, Stack};
 use crate::traffic::truncate;
 
-/// A model of the deployed config served by the streaming mock, and the
-/// ids the mock may receive for it.
-#[derive(Debug, Clone)]
-pub struct StreamModel {
-    pub id: String,
-    pub upstream_ids: Vec<String>,
-}
+// Re-exported: the phases name it `verify::StreamModel`.
+pub use crate::stream_model::StreamModel;
 
 /// Which goproxy instances must listen where, and which port must be gone.
 #[derive(Debug, Clone)]

@@ -17,7 +17,6 @@
 //!   nginx -> `goproxy:<port>`, logs and restarts.
 
 pub mod cert;
-pub mod cli;
 pub mod host;
 pub mod probes;
 pub mod target;

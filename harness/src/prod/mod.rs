@@ -9,10 +9,8 @@
 //! - [`deploy`]: the phases, in the runbook's order.
 //! - [`plan`]: `--dry-run`, every step and command.
 //! - [`state`]: the deploy's state on disk, for `harness rollback`.
-//! - [`cli`]: the flags of `harness deploy`.
 
 pub mod backend;
-pub mod cli;
 pub mod deploy;
 pub mod plan;
 pub mod project;

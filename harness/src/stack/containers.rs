@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::Engine as _;
 
 use crate::compose::ComposeStack;
-use crate::docker::{self, Exec};
+use crate::docker::{self, DockerError, Exec};
 use crate::stack::{nginx_step, Backend, LogMark, MOCK_PORT};
 
 /// How long old goproxy may drain open streams before it is killed: the
@@ -87,7 +87,7 @@ impl Containers {
         let id = self.only("goproxy").await?;
         let inside = "/tmp/config.candidate.json";
         docker::copy_in(&id, candidate, inside).await?;
-        docker::exec(&id, &["goproxy", "--check-config", inside]).await
+        Ok(docker::exec(&id, &["goproxy", "--check-config", inside]).await?)
     }
 
     /// `nginx -t` of the deployed nginx on a candidate file.
@@ -95,7 +95,7 @@ impl Containers {
         let id = self.only("nginx").await?;
         let inside = "/tmp/nginx.candidate.conf";
         docker::copy_in(&id, candidate, inside).await?;
-        docker::exec(&id, &["nginx", "-t", "-c", inside]).await
+        Ok(docker::exec(&id, &["nginx", "-t", "-c", inside]).await?)
     }
 
     /// `nginx -t` then `nginx -s reload` in the nginx container.
@@ -171,42 +171,31 @@ impl Containers {
             .ok_or_else(|| "compose did not start a new goproxy container".into())
     }
 
-    /// Polls Docker's health of a goproxy container until healthy; fails
-    /// fast with its last log lines if it exits.
+    /// Waits for Docker's health of a goproxy container; fails fast with
+    /// its last log lines if it exits.
     pub async fn wait_healthy(&self, id: &str, deadline: Duration) -> Result<String, String> {
         let t0 = Instant::now();
-        let mut last = String::new();
-        while t0.elapsed() < deadline {
-            let state = docker::docker_ok(&[
-                "inspect",
-                "-f",
-                "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
-                id,
-            ])
-            .await?;
-            last = state.trim().to_string();
-            if last.ends_with("healthy") && !last.ends_with("unhealthy") {
-                return Ok(format!(
-                    "{} healthy after {:.0} ms",
-                    short(id),
-                    t0.elapsed().as_secs_f64() * 1000.0
-                ));
-            }
-            if last.starts_with("exited") || last.starts_with("dead") {
-                let logs = docker::docker(&["logs", "--tail", "5", id]).await?;
-                return Err(format!(
+        let one = || async { Ok(vec![id.to_string()]) };
+        match docker::wait_healthy("goproxy", deadline, one).await {
+            Ok(()) => Ok(format!(
+                "{} healthy after {:.0} ms",
+                short(id),
+                t0.elapsed().as_secs_f64() * 1000.0
+            )),
+            Err(DockerError::NotHealthy { status, logs, .. })
+                if status.starts_with("exited") || status.starts_with("dead") =>
+            {
+                Err(format!(
                     "goproxy exited at start: {}",
-                    format!("{}{}", logs.stdout, logs.stderr)
-                        .trim()
-                        .replace('\n', " / ")
-                ));
+                    logs.replace('\n', " / ")
+                ))
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            Err(DockerError::NotHealthy { status, .. }) => Err(format!(
+                "{} not healthy after {deadline:?}; last state: {status}",
+                short(id)
+            )),
+            Err(e) => Err(e.into()),
         }
-        Err(format!(
-            "{} not healthy after {deadline:?}; last state: {last}",
-            short(id)
-        ))
     }
 
     /// Removes a goproxy container at once (one that failed to start).
@@ -217,7 +206,8 @@ impl Containers {
     /// SIGTERM (goproxy drains), wait, remove.
     pub async fn stop(&self, id: &str) -> Result<(), String> {
         docker::docker_ok(&["stop", "-t", STOP_GRACE_SECS, id]).await?;
-        docker::docker_ok(&["rm", id]).await.map(|_| ())
+        docker::docker_ok(&["rm", id]).await?;
+        Ok(())
     }
 
     /// Removes goproxy containers that exited (left by a failed start).
@@ -404,11 +394,11 @@ impl Backend for Containers {
     }
 
     async fn listening_ports(&self, id: &str) -> Result<Vec<u16>, String> {
-        docker::listening_ports(id).await
+        Ok(docker::listening_ports(id).await?)
     }
 
     async fn listening_where_goproxy_binds(&self) -> Result<Vec<u16>, String> {
-        docker::listening_ports(&self.only("goproxy").await?).await
+        Ok(docker::listening_ports(&self.only("goproxy").await?).await?)
     }
 
     async fn port_owner(&self, port: u16) -> String {

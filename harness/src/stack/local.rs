@@ -19,6 +19,7 @@ use tokio::process::{Child, Command};
 
 use crate::docker::{parse_listening, Exec};
 use crate::files::LiveFiles;
+use crate::poll::{ms_since, poll_until, Attempt, PollError};
 use crate::stack::{nginx_step, Backend, LogMark};
 
 /// How long a drained goproxy may take to exit before it is killed (as the
@@ -309,12 +310,12 @@ impl Local {
 
     /// Polls goproxy's /health until 200; fails fast if the process exits.
     pub async fn wait_healthy(&self, id: &str, deadline: Duration) -> Result<String, String> {
-        let t0 = Instant::now();
+        let t0 = tokio::time::Instant::now();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()
             .map_err(|e| e.to_string())?;
-        loop {
+        let waited = poll_until(deadline, Duration::from_millis(100), || async {
             let (port, exited, log) = {
                 let mut procs = self.goproxies.lock().await;
                 let p = procs
@@ -330,24 +331,30 @@ impl Local {
                 ));
             }
             let url = format!("http://127.0.0.1:{port}/health");
-            if client
+            let up = client
                 .get(&url)
                 .send()
                 .await
-                .is_ok_and(|r| r.status() == 200)
-            {
-                return Ok(format!(
-                    "{id} healthy on {port} after {:.0} ms",
-                    t0.elapsed().as_secs_f64() * 1000.0
-                ));
-            }
-            if t0.elapsed() > deadline {
-                return Err(format!(
-                    "{id} not healthy on {port} after {deadline:?}: {}",
-                    tail_file(&log)
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+                .is_ok_and(|r| r.status() == 200);
+            Ok(if up {
+                Attempt::Ready(port)
+            } else {
+                Attempt::NotYet((port, log))
+            })
+        })
+        .await;
+        match waited {
+            Ok(port) => Ok(format!(
+                "{id} healthy on {port} after {:.0} ms",
+                ms_since(t0)
+            )),
+            Err(PollError::Failed(e)) => Err(e),
+            Err(PollError::TimedOut {
+                last: (port, log), ..
+            }) => Err(format!(
+                "{id} not healthy on {port} after {deadline:?}: {}",
+                tail_file(&log)
+            )),
         }
     }
 
@@ -737,19 +744,18 @@ fn listening_with_inodes(inodes: &[String]) -> Vec<u16> {
 }
 
 async fn wait_port(port: u16, deadline: Duration) -> Result<(), String> {
-    let t0 = Instant::now();
-    while t0.elapsed() < deadline {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+    poll_until(deadline, Duration::from_millis(50), || async {
+        let open = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
-            .is_ok()
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Err(format!(
-        "nothing listens on 127.0.0.1:{port} after {deadline:?}"
-    ))
+            .is_ok();
+        Ok::<_, ()>(if open {
+            Attempt::Ready(())
+        } else {
+            Attempt::NotYet(())
+        })
+    })
+    .await
+    .map_err(|_| format!("nothing listens on 127.0.0.1:{port} after {deadline:?}"))
 }
 
 fn free_port() -> Result<u16, String> {

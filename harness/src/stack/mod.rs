@@ -24,8 +24,8 @@ use crate::docker::Exec;
 use crate::files::{Backup, LiveFiles};
 use crate::scenario::Scenario;
 use crate::state::RunState;
+use crate::stream_model::StreamModel;
 use crate::tls;
-use crate::verify::StreamModel;
 use containers::Containers;
 use local::{Local, LocalPrograms};
 
@@ -39,17 +39,8 @@ pub const MOCK_PORT: u16 = 9000;
 /// How long a fresh stack may take to become healthy.
 const UP_DEADLINE: Duration = Duration::from_secs(120);
 
-/// What runs the stack.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, serde::Serialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendKind {
-    /// Containers from docker-compose.yml + docker-compose.test.yml on a private network.
-    Containers,
-    /// Host nginx, goproxy and the mock as processes on loopback.
-    Local,
-}
+// Re-exported: callers name it `stack::BackendKind`.
+pub use crate::backend_kind::BackendKind;
 
 /// How to start a stack.
 #[derive(Debug, Clone)]

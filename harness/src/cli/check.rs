@@ -5,10 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::target::{Resolve, TargetSpec};
-use super::LiveOptions;
-use crate::cli::{Format, Output};
-use crate::report::{Report, EXIT_USAGE};
+use super::{emit, usage, Global, Output};
+use crate::live::target::{Resolve, TargetSpec};
+use crate::live::LiveOptions;
 use crate::stack::DEFAULT_STREAM_BOUND;
 
 /// Where the deployment is and how to trust it (shared by `check` and `deploy`).
@@ -68,7 +67,8 @@ pub struct CheckArgs {
 }
 
 /// Runs `harness check`; returns the exit code.
-pub async fn run(args: CheckArgs, root: &Path, quiet: bool) -> i32 {
+pub(super) async fn run(args: CheckArgs, g: &Global) -> i32 {
+    let (root, quiet) = (g.root.as_path(), g.quiet);
     if args.monitor.is_zero() {
         return usage("--monitor 0s watches nothing: give a window, e.g. --monitor 30s");
     }
@@ -87,7 +87,7 @@ pub async fn run(args: CheckArgs, root: &Path, quiet: bool) -> i32 {
     if !quiet {
         eprintln!("harness check: {}", args.target.url);
     }
-    match super::check(&opts).await {
+    match crate::live::check(&opts).await {
         Ok(report) => emit(&report, &args.out),
         Err(e) => usage(&e.to_string()),
     }
@@ -102,25 +102,6 @@ fn default_project(root: &Path, args: &CheckArgs) -> String {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(root);
     crate::prod::project::default_name(dir)
-}
-
-/// Prints the report as asked, writes JUnit if asked, returns its exit code.
-pub(crate) fn emit(report: &Report, out: &Output) -> i32 {
-    match out.report {
-        Format::Text => print!("{}", report.summary()),
-        Format::Json => println!("{}", report.to_json()),
-    }
-    if let Some(path) = &out.junit {
-        if let Err(e) = report.write_junit(path) {
-            eprintln!("harness: {e}");
-        }
-    }
-    report.exit_code
-}
-
-pub(crate) fn usage(msg: &str) -> i32 {
-    eprintln!("harness: {msg}");
-    EXIT_USAGE
 }
 
 /// The exact `harness check` command for a stack `harness up` started, on

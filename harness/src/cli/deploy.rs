@@ -1,11 +1,10 @@
 //! `harness deploy` on the command line.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use super::deploy::{self, DeployOptions};
-use crate::cli::Output;
-use crate::live::cli::{emit, usage};
+use super::{emit, usage, Global, Output};
+use crate::prod::deploy::{self, DeployOptions};
 use crate::live::target::Resolve;
 use crate::stack::DEFAULT_STREAM_BOUND;
 
@@ -61,7 +60,8 @@ pub struct DeployArgs {
 }
 
 /// Runs `harness deploy`; returns the exit code.
-pub async fn run(args: DeployArgs, root: &Path, quiet: bool) -> i32 {
+pub(super) async fn run(args: DeployArgs, g: &Global) -> i32 {
+    let (root, quiet) = (g.root.as_path(), g.quiet);
     if args.monitor.is_zero() {
         return usage("--monitor 0s watches nothing: give a window, e.g. --monitor 60s");
     }
@@ -73,7 +73,7 @@ pub async fn run(args: DeployArgs, root: &Path, quiet: bool) -> i32 {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(root);
-        super::project::default_name(dir)
+        crate::prod::project::default_name(dir)
     });
     let opts = DeployOptions {
         compose_files: args.compose_file.clone(),

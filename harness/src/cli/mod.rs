@@ -1,0 +1,172 @@
+//! The `harness` command line: parse, dispatch, print, pick the exit code.
+//!
+//! One file per subcommand: each defines its clap `Args` struct and a
+//! `run(args, &Global) -> i32`. Adding a subcommand is a variant in
+//! [`Command`], one dispatch line in [`run`] and a new file.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::report::{Report, EXIT_USAGE};
+use crate::stack::BackendKind;
+
+mod check;
+mod deploy;
+mod gen_cert;
+mod kept;
+mod lint;
+mod scenarios;
+mod validate;
+
+pub use check::{CheckArgs, TargetArgs};
+pub use deploy::DeployArgs;
+pub use gen_cert::GenCertArgs;
+pub use kept::{DownArgs, RollbackArgs, UpArgs};
+pub use lint::LintArgs;
+pub use scenarios::ScenariosAction;
+pub use validate::ValidateArgs;
+
+/// The pre-deploy validation gate for moving goproxy between ports.
+///
+/// Exit codes: 0 go, 1 no-go (nothing changed), 2 bad input or no Docker,
+/// 3 no-go after an automatic rollback that restored service, 4 rollback failed,
+/// 129/130/143 interrupted by SIGHUP/SIGINT/SIGTERM (everything started was removed).
+#[derive(Debug, Parser)]
+#[command(name = "harness", version, about, long_about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Global {
+    /// Repository root: where proxy/, nginx/ and docker-compose.test.yml are.
+    #[arg(long, global = true, default_value = ".", env = "HARNESS_ROOT")]
+    pub root: PathBuf,
+    /// No progress lines, only the summary (or the JSON report).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole gate on a scenario: lint, pre-deployment, the switch
+    /// under load, post-deployment, monitoring, rollback if needed.
+    Validate(ValidateArgs),
+    /// Static checks of the deployment files: configs validate, ports agree.
+    Lint(LintArgs),
+    /// Start the stack in a scenario's starting state and keep it running
+    /// (prints its run directory, for `rollback` and `down`).
+    Up(UpArgs),
+    /// Roll back a kept deployment (from `validate --keep`) on demand:
+    /// restore the backups, restart goproxy, reload nginx, re-check.
+    Rollback(RollbackArgs),
+    /// Remove a kept stack (containers and network).
+    Down(DownArgs),
+    /// The post-deployment checks against a live deployment: TLS and expiry,
+    /// /health, /v1/models, a real completion and stream, a monitoring window;
+    /// with --project-name also the Docker host's checks.
+    Check(CheckArgs),
+    /// Apply candidate files to a running compose project with the
+    /// zero-downtime switch, verified backups and automatic rollback.
+    Deploy(DeployArgs),
+    /// Scenarios in scenarios/.
+    Scenarios {
+        #[command(subcommand)]
+        action: ScenariosAction,
+    },
+    /// Write a throwaway TLS certificate for chat.trollllm.xyz (fullchain.pem, privkey.pem).
+    GenCert(GenCertArgs),
+}
+
+/// Runs the command and returns the process exit code.
+pub async fn run(cli: Cli) -> i32 {
+    let g = &cli.global;
+    match cli.command {
+        Command::Validate(a) => validate::run(a, g).await,
+        Command::Lint(a) => lint::run(a, g).await,
+        Command::Up(a) => kept::up(a, g).await,
+        Command::Rollback(a) => kept::rollback(a, g).await,
+        Command::Down(a) => kept::down(a, g).await,
+        Command::Check(a) => check::run(a, g).await,
+        Command::Deploy(a) => deploy::run(a, g).await,
+        Command::Scenarios { action } => scenarios::run(action, g).await,
+        Command::GenCert(a) => gen_cert::run(a, g),
+    }
+}
+
+/// How a report is written.
+#[derive(Debug, clap::Args)]
+pub struct Output {
+    /// Report format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub report: Format,
+    /// Also write a JUnit XML report here.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+}
+
+/// What runs the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendChoice {
+    /// Containers wherever Docker answers, local processes otherwise.
+    Auto,
+    /// Containers from docker-compose.test.yml (needs Docker and Compose).
+    Containers,
+    /// Host nginx, goproxy and the mock as processes on loopback.
+    Local,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+fn default_scenario(root: &Path) -> PathBuf {
+    root.join("scenarios/port-change-8005-to-8004.toml")
+}
+
+/// Prints the report as asked, writes JUnit if asked, returns its exit code.
+pub(crate) fn emit(report: &Report, out: &Output) -> i32 {
+    match out.report {
+        Format::Text => print!("{}", report.summary()),
+        Format::Json => println!("{}", report.to_json()),
+    }
+    if let Some(path) = &out.junit {
+        if let Err(e) = report.write_junit(path) {
+            eprintln!("harness: {e}");
+        }
+    }
+    report.exit_code
+}
+
+/// Bad input: say why on stderr, exit 2.
+pub(crate) fn usage(msg: &str) -> i32 {
+    eprintln!("harness: {msg}");
+    EXIT_USAGE
+}
+
+/// `auto` is containers wherever Docker answers and local processes
+/// otherwise, said plainly; `containers` without Docker is an error.
+async fn resolve_backend(choice: BackendChoice, quiet: bool) -> Result<BackendKind, String> {
+    match choice {
+        BackendChoice::Local => Ok(BackendKind::Local),
+        BackendChoice::Containers => crate::docker::available()
+            .map(|_| BackendKind::Containers)
+            .map_err(|e| e.to_string()),
+        BackendChoice::Auto => match crate::docker::available() {
+            Ok(()) => Ok(BackendKind::Containers),
+            Err(why) => {
+                if !quiet {
+                    eprintln!("harness: {why}\nharness: running the stack as local processes instead (--backend local)");
+                }
+                Ok(BackendKind::Local)
+            }
+        },
+    }
+}

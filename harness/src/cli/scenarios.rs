@@ -1,0 +1,206 @@
+//! `harness scenarios run` and `list`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Subcommand;
+
+use super::{resolve_backend, usage, BackendChoice, Global};
+use crate::expect;
+use crate::gate::{self, GateOptions};
+use crate::report::EXIT_USAGE;
+use crate::scenario::{self, Scenario};
+
+#[derive(Debug, Subcommand)]
+pub enum ScenariosAction {
+    /// Run every scenario (or those whose name contains --only), one line each.
+    Run {
+        #[arg(long, default_value = "scenarios")]
+        dir: PathBuf,
+        #[arg(long)]
+        only: Option<String>,
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        monitor: Duration,
+        /// JUnit XML with one suite per scenario.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+        backend: BackendChoice,
+    },
+    /// List the scenarios and check that every file is valid.
+    List {
+        #[arg(long, default_value = "scenarios")]
+        dir: PathBuf,
+    },
+}
+
+pub(super) async fn run(action: ScenariosAction, g: &Global) -> i32 {
+    let root = &g.root;
+    match action {
+        ScenariosAction::List { dir } => list_scenarios(&root.join(dir)),
+        ScenariosAction::Run {
+            dir,
+            only,
+            monitor,
+            junit,
+            backend,
+        } => {
+            let backend = match resolve_backend(backend, g.quiet).await {
+                Ok(b) => b,
+                Err(e) => return usage(&e),
+            };
+            let opts = GateOptions {
+                root: root.clone(),
+                monitor,
+                keep: false,
+                auto_rollback: true,
+                quiet: true,
+                backend,
+            };
+            run_scenarios(
+                &root.join(dir),
+                only.as_deref(),
+                junit.as_deref(),
+                g.quiet,
+                &opts,
+            )
+            .await
+        }
+    }
+}
+/// ", switch 0/220 failed, gap 28 ms, rollback 3.9 s" for a scenario line.
+fn figures_line(f: &crate::report::Figures) -> String {
+    let mut out = String::new();
+    if let (Some(sent), Some(failed)) = (f.switch_requests, f.switch_failed_requests) {
+        out.push_str(&format!(
+            ", switch {failed}/{sent} failed, gap {:.0} ms, {:.1} s",
+            f.switch_longest_gap_ms.unwrap_or(0.0),
+            f.switch_duration_ms.unwrap_or(0.0) / 1000.0
+        ));
+    }
+    if let Some(ms) = f.rollback_duration_ms {
+        out.push_str(&format!(", rollback {:.1} s", ms / 1000.0));
+    }
+    out
+}
+
+fn list_scenarios(dir: &Path) -> i32 {
+    let files = match scenario::list(dir) {
+        Ok(f) => f,
+        Err(e) => return usage(&format!("cannot list scenarios in {}: {e}", dir.display())),
+    };
+    let mut bad = 0;
+    for f in &files {
+        match Scenario::load(f) {
+            Ok(s) => println!(
+                "{:<32} expect {:<10} {}",
+                s.name,
+                s.expect.verdict.label(),
+                s.description.trim()
+            ),
+            Err(e) => {
+                bad += 1;
+                println!("INVALID {e}");
+            }
+        }
+    }
+    if bad > 0 {
+        EXIT_USAGE
+    } else {
+        0
+    }
+}
+
+async fn run_scenarios(
+    dir: &Path,
+    only: Option<&str>,
+    junit: Option<&Path>,
+    quiet: bool,
+    opts: &GateOptions,
+) -> i32 {
+    let files = match scenario::list(dir) {
+        Ok(f) => f,
+        Err(e) => return usage(&format!("cannot list scenarios in {}: {e}", dir.display())),
+    };
+    let mut scenarios = Vec::new();
+    for f in &files {
+        match Scenario::load(f) {
+            Ok(s) if only.is_none_or(|o| s.name.contains(o)) => scenarios.push(s),
+            Ok(_) => {}
+            Err(e) => return usage(&e.to_string()),
+        }
+    }
+    let mut failed = 0;
+    let mut suites = quick_junit::Report::new("scenarios");
+    let (scenarios, skipped): (Vec<_>, Vec<_>) = scenarios
+        .into_iter()
+        .partition(|s| s.backends.contains(&opts.backend));
+    for s in &skipped {
+        println!("SKIP {:<32} runs only on {:?}", s.name, s.backends);
+    }
+    for (i, s) in scenarios.iter().enumerate() {
+        if !quiet {
+            eprintln!("[{}/{}] {} ...", i + 1, scenarios.len(), s.name);
+        }
+        let report = gate::validate(s, opts).await;
+        let verdict = expect::matches(s, &report);
+        let figures = figures_line(&report.figures);
+        let line = match &verdict {
+            Ok(why) => format!(
+                "PASS {:<32} {why} ({:.1}s{figures})",
+                s.name,
+                report.wall_time.as_secs_f64()
+            ),
+            Err(why) => {
+                failed += 1;
+                format!(
+                    "FAIL {:<32} {why} ({:.1}s{figures})",
+                    s.name,
+                    report.wall_time.as_secs_f64()
+                )
+            }
+        };
+        println!("{line}");
+        if verdict.is_err() && !quiet {
+            print!("{}", report.summary());
+        }
+        if junit.is_some() {
+            let mut suite = quick_junit::TestSuite::new(s.name.clone());
+            let status = match &verdict {
+                Ok(_) => quick_junit::TestCaseStatus::success(),
+                Err(why) => {
+                    let mut st = quick_junit::TestCaseStatus::non_success(
+                        quick_junit::NonSuccessKind::Failure,
+                    );
+                    st.set_message(why.clone());
+                    st.set_description(report.summary());
+                    st
+                }
+            };
+            let mut case = quick_junit::TestCase::new("expected-outcome", status);
+            case.set_time(report.wall_time);
+            suite.add_test_case(case);
+            suites.add_test_suite(suite);
+        }
+    }
+    println!(
+        "{} passed, {} failed, {} skipped",
+        scenarios.len() - failed,
+        failed,
+        skipped.len()
+    );
+    if let Some(path) = junit {
+        if let Err(e) = suites
+            .to_string()
+            .map_err(|e| e.to_string())
+            .and_then(|x| std::fs::write(path, x).map_err(|e| e.to_string()))
+        {
+            eprintln!("harness: cannot write {}: {e}", path.display());
+        }
+    }
+    if failed == 0 {
+        0
+    } else {
+        1
+    }
+}

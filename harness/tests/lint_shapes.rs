@@ -1,0 +1,158 @@
+//! lint on real-world shapes of the deployment files: each is a copy of this
+//! repository's files with one edit, judged by `lint::ports_agree` (no
+//! containers, no network, so no lock).
+
+use std::path::{Path, PathBuf};
+
+use harness::lint::{self, LintTargets};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A tree with the repository's prod JSON (port 8004) and the given nginx
+/// and extra files.
+struct Tree {
+    dir: tempfile::TempDir,
+}
+
+impl Tree {
+    fn new(nginx: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("proxy")).unwrap();
+        std::fs::create_dir_all(dir.path().join("nginx")).unwrap();
+        std::fs::copy(
+            repo().join("proxy/config-ohmygpt-prod.json"),
+            dir.path().join("proxy/config-ohmygpt-prod.json"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("nginx/nginx.conf"), nginx).unwrap();
+        Self { dir }
+    }
+
+    fn file(self, rel: &str, text: &str) -> Self {
+        let p = self.dir.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+        self
+    }
+
+    fn json(self, edit: impl Fn(&str) -> String) -> Self {
+        let p = self.dir.path().join("proxy/config-ohmygpt-prod.json");
+        let text = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, edit(&text)).unwrap();
+        self
+    }
+
+    fn lint(&self) -> Result<String, String> {
+        lint::ports_agree(&LintTargets::from_root(self.dir.path()))
+    }
+
+    fn path(&self, rel: &str) -> String {
+        self.dir.path().join(rel).display().to_string()
+    }
+}
+
+fn wrap(upstream_and_servers: &str) -> String {
+    format!("user www-data;\nevents {{}}\nhttp {{\n{upstream_and_servers}\n}}\n")
+}
+
+const PASS: &str = "    server { listen 443 ssl; location / { proxy_pass http://goproxy; } }";
+
+fn assert_names(err: &str, want: &[&str]) {
+    for w in want {
+        assert!(err.contains(w), "expected {w:?} in: {err}");
+    }
+}
+
+/// Half-done change: nginx still 8005 while the JSON says 8004, also with a
+/// commented new line above it and with server parameters.
+#[test]
+fn half_done_change_is_no_go_naming_both_files_and_lines() {
+    for server in [
+        "server goproxy:8005;",
+        "# server goproxy:8004;\n        server goproxy:8005;",
+        "server goproxy:8005 max_fails=3 fail_timeout=5s;",
+    ] {
+        let t = Tree::new(&wrap(&format!("    upstream goproxy {{\n        {server}\n    }}\n{PASS}")));
+        let err = t.lint().unwrap_err();
+        let line = if server.starts_with('#') { 6 } else { 5 };
+        assert_names(
+            &err,
+            &[
+                &format!("{}:4 says 8004", t.path("proxy/config-ohmygpt-prod.json")),
+                &format!("{}:{line} says 8005", t.path("nginx/nginx.conf")),
+            ],
+        );
+    }
+}
+
+/// A port written as a string, or no port at all, is refused.
+#[test]
+fn string_port_and_missing_port_are_no_go() {
+    let nginx = wrap(&format!("    upstream goproxy {{ server goproxy:8004; }}\n{PASS}"));
+    let t = Tree::new(&nginx).json(|j| j.replace("\"port\": 8004", "\"port\": \"8004\""));
+    assert_names(&t.lint().unwrap_err(), &["not a TCP port"]);
+    let t = Tree::new(&nginx).json(|j| j.replace("\"port\": 8004,", ""));
+    assert_names(&t.lint().unwrap_err(), &["no top-level \"port\""]);
+}
+
+/// Ordinary nginx shapes that reach goproxy on 8004 are GO.
+#[test]
+fn ordinary_nginx_shapes_are_go() {
+    let shapes = [
+        format!("    upstream goproxy {{ server goproxy:8004; keepalive 32; }}\n{PASS}"),
+        "    server { location / { proxy_pass http://goproxy:8004; } }".to_string(),
+        "    upstream llm { server goproxy:8004; }\n    server { location / { proxy_pass http://llm; } }".to_string(),
+        format!("    upstream goproxy_legacy {{ server upstream:9000; }}\n    upstream goproxy {{ server goproxy:8004; }}\n{PASS}"),
+    ];
+    for s in shapes {
+        let t = Tree::new(&wrap(&s));
+        assert!(t.lint().is_ok(), "{s}: {:?}", t.lint());
+    }
+}
+
+/// The upstream in an included file (absolute container path, glob) is read,
+/// and a mismatch there names the included file and its line.
+#[test]
+fn upstream_in_an_included_file() {
+    let nginx = wrap(&format!("    include /etc/nginx/mime.types;\n    include /etc/nginx/conf.d/*.conf;\n{PASS}"));
+    let t = Tree::new(&nginx).file("nginx/conf.d/goproxy.conf", "upstream goproxy {\n    server goproxy:8004;\n}\n");
+    assert!(t.lint().is_ok(), "{:?}", t.lint());
+    let t = Tree::new(&nginx).file("nginx/conf.d/goproxy.conf", "upstream goproxy {\n    server goproxy:8005;\n}\n");
+    assert_names(&t.lint().unwrap_err(), &[&format!("{}:2 says 8005", t.path("nginx/conf.d/goproxy.conf"))]);
+}
+
+/// No route to goproxy at all: the error names the file and what nginx proxies to.
+#[test]
+fn no_route_to_goproxy_names_what_nginx_proxies_to() {
+    let t = Tree::new(&wrap("    server { location / { proxy_pass http://backend:9000; } }"));
+    assert_names(&t.lint().unwrap_err(), &["nginx/nginx.conf", "nginx.conf:4 http://backend:9000"]);
+}
+
+/// Compose: flow-style expose and ports, a healthcheck URL, docker-compose.yml
+/// is read, and an image tag is not a port.
+#[test]
+fn compose_shapes() {
+    let nginx = wrap(&format!("    upstream goproxy {{ server goproxy:8004; }}\n{PASS}"));
+    let ok = "services:\n  goproxy:\n    image: registry.example/goproxy:1.4.2\n    expose: [\"8004\"]\n";
+    let t = Tree::new(&nginx).file("docker-compose.yml", ok);
+    assert!(t.lint().is_ok(), "{:?}", t.lint());
+    for (bad, line) in [
+        ("services:\n  goproxy:\n    image: goproxy:1\n    expose: [\"8005\"]\n", 4),
+        ("services:\n  goproxy:\n    image: goproxy:1\n    ports: [\"127.0.0.1:8005:8005\"]\n", 4),
+        ("services:\n  goproxy:\n    image: goproxy:1\n    healthcheck:\n      test: [\"CMD\", \"curl\", \"-f\", \"http://localhost:8005/health\"]\n", 5),
+    ] {
+        let t = Tree::new(&nginx).file("docker-compose.yml", bad);
+        assert_names(&t.lint().unwrap_err(), &[&format!("{}:{line} says 8005", t.path("docker-compose.yml"))]);
+    }
+}
+
+/// A JSON config that starts with a byte-order mark is named as such.
+#[test]
+fn bom_is_named() {
+    let nginx = wrap(&format!("    upstream goproxy {{ server goproxy:8004; }}\n{PASS}"));
+    let t = Tree::new(&nginx).json(|j| format!("\u{feff}{j}"));
+    let out = lint::validate_goproxy_config(Path::new(&t.path("proxy/config-ohmygpt-prod.json")));
+    assert_names(&out.unwrap_err(), &["byte-order mark"]);
+}

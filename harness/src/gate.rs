@@ -426,8 +426,8 @@ async fn deploy_under_load(
     // Streams long enough to be open across the whole switch.
     let _ = stack
         .set_mock(&mock_upstream::MockConfig {
-            chunks: 30,
-            chunk_delay: Duration::from_millis(100),
+            chunks: scenario.load.stream_chunks as usize,
+            chunk_delay: scenario.load.stream_chunk_delay,
             ..Default::default()
         })
         .await;

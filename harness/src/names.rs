@@ -35,6 +35,18 @@ impl Namer {
         }
     }
 
+    /// For files deployed as they are (a production deploy): nginx's paths
+    /// and lines are the operator's own, only the container paths are named.
+    pub fn for_files(nginx_conf: &std::path::Path, goproxy_config: &std::path::Path) -> Self {
+        Self {
+            candidate_map: LineMap::default(),
+            base_map: LineMap::default(),
+            operator_nginx: nginx_conf.display().to_string(),
+            operator_json: goproxy_config.display().to_string(),
+            run_dir: None,
+        }
+    }
+
     /// `message` about the candidate, in the operator's terms.
     pub fn say(&self, message: &str) -> String {
         self.say_with(message, &self.candidate_map)

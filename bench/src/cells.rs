@@ -289,12 +289,15 @@ fn affinity(pid: &str) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// One line of the verdict table: name, figure, decimals, target, met.
+type Row = (&'static str, Option<Spread>, usize, &'static str, Option<bool>);
+
 /// The issue-12 section of the report: each figure, its target and verdict.
 pub fn markdown(f: &Figures) -> String {
     let spread = |k: &str| Spread::of(f.get(k));
     let diff = |a: &str, b: &str| Spread::of(&paired_diff(f.get(a), f.get(b)));
     let ratio = |a: &str, b: &str| Spread::of(&paired_ratio(f.get(a), f.get(b)));
-    let rows: [(&str, Option<Spread>, usize, &str, Option<bool>); 8] = {
+    let rows: [Row; 8] = {
         let added = diff("big_request/goproxy/p50_ms", "big_request/direct/p50_ms");
         let added_ng = diff("big_request/nginx/p50_ms", "big_request/direct/p50_ms");
         let pinned = ratio("latency/c16/goproxy/rps", "latency/c16/nginx/rps");

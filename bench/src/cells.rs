@@ -290,7 +290,13 @@ fn affinity(pid: &str) -> Option<String> {
 }
 
 /// One line of the verdict table: name, figure, decimals, target, met.
-type Row = (&'static str, Option<Spread>, usize, &'static str, Option<bool>);
+type Row = (
+    &'static str,
+    Option<Spread>,
+    usize,
+    &'static str,
+    Option<bool>,
+);
 
 /// The issue-12 section of the report: each figure, its target and verdict.
 pub fn markdown(f: &Figures) -> String {

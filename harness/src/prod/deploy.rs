@@ -21,10 +21,10 @@ use crate::files::{LiveFiles, Rendered};
 use crate::lint::{self, LintTargets};
 use crate::live::target::{Resolve, Target, TargetSpec};
 use crate::live::{self, LiveOptions};
+use crate::names::Namer;
 use crate::report::{Figures, Report, Verdict};
 use crate::stack::{Stack, HOSTNAME};
 use crate::verify::Expected;
-use crate::names::Namer;
 use crate::{deploy, pre, rollback};
 
 /// What `harness deploy` was asked.

@@ -166,7 +166,7 @@ async fn run(
     if opts.keep {
         match stack
             .state(scenario, &model, &pre.backups)
-            .and_then(|s| s.save())
+            .and_then(|s| s.save().map_err(String::from))
         {
             Ok(path) => eprintln!(
                 "  state saved to {}: `harness rollback --run-dir {dir}` rolls back, \

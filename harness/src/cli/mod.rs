@@ -15,6 +15,7 @@ mod gen_cert;
 mod kept;
 mod lint;
 mod scenarios;
+mod targets;
 mod validate;
 
 pub use gen_cert::GenCertArgs;

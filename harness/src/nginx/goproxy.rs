@@ -33,6 +33,8 @@ pub struct Site {
     /// (a rewrite then appends `:port`).
     pub port_span: Range<usize>,
     pub host_span: Range<usize>,
+    /// Byte offset just after the directive's `;`.
+    pub stmt_end: usize,
     pub via: Via,
     /// The line as written, for evidence.
     pub text: String,
@@ -80,6 +82,7 @@ pub fn sites(cfg: &NginxConfig, hosts: &[String]) -> Vec<Site> {
             port,
             port_span,
             host_span,
+            stmt_end: d.span.end,
             via,
             text: cfg.line_text(d.file, arg.line),
         });

@@ -153,6 +153,11 @@ else
     chmod 600 "$TLS_DIR/privkey.pem"
     done_step
 fi
+# docker-compose.test.yml mounts certificates in Let's Encrypt's layout,
+# where docker-compose.yml mounts /etc/letsencrypt.
+LE_LIVE="stack/letsencrypt/live/$HOSTNAME_TLS"
+mkdir -p "$LE_LIVE"
+cp "$TLS_DIR/fullchain.pem" "$TLS_DIR/privkey.pem" "$LE_LIVE/"
 
 printf '\n==> images\n'
 for image in "$BASE_IMAGE" "$GOPROXY_IMAGE" "$MOCK_IMAGE" "$NGINX_IMAGE"; do

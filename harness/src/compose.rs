@@ -9,9 +9,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::process::Command;
+
+use crate::docker::{self, docker_ok, tail, DockerError, Exec};
+
+/// Compose's errors are the Docker layer's: one type for both CLIs.
+pub type StackError = DockerError;
 
 /// Which Compose CLI is installed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,52 +27,12 @@ pub enum ComposeCli {
     V1,
 }
 
-/// Errors from Compose or Docker, with the command and what it said.
-#[derive(Debug, thiserror::Error)]
-pub enum StackError {
-    #[error("Docker is not available: {0}")]
-    NoDocker(String),
-    #[error("`{command}` exited {code}: {stderr}")]
-    Command {
-        command: String,
-        code: i32,
-        stderr: String,
-    },
-    #[error("cannot run `{command}`: {source}")]
-    Spawn {
-        command: String,
-        source: std::io::Error,
-    },
-    #[error("service {service} not healthy after {waited:?}: last status `{status}`; last health check: {health_log}")]
-    NotHealthy {
-        service: String,
-        waited: Duration,
-        status: String,
-        health_log: String,
-    },
-    #[error("{0}")]
-    Other(String),
-}
-
 impl ComposeCli {
     /// Prefers `docker compose`, falls back to `docker-compose`.
     /// Fails with [`StackError::NoDocker`] when the Docker daemon does not
     /// answer, whichever Compose is installed.
     pub fn detect() -> Result<Self, StackError> {
-        match std::process::Command::new("docker")
-            .args(["version", "--format", "{{.Server.Version}}"])
-            .output()
-        {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => {
-                return Err(StackError::NoDocker(format!(
-                    "`docker version` exited {}: {}",
-                    o.status.code().unwrap_or(-1),
-                    tail(&String::from_utf8_lossy(&o.stderr), 400)
-                )))
-            }
-            Err(e) => return Err(StackError::NoDocker(format!("cannot run `docker`: {e}"))),
-        }
+        docker::available()?;
         let v2 = std::process::Command::new("docker")
             .args(["compose", "version"])
             .output();
@@ -80,9 +45,10 @@ impl ComposeCli {
         if v1.is_ok_and(|o| o.status.success()) {
             return Ok(ComposeCli::V1);
         }
-        Err(StackError::NoDocker(
-            "neither `docker compose` nor `docker-compose` works; install one".into(),
-        ))
+        Err(StackError::NoDocker {
+            why: "neither `docker compose` nor `docker-compose` works".into(),
+            fix: "Install one of them.",
+        })
     }
 
     fn program(self) -> (&'static str, &'static [&'static str]) {
@@ -91,14 +57,6 @@ impl ComposeCli {
             ComposeCli::V1 => ("docker-compose", &[]),
         }
     }
-}
-
-/// Output of a command run in a service container.
-#[derive(Debug, Clone)]
-pub struct ExecOutput {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
 }
 
 /// One compose project, removed on drop unless kept.
@@ -145,6 +103,18 @@ impl ComposeStack {
             keep: true,
             removed: false,
         })
+    }
+
+    /// A project this harness did not start (the operator's production
+    /// project): never taken down, and nothing is said about it on drop.
+    pub fn external(
+        compose_files: &[PathBuf],
+        project: &str,
+        env: Vec<(String, String)>,
+    ) -> Result<Self, StackError> {
+        let mut s = Self::attach(compose_files, project, env)?;
+        s.removed = true;
+        Ok(s)
     }
 
     /// Adds an override file (`-f base -f override`).
@@ -251,73 +221,27 @@ impl ComposeStack {
         self.compose(&args).await.map(|_| ())
     }
 
-    /// Polls every container of each service until Docker calls it healthy
-    /// (or running, for a service without a healthcheck).
+    /// Waits until every container of each service is healthy (or running,
+    /// for a service without a healthcheck), within one `deadline` for all.
     pub async fn wait_healthy(
         &self,
         services: &[&str],
         deadline: Duration,
     ) -> Result<(), StackError> {
-        let started = Instant::now();
+        let started = tokio::time::Instant::now();
         for service in services {
-            loop {
-                let ids = self.container_ids(service).await?;
-                let mut all = !ids.is_empty();
-                let mut status = String::from("no container");
-                let mut log = String::new();
-                // A container that exited at once (nginx refusing its
-                // config) is no longer listed by `ps`: say so now, not
-                // after the deadline.
-                let exited = if ids.is_empty() {
-                    self.exited_ids(service).await?
-                } else {
-                    Vec::new()
-                };
-                if let Some(id) = exited.first() {
-                    status = docker(&["inspect", "-f", "exited (code {{.State.ExitCode}})", id])
-                        .await
-                        .map(|s| s.trim().to_string())
-                        .unwrap_or_else(|_| "exited".into());
+            let left = deadline.saturating_sub(started.elapsed());
+            // A container that exited at once (nginx refusing its config)
+            // is no longer listed by `ps`: list it too, so the wait fails
+            // now instead of at the deadline.
+            docker::wait_healthy(service, left, || async {
+                let mut ids = self.container_ids(service).await?;
+                if ids.is_empty() {
+                    ids = self.exited_ids(service).await?;
                 }
-                for id in &ids {
-                    let s = docker(&[
-                        "inspect",
-                        "-f",
-                        "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
-                        id,
-                    ])
-                    .await?;
-                    status = s.trim().to_string();
-                    let ok = status == "running healthy" || status == "running";
-                    if !ok {
-                        all = false;
-                        log = docker(&[
-                            "inspect",
-                            "-f",
-                            "{{if .State.Health}}{{range .State.Health.Log}}{{.Output}}{{end}}{{end}}",
-                            id,
-                        ])
-                        .await
-                        .unwrap_or_default();
-                    }
-                }
-                if all {
-                    break;
-                }
-                if started.elapsed() > deadline || status.starts_with("exited") {
-                    let logs = match ids.first().or(exited.first()) {
-                        Some(id) => container_logs(id, 10).await,
-                        None => String::new(),
-                    };
-                    return Err(StackError::NotHealthy {
-                        service: service.to_string(),
-                        waited: started.elapsed(),
-                        status,
-                        health_log: format!("{} / logs: {}", tail(&log, 400), tail(&logs, 800)),
-                    });
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
+                Ok(ids)
+            })
+            .await?;
         }
         Ok(())
     }
@@ -326,7 +250,7 @@ impl ComposeStack {
     pub async fn container_ids(&self, service: &str) -> Result<Vec<String>, StackError> {
         let project = format!("label=com.docker.compose.project={}", self.project);
         let svc = format!("label=com.docker.compose.service={service}");
-        let out = docker(&[
+        let out = docker_ok(&[
             "ps",
             "-q",
             "--no-trunc",
@@ -350,7 +274,7 @@ impl ComposeStack {
     pub async fn exited_ids(&self, service: &str) -> Result<Vec<String>, StackError> {
         let project = format!("label=com.docker.compose.project={}", self.project);
         let svc = format!("label=com.docker.compose.service={service}");
-        let out = docker(&[
+        let out = docker_ok(&[
             "ps",
             "-a",
             "-q",
@@ -372,7 +296,7 @@ impl ComposeStack {
 
     /// Runs `cmd` in the service's first container (`exec -T`); a non-zero
     /// exit of `cmd` is returned, not an error.
-    pub async fn exec(&self, service: &str, cmd: &[&str]) -> Result<ExecOutput, StackError> {
+    pub async fn exec(&self, service: &str, cmd: &[&str]) -> Result<Exec, StackError> {
         let mut args = vec!["exec", "-T", service];
         args.extend_from_slice(cmd);
         let (mut c, line) = self.command(&args);
@@ -380,11 +304,7 @@ impl ComposeStack {
             command: line,
             source,
         })?;
-        Ok(ExecOutput {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
+        Ok(Exec::from_output(&out))
     }
 
     /// The loopback port a container port is published on.
@@ -397,11 +317,10 @@ impl ComposeStack {
             .next()
             .and_then(|p| p.parse().ok())
             .filter(|p| *p != 0)
-            .ok_or_else(|| {
-                StackError::Other(format!(
-                    "{service}:{container_port} is not published (`port` said `{}`)",
-                    text.trim()
-                ))
+            .ok_or_else(|| StackError::NotPublished {
+                service: service.to_string(),
+                port: container_port,
+                said: text.trim().to_string(),
             })
     }
 
@@ -415,7 +334,7 @@ impl ComposeStack {
     pub async fn restart_count(&self, service: &str) -> Result<u64, StackError> {
         let mut n = 0;
         for id in self.container_ids(service).await? {
-            n += docker(&["inspect", "-f", "{{.RestartCount}}", &id])
+            n += docker_ok(&["inspect", "-f", "{{.RestartCount}}", &id])
                 .await?
                 .trim()
                 .parse::<u64>()
@@ -462,57 +381,10 @@ impl Drop for ComposeStack {
     }
 }
 
-/// The last `n` lines a container wrote, stdout and stderr together
-/// (nginx writes its errors to stderr).
-pub async fn container_logs(id: &str, n: u32) -> String {
-    let out = Command::new("docker")
-        .args(["logs", "--tail", &n.to_string(), id])
-        .output()
-        .await;
-    match out {
-        Ok(o) => format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-        Err(e) => format!("(docker logs failed: {e})"),
-    }
-}
-
-async fn docker(args: &[&str]) -> Result<String, StackError> {
-    let line = format!("docker {}", args.join(" "));
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .await
-        .map_err(|source| StackError::Spawn {
-            command: line.clone(),
-            source,
-        })?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(StackError::Command {
-            command: line,
-            code: out.status.code().unwrap_or(-1),
-            stderr: tail(&String::from_utf8_lossy(&out.stderr), 800),
-        })
-    }
-}
-
-fn tail(s: &str, max: usize) -> String {
-    let s = s.trim();
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut start = s.len() - max;
-    while !s.is_char_boundary(start) {
-        start += 1;
-    }
-    format!("...{}", &s[start..])
-}
-
 fn canonical(file: &Path) -> Result<PathBuf, StackError> {
     file.canonicalize()
-        .map_err(|e| StackError::Other(format!("compose file {}: {e}", file.display())))
+        .map_err(|source| StackError::ComposeFile {
+            path: file.to_path_buf(),
+            source,
+        })
 }

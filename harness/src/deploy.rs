@@ -22,8 +22,6 @@ use crate::traffic::{self, LoadStats, Target};
 
 /// How long a new goproxy may take to turn healthy.
 const START_DEADLINE: Duration = Duration::from_secs(60);
-/// How long old nginx workers may take to finish their connections.
-const WORKERS_DEADLINE: Duration = Duration::from_secs(60);
 
 /// What the deployment measured.
 #[derive(Debug, Default)]
@@ -171,7 +169,7 @@ pub(crate) async fn overlap(
         .run(
             p,
             &n("old-nginx-workers-done"),
-            stack.wait_nginx_workers_gone(&workers, WORKERS_DEADLINE),
+            stack.wait_nginx_workers_gone(&workers, stack.stream_bound),
         )
         .await;
     ok &= checks
@@ -194,7 +192,7 @@ pub(crate) async fn overlap(
         .run(
             p,
             &n("final-nginx-workers-done"),
-            stack.wait_nginx_workers_gone(&workers, WORKERS_DEADLINE),
+            stack.wait_nginx_workers_gone(&workers, stack.stream_bound),
         )
         .await
 }
@@ -268,7 +266,7 @@ async fn write_nginx(stack: &Stack, conf: &str) -> Result<String, String> {
     let workers = stack.nginx_workers().await?;
     stack.reload_nginx().await?;
     stack
-        .wait_nginx_workers_gone(&workers, WORKERS_DEADLINE)
+        .wait_nginx_workers_gone(&workers, stack.stream_bound)
         .await
 }
 

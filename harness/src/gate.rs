@@ -16,6 +16,7 @@ use crate::deploy::DeployOutcome as Deployed;
 use crate::files::{self, LiveFiles, MockEndpoints, Rendered};
 use crate::lint::{self, LintTargets};
 use crate::names::Namer;
+use crate::poll::{poll_until, Attempt, PollError};
 use crate::pre::PreOutcome;
 use crate::render::{self, Sources};
 use crate::report::{Figures, Report, Verdict};
@@ -657,15 +658,25 @@ pub fn stream_model(candidate: &str, start: &str) -> Result<StreamModel, String>
 }
 
 async fn wait_listening(stack: &Stack, port: u16) -> Result<String, String> {
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(10) {
-        if stack.listening_where_goproxy_binds().await?.contains(&port) {
-            return Ok(format!(
-                "port {port} now held {} by another process",
-                pre::where_goproxy_binds(stack)
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Err(format!("the squatter never listened on {port}"))
+    poll_until(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || async {
+            let held = stack.listening_where_goproxy_binds().await?.contains(&port);
+            Ok(if held {
+                Attempt::Ready(())
+            } else {
+                Attempt::NotYet(())
+            })
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        PollError::Failed(e) => e,
+        PollError::TimedOut { .. } => format!("the squatter never listened on {port}"),
+    })?;
+    Ok(format!(
+        "port {port} now held {} by another process",
+        pre::where_goproxy_binds(stack)
+    ))
 }

@@ -21,11 +21,17 @@
 //! - [`files`]: rendering the start and candidate configs, backups.
 //! - [`stack`], [`compose`], [`docker`], [`tls`]: the containers and their guard.
 //! - [`pre`], [`deploy`], [`verify`], [`rollback`]: the runbook's phases.
+//! - [`poll`]: the one readiness loop (`poll_until`, a deadline and an interval).
 //! - [`traffic`]: the steady client and SSE streams run during the switch.
 //! - [`kept`]: `up`, `rollback` and `down` on a kept stack.
 //! - [`state`]: what a kept run leaves for `harness rollback` / `down`.
 //! - [`check`], [`report`]: check results; summary, JSON and JUnit outputs.
+//! - [`exit`]: exit codes of the errors that end a command before a verdict.
+//! - [`backend_kind`], [`stream_model`]: leaf types shared by the stack,
+//!   the scenarios and the checks (kept apart so imports never loop; the
+//!   test `tests/module_deps.rs` fails on a cycle).
 
+pub mod backend_kind;
 pub mod base;
 pub mod check;
 pub mod cli;
@@ -34,6 +40,7 @@ pub mod compose_env;
 pub mod compose_file;
 pub mod deploy;
 pub mod docker;
+pub mod exit;
 pub mod expect;
 pub mod files;
 pub mod gate;
@@ -41,6 +48,7 @@ pub mod kept;
 pub mod lint;
 pub mod names;
 pub mod nginx;
+pub mod poll;
 pub mod ports;
 pub mod pre;
 pub mod render;
@@ -50,6 +58,7 @@ pub mod scenario;
 pub mod signals;
 pub mod stack;
 pub mod state;
+pub mod stream_model;
 pub mod tls;
 pub mod traffic;
 pub mod verify;

@@ -7,7 +7,8 @@ use std::path::Path;
 use crate::check::{Checks, Phase};
 use crate::files::{self, Backup, LiveFiles};
 use crate::names::Namer;
-use crate::stack::{Backend, Stack};
+use crate::stack::client::SHORT;
+use crate::stack::Stack;
 
 /// What the pre-deployment phase leaves for the later ones.
 #[derive(Debug, Default)]
@@ -76,6 +77,7 @@ pub async fn old_service(stack: &Stack, ports: &[u16]) -> Result<String, String>
     let resp = stack
         .client
         .get(stack.url("/health"))
+        .timeout(SHORT)
         .send()
         .await
         .map_err(|e| format!("old service does not answer through nginx: {e}"))?;
@@ -94,10 +96,7 @@ pub async fn old_service(stack: &Stack, ports: &[u16]) -> Result<String, String>
 
 /// Where goproxy binds, in words, for evidence.
 pub fn where_goproxy_binds(stack: &Stack) -> &'static str {
-    match stack.backend {
-        Backend::Containers(_) => "in goproxy's network namespace",
-        Backend::Local(_) => "on this host",
-    }
+    stack.backend.where_goproxy_binds()
 }
 
 /// Nothing listens on the new port where goproxy will bind it.

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 use crate::check::{Checks, Phase};
 use crate::deploy;
 use crate::files::{self, Backup};
+use crate::poll::{poll_until, Attempt, PollError};
 use crate::pre;
-use crate::stack::{Backend, Stack};
+use crate::stack::Stack;
 use crate::verify::{self, Expected, StreamModel};
 
 /// How long the restored service may take to answer through nginx.
@@ -24,7 +25,7 @@ async fn restart_goproxy(stack: &Stack, checks: &mut Checks, restored: &Expected
     let p = Phase::Rollback;
     stack.remove_exited_goproxy().await;
     let running = stack.goproxy_ids("goproxy").await.unwrap_or_default();
-    if let (Backend::Local(_), Some((_, port))) = (&stack.backend, restored.instances.first()) {
+    if let (true, Some((_, port))) = (stack.shared_namespace(), restored.instances.first()) {
         // Local processes share one network namespace: a goproxy already on
         // the restored port is the old one (a failed start never replaced
         // it), serving the restored config. A second one beside it could
@@ -104,14 +105,17 @@ pub async fn run(
     ok &= restart_goproxy(stack, checks, restored).await;
     ok &= checks
         .run(p, "rollback.service-restored", async {
-            let t0 = Instant::now();
-            loop {
-                match pre::old_service(stack, &restored.ports()).await {
-                    Ok(e) => return Ok(e),
-                    Err(e) if t0.elapsed() > RESTORE_DEADLINE => return Err(e),
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
+            let every = Duration::from_millis(100);
+            poll_until(RESTORE_DEADLINE, every, || async {
+                Ok::<_, String>(match pre::old_service(stack, &restored.ports()).await {
+                    Ok(e) => Attempt::Ready(e),
+                    Err(e) => Attempt::NotYet(e),
+                })
+            })
+            .await
+            .map_err(|e| match e {
+                PollError::Failed(e) | PollError::TimedOut { last: e, .. } => e,
+            })
         })
         .await;
     let took = started.elapsed();

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend_kind::BackendKind;
 use crate::check::Phase;
 use crate::report::Verdict;
-use crate::stack::BackendKind;
 
 /// A validated scenario.
 #[derive(Debug, Clone, Serialize)]

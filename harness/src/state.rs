@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::files::Backup;
-use crate::verify::StreamModel;
+use crate::stream_model::StreamModel;
 
 /// File name of the state inside a run directory.
 pub const STATE_FILE: &str = "harness-state.json";

@@ -11,16 +11,12 @@ use wiremock::{Mock, ResponseTemplate};
 
 use crate::check::{Checks, Phase};
 use crate::files::{PROBE_MODEL, PROBE_UPSTREAM_MODEL};
+use crate::stack::client::SHORT;
 use crate::stack::{LogMark, Stack};
 use crate::traffic::truncate;
 
-/// A model of the deployed config served by the streaming mock, and the
-/// ids the mock may receive for it.
-#[derive(Debug, Clone)]
-pub struct StreamModel {
-    pub id: String,
-    pub upstream_ids: Vec<String>,
-}
+// Re-exported: the phases name it `verify::StreamModel`.
+pub use crate::stream_model::StreamModel;
 
 /// Which goproxy instances must listen where, and which port must be gone.
 #[derive(Debug, Clone)]
@@ -120,6 +116,7 @@ async fn https_health(stack: &Stack, ports: &[u16]) -> Result<String, String> {
     let resp = stack
         .client
         .get(stack.url("/health"))
+        .timeout(SHORT)
         .send()
         .await
         .map_err(|e| format!("GET /health through nginx failed: {e}"))?;
@@ -149,6 +146,7 @@ async fn models_auth(stack: &Stack) -> Result<String, String> {
         .client
         .get(stack.url("/v1/models"))
         .bearer_auth(&stack.api_key)
+        .timeout(SHORT)
         .send()
         .await
         .map_err(|e| format!("GET /v1/models failed: {e}"))?;
@@ -163,6 +161,7 @@ async fn models_auth(stack: &Stack) -> Result<String, String> {
     let without = stack
         .client
         .get(stack.url("/v1/models"))
+        .timeout(SHORT)
         .send()
         .await
         .map_err(|e| format!("GET /v1/models without key failed: {e}"))?;
@@ -180,6 +179,10 @@ async fn models_auth(stack: &Stack) -> Result<String, String> {
 /// A non-streamed completion for the probe model, which goproxy must send
 /// to wiremock with the mapped upstream model id.
 async fn chat_probe(stack: &Stack) -> Result<String, String> {
+    let wiremock = stack
+        .wiremock
+        .as_ref()
+        .ok_or("the probe completion needs the test stack's wiremock")?;
     let guard = Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
         .and(body_partial_json(
@@ -192,7 +195,7 @@ async fn chat_probe(stack: &Stack) -> Result<String, String> {
             "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
         })))
         .named("probe chat completion")
-        .mount_as_scoped(&stack.wiremock)
+        .mount_as_scoped(wiremock)
         .await;
     let resp = stack
         .client
@@ -330,7 +333,13 @@ pub async fn monitor(stack: &Stack, window: Duration, since: &LogMark) -> Result
     let mut bad = Vec::new();
     loop {
         polls += 1;
-        match stack.client.get(stack.url("/health")).send().await {
+        match stack
+            .client
+            .get(stack.url("/health"))
+            .timeout(SHORT)
+            .send()
+            .await
+        {
             Ok(r) if r.status() == 200 => {}
             Ok(r) => bad.push(format!(
                 "HTTP {} at {:.0}s",

@@ -73,15 +73,21 @@ async fn stack_serves_streams_through_nginx_and_runbook_commands_work() {
     require_images();
     let tls_dir = tempfile::tempdir().unwrap();
     let cert = tls::generate(HOST).unwrap();
-    tls::write_tls_dir(tls_dir.path(), &cert).unwrap();
+    // Let's Encrypt's layout, mounted where production mounts /etc/letsencrypt.
+    tls::write_tls_dir(&tls_dir.path().join("live").join(HOST), &cert).unwrap();
 
     // Port 0: Docker picks free loopback ports, so parallel stacks (and
     // anything already on 443) do not collide.
-    let stack = ComposeStack::new(&repo_root().join("docker-compose.test.yml"), "stacktest")
+    let stack = ComposeStack::new(&repo_root().join("docker-compose.yml"), "stacktest")
         .unwrap()
-        .with_env("TLS_DIR", tls_dir.path().display().to_string())
+        .with_file(&repo_root().join("docker-compose.test.yml"))
+        .unwrap()
+        .with_env("TEST_LETSENCRYPT_DIR", tls_dir.path().display().to_string())
+        .with_env("HTTPS_BIND", "127.0.0.1")
+        .with_env("HTTP_BIND", "127.0.0.1")
         .with_env("HTTPS_PORT", "0")
         .with_env("HTTP_PORT", "0")
+        .with_env("OHMYGPT_API_KEY", "sk-upstream-test-key")
         .with_env("UPSTREAM_PORT", "0")
         .with_env("MOCK_CHUNKS", CHUNKS.to_string())
         .with_env("MOCK_CHUNK_DELAY_MS", CHUNK_DELAY_MS.to_string())

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use serde_json::json;
 
+use crate::body::{full, Body};
 use crate::config::Format;
-use crate::server::{full, Body};
 
 /// Who is at fault for an error (after pingora's `ErrorSource`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +69,9 @@ pub enum ProxyError {
     /// Upstream did not answer in time.
     #[error("upstream timed out")]
     UpstreamTimeout,
+    /// The client went silent while sending its request body.
+    #[error("the request body was not received in time")]
+    ClientTimeout,
 }
 
 impl ProxyError {
@@ -82,7 +85,8 @@ impl ProxyError {
             | BadRequest(_)
             | PayloadTooLarge(_)
             | UnknownModel(_)
-            | ModelNotOnRoute { .. } => Fault::Downstream,
+            | ModelNotOnRoute { .. }
+            | ClientTimeout => Fault::Downstream,
             RateLimited { .. } | UpstreamStatus(_) | UpstreamFailed | UpstreamTimeout => {
                 Fault::Upstream
             }
@@ -98,6 +102,7 @@ impl ProxyError {
             NoClientKeys => StatusCode::SERVICE_UNAVAILABLE,
             NotFound(_) | UnknownModel(_) | ModelNotOnRoute { .. } => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             BadRequest(_) => StatusCode::BAD_REQUEST,
             PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -135,6 +140,7 @@ impl ProxyError {
             400 => "invalid_request_error",
             401 => "authentication_error",
             404 => "not_found_error",
+            408 => "timeout_error",
             413 => "request_too_large",
             429 => "rate_limit_error",
             503 => "overloaded_error",
@@ -156,6 +162,7 @@ impl ProxyError {
             RateLimited { .. } => "rate_limit_exceeded",
             UpstreamStatus(_) | UpstreamFailed => "upstream_error",
             UpstreamTimeout => "upstream_timeout",
+            ClientTimeout => "request_timeout",
         }
     }
 

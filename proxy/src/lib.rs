@@ -5,9 +5,15 @@
 //! # Layout
 //!
 //! - [`config`]: read, parse and validate the JSON config into [`config::Config`].
-//! - [`server`]: accept loop, graceful drain, routes and handlers; [`run`].
-//! - [`upstream`]: the pooled upstream client, body rewriting, key rotation.
+//! - [`server`]: accept loop and graceful drain; [`run`].
+//! - [`conn`]: one client connection and the timeouts of each of its states.
+//! - [`routes`]: routing and the small handlers.
+//! - [`forward`]: the model routes: client body in, upstream answer out.
+//! - [`rename`]: the client body rewritten for the upstream, without a JSON tree.
+//! - [`upstream`]: the pooled upstream client and key rotation.
 //! - [`stream`]: the SSE relay (chunk by chunk) and usage parsing.
+//! - [`passthrough`]: non-SSE upstream bodies, streamed; usage from the tail.
+//! - [`body`]: the response body type.
 //! - [`usage`]: token counts and their price.
 //! - [`auth`]: secrets from the environment, client authentication, redaction.
 //! - [`error`]: the request error enum, its status mapping and rendering.
@@ -42,15 +48,22 @@
 //! longer than nginx's upstream `keepalive_timeout` of 60 s, so nginx always
 //! closes first and never reuses a connection goproxy is closing (a 502 for
 //! a POST nginx will not retry). On SIGTERM/SIGINT `/health` turns 503, the
-//! listener closes, and open requests and streams get `drain_timeout_secs`
-//! (default 30 s) to finish before the process exits 0.
+//! listener closes, idle connections close at once, and open requests and
+//! streams get `drain_timeout_secs` (default 30 s) to finish; streams still
+//! open then end with an SSE error event, and the process exits 0.
 
 pub mod auth;
+pub mod body;
 pub mod cli;
 pub mod config;
+pub mod conn;
 pub mod error;
+pub mod forward;
 pub mod healthcheck;
 pub mod metrics;
+pub mod passthrough;
+pub mod rename;
+pub mod routes;
 pub mod server;
 pub mod stream;
 pub mod telemetry;

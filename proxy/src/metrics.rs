@@ -1,136 +1,154 @@
-//! Prometheus metrics, rendered by hand in the text exposition format.
+//! Prometheus metrics on `prometheus-client`, one registry per server so
+//! several proxies in one process (tests) keep their counts apart.
 //!
-//! Kept dependency-free: a few counters under one mutex each are cheap at
-//! the request rates of an LLM proxy (requests last seconds, not microseconds).
+//! Names are the ones dashboards already use: `goproxy_requests_total`,
+//! `goproxy_upstream_latency_seconds`, `goproxy_tokens_total`,
+//! `goproxy_cost_total`, `goproxy_open_streams`. The text is OpenMetrics
+//! (Prometheus reads it; it ends with `# EOF`).
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
 use crate::usage::Usage;
+
+/// The `Content-Type` of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 const BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 
-/// Process-wide metrics.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    model: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabel {
+    model: String,
+}
+
+/// One server's metrics and the registry that renders them.
+#[derive(Debug)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
-    latency_buckets: [AtomicU64; BUCKETS.len()],
-    latency_count: AtomicU64,
-    latency_sum_micros: AtomicU64,
-    tokens: Mutex<BTreeMap<(String, &'static str), u64>>,
-    cost: Mutex<BTreeMap<String, f64>>,
-    open_streams: AtomicI64,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    upstream_latency: Histogram,
+    tokens: Family<TokenLabels, Counter>,
+    cost: Family<ModelLabel, Counter<f64, AtomicU64>>,
+    open_streams: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Metrics {
+    /// Empty metrics in a registry of their own.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let upstream_latency = Histogram::new(BUCKETS);
+        let tokens = Family::<TokenLabels, Counter>::default();
+        let cost = Family::<ModelLabel, Counter<f64, AtomicU64>>::default();
+        let open_streams = Gauge::default();
+        // Counters get `_total` appended by the registry.
+        registry.register(
+            "goproxy_requests",
+            "Requests by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "goproxy_upstream_latency_seconds",
+            "Time to upstream response headers",
+            upstream_latency.clone(),
+        );
+        registry.register("goproxy_tokens", "Tokens by model and kind", tokens.clone());
+        registry.register(
+            "goproxy_cost",
+            "Priced cost by model (price unit of the config)",
+            cost.clone(),
+        );
+        registry.register(
+            "goproxy_open_streams",
+            "SSE streams being relayed",
+            open_streams.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            upstream_latency,
+            tokens,
+            cost,
+            open_streams,
+        }
+    }
+
     /// Count a finished request by route and status.
     pub fn request(&self, route: &'static str, status: u16) {
-        *self
-            .requests
-            .lock()
-            .unwrap()
-            .entry((route, status))
-            .or_default() += 1;
+        self.requests
+            .get_or_create(&RequestLabels { route, status })
+            .inc();
     }
 
     /// Time from sending upstream to its response headers.
     pub fn upstream_latency(&self, d: Duration) {
-        let s = d.as_secs_f64();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if s <= *b {
-                self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_micros
-            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.upstream_latency.observe(d.as_secs_f64());
     }
 
     /// Tokens and cost of one response.
     pub fn usage(&self, model: &str, usage: &Usage, cost: f64) {
-        let mut t = self.tokens.lock().unwrap();
         for (kind, n) in [
             ("input", usage.input),
             ("output", usage.output),
             ("cache_write", usage.cache_write),
             ("cache_read", usage.cache_read),
         ] {
-            *t.entry((model.to_string(), kind)).or_default() += n;
+            let labels = TokenLabels {
+                model: model.to_string(),
+                kind,
+            };
+            self.tokens.get_or_create(&labels).inc_by(n);
         }
-        *self
-            .cost
-            .lock()
-            .unwrap()
-            .entry(model.to_string())
-            .or_default() += cost;
+        let labels = ModelLabel {
+            model: model.to_string(),
+        };
+        self.cost.get_or_create(&labels).inc_by(cost);
     }
 
     /// A stream started (+1) or ended (-1).
     pub fn open_streams(&self, delta: i64) {
-        self.open_streams.fetch_add(delta, Ordering::Relaxed);
+        self.open_streams.inc_by(delta);
     }
 
     /// Current number of open streams.
     pub fn open_stream_count(&self) -> i64 {
-        self.open_streams.load(Ordering::Relaxed)
+        self.open_streams.get()
     }
 
-    /// Prometheus text format.
+    /// The registry in the OpenMetrics text format.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        out.push_str("# HELP goproxy_requests_total Requests by route and status.\n# TYPE goproxy_requests_total counter\n");
-        for ((route, status), n) in self.requests.lock().unwrap().iter() {
-            let _ = writeln!(
-                out,
-                "goproxy_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-            );
-        }
-        out.push_str("# HELP goproxy_upstream_latency_seconds Time to upstream response headers.\n# TYPE goproxy_upstream_latency_seconds histogram\n");
-        for (i, b) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "goproxy_upstream_latency_seconds_bucket{{le=\"{b}\"}} {}",
-                self.latency_buckets[i].load(Ordering::Relaxed)
-            );
-        }
-        let count = self.latency_count.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "goproxy_upstream_latency_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(
-            out,
-            "goproxy_upstream_latency_seconds_sum {}",
-            self.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(out, "goproxy_upstream_latency_seconds_count {count}");
-        out.push_str("# HELP goproxy_tokens_total Tokens by model and kind.\n# TYPE goproxy_tokens_total counter\n");
-        for ((model, kind), n) in self.tokens.lock().unwrap().iter() {
-            let _ = writeln!(
-                out,
-                "goproxy_tokens_total{{model=\"{}\",kind=\"{kind}\"}} {n}",
-                escape(model)
-            );
-        }
-        out.push_str("# HELP goproxy_cost_total Priced cost by model (price unit of the config).\n# TYPE goproxy_cost_total counter\n");
-        for (model, c) in self.cost.lock().unwrap().iter() {
-            let _ = writeln!(out, "goproxy_cost_total{{model=\"{}\"}} {c}", escape(model));
-        }
-        out.push_str("# HELP goproxy_open_streams SSE streams being relayed.\n# TYPE goproxy_open_streams gauge\n");
-        let _ = writeln!(out, "goproxy_open_streams {}", self.open_stream_count());
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -139,7 +157,7 @@ mod tests {
 
     #[test]
     fn renders_counters_and_histogram() {
-        let m = Metrics::default();
+        let m = Metrics::new();
         m.request("/v1/messages", 200);
         m.upstream_latency(Duration::from_millis(30));
         m.usage(
@@ -157,5 +175,17 @@ mod tests {
         assert!(text.contains("goproxy_upstream_latency_seconds_bucket{le=\"0.025\"} 0"));
         assert!(text.contains("goproxy_tokens_total{model=\"claude\",kind=\"output\"} 4"));
         assert!(text.contains("goproxy_cost_total{model=\"claude\"} 0.5"));
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    /// Two servers in one process count apart (a registry each).
+    #[test]
+    fn registries_are_per_server() {
+        let (a, b) = (Metrics::new(), Metrics::new());
+        a.request("/health", 200);
+        assert!(a
+            .render()
+            .contains("goproxy_requests_total{route=\"/health\",status=\"200\"} 1"));
+        assert!(!b.render().contains("route=\"/health\""));
     }
 }

@@ -5,20 +5,21 @@
 //! it (the client went away) the upstream response is dropped too, which
 //! closes that upstream connection and so cancels the request.
 
-use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
+use crate::body::{Body, BodyError};
 use crate::config::{Format, Prices};
 use crate::error::stream_error_event;
 use crate::metrics::Metrics;
-use crate::server::Body;
 use crate::usage::Usage;
 
 /// Longest SSE line kept for usage parsing; longer lines are relayed but
@@ -48,6 +49,8 @@ pub struct RelayContext {
     pub metrics: Arc<Metrics>,
     /// When the client request arrived.
     pub started: Instant,
+    /// Cancelled when the drain timeout cuts open streams.
+    pub cut: CancellationToken,
 }
 
 /// Reads usage out of SSE text split across arbitrary chunk boundaries.
@@ -113,6 +116,7 @@ enum Outcome {
     Complete,
     UpstreamError,
     UpstreamStalled,
+    DrainCut,
 }
 
 /// Owns the upstream stream; logs and records usage exactly once, on drop.
@@ -142,6 +146,7 @@ impl Drop for Relay {
             Outcome::Complete => "complete",
             Outcome::UpstreamError => "upstream_error",
             Outcome::UpstreamStalled => "upstream_stalled",
+            Outcome::DrainCut => "drain_cut",
         };
         tracing::info!(
             request_id = ctx.request_id,
@@ -190,7 +195,14 @@ impl Relay {
             if let Some(h) = self.ctx.heartbeat.filter(|_| self.at_event_boundary()) {
                 wait = wait.min(h.saturating_sub(self.last_sent.elapsed()));
             }
-            let next = tokio::time::timeout(wait, self.upstream.next()).await;
+            let next = tokio::select! {
+                n = tokio::time::timeout(wait, self.upstream.next()) => n,
+                _ = self.ctx.cut.cancelled() => {
+                    tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, "stream cut by the drain timeout");
+                    self.outcome = Outcome::DrainCut;
+                    return Some(self.error_event("the proxy is shutting down; retry the request"));
+                }
+            };
             return match next {
                 Ok(Some(Ok(chunk))) => {
                     let now = Instant::now();
@@ -253,7 +265,7 @@ pub fn relay(upstream: reqwest::Response, ctx: RelayContext) -> Body {
     };
     let frames = futures_util::stream::unfold(relay, |mut r| async move {
         let chunk = r.next_frame().await?;
-        Some((Ok::<_, Infallible>(Frame::data(chunk)), r))
+        Some((Ok::<_, BodyError>(Frame::data(chunk)), r))
     });
     BodyExt::boxed_unsync(StreamBody::new(frames))
 }

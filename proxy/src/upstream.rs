@@ -1,5 +1,5 @@
-//! Talking to upstreams: the pooled client, request rewriting (model
-//! mapping, system prompt, thinking budget) and key rotation on 429.
+//! Talking to upstreams: the pooled client and key rotation on 429
+//! (request rewriting is in [`crate::rename`]).
 //!
 //! Only URLs from the config are ever requested: the client follows no
 //! redirects, ignores proxy env vars, and nothing from the client's request
@@ -12,10 +12,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::HeaderMap;
-use serde_json::{json, Value};
 
 use crate::auth::Secrets;
-use crate::config::{Config, Endpoint, Format, Model};
+use crate::config::{Config, Endpoint, Format};
 use crate::error::ProxyError;
 
 /// The `anthropic-version` sent when the client sent none.
@@ -61,7 +60,7 @@ pub struct Upstream {
     rings: HashMap<String, KeyRing>,
     cooldown: Duration,
     first_byte_timeout: Duration,
-    user_agent: Option<String>,
+    user_agent: Option<http::HeaderValue>,
 }
 
 impl Upstream {
@@ -126,7 +125,7 @@ impl Upstream {
                 .header(http::header::CONTENT_TYPE, "application/json")
                 .body(body.clone());
             if let Some(ua) = &self.user_agent {
-                req = req.header(http::header::USER_AGENT, ua);
+                req = req.header(http::header::USER_AGENT, ua.clone());
             }
             match endpoint.format {
                 Format::OpenAi => {
@@ -185,127 +184,9 @@ impl Upstream {
     }
 }
 
-/// Rewrite a client body for the upstream: model id mapping, system prompt,
-/// and (Anthropic) thinking budget with `max_tokens >= budget + 4000`.
-/// Returns the upstream model id chosen.
-pub fn rewrite_body(
-    body: &mut serde_json::Map<String, Value>,
-    model: &Model,
-    format: Format,
-    system_prompt: Option<&str>,
-) -> String {
-    let upstream_id = model.pick_upstream_id().to_string();
-    body.insert("model".into(), Value::String(upstream_id.clone()));
-    let streaming = body.get("stream").and_then(Value::as_bool) == Some(true);
-    match format {
-        Format::OpenAi => {
-            if let Some(sp) = system_prompt {
-                if let Some(Value::Array(msgs)) = body.get_mut("messages") {
-                    msgs.insert(0, json!({"role": "system", "content": sp}));
-                }
-            }
-            // A reasoning model gets the configured effort unless the client chose one.
-            if let Some(r) = model.reasoning {
-                body.entry("reasoning_effort")
-                    .or_insert_with(|| Value::String(r.as_str().into()));
-            }
-            // Ask for usage in the stream so it can be priced.
-            if streaming && !body.contains_key("stream_options") {
-                body.insert("stream_options".into(), json!({"include_usage": true}));
-            }
-        }
-        Format::Anthropic => {
-            if let Some(sp) = system_prompt {
-                let merged = match body.remove("system") {
-                    None | Some(Value::Null) => Value::String(sp.to_string()),
-                    Some(Value::String(s)) if s.is_empty() => Value::String(sp.to_string()),
-                    Some(Value::String(s)) => Value::String(format!("{sp}\n\n{s}")),
-                    Some(Value::Array(mut blocks)) => {
-                        blocks.insert(0, json!({"type": "text", "text": sp}));
-                        Value::Array(blocks)
-                    }
-                    Some(other) => other,
-                };
-                body.insert("system".into(), merged);
-            }
-            let client_budget = body
-                .get("thinking")
-                .filter(|t| t.get("type").and_then(Value::as_str) == Some("enabled"))
-                .and_then(|t| t.get("budget_tokens"))
-                .and_then(Value::as_u64);
-            let budget = match (client_budget, model.thinking_budget) {
-                (Some(b), _) => Some(b),
-                (None, Some(b)) if !body.contains_key("thinking") => {
-                    body.insert(
-                        "thinking".into(),
-                        json!({"type": "enabled", "budget_tokens": b}),
-                    );
-                    Some(u64::from(b))
-                }
-                _ => None,
-            };
-            if let Some(b) = budget {
-                let min = b + 4000;
-                let current = body.get("max_tokens").and_then(Value::as_u64).unwrap_or(0);
-                if current < min {
-                    body.insert("max_tokens".into(), json!(min));
-                }
-            }
-        }
-    }
-    upstream_id
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn config() -> Config {
-        Config::from_json(
-            r#"{"port": 1, "endpoints": [{"name":"anthropic","base_url":"http://127.0.0.1:1/v1/messages"},
-                {"name":"openai","base_url":"http://127.0.0.1:1/v1/chat/completions"}],
-                "models": [{"id":"c","type":"anthropic","reasoning":"medium","upstream_model_id":"claude-up"}]}"#,
-            "t",
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn anthropic_thinking_and_max_tokens() {
-        let c = config();
-        let mut body = json!({"model":"c","max_tokens":1000,"system":"be brief","messages":[]});
-        let id = rewrite_body(
-            body.as_object_mut().unwrap(),
-            c.model("c").unwrap(),
-            Format::Anthropic,
-            Some("SP"),
-        );
-        assert_eq!(id, "claude-up");
-        assert_eq!(body["model"], "claude-up");
-        assert_eq!(
-            body["thinking"],
-            json!({"type":"enabled","budget_tokens":5000})
-        );
-        assert_eq!(body["max_tokens"], 9000);
-        assert_eq!(body["system"], "SP\n\nbe brief");
-    }
-
-    #[test]
-    fn openai_system_prompt_and_stream_usage() {
-        let c = config();
-        let mut body =
-            json!({"model":"c","stream":true,"messages":[{"role":"user","content":"hi"}]});
-        rewrite_body(
-            body.as_object_mut().unwrap(),
-            c.model("c").unwrap(),
-            Format::OpenAi,
-            Some("SP"),
-        );
-        assert_eq!(body["messages"][0], json!({"role":"system","content":"SP"}));
-        assert_eq!(body["stream_options"]["include_usage"], true);
-        assert!(body.get("thinking").is_none());
-        assert_eq!(body["reasoning_effort"], "medium");
-    }
 
     #[test]
     fn key_ring_rotates_and_reports_wait() {

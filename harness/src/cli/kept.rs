@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use super::{default_scenario, docker_available, emit, usage, Global, Output};
+use super::{default_scenario, emit, usage, Global, Output};
+use crate::exit;
 use crate::kept;
 use crate::scenario::Scenario;
 
@@ -36,10 +37,10 @@ pub(super) async fn up(a: UpArgs, g: &Global) -> i32 {
     let path = a.scenario.unwrap_or_else(|| default_scenario(&g.root));
     let scenario = match Scenario::load(&path) {
         Ok(s) => s,
-        Err(e) => return usage(&e.to_string()),
+        Err(e) => return exit::fail(&e),
     };
-    if let Err(e) = docker_available().await {
-        return usage(&e);
+    if let Err(e) = crate::docker::available() {
+        return exit::fail(&e);
     }
     match kept::up(&scenario, &g.root).await {
         Ok(state) => {
@@ -63,8 +64,8 @@ pub(super) async fn up(a: UpArgs, g: &Global) -> i32 {
 }
 
 pub(super) async fn rollback(a: RollbackArgs, g: &Global) -> i32 {
-    if let Err(e) = docker_available().await {
-        return usage(&e);
+    if let Err(e) = crate::docker::available() {
+        return exit::fail(&e);
     }
     match kept::rollback(&a.run_dir, g.quiet).await {
         Ok(report) => emit(&report, &a.out),

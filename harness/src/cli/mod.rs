@@ -144,8 +144,10 @@ fn usage(msg: &str) -> i32 {
 async fn resolve_backend(choice: BackendChoice, quiet: bool) -> Result<BackendKind, String> {
     match choice {
         BackendChoice::Local => Ok(BackendKind::Local),
-        BackendChoice::Containers => docker_available().await.map(|_| BackendKind::Containers),
-        BackendChoice::Auto => match docker_available().await {
+        BackendChoice::Containers => crate::docker::available()
+            .map(|_| BackendKind::Containers)
+            .map_err(|e| e.to_string()),
+        BackendChoice::Auto => match crate::docker::available() {
             Ok(()) => Ok(BackendKind::Containers),
             Err(why) => {
                 if !quiet {
@@ -154,20 +156,5 @@ async fn resolve_backend(choice: BackendChoice, quiet: bool) -> Result<BackendKi
                 Ok(BackendKind::Local)
             }
         },
-    }
-}
-
-/// Docker must answer before a gate that needs containers starts.
-async fn docker_available() -> Result<(), String> {
-    match crate::docker::docker(&["version", "--format", "{{.Server.Version}}"]).await {
-        Ok(out) if out.code == 0 => Ok(()),
-        Ok(out) => Err(format!(
-            "Docker is not available (the daemon did not answer: {}). Start Docker, or use \
-             `harness lint` for the static checks.",
-            out.stderr.trim()
-        )),
-        Err(e) => Err(format!(
-            "Docker is not available: {e}. Install Docker, or use `harness lint`."
-        )),
     }
 }

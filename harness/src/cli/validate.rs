@@ -56,7 +56,7 @@ pub(super) async fn run(a: ValidateArgs, g: &Global) -> i32 {
     let path = a.scenario.unwrap_or_else(|| default_scenario(&g.root));
     let scenario = match Scenario::load(&path) {
         Ok(s) => s,
-        Err(e) => return usage(&e.to_string()),
+        Err(e) => return crate::exit::fail(&e),
     };
     let targets = match a.files.targets(&g.root) {
         Ok(t) => t,

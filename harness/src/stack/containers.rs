@@ -8,12 +8,14 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::Engine as _;
 
 use crate::compose::ComposeStack;
-use crate::docker::{self, Exec};
-use crate::stack::{nginx_step, MOCK_PORT};
+use crate::docker::{self, DockerError, Exec};
+use crate::stack::{nginx_step, Backend, LogMark, MOCK_PORT};
 
-/// How long old goproxy may drain open streams before it is killed. Longer
-/// than goproxy's own drain timeout, so goproxy decides.
-const STOP_GRACE_SECS: &str = "40";
+/// How long old goproxy may drain open streams before it is killed: the
+/// production compose file's `stop_grace_period` (360 s), longer than
+/// goproxy's own `drain_timeout_secs` (330 s), so goproxy decides. A
+/// goproxy with no open stream exits at once; only long streams wait.
+const STOP_GRACE_SECS: &str = "360";
 
 /// A compose project and the operations the gate needs on it.
 #[derive(Debug)]
@@ -85,7 +87,7 @@ impl Containers {
         let id = self.only("goproxy").await?;
         let inside = "/tmp/config.candidate.json";
         docker::copy_in(&id, candidate, inside).await?;
-        docker::exec(&id, &["goproxy", "--check-config", inside]).await
+        Ok(docker::exec(&id, &["goproxy", "--check-config", inside]).await?)
     }
 
     /// `nginx -t` of the deployed nginx on a candidate file.
@@ -93,7 +95,7 @@ impl Containers {
         let id = self.only("nginx").await?;
         let inside = "/tmp/nginx.candidate.conf";
         docker::copy_in(&id, candidate, inside).await?;
-        docker::exec(&id, &["nginx", "-t", "-c", inside]).await
+        Ok(docker::exec(&id, &["nginx", "-t", "-c", inside]).await?)
     }
 
     /// `nginx -t` then `nginx -s reload` in the nginx container.
@@ -114,6 +116,23 @@ impl Containers {
         let list = "grep -l 'worker [p]rocess' /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3";
         let out = docker::exec(&id, &["sh", "-c", list]).await?;
         Ok(out.stdout.split_whitespace().map(str::to_string).collect())
+    }
+
+    /// Client connections (ESTABLISHED on 443 or 80) the given nginx
+    /// workers hold: their sockets' inodes matched against the namespace's
+    /// TCP table. None when it cannot be read.
+    pub async fn worker_connections(&self, workers: &[String]) -> Option<usize> {
+        if workers.is_empty() {
+            return Some(0);
+        }
+        let id = self.only("nginx").await.ok()?;
+        let script = "for p in \"$@\"; do readlink /proc/$p/fd/* 2>/dev/null; done; \
+                      echo ==; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null";
+        let mut args = vec!["sh", "-c", script, "sh"];
+        args.extend(workers.iter().map(String::as_str));
+        let out = docker::exec(&id, &args).await.ok()?;
+        let (links, table) = out.stdout.split_once("==")?;
+        Some(super::workers::client_connections(links, table))
     }
 
     /// A second goproxy with the candidate config inside the goproxy
@@ -152,42 +171,31 @@ impl Containers {
             .ok_or_else(|| "compose did not start a new goproxy container".into())
     }
 
-    /// Polls Docker's health of a goproxy container until healthy; fails
-    /// fast with its last log lines if it exits.
+    /// Waits for Docker's health of a goproxy container; fails fast with
+    /// its last log lines if it exits.
     pub async fn wait_healthy(&self, id: &str, deadline: Duration) -> Result<String, String> {
         let t0 = Instant::now();
-        let mut last = String::new();
-        while t0.elapsed() < deadline {
-            let state = docker::docker_ok(&[
-                "inspect",
-                "-f",
-                "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
-                id,
-            ])
-            .await?;
-            last = state.trim().to_string();
-            if last.ends_with("healthy") && !last.ends_with("unhealthy") {
-                return Ok(format!(
-                    "{} healthy after {:.0} ms",
-                    short(id),
-                    t0.elapsed().as_secs_f64() * 1000.0
-                ));
-            }
-            if last.starts_with("exited") || last.starts_with("dead") {
-                let logs = docker::docker(&["logs", "--tail", "5", id]).await?;
-                return Err(format!(
+        let one = || async { Ok(vec![id.to_string()]) };
+        match docker::wait_healthy("goproxy", deadline, one).await {
+            Ok(()) => Ok(format!(
+                "{} healthy after {:.0} ms",
+                short(id),
+                t0.elapsed().as_secs_f64() * 1000.0
+            )),
+            Err(DockerError::NotHealthy { status, logs, .. })
+                if status.starts_with("exited") || status.starts_with("dead") =>
+            {
+                Err(format!(
                     "goproxy exited at start: {}",
-                    format!("{}{}", logs.stdout, logs.stderr)
-                        .trim()
-                        .replace('\n', " / ")
-                ));
+                    logs.replace('\n', " / ")
+                ))
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            Err(DockerError::NotHealthy { status, .. }) => Err(format!(
+                "{} not healthy after {deadline:?}; last state: {status}",
+                short(id)
+            )),
+            Err(e) => Err(e.into()),
         }
-        Err(format!(
-            "{} not healthy after {deadline:?}; last state: {last}",
-            short(id)
-        ))
     }
 
     /// Removes a goproxy container at once (one that failed to start).
@@ -198,7 +206,8 @@ impl Containers {
     /// SIGTERM (goproxy drains), wait, remove.
     pub async fn stop(&self, id: &str) -> Result<(), String> {
         docker::docker_ok(&["stop", "-t", STOP_GRACE_SECS, id]).await?;
-        docker::docker_ok(&["rm", id]).await.map(|_| ())
+        docker::docker_ok(&["rm", id]).await?;
+        Ok(())
     }
 
     /// Removes goproxy containers that exited (left by a failed start).
@@ -345,4 +354,133 @@ impl Containers {
 
 fn short(id: &str) -> &str {
     &id[..12.min(id.len())]
+}
+
+// Inherent methods keep their names; the trait only routes to them.
+#[async_trait::async_trait]
+impl Backend for Containers {
+    fn describe(&self) -> String {
+        format!("compose project {}", self.compose.project())
+    }
+
+    fn where_goproxy_binds(&self) -> &'static str {
+        "in goproxy's network namespace"
+    }
+
+    fn compose(&self) -> Option<&ComposeStack> {
+        Some(&self.compose)
+    }
+
+    fn keep(&mut self) {
+        self.compose.keep(true);
+    }
+
+    async fn published_ports(&self) -> Result<(u16, Option<u16>), String> {
+        let https = self
+            .compose
+            .host_port("nginx", 443)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mock = self
+            .compose
+            .host_port("upstream", MOCK_PORT)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((https, Some(mock)))
+    }
+
+    async fn goproxy_ids(&self, service: &str) -> Result<Vec<String>, String> {
+        self.ids(service).await
+    }
+
+    async fn listening_ports(&self, id: &str) -> Result<Vec<u16>, String> {
+        Ok(docker::listening_ports(id).await?)
+    }
+
+    async fn listening_where_goproxy_binds(&self) -> Result<Vec<u16>, String> {
+        Ok(docker::listening_ports(&self.only("goproxy").await?).await?)
+    }
+
+    async fn port_owner(&self, port: u16) -> String {
+        Containers::port_owner(self, port).await
+    }
+
+    async fn check_config(&self, candidate: &Path) -> Result<Exec, String> {
+        Containers::check_config(self, candidate).await
+    }
+
+    async fn nginx_test(&self, candidate: &Path) -> Result<Exec, String> {
+        Containers::nginx_test(self, candidate).await
+    }
+
+    async fn reload_nginx(&self) -> Result<String, String> {
+        Containers::reload_nginx(self).await
+    }
+
+    async fn nginx_workers(&self) -> Result<Vec<String>, String> {
+        Containers::nginx_workers(self).await
+    }
+
+    async fn worker_connections(&self, workers: &[String]) -> Option<usize> {
+        Containers::worker_connections(self, workers).await
+    }
+
+    async fn occupy_port(&self, _port: u16, candidate_json: &str) -> Result<(), String> {
+        Containers::occupy_port(self, candidate_json).await
+    }
+
+    async fn start_goproxy_beside(&self) -> Result<String, String> {
+        self.start_beside().await
+    }
+
+    async fn wait_goproxy_healthy(&self, id: &str, deadline: Duration) -> Result<String, String> {
+        self.wait_healthy(id, deadline).await
+    }
+
+    async fn remove_goproxy(&self, id: &str) {
+        self.remove(id).await
+    }
+
+    async fn stop_goproxy(&self, id: &str) -> Result<(), String> {
+        self.stop(id).await
+    }
+
+    async fn remove_exited_goproxy(&self) {
+        Containers::remove_exited_goproxy(self).await
+    }
+
+    async fn start_single_goproxy(&self) -> Result<String, String> {
+        self.start_single().await
+    }
+
+    async fn design_restart_goproxy(&self) -> Result<String, String> {
+        self.design_restart().await
+    }
+
+    async fn restart_instance(&self, service: &str) -> Result<String, String> {
+        self.restart_service(service).await
+    }
+
+    async fn get_goproxy_as_nginx(&self, service: &str, port: u16) -> Result<String, String> {
+        self.get_from_nginx(service, port).await
+    }
+
+    async fn upstream_reachable(&self) -> Result<String, String> {
+        Containers::upstream_reachable(self).await
+    }
+
+    async fn logs_since(&self, mark: &LogMark) -> Result<Vec<(String, String)>, String> {
+        match mark {
+            LogMark::Time(t) => Containers::logs_since(self, *t).await,
+            LogMark::Sizes(_) => Err("a log mark of the local backend".into()),
+        }
+    }
+
+    async fn restarts(&self) -> Result<u64, String> {
+        Containers::restarts(self).await
+    }
+
+    async fn stop_upstream(&self) -> Result<(), String> {
+        Containers::stop_upstream(self).await
+    }
 }

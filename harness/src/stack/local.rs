@@ -19,10 +19,12 @@ use tokio::process::{Child, Command};
 
 use crate::docker::{parse_listening, Exec};
 use crate::files::LiveFiles;
-use crate::stack::nginx_step;
+use crate::poll::{ms_since, poll_until, Attempt, PollError};
+use crate::stack::{nginx_step, Backend, LogMark};
 
-/// How long a drained goproxy may take to exit before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(40);
+/// How long a drained goproxy may take to exit before it is killed (as the
+/// containers' `stop_grace_period`, above goproxy's drain timeout).
+const STOP_GRACE: Duration = Duration::from_secs(360);
 
 /// A goproxy process.
 #[derive(Debug)]
@@ -308,12 +310,12 @@ impl Local {
 
     /// Polls goproxy's /health until 200; fails fast if the process exits.
     pub async fn wait_healthy(&self, id: &str, deadline: Duration) -> Result<String, String> {
-        let t0 = Instant::now();
+        let t0 = tokio::time::Instant::now();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()
             .map_err(|e| e.to_string())?;
-        loop {
+        let waited = poll_until(deadline, Duration::from_millis(100), || async {
             let (port, exited, log) = {
                 let mut procs = self.goproxies.lock().await;
                 let p = procs
@@ -329,24 +331,30 @@ impl Local {
                 ));
             }
             let url = format!("http://127.0.0.1:{port}/health");
-            if client
+            let up = client
                 .get(&url)
                 .send()
                 .await
-                .is_ok_and(|r| r.status() == 200)
-            {
-                return Ok(format!(
-                    "{id} healthy on {port} after {:.0} ms",
-                    t0.elapsed().as_secs_f64() * 1000.0
-                ));
-            }
-            if t0.elapsed() > deadline {
-                return Err(format!(
-                    "{id} not healthy on {port} after {deadline:?}: {}",
-                    tail_file(&log)
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+                .is_ok_and(|r| r.status() == 200);
+            Ok(if up {
+                Attempt::Ready(port)
+            } else {
+                Attempt::NotYet((port, log))
+            })
+        })
+        .await;
+        match waited {
+            Ok(port) => Ok(format!(
+                "{id} healthy on {port} after {:.0} ms",
+                ms_since(t0)
+            )),
+            Err(PollError::Failed(e)) => Err(e),
+            Err(PollError::TimedOut {
+                last: (port, log), ..
+            }) => Err(format!(
+                "{id} not healthy on {port} after {deadline:?}: {}",
+                tail_file(&log)
+            )),
         }
     }
 
@@ -489,6 +497,126 @@ impl Local {
 
     pub fn stop_upstream(&self) {
         self.mock.lock().expect("mock lock").take();
+    }
+}
+
+// Inherent methods keep their names; the trait only routes to them.
+#[async_trait::async_trait]
+impl Backend for Local {
+    fn describe(&self) -> String {
+        format!("local processes in {}", self.dir.display())
+    }
+
+    fn where_goproxy_binds(&self) -> &'static str {
+        "on this host"
+    }
+
+    fn shared_namespace(&self) -> bool {
+        true
+    }
+
+    async fn published_ports(&self) -> Result<(u16, Option<u16>), String> {
+        Ok((self.https_port, Some(self.mock_port())))
+    }
+
+    async fn goproxy_ids(&self, service: &str) -> Result<Vec<String>, String> {
+        if service == "goproxy" {
+            Ok(self.ids().await)
+        } else {
+            Ok(Vec::new())
+        }
+    }
+
+    async fn listening_ports(&self, id: &str) -> Result<Vec<u16>, String> {
+        Local::listening_ports(self, id).await
+    }
+
+    async fn listening_where_goproxy_binds(&self) -> Result<Vec<u16>, String> {
+        Ok(self.host_listening())
+    }
+
+    async fn port_owner(&self, port: u16) -> String {
+        Local::port_owner(self, port)
+    }
+
+    async fn check_config(&self, candidate: &Path) -> Result<Exec, String> {
+        Local::check_config(self, candidate).await
+    }
+
+    async fn nginx_test(&self, candidate: &Path) -> Result<Exec, String> {
+        Local::nginx_test(self, candidate).await
+    }
+
+    async fn reload_nginx(&self) -> Result<String, String> {
+        Local::reload_nginx(self).await
+    }
+
+    async fn nginx_workers(&self) -> Result<Vec<String>, String> {
+        Ok(Local::nginx_workers(self))
+    }
+
+    async fn occupy_port(&self, port: u16, _candidate_json: &str) -> Result<(), String> {
+        Local::occupy_port(self, port)
+    }
+
+    async fn start_goproxy_beside(&self) -> Result<String, String> {
+        self.start_beside().await
+    }
+
+    async fn wait_goproxy_healthy(&self, id: &str, deadline: Duration) -> Result<String, String> {
+        self.wait_healthy(id, deadline).await
+    }
+
+    async fn remove_goproxy(&self, id: &str) {
+        self.remove(id).await
+    }
+
+    async fn stop_goproxy(&self, id: &str) -> Result<(), String> {
+        self.stop(id).await
+    }
+
+    async fn remove_exited_goproxy(&self) {
+        self.remove_exited().await
+    }
+
+    async fn start_single_goproxy(&self) -> Result<String, String> {
+        self.start_beside().await
+    }
+
+    async fn design_restart_goproxy(&self) -> Result<String, String> {
+        self.design_restart().await
+    }
+
+    async fn restart_instance(&self, _service: &str) -> Result<String, String> {
+        Err("two goproxy instances need the container backend".into())
+    }
+
+    async fn get_goproxy_as_nginx(&self, _service: &str, port: u16) -> Result<String, String> {
+        self.get_direct(port).await
+    }
+
+    async fn upstream_reachable(&self) -> Result<String, String> {
+        Local::upstream_reachable(self).await
+    }
+
+    fn log_mark(&self) -> LogMark {
+        LogMark::Sizes(self.log_sizes())
+    }
+
+    async fn logs_since(&self, mark: &LogMark) -> Result<Vec<(String, String)>, String> {
+        match mark {
+            LogMark::Sizes(s) => Ok(Local::logs_since(self, s)),
+            LogMark::Time(_) => Err("a log mark of the container backend".into()),
+        }
+    }
+
+    async fn restarts(&self) -> Result<u64, String> {
+        Ok(self.unexpected_exits().await)
+    }
+
+    async fn stop_upstream(&self) -> Result<(), String> {
+        Local::stop_upstream(self);
+        Ok(())
     }
 }
 
@@ -653,19 +781,18 @@ fn listening_with_inodes(inodes: &[String]) -> Vec<u16> {
 }
 
 async fn wait_port(port: u16, deadline: Duration) -> Result<(), String> {
-    let t0 = Instant::now();
-    while t0.elapsed() < deadline {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+    poll_until(deadline, Duration::from_millis(50), || async {
+        let open = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
-            .is_ok()
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Err(format!(
-        "nothing listens on 127.0.0.1:{port} after {deadline:?}"
-    ))
+            .is_ok();
+        Ok::<_, ()>(if open {
+            Attempt::Ready(())
+        } else {
+            Attempt::NotYet(())
+        })
+    })
+    .await
+    .map_err(|_| format!("nothing listens on 127.0.0.1:{port} after {deadline:?}"))
 }
 
 fn free_port() -> Result<u16, String> {

@@ -1,30 +1,37 @@
 //! The stack of one run (nginx with TLS, goproxy, the streaming mock, and a
 //! wiremock server for the probe model), owned by one value whatever runs
-//! it: containers from `docker-compose.test.yml` ([`containers`], the
-//! default) or local processes on loopback ([`local`], `--backend local`).
+//! it: containers from `docker-compose.yml` with the test override
+//! `docker-compose.test.yml` ([`containers`], the default) or local
+//! processes on loopback ([`local`], `--backend local`).
 //! Dropping it removes what it started (unless kept).
 //!
 //! The phases (pre, deploy, verify, rollback) only call the methods here,
 //! so each runbook step has one definition and two ways to be carried out.
 
+pub mod backend;
+pub mod client;
 pub mod containers;
 pub mod local;
 mod nginx_failure;
+pub mod workers;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use wiremock::MockServer;
 
 use crate::compose::ComposeStack;
-use crate::docker::{self, Exec};
+use crate::docker::Exec;
 use crate::files::{Backup, LiveFiles};
 use crate::scenario::Scenario;
 use crate::state::RunState;
+use crate::stream_model::StreamModel;
 use crate::tls;
-use crate::verify::StreamModel;
 use containers::Containers;
 use local::{Local, LocalPrograms};
+
+pub use backend::{Backend, LogMark};
+pub use client::DEFAULT_STREAM_BOUND;
 
 /// The TLS name nginx serves.
 pub const HOSTNAME: &str = "chat.trollllm.xyz";
@@ -33,23 +40,15 @@ pub const MOCK_PORT: u16 = 9000;
 /// How long a fresh stack may take to become healthy.
 const UP_DEADLINE: Duration = Duration::from_secs(120);
 
-/// What runs the stack.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, serde::Serialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendKind {
-    /// Containers from docker-compose.test.yml on a private network.
-    Containers,
-    /// Host nginx, goproxy and the mock as processes on loopback.
-    Local,
-}
+// Re-exported: callers name it `stack::BackendKind`.
+pub use crate::backend_kind::BackendKind;
 
 /// How to start a stack.
 #[derive(Debug, Clone)]
 pub struct StackOptions {
     pub backend: BackendKind,
-    pub compose_file: PathBuf,
+    /// `docker-compose.yml` then the test override `docker-compose.test.yml`.
+    pub compose_files: Vec<PathBuf>,
     pub keep: bool,
     /// The client key goproxy accepts (`PROXY_API_KEY`).
     pub api_key: String,
@@ -63,7 +62,10 @@ impl StackOptions {
     pub fn from_root(root: &Path) -> Self {
         Self {
             backend: BackendKind::Containers,
-            compose_file: root.join("docker-compose.test.yml"),
+            compose_files: vec![
+                root.join("docker-compose.yml"),
+                root.join("docker-compose.test.yml"),
+            ],
             keep: false,
             api_key: format!("sk-trollllm-harness-{:016x}", rand::random::<u64>()),
             multi_file: None,
@@ -72,35 +74,41 @@ impl StackOptions {
     }
 }
 
-/// What runs the stack, and its handle.
-#[derive(Debug)]
-pub enum Backend {
-    Containers(Containers),
-    /// Boxed: it holds the processes' handles, much larger than a project name.
-    Local(Box<Local>),
-}
-
-/// A point in the logs: `logs_since` returns what came after it.
-#[derive(Debug, Clone)]
-pub enum LogMark {
-    Time(SystemTime),
-    Sizes(Vec<(PathBuf, u64)>),
-}
-
-/// A running stack.
+/// A running stack: its backend, the files it mounts, and a client that
+/// reaches nginx the way a user does.
 #[derive(Debug)]
 pub struct Stack {
-    pub backend: Backend,
+    pub backend: Box<dyn Backend>,
     pub files: LiveFiles,
     pub https_port: u16,
-    /// The mock's published loopback port. It changes when compose
-    /// recreates the mock (the design's `up -d --build goproxy` recreates
-    /// goproxy's dependencies whose image changed), so it is re-read then.
+    /// `https://chat.trollllm.xyz:<port>`, what [`Stack::url`] builds on.
+    base_url: String,
+    /// The mock's published loopback port (0: no mock). It changes when
+    /// compose recreates the mock (the design's `up -d --build goproxy`
+    /// recreates goproxy's dependencies whose image changed), so it is
+    /// re-read then.
     mock_port: std::sync::atomic::AtomicU16,
     pub client: reqwest::Client,
     pub api_key: String,
     cert_pem: String,
-    pub wiremock: MockServer,
+    /// wiremock for the probe model (test stacks only).
+    pub wiremock: Option<MockServer>,
+    /// How long a stream may stay open across a switch: the old nginx
+    /// workers and the old goproxy are waited for this long.
+    pub stream_bound: Duration,
+    /// No progress lines while waiting.
+    pub quiet: bool,
+}
+
+/// The phases call the backend's operations on the stack directly
+/// (`stack.reload_nginx()`): the stack is its backend plus what every
+/// backend shares (files, client, keys).
+impl std::ops::Deref for Stack {
+    type Target = dyn Backend;
+
+    fn deref(&self) -> &Self::Target {
+        self.backend.as_ref()
+    }
 }
 
 /// Binds wiremock for the probe model: on all interfaces for containers
@@ -127,14 +135,14 @@ impl Stack {
     ) -> Result<Stack, String> {
         let cert = tls::generate(HOSTNAME).map_err(|e| format!("cannot make a TLS cert: {e}"))?;
         tls::write_tls_dir(&files.tls_dir, &cert)
+            .and_then(|_| tls::write_tls_dir(&letsencrypt_live(&files), &cert))
             .map_err(|e| format!("cannot write TLS files: {e}"))?;
-        let backend = match opts.backend {
-            BackendKind::Containers => Backend::Containers(start_containers(opts, &files).await?),
+        let backend: Box<dyn Backend> = match opts.backend {
+            BackendKind::Containers => Box::new(start_containers(opts, &files).await?),
             BackendKind::Local => {
                 let programs = LocalPrograms::find(&opts.root)?;
                 let mock = mock.ok_or("the local backend needs the streaming mock started")?;
-                let local = Local::start(&programs, files.clone(), mock, &opts.api_key).await?;
-                Backend::Local(Box::new(local))
+                Box::new(Local::start(&programs, files.clone(), mock, &opts.api_key).await?)
             }
         };
         Self::connect(
@@ -142,7 +150,7 @@ impl Stack {
             files,
             cert.cert_pem,
             opts.api_key.clone(),
-            wiremock,
+            Some(wiremock),
         )
         .await
     }
@@ -164,53 +172,42 @@ impl Stack {
         let wiremock = MockServer::builder().listener(listener).start().await;
         let files = LiveFiles::open(&state.run_dir);
         Self::connect(
-            Backend::Containers(containers),
+            Box::new(containers),
             files,
             state.cert_pem.clone(),
             state.api_key.clone(),
-            wiremock,
+            Some(wiremock),
         )
         .await
     }
 
     async fn connect(
-        backend: Backend,
+        backend: Box<dyn Backend>,
         files: LiveFiles,
         cert_pem: String,
         api_key: String,
-        wiremock: MockServer,
+        wiremock: Option<MockServer>,
     ) -> Result<Stack, String> {
-        let (https_port, mock_port) = match &backend {
-            Backend::Containers(c) => (
-                c.compose
-                    .host_port("nginx", 443)
-                    .await
-                    .map_err(|e| e.to_string())?,
-                c.compose
-                    .host_port("upstream", MOCK_PORT)
-                    .await
-                    .map_err(|e| e.to_string())?,
-            ),
-            Backend::Local(l) => (l.https_port(), l.mock_port()),
-        };
+        let (https_port, mock_port) = backend.published_ports().await?;
         let ca = reqwest::Certificate::from_pem(cert_pem.as_bytes())
             .map_err(|e| format!("generated cert does not parse: {e}"))?;
-        let client = reqwest::Client::builder()
+        let client = client::builder(DEFAULT_STREAM_BOUND)
             .add_root_certificate(ca)
             .resolve(HOSTNAME, ([127, 0, 0, 1], https_port).into())
-            .timeout(Duration::from_secs(60))
-            .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| format!("cannot build HTTPS client: {e}"))?;
         Ok(Stack {
             backend,
             files,
             https_port,
-            mock_port: mock_port.into(),
+            base_url: format!("https://{HOSTNAME}:{https_port}"),
+            mock_port: mock_port.unwrap_or(0).into(),
             client,
             api_key,
             cert_pem,
             wiremock,
+            stream_bound: DEFAULT_STREAM_BOUND,
+            quiet: false,
         })
     }
 
@@ -222,17 +219,21 @@ impl Stack {
         model: &StreamModel,
         backups: &[Backup],
     ) -> Result<RunState, String> {
-        let Backend::Containers(c) = &self.backend else {
+        let Some(compose) = self.backend.compose() else {
             return Err("a kept stack needs the container backend".into());
         };
+        let wiremock = self
+            .wiremock
+            .as_ref()
+            .ok_or("a kept test stack has wiremock")?;
         Ok(RunState {
             run_dir: self.files.dir.clone(),
-            compose_files: c.compose.files().to_vec(),
-            project: c.compose.project().to_string(),
-            env: c.compose.env().to_vec(),
+            compose_files: compose.files().to_vec(),
+            project: compose.project().to_string(),
+            env: compose.env().to_vec(),
             https_port: self.https_port,
             mock_port: self.mock_port(),
-            wiremock_port: self.wiremock.address().port(),
+            wiremock_port: wiremock.address().port(),
             api_key: self.api_key.clone(),
             cert_pem: self.cert_pem.clone(),
             start_port: scenario.start_port,
@@ -249,22 +250,12 @@ impl Stack {
 
     /// Keep the containers when this value is dropped.
     pub fn keep(&mut self) {
-        if let Backend::Containers(c) = &mut self.backend {
-            c.compose.keep(true);
-        }
-    }
-
-    /// "compose project X" or "local processes in DIR", for evidence.
-    pub fn describe(&self) -> String {
-        match &self.backend {
-            Backend::Containers(c) => format!("compose project {}", c.compose.project()),
-            Backend::Local(_) => format!("local processes in {}/local", self.files.dir.display()),
-        }
+        self.backend.keep();
     }
 
     /// `https://chat.trollllm.xyz:<port><path>`, resolved to loopback.
     pub fn url(&self, path: &str) -> String {
-        format!("https://{HOSTNAME}:{}{path}", self.https_port)
+        format!("{}{path}", self.base_url)
     }
 
     /// The mock's published loopback port.
@@ -277,243 +268,33 @@ impl Stack {
         format!("http://127.0.0.1:{}{path}", self.mock_port())
     }
 
-    /// Running instances of a goproxy service (`goproxy`, `goproxy-b`).
-    pub async fn goproxy_ids(&self, service: &str) -> Result<Vec<String>, String> {
-        match &self.backend {
-            Backend::Containers(c) => c.ids(service).await,
-            Backend::Local(l) if service == "goproxy" => Ok(l.ids().await),
-            Backend::Local(_) => Ok(Vec::new()),
-        }
-    }
-
-    /// TCP ports one goproxy instance listens on.
-    pub async fn listening_ports(&self, id: &str) -> Result<Vec<u16>, String> {
-        match &self.backend {
-            Backend::Containers(_) => docker::listening_ports(id).await,
-            Backend::Local(l) => l.listening_ports(id).await,
-        }
-    }
-
-    /// Ports in LISTEN where goproxy binds: its container's network
-    /// namespace, or this host for local processes.
-    pub async fn listening_where_goproxy_binds(&self) -> Result<Vec<u16>, String> {
-        match &self.backend {
-            Backend::Containers(c) => docker::listening_ports(&c.only("goproxy").await?).await,
-            Backend::Local(l) => Ok(l.host_listening()),
-        }
-    }
-
-    /// Who holds `port` where goproxy binds, for evidence.
-    pub async fn port_owner(&self, port: u16) -> String {
-        match &self.backend {
-            Backend::Containers(c) => c.port_owner(port).await,
-            Backend::Local(l) => l.port_owner(port),
-        }
-    }
-
-    /// `goproxy --check-config` (of the deployed image, or the local binary).
-    pub async fn check_config(&self, candidate: &Path) -> Result<Exec, String> {
-        match &self.backend {
-            Backend::Containers(c) => c.check_config(candidate).await,
-            Backend::Local(l) => l.check_config(candidate).await,
-        }
-    }
-
-    /// `nginx -t` of the deployed nginx on a candidate file.
-    pub async fn nginx_test(&self, candidate: &Path) -> Result<Exec, String> {
-        match &self.backend {
-            Backend::Containers(c) => c.nginx_test(candidate).await,
-            Backend::Local(l) => l.nginx_test(candidate).await,
-        }
-    }
-
-    /// `nginx -t` then `nginx -s reload` on the live config.
-    pub async fn reload_nginx(&self) -> Result<String, String> {
-        match &self.backend {
-            Backend::Containers(c) => c.reload_nginx().await,
-            Backend::Local(l) => l.reload_nginx().await,
-        }
-    }
-
-    /// PIDs of the nginx worker processes now running.
-    pub async fn nginx_workers(&self) -> Result<Vec<String>, String> {
-        match &self.backend {
-            Backend::Containers(c) => c.nginx_workers().await,
-            Backend::Local(l) => Ok(l.nginx_workers()),
-        }
-    }
-
-    /// Waits until every worker in `old` has exited.
-    ///
-    /// `nginx -s reload` only signals the master; the old workers then keep
-    /// serving the client connections they hold (an HTTP/2 connection carries
-    /// new requests for a while) with the OLD upstream list. Stopping the old
-    /// goproxy before they exit turns those requests into 502s: measured,
-    /// 3 of 160 requests.
+    /// Waits until every worker in `old` has exited, with progress; see
+    /// [`workers`] for why the switch must wait for them.
     pub async fn wait_nginx_workers_gone(
         &self,
         old: &[String],
         deadline: Duration,
     ) -> Result<String, String> {
-        let t0 = std::time::Instant::now();
-        loop {
-            let now = self.nginx_workers().await?;
-            let left: Vec<&String> = old.iter().filter(|p| now.contains(p)).collect();
-            if left.is_empty() {
-                return Ok(format!(
-                    "the {} workers of the previous configuration exited after {:.0} ms",
-                    old.len(),
-                    t0.elapsed().as_secs_f64() * 1000.0
-                ));
-            }
-            if t0.elapsed() > deadline {
-                return Err(format!(
-                    "nginx workers {left:?} still running after {deadline:?}"
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Occupies `port` where goproxy binds (the port-in-use fault).
-    pub async fn occupy_port(&self, port: u16, candidate_json: &str) -> Result<(), String> {
-        match &self.backend {
-            Backend::Containers(c) => c.occupy_port(candidate_json).await,
-            Backend::Local(l) => l.occupy_port(port),
-        }
-    }
-
-    /// One more goproxy beside the running ones, on the live config.
-    pub async fn start_goproxy_beside(&self) -> Result<String, String> {
-        match &self.backend {
-            Backend::Containers(c) => c.start_beside().await,
-            Backend::Local(l) => l.start_beside().await,
-        }
-    }
-
-    /// Until the goproxy instance is healthy; fails fast if it exits.
-    pub async fn wait_goproxy_healthy(
-        &self,
-        id: &str,
-        deadline: Duration,
-    ) -> Result<String, String> {
-        match &self.backend {
-            Backend::Containers(c) => c.wait_healthy(id, deadline).await,
-            Backend::Local(l) => l.wait_healthy(id, deadline).await,
-        }
-    }
-
-    /// Removes a goproxy instance at once (one that failed to start).
-    pub async fn remove_goproxy(&self, id: &str) {
-        match &self.backend {
-            Backend::Containers(c) => c.remove(id).await,
-            Backend::Local(l) => l.remove(id).await,
-        }
-    }
-
-    /// Stops a goproxy instance gracefully (it drains) and removes it.
-    pub async fn stop_goproxy(&self, id: &str) -> Result<(), String> {
-        match &self.backend {
-            Backend::Containers(c) => c.stop(id).await,
-            Backend::Local(l) => l.stop(id).await,
-        }
-    }
-
-    /// Drops goproxy instances that exited (a failed start) before a rollback.
-    pub async fn remove_exited_goproxy(&self) {
-        match &self.backend {
-            Backend::Containers(c) => c.remove_exited_goproxy().await,
-            Backend::Local(l) => l.remove_exited().await,
-        }
-    }
-
-    /// Starts goproxy when none runs at all.
-    pub async fn start_single_goproxy(&self) -> Result<String, String> {
-        match &self.backend {
-            Backend::Containers(c) => c.start_single().await,
-            Backend::Local(l) => l.start_beside().await,
-        }
+        workers::wait_gone(self.backend.as_ref(), old, deadline, self.quiet).await
     }
 
     /// The design's restart of goproxy (`up -d --build goproxy`); an error
     /// if it did not actually restart goproxy.
     pub async fn design_restart_goproxy(&self) -> Result<String, String> {
-        match &self.backend {
-            Backend::Containers(c) => {
-                let restarted = c.design_restart().await;
-                // `up -d --build goproxy` may have recreated the mock too.
-                if let Ok(port) = c.compose.host_port("upstream", MOCK_PORT).await {
-                    self.mock_port
-                        .store(port, std::sync::atomic::Ordering::SeqCst);
-                }
-                restarted
-            }
-            Backend::Local(l) => l.design_restart().await,
+        let restarted = self.backend.design_restart_goproxy().await;
+        // `up -d --build goproxy` may have recreated the mock too.
+        if let Ok((_, Some(port))) = self.backend.published_ports().await {
+            self.mock_port
+                .store(port, std::sync::atomic::Ordering::SeqCst);
         }
-    }
-
-    /// Restarts one instance of a multi-instance stack (goproxy drains).
-    pub async fn restart_instance(&self, service: &str) -> Result<String, String> {
-        match &self.backend {
-            Backend::Containers(c) => c.restart_service(service).await,
-            Backend::Local(_) => Err("two goproxy instances need the container backend".into()),
-        }
-    }
-
-    /// GET goproxy's /health as nginx reaches it (`<service>:<port>`).
-    pub async fn get_goproxy_as_nginx(&self, service: &str, port: u16) -> Result<String, String> {
-        match &self.backend {
-            Backend::Containers(c) => c.get_from_nginx(service, port).await,
-            Backend::Local(l) => l.get_direct(port).await,
-        }
-    }
-
-    /// Whether goproxy can open a TCP connection to the mock upstream.
-    pub async fn upstream_reachable(&self) -> Result<String, String> {
-        match &self.backend {
-            Backend::Containers(c) => c.upstream_reachable().await,
-            Backend::Local(l) => l.upstream_reachable().await,
-        }
-    }
-
-    /// A point in the logs, for [`Stack::logs_since`].
-    pub fn log_mark(&self) -> LogMark {
-        match &self.backend {
-            Backend::Containers(_) => LogMark::Time(SystemTime::now()),
-            Backend::Local(l) => LogMark::Sizes(l.log_sizes()),
-        }
-    }
-
-    /// (service, text) of goproxy's and nginx's logs since `mark`.
-    pub async fn logs_since(&self, mark: &LogMark) -> Result<Vec<(String, String)>, String> {
-        match (&self.backend, mark) {
-            (Backend::Containers(c), LogMark::Time(t)) => c.logs_since(*t).await,
-            (Backend::Local(l), LogMark::Sizes(s)) => Ok(l.logs_since(s)),
-            _ => Err("a log mark of the other backend".into()),
-        }
-    }
-
-    /// Restarts (containers) or unexpected exits (processes) so far.
-    pub async fn restarts(&self) -> Result<u64, String> {
-        match &self.backend {
-            Backend::Containers(c) => c.restarts().await,
-            Backend::Local(l) => Ok(l.unexpected_exits().await),
-        }
-    }
-
-    /// Takes the mock upstream away (the upstream-down fault).
-    pub async fn stop_upstream(&self) -> Result<(), String> {
-        match &self.backend {
-            Backend::Containers(c) => c.stop_upstream().await,
-            Backend::Local(l) => {
-                l.stop_upstream();
-                Ok(())
-            }
-        }
+        restarted
     }
 
     /// Replaces the streaming mock's behaviour (chunks, delays, faults).
     pub async fn set_mock(&self, config: &mock_upstream::MockConfig) -> Result<(), String> {
+        if self.mock_port() == 0 {
+            return Err("this stack has no mock upstream".into());
+        }
         let resp = reqwest::Client::new()
             .put(self.mock_url("/__mock/config"))
             .json(config)
@@ -542,17 +323,41 @@ pub(crate) fn nginx_step(step: &str, out: Exec) -> Result<(), String> {
     }
 }
 
+/// The run's certificates in Let's Encrypt's layout, as production mounts
+/// them (`<dir>/live/<host>/fullchain.pem`): the test override mounts
+/// `<dir>` where production mounts `/etc/letsencrypt`.
+fn letsencrypt_root(files: &LiveFiles) -> PathBuf {
+    files.dir.join("letsencrypt")
+}
+
+fn letsencrypt_live(files: &LiveFiles) -> PathBuf {
+    letsencrypt_root(files).join("live").join(HOSTNAME)
+}
+
 /// `up -d` of the compose project on the run's live files, until healthy.
 async fn start_containers(opts: &StackOptions, files: &LiveFiles) -> Result<Containers, String> {
+    let (base, overrides) = opts
+        .compose_files
+        .split_first()
+        .ok_or("no compose file to start")?;
+    let mut compose = ComposeStack::new(base, "harness").map_err(|e| e.to_string())?;
+    for file in overrides {
+        compose = compose.with_file(file).map_err(|e| e.to_string())?;
+    }
     // Port 0: Docker picks free loopback ports, read back with `port`.
-    let mut compose = ComposeStack::new(&opts.compose_file, "harness")
-        .map_err(|e| e.to_string())?
+    let mut compose = compose
         .with_env("GOPROXY_CONFIG", files.goproxy_config.to_string_lossy())
         .with_env("NGINX_CONF", files.nginx_conf.to_string_lossy())
-        .with_env("TLS_DIR", files.tls_dir.to_string_lossy())
+        .with_env(
+            "TEST_LETSENCRYPT_DIR",
+            letsencrypt_root(files).to_string_lossy(),
+        )
+        .with_env("HTTPS_BIND", "127.0.0.1")
+        .with_env("HTTP_BIND", "127.0.0.1")
         .with_env("HTTPS_PORT", "0")
         .with_env("HTTP_PORT", "0")
-        .with_env("PROXY_API_KEY", opts.api_key.clone());
+        .with_env("PROXY_API_KEY", opts.api_key.clone())
+        .with_env("OHMYGPT_API_KEY", "sk-upstream-test-key");
     let mut services = vec!["upstream", "goproxy", "nginx"];
     if let Some(multi) = &opts.multi_file {
         compose = compose

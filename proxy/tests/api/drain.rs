@@ -1,6 +1,7 @@
 //! Graceful drain and client keep-alive, in process.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use futures_util::StreamExt;
 use mock_upstream::MockConfig;
@@ -8,12 +9,12 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{spawn_proxy, DEFAULT_CONFIG};
+use crate::helpers::{is_closed, settle, spawn_proxy, DEFAULT_CONFIG};
 
 /// On shutdown /health turns 503 "draining" while the listener still
 /// accepts (drain_readiness_delay_secs), an open stream runs to its end,
 /// then the listener closes and `run` returns.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn shutdown_fails_health_first_and_finishes_open_streams() {
     let config = DEFAULT_CONFIG.replace(
         "\"drain_timeout_secs\": 5",
@@ -60,9 +61,10 @@ async fn shutdown_fails_health_first_and_finishes_open_streams() {
 }
 
 /// An idle keep-alive client connection stays open past nginx's 60 s
-/// `keepalive_timeout` (hyper's default would close it at 30 s). It takes
-/// 65 s of real time, on purpose: this is the 502 race nginx would hit.
-#[tokio::test]
+/// `keepalive_timeout` (hyper's default would close it at 30 s), and is
+/// closed at goproxy's `idle_timeout_secs` (75 s). Paused time: the 65 s
+/// and 75 s pass at once, the close is still timed by the server's own timers.
+#[tokio::test(start_paused = true)]
 async fn idle_keepalive_outlives_nginx_keepalive_timeout() {
     let p = spawn_proxy(DEFAULT_CONFIG).await;
     let mut s = TcpStream::connect(p.addr).await.unwrap();
@@ -78,5 +80,13 @@ async fn idle_keepalive_outlives_nginx_keepalive_timeout() {
         n > 0 && buf[..n].starts_with(b"HTTP/1.1 200"),
         "connection was closed while idle"
     );
+    // Still open just before the idle timeout, closed just after it.
+    tokio::time::sleep(Duration::from_millis(74_900)).await;
+    assert!(!is_closed(&s), "closed before idle_timeout_secs (75 s)");
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let n = settle("EOF after the idle timeout", s.read(&mut buf))
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "EOF expected");
     p.shutdown().await;
 }

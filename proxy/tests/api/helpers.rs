@@ -15,6 +15,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wiremock::MockServer;
 
+use crate::raw::RawUpstream;
+
 /// The client key tests authenticate with.
 pub const CLIENT_KEY: &str = "sk-client-test-key-0001";
 /// The upstream key goproxy must send (and never leak).
@@ -22,7 +24,7 @@ pub const UPSTREAM_KEY: &str = "sk-upstream-secret-key-0002";
 
 /// The standard test config. `WM_BASE` is replaced by the wiremock server,
 /// `MOCK_BASE` by the streaming mock-upstream, `SLOW_BASE` by the raw slow
-/// SSE server.
+/// SSE server, `RAW_BASE` by the scripted [`RawUpstream`].
 pub const DEFAULT_CONFIG: &str = r#"{
     "_comment": "test config",
     "port": 8004,
@@ -32,7 +34,8 @@ pub const DEFAULT_CONFIG: &str = r#"{
         {"name": "wm-anthropic", "base_url": "WM_BASE/v1/messages", "api_key_env": "WM_KEY"},
         {"name": "mock-openai", "base_url": "MOCK_BASE/v1/chat/completions", "api_key_env": "MOCK_KEY"},
         {"name": "mock-anthropic", "base_url": "MOCK_BASE/v1/messages", "api_key_env": "MOCK_KEY"},
-        {"name": "slow-openai", "base_url": "SLOW_BASE/v1/chat/completions"}
+        {"name": "slow-openai", "base_url": "SLOW_BASE/v1/chat/completions"},
+        {"name": "raw-openai", "base_url": "RAW_BASE/v1/chat/completions"}
     ],
     "models": [
         {"id": "gpt-4o", "id_aliases": ["4o", "gpt-4o-latest"], "type": "openai", "upstream": "wm",
@@ -43,7 +46,9 @@ pub const DEFAULT_CONFIG: &str = r#"{
          "input_price_per_mtok": 1000000, "output_price_per_mtok": 2000000},
         {"id": "stream-claude", "type": "anthropic", "upstream": "mock",
          "input_price_per_mtok": 3, "output_price_per_mtok": 15, "billing_multiplier": 2},
-        {"id": "slow-gpt", "type": "openai", "upstream": "slow"}
+        {"id": "slow-gpt", "type": "openai", "upstream": "slow"},
+        {"id": "raw-gpt", "type": "openai", "upstream": "raw",
+         "input_price_per_mtok": 1000000, "output_price_per_mtok": 1000000}
     ],
     "system_prompt": "",
     "user_agent": "goproxy-test/1",
@@ -117,6 +122,7 @@ pub struct TestProxy {
     pub wiremock: MockServer,
     pub mock: MockUpstream,
     pub slow: SlowSse,
+    pub raw: RawUpstream,
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     pub server: JoinHandle<()>,
@@ -197,7 +203,9 @@ pub async fn spawn_proxy_with(
     .await
     .unwrap();
     let slow = SlowSse::start().await;
+    let raw = RawUpstream::start().await;
     let text = config_json
+        .replace("RAW_BASE", &format!("http://{}", raw.addr))
         .replace("WM_BASE", &wiremock.uri())
         .replace("MOCK_BASE", &format!("http://{}", mock.addr()))
         .replace("SLOW_BASE", &format!("http://{}", slow.addr));
@@ -218,6 +226,7 @@ pub async fn spawn_proxy_with(
         wiremock,
         mock,
         slow,
+        raw,
         client: reqwest::Client::builder().no_proxy().build().unwrap(),
         shutdown: Some(tx),
         server,
@@ -251,4 +260,27 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Await `fut` (IO already on its way, e.g. a FIN on loopback) without
+/// letting paused time jump ahead. A paused runtime with nothing to run
+/// advances to its next timer; if the kernel has not delivered the bytes
+/// yet, that timer may be a test's far-off deadline. While a blocking task
+/// runs, tokio does not auto-advance, so the wait below is in real time
+/// (at most 10 s) and no virtual timer fires during it.
+pub async fn settle<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    let (stop, wait) = std::sync::mpsc::channel::<()>();
+    let guard = tokio::task::spawn_blocking(move || wait.recv_timeout(Duration::from_secs(10)));
+    let out = tokio::select! {
+        v = fut => v,
+        _ = guard => panic!("{what}: not within 10 s of real time"),
+    };
+    drop(stop);
+    out
+}
+
+/// Whether the peer has closed `s` (EOF readable now); data counts as open.
+pub fn is_closed(s: &tokio::net::TcpStream) -> bool {
+    let mut buf = [0u8; 1];
+    matches!(s.try_read(&mut buf), Ok(0))
 }

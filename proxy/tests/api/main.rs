@@ -2,7 +2,9 @@
 
 mod binary;
 mod drain;
+mod hardening;
 mod helpers;
+mod raw;
 mod routing;
 mod security;
 mod streaming;

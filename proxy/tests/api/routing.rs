@@ -189,7 +189,8 @@ async fn models_lists_configured_ids() {
             "claude-think",
             "stream-gpt",
             "stream-claude",
-            "slow-gpt"
+            "slow-gpt",
+            "raw-gpt"
         ]
     );
     p.shutdown().await;

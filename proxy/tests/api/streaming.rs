@@ -237,17 +237,18 @@ async fn client_disconnect_cancels_upstream() {
 }
 
 /// A silent upstream gets `: ping` comments relayed between events (for
-/// nginx's proxy_read_timeout), and the stream still completes.
-#[tokio::test]
+/// nginx's proxy_read_timeout), and the stream still completes. Paused
+/// time: the 4.5 s gaps pass at once.
+#[tokio::test(start_paused = true)]
 async fn silent_stream_gets_heartbeats_between_events() {
     let config = DEFAULT_CONFIG.replace(
         "\"stream_idle_timeout_secs\": 1",
-        "\"stream_idle_timeout_secs\": 5, \"sse_heartbeat_secs\": 0.2",
+        "\"stream_idle_timeout_secs\": 10, \"sse_heartbeat_secs\": 1",
     );
     let p = spawn_proxy(&config).await;
     p.mock.set_config(MockConfig {
         chunks: 2,
-        chunk_delay: Duration::from_millis(900),
+        chunk_delay: Duration::from_millis(4500),
         ..MockConfig::default()
     });
     let started = Instant::now();

@@ -1,0 +1,65 @@
+//! The response body type every handler returns, and the guard that keeps a
+//! connection counted as busy while a body is still being sent.
+//!
+//! Its own module so `error`, `stream` and `passthrough` can build bodies
+//! without importing the server (no import cycle).
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Frame, SizeHint};
+
+/// Why a response body stopped early. hyper then aborts the response (no
+/// final chunk, or a short `content-length` body) so the client sees a
+/// broken transfer instead of a silently truncated one.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Response body type: full bodies, SSE relays and passed-through bodies.
+pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BodyError>;
+
+/// A complete body.
+pub fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// A body that holds `guard` until hyper drops it, i.e. until the response
+/// has been sent (or the client went away).
+pub fn with_guard<G: Send + Unpin + 'static>(inner: Body, guard: G) -> Body {
+    Guarded {
+        inner,
+        _guard: guard,
+    }
+    .boxed_unsync()
+}
+
+struct Guarded<G> {
+    inner: Body,
+    _guard: G,
+}
+
+impl<G> hyper::body::Body for Guarded<G>
+where
+    G: Unpin,
+{
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

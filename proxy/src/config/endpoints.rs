@@ -1,0 +1,187 @@
+//! The `endpoints` section, and env var names (also used by
+//! `client_api_keys_env`).
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::error::{shown, ConfigError};
+use super::raw::Reader;
+use super::types::{Endpoint, Format};
+
+/// Keys an endpoint may have.
+const KNOWN: &[&str] = &["name", "base_url", "api_key_env"];
+
+/// Validated endpoints and their index by name.
+#[derive(Debug, Default)]
+pub(crate) struct Endpoints {
+    pub list: Vec<Endpoint>,
+    pub by_name: HashMap<String, usize>,
+}
+
+/// Validate every entry of `endpoints`.
+pub(crate) fn endpoints(
+    top: &Reader<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<Endpoints, ConfigError> {
+    let items = top.list("endpoints")?;
+    if items.is_empty() {
+        return Err(top.at.invalid(
+            "endpoints",
+            shown(top.value("endpoints").unwrap_or(&Value::Null)),
+            "at least one endpoint is required ({\"name\": \"<line>-openai\", \"base_url\": \"https://...\"})",
+        ));
+    }
+    let mut out = Endpoints::default();
+    for (i, v) in items.iter().enumerate() {
+        let name = v.get("name").and_then(Value::as_str);
+        let r = Reader::new(
+            v,
+            top.at.entry("endpoints", i, "endpoint", name),
+            &format!("endpoints[{i}]"),
+        )?;
+        r.unknown_keys(KNOWN, warnings);
+        if let Some(e) = endpoint(&r, &out.by_name, warnings)? {
+            out.by_name.insert(e.name.clone(), out.list.len());
+            out.list.push(e);
+        }
+    }
+    Ok(out)
+}
+
+/// One endpoint; `None` (with a warning) when its name serves no format.
+fn endpoint(
+    r: &Reader<'_>,
+    seen: &HashMap<String, usize>,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Endpoint>, ConfigError> {
+    let name = r.string("name")?.unwrap_or_default();
+    if name.is_empty() {
+        return Err(r
+            .at
+            .invalid("name", "\"\"", "required, and must not be empty"));
+    }
+    if seen.contains_key(&name) {
+        return Err(r.at.invalid(
+            "name",
+            shown(&Value::String(name)),
+            "duplicate endpoint name",
+        ));
+    }
+    let base_url = r.string("base_url")?.unwrap_or_default();
+    let url = reqwest::Url::parse(&base_url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .ok_or_else(|| {
+            r.at.invalid(
+                "base_url",
+                shown(&Value::String(base_url.clone())),
+                "must be an absolute http:// or https:// URL (the full URL requests are POSTed to)",
+            )
+        })?;
+    let api_key_env = env_names(r, "api_key_env", false)?.unwrap_or_default();
+    let format = Format::ALL
+        .into_iter()
+        .find(|f| name == f.as_str() || name.ends_with(&format!("-{f}")));
+    let Some(format) = format else {
+        warnings.push(format!(
+            "endpoint {name} is never used: names must be <line>-openai, <line>-anthropic, openai or anthropic"
+        ));
+        return Ok(None);
+    };
+    Ok(Some(Endpoint {
+        name,
+        url,
+        format,
+        api_key_env,
+    }))
+}
+
+/// Env var names under `key` (one name or a list). A value that looks like
+/// a key rather than a name is refused without being shown: it would
+/// otherwise end up in this error, and in logs.
+pub(crate) fn env_names(
+    r: &Reader<'_>,
+    key: &str,
+    default_note: bool,
+) -> Result<Option<Vec<String>>, ConfigError> {
+    let names = match r.value(key) {
+        None => return Ok(None),
+        Some(Value::String(s)) => vec![Value::String(s.clone())],
+        Some(Value::Array(items)) => items.clone(),
+        Some(other) => {
+            return Err(r.at.invalid(
+                key,
+                hidden_or_shown(other),
+                "expected an environment variable name or a list of them",
+            ));
+        }
+    };
+    if names.is_empty() {
+        let reason = if default_note {
+            "an empty list accepts no client at all (every model route answers 503); leave the field out for the default [\"PROXY_API_KEY\"]"
+        } else {
+            "an empty list sends no key; leave the field out to send none"
+        };
+        return Err(r.at.invalid(key, "[]", reason));
+    }
+    let mut out = Vec::with_capacity(names.len());
+    for (j, n) in names.iter().enumerate() {
+        let field = format!("{key}[{j}]");
+        match n.as_str() {
+            Some(s) if looks_like_key(s) => {
+                return Err(r.at.invalid(
+                    &field,
+                    "(hidden: it looks like a key)",
+                    "must be the NAME of an environment variable; put the key itself in that variable, never in this file",
+                ))
+            }
+            Some(s) if is_env_name(s) => out.push(s.to_string()),
+            _ => {
+                return Err(r.at.invalid(
+                    &field,
+                    shown(n),
+                    "must be an environment variable name (letters, digits and _, not starting with a digit)",
+                ))
+            }
+        }
+    }
+    Ok(Some(out))
+}
+
+fn hidden_or_shown(v: &Value) -> String {
+    let leaks = match v {
+        Value::String(s) => looks_like_key(s),
+        Value::Array(items) => items.iter().any(|i| i.as_str().is_some_and(looks_like_key)),
+        _ => false,
+    };
+    if leaks {
+        "(hidden: it looks like a key)".into()
+    } else {
+        shown(v)
+    }
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`.
+fn is_env_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A value someone pasted instead of a variable name: `sk-`/`sk_` keys,
+/// long tokens with `-`, or long mixed-case tokens with digits (names are
+/// conventionally UPPER_SNAKE_CASE).
+pub(crate) fn looks_like_key(s: &str) -> bool {
+    let lower = s.to_ascii_lowercase();
+    let mixed = s.chars().any(|c| c.is_ascii_lowercase())
+        && s.chars().any(|c| c.is_ascii_uppercase())
+        && s.chars().any(|c| c.is_ascii_digit());
+    lower.starts_with("sk-")
+        || lower.starts_with("sk_")
+        || (s.len() >= 16 && s.contains('-'))
+        || (s.len() >= 20 && mixed)
+        || s.len() > 64
+}

@@ -1,0 +1,298 @@
+//! Config loading: the shipped files, and each trap refused with its field.
+
+use super::*;
+
+const GOOD: &str = r#"{
+    "_comment": "ignored",
+    "port": 8004,
+    "endpoints": [
+        {"name": "ohmygpt-openai", "base_url": "https://api.ohmygpt.com/v1/chat/completions", "api_key_env": "K"},
+        {"name": "ohmygpt-anthropic", "base_url": "https://api.ohmygpt.com/v1/messages", "api_key_env": ["K1", "K2"]}
+    ],
+    "models": [
+        {"id": "gpt-4o", "type": "openai", "upstream": "ohmygpt", "id_aliases": ["4o"],
+         "upstream_model_id": ["a", "b"], "upstream_model_weights": [3, 1],
+         "input_price_per_mtok": 2.5, "output_price_per_mtok": 10, "billing_multiplier": 2},
+        {"id": "claude", "type": "anthropic", "upstream": "ohmygpt", "reasoning": "high"}
+    ],
+    "system_prompt": "",
+    "user_agent": "goproxy"
+}"#;
+
+fn with(patch: impl FnOnce(&mut Value)) -> Result<Config, ConfigError> {
+    let mut v: Value = serde_json::from_str(GOOD).unwrap();
+    patch(&mut v);
+    Config::from_json(&v.to_string(), "test.json")
+}
+
+fn err(patch: impl FnOnce(&mut Value)) -> String {
+    with(patch)
+        .expect_err("config should be refused")
+        .to_string()
+}
+
+/// The reference file loads, resolves endpoints and applies defaults.
+#[test]
+fn good_config_loads() {
+    let c = Config::from_json(GOOD, "good.json").unwrap();
+    assert_eq!(c.port(), 8004);
+    assert_eq!(c.host().to_string(), "0.0.0.0");
+    assert_eq!(c.models().len(), 2);
+    let m = c.model("4o").unwrap();
+    assert_eq!(m.id, "gpt-4o");
+    assert_eq!(m.prices.input, 5.0);
+    assert_eq!(
+        c.endpoint_for(m, Format::Anthropic).unwrap().name,
+        "ohmygpt-anthropic"
+    );
+    assert_eq!(c.model("claude").unwrap().thinking_budget, Some(10000));
+    assert_eq!(c.idle_timeout, Duration::from_secs(75));
+    assert_eq!(c.drain_timeout, Duration::from_secs(30));
+    assert_eq!(c.endpoints()[1].api_key_env, vec!["K1", "K2"]);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(
+        c.summary(),
+        "config OK: good.json: port 8004, 2 endpoints, 2 models"
+    );
+}
+
+/// Malformed JSON is reported with file, line and column.
+#[test]
+fn malformed_json_has_line_and_column() {
+    let e = Config::from_json("{\n  \"port\": 8004,\n  oops\n}", "bad.json")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("bad.json:3:3: invalid JSON"), "{e}");
+}
+
+#[test]
+fn port_missing_zero_too_big_or_string_is_refused() {
+    let e = err(|v| {
+        v.as_object_mut().unwrap().remove("port");
+    });
+    assert!(e.contains("test.json: port = (missing)"), "{e}");
+    for (bad, shown) in [
+        (serde_json::json!(0), "0"),
+        (serde_json::json!(70000), "70000"),
+        (serde_json::json!("8004"), "\"8004\""),
+        (serde_json::json!(80.5), "80.5"),
+        (serde_json::json!(-1), "-1"),
+    ] {
+        let e = err(|v| v["port"] = bad);
+        assert!(e.contains(&format!("test.json: port = {shown}")), "{e}");
+    }
+}
+
+#[test]
+fn upstream_naming_no_endpoint_is_refused() {
+    let e = err(|v| v["models"][0]["upstream"] = "nowhere".into());
+    assert!(
+        e.contains("models[0].upstream = \"nowhere\": names no endpoint"),
+        "{e}"
+    );
+}
+
+#[test]
+fn duplicate_ids_and_aliases_are_refused() {
+    let e = err(|v| v["models"][1]["id"] = "gpt-4o".into());
+    assert!(e.contains("models[1].id = \"gpt-4o\": duplicate"), "{e}");
+    let e = err(|v| v["models"][1]["id_aliases"] = serde_json::json!(["4o"]));
+    assert!(
+        e.contains("models[1].id_aliases[0] = \"4o\": duplicate"),
+        "{e}"
+    );
+}
+
+#[test]
+fn non_http_base_url_is_refused() {
+    let e = err(|v| v["endpoints"][0]["base_url"] = "ftp://x/y".into());
+    assert!(e.contains("endpoints[0].base_url = \"ftp://x/y\""), "{e}");
+    let e = err(|v| v["endpoints"][0]["base_url"] = "api.ohmygpt.com/v1".into());
+    assert!(e.contains("endpoints[0].base_url"), "{e}");
+}
+
+#[test]
+fn weights_must_match_their_list() {
+    let e = err(|v| v["models"][0]["upstream_model_weights"] = serde_json::json!([1]));
+    assert!(
+        e.contains(
+            "models[0].upstream_model_weights = [1]: has 1 weights but upstream_model_id has 2 ids"
+        ),
+        "{e}"
+    );
+    let e = err(|v| v["models"][0]["upstream_model_weights"] = serde_json::json!([0, 0]));
+    assert!(e.contains("sum above 0"), "{e}");
+}
+
+#[test]
+fn model_no_endpoint_serves_is_refused() {
+    let e = err(|v| {
+        v["models"][1].as_object_mut().unwrap().remove("upstream");
+        v["models"][1]["type"] = "gemini".into();
+    });
+    assert!(
+        e.contains("models[1].id = \"claude\": no endpoint serves"),
+        "{e}"
+    );
+}
+
+#[test]
+fn idle_timeout_must_exceed_nginx_keepalive() {
+    let e = err(|v| v["idle_timeout_secs"] = 60.into());
+    assert!(e.contains("idle_timeout_secs = 60"), "{e}");
+    assert!(e.contains("nginx"), "{e}");
+}
+
+#[test]
+fn unknown_keys_warn_but_load() {
+    let c = with(|v| v["extra_thing"] = 1.into()).unwrap();
+    assert_eq!(c.warnings, vec!["unknown key extra_thing ignored"]);
+}
+
+#[test]
+fn weighted_pick_only_returns_listed_ids() {
+    let c = Config::from_json(GOOD, "good.json").unwrap();
+    let m = c.model("gpt-4o").unwrap();
+    let picks: Vec<&str> = (0..200).map(|_| m.pick_upstream_id()).collect();
+    assert!(picks.iter().all(|p| *p == "a" || *p == "b"));
+    assert!(picks.contains(&"a") && picks.contains(&"b"));
+}
+
+#[test]
+fn shipped_configs_agree_on_port_8004() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let prod = Config::load(&dir.join("config-ohmygpt-prod.json")).unwrap();
+    let dev = Config::load(&dir.join("config-ohmygpt-dev.json")).unwrap();
+    assert_eq!(prod.port(), 8004);
+    assert_eq!(dev.port(), prod.port());
+    assert!(prod.warnings.is_empty(), "{:?}", prod.warnings);
+}
+
+/// Each config that would fail at run time is refused at load, naming the
+/// field, the model and the value.
+#[test]
+fn run_time_traps_are_refused() {
+    type Patch = Box<dyn FnOnce(&mut Value)>;
+    let cases: Vec<(Patch, &str)> = vec![
+        (
+            Box::new(|v| {
+                v["models"][0]["upstream_model_weights"] = serde_json::json!([1e308, 1e308])
+            }),
+            "models[0].upstream_model_weights = [1e+308,1e+308]: weights must be finite",
+        ),
+        (
+            Box::new(|v| v["user_agent"] = "goproxy\r\nX-Evil: 1".into()),
+            "user_agent = \"goproxy\\r\\nX-Evil: 1\": must be printable ASCII",
+        ),
+        (
+            Box::new(|v| v["user_agent"] = "caf\u{e9}".into()),
+            "user_agent = \"caf\u{e9}\"",
+        ),
+        (
+            Box::new(|v| v["sse_heartbeat_secs"] = serde_json::json!(1e-9)),
+            "sse_heartbeat_secs = 0.000000001: must be 0 (off)",
+        ),
+        (
+            Box::new(|v| v["models"] = serde_json::json!([])),
+            "models = []: at least one model is required",
+        ),
+        (
+            Box::new(|v| v["endpoints"] = serde_json::json!([])),
+            "endpoints = []: at least one endpoint",
+        ),
+        (
+            Box::new(|v| v["client_api_keys_env"] = serde_json::json!([])),
+            "client_api_keys_env = []: an empty list accepts no client",
+        ),
+        (
+            Box::new(|v| v["endpoints"][0]["api_key_env"] = serde_json::json!([])),
+            "endpoints[0].api_key_env = []",
+        ),
+        (
+            Box::new(|v| v["stream_idle_timeout_secs"] = 0.into()),
+            "stream_idle_timeout_secs = 0: must be a number of seconds from 1 to 3600",
+        ),
+        (
+            Box::new(|v| v["drain_timeout_secs"] = serde_json::json!(1e9)),
+            "drain_timeout_secs = 1000000000: must be",
+        ),
+        (
+            Box::new(|v| v["connect_timeout_secs"] = serde_json::json!(1e-6)),
+            "connect_timeout_secs = 0.000001",
+        ),
+        (
+            Box::new(|v| v["models"][0]["id_aliases"] = serde_json::json!([""])),
+            "models[0].id_aliases[0] = \"\": must not be empty (model \"gpt-4o\")",
+        ),
+        (
+            Box::new(|v| v["models"][1]["billing_multiplier"] = serde_json::json!(-1)),
+            "models[1].billing_multiplier = -1: must be a finite number >= 0 (model \"claude\")",
+        ),
+    ];
+    for (patch, expected) in cases {
+        let e = err(patch);
+        assert!(e.contains(expected), "expected {expected:?} in {e:?}");
+    }
+}
+
+/// Wrong JSON types name the field and the model, never a Rust type.
+#[test]
+fn type_errors_name_the_field_and_model() {
+    let e = err(|v| v["models"][1]["upstream_model_id"] = 5.into());
+    assert_eq!(e, "test.json: models[1].upstream_model_id = 5: expected a string or a list of strings, found a number (model \"claude\")");
+    let e = err(|v| v["models"][0]["input_price_per_mtok"] = "2.5".into());
+    assert!(e.contains("models[0].input_price_per_mtok = \"2.5\": expected a number, found a string (model \"gpt-4o\")"), "{e}");
+    let e = err(|v| v["endpoints"][1]["api_key_env"] = 7.into());
+    assert!(
+        e.contains("endpoints[1].api_key_env = 7: expected an environment variable name"),
+        "{e}"
+    );
+    let e = err(|v| v["models"][0]["upstream"] = "nowhere".into());
+    assert!(e.ends_with("(model \"gpt-4o\")"), "{e}");
+    let e = Config::from_json("[1, 2]", "list.json")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "list.json:1:1: the config must be a JSON object {...}, found a list"
+    );
+    for e in [e, err(|v| v["models"][0] = 1.into())] {
+        assert!(
+            !e.contains("Raw") && !e.contains("untagged") && !e.contains("StringOrList"),
+            "{e}"
+        );
+    }
+}
+
+/// A byte-order mark is named as such.
+#[test]
+fn byte_order_mark_is_named() {
+    let e = Config::from_json(&format!("\u{feff}{GOOD}"), "bom.json")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("bom.json:1:1: the file starts with a UTF-8 byte-order mark"),
+        "{e}"
+    );
+}
+
+/// A key pasted where a variable name belongs is refused and never echoed.
+#[test]
+fn keys_in_api_key_env_are_refused_unshown() {
+    for key in ["sk-proj-abcdefghijklmnop1234", "AbCdEfGh1234567890XyZq"] {
+        let e = err(|v| v["endpoints"][0]["api_key_env"] = key.into());
+        assert!(
+            e.contains("endpoints[0].api_key_env[0] = (hidden: it looks like a key)"),
+            "{e}"
+        );
+        assert!(!e.contains(&key[4..]), "{e}");
+        let e = err(|v| v["client_api_keys_env"] = serde_json::json!(["OK_NAME", key]));
+        assert!(e.contains("client_api_keys_env[1] = (hidden"), "{e}");
+        assert!(!e.contains(&key[4..]), "{e}");
+    }
+    let e = err(|v| v["endpoints"][0]["api_key_env"] = "MY KEY".into());
+    assert!(
+        e.contains("= \"MY KEY\": must be an environment variable name"),
+        "{e}"
+    );
+}

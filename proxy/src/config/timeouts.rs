@@ -1,0 +1,87 @@
+//! Durations and sizes at the top level, each with a range that makes
+//! sense at run time: `sse_heartbeat_secs: 1e-9` would send about 900
+//! pings a second, a zero timeout would fail every request.
+
+use std::time::Duration;
+
+use super::error::ConfigError;
+use super::raw::Reader;
+
+/// nginx's default upstream `keepalive_timeout`; our idle timeout must exceed it.
+pub const NGINX_KEEPALIVE_SECS: f64 = 60.0;
+
+/// Every timing field of the config, validated.
+#[derive(Debug, Clone)]
+pub(crate) struct Timeouts {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub stream_idle: Duration,
+    pub request_read: Duration,
+    pub sse_heartbeat: Option<Duration>,
+    pub drain: Duration,
+    pub drain_readiness_delay: Duration,
+    pub idle: Duration,
+    pub key_cooldown: Duration,
+}
+
+/// `field` in seconds within `[min, max]`, or `default` when absent.
+fn secs(
+    r: &Reader<'_>,
+    field: &str,
+    default: f64,
+    min: f64,
+    max: f64,
+) -> Result<Duration, ConfigError> {
+    let s = r.number(field)?.unwrap_or(default);
+    if !(s.is_finite() && (min..=max).contains(&s)) {
+        return Err(r.at.invalid(
+            field,
+            s.to_string(),
+            format!("must be a number of seconds from {min} to {max}"),
+        ));
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+pub(crate) fn timeouts(r: &Reader<'_>) -> Result<Timeouts, ConfigError> {
+    let idle = secs(r, "idle_timeout_secs", 75.0, 0.0, 3600.0)?;
+    if idle.as_secs_f64() <= NGINX_KEEPALIVE_SECS {
+        return Err(r.at.invalid(
+            "idle_timeout_secs",
+            idle.as_secs_f64().to_string(),
+            "must be longer than nginx's upstream keepalive_timeout (60 s), or nginx reuses connections goproxy is closing and answers 502",
+        ));
+    }
+    let heartbeat = r.number("sse_heartbeat_secs")?.unwrap_or(15.0);
+    if !(heartbeat == 0.0 || (1.0..=3600.0).contains(&heartbeat)) {
+        return Err(r.at.invalid(
+            "sse_heartbeat_secs",
+            heartbeat.to_string(),
+            "must be 0 (off) or a number of seconds from 1 to 3600",
+        ));
+    }
+    Ok(Timeouts {
+        connect: secs(r, "connect_timeout_secs", 10.0, 0.1, 300.0)?,
+        first_byte: secs(r, "first_byte_timeout_secs", 120.0, 1.0, 3600.0)?,
+        stream_idle: secs(r, "stream_idle_timeout_secs", 300.0, 1.0, 3600.0)?,
+        request_read: secs(r, "request_read_timeout_secs", 60.0, 1.0, 3600.0)?,
+        sse_heartbeat: (heartbeat > 0.0).then(|| Duration::from_secs_f64(heartbeat)),
+        drain: secs(r, "drain_timeout_secs", 30.0, 1.0, 3600.0)?,
+        drain_readiness_delay: secs(r, "drain_readiness_delay_secs", 0.0, 0.0, 300.0)?,
+        idle,
+        key_cooldown: secs(r, "key_cooldown_secs", 60.0, 1.0, 86_400.0)?,
+    })
+}
+
+/// `max_body_bytes`: 1 byte to 1 GiB, default 10 MiB.
+pub(crate) fn max_body_bytes(r: &Reader<'_>) -> Result<usize, ConfigError> {
+    let n = r
+        .get::<u64>("max_body_bytes", "a whole number of bytes")?
+        .unwrap_or(10 * 1024 * 1024);
+    if n == 0 || n > 1 << 30 {
+        return Err(r
+            .at
+            .invalid("max_body_bytes", n.to_string(), "must be in 1..=1073741824"));
+    }
+    Ok(n as usize)
+}

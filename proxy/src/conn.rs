@@ -1,0 +1,177 @@
+//! One client connection: served by hyper, watched so that no state lasts
+//! forever.
+//!
+//! hyper bounds some states itself (HTTP/1 header reads, HTTP/2 keep-alive
+//! pings) but not all: the HTTP/1-or-2 sniff of `auto::Builder`, an HTTP/2
+//! connection that sent only its preface, and an idle HTTP/2 connection have
+//! no timeout of their own. So every connection counts the requests it has
+//! in progress ([`Busy`] guards, held until the response body is dropped),
+//! and a watchdog closes it when nothing is in progress for too long:
+//! `request_read_timeout` before the first request, `idle_timeout` after one.
+//! Request bodies and upstream bodies have their own silence timeouts, so a
+//! request in progress cannot hang forever either.
+//!
+//! On drain a connection with nothing in progress is closed at once (a silent
+//! client never holds up shutdown); a busy one is told to finish its
+//! requests and close. When the drain timeout cuts open streams, the
+//! connection gets [`CUT_GRACE`] to flush the error event, then is dropped.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio::time::{sleep_until, timeout, Instant};
+
+use crate::server::{handle, App};
+
+/// How long a closing connection may take to say goodbye (flush the last
+/// response, send HTTP/2 GOAWAY) before it is dropped.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// How long a connection whose stream the drain cut may flush the error event.
+pub const CUT_GRACE: Duration = Duration::from_secs(2);
+/// HTTP/2 keep-alive ping interval and ack timeout: a dead peer holding an
+/// open stream is noticed within 40 s.
+const H2_PING: Duration = Duration::from_secs(20);
+
+/// The hyper connection builder with every timer goproxy relies on.
+pub fn builder(idle_timeout: Duration) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    // hyper's header-read timer also runs while a keep-alive connection is
+    // idle, and defaults to 30 s: shorter than nginx's 60 s keepalive_timeout,
+    // so nginx would reuse connections we are closing and answer 502. Set it
+    // to idle_timeout (75 s by default, validated > 60 s).
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(idle_timeout)
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_PING)
+        .keep_alive_timeout(H2_PING);
+    b
+}
+
+/// What one connection is doing, shared by its requests and its watchdog.
+#[derive(Debug)]
+struct Activity {
+    in_flight: AtomicUsize,
+    requests: AtomicU64,
+    opened: Instant,
+    idle_since: Mutex<Instant>,
+    changed: Notify,
+}
+
+/// Held while a request is in progress (handler, then response body).
+#[derive(Debug)]
+pub struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            *self.0.idle_since.lock().unwrap() = Instant::now();
+        }
+        self.0.changed.notify_one();
+    }
+}
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        let now = Instant::now();
+        Arc::new(Activity {
+            in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            opened: now,
+            idle_since: Mutex::new(now),
+            changed: Notify::new(),
+        })
+    }
+
+    fn begin(self: &Arc<Self>) -> Busy {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        self.changed.notify_one();
+        Busy(self.clone())
+    }
+
+    fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::SeqCst) > 0
+    }
+
+    /// When this connection has been idle too long, or `None` while busy.
+    fn idle_deadline(&self, first_request: Duration, idle: Duration) -> Option<Instant> {
+        if self.busy() {
+            None
+        } else if self.requests.load(Ordering::SeqCst) == 0 {
+            Some(self.opened + first_request)
+        } else {
+            Some(*self.idle_since.lock().unwrap() + idle)
+        }
+    }
+}
+
+/// Why a connection is being closed by us.
+#[derive(Debug, Clone, Copy)]
+enum Close {
+    Idle,
+    Drain,
+}
+
+/// Serve one accepted connection until it ends or is closed.
+pub async fn serve(
+    app: Arc<App>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let activity = Activity::new();
+    let svc = {
+        let (app, activity) = (app.clone(), activity.clone());
+        service_fn(move |req| handle(app.clone(), peer, req, activity.begin()))
+    };
+    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    let cfg = &app.config;
+    let why = loop {
+        let changed = activity.changed.notified();
+        let deadline = activity.idle_deadline(cfg.request_read_timeout, cfg.idle_timeout);
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "connection ended with error");
+                }
+                return;
+            }
+            _ = changed => {}
+            _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                if activity.idle_deadline(cfg.request_read_timeout, cfg.idle_timeout)
+                    .is_some_and(|d| d <= Instant::now())
+                {
+                    break Close::Idle;
+                }
+            }
+            _ = app.drain.cancelled() => break Close::Drain,
+        }
+    };
+    tracing::debug!(%peer, reason = ?why, busy = activity.busy(), "closing connection");
+    conn.as_mut().graceful_shutdown();
+    // Busy: let its requests finish (the drain timeout bounds them via the
+    // cut). Then, or if idle from the start, a short bounded goodbye.
+    while activity.busy() {
+        let changed = activity.changed.notified();
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = changed => {}
+            _ = app.cut.cancelled() => {
+                let _ = timeout(CUT_GRACE, conn.as_mut()).await;
+                return;
+            }
+        }
+    }
+    let _ = timeout(CLOSE_GRACE, conn.as_mut()).await;
+}

@@ -1,0 +1,219 @@
+//! The model routes: read the client body, rename the model, send it
+//! upstream, and hand the answer back as it arrives (SSE through
+//! [`crate::stream`], any other body through [`crate::passthrough`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{header, HeaderMap, HeaderValue, Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::time::{timeout, Instant};
+
+use crate::auth::redact_prefix;
+use crate::body::Body;
+use crate::config::{Endpoint, Format, Model};
+use crate::error::ProxyError;
+use crate::passthrough::passthrough;
+use crate::rename::ClientBody;
+use crate::routes::Handled;
+use crate::server::App;
+use crate::stream::{relay, RelayContext};
+
+/// Most bytes of an upstream error body read for the log (the rest is
+/// never read: a hostile upstream cannot make goproxy buffer it).
+const ERROR_PREFIX_BYTES: usize = 8 * 1024;
+/// Most characters of an upstream error body logged (after redaction).
+const ERROR_LOG_CHARS: usize = 512;
+
+/// POST a model route upstream and answer with what comes back.
+pub async fn forward(
+    app: &Arc<App>,
+    id: u64,
+    format: Format,
+    req: Request<Incoming>,
+    started: Instant,
+) -> Handled {
+    app.secrets
+        .authenticate(req.headers(), format == Format::Anthropic)?;
+    let (parts, body) = req.into_parts();
+    let raw = read_body(body, &parts.headers, &app.config).await?;
+    let client_body = ClientBody::parse(&raw)?;
+    let (model, endpoint) = route(app, format, &client_body.model)?;
+    let (out, upstream_model) =
+        client_body.rewrite(model, format, app.config.system_prompt.as_deref());
+
+    let sent = Instant::now();
+    let resp = app.upstream.send(endpoint, &parts.headers, out).await?;
+    app.metrics.upstream_latency(sent.elapsed());
+    if !resp.status().is_success() {
+        return Err(upstream_error(app, id, endpoint, resp).await);
+    }
+    let ctx = RelayContext {
+        request_id: id,
+        model: model.id.clone(),
+        upstream_model,
+        endpoint: endpoint.name.clone(),
+        format,
+        prices: model.prices,
+        idle_timeout: app.config.stream_idle_timeout,
+        heartbeat: app.config.sse_heartbeat,
+        metrics: app.metrics.clone(),
+        started,
+        cut: app.cut.clone(),
+    };
+    let r = if is_sse(resp.headers()) {
+        sse_response(relay(resp, ctx))
+    } else {
+        passthrough_response(resp, ctx)
+    };
+    Ok((r, Some(model.id.clone())))
+}
+
+/// Read the client body: at most `max_body_bytes`, and at most
+/// `request_read_timeout` of silence between two pieces of it.
+async fn read_body(
+    mut body: Incoming,
+    headers: &HeaderMap,
+    config: &crate::config::Config,
+) -> Result<Bytes, ProxyError> {
+    let limit = config.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ProxyError::PayloadTooLarge(limit));
+    }
+    let mut buf = BytesMut::with_capacity(declared.map_or(8192, |n| n as usize));
+    loop {
+        let frame = match timeout(config.request_read_timeout, body.frame()).await {
+            Err(_) => return Err(ProxyError::ClientTimeout),
+            Ok(None) => return Ok(buf.freeze()),
+            Ok(Some(Err(_))) => {
+                return Err(ProxyError::BadRequest(
+                    "could not read the request body".into(),
+                ))
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(ProxyError::PayloadTooLarge(limit));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+}
+
+/// The model the body asks for and the endpoint serving it on this route.
+fn route<'a>(
+    app: &'a App,
+    format: Format,
+    model_id: &str,
+) -> Result<(&'a Model, &'a Endpoint), ProxyError> {
+    let model = app
+        .config
+        .model(model_id)
+        .ok_or_else(|| ProxyError::UnknownModel(model_id.chars().take(128).collect()))?;
+    let endpoint =
+        app.config
+            .endpoint_for(model, format)
+            .ok_or_else(|| ProxyError::ModelNotOnRoute {
+                model: model.id.clone(),
+                format,
+            })?;
+    Ok((model, endpoint))
+}
+
+/// Log a bounded, redacted prefix of an upstream error body and map the
+/// status. The rest of the body is never read.
+async fn upstream_error(
+    app: &App,
+    id: u64,
+    endpoint: &Endpoint,
+    resp: reqwest::Response,
+) -> ProxyError {
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let (prefix, cut) = read_prefix(resp, ERROR_PREFIX_BYTES, app.config.stream_idle_timeout).await;
+    tracing::warn!(
+        request_id = id,
+        endpoint = %endpoint.name,
+        upstream_status = status.as_u16(),
+        body = %redact_prefix(&prefix, cut, ERROR_LOG_CHARS, &app.secrets),
+        "upstream error"
+    );
+    if status == 429 {
+        ProxyError::RateLimited {
+            retry_after_secs: retry_after.unwrap_or(app.config.key_cooldown.as_secs().max(1)),
+        }
+    } else {
+        ProxyError::UpstreamStatus(status.as_u16())
+    }
+}
+
+/// Up to `limit` bytes of a body, with `silence` allowed between chunks;
+/// also whether the body went on past them.
+async fn read_prefix(
+    mut resp: reqwest::Response,
+    limit: usize,
+    silence: Duration,
+) -> (Vec<u8>, bool) {
+    let mut buf = Vec::new();
+    while let Ok(Ok(Some(chunk))) = timeout(silence, resp.chunk()).await {
+        let room = limit - buf.len();
+        if chunk.len() >= room {
+            buf.extend_from_slice(&chunk[..room]);
+            return (buf, chunk.len() > room || !is_done(&resp));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    (buf, false)
+}
+
+/// Whether a response body is known to be finished (its declared length
+/// was read). Without a length, assume more follows.
+fn is_done(resp: &reqwest::Response) -> bool {
+    resp.content_length() == Some(0)
+}
+
+fn is_sse(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
+fn sse_response(body: Body) -> Response<Body> {
+    let mut r = Response::new(body);
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    r
+}
+
+fn passthrough_response(resp: reqwest::Response, ctx: RelayContext) -> Response<Body> {
+    let content_type = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .cloned()
+        .unwrap_or(HeaderValue::from_static("application/json"));
+    let length = resp.headers().get(header::CONTENT_LENGTH).cloned();
+    let mut r = Response::new(passthrough(resp, ctx));
+    r.headers_mut().insert(header::CONTENT_TYPE, content_type);
+    // Passing the length on lets the client tell a cut body from a whole one.
+    if let Some(len) = length {
+        r.headers_mut().insert(header::CONTENT_LENGTH, len);
+    }
+    r
+}

@@ -1,0 +1,196 @@
+//! Non-SSE upstream bodies, passed to the client chunk by chunk as they
+//! arrive: memory stays bounded whatever the upstream sends (a 1 GiB answer
+//! is never held). Usage is read from a bounded tail of the body, where
+//! OpenAI and Anthropic both put their `usage` object.
+//!
+//! If the upstream breaks, stalls for `stream_idle_timeout` between two
+//! chunks, or the drain cuts the body, the body ends with an error: hyper
+//! then aborts the response, so the client sees a broken transfer, never a
+//! truncated JSON that looks whole.
+
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use serde_json::Value;
+use tokio::time::timeout;
+
+use crate::body::{Body, BodyError};
+use crate::stream::RelayContext;
+use crate::usage::Usage;
+
+/// Bytes of the body's end kept for reading usage.
+const TAIL_BYTES: usize = 64 * 1024;
+
+/// Keeps the last 64 KiB (up to twice that between trims) of a body.
+#[derive(Debug, Default)]
+pub struct Tail {
+    buf: Vec<u8>,
+}
+
+impl Tail {
+    /// Remember the end of `chunk`.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        if chunk.len() >= TAIL_BYTES {
+            self.buf.clear();
+            self.buf
+                .extend_from_slice(&chunk[chunk.len() - TAIL_BYTES..]);
+            return;
+        }
+        if self.buf.len() + chunk.len() > 2 * TAIL_BYTES {
+            let keep = TAIL_BYTES.saturating_sub(chunk.len());
+            self.buf.drain(..self.buf.len() - keep);
+        }
+        self.buf.extend_from_slice(chunk);
+    }
+
+    /// The usage of the last `"usage": {...}` object in the tail (a key in
+    /// the JSON, not the word inside a string: `\"usage\"` is skipped).
+    pub fn usage(&self) -> Usage {
+        let mut usage = Usage::default();
+        let needle = b"\"usage\"";
+        let mut end = self.buf.len();
+        while let Some(at) = rfind(&self.buf[..end], needle) {
+            end = at;
+            if at > 0 && self.buf[at - 1] == b'\\' {
+                continue;
+            }
+            let rest = self.buf[at + needle.len()..].trim_ascii_start();
+            let Some(rest) = rest.strip_prefix(b":") else {
+                continue;
+            };
+            let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<Value>();
+            if let Some(Ok(v @ Value::Object(_))) = values.next() {
+                usage.observe(&serde_json::json!({ "usage": v }));
+                return usage;
+            }
+        }
+        usage
+    }
+}
+
+fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).rposition(|w| w == needle)
+}
+
+/// Owns the upstream body; logs and records usage exactly once, on drop.
+struct Passthrough {
+    upstream: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    ctx: RelayContext,
+    tail: Tail,
+    bytes: u64,
+    outcome: &'static str,
+}
+
+impl Drop for Passthrough {
+    fn drop(&mut self) {
+        let ctx = &self.ctx;
+        let usage = self.tail.usage();
+        let cost = usage.cost(&ctx.prices);
+        ctx.metrics.usage(&ctx.model, &usage, cost);
+        tracing::info!(
+            request_id = ctx.request_id,
+            model = %ctx.model,
+            upstream_model = %ctx.upstream_model,
+            endpoint = %ctx.endpoint,
+            outcome = self.outcome,
+            input_tokens = usage.input,
+            output_tokens = usage.output,
+            cache_write_tokens = usage.cache_write,
+            cache_read_tokens = usage.cache_read,
+            cost,
+            bytes = self.bytes,
+            "completion"
+        );
+    }
+}
+
+impl Passthrough {
+    async fn next_chunk(&mut self) -> Option<Result<Bytes, BodyError>> {
+        let next = tokio::select! {
+            n = timeout(self.ctx.idle_timeout, self.upstream.next()) => n,
+            _ = self.ctx.cut.cancelled() => {
+                self.outcome = "drain_cut";
+                return Some(Err("the proxy is shutting down".into()));
+            }
+        };
+        let (outcome, err): (_, BodyError) = match next {
+            Ok(Some(Ok(chunk))) => {
+                self.tail.feed(&chunk);
+                self.bytes += chunk.len() as u64;
+                return Some(Ok(chunk));
+            }
+            Ok(None) => {
+                self.outcome = "complete";
+                return None;
+            }
+            Ok(Some(Err(e))) => {
+                tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, error = %e.without_url(), "upstream body broke");
+                ("upstream_error", "the upstream body was interrupted".into())
+            }
+            Err(_) => {
+                tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, idle_secs = self.ctx.idle_timeout.as_secs_f64(), "upstream body stalled");
+                ("upstream_stalled", "the upstream body stalled".into())
+            }
+        };
+        self.outcome = outcome;
+        Some(Err(err))
+    }
+}
+
+/// Turn a non-SSE upstream response into a client body that passes each
+/// chunk on as it arrives.
+pub fn passthrough(upstream: reqwest::Response, ctx: RelayContext) -> Body {
+    let p = Passthrough {
+        upstream: Box::pin(upstream.bytes_stream()),
+        ctx,
+        tail: Tail::default(),
+        bytes: 0,
+        outcome: "client_disconnected",
+    };
+    let frames = futures_util::stream::unfold(Some(p), |state| async move {
+        let mut p = state?;
+        match p.next_chunk().await? {
+            Ok(chunk) => Some((Ok(Frame::data(chunk)), Some(p))),
+            // End after the error: hyper aborts the response.
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    BodyExt::boxed_unsync(StreamBody::new(frames))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Usage is found at the end of a body of any size, split anywhere, and
+    /// the word "usage" inside a string does not fool it.
+    #[test]
+    fn tail_finds_usage_after_megabytes() {
+        let filler = "x".repeat(3 * 1024 * 1024);
+        let text = format!(
+            "{{\"choices\":[{{\"message\":{{\"content\":\"{filler} \\\"usage\\\": {{}}\"}}}}],\"usage\":{{\"prompt_tokens\":9,\"completion_tokens\":4}}}}"
+        );
+        for split in [1000, 65_535, 70_001, 1 << 20] {
+            let mut t = Tail::default();
+            for c in text.as_bytes().chunks(split) {
+                t.feed(c);
+            }
+            assert!(t.buf.len() <= 2 * TAIL_BYTES);
+            let u = t.usage();
+            assert_eq!((u.input, u.output), (9, 4), "split {split}");
+        }
+    }
+
+    #[test]
+    fn anthropic_usage_and_no_usage() {
+        let mut t = Tail::default();
+        t.feed(br#"{"content":[{"type":"text","text":"hi"}],"usage":{"input_tokens":3,"output_tokens":5}}"#);
+        assert_eq!((t.usage().input, t.usage().output), (3, 5));
+        let mut t = Tail::default();
+        t.feed(br#"{"content":"\"usage\": {\"input_tokens\":3}"}"#);
+        assert_eq!(t.usage(), Usage::default());
+    }
+}

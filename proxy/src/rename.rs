@@ -1,0 +1,314 @@
+//! Rewrite a client body for the upstream without building a JSON tree:
+//! only the top-level keys are parsed (each value borrowed as a
+//! [`RawValue`]), and the few changes (model id, system prompt, thinking
+//! budget, stream usage) are spliced into the original bytes. A 90 KB
+//! agent request with 200 messages is copied once, never re-serialized.
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+use crate::config::{Format, Model};
+use crate::error::ProxyError;
+
+/// The top-level keys goproxy reads or changes; the rest are skipped.
+/// A duplicate of one of these keys is refused (the upstream might read the
+/// other copy than goproxy did).
+#[derive(Debug, Deserialize)]
+struct Top<'a> {
+    #[serde(borrow, default, deserialize_with = "raw")]
+    model: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    stream: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    stream_options: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    reasoning_effort: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    messages: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    system: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    thinking: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    max_tokens: Option<&'a RawValue>,
+}
+
+/// A present key as its raw text, `null` included (serde's `Option` would
+/// read `null` as absent, and a second key would then be added).
+fn raw<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+/// A client body: its text, its top-level keys and the model it asks for.
+#[derive(Debug)]
+pub struct ClientBody<'a> {
+    text: &'a str,
+    top: Top<'a>,
+    /// The requested model id (non-empty).
+    pub model: String,
+}
+
+impl<'a> ClientBody<'a> {
+    /// Parse the top level of `raw`: 400 unless a JSON object with a
+    /// non-empty string `model`.
+    pub fn parse(raw: &'a [u8]) -> Result<Self, ProxyError> {
+        let text = std::str::from_utf8(raw)
+            .map_err(|_| ProxyError::BadRequest("request body is not UTF-8".into()))?;
+        let top = parse(text)?;
+        let missing = || ProxyError::BadRequest("missing string field \"model\"".into());
+        let model = match top.model.map(|m| serde_json::from_str::<Value>(m.get())) {
+            Some(Ok(Value::String(s))) if !s.is_empty() => s,
+            _ => return Err(missing()),
+        };
+        Ok(ClientBody { text, top, model })
+    }
+
+    /// Rewrite for the upstream: model id mapping, system prompt, reasoning
+    /// effort and stream usage (OpenAI), thinking budget with
+    /// `max_tokens >= budget + 4000` (Anthropic). Returns the new body and
+    /// the upstream model id chosen.
+    pub fn rewrite(
+        &self,
+        model: &Model,
+        format: Format,
+        system_prompt: Option<&str>,
+    ) -> (Bytes, String) {
+        let (body, top) = (self.text, &self.top);
+        let open = body.find('{').map_or(0, |i| i + 1);
+        let upstream_id = model.pick_upstream_id().to_string();
+        let mut s = Splices::default();
+        if let Some(m) = top.model {
+            s.replace(body, m, json!(upstream_id).to_string());
+        }
+        match format {
+            Format::OpenAi => openai(top, body, open, model, system_prompt, &mut s),
+            Format::Anthropic => anthropic(top, body, open, model, system_prompt, &mut s),
+        }
+        (s.apply(body), upstream_id)
+    }
+}
+
+fn parse(text: &str) -> Result<Top<'_>, ProxyError> {
+    if !text.trim_start().starts_with('{') {
+        return Err(ProxyError::BadRequest(
+            "request body is not a JSON object".into(),
+        ));
+    }
+    serde_json::from_str(text)
+        .map_err(|e| ProxyError::BadRequest(format!("request body is not a JSON object: {e}")))
+}
+
+/// Changes to the original bytes: replace `start..end` with `text`
+/// (an insertion when `start == end`).
+#[derive(Debug, Default)]
+struct Splices(Vec<(usize, usize, String)>);
+
+impl Splices {
+    fn replace(&mut self, body: &str, v: &RawValue, text: String) {
+        let start = offset(body, v.get());
+        self.0.push((start, start + v.get().len(), text));
+    }
+    fn insert(&mut self, at: usize, text: String) {
+        self.0.push((at, at, text));
+    }
+    fn apply(mut self, body: &str) -> Bytes {
+        self.0.sort_by_key(|s| s.0);
+        let extra: usize = self.0.iter().map(|s| s.2.len()).sum();
+        let mut out = Vec::with_capacity(body.len() + extra);
+        let mut at = 0;
+        for (start, end, text) in &self.0 {
+            out.extend_from_slice(&body.as_bytes()[at..*start]);
+            out.extend_from_slice(text.as_bytes());
+            at = *end;
+        }
+        out.extend_from_slice(&body.as_bytes()[at..]);
+        Bytes::from(out)
+    }
+}
+
+/// Where `part` (a sub-slice of `whole`, as `RawValue::get` returns) starts.
+fn offset(whole: &str, part: &str) -> usize {
+    part.as_ptr() as usize - whole.as_ptr() as usize
+}
+
+fn openai(
+    top: &Top<'_>,
+    body: &str,
+    open: usize,
+    model: &Model,
+    system_prompt: Option<&str>,
+    s: &mut Splices,
+) {
+    if let (Some(sp), Some(msgs)) = (system_prompt, top.messages) {
+        if let Some(inner) = msgs.get().strip_prefix('[') {
+            let msg = json!({"role": "system", "content": sp}).to_string();
+            let comma = if inner.trim_start().starts_with(']') {
+                ""
+            } else {
+                ","
+            };
+            s.insert(offset(body, msgs.get()) + 1, format!("{msg}{comma}"));
+        }
+    }
+    // A reasoning model gets the configured effort unless the client chose one.
+    if let (Some(r), None) = (model.reasoning, top.reasoning_effort) {
+        s.insert(open, format!("\"reasoning_effort\":\"{}\",", r.as_str()));
+    }
+    // Ask for usage in the stream so it can be priced.
+    let streaming = top.stream.is_some_and(|v| v.get() == "true");
+    if streaming && top.stream_options.is_none() {
+        s.insert(open, "\"stream_options\":{\"include_usage\":true},".into());
+    }
+}
+
+fn anthropic(
+    top: &Top<'_>,
+    body: &str,
+    open: usize,
+    model: &Model,
+    system_prompt: Option<&str>,
+    s: &mut Splices,
+) {
+    if let Some(sp) = system_prompt {
+        system(top.system, body, open, sp, s);
+    }
+    let thinking: Option<Value> = top
+        .thinking
+        .and_then(|t| serde_json::from_str(t.get()).ok());
+    let client_budget = thinking
+        .as_ref()
+        .filter(|t| t.get("type").and_then(Value::as_str) == Some("enabled"))
+        .and_then(|t| t.get("budget_tokens"))
+        .and_then(Value::as_u64);
+    let budget = match (client_budget, model.thinking_budget) {
+        (Some(b), _) => Some(b),
+        (None, Some(b)) if top.thinking.is_none() => {
+            let t = json!({"type": "enabled", "budget_tokens": b});
+            s.insert(open, format!("\"thinking\":{t},"));
+            Some(u64::from(b))
+        }
+        _ => None,
+    };
+    let Some(b) = budget else { return };
+    let min = b + 4000;
+    let current = top.max_tokens.and_then(|v| v.get().parse::<u64>().ok());
+    match top.max_tokens {
+        Some(v) if current.unwrap_or(0) < min => s.replace(body, v, min.to_string()),
+        None => s.insert(open, format!("\"max_tokens\":{min},")),
+        Some(_) => {}
+    }
+}
+
+/// Prepend the configured system prompt to Anthropic's `system` (absent,
+/// null, a string or a list of blocks).
+fn system(current: Option<&RawValue>, body: &str, open: usize, sp: &str, s: &mut Splices) {
+    let Some(v) = current else {
+        s.insert(open, format!("\"system\":{},", json!(sp)));
+        return;
+    };
+    match serde_json::from_str::<Value>(v.get()) {
+        Ok(Value::Null) => s.replace(body, v, json!(sp).to_string()),
+        Ok(Value::String(old)) if old.is_empty() => s.replace(body, v, json!(sp).to_string()),
+        Ok(Value::String(old)) => s.replace(body, v, json!(format!("{sp}\n\n{old}")).to_string()),
+        Ok(Value::Array(blocks)) => {
+            let block = json!({"type": "text", "text": sp}).to_string();
+            let comma = if blocks.is_empty() { "" } else { "," };
+            s.insert(offset(body, v.get()) + 1, format!("{block}{comma}"));
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn config() -> Config {
+        Config::from_json(
+            r#"{"port": 1, "endpoints": [{"name":"anthropic","base_url":"http://127.0.0.1:1/v1/messages"},
+                {"name":"openai","base_url":"http://127.0.0.1:1/v1/chat/completions"}],
+                "models": [{"id":"c","type":"anthropic","reasoning":"medium","upstream_model_id":"claude-up"}]}"#,
+            "t",
+        )
+        .unwrap()
+    }
+
+    fn rewrite(body: Value, format: Format, sp: Option<&str>) -> (Value, String) {
+        let c = config();
+        let raw = body.to_string();
+        let (out, id) =
+            ClientBody::parse(raw.as_bytes())
+                .unwrap()
+                .rewrite(c.model("c").unwrap(), format, sp);
+        (serde_json::from_slice(&out).expect("valid JSON out"), id)
+    }
+
+    #[test]
+    fn anthropic_thinking_and_max_tokens() {
+        let body = json!({"model":"c","max_tokens":1000,"system":"be brief","messages":[]});
+        let (body, id) = rewrite(body, Format::Anthropic, Some("SP"));
+        assert_eq!(id, "claude-up");
+        assert_eq!(body["model"], "claude-up");
+        assert_eq!(
+            body["thinking"],
+            json!({"type":"enabled","budget_tokens":5000})
+        );
+        assert_eq!(body["max_tokens"], 9000);
+        assert_eq!(body["system"], "SP\n\nbe brief");
+    }
+
+    #[test]
+    fn anthropic_system_blocks_and_absent_fields() {
+        let body = json!({"model":"c","system":[{"type":"text","text":"x"}],"messages":[]});
+        let (body, _) = rewrite(body, Format::Anthropic, Some("SP"));
+        assert_eq!(body["system"][0], json!({"type":"text","text":"SP"}));
+        assert_eq!(body["system"][1]["text"], "x");
+        assert_eq!(body["max_tokens"], 9000);
+        let (body, _) = rewrite(json!({"model":"c"}), Format::Anthropic, Some("SP"));
+        assert_eq!(body["system"], "SP");
+    }
+
+    #[test]
+    fn openai_system_prompt_and_stream_usage() {
+        let body = json!({"model":"c","stream":true,"messages":[{"role":"user","content":"hi"}]});
+        let (body, _) = rewrite(body, Format::OpenAi, Some("SP"));
+        assert_eq!(body["messages"][0], json!({"role":"system","content":"SP"}));
+        assert_eq!(body["messages"][1]["content"], "hi");
+        assert_eq!(body["stream_options"]["include_usage"], true);
+        assert!(body.get("thinking").is_none());
+        assert_eq!(body["reasoning_effort"], "medium");
+    }
+
+    /// Everything the rewrite does not touch stays byte for byte.
+    #[test]
+    fn untouched_bytes_survive_exactly() {
+        let raw =
+            br#" { "messages" : [ {"content":"\u00e9 \"model\": 1"} ],"model":"c" ,"x":1.50}"#;
+        let c = config();
+        let (out, _) =
+            ClientBody::parse(raw)
+                .unwrap()
+                .rewrite(c.model("c").unwrap(), Format::OpenAi, None);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#" {"reasoning_effort":"medium", "messages" : [ {"content":"\u00e9 \"model\": 1"} ],"model":"claude-up" ,"x":1.50}"#
+        );
+    }
+
+    #[test]
+    fn bad_bodies_are_400() {
+        for raw in [
+            &b"[1]"[..],
+            b"{\"model\": 5}",
+            b"{}",
+            b"{\"model\":\"a\",\"model\":\"b\"}",
+            b"\xff",
+        ] {
+            let e = ClientBody::parse(raw).unwrap_err();
+            assert_eq!(e.status_code(), 400, "{raw:?}");
+        }
+    }
+}

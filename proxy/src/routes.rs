@@ -1,0 +1,173 @@
+//! Routing and the small handlers (`/health`, `/`, `/metrics`,
+//! `/v1/models`); model routes go to [`crate::forward`].
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use crate::body::{full, with_guard, Body};
+use crate::config::Format;
+use crate::conn::Busy;
+use crate::error::ProxyError;
+use crate::forward::forward;
+use crate::server::App;
+
+/// A response, and the public model id for the request log line.
+pub type Handled = Result<(Response<Body>, Option<String>), ProxyError>;
+
+/// Route label for metrics (bounded set, never the raw path).
+fn route_label(path: &str) -> &'static str {
+    match path {
+        "/" => "/",
+        "/health" => "/health",
+        "/metrics" => "/metrics",
+        "/v1/models" => "/v1/models",
+        "/v1/chat/completions" => "/v1/chat/completions",
+        "/v1/messages" => "/v1/messages",
+        _ => "other",
+    }
+}
+
+/// Serve one request; `busy` is held until the response body is dropped so
+/// the connection counts as busy while the answer is being sent.
+pub async fn handle(
+    app: Arc<App>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+    busy: Busy,
+) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let id = app.next_id.fetch_add(1, Ordering::Relaxed);
+    // Only the path is used: the Host header and the authority of an
+    // absolute-form URI never influence where a request goes.
+    let route = route_label(req.uri().path());
+    let method = req.method().clone();
+    let format = if route == "/v1/messages" {
+        Format::Anthropic
+    } else {
+        Format::OpenAi
+    };
+    let (resp, model) = match dispatch(&app, id, route, req, started).await {
+        Ok(x) => x,
+        Err(e) => {
+            if e.status_code().is_server_error() {
+                tracing::warn!(request_id = id, error = %e, fault = ?e.fault(), "request failed");
+            }
+            (e.into_response(format), None)
+        }
+    };
+    app.metrics.request(route, resp.status().as_u16());
+    tracing::info!(
+        request_id = id,
+        %peer,
+        %method,
+        route,
+        status = resp.status().as_u16(),
+        model = model.as_deref().unwrap_or(""),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    Ok(resp.map(|b| with_guard(b, busy)))
+}
+
+async fn dispatch(
+    app: &Arc<App>,
+    id: u64,
+    route: &'static str,
+    req: Request<Incoming>,
+    started: Instant,
+) -> Handled {
+    match (route, req.method()) {
+        ("/health", &Method::GET) => Ok((health(app), None)),
+        ("/", &Method::GET) => Ok((info(app), None)),
+        ("/metrics", &Method::GET) => {
+            app.secrets.authenticate(req.headers(), false)?;
+            let mut r = Response::new(full(app.metrics.render()));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+            );
+            Ok((r, None))
+        }
+        ("/v1/models", &Method::GET) => {
+            app.secrets.authenticate(req.headers(), true)?;
+            Ok((models(app), None))
+        }
+        ("/v1/chat/completions", &Method::POST) => {
+            forward(app, id, Format::OpenAi, req, started).await
+        }
+        ("/v1/messages", &Method::POST) => forward(app, id, Format::Anthropic, req, started).await,
+        ("other", _) => Err(ProxyError::NotFound(route_safe_path(req.uri().path()))),
+        _ => Err(ProxyError::MethodNotAllowed),
+    }
+}
+
+/// The path echoed in a 404, truncated so it cannot bloat responses.
+fn route_safe_path(p: &str) -> String {
+    p.chars().take(128).collect()
+}
+
+/// A JSON response with `status`.
+pub fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut r = Response::new(full(v.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn health(app: &App) -> Response<Body> {
+    let draining = app.draining.load(Ordering::SeqCst);
+    let body = json!({
+        "status": if draining { "draining" } else { "ok" },
+        "port": app.config.port(),
+        "uptime_seconds": app.started.elapsed().as_secs(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "open_streams": app.metrics.open_stream_count(),
+    });
+    let status = if draining {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    json_response(status, &body)
+}
+
+fn info(app: &App) -> Response<Body> {
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "service": "goproxy",
+            "version": env!("CARGO_PKG_VERSION"),
+            "port": app.config.port(),
+            "routes": ["GET /health", "GET /metrics", "GET /v1/models", "POST /v1/chat/completions", "POST /v1/messages"],
+        }),
+    )
+}
+
+fn models(app: &App) -> Response<Body> {
+    let data: Vec<Value> = app
+        .config
+        .models()
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.id,
+                "object": "model",
+                "created": 0,
+                "owned_by": m.kind,
+                "name": m.name,
+                "aliases": m.aliases,
+            })
+        })
+        .collect();
+    json_response(StatusCode::OK, &json!({"object": "list", "data": data}))
+}

@@ -1,0 +1,310 @@
+//! Hostile upstreams and clients: huge, endless, trickling and stalled
+//! bodies; silent, half-open and idle connections; the drain's cut.
+//! Timer-bound tests run on paused tokio time, so they take milliseconds
+//! while still proving the close at the configured timeout.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use http_body_util::Empty;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use mock_upstream::MockConfig;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{timeout, Instant};
+
+use crate::helpers::{is_closed, settle, spawn_proxy, wait_for, CLIENT_KEY, DEFAULT_CONFIG};
+use crate::raw::Script;
+
+const MIB: u64 = 1024 * 1024;
+
+/// Config with `request_read_timeout_secs` 5 (the default is 60).
+fn config_5s() -> String {
+    DEFAULT_CONFIG.replace(
+        "\"drain_timeout_secs\": 5",
+        "\"drain_timeout_secs\": 5, \"request_read_timeout_secs\": 5",
+    )
+}
+
+/// `s` is still open after `open_for`, and closed `then` later.
+async fn open_until_then_closed(s: &mut TcpStream, open_for: Duration, then: Duration) {
+    tokio::time::sleep(open_for).await;
+    assert!(!is_closed(s), "closed before {open_for:?}");
+    tokio::time::sleep(then).await;
+    settle("the close", read_to_close(s)).await;
+}
+
+/// Read until the peer closes; the bytes read.
+async fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    out
+}
+
+/// A 1 GiB non-SSE body is passed on as it arrives: with a client that
+/// reads nothing, goproxy stops taking from the upstream once the socket
+/// buffers are full (tens of MB at most, never the whole body), and a client
+/// that leaves closes the upstream connection.
+#[tokio::test]
+async fn huge_non_sse_body_is_streamed_with_bounded_buffering() {
+    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    p.raw.set(Script {
+        chunk: vec![b' '; 64 * 1024],
+        chunks: 16 * 1024, // 1 GiB
+        ..Script::default()
+    });
+    let r = p
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "raw-gpt", "messages": []}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    // Poll until the upstream's writes stop advancing (backpressure).
+    let mut last = u64::MAX;
+    let stalled_at = wait_for(
+        "the upstream to be held back",
+        Duration::from_secs(20),
+        || {
+            let now = p.raw.written.load(Ordering::SeqCst);
+            let stable = now == last;
+            last = now;
+            async move { stable.then_some(now) }
+        },
+    )
+    .await;
+    assert!(
+        stalled_at < 64 * MIB,
+        "goproxy took {} MiB of a 1 GiB body",
+        stalled_at / MIB
+    );
+    drop(r);
+    wait_for(
+        "the upstream connection to close",
+        Duration::from_secs(10),
+        || async { p.raw.peer_closed.load(Ordering::SeqCst).then_some(()) },
+    )
+    .await;
+}
+
+/// `stream_idle_timeout` (1 s here) bounds the silence between chunks, not
+/// the whole body: a body trickling for 6 s arrives whole, and its usage
+/// (read from the tail) is priced.
+#[tokio::test(start_paused = true)]
+async fn trickling_non_sse_body_is_not_cut_by_the_idle_timeout() {
+    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    p.raw.set(Script {
+        chunk: b" ".to_vec(),
+        chunks: 30,
+        gap: Duration::from_millis(200),
+        last: br#"{"usage":{"prompt_tokens":2,"completion_tokens":3}}"#.to_vec(),
+        ..Script::default()
+    });
+    let r = p
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "raw-gpt", "messages": []}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.expect("whole body");
+    assert!(body.ends_with(r#""completion_tokens":3}}"#), "{body}");
+    let m = p.metrics().await;
+    assert!(
+        m.contains(r#"goproxy_tokens_total{model="raw-gpt",kind="input"} 2"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"goproxy_cost_total{model="raw-gpt"} 5"#),
+        "{m}"
+    );
+}
+
+/// A non-SSE body that stalls mid-way is aborted: the client sees a broken
+/// transfer, not a short body that looks complete.
+#[tokio::test(start_paused = true)]
+async fn stalled_non_sse_body_is_aborted() {
+    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    p.raw.set(Script {
+        chunk: b"{\"partial\":".to_vec(),
+        chunks: 2,
+        gap: Duration::from_secs(5),
+        ..Script::default()
+    });
+    let r = p
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "raw-gpt", "messages": []}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.is_err(), "a cut body must not end cleanly");
+}
+
+/// An endless upstream error body is not read whole: the client gets its
+/// 502 and goproxy hangs up after a small prefix.
+#[tokio::test]
+async fn endless_error_body_reads_only_a_prefix() {
+    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    p.raw.set(Script {
+        status: 500,
+        chunk: vec![b'e'; 64 * 1024],
+        chunks: u64::MAX,
+        ..Script::default()
+    });
+    let r = p
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "raw-gpt", "messages": []}),
+        )
+        .await;
+    assert_eq!(r.status(), 502);
+    wait_for(
+        "goproxy to hang up on the error body",
+        Duration::from_secs(10),
+        || async { p.raw.peer_closed.load(Ordering::SeqCst).then_some(()) },
+    )
+    .await;
+    let taken = p.raw.written.load(Ordering::SeqCst);
+    assert!(
+        taken < 64 * MIB,
+        "{} MiB of an endless error body read",
+        taken / MIB
+    );
+}
+
+/// A connection that never sends a byte is closed after
+/// `request_read_timeout_secs` (5 s here), not kept forever.
+#[tokio::test(start_paused = true)]
+async fn silent_connection_is_closed_after_request_read_timeout() {
+    let p = spawn_proxy(&config_5s()).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    open_until_then_closed(&mut s, Duration::from_millis(4_900), Duration::from_secs(2)).await;
+}
+
+/// Only the HTTP/2 preface, then silence: closed at the same bound.
+#[tokio::test(start_paused = true)]
+async fn h2_preface_only_is_closed() {
+    let p = spawn_proxy(&config_5s()).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    open_until_then_closed(&mut s, Duration::from_millis(4_900), Duration::from_secs(2)).await;
+}
+
+/// An HTTP/2 connection idle after its request is closed at
+/// `idle_timeout_secs` (75 s by default): HTTP/2 has no idle timer of its own.
+#[tokio::test(start_paused = true)]
+async fn idle_h2_connection_is_closed_after_idle_timeout() {
+    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    let tcp = TcpStream::connect(p.addr).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = http::Request::get("/health")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    assert_eq!(send.send_request(req).await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_millis(74_900)).await;
+    assert!(
+        !conn.is_finished(),
+        "closed before idle_timeout_secs (75 s)"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    settle("the idle HTTP/2 connection to close", conn)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// A request body that goes silent is answered 408 after
+/// `request_read_timeout_secs`, so it cannot hold a connection forever.
+#[tokio::test(start_paused = true)]
+async fn silent_request_body_gets_408() {
+    let p = spawn_proxy(&config_5s()).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {CLIENT_KEY}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"model\":"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(4_900)).await;
+    let mut none = [0u8; 1];
+    assert!(
+        s.try_read(&mut none).is_err(),
+        "answered before request_read_timeout_secs"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let out = settle("the 408", read_to_close(&mut s)).await;
+    assert!(
+        out.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+}
+
+/// A silent client does not hold up shutdown: the drain ends at once when
+/// nothing is in progress (the drain timeout here is 5 s).
+#[tokio::test(start_paused = true)]
+async fn drain_does_not_wait_for_a_silent_connection() {
+    let mut p = spawn_proxy(DEFAULT_CONFIG).await;
+    let _silent = TcpStream::connect(p.addr).await.unwrap();
+    let mut half = TcpStream::connect(p.addr).await.unwrap();
+    half.write_all(b"GET /health HTTP/1.1\r\nHo").await.unwrap();
+    tokio::task::yield_now().await;
+    let t0 = Instant::now();
+    p.trigger_shutdown();
+    timeout(Duration::from_secs(60), &mut p.server)
+        .await
+        .expect("run returned")
+        .unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "drain took {:?}",
+        t0.elapsed()
+    );
+}
+
+/// A stream still open at the drain timeout ends with an SSE error event
+/// (not a silent cut), and `run` returns shortly after.
+#[tokio::test(start_paused = true)]
+async fn drain_timeout_cuts_streams_with_an_error_event() {
+    let mut p = spawn_proxy(DEFAULT_CONFIG).await;
+    p.mock.set_config(MockConfig {
+        chunks: 100,
+        chunk_delay: Duration::from_millis(500),
+        ..MockConfig::default()
+    });
+    let r = p
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "stream-gpt", "stream": true, "messages": []}),
+        )
+        .await;
+    let mut s = r.bytes_stream();
+    let mut body = s.next().await.unwrap().unwrap().to_vec();
+    let t0 = Instant::now();
+    p.trigger_shutdown();
+    while let Some(Ok(c)) = s.next().await {
+        body.extend_from_slice(&c);
+    }
+    let body = String::from_utf8(body).unwrap();
+    assert!(
+        body.ends_with("\n\n") && body.contains("the proxy is shutting down"),
+        "{body}"
+    );
+    assert!(!body.contains("[DONE]"), "{body}");
+    timeout(Duration::from_secs(60), &mut p.server)
+        .await
+        .expect("run returned")
+        .unwrap();
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_secs(5) && took < Duration::from_secs(9),
+        "{took:?}"
+    );
+}

@@ -171,7 +171,13 @@ async fn run(
     if scenario.change.derives() {
         lint_derived(opts, &prepared, checks, force).await?;
     }
-    let namer = Namer::new(&prepared, &opts.targets, opts.keep);
+    let namer = Namer::new(
+        &prepared.candidate,
+        &prepared.start,
+        prepared.run_dir.path(),
+        &opts.targets,
+        opts.keep,
+    );
     *namer_out = Some(namer.clone());
     let Prepared {
         wiremock,

@@ -55,8 +55,8 @@ pub enum RenderError {
     NotObject { path: PathBuf },
     #[error(transparent)]
     Nginx(#[from] NginxError),
-    #[error("{0}")]
-    Base(String),
+    #[error(transparent)]
+    Base(#[from] crate::base::BaseError),
 }
 
 /// The operator's files a run deploys.
@@ -175,8 +175,17 @@ pub fn render(
             r
         }
         other => {
-            let (files, origin) = other.materialize(sources)?;
-            let mut r = one(&files.sources, mocks, &base_knobs)?;
+            let files = crate::base::Files {
+                goproxy_config: &sources.goproxy_config,
+                nginx_conf: &sources.nginx_conf,
+            };
+            let (m, origin) = other.materialize(files)?;
+            let base_sources = Sources {
+                goproxy_config: m.goproxy_config.clone(),
+                nginx_conf: m.nginx_conf.clone(),
+                goproxy_names: sources.goproxy_names.clone(),
+            };
+            let mut r = one(&base_sources, mocks, &base_knobs)?;
             r.origin = origin;
             r
         }

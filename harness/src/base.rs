@@ -22,6 +22,9 @@ pub enum BaseSource {
 pub struct Materialized {
     pub goproxy_config: PathBuf,
     pub nginx_conf: PathBuf,
+    /// For a git ref: the temporary directory and how to name it in
+    /// messages instead (`v1.4.2:`), since it is removed after the run.
+    pub shown_as: Option<(PathBuf, String)>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -67,6 +70,7 @@ impl BaseSource {
                 Materialized {
                     goproxy_config: cand.goproxy_config.to_path_buf(),
                     nginx_conf: cand.nginx_conf.to_path_buf(),
+                    shown_as: None,
                     _tmp: None,
                 },
                 "simulated".into(),
@@ -75,6 +79,7 @@ impl BaseSource {
                 let m = Materialized {
                     goproxy_config: dir.join(relative(root, cand.goproxy_config)?),
                     nginx_conf: dir.join(relative(root, cand.nginx_conf)?),
+                    shown_as: None,
                     _tmp: None,
                 };
                 let origin = format!("the files under {} (--base-dir)", dir.display());
@@ -170,6 +175,7 @@ fn from_git(rev: &str, root: &Path, cand: Files) -> Result<(Materialized, String
         Materialized {
             goproxy_config,
             nginx_conf,
+            shown_as: Some((tmp.path().to_path_buf(), format!("{rev}:"))),
             _tmp: Some(tmp),
         },
         origin,

@@ -627,13 +627,15 @@ pub async fn prepare(scenario: &Scenario, opts: &GateOptions) -> Result<Prepared
 
 /// The files to render, and the names nginx reaches goproxy by (from compose).
 pub fn sources_of(t: &LintTargets) -> Sources {
-    let names = lint::Deployment::read(t)
-        .map(|d| d.goproxy_names)
-        .unwrap_or_else(|_| vec![t.service.clone()]);
+    let (names, mounts) = match lint::Deployment::read(t) {
+        Ok(d) => (d.goproxy_names, d.nginx_paths.mounts),
+        Err(_) => (vec![t.service.clone()], Vec::new()),
+    };
     Sources {
         goproxy_config: t.prod_config.clone(),
         nginx_conf: t.nginx_conf.clone(),
         goproxy_names: names,
+        nginx_mounts: mounts,
     }
 }
 

@@ -98,7 +98,9 @@ fn braced(expr: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
     } else if let Some(d) = op.strip_prefix('-') {
         val.unwrap_or_else(|| nested(d))
     } else if let Some(d) = op.strip_prefix(":+") {
-        val.filter(|v| !v.is_empty()).map(|_| nested(d)).unwrap_or_default()
+        val.filter(|v| !v.is_empty())
+            .map(|_| nested(d))
+            .unwrap_or_default()
     } else if let Some(d) = op.strip_prefix('+') {
         val.map(|_| nested(d)).unwrap_or_default()
     } else {

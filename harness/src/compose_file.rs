@@ -70,12 +70,11 @@ impl ComposeFile {
                 path: path.to_path_buf(),
             });
         }
-        let mut doc: Value =
-            serde_norway::from_str(&text).map_err(|e| ComposeFileError::Yaml {
-                path: path.to_path_buf(),
-                line: e.location().map_or(0, |l| l.line()),
-                message: e.to_string(),
-            })?;
+        let mut doc: Value = serde_norway::from_str(&text).map_err(|e| ComposeFileError::Yaml {
+            path: path.to_path_buf(),
+            line: e.location().map_or(0, |l| l.line()),
+            message: e.to_string(),
+        })?;
         crate::compose_env::interpolate(&mut doc, env);
         let services = match doc.get("services") {
             None | Some(Value::Null) => BTreeMap::new(),
@@ -149,7 +148,10 @@ impl ComposeFile {
                 }
             } else {
                 let hosts: Vec<&str> = names.iter().map(String::as_str).collect();
-                for text in strings_of(def, &["environment", "command", "healthcheck", "entrypoint"]) {
+                for text in strings_of(
+                    def,
+                    &["environment", "command", "healthcheck", "entrypoint"],
+                ) {
                     found.extend(host_ports(&text, &hosts));
                 }
             }
@@ -291,7 +293,8 @@ fn host_ports(text: &str, hosts: &[&str]) -> Vec<(String, String)> {
         while let Some(pos) = text[from..].find(&needle) {
             let start = from + pos;
             let before = text[..start].chars().next_back();
-            let bounded = before.is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'));
+            let bounded = before
+                .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'));
             let after = &text[start + needle.len()..];
             let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
             if bounded && !digits.is_empty() {
@@ -367,8 +370,12 @@ mod tests {
     /// A BOM is named as such.
     #[test]
     fn bom_is_named() {
-        let e = ComposeFile::parse(Path::new("dc.yml"), "\u{feff}services: {}\n".into(), &|_| None)
-            .unwrap_err();
+        let e = ComposeFile::parse(
+            Path::new("dc.yml"),
+            "\u{feff}services: {}\n".into(),
+            &|_| None,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("byte-order mark"), "{e}");
     }
 }

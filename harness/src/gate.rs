@@ -2,16 +2,23 @@
 //!
 //! lint -> start the old deployment -> pre-deployment -> deployment under
 //! load -> post-deployment -> monitoring window, with an automatic rollback
-//! when anything after the change fails. Each step is a check in the
+//! when anything after the change fails. Each phase is a function returning
+//! a [`Step`]: `Err` carries the verdict that ends the run early, so `?`
+//! reads as "stop here with this verdict". Each step is a check in the
 //! report; the verdict and its exit code come from [`crate::report`].
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::base::BaseSource;
 use crate::check::{Checks, Phase};
-use crate::files::{self, LiveFiles, MockEndpoints, Rendered, Sources};
+use crate::deploy::DeployOutcome as Deployed;
+use crate::files::{self, LiveFiles, MockEndpoints, Rendered};
 use crate::lint::{self, LintTargets};
+use crate::names::Namer;
 use crate::poll::{poll_until, Attempt, PollError};
+use crate::pre::PreOutcome;
+use crate::render::{self, Sources};
 use crate::report::{Figures, Report, Verdict};
 use crate::scenario::{Fault, Scenario};
 use crate::stack::{self, BackendKind, Stack, StackOptions, MOCK_PORT};
@@ -22,8 +29,14 @@ use crate::{deploy, pre, rollback};
 /// How a validate run is set up.
 #[derive(Debug, Clone)]
 pub struct GateOptions {
-    /// The repository root (configs, nginx, compose file).
+    /// The repository root (compose file, scenarios).
     pub root: PathBuf,
+    /// The operator's files judged by lint and deployed as the candidate.
+    pub targets: LintTargets,
+    /// What is deployed now.
+    pub base: BaseSource,
+    /// Run the change even when lint says no-go (as `force = true` in a scenario).
+    pub force: bool,
     /// The monitoring window after the change (the design's 15 minutes).
     pub monitor: Duration,
     /// Keep containers and the run directory for debugging.
@@ -36,12 +49,40 @@ pub struct GateOptions {
     pub backend: BackendKind,
 }
 
+impl GateOptions {
+    /// The repository's own files, a simulated base, no force.
+    pub fn from_root(root: &std::path::Path, backend: BackendKind, monitor: Duration) -> Self {
+        Self {
+            root: root.to_path_buf(),
+            targets: LintTargets::from_root(root),
+            base: BaseSource::Simulated,
+            force: false,
+            monitor,
+            keep: false,
+            auto_rollback: true,
+            quiet: true,
+            backend,
+        }
+    }
+}
+
+/// A verdict that ends the run, with its reason.
+pub type Stop = (Verdict, String);
+/// A phase's result: its value, or the verdict that ends the run here.
+pub type Step<T> = Result<T, Stop>;
+
+fn no_go(why: impl Into<String>) -> Stop {
+    (Verdict::NoGo, why.into())
+}
+
 /// Runs a scenario end to end and returns its report.
 pub async fn validate(scenario: &Scenario, opts: &GateOptions) -> Report {
     let started = Instant::now();
     let mut checks = Checks::new(opts.quiet);
     let mut figures = Figures::default();
-    let (verdict, reason) = run(scenario, opts, &mut checks, &mut figures).await;
+    let (verdict, reason) = match run(scenario, opts, &mut checks, &mut figures).await {
+        Ok(v) | Err(v) => v,
+    };
     Report::new(
         scenario.name.clone(),
         verdict,
@@ -57,62 +98,35 @@ async fn run(
     opts: &GateOptions,
     checks: &mut Checks,
     figures: &mut Figures,
-) -> (Verdict, String) {
-    let no_go = |why: String| (Verdict::NoGo, why);
+) -> Step<Stop> {
     if !scenario.backends.contains(&opts.backend) {
-        return no_go(format!(
+        return Err(no_go(format!(
             "scenario {} runs only on {:?}, not on the {:?} backend",
             scenario.name, scenario.backends, opts.backend
-        ));
+        )));
     }
+    let force = scenario.change.force || opts.force;
+    if !scenario.change.derives() {
+        lint_operator_files(opts, checks, force).await?;
+    }
+    let prepared = prepare(scenario, opts).await.map_err(no_go)?;
+    let scenario = &effective(scenario, &prepared);
+    record_render(&prepared, checks);
+    if scenario.change.derives() {
+        lint_derived(opts, &prepared, checks, force).await?;
+    }
+    let namer = Namer::new(&prepared, &opts.targets);
     let Prepared {
         wiremock,
         start,
         candidate,
         run_dir,
         live,
-        candidate_json: cand_json,
-        candidate_nginx: cand_nginx,
+        candidate_json,
+        candidate_nginx,
         mock,
-    } = match prepare(scenario, &opts.root, opts.backend).await {
-        Ok(p) => p,
-        Err(e) => return no_go(e),
-    };
-
-    // Lint the candidate as it will be deployed, before any container; the
-    // dev config is the repository's.
-    let targets = LintTargets {
-        prod_config: cand_json.clone(),
-        nginx_conf: cand_nginx.clone(),
-        ..LintTargets::from_root(&opts.root)
-    };
-    lint::run(&targets, checks).await;
-    if !checks.all_passed() && !scenario.change.force {
-        return no_go("lint failed: the candidate files disagree or do not validate".into());
-    }
-
-    let mut stack_opts = StackOptions::from_root(&opts.root);
-    stack_opts.keep = opts.keep;
-    stack_opts.backend = opts.backend;
-    if scenario.second_port.is_some() {
-        stack_opts.multi_file = Some(opts.root.join("docker-compose.multi.yml"));
-    }
-    let mut stack_slot = None;
-    let up = checks
-        .run(Phase::PreDeployment, "pre.stack-up", async {
-            let s = Stack::start(&stack_opts, live, wiremock, mock).await?;
-            let said = format!(
-                "{} healthy; nginx on 127.0.0.1:{}",
-                s.describe(),
-                s.https_port
-            );
-            stack_slot = Some(s);
-            Ok(said)
-        })
-        .await;
-    let Some(stack) = stack_slot.filter(|_| up) else {
-        return no_go("the test stack did not come up".into());
-    };
+    } = prepared;
+    let stack = start_stack(scenario, opts, checks, live, wiremock, mock).await?;
     if opts.keep {
         eprintln!(
             "  keeping run directory {} and {}",
@@ -121,62 +135,226 @@ async fn run(
         );
         let _ = run_dir.keep();
     }
-    let model = match stream_model(&candidate.goproxy_config, &start.goproxy_config) {
-        Ok(m) => m,
-        Err(e) => return no_go(e),
-    };
-
-    if scenario.fault == Fault::PortInUse {
-        let occupied = checks
-            .run(Phase::PreDeployment, "fault.occupy-new-port", async {
-                stack
-                    .occupy_port(scenario.change.port, &candidate.goproxy_config)
-                    .await?;
-                wait_listening(&stack, scenario.change.port).await
-            })
-            .await;
-        if !occupied {
-            return no_go("could not inject the port-in-use fault".into());
-        }
-    }
-
+    let model = stream_model(&candidate.goproxy_config, &start.goproxy_config).map_err(no_go)?;
+    inject_port_in_use(scenario, &stack, checks, &candidate).await?;
     let old_ports: Vec<u16> = std::iter::once(scenario.start_port)
         .chain(scenario.second_port)
         .collect();
-    let pre = pre::run(
+    let pre = pre_deployment(
+        scenario,
         &stack,
         checks,
         &old_ports,
-        scenario.change.port,
-        (&cand_json, &cand_nginx),
+        (&candidate_json, &candidate_nginx),
+        &namer,
     )
-    .await;
-    if !pre.passed {
-        checks
-            .run(Phase::PreDeployment, "nogo.old-service-intact", async {
-                for b in &pre.backups {
-                    files::verify_same(&b.original, &b.copy)?;
-                }
-                pre::old_service(&stack, &old_ports).await
-            })
-            .await;
-        return no_go("a pre-deployment check failed; nothing was changed".into());
-    }
-
+    .await?;
     if opts.keep {
-        match stack
-            .state(scenario, &model, &pre.backups)
-            .and_then(|s| s.save())
-        {
-            Ok(path) => eprintln!(
-                "  state saved to {}: `harness rollback --run-dir {dir}` rolls back, \
-                 `harness down --run-dir {dir}` removes the stack",
-                path.display(),
-                dir = stack.files.dir.display()
-            ),
-            Err(e) => eprintln!("  {e}"),
+        save_state(scenario, &stack, &model, &pre);
+    }
+    let deployed = deploy_under_load(scenario, &stack, checks, &candidate, &model, figures).await;
+    let after_change_ok =
+        post_deployment(scenario, opts, &stack, checks, &model, &deployed).await?;
+    finish(
+        scenario,
+        opts,
+        &stack,
+        checks,
+        figures,
+        &pre,
+        &model,
+        after_change_ok,
+    )
+    .await
+}
+
+/// lint on the operator's files exactly as written: a no-go stops the run
+/// before any container starts (unless forced).
+async fn lint_operator_files(opts: &GateOptions, checks: &mut Checks, force: bool) -> Step<()> {
+    lint::run(&opts.targets, checks).await;
+    if checks.all_passed() || force {
+        return Ok(());
+    }
+    Err(no_go(
+        "lint failed on the files as written: fix the files and lines named above; no container was started",
+    ))
+}
+
+/// lint on a candidate the scenario derived (a fault scenario's bad file).
+async fn lint_derived(
+    opts: &GateOptions,
+    p: &Prepared,
+    checks: &mut Checks,
+    force: bool,
+) -> Step<()> {
+    // The dev config is the repository's; compose files as the operator has them.
+    let targets = LintTargets {
+        prod_config: p.candidate_json.clone(),
+        nginx_conf: p.candidate_nginx.clone(),
+        ..opts.targets.clone()
+    };
+    lint::run(&targets, checks).await;
+    if checks.all_passed() || force {
+        return Ok(());
+    }
+    Err(no_go(
+        "lint failed: the candidate files disagree or do not validate",
+    ))
+}
+
+/// The scenario with the ports the files actually carry: the candidate's
+/// own port, and the base's when the base is real (not simulated).
+fn effective(scenario: &Scenario, p: &Prepared) -> Scenario {
+    let mut s = scenario.clone();
+    if !s.change.derives() {
+        if let Some(port) = json_port(&p.candidate.goproxy_config) {
+            s.change.port = port;
+            s.change.nginx_port = port;
         }
     }
+    if !p.start.origin.starts_with("simulated") {
+        if let Some(port) = json_port(&p.start.goproxy_config) {
+            s.start_port = port;
+        }
+    }
+    s
+}
+
+fn json_port(text: &str) -> Option<u16> {
+    crate::ports::json_port(std::path::Path::new("config.json"), text)?.port()
+}
+
+/// The report lists what was deployed and every substitution made.
+fn record_render(p: &Prepared, checks: &mut Checks) {
+    let say = |r: &Rendered| {
+        let mut s = format!("from {}", r.origin);
+        if !r.substitutions.is_empty() {
+            s.push_str("; test-stack substitutions: ");
+            s.push_str(&r.substitutions.join("; "));
+        }
+        s
+    };
+    checks.push(crate::check::CheckResult::pass(
+        Phase::Lint,
+        "render.candidate",
+        say(&p.candidate),
+    ));
+    checks.push(crate::check::CheckResult::pass(
+        Phase::Lint,
+        "render.base",
+        say(&p.start),
+    ));
+}
+
+async fn start_stack(
+    scenario: &Scenario,
+    opts: &GateOptions,
+    checks: &mut Checks,
+    live: LiveFiles,
+    wiremock: wiremock::MockServer,
+    mock: Option<mock_upstream::MockUpstream>,
+) -> Step<Stack> {
+    let mut stack_opts = StackOptions::from_root(&opts.root);
+    stack_opts.keep = opts.keep;
+    stack_opts.backend = opts.backend;
+    if scenario.second_port.is_some() {
+        stack_opts.multi_file = Some(opts.root.join("docker-compose.multi.yml"));
+    }
+    let mut slot = None;
+    let up = checks
+        .run(Phase::PreDeployment, "pre.stack-up", async {
+            let s = Stack::start(&stack_opts, live, wiremock, mock).await?;
+            let said = format!(
+                "{} healthy; nginx on 127.0.0.1:{}",
+                s.describe(),
+                s.https_port
+            );
+            slot = Some(s);
+            Ok(said)
+        })
+        .await;
+    slot.filter(|_| up)
+        .ok_or_else(|| no_go("the test stack did not come up"))
+}
+
+async fn inject_port_in_use(
+    scenario: &Scenario,
+    stack: &Stack,
+    checks: &mut Checks,
+    candidate: &Rendered,
+) -> Step<()> {
+    if scenario.fault != Fault::PortInUse {
+        return Ok(());
+    }
+    let occupied = checks
+        .run(Phase::PreDeployment, "fault.occupy-new-port", async {
+            stack
+                .occupy_port(scenario.change.port, &candidate.goproxy_config)
+                .await?;
+            wait_listening(stack, scenario.change.port).await
+        })
+        .await;
+    if occupied {
+        Ok(())
+    } else {
+        Err(no_go("could not inject the port-in-use fault"))
+    }
+}
+
+async fn pre_deployment(
+    scenario: &Scenario,
+    stack: &Stack,
+    checks: &mut Checks,
+    old_ports: &[u16],
+    candidate: (&std::path::Path, &std::path::Path),
+    namer: &Namer,
+) -> Step<PreOutcome> {
+    let pre = pre::run(
+        stack,
+        checks,
+        old_ports,
+        scenario.change.port,
+        candidate,
+        namer,
+    )
+    .await;
+    if pre.passed {
+        return Ok(pre);
+    }
+    checks
+        .run(Phase::PreDeployment, "nogo.old-service-intact", async {
+            for b in &pre.backups {
+                files::verify_same(&b.original, &b.copy)?;
+            }
+            pre::old_service(stack, old_ports).await
+        })
+        .await;
+    Err(no_go("a pre-deployment check failed; nothing was changed"))
+}
+
+fn save_state(scenario: &Scenario, stack: &Stack, model: &StreamModel, pre: &PreOutcome) {
+    match stack
+        .state(scenario, model, &pre.backups)
+        .and_then(|s| s.save())
+    {
+        Ok(path) => eprintln!(
+            "  state saved to {}: `harness rollback --run-dir {dir}` rolls back, \
+             `harness down --run-dir {dir}` removes the stack",
+            path.display(),
+            dir = stack.files.dir.display()
+        ),
+        Err(e) => eprintln!("  {e}"),
+    }
+}
+
+async fn deploy_under_load(
+    scenario: &Scenario,
+    stack: &Stack,
+    checks: &mut Checks,
+    candidate: &Rendered,
+    model: &StreamModel,
+    figures: &mut Figures,
+) -> Deployed {
     let target = Target {
         client: stack.client.clone(),
         base: stack.url(""),
@@ -191,7 +369,7 @@ async fn run(
             ..Default::default()
         })
         .await;
-    let deployed = deploy::run(&stack, checks, scenario, &candidate, Some(target)).await;
+    let deployed = deploy::run(stack, checks, scenario, candidate, Some(target)).await;
     let _ = stack.set_mock(&mock_upstream::MockConfig::default()).await;
     if let Some(l) = &deployed.load {
         figures.switch_requests = Some(l.requests);
@@ -202,88 +380,115 @@ async fn run(
         figures.switch_streams_completed = Some(l.streams_completed);
     }
     figures.switch_duration_ms = Some(deployed.switch_duration.as_secs_f64() * 1000.0);
-    let switched_at = stack.log_mark();
+    deployed
+}
 
-    // Failed requests during the switch are a finding, not a reason to skip
-    // the post-deployment checks: they say whether the service works now.
-    let after_change_ok = if deployed.switched {
-        match scenario.fault {
-            Fault::UpstreamDown => {
-                let _ = stack.stop_upstream().await;
-            }
-            Fault::UpstreamSlowStream => {
-                let _ = stack
-                    .set_mock(&mock_upstream::MockConfig {
-                        chunks: 4,
-                        chunk_delay: Duration::from_millis(1500),
-                        ..Default::default()
-                    })
-                    .await;
-            }
-            _ => {}
+/// Failed requests during the switch are a finding, not a reason to skip
+/// the post-deployment checks: they say whether the service works now.
+async fn post_deployment(
+    scenario: &Scenario,
+    opts: &GateOptions,
+    stack: &Stack,
+    checks: &mut Checks,
+    model: &StreamModel,
+    deployed: &Deployed,
+) -> Step<bool> {
+    if !deployed.switched {
+        return Ok(false);
+    }
+    let switched_at = stack.log_mark();
+    inject_after_change(scenario, stack).await;
+    let p = Phase::PostDeployment;
+    let expected = verify::Expected::new(
+        scenario.change.port,
+        scenario.start_port,
+        scenario.second_port,
+    );
+    let mut ok = verify::verify(stack, checks, p, "post", &expected, model).await;
+    if !ok {
+        // Tell an upstream outage apart from a broken deployment:
+        // rolling back cannot fix the upstream.
+        let reachable = checks
+            .run(
+                p,
+                "post.upstream-reachable",
+                verify::upstream_reachable(stack),
+            )
+            .await;
+        if !reachable {
+            return Err(no_go(
+                "the LLM upstream is down; the deployment itself is not the cause, no rollback",
+            ));
         }
-        let p = Phase::PostDeployment;
-        let expected = verify::Expected::new(
-            scenario.change.port,
-            scenario.start_port,
-            scenario.second_port,
-        );
-        let mut ok = verify::verify(&stack, checks, p, "post", &expected, &model).await;
-        if !ok {
-            // Tell an upstream outage apart from a broken deployment:
-            // rolling back cannot fix the upstream.
-            let reachable = checks
-                .run(
-                    p,
-                    "post.upstream-reachable",
-                    verify::upstream_reachable(&stack),
-                )
+    }
+    if ok {
+        ok = checks
+            .run(
+                p,
+                "post.monitor",
+                verify::monitor(stack, opts.monitor, &switched_at),
+            )
+            .await;
+    }
+    Ok(ok && deployed.passed)
+}
+
+async fn inject_after_change(scenario: &Scenario, stack: &Stack) {
+    match scenario.fault {
+        Fault::UpstreamDown => {
+            let _ = stack.stop_upstream().await;
+        }
+        Fault::UpstreamSlowStream => {
+            let _ = stack
+                .set_mock(&mock_upstream::MockConfig {
+                    chunks: 4,
+                    chunk_delay: Duration::from_millis(1500),
+                    ..Default::default()
+                })
                 .await;
-            if !reachable {
-                return no_go(
-                    "the LLM upstream is down; the deployment itself is not the cause, no rollback"
-                        .into(),
-                );
-            }
         }
-        if ok {
-            ok = checks
-                .run(
-                    p,
-                    "post.monitor",
-                    verify::monitor(&stack, opts.monitor, &switched_at),
-                )
-                .await;
-        }
-        ok && deployed.passed
-    } else {
-        false
-    };
+        _ => {}
+    }
+}
+
+/// GO, or the rollback and its verdict.
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    scenario: &Scenario,
+    opts: &GateOptions,
+    stack: &Stack,
+    checks: &mut Checks,
+    figures: &mut Figures,
+    pre: &PreOutcome,
+    model: &StreamModel,
+    after_change_ok: bool,
+) -> Step<Stop> {
     if after_change_ok && !scenario.change.rollback_after {
-        return (Verdict::Go, "every check passed".into());
+        return Ok((Verdict::Go, "every check passed".into()));
     }
     if !opts.auto_rollback && !scenario.change.rollback_after {
-        return no_go(
-            "a check after the change failed; automatic rollback is off: roll back now".into(),
-        );
+        return Err(no_go(
+            "a check after the change failed; automatic rollback is off: roll back now",
+        ));
     }
     let old = verify::Expected::new(
         scenario.start_port,
         scenario.change.port,
         scenario.second_port,
     );
-    let (restored, took) = rollback::run(&stack, checks, &pre.backups, &old, &model).await;
+    let (restored, took) = rollback::run(stack, checks, &pre.backups, &old, model).await;
     figures.rollback_duration_ms = Some(took.as_secs_f64() * 1000.0);
-    if restored && after_change_ok {
-        (Verdict::RolledBack, format!("deployed, then rolled back on demand in {:.1}s; the old deployment passed its checks", took.as_secs_f64()))
+    let secs = took.as_secs_f64();
+    Ok(if restored && after_change_ok {
+        (Verdict::RolledBack, format!("deployed, then rolled back on demand in {secs:.1}s; the old deployment passed its checks"))
     } else if restored {
-        (Verdict::RolledBack, format!("a check after the change failed; rolled back in {:.1}s and the old deployment passed its checks", took.as_secs_f64()))
+        (Verdict::RolledBack, format!("a check after the change failed; rolled back in {secs:.1}s and the old deployment passed its checks"))
     } else {
         (
             Verdict::RollbackFailed,
             "a check after the change failed and the rollback did not restore service".into(),
         )
-    }
+    })
 }
 
 /// A run's files and mocks, before any container starts.
@@ -300,16 +505,12 @@ pub struct Prepared {
     pub mock: Option<mock_upstream::MockUpstream>,
 }
 
-/// Starts wiremock, renders the start and candidate configs pointed at the
+/// Starts wiremock, renders the base and candidate configs pointed at the
 /// mocks, and writes them into a fresh run directory.
-pub async fn prepare(
-    scenario: &Scenario,
-    root: &std::path::Path,
-    backend: BackendKind,
-) -> Result<Prepared, String> {
-    let wiremock = stack::start_wiremock(backend).await?;
+pub async fn prepare(scenario: &Scenario, opts: &GateOptions) -> Result<Prepared, String> {
+    let wiremock = stack::start_wiremock(opts.backend).await?;
     let wm_port = wiremock.address().port();
-    let (mocks, mock) = match backend {
+    let (mocks, mock) = match opts.backend {
         BackendKind::Containers => (
             MockEndpoints {
                 stream_mock: format!("http://upstream:{MOCK_PORT}"),
@@ -333,8 +534,9 @@ pub async fn prepare(
             (endpoints, Some(mock))
         }
     };
-    let (start, candidate) = files::render(scenario, &Sources::from_root(root), &mocks)
-        .map_err(|e| format!("cannot render the scenario's configs: {e}"))?;
+    let sources = sources_of(&opts.targets);
+    let (start, candidate) = render::render(scenario, &sources, &opts.base, &mocks)
+        .map_err(|e| format!("cannot render the configs: {e}"))?;
     let run_dir = tempfile::Builder::new()
         .prefix(&format!("harness-{}-", scenario.name))
         .tempdir()
@@ -354,6 +556,18 @@ pub async fn prepare(
         candidate_nginx,
         mock,
     })
+}
+
+/// The files to render, and the names nginx reaches goproxy by (from compose).
+pub fn sources_of(t: &LintTargets) -> Sources {
+    let names = lint::Deployment::read(t)
+        .map(|d| d.goproxy_names)
+        .unwrap_or_else(|_| vec![t.service.clone()]);
+    Sources {
+        goproxy_config: t.prod_config.clone(),
+        nginx_conf: t.nginx_conf.clone(),
+        goproxy_names: names,
+    }
 }
 
 /// The first model of the deployed config that the streaming mock serves

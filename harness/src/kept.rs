@@ -3,7 +3,7 @@
 //! removes it. They find the stack through its run directory's state file.
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::check::Checks;
 use crate::gate::{self, Prepared};
@@ -24,7 +24,11 @@ pub async fn up(scenario: &Scenario, root: &Path) -> Result<RunState, String> {
         run_dir,
         live,
         ..
-    } = gate::prepare(scenario, root, BackendKind::Containers).await?;
+    } = gate::prepare(
+        scenario,
+        &gate::GateOptions::from_root(root, BackendKind::Containers, Duration::ZERO),
+    )
+    .await?;
     let mut opts = StackOptions::from_root(root);
     opts.keep = true;
     if scenario.second_port.is_some() {

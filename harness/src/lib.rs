@@ -34,6 +34,7 @@
 //!   test `tests/module_deps.rs` fails on a cycle).
 
 pub mod backend_kind;
+pub mod base;
 pub mod check;
 pub mod cli;
 pub mod compose;
@@ -48,11 +49,13 @@ pub mod gate;
 pub mod kept;
 pub mod lint;
 pub mod live;
+pub mod names;
 pub mod nginx;
 pub mod poll;
 pub mod ports;
 pub mod pre;
 pub mod prod;
+pub mod render;
 pub mod report;
 pub mod rollback;
 pub mod scenario;

@@ -76,7 +76,12 @@ impl LintTargets {
 /// service are skipped when read.
 pub fn compose_files_in(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for pat in ["docker-compose*.yml", "docker-compose*.yaml", "compose*.yml", "compose*.yaml"] {
+    for pat in [
+        "docker-compose*.yml",
+        "docker-compose*.yaml",
+        "compose*.yml",
+        "compose*.yaml",
+    ] {
         let pattern = root.join(pat);
         if let Ok(paths) = glob::glob(&pattern.to_string_lossy()) {
             out.extend(paths.filter_map(Result::ok).filter(|p| p.is_file()));

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use crate::check::{Checks, Phase};
 use crate::files::{self, Backup, LiveFiles};
+use crate::names::Namer;
 use crate::stack::client::SHORT;
 use crate::stack::Stack;
 
@@ -23,6 +24,7 @@ pub async fn run(
     old_ports: &[u16],
     new_port: u16,
     candidate: (&Path, &Path),
+    namer: &Namer,
 ) -> PreOutcome {
     let p = Phase::PreDeployment;
     let mut ok = checks
@@ -44,14 +46,19 @@ pub async fn run(
             .await;
     }
     ok &= checks
-        .run(
-            p,
-            "pre.goproxy-check-config",
-            check_config(stack, candidate.0),
-        )
+        .run(p, "pre.goproxy-check-config", async {
+            check_config(stack, candidate.0)
+                .await
+                .map_err(|e| namer.say(&e))
+        })
         .await;
     ok &= checks
-        .run(p, "pre.nginx-t", nginx_t(stack, candidate.1))
+        .run(p, "pre.nginx-t", async {
+            nginx_t(stack, candidate.1)
+                .await
+                .map(|s| namer.say(&s))
+                .map_err(|e| namer.say(&e))
+        })
         .await;
     let mut backups = Vec::new();
     ok &= checks

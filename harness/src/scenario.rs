@@ -56,6 +56,18 @@ pub struct Change {
     pub rollback_after: bool,
 }
 
+impl Change {
+    /// Whether the scenario makes its own candidate from the operator's
+    /// files (a bad port, a half change, a broken file) instead of deploying
+    /// them as written.
+    pub fn derives(&self) -> bool {
+        self.port_literal.is_some()
+            || self.nginx_port != self.port
+            || self.goproxy_config_text.is_some()
+            || self.nginx_append.is_some()
+    }
+}
+
 /// How goproxy is switched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

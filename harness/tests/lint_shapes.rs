@@ -74,7 +74,9 @@ fn half_done_change_is_no_go_naming_both_files_and_lines() {
         "# server goproxy:8004;\n        server goproxy:8005;",
         "server goproxy:8005 max_fails=3 fail_timeout=5s;",
     ] {
-        let t = Tree::new(&wrap(&format!("    upstream goproxy {{\n        {server}\n    }}\n{PASS}")));
+        let t = Tree::new(&wrap(&format!(
+            "    upstream goproxy {{\n        {server}\n    }}\n{PASS}"
+        )));
         let err = t.lint().unwrap_err();
         let line = if server.starts_with('#') { 6 } else { 5 };
         assert_names(
@@ -90,7 +92,9 @@ fn half_done_change_is_no_go_naming_both_files_and_lines() {
 /// A port written as a string, or no port at all, is refused.
 #[test]
 fn string_port_and_missing_port_are_no_go() {
-    let nginx = wrap(&format!("    upstream goproxy {{ server goproxy:8004; }}\n{PASS}"));
+    let nginx = wrap(&format!(
+        "    upstream goproxy {{ server goproxy:8004; }}\n{PASS}"
+    ));
     let t = Tree::new(&nginx).json(|j| j.replace("\"port\": 8004", "\"port\": \"8004\""));
     assert_names(&t.lint().unwrap_err(), &["not a TCP port"]);
     let t = Tree::new(&nginx).json(|j| j.replace("\"port\": 8004,", ""));
@@ -116,25 +120,46 @@ fn ordinary_nginx_shapes_are_go() {
 /// and a mismatch there names the included file and its line.
 #[test]
 fn upstream_in_an_included_file() {
-    let nginx = wrap(&format!("    include /etc/nginx/mime.types;\n    include /etc/nginx/conf.d/*.conf;\n{PASS}"));
-    let t = Tree::new(&nginx).file("nginx/conf.d/goproxy.conf", "upstream goproxy {\n    server goproxy:8004;\n}\n");
+    let nginx = wrap(&format!(
+        "    include /etc/nginx/mime.types;\n    include /etc/nginx/conf.d/*.conf;\n{PASS}"
+    ));
+    let t = Tree::new(&nginx).file(
+        "nginx/conf.d/goproxy.conf",
+        "upstream goproxy {\n    server goproxy:8004;\n}\n",
+    );
     assert!(t.lint().is_ok(), "{:?}", t.lint());
-    let t = Tree::new(&nginx).file("nginx/conf.d/goproxy.conf", "upstream goproxy {\n    server goproxy:8005;\n}\n");
-    assert_names(&t.lint().unwrap_err(), &[&format!("{}:2 says 8005", t.path("nginx/conf.d/goproxy.conf"))]);
+    let t = Tree::new(&nginx).file(
+        "nginx/conf.d/goproxy.conf",
+        "upstream goproxy {\n    server goproxy:8005;\n}\n",
+    );
+    assert_names(
+        &t.lint().unwrap_err(),
+        &[&format!(
+            "{}:2 says 8005",
+            t.path("nginx/conf.d/goproxy.conf")
+        )],
+    );
 }
 
 /// No route to goproxy at all: the error names the file and what nginx proxies to.
 #[test]
 fn no_route_to_goproxy_names_what_nginx_proxies_to() {
-    let t = Tree::new(&wrap("    server { location / { proxy_pass http://backend:9000; } }"));
-    assert_names(&t.lint().unwrap_err(), &["nginx/nginx.conf", "nginx.conf:4 http://backend:9000"]);
+    let t = Tree::new(&wrap(
+        "    server { location / { proxy_pass http://backend:9000; } }",
+    ));
+    assert_names(
+        &t.lint().unwrap_err(),
+        &["nginx/nginx.conf", "nginx.conf:4 http://backend:9000"],
+    );
 }
 
 /// Compose: flow-style expose and ports, a healthcheck URL, docker-compose.yml
 /// is read, and an image tag is not a port.
 #[test]
 fn compose_shapes() {
-    let nginx = wrap(&format!("    upstream goproxy {{ server goproxy:8004; }}\n{PASS}"));
+    let nginx = wrap(&format!(
+        "    upstream goproxy {{ server goproxy:8004; }}\n{PASS}"
+    ));
     let ok = "services:\n  goproxy:\n    image: registry.example/goproxy:1.4.2\n    expose: [\"8004\"]\n";
     let t = Tree::new(&nginx).file("docker-compose.yml", ok);
     assert!(t.lint().is_ok(), "{:?}", t.lint());
@@ -151,7 +176,9 @@ fn compose_shapes() {
 /// A JSON config that starts with a byte-order mark is named as such.
 #[test]
 fn bom_is_named() {
-    let nginx = wrap(&format!("    upstream goproxy {{ server goproxy:8004; }}\n{PASS}"));
+    let nginx = wrap(&format!(
+        "    upstream goproxy {{ server goproxy:8004; }}\n{PASS}"
+    ));
     let t = Tree::new(&nginx).json(|j| format!("\u{feff}{j}"));
     let out = lint::validate_goproxy_config(Path::new(&t.path("proxy/config-ohmygpt-prod.json")));
     assert_names(&out.unwrap_err(), &["byte-order mark"]);

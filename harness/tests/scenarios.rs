@@ -34,14 +34,7 @@ fn main() {
 
 fn run(root: &std::path::Path, file: &std::path::Path) -> Result<(), Failed> {
     let scenario = Scenario::load(file).map_err(|e| e.to_string())?;
-    let opts = GateOptions {
-        root: root.to_path_buf(),
-        monitor: Duration::from_secs(2),
-        keep: false,
-        auto_rollback: true,
-        quiet: true,
-        backend: BackendKind::Containers,
-    };
+    let opts = GateOptions::from_root(root, BackendKind::Containers, Duration::from_secs(2));
     let rt = tokio::runtime::Runtime::new()?;
     let report = rt.block_on(gate::validate(&scenario, &opts));
     // The figures of every scenario go to the test output (--nocapture).

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{emit, usage, Global, Output};
-use crate::prod::deploy::{self, DeployOptions};
 use crate::live::target::Resolve;
+use crate::prod::deploy::{self, DeployOptions};
 use crate::stack::DEFAULT_STREAM_BOUND;
 
 /// `harness deploy`.

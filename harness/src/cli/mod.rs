@@ -17,6 +17,7 @@ mod gen_cert;
 mod kept;
 mod lint;
 mod scenarios;
+mod targets;
 mod validate;
 
 pub use check::{CheckArgs, TargetArgs};

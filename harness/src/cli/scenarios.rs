@@ -49,14 +49,7 @@ pub(super) async fn run(action: ScenariosAction, g: &Global) -> i32 {
                 Ok(b) => b,
                 Err(e) => return usage(&e),
             };
-            let opts = GateOptions {
-                root: root.clone(),
-                monitor,
-                keep: false,
-                auto_rollback: true,
-                quiet: true,
-                backend,
-            };
+            let opts = GateOptions::from_root(root, backend, monitor);
             run_scenarios(
                 &root.join(dir),
                 only.as_deref(),

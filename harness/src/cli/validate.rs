@@ -1,9 +1,12 @@
-//! `harness validate`: the whole gate on one scenario.
+//! `harness validate`: the whole gate on one scenario, on the operator's
+//! files as written, against what is deployed now.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::targets::TargetArgs;
 use super::{default_scenario, emit, resolve_backend, usage, BackendChoice, Global, Output};
+use crate::base::BaseSource;
 use crate::gate::{self, GateOptions};
 use crate::scenario::Scenario;
 
@@ -13,8 +16,20 @@ pub struct ValidateArgs {
     /// Scenario file [default: scenarios/port-change-8005-to-8004.toml].
     #[arg(long)]
     pub scenario: Option<PathBuf>,
+    #[command(flatten)]
+    pub files: TargetArgs,
+    /// What is deployed now: the same files at this git ref (a tag, the
+    /// pull request's base commit), read from the repository containing --root.
+    #[arg(long, conflicts_with = "base_dir")]
+    pub base: Option<String>,
+    /// What is deployed now: the same relative paths under this directory.
+    #[arg(long)]
+    pub base_dir: Option<PathBuf>,
+    /// Deploy even when lint says no-go (to watch a bad change fail).
+    #[arg(long)]
+    pub force: bool,
     /// Monitoring window after the change (the design asks 15m in production).
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = monitor_window)]
     pub monitor: Duration,
     /// Keep containers and the run directory afterwards (also HARNESS_KEEP=1).
     #[arg(long)]
@@ -28,23 +43,52 @@ pub struct ValidateArgs {
     pub out: Output,
 }
 
+/// A monitoring window of zero would watch nothing and still say GO.
+fn monitor_window(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("a monitoring window of 0s watches nothing after the change; give at least 1s (the design asks 15m)".into());
+    }
+    Ok(d)
+}
+
 pub(super) async fn run(a: ValidateArgs, g: &Global) -> i32 {
     let path = a.scenario.unwrap_or_else(|| default_scenario(&g.root));
     let scenario = match Scenario::load(&path) {
         Ok(s) => s,
         Err(e) => return crate::exit::fail(&e),
     };
+    let targets = match a.files.targets(&g.root) {
+        Ok(t) => t,
+        Err(why) => return usage(&why),
+    };
+    let base = match (a.base, a.base_dir) {
+        (Some(rev), _) => BaseSource::GitRef {
+            rev,
+            root: g.root.clone(),
+        },
+        (None, Some(dir)) if !dir.is_dir() => {
+            return usage(&format!("--base-dir {}: not a directory", dir.display()))
+        }
+        (None, Some(dir)) => BaseSource::Dir {
+            dir,
+            root: g.root.clone(),
+        },
+        (None, None) => BaseSource::Simulated,
+    };
     let backend = match resolve_backend(a.backend, g.quiet).await {
         Ok(b) => b,
         Err(e) => return usage(&e),
     };
     let opts = GateOptions {
-        backend,
-        root: g.root.clone(),
+        targets,
+        base,
+        force: a.force,
         monitor: a.monitor,
         keep: a.keep || std::env::var("HARNESS_KEEP").is_ok_and(|v| v == "1"),
         auto_rollback: !a.no_rollback,
         quiet: g.quiet,
+        ..GateOptions::from_root(&g.root, backend, a.monitor)
     };
     if !g.quiet {
         eprintln!(

@@ -33,6 +33,8 @@ pub struct Site {
     /// (a rewrite then appends `:port`).
     pub port_span: Range<usize>,
     pub host_span: Range<usize>,
+    /// Byte offset just after the directive's `;`.
+    pub stmt_end: usize,
     pub via: Via,
     /// The line as written, for evidence.
     pub text: String,
@@ -80,6 +82,7 @@ pub fn sites(cfg: &NginxConfig, hosts: &[String]) -> Vec<Site> {
             port,
             port_span,
             host_span,
+            stmt_end: d.span.end,
             via,
             text: cfg.line_text(d.file, arg.line),
         });
@@ -129,10 +132,13 @@ fn enclosing_upstream(cfg: &NginxConfig, file: usize, at: usize) -> Option<Strin
     found
 }
 
+/// Host, its span, the port as written, its span (or the host's).
+type Address = (String, Range<usize>, Option<String>, Range<usize>);
+
 /// Splits `host:port` (after `scheme://` for proxy_pass) into host and
 /// port with their byte spans in the file. Variables and unix sockets are
 /// not addresses here.
-fn address(arg: &Token, url: bool) -> Option<(String, Range<usize>, Option<String>, Range<usize>)> {
+fn address(arg: &Token, url: bool) -> Option<Address> {
     // Spans are only exact when the token is written unquoted and unescaped.
     let quoted = arg.span.len() != arg.value.len();
     let base = arg.span.start + usize::from(quoted);
@@ -163,7 +169,12 @@ fn address(arg: &Token, url: bool) -> Option<(String, Range<usize>, Option<Strin
         Some(p) => base + start + authority.len() - p.len()..base + start + authority.len(),
         None => host_span.clone(),
     };
-    Some((host.to_string(), host_span, port.map(str::to_string), port_span))
+    Some((
+        host.to_string(),
+        host_span,
+        port.map(str::to_string),
+        port_span,
+    ))
 }
 
 #[cfg(test)]
@@ -175,7 +186,13 @@ mod tests {
         let cfg = NginxConfig::from_text(Path::new("nginx.conf"), conf).unwrap();
         sites(&cfg, &["goproxy".to_string()])
             .into_iter()
-            .map(|s| (s.line, s.port_value(), conf[s.port_span.clone()].to_string()))
+            .map(|s| {
+                (
+                    s.line,
+                    s.port_value(),
+                    conf[s.port_span.clone()].to_string(),
+                )
+            })
             .collect()
     }
 
@@ -193,7 +210,8 @@ mod tests {
         assert_eq!(find(one), [(1, "8004".into(), "8004".into())]);
         let named = "http { upstream llm_backend {\n server goproxy:8004 weight=2;\n}\n server { location / { proxy_pass http://llm_backend; } } }";
         assert_eq!(find(named), [(2, "8004".into(), "8004".into())]);
-        let direct = "http {\n server {\n location /v1/ {\n proxy_pass http://goproxy:8004/v1/;\n }\n }\n}";
+        let direct =
+            "http {\n server {\n location /v1/ {\n proxy_pass http://goproxy:8004/v1/;\n }\n }\n}";
         assert_eq!(find(direct), [(4, "8004".into(), "8004".into())]);
     }
 

@@ -148,7 +148,10 @@ fn follow(
             } else {
                 return Err(err(
                     &pattern,
-                    format!("{} does not exist (nginx -t fails with \"open() failed\")", host.display()),
+                    format!(
+                        "{} does not exist (nginx -t fails with \"open() failed\")",
+                        host.display()
+                    ),
                 ));
             }
         }
@@ -164,7 +167,11 @@ fn has_glob(p: &str) -> bool {
 fn expand(host: &Path) -> Result<Vec<PathBuf>, String> {
     let s = host.to_string_lossy();
     if !has_glob(&s) {
-        return Ok(host.is_file().then(|| host.to_path_buf()).into_iter().collect());
+        return Ok(host
+            .is_file()
+            .then(|| host.to_path_buf())
+            .into_iter()
+            .collect());
     }
     let mut found: Vec<PathBuf> = glob::glob(&s)
         .map_err(|e| format!("not a valid pattern: {e}"))?

@@ -161,7 +161,11 @@ mod tests {
     use super::*;
 
     fn values(src: &str) -> Vec<String> {
-        tokenize(src).unwrap().into_iter().map(|t| t.value).collect()
+        tokenize(src)
+            .unwrap()
+            .into_iter()
+            .map(|t| t.value)
+            .collect()
     }
 
     /// Comments, one-line blocks and quotes are read as nginx reads them.
@@ -171,8 +175,17 @@ mod tests {
         assert_eq!(
             values(src),
             [
-                "upstream", "goproxy", "{", "server", "goproxy:8005", "max_fails=3", ";",
-                "keepalive", "32", ";", "}"
+                "upstream",
+                "goproxy",
+                "{",
+                "server",
+                "goproxy:8005",
+                "max_fails=3",
+                ";",
+                "keepalive",
+                "32",
+                ";",
+                "}"
             ]
         );
         let t = tokenize(src).unwrap();
@@ -182,7 +195,10 @@ mod tests {
             values("return 200 \"a;b # not a comment\";"),
             ["return", "200", "a;b # not a comment", ";"]
         );
-        assert_eq!(values("add_header X 'it\\'s';"), ["add_header", "X", "it's", ";"]);
+        assert_eq!(
+            values("add_header X 'it\\'s';"),
+            ["add_header", "X", "it's", ";"]
+        );
         assert_eq!(values("set $a ${b}c;"), ["set", "$a", "${b}c", ";"]);
         assert_eq!(values("a#b;"), ["a#b", ";"]);
     }

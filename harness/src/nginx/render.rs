@@ -166,12 +166,19 @@ mod tests {
         let (flat, map) = flatten(&cfg, &[edit]);
         assert!(flat.contains("server goproxy:8005;"), "{flat}");
         assert!(flat.contains("include /etc/nginx/mime.types;"), "{flat}");
-        let out_line = flat.lines().position(|l| l.contains("goproxy:8005")).unwrap() + 1;
+        let out_line = flat
+            .lines()
+            .position(|l| l.contains("goproxy:8005"))
+            .unwrap()
+            + 1;
         assert_eq!(map.source(out_line), Some((up.as_path(), 2)));
         let said = map.rewrite(
             &format!("unknown directive \"x\" in /etc/nginx/nginx.conf:{out_line}"),
             "/etc/nginx/nginx.conf",
         );
-        assert_eq!(said, format!("unknown directive \"x\" in {}:2", up.display()));
+        assert_eq!(
+            said,
+            format!("unknown directive \"x\" in {}:2", up.display())
+        );
     }
 }

@@ -21,6 +21,7 @@ use crate::files::{LiveFiles, Rendered};
 use crate::lint::{self, LintTargets};
 use crate::live::target::{Resolve, Target, TargetSpec};
 use crate::live::{self, LiveOptions};
+use crate::names::Namer;
 use crate::report::{Figures, Report, Verdict};
 use crate::stack::{Stack, HOSTNAME};
 use crate::verify::Expected;
@@ -220,6 +221,7 @@ async fn phases(
         &[old_port],
         new_port,
         (&f.candidate.0, &f.candidate.1),
+        &Namer::verbatim(&f.candidate.1, &f.candidate.0),
     )
     .await;
     if !pre.passed {
@@ -313,6 +315,9 @@ async fn switch_and_check(
                 goproxy_config: read(&f.candidate.0)?,
                 nginx_conf: read(&f.candidate.1)?,
                 goproxy_b_config: None,
+                nginx_map: Default::default(),
+                substitutions: Vec::new(),
+                origin: format!("the files under {}", opts.candidate_dir.display()),
             };
             state.advance(Step::Applied)?;
             f.stack

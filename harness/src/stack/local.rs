@@ -637,32 +637,69 @@ impl Drop for Local {
     }
 }
 
-/// The deployed nginx.conf, made runnable on this host. See the module docs.
+/// The deployed nginx.conf, made runnable on this host (see the module
+/// docs), by span edits through the one nginx reader: a one-line block or
+/// a quoted path is rewritten as surely as the stock layout.
 pub fn localize(conf: &str, dir: &Path, tls_dir: &Path, https_port: u16, http_port: u16) -> String {
-    let mut out = String::with_capacity(conf.len());
-    for line in conf.split_inclusive('\n') {
-        let t = line.trim_start();
-        if t.starts_with("listen [::]") {
-            continue;
-        }
-        let indent = &line[..line.len() - t.len()];
-        let line = if let Some(rest) = t.strip_prefix("listen 443") {
-            format!("{indent}listen 127.0.0.1:{https_port}{rest}")
-        } else if let Some(rest) = t.strip_prefix("listen 80") {
-            format!("{indent}listen 127.0.0.1:{http_port}{rest}")
-        } else if t.starts_with("pid ") {
-            format!("{indent}pid {}/nginx.pid;\n", dir.display())
-        } else {
-            line.replace("server goproxy:", "server 127.0.0.1:")
-                .replace("/var/log/nginx/", &format!("{}/", dir.display()))
-                .replace(
-                    "/etc/letsencrypt/live/chat.trollllm.xyz/",
-                    &format!("{}/", tls_dir.display()),
-                )
+    use crate::nginx::render::{apply, Edit};
+    use crate::nginx::{goproxy, NginxConfig};
+    // A file nginx cannot read is passed on as is: `nginx -t` says why.
+    let Ok(cfg) = NginxConfig::from_text(Path::new("nginx.conf"), conf) else {
+        return conf.to_string();
+    };
+    let mut edits = Vec::new();
+    let cert_dir = format!("{}/", crate::render::CERT_DIR);
+    cfg.walk(&mut |d, _| {
+        let Some(first) = d.args.first() else { return };
+        let edit = |text: String| Edit {
+            file: 0,
+            span: first.span.clone(),
+            text,
         };
-        out.push_str(&line);
+        match d.name.as_str() {
+            "listen" if first.value.starts_with('[') => edits.push(Edit {
+                file: 0,
+                span: d.span.clone(),
+                text: String::new(),
+            }),
+            "listen" => {
+                let port = first.value.rsplit(':').next().unwrap_or(&first.value);
+                let port = match port {
+                    "443" => https_port.to_string(),
+                    "80" => http_port.to_string(),
+                    other => other.to_string(),
+                };
+                edits.push(edit(format!("127.0.0.1:{port}")));
+            }
+            "pid" => edits.push(edit(format!("{}/nginx.pid", dir.display()))),
+            _ => {
+                for a in &d.args {
+                    let v = &a.value;
+                    let moved = if let Some(rest) = v.strip_prefix("/var/log/nginx/") {
+                        format!("{}/{rest}", dir.display())
+                    } else if let Some(rest) = v.strip_prefix(&cert_dir) {
+                        format!("{}/{rest}", tls_dir.display())
+                    } else {
+                        continue;
+                    };
+                    edits.push(Edit {
+                        file: 0,
+                        span: a.span.clone(),
+                        text: moved,
+                    });
+                }
+            }
+        }
+    });
+    let names = ["goproxy".to_string(), "goproxy-b".to_string()];
+    for s in goproxy::sites(&cfg, &names) {
+        edits.push(Edit {
+            file: 0,
+            span: s.host_span.clone(),
+            text: "127.0.0.1".into(),
+        });
     }
-    out
+    apply(conf, &edits.iter().collect::<Vec<_>>())
 }
 
 fn write_localized(

@@ -1,0 +1,151 @@
+//! The base of a run: what is deployed now, read from a git ref
+//! (`--base v1.4.2`, the pull request's base commit) or a directory
+//! (`--base-dir`), or simulated from the candidate.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::render::{RenderError, Sources};
+
+/// Where the deployed files come from.
+#[derive(Debug, Clone)]
+pub enum BaseSource {
+    /// The candidate at the scenario's start port (the report says so).
+    Simulated,
+    /// The same files at a git ref of the repository containing `root`.
+    GitRef { rev: String, root: PathBuf },
+    /// The same relative paths under another directory.
+    Dir { dir: PathBuf, root: PathBuf },
+}
+
+/// The base's files on disk (a git ref is written into a temporary
+/// directory, removed with this value).
+#[derive(Debug)]
+pub struct Materialized {
+    pub sources: Sources,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl BaseSource {
+    /// The base's files, and a phrase saying where they come from.
+    pub fn materialize(&self, cand: &Sources) -> Result<(Materialized, String), RenderError> {
+        match self {
+            BaseSource::Simulated => Ok((
+                Materialized {
+                    sources: cand.clone(),
+                    _tmp: None,
+                },
+                "simulated".into(),
+            )),
+            BaseSource::Dir { dir, root } => {
+                let sources = Sources {
+                    goproxy_config: dir.join(relative(root, &cand.goproxy_config)?),
+                    nginx_conf: dir.join(relative(root, &cand.nginx_conf)?),
+                    goproxy_names: cand.goproxy_names.clone(),
+                };
+                let origin = format!("the files under {} (--base-dir)", dir.display());
+                Ok((
+                    Materialized {
+                        sources,
+                        _tmp: None,
+                    },
+                    origin,
+                ))
+            }
+            BaseSource::GitRef { rev, root } => from_git(rev, root, cand),
+        }
+    }
+}
+
+fn relative(root: &Path, file: &Path) -> Result<PathBuf, RenderError> {
+    let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    canon(file)
+        .strip_prefix(canon(root))
+        .map(Path::to_path_buf)
+        .map_err(|_| {
+            RenderError::Base(format!(
+                "{} is not under --root {}, so the base cannot name the same file",
+                file.display(),
+                root.display()
+            ))
+        })
+}
+
+fn git(top: &Path, args: &[&str]) -> Result<Vec<u8>, String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(top)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+fn from_git(rev: &str, root: &Path, cand: &Sources) -> Result<(Materialized, String), RenderError> {
+    let fail = |m: String| RenderError::Base(format!("--base {rev}: {m}"));
+    let top = git(root, &["rev-parse", "--show-toplevel"]).map_err(|e| {
+        fail(format!(
+            "{} is not in a git repository: {e}",
+            root.display()
+        ))
+    })?;
+    let top = PathBuf::from(String::from_utf8_lossy(&top).trim());
+    git(&top, &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")])
+        .map_err(|_| fail("no such commit, tag or branch in this repository (with actions/checkout, set fetch-depth: 0)".into()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix("harness-base-")
+        .tempdir()
+        .map_err(|e| fail(format!("cannot make a directory: {e}")))?;
+    let json_rel = relative(&top, &cand.goproxy_config)?;
+    let nginx_rel = relative(&top, &cand.nginx_conf)?;
+    let mut wanted = vec![json_rel.clone()];
+    // nginx's includes may be anywhere beside its main file.
+    let nginx_dir = nginx_rel
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let listed = git(
+        &top,
+        &[
+            "ls-tree",
+            "-r",
+            "--name-only",
+            rev,
+            "--",
+            &nginx_dir.to_string_lossy(),
+        ],
+    )
+    .map_err(fail)?;
+    wanted.extend(String::from_utf8_lossy(&listed).lines().map(PathBuf::from));
+    for rel in &wanted {
+        let spec = format!("{rev}:{}", rel.display());
+        let bytes = git(&top, &["show", &spec])
+            .map_err(|e| fail(format!("{} is not in that commit: {e}", rel.display())))?;
+        let dest = tmp.path().join(rel);
+        if let Some(d) = dest.parent() {
+            std::fs::create_dir_all(d).map_err(|e| fail(e.to_string()))?;
+        }
+        std::fs::write(&dest, bytes).map_err(|e| fail(e.to_string()))?;
+    }
+    let sources = Sources {
+        goproxy_config: tmp.path().join(&json_rel),
+        nginx_conf: tmp.path().join(&nginx_rel),
+        goproxy_names: cand.goproxy_names.clone(),
+    };
+    let origin = format!(
+        "{} and {} at git ref {rev}",
+        json_rel.display(),
+        nginx_rel.display()
+    );
+    Ok((
+        Materialized {
+            sources,
+            _tmp: Some(tmp),
+        },
+        origin,
+    ))
+}

@@ -1,0 +1,531 @@
+//! The configs a run deploys, rendered from the operator's files.
+//!
+//! The candidate is the operator's files as written. The only changes are
+//! the ones the test stack needs, and each is listed in
+//! [`Rendered::substitutions`] for the report: endpoint URLs pointed at the
+//! mocks, a probe model added, certificate paths moved to the throwaway
+//! certificate, included files inlined (the stack mounts one nginx.conf).
+//! No port is rewritten, unless a fault scenario derives its candidate on
+//! purpose ([`crate::scenario::Change::derives`]).
+//!
+//! The base is what is deployed now: the files at a git ref or in a
+//! directory; without either it is simulated from the candidate at the
+//! scenario's start port, and says so.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::nginx::render::{flatten, Edit, LineMap};
+use crate::nginx::{goproxy, NginxConfig, NginxError};
+use crate::scenario::{Fault, Scenario};
+
+pub use crate::base::BaseSource;
+
+/// Address goproxy binds in the "fails to start" fault: TEST-NET-2
+/// (RFC 5737), never assigned inside a container, so bind() fails while the
+/// config itself is valid.
+pub const UNBINDABLE_HOST: &str = "198.51.100.1";
+/// The probe model routed to wiremock, and the id wiremock must receive.
+pub const PROBE_MODEL: &str = "harness-probe";
+/// The endpoint that serves the probe model (wiremock).
+pub const PROBE_ENDPOINT: &str = "probe-openai";
+pub const PROBE_UPSTREAM_MODEL: &str = "harness-probe-upstream-v1";
+/// Where the test stack mounts its throwaway certificate in nginx.
+pub const CERT_DIR: &str = "/etc/letsencrypt/live/chat.trollllm.xyz";
+
+/// What stops a config from being rendered: always the operator's file.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} starts with a UTF-8 byte-order mark (EF BB BF), which JSON does not allow; save it without BOM")]
+    ByteOrderMark { path: PathBuf },
+    #[error("{path}:{line}:{column}: not valid JSON: {message}")]
+    Json {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: the goproxy config must be a JSON object")]
+    NotObject { path: PathBuf },
+    #[error(transparent)]
+    Nginx(#[from] NginxError),
+    #[error("{0}")]
+    Base(String),
+}
+
+/// The operator's files a run deploys.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// goproxy JSON as operators have it (endpoints pointing at real upstreams).
+    pub goproxy_config: PathBuf,
+    /// nginx.conf as deployed (its includes are read too).
+    pub nginx_conf: PathBuf,
+    /// The names nginx reaches goproxy by (the compose service, aliases).
+    pub goproxy_names: Vec<String>,
+}
+
+impl Sources {
+    pub fn from_root(root: &Path) -> Self {
+        Self {
+            goproxy_config: root.join("proxy/config-ohmygpt-prod.json"),
+            nginx_conf: root.join("nginx/nginx.conf"),
+            goproxy_names: vec![crate::lint::DEFAULT_SERVICE.into()],
+        }
+    }
+}
+
+/// Where the mocks are, as seen from inside the goproxy container.
+#[derive(Debug, Clone)]
+pub struct MockEndpoints {
+    /// Base of the streaming mock container, e.g. `http://upstream:9000`.
+    pub stream_mock: String,
+    /// Base of the wiremock server on the host.
+    pub wiremock: Option<String>,
+    /// The address goproxy binds (`host`), when not its default 0.0.0.0.
+    pub goproxy_host: Option<String>,
+}
+
+/// The two configs of a run, rendered from the operator's files.
+#[derive(Debug, Clone, Default)]
+pub struct Rendered {
+    pub goproxy_config: String,
+    pub nginx_conf: String,
+    /// The second instance's config (`goproxy-b`), in a multi-instance run.
+    pub goproxy_b_config: Option<String>,
+    /// Lines of `nginx_conf` back to the operator's files and lines.
+    pub nginx_map: LineMap,
+    /// Every change from the operator's bytes, in the operator's terms.
+    pub substitutions: Vec<String>,
+    /// Where it came from: "the files under /repo", "git ref v1.4", "simulated ...".
+    pub origin: String,
+}
+
+/// What a config is rendered with.
+#[derive(Debug, Clone, Default)]
+struct Knobs<'a> {
+    port: Option<String>,
+    nginx_port: Option<u16>,
+    json_text: Option<&'a str>,
+    append: Option<&'a str>,
+    host: Option<&'a str>,
+    second: Option<u16>,
+}
+
+/// Renders the deployment before the change (base) and the candidate.
+pub fn render(
+    scenario: &Scenario,
+    sources: &Sources,
+    base: &BaseSource,
+    mocks: &MockEndpoints,
+) -> Result<(Rendered, Rendered), RenderError> {
+    let change = &scenario.change;
+    let derive = change.derives();
+    let host = if scenario.fault == Fault::GoproxyFailsToStart {
+        Some(UNBINDABLE_HOST)
+    } else {
+        mocks.goproxy_host.as_deref()
+    };
+    let cand_knobs = Knobs {
+        port: derive.then(|| {
+            change
+                .port_literal
+                .clone()
+                .unwrap_or_else(|| change.port.to_string())
+        }),
+        nginx_port: derive.then_some(change.nginx_port),
+        json_text: change.goproxy_config_text.as_deref(),
+        append: change.nginx_append.as_deref(),
+        host,
+        second: scenario.second_port,
+    };
+    let mut candidate = one(sources, mocks, &cand_knobs)?;
+    candidate.origin = format!(
+        "{} and {}{}",
+        sources.goproxy_config.display(),
+        sources.nginx_conf.display(),
+        if derive {
+            ", derived by the scenario"
+        } else {
+            " as written"
+        }
+    );
+    let base_knobs = Knobs {
+        host: mocks.goproxy_host.as_deref(),
+        second: scenario.second_port,
+        ..Default::default()
+    };
+    let start = match base {
+        BaseSource::Simulated => {
+            let knobs = Knobs {
+                port: Some(scenario.start_port.to_string()),
+                nginx_port: Some(scenario.start_port),
+                ..base_knobs
+            };
+            let mut r = one(sources, mocks, &knobs)?;
+            r.origin = format!(
+                "simulated: the candidate with goproxy's port set to {} (no --base or --base-dir given)",
+                scenario.start_port
+            );
+            r
+        }
+        other => {
+            let (files, origin) = other.materialize(sources)?;
+            let mut r = one(&files.sources, mocks, &base_knobs)?;
+            r.origin = origin;
+            r
+        }
+    };
+    Ok((start, candidate))
+}
+
+fn one(sources: &Sources, mocks: &MockEndpoints, k: &Knobs) -> Result<Rendered, RenderError> {
+    let path = &sources.goproxy_config;
+    let json = match k.json_text {
+        Some(t) => t.to_string(),
+        None => read(path)?,
+    };
+    let mut subs = Vec::new();
+    let goproxy_config = goproxy_json(path, &json, k.port.as_deref(), mocks, k.host, &mut subs)?;
+    let goproxy_b_config = k
+        .second
+        .map(|p| {
+            goproxy_json(
+                path,
+                &json,
+                Some(&p.to_string()),
+                mocks,
+                k.host,
+                &mut Vec::new(),
+            )
+        })
+        .transpose()?;
+    let cfg = NginxConfig::load(&sources.nginx_conf)?;
+    let (nginx_conf, nginx_map) = nginx_conf(&cfg, &sources.goproxy_names, k, &mut subs);
+    Ok(Rendered {
+        goproxy_config,
+        nginx_conf,
+        goproxy_b_config,
+        nginx_map,
+        substitutions: subs,
+        origin: String::new(),
+    })
+}
+
+fn read(path: &Path) -> Result<String, RenderError> {
+    let bytes = std::fs::read(path).map_err(|source| RenderError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if bytes.starts_with(b"\xEF\xBB\xBF") {
+        return Err(RenderError::ByteOrderMark {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The operator's goproxy JSON for the test stack: endpoints pointed at the
+/// mocks (paths kept), the probe model added; `port` only when given (as a
+/// JSON literal, so invalid ports can be reproduced by a fault scenario).
+pub fn goproxy_json(
+    path: &Path,
+    text: &str,
+    port_literal: Option<&str>,
+    mocks: &MockEndpoints,
+    host: Option<&str>,
+    subs: &mut Vec<String>,
+) -> Result<String, RenderError> {
+    let json_err = |e: serde_json::Error| RenderError::Json {
+        path: path.to_path_buf(),
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    };
+    let mut root: Value = serde_json::from_str(text).map_err(json_err)?;
+    let obj = root.as_object_mut().ok_or_else(|| RenderError::NotObject {
+        path: path.to_path_buf(),
+    })?;
+    let file = path.display();
+    if let Some(lit) = port_literal {
+        obj.insert("port".into(), serde_json::from_str(lit).map_err(json_err)?);
+        subs.push(format!("{file}: \"port\" set to {lit} by the scenario"));
+    }
+    if let Some(host) = host {
+        obj.insert("host".into(), Value::String(host.to_string()));
+        subs.push(format!("{file}: \"host\" set to {host}"));
+    }
+    if let Some(Value::Array(endpoints)) = obj.get_mut("endpoints") {
+        for ep in endpoints.iter_mut() {
+            let name = ep
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_string();
+            if let Some(Value::String(url)) = ep.get_mut("base_url") {
+                let new = rebase(url, &mocks.stream_mock);
+                subs.push(format!(
+                    "{file}: endpoint {name} base_url {url} -> {new} (the mock upstream)"
+                ));
+                *url = new;
+            }
+        }
+        if let Some(wm) = &mocks.wiremock {
+            endpoints.push(serde_json::json!({
+                "name": PROBE_ENDPOINT,
+                "base_url": format!("{wm}/v1/chat/completions"),
+            }));
+        }
+    }
+    if mocks.wiremock.is_some() {
+        if let Some(Value::Array(models)) = obj.get_mut("models") {
+            models.push(serde_json::json!({
+                "id": PROBE_MODEL,
+                "name": "harness probe (wiremock)",
+                "type": "openai",
+                "upstream": "probe",
+                "upstream_model_id": PROBE_UPSTREAM_MODEL,
+                "input_price_per_mtok": 1.0,
+                "output_price_per_mtok": 2.0,
+            }));
+            subs.push(format!(
+                "{file}: probe endpoint {PROBE_ENDPOINT} and model {PROBE_MODEL} added (wiremock)"
+            ));
+        }
+    }
+    Ok(serde_json::to_string_pretty(&root).expect("a JSON value serializes") + "\n")
+}
+
+/// `https://api.example.com/v1/messages` -> `<base>/v1/messages`.
+fn rebase(url: &str, base: &str) -> String {
+    let after_scheme = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let path = after_scheme
+        .find('/')
+        .map(|i| &after_scheme[i..])
+        .unwrap_or("/");
+    format!("{}{}", base.trim_end_matches('/'), path)
+}
+
+/// nginx for the test stack, by span edits of the operator's files.
+fn nginx_conf(
+    cfg: &NginxConfig,
+    names: &[String],
+    k: &Knobs,
+    subs: &mut Vec<String>,
+) -> (String, LineMap) {
+    let mut edits = Vec::new();
+    let sites = goproxy::sites(cfg, names);
+    if let Some(port) = k.nginx_port {
+        for s in &sites {
+            let text = if s.port.is_some() {
+                port.to_string()
+            } else {
+                format!("{}:{port}", s.host)
+            };
+            edits.push(Edit {
+                file: s.file,
+                span: s.port_span.clone(),
+                text,
+            });
+        }
+        subs.push(format!(
+            "nginx: goproxy's port set to {port} by the scenario"
+        ));
+    }
+    if let Some(p) = k.second {
+        if let Some(last) = sites
+            .iter()
+            .rev()
+            .find(|s| matches!(s.via, goproxy::Via::Upstream { .. }))
+        {
+            edits.push(Edit {
+                file: last.file,
+                span: last.stmt_end..last.stmt_end,
+                text: format!(" server goproxy-b:{p};"),
+            });
+        }
+    }
+    cert_paths(cfg, &mut edits, subs);
+    if let Some(extra) = k.append {
+        if let Some((file, at)) = http_open(cfg) {
+            edits.push(Edit {
+                file,
+                span: at..at,
+                text: format!(" {extra}"),
+            });
+            subs.push(format!(
+                "nginx: `{extra}` added inside http {{ }} by the scenario"
+            ));
+        }
+    }
+    for f in cfg.files.iter().skip(1) {
+        subs.push(format!(
+            "nginx: {} inlined at its include (the stack mounts one file)",
+            f.path.display()
+        ));
+    }
+    flatten(cfg, &edits)
+}
+
+/// `ssl_certificate` and `ssl_certificate_key` moved to the throwaway certificate.
+fn cert_paths(cfg: &NginxConfig, edits: &mut Vec<Edit>, subs: &mut Vec<String>) {
+    cfg.walk(&mut |d, _| {
+        let file = match d.name.as_str() {
+            "ssl_certificate" => "fullchain.pem",
+            "ssl_certificate_key" => "privkey.pem",
+            _ => return,
+        };
+        let Some(a) = d.args.first() else { return };
+        let new = format!("{CERT_DIR}/{file}");
+        if a.value != new && !a.value.contains('$') {
+            subs.push(format!(
+                "{}:{}: {} {} -> {new} (the test certificate)",
+                cfg.files[d.file].path.display(),
+                d.line,
+                d.name,
+                a.value
+            ));
+            edits.push(Edit {
+                file: d.file,
+                span: a.span.clone(),
+                text: new,
+            });
+        }
+    });
+}
+
+/// Just after the `{` of the `http` block.
+fn http_open(cfg: &NginxConfig) -> Option<(usize, usize)> {
+    let mut at = None;
+    cfg.walk(&mut |d, ctx| {
+        if at.is_none() && d.name == "http" && ctx.is_empty() && d.block.is_some() {
+            let text = &cfg.files[d.file].text;
+            at = text[d.span.clone()]
+                .find('{')
+                .map(|i| (d.file, d.span.start + i + 1));
+        }
+    });
+    at
+}
+
+/// Marks `server <host>:<port>` of goproxy's upstream as `down`, so nginx
+/// sends it nothing (to take one instance out of rotation before a restart).
+pub fn mark_down(conf: &str, host: &str) -> String {
+    let Ok(cfg) = NginxConfig::from_text(Path::new("nginx.conf"), conf) else {
+        return conf.to_string();
+    };
+    let edits: Vec<Edit> = goproxy::sites(&cfg, &[host.to_string()])
+        .into_iter()
+        .filter(|s| matches!(s.via, goproxy::Via::Upstream { .. }))
+        .map(|s| Edit {
+            file: 0,
+            span: s.stmt_end - 1..s.stmt_end - 1,
+            text: " down".into(),
+        })
+        .collect();
+    crate::nginx::render::apply(conf, &edits.iter().collect::<Vec<_>>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Scenario;
+
+    const JSON: &str = r#"{"port": 8004, "endpoints": [{"name": "ohmygpt-openai",
+        "base_url": "https://api.example.com/v1/chat/completions"}], "models": []}"#;
+
+    fn tree(nginx: &str) -> (tempfile::TempDir, Sources) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("c.json"), JSON).unwrap();
+        std::fs::write(dir.path().join("nginx.conf"), nginx).unwrap();
+        let s = Sources {
+            goproxy_config: dir.path().join("c.json"),
+            nginx_conf: dir.path().join("nginx.conf"),
+            goproxy_names: vec!["goproxy".into()],
+        };
+        (dir, s)
+    }
+
+    fn mocks() -> MockEndpoints {
+        MockEndpoints {
+            stream_mock: "http://upstream:9000".into(),
+            wiremock: Some("http://host.docker.internal:4000".into()),
+            goproxy_host: None,
+        }
+    }
+
+    fn scenario(extra: &str) -> Scenario {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.toml");
+        std::fs::write(&p, format!("description = \"t\"\n[start]\nport = 8005\n[change]\nport = 8004\n{extra}[expect]\nverdict = \"go\"\n")).unwrap();
+        Scenario::load(&p).unwrap()
+    }
+
+    /// The candidate keeps every port as written (a half-done change stays
+    /// half done); only the base is simulated at the start port, and other
+    /// upstreams are never touched.
+    #[test]
+    fn candidate_keeps_ports_base_is_simulated() {
+        let nginx = "http {\n  upstream goproxy_legacy { server upstream:9000; }\n  upstream goproxy { server goproxy:8005; } # half done\n}\n";
+        let (_d, src) = tree(nginx);
+        let (base, cand) = render(&scenario(""), &src, &BaseSource::Simulated, &mocks()).unwrap();
+        assert_eq!(cand.nginx_conf, nginx);
+        let v: Value = serde_json::from_str(&cand.goproxy_config).unwrap();
+        assert_eq!(v["port"], 8004);
+        assert_eq!(
+            v["endpoints"][0]["base_url"],
+            "http://upstream:9000/v1/chat/completions"
+        );
+        assert!(
+            cand.substitutions.iter().any(|s| s.contains("base_url")),
+            "{:?}",
+            cand.substitutions
+        );
+        assert!(base.origin.starts_with("simulated"));
+        assert!(base.nginx_conf.contains("server upstream:9000;"));
+        assert!(base.nginx_conf.contains("server goproxy:8005;"));
+        let v: Value = serde_json::from_str(&base.goproxy_config).unwrap();
+        assert_eq!(v["port"], 8005);
+    }
+
+    /// A fault scenario derives its candidate on purpose, on the same line.
+    #[test]
+    fn fault_scenarios_derive() {
+        let nginx = "http {\n  upstream goproxy { server goproxy:8004; }\n}\n";
+        let (_d, src) = tree(nginx);
+        let s =
+            scenario("nginx_port = 8005\nnginx_append = \"proxy_bufering off;\"\nforce = true\n");
+        let (_, cand) = render(&s, &src, &BaseSource::Simulated, &mocks()).unwrap();
+        assert_eq!(
+            cand.nginx_conf,
+            "http { proxy_bufering off;\n  upstream goproxy { server goproxy:8005; }\n}\n"
+        );
+    }
+
+    /// Multi-instance: goproxy-b joins the upstream; mark_down takes one out.
+    #[test]
+    fn second_instance_and_mark_down() {
+        let nginx = "http {\n  upstream goproxy {\n    server goproxy:8004; # new\n    keepalive 32;\n  }\n}\n";
+        let (_d, src) = tree(nginx);
+        let s = scenario("").clone();
+        let mut s = s;
+        s.second_port = Some(8006);
+        let (_, cand) = render(&s, &src, &BaseSource::Simulated, &mocks()).unwrap();
+        assert!(
+            cand.nginx_conf
+                .contains("server goproxy:8004; server goproxy-b:8006; # new"),
+            "{}",
+            cand.nginx_conf
+        );
+        let down = mark_down(&cand.nginx_conf, "goproxy-b");
+        assert!(
+            down.contains("server goproxy:8004; server goproxy-b:8006 down; # new"),
+            "{down}"
+        );
+    }
+}

@@ -13,7 +13,7 @@ use crate::stack::DEFAULT_STREAM_BOUND;
 /// Where the deployment is and how to trust it (shared by `check` and `deploy`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct TargetArgs {
-    /// The deployment's public URL, e.g. https://chat.trollllm.xyz.
+    /// The deployment's public URL, e.g. `https://chat.trollllm.xyz`.
     #[arg(long)]
     pub url: String,
     /// Send requests for HOST:PORT to ADDR (as curl's --resolve), e.g.

@@ -34,7 +34,7 @@ pub struct DeployArgs {
     /// and the old goproxy are waited for this long).
     #[arg(long, default_value = "330s", value_parser = humantime::parse_duration)]
     pub stream_bound: Duration,
-    /// The public URL [default: https://chat.trollllm.xyz on nginx's published port, via 127.0.0.1].
+    /// The public URL [default: `https://chat.trollllm.xyz` on nginx's published port, via 127.0.0.1].
     #[arg(long)]
     pub url: Option<String>,
     /// Send requests for HOST:PORT to ADDR (as curl's --resolve).
@@ -52,7 +52,7 @@ pub struct DeployArgs {
     /// The model for the post-deployment completions [default: the first listed].
     #[arg(long)]
     pub model: Option<String>,
-    /// Where the state goes [default: <project dir>/.harness-deploy/<project>-<time>].
+    /// Where the state goes (default: `<project dir>/.harness-deploy/<project>-<time>`).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
     /// Do not roll back automatically when a check after the change fails.

@@ -92,14 +92,19 @@ fn progress_line(workers: usize, open: Option<usize>, waited: Duration) -> Strin
 
 /// Counts ESTABLISHED client connections (local port 443 or 80) among the
 /// sockets in `links` (`readlink /proc/<pid>/fd/*` lines, `socket:[inode]`),
-/// looked up in `table` (`/proc/net/tcp` and `tcp6` text).
-pub fn client_connections(links: &str, table: &str) -> usize {
+/// looked up in `table` (`/proc/net/tcp` and `tcp6` text). None when no
+/// socket was readable at all (a worker always holds its listening sockets,
+/// so that means the fds could not be read, not "no connections").
+pub fn client_connections(links: &str, table: &str) -> Option<usize> {
     let inodes: std::collections::HashSet<&str> = links
         .lines()
         .filter_map(|l| l.trim().strip_prefix("socket:["))
         .filter_map(|l| l.strip_suffix(']'))
         .collect();
-    table
+    if inodes.is_empty() {
+        return None;
+    }
+    let n = table
         .lines()
         .filter(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
@@ -112,7 +117,8 @@ pub fn client_connections(links: &str, table: &str) -> usize {
                 && matches!(local_port, Some(443) | Some(80))
                 && inodes.contains(f[9])
         })
-        .count()
+        .count();
+    Some(n)
 }
 
 #[cfg(test)]
@@ -129,7 +135,8 @@ mod tests {
    1: 0200A8C0:01BB 0100A8C0:C350 01 00000000:00000000 00:00000000 00000000     0        0 101 1 0 100 0 0 10 0
    2: 0200A8C0:9C40 0300A8C0:1F44 01 00000000:00000000 00:00000000 00000000     0        0 102 1 0 100 0 0 10 0
    3: 0200A8C0:01BB 0100A8C0:C351 01 00000000:00000000 00:00000000 00000000     0        0 999 1 0 100 0 0 10 0";
-        assert_eq!(client_connections(links, table), 1);
+        assert_eq!(client_connections(links, table), Some(1));
+        assert_eq!(client_connections("/dev/null\n", table), None);
     }
 
     /// The progress line says how many connections and for how long.

@@ -377,3 +377,29 @@ fn compose_healthcheck_by_service_name_half_done() {
 fn json_line_comments_name_line_and_column() {
     lint("j08_line_comments").no_go().has("goproxy.json:3:3");
 }
+
+/// nginx reaches goproxy by its `container_name`, on the old port.
+#[test]
+fn compose_container_name_is_a_name_of_goproxy() {
+    lint("c28_container_name_hostname_halfdone")
+        .no_go()
+        .has("nginx/nginx.conf:6 says 8005");
+}
+
+/// No spaces around braces, a quoted include pattern, no final newline.
+#[test]
+fn nginx_no_spaces_and_quoted_include_half_done() {
+    lint("n23_no_spaces_quoted_include")
+        .no_go()
+        .has("nginx/conf.d/up.conf:1 says 8005");
+}
+
+/// Minified JSON with a `"port"` inside a `_comment...` object before the
+/// real one: the top-level port is the one.
+#[test]
+fn json_minified_with_a_nested_port_first() {
+    lint("j09_minified_nested_port")
+        .go()
+        .has("goproxy.json:1")
+        .lacks("8005");
+}

@@ -403,3 +403,19 @@ fn json_minified_with_a_nested_port_first() {
         .has("goproxy.json:1")
         .lacks("8005");
 }
+
+/// nginx publishing host port 8005 (short) and 8004 (long syntax) is
+/// nginx's business, not goproxy's port.
+#[test]
+fn compose_other_services_ports_are_not_goproxy_ports() {
+    lint("c29_nginx_publishes_old_port").go().lacks("8005");
+}
+
+/// A quoted service key, a commented-out old `expose`, and a folded block
+/// scalar healthcheck whose URL is on its second line.
+#[test]
+fn compose_block_scalar_healthcheck_half_done() {
+    lint("c30_block_scalar_healthcheck_halfdone")
+        .no_go()
+        .has("docker-compose.yml:8 says 8005");
+}

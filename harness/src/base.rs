@@ -27,6 +27,28 @@ pub struct Materialized {
 }
 
 impl BaseSource {
+    /// Bad input before anything runs: a ref that is not in the repository.
+    pub fn check(&self) -> Result<(), String> {
+        let BaseSource::GitRef { rev, root } = self else {
+            return Ok(());
+        };
+        let top = git(root, &["rev-parse", "--show-toplevel"]).map_err(|e| {
+            format!(
+                "--base {rev}: {} is not in a git repository: {e}",
+                root.display()
+            )
+        })?;
+        let top = PathBuf::from(String::from_utf8_lossy(&top).trim());
+        git(&top, &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")])
+            .map(|_| ())
+            .map_err(|_| {
+                format!(
+                    "--base {rev}: no such commit, tag or branch in {} (in CI, check out with fetch-depth: 0)",
+                    top.display()
+                )
+            })
+    }
+
     /// The base's files, and a phrase saying where they come from.
     pub fn materialize(&self, cand: &Sources) -> Result<(Materialized, String), RenderError> {
         match self {

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::base::BaseSource;
-use crate::check::{Checks, Phase};
+use crate::check::{CheckResult, Checks, Phase, Status};
 use crate::deploy::DeployOutcome as Deployed;
 use crate::files::{self, LiveFiles, MockEndpoints, Rendered};
 use crate::lint::{self, LintTargets};
@@ -71,6 +71,51 @@ pub type Stop = (Verdict, String);
 /// A phase's result: its value, or the verdict that ends the run here.
 pub type Step<T> = Result<T, Stop>;
 
+/// The runbook's checks, in order: those a run did not reach are listed
+/// as skipped, so a report shows what was not verified.
+const RUNBOOK_CHECKS: [(Phase, &str); 15] = [
+    (Phase::Lint, "lint.ports-agree"),
+    (Phase::PreDeployment, "pre.stack-up"),
+    (Phase::PreDeployment, "pre.old-service-answering"),
+    (Phase::PreDeployment, "pre.port-free"),
+    (Phase::PreDeployment, "pre.goproxy-check-config"),
+    (Phase::PreDeployment, "pre.nginx-t"),
+    (Phase::PreDeployment, "pre.backups"),
+    (Phase::Deployment, "deploy.switch-under-load"),
+    (Phase::PostDeployment, "post.listening-port"),
+    (Phase::PostDeployment, "post.https-health"),
+    (Phase::PostDeployment, "post.models-auth"),
+    (Phase::PostDeployment, "post.chat"),
+    (Phase::PostDeployment, "post.chat-stream"),
+    (Phase::PostDeployment, "post.internal-routing"),
+    (Phase::PostDeployment, "post.monitor"),
+];
+
+fn list_not_run(results: &mut Vec<CheckResult>, reason: &str) {
+    for (phase, name) in RUNBOOK_CHECKS {
+        if !results.iter().any(|r| r.name == name) {
+            results.push(CheckResult {
+                name: name.to_string(),
+                phase,
+                status: Status::Skip,
+                evidence: format!("not run: {}", first_line(reason)),
+                duration: Duration::ZERO,
+            });
+        }
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+fn n_reason(namer: &Option<Namer>, reason: String) -> String {
+    match namer {
+        Some(n) => n.say(&reason),
+        None => reason,
+    }
+}
+
 fn no_go(why: impl Into<String>) -> Stop {
     (Verdict::NoGo, why.into())
 }
@@ -80,14 +125,24 @@ pub async fn validate(scenario: &Scenario, opts: &GateOptions) -> Report {
     let started = Instant::now();
     let mut checks = Checks::new(opts.quiet);
     let mut figures = Figures::default();
-    let (verdict, reason) = match run(scenario, opts, &mut checks, &mut figures).await {
+    let mut namer = None;
+    let (verdict, reason) = match run(scenario, opts, &mut checks, &mut figures, &mut namer).await {
         Ok(v) | Err(v) => v,
     };
+    let mut results = checks.into_results();
+    if let Some(n) = &namer {
+        for r in &mut results {
+            let before_switch = matches!(r.phase, Phase::Lint | Phase::PreDeployment);
+            r.evidence = n.say_live(&r.evidence, before_switch);
+        }
+    }
+    let reason = n_reason(&namer, reason);
+    list_not_run(&mut results, &reason);
     Report::new(
         scenario.name.clone(),
         verdict,
         reason,
-        checks.into_results(),
+        results,
         figures,
         started.elapsed(),
     )
@@ -98,6 +153,7 @@ async fn run(
     opts: &GateOptions,
     checks: &mut Checks,
     figures: &mut Figures,
+    namer_out: &mut Option<Namer>,
 ) -> Step<Stop> {
     if !scenario.backends.contains(&opts.backend) {
         return Err(no_go(format!(
@@ -115,7 +171,8 @@ async fn run(
     if scenario.change.derives() {
         lint_derived(opts, &prepared, checks, force).await?;
     }
-    let namer = Namer::new(&prepared, &opts.targets);
+    let namer = Namer::new(&prepared, &opts.targets, opts.keep);
+    *namer_out = Some(namer.clone());
     let Prepared {
         wiremock,
         start,
@@ -273,8 +330,13 @@ async fn start_stack(
             Ok(said)
         })
         .await;
+    let why = checks
+        .results()
+        .last()
+        .map(|r| r.evidence.clone())
+        .unwrap_or_default();
     slot.filter(|_| up)
-        .ok_or_else(|| no_go("the test stack did not come up"))
+        .ok_or_else(|| no_go(format!("the test stack did not come up: {why}")))
 }
 
 async fn inject_port_in_use(
@@ -364,8 +426,8 @@ async fn deploy_under_load(
     // Streams long enough to be open across the whole switch.
     let _ = stack
         .set_mock(&mock_upstream::MockConfig {
-            chunks: 30,
-            chunk_delay: Duration::from_millis(100),
+            chunks: scenario.load.stream_chunks as usize,
+            chunk_delay: scenario.load.stream_chunk_delay,
             ..Default::default()
         })
         .await;

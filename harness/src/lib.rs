@@ -24,6 +24,8 @@
 //! - [`poll`]: the one readiness loop (`poll_until`, a deadline and an interval).
 //! - [`traffic`]: the steady client and SSE streams run during the switch.
 //! - [`kept`]: `up`, `rollback` and `down` on a kept stack.
+//! - [`live`]: `harness check`, the post-deployment checks on any live deployment.
+//! - [`prod`]: `harness deploy`, the gate's phases on a production compose project.
 //! - [`state`]: what a kept run leaves for `harness rollback` / `down`.
 //! - [`check`], [`report`]: check results; summary, JSON and JUnit outputs.
 //! - [`exit`]: exit codes of the errors that end a command before a verdict.
@@ -46,15 +48,18 @@ pub mod files;
 pub mod gate;
 pub mod kept;
 pub mod lint;
+pub mod live;
 pub mod names;
 pub mod nginx;
 pub mod poll;
 pub mod ports;
 pub mod pre;
+pub mod prod;
 pub mod render;
 pub mod report;
 pub mod rollback;
 pub mod scenario;
+pub mod signals;
 pub mod stack;
 pub mod state;
 pub mod stream_model;

@@ -76,6 +76,9 @@ pub(super) async fn run(a: ValidateArgs, g: &Global) -> i32 {
         },
         (None, None) => BaseSource::Simulated,
     };
+    if let Err(why) = base.check() {
+        return usage(&why);
+    }
     let backend = match resolve_backend(a.backend, g.quiet).await {
         Ok(b) => b,
         Err(e) => return usage(&e),

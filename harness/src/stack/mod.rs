@@ -12,6 +12,7 @@ pub mod backend;
 pub mod client;
 pub mod containers;
 pub mod local;
+mod nginx_failure;
 pub mod workers;
 
 use std::path::{Path, PathBuf};
@@ -210,6 +211,31 @@ impl Stack {
         })
     }
 
+    /// A stack over a backend the harness did not start (a production
+    /// project): its live files, and the operator's URL and client.
+    pub fn from_parts(
+        backend: Box<dyn Backend>,
+        files: LiveFiles,
+        base_url: String,
+        client: reqwest::Client,
+        api_key: String,
+        https_port: u16,
+    ) -> Stack {
+        Stack {
+            backend,
+            files,
+            https_port,
+            base_url,
+            mock_port: 0.into(),
+            client,
+            api_key,
+            cert_pem: String::new(),
+            wiremock: None,
+            stream_bound: DEFAULT_STREAM_BOUND,
+            quiet: false,
+        }
+    }
+
     /// What a later command needs to find this stack again (containers only:
     /// local processes end with the harness).
     pub fn state(
@@ -370,9 +396,8 @@ async fn start_containers(opts: &StackOptions, files: &LiveFiles) -> Result<Cont
         .up(&[], false)
         .await
         .map_err(|e| format!("docker compose up failed: {e}"))?;
-    compose
-        .wait_healthy(&services, UP_DEADLINE)
-        .await
-        .map_err(|e| e.to_string())?;
+    if let Err(e) = compose.wait_healthy(&services, UP_DEADLINE).await {
+        return Err(nginx_failure::explain(&compose, e).await);
+    }
     Ok(Containers { compose })
 }

@@ -101,7 +101,10 @@ impl ComposeStack {
             project: project.to_string(),
             env,
             keep: true,
-            removed: false,
+            // Re-attached to a kept project (rollback, down): this command
+            // did not start it, so its drop neither removes it nor repeats
+            // that it was kept (after `down` that line would be false).
+            removed: true,
         })
     }
 

@@ -10,14 +10,14 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::base::BaseSource;
 use crate::check::{CheckResult, Checks, Phase, Status};
 use crate::deploy::DeployOutcome as Deployed;
 use crate::files::{self, LiveFiles, MockEndpoints, Rendered};
 use crate::lint::{self, LintTargets};
-use crate::names::Namer;
+use crate::names::{self, Namer};
 use crate::poll::{poll_until, Attempt, PollError};
 use crate::pre::PreOutcome;
+use crate::render::BaseSource;
 use crate::render::{self, Sources};
 use crate::report::{Figures, Report, Verdict};
 use crate::scenario::{Fault, Scenario};
@@ -171,7 +171,12 @@ async fn run(
     if scenario.change.derives() {
         lint_derived(opts, &prepared, checks, force).await?;
     }
-    let namer = Namer::new(&prepared, &opts.targets, opts.keep);
+    let rendered = names::Rendered {
+        candidate_map: &prepared.candidate.nginx_map,
+        base_map: &prepared.start.nginx_map,
+        run_dir: prepared.run_dir.path(),
+    };
+    let namer = Namer::new(rendered, &opts.targets, opts.keep);
     *namer_out = Some(namer.clone());
     let Prepared {
         wiremock,
@@ -397,7 +402,7 @@ async fn pre_deployment(
 fn save_state(scenario: &Scenario, stack: &Stack, model: &StreamModel, pre: &PreOutcome) {
     match stack
         .state(scenario, model, &pre.backups)
-        .and_then(|s| s.save())
+        .and_then(|s| s.save().map_err(String::from))
     {
         Ok(path) => eprintln!(
             "  state saved to {}: `harness rollback --run-dir {dir}` rolls back, \
@@ -622,13 +627,15 @@ pub async fn prepare(scenario: &Scenario, opts: &GateOptions) -> Result<Prepared
 
 /// The files to render, and the names nginx reaches goproxy by (from compose).
 pub fn sources_of(t: &LintTargets) -> Sources {
-    let names = lint::Deployment::read(t)
-        .map(|d| d.goproxy_names)
-        .unwrap_or_else(|_| vec![t.service.clone()]);
+    let (names, mounts) = match lint::Deployment::read(t) {
+        Ok(d) => (d.goproxy_names, d.nginx_paths.mounts),
+        Err(_) => (vec![t.service.clone()], Vec::new()),
+    };
     Sources {
         goproxy_config: t.prod_config.clone(),
         nginx_conf: t.nginx_conf.clone(),
         goproxy_names: names,
+        nginx_mounts: mounts,
     }
 }
 

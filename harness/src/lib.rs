@@ -34,7 +34,6 @@
 //!   test `tests/module_deps.rs` fails on a cycle).
 
 pub mod backend_kind;
-pub mod base;
 pub mod check;
 pub mod cli;
 pub mod compose;

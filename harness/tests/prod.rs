@@ -373,9 +373,11 @@ async fn deploy_rolls_back_when_goproxy_fails_on_the_new_port() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
 
-/// `--dry-run` prints every step with its commands and changes nothing.
+/// `--dry-run` prints every step with its commands and changes nothing;
+/// then a real deploy, rolled back on demand from its state directory:
+/// goproxy on 8005 again and the files restored byte for byte.
 #[tokio::test]
-async fn deploy_dry_run_changes_nothing() {
+async fn deploy_dry_run_changes_nothing_then_rollback_on_demand() {
     let p = Project::start(8005, false).await;
     let live_nginx = p.path("nginx/nginx.conf");
     let before = std::fs::read(&live_nginx).unwrap();
@@ -393,5 +395,20 @@ async fn deploy_dry_run_changes_nothing() {
     }
     assert_eq!(std::fs::read(&live_nginx).unwrap(), before);
     assert!(!p.path("deploy-state").exists());
+    p.goproxy_listens(8005, 8004).await;
+
+    let out = p.deploy(good.path(), &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    p.goproxy_listens(8004, 8005).await;
+    let state_dir = p.path("deploy-state").display().to_string();
+    let out = harness(
+        &["rollback".into(), "--run-dir".into(), state_dir],
+        &[("PROXY_API_KEY", KEY)],
+    )
+    .await;
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("rolled back"), "{said}");
+    assert_eq!(std::fs::read(&live_nginx).unwrap(), before);
     p.goproxy_listens(8005, 8004).await;
 }

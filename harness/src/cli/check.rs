@@ -11,9 +11,12 @@ use crate::live::LiveOptions;
 use crate::stack::DEFAULT_STREAM_BOUND;
 
 /// Where the deployment is and how to trust it (shared by `check` and `deploy`).
+// These doc comments are also the --help text: plain URLs and <placeholders>
+// read well there, so rustdoc's markdown lints are off for them.
+#[allow(rustdoc::bare_urls, rustdoc::invalid_html_tags)]
 #[derive(Debug, Clone, clap::Args)]
 pub struct TargetArgs {
-    /// The deployment's public URL, e.g. https://chat.trollllm.xyz.
+    /// The deployment's public URL, e.g. `https://chat.trollllm.xyz`.
     #[arg(long)]
     pub url: String,
     /// Send requests for HOST:PORT to ADDR (as curl's --resolve), e.g.
@@ -129,4 +132,50 @@ pub fn check_command_for(state: &crate::state::RunState) -> Result<String, Strin
         files = files.join(" "),
         project = state.project
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `harness up`'s check command is one line, names the key's variable
+    /// and the file it is read from, and never the key itself.
+    #[test]
+    fn up_prints_a_check_command_without_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = crate::state::RunState {
+            run_dir: dir.path().to_path_buf(),
+            compose_files: vec![
+                "/r/docker-compose.yml".into(),
+                "/r/docker-compose.test.yml".into(),
+            ],
+            project: "harness-1234".into(),
+            env: Vec::new(),
+            https_port: 32768,
+            mock_port: 0,
+            wiremock_port: 0,
+            api_key: "sk-trollllm-secret".into(),
+            cert_pem: String::new(),
+            start_port: 8005,
+            change_port: 8004,
+            second_port: None,
+            stream_model_id: "m".into(),
+            stream_upstream_ids: Vec::new(),
+            backups: Vec::new(),
+        };
+        let cmd = check_command_for(&state).unwrap();
+        assert!(!cmd.contains('\n'), "{cmd}");
+        assert!(!cmd.contains("sk-trollllm-secret"), "{cmd}");
+        assert!(cmd.contains("--api-key-env HARNESS_API_KEY"), "{cmd}");
+        assert!(
+            cmd.contains("--resolve chat.trollllm.xyz:32768:127.0.0.1"),
+            "{cmd}"
+        );
+        assert!(
+            cmd.contains("--compose-file /r/docker-compose.test.yml --project-name harness-1234"),
+            "{cmd}"
+        );
+        let key = std::fs::read_to_string(dir.path().join("api-key")).unwrap();
+        assert_eq!(key, "sk-trollllm-secret");
+    }
 }

@@ -9,6 +9,9 @@ use crate::prod::deploy::{self, DeployOptions};
 use crate::stack::DEFAULT_STREAM_BOUND;
 
 /// `harness deploy`.
+// These doc comments are also the --help text: plain URLs and <placeholders>
+// read well there, so rustdoc's markdown lints are off for them.
+#[allow(rustdoc::bare_urls, rustdoc::invalid_html_tags)]
 #[derive(Debug, clap::Args)]
 pub struct DeployArgs {
     /// The project's compose file(s), as it was started (repeat for overrides).
@@ -31,7 +34,7 @@ pub struct DeployArgs {
     /// and the old goproxy are waited for this long).
     #[arg(long, default_value = "330s", value_parser = humantime::parse_duration)]
     pub stream_bound: Duration,
-    /// The public URL [default: https://chat.trollllm.xyz on nginx's published port, via 127.0.0.1].
+    /// The public URL [default: `https://chat.trollllm.xyz` on nginx's published port, via 127.0.0.1].
     #[arg(long)]
     pub url: Option<String>,
     /// Send requests for HOST:PORT to ADDR (as curl's --resolve).
@@ -49,7 +52,7 @@ pub struct DeployArgs {
     /// The model for the post-deployment completions [default: the first listed].
     #[arg(long)]
     pub model: Option<String>,
-    /// Where the state goes [default: <project dir>/.harness-deploy/<project>-<time>].
+    /// Where the state goes (default: `<project dir>/.harness-deploy/<project>-<time>`).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
     /// Do not roll back automatically when a check after the change fails.

@@ -168,9 +168,6 @@ async fn run(
     let prepared = prepare(scenario, opts).await.map_err(no_go)?;
     let scenario = &effective(scenario, &prepared);
     record_render(&prepared, checks);
-    if scenario.change.derives() {
-        lint_derived(opts, &prepared, checks, force).await?;
-    }
     let namer = Namer::new(
         &prepared.candidate,
         &prepared.start,
@@ -179,6 +176,9 @@ async fn run(
         opts.keep,
     );
     *namer_out = Some(namer.clone());
+    if scenario.change.derives() {
+        lint_derived(opts, &prepared, checks, force).await?;
+    }
     let Prepared {
         wiremock,
         start,

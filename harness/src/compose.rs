@@ -234,15 +234,16 @@ impl ComposeStack {
         let started = tokio::time::Instant::now();
         for service in services {
             let left = deadline.saturating_sub(started.elapsed());
-            // A container that exited at once (nginx refusing its config)
-            // is no longer listed by `ps`: list it too, so the wait fails
-            // now instead of at the deadline.
-            docker::wait_healthy(service, left, || async {
-                let mut ids = self.container_ids(service).await?;
+            // `ps` without `-a` no longer lists a container that exited at
+            // once (nginx refusing its config): look at the exited ones then,
+            // so the wait fails now with their logs, not at the deadline.
+            docker::wait_healthy(service, left, || async move {
+                let ids = self.container_ids(service).await?;
                 if ids.is_empty() {
-                    ids = self.exited_ids(service).await?;
+                    self.exited_ids(service).await
+                } else {
+                    Ok(ids)
                 }
-                Ok(ids)
             })
             .await?;
         }

@@ -10,14 +10,14 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::base::BaseSource;
 use crate::check::{CheckResult, Checks, Phase, Status};
 use crate::deploy::DeployOutcome as Deployed;
 use crate::files::{self, LiveFiles, MockEndpoints, Rendered};
 use crate::lint::{self, LintTargets};
-use crate::names::Namer;
+use crate::names::{self, Namer};
 use crate::poll::{poll_until, Attempt, PollError};
 use crate::pre::PreOutcome;
+use crate::render::BaseSource;
 use crate::render::{self, Sources};
 use crate::report::{Figures, Report, Verdict};
 use crate::scenario::{Fault, Scenario};
@@ -168,13 +168,12 @@ async fn run(
     let prepared = prepare(scenario, opts).await.map_err(no_go)?;
     let scenario = &effective(scenario, &prepared);
     record_render(&prepared, checks);
-    let namer = Namer::new(
-        &prepared.candidate,
-        &prepared.start,
-        prepared.run_dir.path(),
-        &opts.targets,
-        opts.keep,
-    );
+    let rendered = names::Rendered {
+        candidate_map: &prepared.candidate.nginx_map,
+        base_map: &prepared.start.nginx_map,
+        run_dir: prepared.run_dir.path(),
+    };
+    let namer = Namer::new(rendered, &opts.targets, opts.keep);
     *namer_out = Some(namer.clone());
     if scenario.change.derives() {
         lint_derived(opts, &prepared, checks, force).await?;
@@ -403,7 +402,7 @@ async fn pre_deployment(
 fn save_state(scenario: &Scenario, stack: &Stack, model: &StreamModel, pre: &PreOutcome) {
     match stack
         .state(scenario, model, &pre.backups)
-        .and_then(|s| s.save())
+        .and_then(|s| s.save().map_err(String::from))
     {
         Ok(path) => eprintln!(
             "  state saved to {}: `harness rollback --run-dir {dir}` rolls back, \
@@ -432,8 +431,8 @@ async fn deploy_under_load(
     // Streams long enough to be open across the whole switch.
     let _ = stack
         .set_mock(&mock_upstream::MockConfig {
-            chunks: 30,
-            chunk_delay: Duration::from_millis(100),
+            chunks: scenario.load.stream_chunks as usize,
+            chunk_delay: scenario.load.stream_chunk_delay,
             ..Default::default()
         })
         .await;

@@ -34,6 +34,8 @@
 //! - [`poll`]: the one readiness loop (`poll_until`, a deadline and an interval).
 //! - [`traffic`]: the steady client and SSE streams run during the switch.
 //! - [`kept`]: `up`, `rollback` and `down` on a kept stack.
+//! - [`live`]: `harness check`, the post-deployment checks on any live deployment.
+//! - [`prod`]: `harness deploy`, the gate's phases on a production compose project.
 //! - [`state`]: what a kept run leaves for `harness rollback` / `down`.
 //! - [`check`], [`report`]: check results; summary, JSON and JUnit outputs.
 //! - [`exit`]: exit codes of the errors that end a command before a verdict.
@@ -42,7 +44,6 @@
 //!   test `tests/module_deps.rs` fails on a cycle).
 
 pub mod backend_kind;
-pub mod base;
 pub mod check;
 pub mod cli;
 pub mod compose;
@@ -56,11 +57,13 @@ pub mod files;
 pub mod gate;
 pub mod kept;
 pub mod lint;
+pub mod live;
 pub mod names;
 pub mod nginx;
 pub mod poll;
 pub mod ports;
 pub mod pre;
+pub mod prod;
 pub mod render;
 pub mod report;
 pub mod rollback;

@@ -2,11 +2,8 @@
 //! run directory (deleted after the run) and mounts into containers are
 //! named by the operator's files and lines they came from.
 
-use std::path::Path;
-
 use crate::lint::LintTargets;
 use crate::nginx::render::LineMap;
-use crate::render::Rendered;
 
 /// Every rendered candidate nginx.conf has this name, wherever it is
 /// copied (the run directory, /tmp inside the nginx container).
@@ -15,6 +12,17 @@ const CANDIDATE_NGINX: &str = "nginx.candidate.conf";
 const LIVE_NGINX: &str = "/etc/nginx/nginx.conf";
 const CANDIDATE_JSON: &str = "config.candidate.json";
 
+/// What the gate rendered, as [`Namer::new`] needs it: the parts of
+/// `gate::Prepared` (taken apart so that this module does not import gate).
+#[derive(Debug, Clone, Copy)]
+pub struct Rendered<'a> {
+    /// The candidate nginx.conf's line map.
+    pub candidate_map: &'a LineMap,
+    /// The base nginx.conf's line map.
+    pub base_map: &'a LineMap,
+    pub run_dir: &'a std::path::Path,
+}
+
 /// Rewrites paths of rendered files in a message to the operator's.
 #[derive(Debug, Clone)]
 pub struct Namer {
@@ -22,24 +30,40 @@ pub struct Namer {
     base_map: LineMap,
     operator_nginx: String,
     operator_json: String,
+    /// Said after the JSON's name: the test stack's copy is rendered.
+    json_note: &'static str,
     run_dir: Option<String>,
 }
 
 impl Namer {
     /// `keep`: the run directory stays, so its paths may stay too.
-    pub fn new(
-        candidate: &Rendered,
-        base: &Rendered,
-        run_dir: &Path,
-        t: &LintTargets,
-        keep: bool,
-    ) -> Self {
+    pub fn new(rendered: Rendered<'_>, t: &LintTargets, keep: bool) -> Self {
         Self {
-            candidate_map: candidate.nginx_map.clone(),
-            base_map: base.nginx_map.clone(),
+            candidate_map: rendered.candidate_map.clone(),
+            base_map: rendered.base_map.clone(),
             operator_nginx: t.nginx_conf.display().to_string(),
             operator_json: t.prod_config.display().to_string(),
-            run_dir: (!keep).then(|| run_dir.display().to_string()),
+            json_note: " (as rendered for the test stack)",
+            run_dir: (!keep).then(|| rendered.run_dir.display().to_string()),
+        }
+    }
+
+    /// For files deployed verbatim (`harness deploy`): the candidate copies
+    /// inside the containers are named by the operator's candidate files,
+    /// nginx's lines mapped through the candidate's own reader.
+    pub fn verbatim(nginx: &std::path::Path, json: &std::path::Path) -> Self {
+        let nginx_map = std::fs::read_to_string(nginx)
+            .ok()
+            .and_then(|text| crate::nginx::NginxConfig::from_text(nginx, &text).ok())
+            .map(|cfg| crate::nginx::render::flatten(&cfg, &[]).1)
+            .unwrap_or_default();
+        Self {
+            candidate_map: nginx_map.clone(),
+            base_map: nginx_map,
+            operator_nginx: nginx.display().to_string(),
+            operator_json: json.display().to_string(),
+            json_note: "",
+            run_dir: None,
         }
     }
 
@@ -66,7 +90,7 @@ impl Namer {
             &self.operator_nginx,
         );
         let out = self.paths(&out, LIVE_NGINX, Some(live), &self.operator_nginx);
-        let json = format!("{} (as rendered for the test stack)", self.operator_json);
+        let json = format!("{}{}", self.operator_json, self.json_note);
         let mut out = self.paths(&out, CANDIDATE_JSON, None, &json);
         if let Some(dir) = &self.run_dir {
             out = out.replace(dir.as_str(), "<run directory, removed>");
@@ -123,6 +147,7 @@ mod tests {
             base_map: map,
             operator_nginx: "/op/nginx.conf".into(),
             operator_json: "/op/c.json".into(),
+            json_note: "",
             run_dir: Some("/tmp/run".into()),
         };
         let msg = "says: nginx: [emerg] unknown directive \"x\" in /etc/nginx/nginx.conf:111 / nginx: configuration file /etc/nginx/nginx.conf test failed (x)";

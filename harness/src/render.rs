@@ -20,7 +20,9 @@ use crate::nginx::render::{flatten, Edit, LineMap};
 use crate::nginx::{goproxy, NginxConfig, NginxError};
 use crate::scenario::{Fault, Scenario};
 
-pub use crate::base::BaseSource;
+pub mod base;
+
+pub use base::BaseSource;
 
 /// Address goproxy binds in the "fails to start" fault: TEST-NET-2
 /// (RFC 5737), never assigned inside a container, so bind() fails while the
@@ -56,7 +58,7 @@ pub enum RenderError {
     #[error(transparent)]
     Nginx(#[from] NginxError),
     #[error(transparent)]
-    Base(#[from] crate::base::BaseError),
+    Base(#[from] base::BaseError),
 }
 
 /// The operator's files a run deploys.
@@ -178,7 +180,7 @@ pub fn render(
             r
         }
         other => {
-            let files = crate::base::Files {
+            let files = base::Files {
                 goproxy_config: &sources.goproxy_config,
                 nginx_conf: &sources.nginx_conf,
             };

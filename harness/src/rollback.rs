@@ -85,6 +85,23 @@ pub async fn run(
     restored: &Expected,
     model: &StreamModel,
 ) -> (bool, Duration) {
+    let (mut ok, took) = restore(stack, checks, backups, restored).await;
+    if ok {
+        ok = verify::verify(stack, checks, Phase::Rollback, "rollback", restored, model).await;
+    }
+    (ok, took)
+}
+
+/// Restores the backups and switches goproxy back (the overlap switch back)
+/// until the old service answers through nginx; returns whether it did and
+/// how long it took. The checks of the restored service are the caller's
+/// (the test stack's mocks, or a production project's live checks).
+pub async fn restore(
+    stack: &Stack,
+    checks: &mut Checks,
+    backups: &[Backup],
+    restored: &Expected,
+) -> (bool, Duration) {
     let p = Phase::Rollback;
     let started = Instant::now();
     let mut ok = checks
@@ -118,9 +135,5 @@ pub async fn run(
             })
         })
         .await;
-    let took = started.elapsed();
-    if ok {
-        ok = verify::verify(stack, checks, p, "rollback", restored, model).await;
-    }
-    (ok, took)
+    (ok, started.elapsed())
 }

@@ -109,6 +109,10 @@ pub struct Load {
     pub extra_reloads: u32,
     /// A request slower than this counts as slow.
     pub slow_threshold: Duration,
+    /// Events in each stream held across the switch, and the pause between
+    /// two: how long the streams stay open (30 x 100 ms by default).
+    pub stream_chunks: u32,
+    pub stream_chunk_delay: Duration,
 }
 
 /// The outcome the scenario expects.
@@ -206,6 +210,10 @@ struct RawLoad {
     extra_reloads: u32,
     #[serde(default = "default_slow_ms")]
     slow_threshold_ms: u64,
+    #[serde(default = "default_stream_chunks")]
+    stream_chunks: u32,
+    #[serde(default = "default_stream_chunk_delay_ms")]
+    stream_chunk_delay_ms: u64,
 }
 
 impl Default for RawLoad {
@@ -215,6 +223,8 @@ impl Default for RawLoad {
             streams: default_streams(),
             extra_reloads: 0,
             slow_threshold_ms: default_slow_ms(),
+            stream_chunks: default_stream_chunks(),
+            stream_chunk_delay_ms: default_stream_chunk_delay_ms(),
         }
     }
 }
@@ -227,6 +237,12 @@ fn default_streams() -> u32 {
 }
 fn default_slow_ms() -> u64 {
     2000
+}
+fn default_stream_chunks() -> u32 {
+    30
+}
+fn default_stream_chunk_delay_ms() -> u64 {
+    100
 }
 
 #[derive(Debug, Deserialize)]
@@ -357,6 +373,19 @@ impl Scenario {
                 "at most 256 streams during a switch (the gate runs on small machines)",
             ));
         }
+        // Streams are bounded like everything else: at most the 330 s the
+        // switch waits for them (goproxy's drain_timeout_secs).
+        let stream_ms = u64::from(raw.load.stream_chunks) * raw.load.stream_chunk_delay_ms;
+        if raw.load.stream_chunks == 0 || stream_ms > 330_000 {
+            return Err(invalid(
+                "load.stream_chunks",
+                format!(
+                    "{} x {} ms",
+                    raw.load.stream_chunks, raw.load.stream_chunk_delay_ms
+                ),
+                "a stream must have events and last at most 330 s (the stream bound)",
+            ));
+        }
         let verdict = raw.expect.verdict;
         if verdict != Verdict::Go && raw.expect.failed_phase.is_none() && !raw.change.rollback_after
         {
@@ -402,6 +431,8 @@ impl Scenario {
                 streams: raw.load.streams,
                 extra_reloads: raw.load.extra_reloads,
                 slow_threshold: Duration::from_millis(raw.load.slow_threshold_ms),
+                stream_chunks: raw.load.stream_chunks,
+                stream_chunk_delay: Duration::from_millis(raw.load.stream_chunk_delay_ms),
             },
             expect: Expect {
                 verdict,

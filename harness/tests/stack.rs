@@ -1,54 +1,37 @@
-//! The test stack of `docker-compose.test.yml` (nginx with TLS -> goproxy ->
-//! mock upstream), brought up for real and exercised the way the design's
-//! runbook does: over HTTPS through nginx, and with `nginx -t`,
-//! `nginx -s reload` and `netstat -tlnp` inside the containers.
+//! The test stack (nginx with TLS -> goproxy -> mock upstream), started
+//! container by container with testcontainers on a per-run network, and
+//! exercised the way the design's runbook does: over HTTPS through nginx,
+//! and with `nginx -t`, `nginx -s reload` and `netstat -tlnp` inside the
+//! containers.
 //!
-//! Needs Docker and the images from `scripts/seed-images.sh`; these tests
-//! fail (never skip) when either is missing. One stack is shared by the
-//! steps below (the machines have 2 cores); the guard removes it on drop,
-//! also when an assertion fails. `HARNESS_KEEP=1` keeps it for debugging.
+//! The same three images and mounts as `docker-compose.test.yml`; the gate
+//! itself drives compose (README: "Where testcontainers is used"). Needs
+//! Docker and the images from `scripts/seed-images.sh`; it fails (never
+//! skips) when either is missing. Containers and the network are removed
+//! on drop, also when an assertion fails; `TESTCONTAINERS_COMMAND=keep`
+//! keeps the containers for debugging.
+
+mod containers;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use containers::{
+    exec, healthy_image, repo_root, require_images, TestNetwork, GOPROXY, MOCK, NGINX,
+};
 use futures_util::StreamExt;
-use harness::compose::ComposeStack;
 use harness::tls;
 use serde_json::{json, Value};
+use testcontainers::core::{AccessMode, IntoContainerPort, Mount};
+use testcontainers::runners::AsyncRunner;
+use testcontainers::ImageExt;
 
 const HOST: &str = "chat.trollllm.xyz";
-const IMAGES: [&str; 3] = [
-    "goproxy:test",
-    "goproxy-nginx:test",
-    "goproxy-mock-upstream:test",
-];
 const CLIENT_KEY: &str = "sk-trollllm-test-key";
 /// Spacing of the mock's chunks: large enough that buffering anywhere on
 /// the way (nginx, goproxy) would be obvious in the arrival times.
 const CHUNK_DELAY_MS: u64 = 100;
 const CHUNKS: usize = 8;
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("harness/ has a parent")
-        .to_path_buf()
-}
-
-fn require_images() {
-    let out = std::process::Command::new("docker")
-        .args(["image", "inspect", "--format", "{{.Id}}"])
-        .args(IMAGES)
-        .output()
-        .expect("cannot run `docker`: is Docker installed?");
-    assert!(
-        out.status.success(),
-        "the test stack's images are missing ({}): run scripts/seed-images.sh first\n{}",
-        IMAGES.join(", "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-}
 
 /// An HTTPS client that trusts only the stack's throwaway certificate and
 /// sends `chat.trollllm.xyz` to nginx's published loopback port (SNI and
@@ -64,42 +47,73 @@ fn https_client(cert: &tls::TestCert, port: u16) -> reqwest::Client {
         .unwrap()
 }
 
+fn read_only(host: &std::path::Path, inside: &str) -> Mount {
+    Mount::bind_mount(host.to_string_lossy(), inside).with_access_mode(AccessMode::ReadOnly)
+}
+
 /// Through nginx over real TLS: health answers, a streamed completion
 /// arrives chunk by chunk, the model id is mapped, and the runbook's
 /// in-container commands (`nginx -t`, `nginx -s reload`, `netstat -tlnp`)
 /// work and show port 8004.
 #[tokio::test]
 async fn stack_serves_streams_through_nginx_and_runbook_commands_work() {
-    require_images();
+    require_images(&[GOPROXY, NGINX, MOCK]);
+    let root = repo_root();
     let tls_dir = tempfile::tempdir().unwrap();
     let cert = tls::generate(HOST).unwrap();
     // Let's Encrypt's layout, mounted where production mounts /etc/letsencrypt.
     tls::write_tls_dir(&tls_dir.path().join("live").join(HOST), &cert).unwrap();
 
-    // Port 0: Docker picks free loopback ports, so parallel stacks (and
-    // anything already on 443) do not collide.
-    let stack = ComposeStack::new(&repo_root().join("docker-compose.yml"), "stacktest")
-        .unwrap()
-        .with_file(&repo_root().join("docker-compose.test.yml"))
-        .unwrap()
-        .with_env("TEST_LETSENCRYPT_DIR", tls_dir.path().display().to_string())
-        .with_env("HTTPS_BIND", "127.0.0.1")
-        .with_env("HTTP_BIND", "127.0.0.1")
-        .with_env("HTTPS_PORT", "0")
-        .with_env("HTTP_PORT", "0")
-        .with_env("OHMYGPT_API_KEY", "sk-upstream-test-key")
-        .with_env("UPSTREAM_PORT", "0")
-        .with_env("MOCK_CHUNKS", CHUNKS.to_string())
-        .with_env("MOCK_CHUNK_DELAY_MS", CHUNK_DELAY_MS.to_string())
-        .with_env("PROXY_API_KEY", CLIENT_KEY);
-    stack.up(&[], false).await.unwrap();
-    stack
-        .wait_healthy(&["upstream", "goproxy", "nginx"], Duration::from_secs(90))
-        .await
-        .unwrap();
+    // Declared first, so it drops last: after the containers on it.
+    let net = TestNetwork::create();
 
-    let https_port = stack.host_port("nginx", 443).await.unwrap();
-    let upstream_port = stack.host_port("upstream", 9000).await.unwrap();
+    // The mock, reachable as `upstream` (goproxy's config says upstream:9000).
+    let mock = healthy_image(MOCK, &["mock-upstream", "healthcheck"])
+        .with_env_var("MOCK_LISTEN", "0.0.0.0:9000")
+        .with_env_var("MOCK_CHUNKS", CHUNKS.to_string())
+        .with_env_var("MOCK_CHUNK_DELAY_MS", CHUNK_DELAY_MS.to_string())
+        .start()
+        .await
+        .expect("mock upstream container");
+    net.connect(mock.id(), "upstream");
+
+    // goproxy on the repository's test config, mounted read-only as in
+    // compose; resolvable as `goproxy` before nginx loads its config.
+    let goproxy = healthy_image(GOPROXY, &["goproxy", "healthcheck"])
+        .with_mount(read_only(
+            &root.join("docker/config.test.json"),
+            "/app/config.json",
+        ))
+        .with_env_var("PROXY_API_KEY", CLIENT_KEY)
+        .with_env_var("OHMYGPT_API_KEY", "sk-upstream-test-key")
+        .start()
+        .await
+        .expect("goproxy container");
+    net.connect(goproxy.id(), "goproxy");
+
+    // nginx with the deployed nginx.conf and the throwaway certificate.
+    let healthcheck = [
+        "curl",
+        "-fsSk",
+        "--max-time",
+        "2",
+        "--resolve",
+        "chat.trollllm.xyz:443:127.0.0.1",
+        "https://chat.trollllm.xyz/nginx-health",
+    ];
+    let nginx = healthy_image(NGINX, &healthcheck)
+        .with_network(&net.name)
+        .with_mount(read_only(
+            &root.join("nginx/nginx.conf"),
+            "/etc/nginx/nginx.conf",
+        ))
+        .with_mount(read_only(tls_dir.path(), "/etc/letsencrypt"))
+        .start()
+        .await
+        .expect("nginx container");
+
+    let https_port = nginx.get_host_port_ipv4(443.tcp()).await.unwrap();
+    let upstream_port = mock.get_host_port_ipv4(9000.tcp()).await.unwrap();
     let client = https_client(&cert, https_port);
     let base = format!("https://{HOST}:{https_port}");
 
@@ -170,30 +184,28 @@ async fn stack_serves_streams_through_nginx_and_runbook_commands_work() {
     assert_eq!(forwarded["body"]["model"], "mock-gpt-4o-mini-2024-07-18");
 
     // The runbook's commands inside the containers.
-    let test = stack.exec("nginx", &["nginx", "-t"]).await.unwrap();
-    assert_eq!(test.code, 0, "nginx -t failed: {}", test.stderr);
-    assert!(test.stderr.contains("syntax is ok"), "{}", test.stderr);
+    let (code, _, stderr) = exec(&nginx, &["nginx", "-t"]).await;
+    assert_eq!(code, 0, "nginx -t failed: {stderr}");
+    assert!(stderr.contains("syntax is ok"), "{stderr}");
 
-    let reload = stack
-        .exec("nginx", &["nginx", "-s", "reload"])
-        .await
-        .unwrap();
-    assert_eq!(reload.code, 0, "nginx -s reload failed: {}", reload.stderr);
+    let (code, _, stderr) = exec(&nginx, &["nginx", "-s", "reload"]).await;
+    assert_eq!(code, 0, "nginx -s reload failed: {stderr}");
     // nginx still serves after the reload (new workers, re-resolved goproxy).
     let after = client.get(format!("{base}/health")).send().await.unwrap();
     assert_eq!(after.status(), 200, "GET /health after nginx -s reload");
 
-    let netstat = stack.exec("goproxy", &["netstat", "-tlnp"]).await.unwrap();
-    assert_eq!(netstat.code, 0, "netstat failed: {}", netstat.stderr);
+    let (code, netstat, stderr) = exec(&goproxy, &["netstat", "-tlnp"]).await;
+    assert_eq!(code, 0, "netstat failed: {stderr}");
     assert!(
         netstat
-            .stdout
             .lines()
             .any(|l| l.contains(":8004 ") && l.contains("LISTEN")),
-        "goproxy does not listen on 8004:\n{}",
-        netstat.stdout
+        "goproxy does not listen on 8004:\n{netstat}"
     );
 
-    assert_eq!(stack.restart_count("goproxy").await.unwrap(), 0);
-    stack.down().await.unwrap();
+    let restarts =
+        harness::docker::docker_ok(&["inspect", "-f", "{{.RestartCount}}", goproxy.id()])
+            .await
+            .unwrap();
+    assert_eq!(restarts.trim(), "0", "goproxy restarted");
 }

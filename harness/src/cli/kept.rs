@@ -18,7 +18,8 @@ pub struct UpArgs {
 /// Arguments of `harness rollback`.
 #[derive(Debug, clap::Args)]
 pub struct RollbackArgs {
-    /// The run directory printed by `validate --keep` or `up`.
+    /// The run directory printed by `validate --keep` or `up`, or the
+    /// deploy directory printed by `deploy`.
     #[arg(long)]
     pub run_dir: PathBuf,
     #[command(flatten)]
@@ -44,11 +45,15 @@ pub(super) async fn up(a: UpArgs, g: &Global) -> i32 {
     }
     match kept::up(&scenario, &g.root).await {
         Ok(state) => {
+            let check = super::check::check_command_for(&state)
+                .unwrap_or_else(|e| format!("(no check command: {e})"));
             println!(
                 "stack {project} healthy, goproxy on {goport}\n\
                  try:       curl --cacert {dir}/tls/fullchain.pem --resolve chat.trollllm.xyz:{port}:127.0.0.1 https://chat.trollllm.xyz:{port}/health\n\
                  roll back: harness rollback --run-dir {dir}\n\
-                 remove:    harness down --run-dir {dir}",
+                 remove:    harness down --run-dir {dir}\n\
+                 check the stack as deployed (the key is read from the run directory, never printed):\n\
+                 {check}",
                 project = state.project,
                 goport = state.start_port,
                 port = state.https_port,
@@ -64,12 +69,19 @@ pub(super) async fn up(a: UpArgs, g: &Global) -> i32 {
 }
 
 pub(super) async fn rollback(a: RollbackArgs, g: &Global) -> i32 {
+    // A deploy directory (`harness deploy` on a production project).
+    if crate::prod::state::DeployState::is_deploy_dir(&a.run_dir) {
+        return match crate::prod::rollback::run(&a.run_dir, g.quiet).await {
+            Ok(report) => emit(&report, &a.out),
+            Err(e) => usage(&e),
+        };
+    }
     if let Err(e) = crate::docker::available() {
         return exit::fail(&e);
     }
     match kept::rollback(&a.run_dir, g.quiet).await {
         Ok(report) => emit(&report, &a.out),
-        Err(e) => usage(&e),
+        Err(e) => usage(&e.to_string()),
     }
 }
 
@@ -79,6 +91,6 @@ pub(super) async fn down(a: DownArgs, _g: &Global) -> i32 {
             println!("{said}");
             0
         }
-        Err(e) => usage(&e),
+        Err(e) => usage(&e.to_string()),
     }
 }

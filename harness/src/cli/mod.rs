@@ -11,6 +11,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::report::{Report, EXIT_USAGE};
 use crate::stack::BackendKind;
 
+mod check;
+mod deploy;
 mod gen_cert;
 mod kept;
 mod lint;
@@ -18,6 +20,8 @@ mod scenarios;
 mod targets;
 mod validate;
 
+pub use check::{CheckArgs, TargetArgs};
+pub use deploy::DeployArgs;
 pub use gen_cert::GenCertArgs;
 pub use kept::{DownArgs, RollbackArgs, UpArgs};
 pub use lint::LintArgs;
@@ -64,6 +68,13 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// Remove a kept stack (containers and network).
     Down(DownArgs),
+    /// The post-deployment checks against a live deployment: TLS and expiry,
+    /// /health, /v1/models, a real completion and stream, a monitoring window;
+    /// with --project-name also the Docker host's checks.
+    Check(CheckArgs),
+    /// Apply candidate files to a running compose project with the
+    /// zero-downtime switch, verified backups and automatic rollback.
+    Deploy(DeployArgs),
     /// Scenarios in scenarios/.
     Scenarios {
         #[command(subcommand)]
@@ -82,6 +93,8 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Up(a) => kept::up(a, g).await,
         Command::Rollback(a) => kept::rollback(a, g).await,
         Command::Down(a) => kept::down(a, g).await,
+        Command::Check(a) => check::run(a, g).await,
+        Command::Deploy(a) => deploy::run(a, g).await,
         Command::Scenarios { action } => scenarios::run(action, g).await,
         Command::GenCert(a) => gen_cert::run(a, g),
     }
@@ -129,7 +142,7 @@ fn default_scenario(root: &Path) -> PathBuf {
 }
 
 /// Prints the report as asked, writes JUnit if asked, returns its exit code.
-fn emit(report: &Report, out: &Output) -> i32 {
+pub(crate) fn emit(report: &Report, out: &Output) -> i32 {
     match out.report {
         Format::Text => print!("{}", report.summary()),
         Format::Json => println!("{}", report.to_json()),
@@ -143,7 +156,7 @@ fn emit(report: &Report, out: &Output) -> i32 {
 }
 
 /// Bad input: say why on stderr, exit 2.
-fn usage(msg: &str) -> i32 {
+pub(crate) fn usage(msg: &str) -> i32 {
     eprintln!("harness: {msg}");
     EXIT_USAGE
 }

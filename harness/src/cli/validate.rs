@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::targets::TargetArgs;
 use super::{default_scenario, emit, resolve_backend, usage, BackendChoice, Global, Output};
-use crate::base::BaseSource;
 use crate::gate::{self, GateOptions};
+use crate::render::BaseSource;
 use crate::scenario::Scenario;
 
 /// Arguments of `harness validate`.

@@ -120,19 +120,26 @@ impl Containers {
 
     /// Client connections (ESTABLISHED on 443 or 80) the given nginx
     /// workers hold: their sockets' inodes matched against the namespace's
-    /// TCP table. None when it cannot be read.
+    /// TCP table. The fds are read as the workers' own user: root in a
+    /// container lacks CAP_SYS_PTRACE, which reading another user's
+    /// `/proc/<pid>/fd` needs. None when it cannot be read.
     pub async fn worker_connections(&self, workers: &[String]) -> Option<usize> {
-        if workers.is_empty() {
-            return Some(0);
-        }
+        let first = workers.first()?;
         let id = self.only("nginx").await.ok()?;
+        let uid = docker::exec(&id, &["stat", "-c", "%u", &format!("/proc/{first}")])
+            .await
+            .ok()
+            .filter(|o| o.code == 0)?
+            .stdout
+            .trim()
+            .to_string();
         let script = "for p in \"$@\"; do readlink /proc/$p/fd/* 2>/dev/null; done; \
                       echo ==; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null";
-        let mut args = vec!["sh", "-c", script, "sh"];
+        let mut args = vec!["exec", "-u", &uid, &id, "sh", "-c", script, "sh"];
         args.extend(workers.iter().map(String::as_str));
-        let out = docker::exec(&id, &args).await.ok()?;
+        let out = docker::docker(&args).await.ok()?;
         let (links, table) = out.stdout.split_once("==")?;
-        Some(super::workers::client_connections(links, table))
+        super::workers::client_connections(links, table)
     }
 
     /// A second goproxy with the candidate config inside the goproxy

@@ -211,6 +211,31 @@ impl Stack {
         })
     }
 
+    /// A stack over a backend the harness did not start (a production
+    /// project): its live files, and the operator's URL and client.
+    pub fn from_parts(
+        backend: Box<dyn Backend>,
+        files: LiveFiles,
+        base_url: String,
+        client: reqwest::Client,
+        api_key: String,
+        https_port: u16,
+    ) -> Stack {
+        Stack {
+            backend,
+            files,
+            https_port,
+            base_url,
+            mock_port: 0.into(),
+            client,
+            api_key,
+            cert_pem: String::new(),
+            wiremock: None,
+            stream_bound: DEFAULT_STREAM_BOUND,
+            quiet: false,
+        }
+    }
+
     /// What a later command needs to find this stack again (containers only:
     /// local processes end with the harness).
     pub fn state(

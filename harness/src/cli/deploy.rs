@@ -1,0 +1,113 @@
+//! `harness deploy` on the command line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{emit, usage, Global, Output};
+use crate::live::target::Resolve;
+use crate::prod::deploy::{self, DeployOptions};
+use crate::stack::DEFAULT_STREAM_BOUND;
+
+/// `harness deploy`.
+// These doc comments are also the --help text: plain URLs and <placeholders>
+// read well there, so rustdoc's markdown lints are off for them.
+#[allow(rustdoc::bare_urls, rustdoc::invalid_html_tags)]
+#[derive(Debug, clap::Args)]
+pub struct DeployArgs {
+    /// The project's compose file(s), as it was started (repeat for overrides).
+    #[arg(long, required = true)]
+    pub compose_file: Vec<PathBuf>,
+    /// The compose project [default: the first compose file's directory name].
+    #[arg(long)]
+    pub project_name: Option<String>,
+    /// The new files, laid out like the project directory (a checkout of the
+    /// new version) [default: --root].
+    #[arg(long)]
+    pub candidate_dir: Option<PathBuf>,
+    /// Print every step and command, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Monitoring window after the switch (the design watches 15m).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub monitor: Duration,
+    /// How long a stream may stay open across the switch (old nginx workers
+    /// and the old goproxy are waited for this long).
+    #[arg(long, default_value = "330s", value_parser = humantime::parse_duration)]
+    pub stream_bound: Duration,
+    /// The public URL [default: `https://chat.trollllm.xyz` on nginx's published port, via 127.0.0.1].
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Send requests for HOST:PORT to ADDR (as curl's --resolve).
+    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    pub resolve: Option<Resolve>,
+    /// Trust this CA certificate (PEM) instead of the built-in web roots.
+    #[arg(long, conflicts_with = "insecure")]
+    pub ca_cert: Option<PathBuf>,
+    /// Do not verify the certificate chain (its dates are still checked).
+    #[arg(long)]
+    pub insecure: bool,
+    /// The environment variable holding the client key (never printed).
+    #[arg(long, default_value = "PROXY_API_KEY")]
+    pub api_key_env: String,
+    /// The model for the post-deployment completions [default: the first listed].
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Where the state goes (default: `<project dir>/.harness-deploy/<project>-<time>`).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Do not roll back automatically when a check after the change fails.
+    #[arg(long)]
+    pub no_rollback: bool,
+    #[command(flatten)]
+    pub out: Output,
+}
+
+/// Runs `harness deploy`; returns the exit code.
+pub(super) async fn run(args: DeployArgs, g: &Global) -> i32 {
+    let (root, quiet) = (g.root.as_path(), g.quiet);
+    if args.monitor.is_zero() {
+        return usage("--monitor 0s watches nothing: give a window, e.g. --monitor 60s");
+    }
+    if args.stream_bound < DEFAULT_STREAM_BOUND.min(Duration::from_secs(1)) {
+        return usage("--stream-bound must be at least 1s");
+    }
+    let project = args.project_name.clone().unwrap_or_else(|| {
+        let dir = args.compose_file[0]
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(root);
+        crate::prod::project::default_name(dir)
+    });
+    let opts = DeployOptions {
+        compose_files: args.compose_file.clone(),
+        project,
+        candidate_dir: args
+            .candidate_dir
+            .clone()
+            .unwrap_or_else(|| root.to_path_buf()),
+        url: args.url.clone(),
+        resolve: args.resolve.clone(),
+        ca_cert: args.ca_cert.clone(),
+        insecure: args.insecure,
+        api_key_env: args.api_key_env.clone(),
+        model: args.model.clone(),
+        monitor: args.monitor,
+        stream_bound: args.stream_bound,
+        state_dir: args.state_dir.clone(),
+        dry_run: args.dry_run,
+        auto_rollback: !args.no_rollback,
+        quiet,
+    };
+    if !quiet {
+        eprintln!(
+            "harness deploy: {} from {}{}",
+            opts.project,
+            opts.candidate_dir.display(),
+            if opts.dry_run { " (dry run)" } else { "" }
+        );
+    }
+    match deploy::run(&opts).await {
+        Ok(report) => emit(&report, &args.out),
+        Err(e) => usage(&e),
+    }
+}

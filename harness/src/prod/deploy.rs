@@ -1,0 +1,353 @@
+//! `harness deploy`: the gate's phases on the operator's running project.
+//!
+//! lint of the candidate -> pre-deployment on the live project (healthy,
+//! target port free in goproxy's namespace, `goproxy --check-config` in the
+//! deployed image, `nginx -t` of the candidate by the deployed nginx,
+//! verified timestamped backups) -> state saved -> candidate written in
+//! place -> the overlap switch -> the live checks of `harness check` and
+//! the monitoring window -> an automatic rollback (the same switch back)
+//! when anything after the change fails. Each step is a check in the same
+//! report as `validate`; the state on disk lets `harness rollback` finish
+//! the job after an interruption.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::backend::Production;
+use super::state::{DeployState, Step};
+use super::{plan, project};
+use crate::check::{Checks, Phase};
+use crate::files::{LiveFiles, Rendered};
+use crate::lint::{self, LintTargets};
+use crate::live::target::{Resolve, Target, TargetSpec};
+use crate::live::{self, LiveOptions};
+use crate::names::Namer;
+use crate::report::{Figures, Report, Verdict};
+use crate::stack::{Stack, HOSTNAME};
+use crate::verify::Expected;
+use crate::{deploy, pre, rollback};
+
+/// What `harness deploy` was asked.
+#[derive(Debug, Clone)]
+pub struct DeployOptions {
+    pub compose_files: Vec<PathBuf>,
+    pub project: String,
+    /// Where the new files are, laid out like the project directory.
+    pub candidate_dir: PathBuf,
+    /// The public URL (default: `https://chat.trollllm.xyz:<published 443>`
+    /// resolved to 127.0.0.1).
+    pub url: Option<String>,
+    pub resolve: Option<Resolve>,
+    pub ca_cert: Option<PathBuf>,
+    pub insecure: bool,
+    pub api_key_env: String,
+    pub model: Option<String>,
+    pub monitor: Duration,
+    /// How long a stream may stay open across the switch.
+    pub stream_bound: Duration,
+    /// Where the state goes (default: `<project dir>/.harness-deploy/<project>-<time>`).
+    pub state_dir: Option<PathBuf>,
+    pub dry_run: bool,
+    pub auto_rollback: bool,
+    pub quiet: bool,
+}
+
+/// The project, its files and how to reach it, found before any check.
+#[derive(Debug)]
+pub struct Found {
+    pub stack: Stack,
+    pub target: Target,
+    pub live: (PathBuf, PathBuf),
+    pub candidate: (PathBuf, PathBuf),
+    pub state_dir: PathBuf,
+}
+
+/// Runs the deploy; Err is bad input (exit 2) before anything changed.
+pub async fn run(opts: &DeployOptions) -> Result<Report, String> {
+    let started = Instant::now();
+    let found = find(opts).await?;
+    let mut checks = Checks::new(opts.quiet);
+    let mut figures = Figures::default();
+    let (verdict, reason) = phases(opts, &found, &mut checks, &mut figures).await;
+    Ok(Report::new(
+        format!("deploy {}", opts.project),
+        verdict,
+        reason,
+        checks.into_results(),
+        figures,
+        started.elapsed(),
+    ))
+}
+
+/// Attaches to the project and pairs each live file with its candidate.
+pub async fn find(opts: &DeployOptions) -> Result<Found, String> {
+    let first = opts
+        .compose_files
+        .first()
+        .ok_or("--compose-file is required")?;
+    let project_dir = first
+        .canonicalize()
+        .map_err(|e| format!("--compose-file {}: {e}", first.display()))?
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let backend = Production::attach(&opts.compose_files, &opts.project).await?;
+    let live = project::live_files(&backend.containers).await?;
+    let mut candidate = Vec::new();
+    for file in [&live.0, &live.1] {
+        let c = project::candidate_for(file, &project_dir, &opts.candidate_dir)?;
+        if !c.is_file() {
+            return Err(format!(
+                "the candidate {} does not exist: --candidate-dir must hold the new files laid \
+                 out like {}",
+                c.display(),
+                project_dir.display()
+            ));
+        }
+        if c.canonicalize().ok() == file.canonicalize().ok() {
+            return Err(format!(
+                "the candidate {} is the live file itself: check the new version out elsewhere \
+                 (e.g. `git worktree add /tmp/next <ref>`) and pass --candidate-dir",
+                c.display()
+            ));
+        }
+        candidate.push(c);
+    }
+    let target = target_spec(opts, backend.https_port)
+        .connect()
+        .map_err(|e| e.to_string())?;
+    let state_dir = opts.state_dir.clone().unwrap_or_else(|| {
+        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+            .to_string()
+            .replace(':', "");
+        project_dir
+            .join(".harness-deploy")
+            .join(format!("{}-{stamp}", opts.project))
+    });
+    let files = LiveFiles {
+        dir: state_dir.clone(),
+        goproxy_config: live.0.clone(),
+        goproxy_b_config: state_dir.join("unused"),
+        nginx_conf: live.1.clone(),
+        tls_dir: state_dir.join("unused"),
+    };
+    let https_port = backend.https_port;
+    let mut stack = Stack::from_parts(
+        Box::new(backend),
+        files,
+        target.base.clone(),
+        target.client.clone(),
+        target.api_key.clone(),
+        https_port,
+    );
+    stack.stream_bound = opts.stream_bound;
+    stack.quiet = opts.quiet;
+    Ok(Found {
+        stack,
+        target,
+        live,
+        candidate: (candidate.remove(0), candidate.remove(0)),
+        state_dir,
+    })
+}
+
+/// The URL and trust: the operator's, or nginx's published port on loopback.
+fn target_spec(opts: &DeployOptions, published: u16) -> TargetSpec {
+    let url = opts
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("https://{HOSTNAME}:{published}"));
+    let resolve = opts.resolve.clone().or_else(|| {
+        opts.url.is_none().then(|| Resolve {
+            host: HOSTNAME.into(),
+            port: published,
+            addr: [127, 0, 0, 1].into(),
+        })
+    });
+    TargetSpec {
+        url,
+        resolve,
+        ca_cert: opts.ca_cert.clone(),
+        insecure: opts.insecure,
+        api_key_env: opts.api_key_env.clone(),
+        stream_bound: opts.stream_bound,
+    }
+}
+
+async fn phases(
+    opts: &DeployOptions,
+    f: &Found,
+    checks: &mut Checks,
+    figures: &mut Figures,
+) -> (Verdict, String) {
+    let no_go = |why: &str| (Verdict::NoGo, why.to_string());
+    let stack = &f.stack;
+    let healthy = checks
+        .run(
+            Phase::PreDeployment,
+            "pre.project-healthy",
+            project::healthy(stack.backend.as_ref()),
+        )
+        .await;
+    if !healthy {
+        return no_go("the project is not healthy: deploy refuses to start; nothing was changed");
+    }
+    let targets = LintTargets {
+        prod_config: f.candidate.0.clone(),
+        nginx_conf: f.candidate.1.clone(),
+        ..LintTargets::from_root(&opts.candidate_dir)
+    };
+    lint::run(&targets, checks).await;
+    if !checks.all_passed() {
+        return no_go("lint failed on the candidate files; nothing was changed");
+    }
+    let (old_port, new_port) = match ports(f).await {
+        Ok(p) => p,
+        Err(e) => {
+            checks.push_fail(Phase::PreDeployment, "pre.ports", e);
+            return no_go("cannot read the old and new ports; nothing was changed");
+        }
+    };
+    if opts.dry_run {
+        println!("{}", plan::render(opts, f, old_port, new_port));
+        return (
+            Verdict::Go,
+            "dry run: every step printed above; nothing was changed".into(),
+        );
+    }
+    let pre = pre::run(
+        stack,
+        checks,
+        &[old_port],
+        new_port,
+        (&f.candidate.0, &f.candidate.1),
+        &Namer::verbatim(&f.candidate.1, &f.candidate.0),
+    )
+    .await;
+    if !pre.passed {
+        return no_go("a pre-deployment check failed; nothing was changed");
+    }
+    let mut state = DeployState {
+        dir: f.state_dir.clone(),
+        project: opts.project.clone(),
+        compose_files: opts.compose_files.clone(),
+        step: Step::BackedUp,
+        old_port,
+        new_port,
+        backups: pre
+            .backups
+            .iter()
+            .map(|b| (b.original.clone(), b.copy.clone()))
+            .collect(),
+        url: f.target.base.clone(),
+        resolve: target_spec(opts, stack.https_port)
+            .resolve
+            .map(|r| format!("{}:{}:{}", r.host, r.port, r.addr)),
+        ca_cert: opts.ca_cert.clone(),
+        insecure: opts.insecure,
+        api_key_env: opts.api_key_env.clone(),
+    };
+    if let Err(e) = state.save() {
+        checks.push_fail(Phase::PreDeployment, "pre.state", e);
+        return no_go("cannot save the deploy state; nothing was changed");
+    }
+    if !opts.quiet {
+        eprintln!(
+            "  state in {dir}: `harness rollback --run-dir {dir}` rolls back at any time",
+            dir = f.state_dir.display()
+        );
+    }
+    let after = switch_and_check(opts, f, checks, &mut state).await;
+    if after {
+        let _ = state.advance(Step::Done);
+        return (
+            Verdict::Go,
+            format!("deployed: goproxy on {new_port}, every check passed"),
+        );
+    }
+    if !opts.auto_rollback {
+        return no_go("a check after the change failed; automatic rollback is off: roll back now");
+    }
+    let old = Expected::new(old_port, new_port, None);
+    let (restored, took) = rollback::restore(stack, checks, &pre.backups, &old).await;
+    figures.rollback_duration_ms = Some(took.as_secs_f64() * 1000.0);
+    if restored {
+        let _ = state.advance(Step::RolledBack);
+        (
+            Verdict::RolledBack,
+            format!(
+                "a check after the change failed; rolled back in {:.1}s: goproxy on {old_port} \
+                 again, the files restored byte for byte",
+                took.as_secs_f64()
+            ),
+        )
+    } else {
+        let _ = state.advance(Step::RollbackFailed);
+        (
+            Verdict::RollbackFailed,
+            "a check after the change failed and the rollback did not restore service".into(),
+        )
+    }
+}
+
+/// The configured port now (goproxy's mounted config) and the candidate's.
+async fn ports(f: &Found) -> Result<(u16, u16), String> {
+    let old = super::goproxy_port(&f.live.0)?;
+    let new = super::goproxy_port(&f.candidate.0)?;
+    Ok((old, new))
+}
+
+/// Writes the candidate in place, switches, runs the live checks.
+async fn switch_and_check(
+    opts: &DeployOptions,
+    f: &Found,
+    checks: &mut Checks,
+    state: &mut DeployState,
+) -> bool {
+    let p = Phase::Deployment;
+    let applied = checks
+        .run(p, "deploy.apply-config", async {
+            let read = |path: &PathBuf| {
+                std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))
+            };
+            let candidate = Rendered {
+                goproxy_config: read(&f.candidate.0)?,
+                nginx_conf: read(&f.candidate.1)?,
+                goproxy_b_config: None,
+                nginx_map: Default::default(),
+                substitutions: Vec::new(),
+                origin: format!("the files under {}", opts.candidate_dir.display()),
+            };
+            state.advance(Step::Applied)?;
+            f.stack
+                .files
+                .write(&candidate)
+                .map_err(|e| format!("cannot write the candidate in place: {e}"))?;
+            Ok(format!(
+                "wrote {} over {} and {} over {} (in place: bind mounts follow the inode)",
+                f.candidate.0.display(),
+                f.live.0.display(),
+                f.candidate.1.display(),
+                f.live.1.display()
+            ))
+        })
+        .await;
+    if !applied {
+        return false;
+    }
+    if !deploy::overlap(&f.stack, checks, p, "deploy", 0).await {
+        return false;
+    }
+    let live_opts = LiveOptions {
+        target: target_spec(opts, f.stack.https_port),
+        model: opts.model.clone(),
+        monitor: opts.monitor,
+        compose_files: opts.compose_files.clone(),
+        project: Some(opts.project.clone()),
+        quiet: opts.quiet,
+    };
+    let before = checks.results().len();
+    live::run_checks(&f.target, &live_opts, checks).await;
+    checks.results()[before..].iter().all(|r| r.passed())
+}

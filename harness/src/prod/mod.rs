@@ -1,0 +1,27 @@
+//! `harness deploy` and `harness rollback` of a deploy: the third kind of
+//! stack, the operator's running compose project, driven by the same
+//! phases as the gate (pre, the overlap switch, post, rollback).
+//!
+//! # Layout
+//!
+//! - [`backend`]: [`backend::Production`], the [`crate::stack::Backend`] of a live project.
+//! - [`project`]: what Docker says about the project: mounted files, published port, health.
+//! - [`deploy`]: the phases, in the runbook's order.
+//! - [`plan`]: `--dry-run`, every step and command.
+//! - [`state`]: the deploy's state on disk, for `harness rollback`.
+
+pub mod backend;
+pub mod deploy;
+pub mod plan;
+pub mod project;
+pub mod rollback;
+pub mod state;
+
+use std::path::Path;
+
+/// The `"port"` of a goproxy config file, as goproxy reads it.
+pub fn goproxy_port(path: &Path) -> Result<u16, String> {
+    proxy::config::Config::load(path)
+        .map(|c| c.port())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}

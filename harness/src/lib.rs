@@ -23,7 +23,7 @@
 //!   the local backend.
 //! - [`compose_file`], [`compose_env`]: compose files read as YAML, with
 //!   compose's `${VAR:-default}` interpolation.
-//! - [`render`], [`base`]: the candidate (the operator's files as written,
+//! - [`render`] (and [`render::base`]): the candidate (the operator's files as written,
 //!   test-stack substitutions listed) and the base (a git ref, a directory,
 //!   or simulated).
 //! - [`names`]: messages name the operator's files and lines, not the run's.

@@ -168,9 +168,6 @@ async fn run(
     let prepared = prepare(scenario, opts).await.map_err(no_go)?;
     let scenario = &effective(scenario, &prepared);
     record_render(&prepared, checks);
-    if scenario.change.derives() {
-        lint_derived(opts, &prepared, checks, force).await?;
-    }
     let rendered = names::Rendered {
         candidate_map: &prepared.candidate.nginx_map,
         base_map: &prepared.start.nginx_map,
@@ -178,6 +175,9 @@ async fn run(
     };
     let namer = Namer::new(rendered, &opts.targets, opts.keep);
     *namer_out = Some(namer.clone());
+    if scenario.change.derives() {
+        lint_derived(opts, &prepared, checks, force).await?;
+    }
     let Prepared {
         wiremock,
         start,

@@ -39,21 +39,22 @@ async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
     Ok(send)
 }
 
-fn request(addr: SocketAddr, body: &'static str) -> http::Request<Full<Bytes>> {
+fn request(addr: SocketAddr, body: Bytes) -> http::Request<Full<Bytes>> {
     http::Request::post("/v1/chat/completions")
         .header(http::header::HOST, addr.to_string())
         .header(http::header::CONTENT_TYPE, "application/json")
         .header(http::header::AUTHORIZATION, format!("Bearer {CLIENT_KEY}"))
-        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .body(Full::new(body))
         .expect("valid request")
 }
 
 async fn one_completion(
     send: &mut SendRequest<Full<Bytes>>,
     addr: SocketAddr,
+    body: &Bytes,
 ) -> anyhow::Result<()> {
     send.ready().await?;
-    let resp = send.send_request(request(addr, COMPLETION)).await?;
+    let resp = send.send_request(request(addr, body.clone())).await?;
     let status = resp.status();
     let body = resp.into_body().collect().await?.to_bytes();
     if status != http::StatusCode::OK {
@@ -85,11 +86,30 @@ pub async fn closed_loop(
     warmup: Duration,
     duration: Duration,
 ) -> Cell {
+    closed_loop_with(
+        addr,
+        concurrency,
+        warmup,
+        duration,
+        Bytes::from_static(COMPLETION.as_bytes()),
+    )
+    .await
+}
+
+/// [`closed_loop`] sending `body` (a non-streamed completion request).
+pub async fn closed_loop_with(
+    addr: SocketAddr,
+    concurrency: usize,
+    warmup: Duration,
+    duration: Duration,
+    body: Bytes,
+) -> Cell {
     let start = Instant::now();
     let record_from = start + warmup;
     let end = record_from + duration;
     let mut workers = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
+        let body = body.clone();
         workers.push(tokio::spawn(async move {
             let mut hist = histogram();
             let mut done = 0u64;
@@ -103,7 +123,7 @@ pub async fn closed_loop(
                         conn = Some(connect(addr).await?);
                     }
                     let send = conn.as_mut().expect("connected");
-                    one_completion(send, addr).await
+                    one_completion(send, addr, &body).await
                 })
                 .await
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("timeout after {REQUEST_TIMEOUT:?}")));
@@ -196,7 +216,9 @@ pub async fn stream_on(send: &mut SendRequest<Full<Bytes>>, addr: SocketAddr) ->
     let t0 = Instant::now();
     let result = tokio::time::timeout(REQUEST_TIMEOUT, async {
         send.ready().await?;
-        let resp = send.send_request(request(addr, STREAMED)).await?;
+        let resp = send
+            .send_request(request(addr, Bytes::from_static(STREAMED.as_bytes())))
+            .await?;
         if resp.status() != http::StatusCode::OK {
             bail!("status {}", resp.status());
         }
@@ -267,6 +289,25 @@ pub async fn concurrent_streams(addr: SocketAddr, n: usize) -> Vec<StreamTrace> 
         }));
     }
     out
+}
+
+/// POST `body` on a new connection and read the whole answer, counting its
+/// bytes without keeping them.
+pub async fn read_whole(addr: SocketAddr, body: Bytes) -> anyhow::Result<u64> {
+    let mut send = connect(addr).await?;
+    send.ready().await?;
+    let resp = send.send_request(request(addr, body)).await?;
+    if resp.status() != http::StatusCode::OK {
+        bail!("status {}", resp.status());
+    }
+    let mut body = resp.into_body();
+    let mut n = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let Some(d) = frame?.data_ref() {
+            n += d.len() as u64;
+        }
+    }
+    Ok(n)
 }
 
 /// PUT a new config on the mock (`/__mock/config`) and drop its recorded

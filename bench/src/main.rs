@@ -3,6 +3,7 @@
 //! the gate's switch and rollback figures read from `harness validate`.
 //! Prints a table and writes `bench.md` and `bench.json`.
 
+mod cells;
 mod gate;
 mod load;
 mod procs;
@@ -116,7 +117,8 @@ fn main() -> anyhow::Result<()> {
         "hold_chunks": args.hold_chunks,
         "bench_wall_secs": started.elapsed().as_secs_f64(),
     });
-    let md = report::markdown(&args, &figures, &meta);
+    let mut md = report::markdown(&args, &figures, &meta);
+    md.push_str(&cells::markdown(&figures));
     println!("{md}");
     std::fs::create_dir_all(&args.out)?;
     std::fs::write(args.out.join("bench.md"), &md)?;
@@ -148,8 +150,9 @@ async fn proxy_figures(args: &Args, f: &mut Figures) -> anyhow::Result<()> {
         quiet_logs: args.quiet_logs,
     };
     let mock = env.mock(args.delay_ms)?;
+    let big = cells::BigBody::start().await?;
     let goproxy = env
-        .goproxy(mock.addr, load::CLIENT_KEY)
+        .goproxy(mock.addr, load::CLIENT_KEY, Some(big.addr))
         .context("goproxy")?;
     let (nginx, listens) = env.nginx(&[mock.addr, goproxy.addr]).context("nginx")?;
     let addrs: BTreeMap<&str, SocketAddr> = TARGETS
@@ -210,6 +213,7 @@ async fn proxy_figures(args: &Args, f: &mut Figures) -> anyhow::Result<()> {
             }
         }
     }
+    cells::big_request(args, &addrs, f).await;
     if let Some(kb) = goproxy.rss_kb() {
         f.push("rss/idle_after_load_mb", kb as f64 / 1024.0);
     }
@@ -236,6 +240,19 @@ async fn proxy_figures(args: &Args, f: &mut Figures) -> anyhow::Result<()> {
             ));
         }
         load::configure_mock(mock.addr, mock_config(args.stream_chunks, 0)).await?;
+    }
+
+    // CPU per relayed event (goproxy and nginx each straight to the mock),
+    // then RSS while goproxy relays a 1 GiB body.
+    let mut nginx_pids = procs::children(nginx.pid());
+    nginx_pids.push(nginx.pid());
+    let sse_targets = [
+        ("goproxy", goproxy.addr, vec![goproxy.pid()]),
+        ("nginx", listens[0], nginx_pids),
+    ];
+    cells::sse_cpu(mock.addr, sse_targets, args.runs, f).await?;
+    for _ in 0..args.runs {
+        cells::big_body_rss(goproxy.addr, goproxy.pid(), f).await?;
     }
 
     // Concurrent streams held without a stall.
@@ -304,6 +321,7 @@ async fn proxy_figures(args: &Args, f: &mut Figures) -> anyhow::Result<()> {
     drop(nginx);
     drop(goproxy);
     drop(mock);
+    cells::unpinned_c16(args, &env, f).await?;
     Ok(())
 }
 

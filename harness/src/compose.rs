@@ -101,7 +101,10 @@ impl ComposeStack {
             project: project.to_string(),
             env,
             keep: true,
-            removed: false,
+            // Re-attached to a kept project (rollback, down): this command
+            // did not start it, so its drop neither removes it nor repeats
+            // that it was kept (after `down` that line would be false).
+            removed: true,
         })
     }
 
@@ -183,6 +186,16 @@ impl ComposeStack {
         (cmd, line)
     }
 
+    /// Runs compose with `args` and returns its output whatever the exit
+    /// status (for commands whose failure is the answer, like `nginx -t`).
+    pub async fn output(&self, args: &[&str]) -> Result<Output, StackError> {
+        let (mut cmd, line) = self.command(args);
+        cmd.output().await.map_err(|source| StackError::Spawn {
+            command: line,
+            source,
+        })
+    }
+
     /// Runs compose with `args`; a non-zero exit is an error.
     pub async fn compose(&self, args: &[&str]) -> Result<Output, StackError> {
         let (mut cmd, line) = self.command(args);
@@ -221,7 +234,18 @@ impl ComposeStack {
         let started = tokio::time::Instant::now();
         for service in services {
             let left = deadline.saturating_sub(started.elapsed());
-            docker::wait_healthy(service, left, || self.container_ids(service)).await?;
+            // `ps` without `-a` no longer lists a container that exited at
+            // once (nginx refusing its config): look at the exited ones then,
+            // so the wait fails now with their logs, not at the deadline.
+            docker::wait_healthy(service, left, || async move {
+                let ids = self.container_ids(service).await?;
+                if ids.is_empty() {
+                    self.exited_ids(service).await
+                } else {
+                    Ok(ids)
+                }
+            })
+            .await?;
         }
         Ok(())
     }
@@ -248,6 +272,30 @@ impl ComposeStack {
             .collect();
         ids.reverse();
         Ok(ids)
+    }
+
+    /// Ids of the service's containers that have exited, newest first.
+    pub async fn exited_ids(&self, service: &str) -> Result<Vec<String>, StackError> {
+        let project = format!("label=com.docker.compose.project={}", self.project);
+        let svc = format!("label=com.docker.compose.service={service}");
+        let out = docker_ok(&[
+            "ps",
+            "-a",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            "status=exited",
+            "--filter",
+            &project,
+            "--filter",
+            &svc,
+        ])
+        .await?;
+        Ok(out
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect())
     }
 
     /// Runs `cmd` in the service's first container (`exec -T`); a non-zero
@@ -301,7 +349,8 @@ impl ComposeStack {
 
     /// Stops and removes the project now.
     pub async fn down(mut self) -> Result<(), StackError> {
-        self.keep = true; // Drop must not run it again.
+        // Drop must neither run it again nor call the removed project kept.
+        self.removed = true;
         self.compose(&["down", "-v", "--remove-orphans", "-t", "5"])
             .await
             .map(|_| ())

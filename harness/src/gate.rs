@@ -10,14 +10,14 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::base::BaseSource;
-use crate::check::{Checks, Phase};
+use crate::check::{CheckResult, Checks, Phase, Status};
 use crate::deploy::DeployOutcome as Deployed;
 use crate::files::{self, LiveFiles, MockEndpoints, Rendered};
 use crate::lint::{self, LintTargets};
-use crate::names::Namer;
+use crate::names::{self, Namer};
 use crate::poll::{poll_until, Attempt, PollError};
 use crate::pre::PreOutcome;
+use crate::render::BaseSource;
 use crate::render::{self, Sources};
 use crate::report::{Figures, Report, Verdict};
 use crate::scenario::{Fault, Scenario};
@@ -71,6 +71,51 @@ pub type Stop = (Verdict, String);
 /// A phase's result: its value, or the verdict that ends the run here.
 pub type Step<T> = Result<T, Stop>;
 
+/// The runbook's checks, in order: those a run did not reach are listed
+/// as skipped, so a report shows what was not verified.
+const RUNBOOK_CHECKS: [(Phase, &str); 15] = [
+    (Phase::Lint, "lint.ports-agree"),
+    (Phase::PreDeployment, "pre.stack-up"),
+    (Phase::PreDeployment, "pre.old-service-answering"),
+    (Phase::PreDeployment, "pre.port-free"),
+    (Phase::PreDeployment, "pre.goproxy-check-config"),
+    (Phase::PreDeployment, "pre.nginx-t"),
+    (Phase::PreDeployment, "pre.backups"),
+    (Phase::Deployment, "deploy.switch-under-load"),
+    (Phase::PostDeployment, "post.listening-port"),
+    (Phase::PostDeployment, "post.https-health"),
+    (Phase::PostDeployment, "post.models-auth"),
+    (Phase::PostDeployment, "post.chat"),
+    (Phase::PostDeployment, "post.chat-stream"),
+    (Phase::PostDeployment, "post.internal-routing"),
+    (Phase::PostDeployment, "post.monitor"),
+];
+
+fn list_not_run(results: &mut Vec<CheckResult>, reason: &str) {
+    for (phase, name) in RUNBOOK_CHECKS {
+        if !results.iter().any(|r| r.name == name) {
+            results.push(CheckResult {
+                name: name.to_string(),
+                phase,
+                status: Status::Skip,
+                evidence: format!("not run: {}", first_line(reason)),
+                duration: Duration::ZERO,
+            });
+        }
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+fn n_reason(namer: &Option<Namer>, reason: String) -> String {
+    match namer {
+        Some(n) => n.say(&reason),
+        None => reason,
+    }
+}
+
 fn no_go(why: impl Into<String>) -> Stop {
     (Verdict::NoGo, why.into())
 }
@@ -80,14 +125,24 @@ pub async fn validate(scenario: &Scenario, opts: &GateOptions) -> Report {
     let started = Instant::now();
     let mut checks = Checks::new(opts.quiet);
     let mut figures = Figures::default();
-    let (verdict, reason) = match run(scenario, opts, &mut checks, &mut figures).await {
+    let mut namer = None;
+    let (verdict, reason) = match run(scenario, opts, &mut checks, &mut figures, &mut namer).await {
         Ok(v) | Err(v) => v,
     };
+    let mut results = checks.into_results();
+    if let Some(n) = &namer {
+        for r in &mut results {
+            let before_switch = matches!(r.phase, Phase::Lint | Phase::PreDeployment);
+            r.evidence = n.say_live(&r.evidence, before_switch);
+        }
+    }
+    let reason = n_reason(&namer, reason);
+    list_not_run(&mut results, &reason);
     Report::new(
         scenario.name.clone(),
         verdict,
         reason,
-        checks.into_results(),
+        results,
         figures,
         started.elapsed(),
     )
@@ -98,6 +153,7 @@ async fn run(
     opts: &GateOptions,
     checks: &mut Checks,
     figures: &mut Figures,
+    namer_out: &mut Option<Namer>,
 ) -> Step<Stop> {
     if !scenario.backends.contains(&opts.backend) {
         return Err(no_go(format!(
@@ -115,7 +171,13 @@ async fn run(
     if scenario.change.derives() {
         lint_derived(opts, &prepared, checks, force).await?;
     }
-    let namer = Namer::new(&prepared, &opts.targets);
+    let rendered = names::Rendered {
+        candidate_map: &prepared.candidate.nginx_map,
+        base_map: &prepared.start.nginx_map,
+        run_dir: prepared.run_dir.path(),
+    };
+    let namer = Namer::new(rendered, &opts.targets, opts.keep);
+    *namer_out = Some(namer.clone());
     let Prepared {
         wiremock,
         start,
@@ -273,8 +335,13 @@ async fn start_stack(
             Ok(said)
         })
         .await;
+    let why = checks
+        .results()
+        .last()
+        .map(|r| r.evidence.clone())
+        .unwrap_or_default();
     slot.filter(|_| up)
-        .ok_or_else(|| no_go("the test stack did not come up"))
+        .ok_or_else(|| no_go(format!("the test stack did not come up: {why}")))
 }
 
 async fn inject_port_in_use(
@@ -335,7 +402,7 @@ async fn pre_deployment(
 fn save_state(scenario: &Scenario, stack: &Stack, model: &StreamModel, pre: &PreOutcome) {
     match stack
         .state(scenario, model, &pre.backups)
-        .and_then(|s| s.save())
+        .and_then(|s| s.save().map_err(String::from))
     {
         Ok(path) => eprintln!(
             "  state saved to {}: `harness rollback --run-dir {dir}` rolls back, \
@@ -560,13 +627,15 @@ pub async fn prepare(scenario: &Scenario, opts: &GateOptions) -> Result<Prepared
 
 /// The files to render, and the names nginx reaches goproxy by (from compose).
 pub fn sources_of(t: &LintTargets) -> Sources {
-    let names = lint::Deployment::read(t)
-        .map(|d| d.goproxy_names)
-        .unwrap_or_else(|_| vec![t.service.clone()]);
+    let (names, mounts) = match lint::Deployment::read(t) {
+        Ok(d) => (d.goproxy_names, d.nginx_paths.mounts),
+        Err(_) => (vec![t.service.clone()], Vec::new()),
+    };
     Sources {
         goproxy_config: t.prod_config.clone(),
         nginx_conf: t.nginx_conf.clone(),
         goproxy_names: names,
+        nginx_mounts: mounts,
     }
 }
 

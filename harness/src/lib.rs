@@ -34,7 +34,6 @@
 //!   test `tests/module_deps.rs` fails on a cycle).
 
 pub mod backend_kind;
-pub mod base;
 pub mod check;
 pub mod cli;
 pub mod compose;
@@ -59,6 +58,7 @@ pub mod render;
 pub mod report;
 pub mod rollback;
 pub mod scenario;
+pub mod signals;
 pub mod stack;
 pub mod state;
 pub mod stream_model;

@@ -5,13 +5,14 @@ use clap::Parser;
 #[tokio::main]
 async fn main() {
     let cli = harness::cli::Cli::parse();
-    // Ctrl-C ends the run; the stack guards' Drop tears the containers down
-    // as the future is dropped.
+    // A signal ends the run the same way for SIGINT, SIGTERM and SIGHUP:
+    // the run's future is dropped, and the stack guards' Drop tears the
+    // containers, network and run directory down.
     let code = tokio::select! {
         code = harness::cli::run(cli) => code,
-        _ = tokio::signal::ctrl_c() => {
+        code = harness::signals::interrupted() => {
             eprintln!("harness: interrupted; removing the containers it started");
-            130
+            code
         }
     };
     std::process::exit(code);

@@ -171,6 +171,21 @@ impl Report {
         use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
         let mut report = quick_junit::Report::new("harness");
         let mut suite = TestSuite::new(self.scenario.clone());
+        // The verdict belongs to the suite: CI shows it beside the cases.
+        suite.add_property(("verdict", self.verdict.label()));
+        suite.add_property(("exit-code", self.exit_code.to_string().as_str()));
+        suite.add_property(("reason", self.reason.as_str()));
+        let failed = self.checks.iter().any(|c| c.status == Status::Fail);
+        if self.verdict != Verdict::Go && !failed {
+            // A no-go before any check ran (bad files, a stack that could
+            // not be prepared) is still a failure CI must see.
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            s.set_message(first_line(&self.reason).to_string());
+            s.set_description(self.reason.clone());
+            let mut case = TestCase::new("verdict", s);
+            case.set_classname(self.scenario.clone());
+            suite.add_test_case(case);
+        }
         for c in &self.checks {
             let status = match c.status {
                 Status::Pass => TestCaseStatus::success(),

@@ -12,6 +12,37 @@ use crate::stream_model::StreamModel;
 /// File name of the state inside a run directory.
 pub const STATE_FILE: &str = "harness-state.json";
 
+/// Why a run directory's state could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot read {path} ({source}): is this the run directory printed by \
+         `harness up` or `harness validate --keep`?"
+    )]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a harness state file: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// The commands above still speak `Result<_, String>`; this lets `?` carry
+/// a state error into them with its full message.
+impl From<StateError> for String {
+    fn from(e: StateError) -> String {
+        e.to_string()
+    }
+}
+
 /// A kept run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunState {
@@ -38,25 +69,24 @@ pub struct RunState {
 }
 
 impl RunState {
-    pub fn save(&self) -> Result<PathBuf, String> {
+    /// Writes `<run_dir>/harness-state.json`; returns its path.
+    pub fn save(&self) -> Result<PathBuf, StateError> {
         let path = self.run_dir.join(STATE_FILE);
         let text = serde_json::to_string_pretty(self).expect("state serializes");
-        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        Ok(path)
+        match std::fs::write(&path, text) {
+            Ok(()) => Ok(path),
+            Err(source) => Err(StateError::Write { path, source }),
+        }
     }
 
     /// Reads `<run_dir>/harness-state.json`, saying what to do if it is not there.
-    pub fn load(run_dir: &Path) -> Result<Self, String> {
+    pub fn load(run_dir: &Path) -> Result<Self, StateError> {
         let path = run_dir.join(STATE_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            format!(
-                "cannot read {} ({e}): is this the run directory printed by \
-                 `harness up` or `harness validate --keep`?",
-                path.display()
-            )
-        })?;
-        serde_json::from_str(&text)
-            .map_err(|e| format!("{} is not a harness state file: {e}", path.display()))
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(source) => return Err(StateError::Read { path, source }),
+        };
+        serde_json::from_str(&text).map_err(|source| StateError::Parse { path, source })
     }
 
     pub fn backups(&self) -> Vec<Backup> {
@@ -77,5 +107,31 @@ impl RunState {
             id: self.stream_model_id.clone(),
             upstream_ids: self.stream_upstream_ids.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory without a state file is answered with what to do.
+    #[test]
+    fn missing_state_says_which_directory_to_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = RunState::load(dir.path()).unwrap_err();
+        let said = e.to_string();
+        assert!(matches!(e, StateError::Read { .. }), "{said}");
+        assert!(said.contains(STATE_FILE), "{said}");
+        assert!(said.contains("harness up"), "{said}");
+    }
+
+    /// A file that is not a state names the file.
+    #[test]
+    fn foreign_json_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(STATE_FILE), "{\"x\": 1}").unwrap();
+        let e = RunState::load(dir.path()).unwrap_err();
+        assert!(matches!(e, StateError::Parse { .. }), "{e}");
+        assert!(e.to_string().contains("is not a harness state file"), "{e}");
     }
 }

@@ -15,7 +15,8 @@ use futures_util::{Stream, StreamExt};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use serde_json::Value;
-use tokio::time::timeout;
+use tokio::time::Instant;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::body::{Body, BodyError};
 use crate::stream::RelayContext;
@@ -81,11 +82,20 @@ struct Passthrough {
     ctx: RelayContext,
     tail: Tail,
     bytes: u64,
+    /// The upstream's `content-length`: hyper stops polling once that many
+    /// bytes went out, so the end is known by count, not by a final poll.
+    expected: Option<u64>,
     outcome: &'static str,
+    last_chunk: Instant,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    cut: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
 impl Drop for Passthrough {
     fn drop(&mut self) {
+        if self.outcome == "client_disconnected" && self.expected == Some(self.bytes) {
+            self.outcome = "complete";
+        }
         let ctx = &self.ctx;
         let usage = self.tail.usage();
         let cost = usage.cost(&ctx.prices);
@@ -108,16 +118,29 @@ impl Drop for Passthrough {
 }
 
 impl Passthrough {
+    /// The next chunk. The stall timer is not reset per chunk: it fires at
+    /// the old deadline and is moved on if a chunk came since.
     async fn next_chunk(&mut self) -> Option<Result<Bytes, BodyError>> {
-        let next = tokio::select! {
-            n = timeout(self.ctx.idle_timeout, self.upstream.next()) => n,
-            _ = self.ctx.cut.cancelled() => {
-                self.outcome = "drain_cut";
-                return Some(Err("the proxy is shutting down".into()));
+        let next = loop {
+            tokio::select! {
+                biased;
+                _ = &mut self.cut => {
+                    self.outcome = "drain_cut";
+                    return Some(Err("the proxy is shutting down".into()));
+                }
+                n = self.upstream.next() => break Ok(n),
+                _ = &mut self.timer => {
+                    let stall = self.last_chunk + self.ctx.idle_timeout;
+                    if Instant::now() >= stall {
+                        break Err(());
+                    }
+                    self.timer.as_mut().reset(stall);
+                }
             }
         };
         let (outcome, err): (_, BodyError) = match next {
             Ok(Some(Ok(chunk))) => {
+                self.last_chunk = Instant::now();
                 self.tail.feed(&chunk);
                 self.bytes += chunk.len() as u64;
                 return Some(Ok(chunk));
@@ -143,7 +166,12 @@ impl Passthrough {
 /// Turn a non-SSE upstream response into a client body that passes each
 /// chunk on as it arrives.
 pub fn passthrough(upstream: reqwest::Response, ctx: RelayContext) -> Body {
+    let now = Instant::now();
     let p = Passthrough {
+        last_chunk: now,
+        timer: Box::pin(tokio::time::sleep_until(now + ctx.idle_timeout)),
+        cut: Box::pin(ctx.cut.clone().cancelled_owned()),
+        expected: upstream.content_length(),
         upstream: Box::pin(upstream.bytes_stream()),
         ctx,
         tail: Tail::default(),

@@ -14,7 +14,7 @@ use futures_util::{Stream, StreamExt};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::body::{Body, BodyError};
 use crate::config::{Format, Prices};
@@ -130,6 +130,10 @@ struct Relay {
     tail: [u8; 4],
     last_upstream: Instant,
     last_sent: Instant,
+    /// Fires at [`Relay::next_check`].
+    timer: Pin<Box<tokio::time::Sleep>>,
+    /// Resolves when the drain timeout cuts open streams.
+    cut: Pin<Box<WaitForCancellationFutureOwned>>,
     bytes: u64,
     first_chunk_at: Option<Duration>,
 }
@@ -185,26 +189,43 @@ impl Relay {
         out.freeze()
     }
 
+    /// When the timer should next look at the stream: the stall deadline,
+    /// or the next heartbeat (between events only; mid-event, look again a
+    /// heartbeat later).
+    fn next_check(&self, now: Instant) -> Instant {
+        let stall = self.last_upstream + self.ctx.idle_timeout;
+        match self.ctx.heartbeat {
+            Some(h) if self.at_event_boundary() => stall.min(self.last_sent + h),
+            Some(h) => stall.min(now + h),
+            None => stall,
+        }
+    }
+
+    /// The next bytes for the client. The timer is not reset per chunk
+    /// (that would be a timer-wheel update per event): it fires at
+    /// [`Self::next_check`] and the silence is measured then.
     async fn next_frame(&mut self) -> Option<Bytes> {
         if self.outcome != Outcome::Open {
             return None;
         }
         loop {
-            let silent = self.last_upstream.elapsed();
-            let mut wait = self.ctx.idle_timeout.saturating_sub(silent);
-            if let Some(h) = self.ctx.heartbeat.filter(|_| self.at_event_boundary()) {
-                wait = wait.min(h.saturating_sub(self.last_sent.elapsed()));
-            }
             let next = tokio::select! {
-                n = tokio::time::timeout(wait, self.upstream.next()) => n,
-                _ = self.ctx.cut.cancelled() => {
+                biased;
+                _ = &mut self.cut => {
                     tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, "stream cut by the drain timeout");
                     self.outcome = Outcome::DrainCut;
                     return Some(self.error_event("the proxy is shutting down; retry the request"));
                 }
+                n = self.upstream.next() => n,
+                _ = &mut self.timer => {
+                    if let Some(frame) = self.on_timer() {
+                        return Some(frame);
+                    }
+                    continue;
+                }
             };
             return match next {
-                Ok(Some(Ok(chunk))) => {
+                Some(Ok(chunk)) => {
                     let now = Instant::now();
                     self.last_upstream = now;
                     self.last_sent = now;
@@ -218,33 +239,39 @@ impl Relay {
                     }
                     Some(chunk)
                 }
-                Ok(None) => {
+                None => {
                     self.outcome = Outcome::Complete;
                     None
                 }
-                Ok(Some(Err(e))) => {
+                Some(Err(e)) => {
                     tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, error = %e.without_url(), "upstream stream broke");
                     self.outcome = Outcome::UpstreamError;
                     Some(self.error_event("the upstream stream was interrupted"))
                 }
-                Err(_) if self.last_upstream.elapsed() >= self.ctx.idle_timeout => {
-                    tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, idle_secs = self.ctx.idle_timeout.as_secs_f64(), "upstream stream stalled");
-                    self.outcome = Outcome::UpstreamStalled;
-                    Some(self.error_event("the upstream stream stalled"))
-                }
-                Err(_)
-                    if self.at_event_boundary()
-                        && self
-                            .ctx
-                            .heartbeat
-                            .is_some_and(|h| self.last_sent.elapsed() >= h) =>
-                {
-                    self.last_sent = Instant::now();
-                    Some(Bytes::from_static(b": ping\n\n"))
-                }
-                Err(_) => continue,
             };
         }
+    }
+
+    /// The timer fired: a stall ends the stream, a due heartbeat is sent,
+    /// otherwise the timer is set again.
+    fn on_timer(&mut self) -> Option<Bytes> {
+        let now = Instant::now();
+        if now >= self.last_upstream + self.ctx.idle_timeout {
+            tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, idle_secs = self.ctx.idle_timeout.as_secs_f64(), "upstream stream stalled");
+            self.outcome = Outcome::UpstreamStalled;
+            return Some(self.error_event("the upstream stream stalled"));
+        }
+        let ping = self.at_event_boundary()
+            && self
+                .ctx
+                .heartbeat
+                .is_some_and(|h| now >= self.last_sent + h);
+        if ping {
+            self.last_sent = now;
+        }
+        let at = self.next_check(now);
+        self.timer.as_mut().reset(at);
+        ping.then(|| Bytes::from_static(b": ping\n\n"))
     }
 }
 
@@ -252,7 +279,8 @@ impl Relay {
 /// as it arrives.
 pub fn relay(upstream: reqwest::Response, ctx: RelayContext) -> Body {
     ctx.metrics.open_streams(1);
-    let relay = Relay {
+    let cut = ctx.cut.clone().cancelled_owned();
+    let mut relay = Relay {
         upstream: Box::pin(upstream.bytes_stream()),
         parser: SseUsage::default(),
         ctx,
@@ -260,9 +288,13 @@ pub fn relay(upstream: reqwest::Response, ctx: RelayContext) -> Body {
         tail: [0; 4],
         last_upstream: Instant::now(),
         last_sent: Instant::now(),
+        timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        cut: Box::pin(cut),
         bytes: 0,
         first_chunk_at: None,
     };
+    let first = relay.next_check(Instant::now());
+    relay.timer.as_mut().reset(first);
     let frames = futures_util::stream::unfold(relay, |mut r| async move {
         let chunk = r.next_frame().await?;
         Some((Ok::<_, BodyError>(Frame::data(chunk)), r))

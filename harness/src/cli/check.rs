@@ -11,6 +11,9 @@ use crate::live::LiveOptions;
 use crate::stack::DEFAULT_STREAM_BOUND;
 
 /// Where the deployment is and how to trust it (shared by `check` and `deploy`).
+// These doc comments are also the --help text: plain URLs and <placeholders>
+// read well there, so rustdoc's markdown lints are off for them.
+#[allow(rustdoc::bare_urls, rustdoc::invalid_html_tags)]
 #[derive(Debug, Clone, clap::Args)]
 pub struct TargetArgs {
     /// The deployment's public URL, e.g. `https://chat.trollllm.xyz`.

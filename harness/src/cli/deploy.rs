@@ -9,6 +9,9 @@ use crate::prod::deploy::{self, DeployOptions};
 use crate::stack::DEFAULT_STREAM_BOUND;
 
 /// `harness deploy`.
+// These doc comments are also the --help text: plain URLs and <placeholders>
+// read well there, so rustdoc's markdown lints are off for them.
+#[allow(rustdoc::bare_urls, rustdoc::invalid_html_tags)]
 #[derive(Debug, clap::Args)]
 pub struct DeployArgs {
     /// The project's compose file(s), as it was started (repeat for overrides).

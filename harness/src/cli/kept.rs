@@ -81,7 +81,7 @@ pub(super) async fn rollback(a: RollbackArgs, g: &Global) -> i32 {
     }
     match kept::rollback(&a.run_dir, g.quiet).await {
         Ok(report) => emit(&report, &a.out),
-        Err(e) => usage(&e),
+        Err(e) => usage(&e.to_string()),
     }
 }
 
@@ -91,6 +91,6 @@ pub(super) async fn down(a: DownArgs, _g: &Global) -> i32 {
             println!("{said}");
             0
         }
-        Err(e) => usage(&e),
+        Err(e) => usage(&e.to_string()),
     }
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::targets::TargetArgs;
 use super::{default_scenario, emit, resolve_backend, usage, BackendChoice, Global, Output};
-use crate::base::BaseSource;
 use crate::gate::{self, GateOptions};
+use crate::render::BaseSource;
 use crate::scenario::Scenario;
 
 /// Arguments of `harness validate`.
@@ -76,6 +76,9 @@ pub(super) async fn run(a: ValidateArgs, g: &Global) -> i32 {
         },
         (None, None) => BaseSource::Simulated,
     };
+    if let Err(why) = base.check() {
+        return usage(&why);
+    }
     let backend = match resolve_backend(a.backend, g.quiet).await {
         Ok(b) => b,
         Err(e) => return usage(&e),

@@ -45,7 +45,8 @@ pub struct DeployOptions {
     pub monitor: Duration,
     /// How long a stream may stay open across the switch.
     pub stream_bound: Duration,
-    /// Where the state goes (default: `<project dir>/.harness-deploy/<project>-<time>`).
+    /// Where the state and the report go (default:
+    /// `<project dir>/.harness-deploy/<stamp>`).
     pub state_dir: Option<PathBuf>,
     pub dry_run: bool,
     pub auto_rollback: bool,
@@ -221,7 +222,7 @@ async fn phases(
         &[old_port],
         new_port,
         (&f.candidate.0, &f.candidate.1),
-        &Namer::verbatim(&f.candidate.1, &f.candidate.0),
+        &Namer::for_files(&f.candidate.1, &f.candidate.0),
     )
     .await;
     if !pre.passed {
@@ -315,9 +316,8 @@ async fn switch_and_check(
                 goproxy_config: read(&f.candidate.0)?,
                 nginx_conf: read(&f.candidate.1)?,
                 goproxy_b_config: None,
-                nginx_map: Default::default(),
-                substitutions: Vec::new(),
-                origin: format!("the files under {}", opts.candidate_dir.display()),
+                origin: "the candidate files as written".into(),
+                ..Rendered::default()
             };
             state.advance(Step::Applied)?;
             f.stack

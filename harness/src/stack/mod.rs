@@ -12,6 +12,7 @@ pub mod backend;
 pub mod client;
 pub mod containers;
 pub mod local;
+mod nginx_failure;
 pub mod workers;
 
 use std::path::{Path, PathBuf};
@@ -395,9 +396,8 @@ async fn start_containers(opts: &StackOptions, files: &LiveFiles) -> Result<Cont
         .up(&[], false)
         .await
         .map_err(|e| format!("docker compose up failed: {e}"))?;
-    compose
-        .wait_healthy(&services, UP_DEADLINE)
-        .await
-        .map_err(|e| e.to_string())?;
+    if let Err(e) = compose.wait_healthy(&services, UP_DEADLINE).await {
+        return Err(nginx_failure::explain(&compose, e).await);
+    }
     Ok(Containers { compose })
 }

@@ -9,9 +9,13 @@
 //! `proxy_read_timeout` is 300 s between two reads), and says while it
 //! waits how many connections are still open and for how long.
 
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::Backend;
+use crate::poll::{ms_since, poll_until, Attempt, PollError};
 
 /// How often progress is printed while old workers still run.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
@@ -26,40 +30,50 @@ pub async fn wait_gone(
     quiet: bool,
 ) -> Result<String, String> {
     let t0 = Instant::now();
-    let mut next_progress = PROGRESS_EVERY;
-    let mut most_open = 0usize;
-    loop {
+    // Atomics, not Cells: the switch's future may be sent between threads.
+    let next_progress_ms = AtomicU64::new(PROGRESS_EVERY.as_millis() as u64);
+    let most_open = AtomicUsize::new(0);
+    let waited = poll_until(deadline, Duration::from_millis(100), || async {
         let now = backend.nginx_workers().await?;
         let left: Vec<String> = old.iter().filter(|p| now.contains(p)).cloned().collect();
         if left.is_empty() {
+            return Ok(Attempt::Ready(()));
+        }
+        let waited = t0.elapsed();
+        if waited.as_millis() as u64 >= next_progress_ms.load(Ordering::Relaxed) {
+            let open = backend.worker_connections(&left).await;
+            most_open.fetch_max(open.unwrap_or(0), Ordering::Relaxed);
+            if !quiet {
+                eprintln!("         {}", progress_line(left.len(), open, waited));
+            }
+            next_progress_ms.fetch_add(PROGRESS_EVERY.as_millis() as u64, Ordering::Relaxed);
+        }
+        Ok(Attempt::NotYet(left))
+    })
+    .await;
+    match waited {
+        Ok(()) => {
+            let most_open = most_open.load(Ordering::Relaxed);
             let held = if most_open > 0 {
                 format!(" (they held up to {most_open} client connections)")
             } else {
                 String::new()
             };
-            return Ok(format!(
+            Ok(format!(
                 "the {} workers of the previous configuration exited after {:.0} ms{held}",
                 old.len(),
-                t0.elapsed().as_secs_f64() * 1000.0
-            ));
+                ms_since(t0)
+            ))
         }
-        let waited = t0.elapsed();
-        if waited >= next_progress || waited > deadline {
-            let open = backend.worker_connections(&left).await;
-            most_open = most_open.max(open.unwrap_or(0));
-            let line = progress_line(left.len(), open, waited);
-            if waited > deadline {
-                return Err(format!(
-                    "{line}; still running after the {deadline:?} bound: raise \
-                     --stream-bound if streams really last that long"
-                ));
-            }
-            if !quiet {
-                eprintln!("         {line}");
-            }
-            next_progress += PROGRESS_EVERY;
+        Err(PollError::Failed(e)) => Err(e),
+        Err(PollError::TimedOut { waited, last }) => {
+            let open = backend.worker_connections(&last).await;
+            Err(format!(
+                "{}; still running after the {deadline:?} bound: raise \
+                 --stream-bound if streams really last that long",
+                progress_line(last.len(), open, waited)
+            ))
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

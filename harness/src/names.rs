@@ -30,6 +30,8 @@ pub struct Namer {
     base_map: LineMap,
     operator_nginx: String,
     operator_json: String,
+    /// Said after the JSON's name: the test stack's copy is rendered.
+    json_note: &'static str,
     run_dir: Option<String>,
 }
 
@@ -41,18 +43,26 @@ impl Namer {
             base_map: rendered.base_map.clone(),
             operator_nginx: t.nginx_conf.display().to_string(),
             operator_json: t.prod_config.display().to_string(),
+            json_note: " (as rendered for the test stack)",
             run_dir: (!keep).then(|| rendered.run_dir.display().to_string()),
         }
     }
 
-    /// For files deployed as they are (a production deploy): nginx's paths
-    /// and lines are the operator's own, only the container paths are named.
-    pub fn for_files(nginx_conf: &std::path::Path, goproxy_config: &std::path::Path) -> Self {
+    /// For files deployed verbatim (`harness deploy`): the candidate copies
+    /// inside the containers are named by the operator's candidate files,
+    /// nginx's lines mapped through the candidate's own reader.
+    pub fn verbatim(nginx: &std::path::Path, json: &std::path::Path) -> Self {
+        let nginx_map = std::fs::read_to_string(nginx)
+            .ok()
+            .and_then(|text| crate::nginx::NginxConfig::from_text(nginx, &text).ok())
+            .map(|cfg| crate::nginx::render::flatten(&cfg, &[]).1)
+            .unwrap_or_default();
         Self {
-            candidate_map: LineMap::default(),
-            base_map: LineMap::default(),
-            operator_nginx: nginx_conf.display().to_string(),
-            operator_json: goproxy_config.display().to_string(),
+            candidate_map: nginx_map.clone(),
+            base_map: nginx_map,
+            operator_nginx: nginx.display().to_string(),
+            operator_json: json.display().to_string(),
+            json_note: "",
             run_dir: None,
         }
     }
@@ -80,7 +90,7 @@ impl Namer {
             &self.operator_nginx,
         );
         let out = self.paths(&out, LIVE_NGINX, Some(live), &self.operator_nginx);
-        let json = format!("{} (as rendered for the test stack)", self.operator_json);
+        let json = format!("{}{}", self.operator_json, self.json_note);
         let mut out = self.paths(&out, CANDIDATE_JSON, None, &json);
         if let Some(dir) = &self.run_dir {
             out = out.replace(dir.as_str(), "<run directory, removed>");
@@ -137,6 +147,7 @@ mod tests {
             base_map: map,
             operator_nginx: "/op/nginx.conf".into(),
             operator_json: "/op/c.json".into(),
+            json_note: "",
             run_dir: Some("/tmp/run".into()),
         };
         let msg = "says: nginx: [emerg] unknown directive \"x\" in /etc/nginx/nginx.conf:111 / nginx: configuration file /etc/nginx/nginx.conf test failed (x)";

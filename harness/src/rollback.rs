@@ -92,7 +92,7 @@ pub async fn run(
     (ok, took)
 }
 
-/// Restores the backups and switches goproxy back (see `restart_goproxy`)
+/// Restores the backups and switches goproxy back (the overlap switch back)
 /// until the old service answers through nginx; returns whether it did and
 /// how long it took. The checks of the restored service are the caller's
 /// (the test stack's mocks, or a production project's live checks).

@@ -328,3 +328,94 @@ fn json_comment_keys_are_ignored() {
 fn json_trailing_comma_names_line_and_column() {
     lint("j07_trailing_comma").no_go().has("goproxy.json:13:3");
 }
+
+/// `proxy_pass "http://goproxy:8005";` written in quotes.
+#[test]
+fn nginx_quoted_proxy_pass_half_done() {
+    lint("n19_quoted_proxy_pass_halfdone")
+        .no_go()
+        .has("nginx/nginx.conf:6 says 8005");
+}
+
+/// `sites-available/` holds an old copy on 8005 that nginx never reads
+/// (only `sites-enabled/*.conf` is included): it must not be read either.
+#[test]
+fn nginx_files_not_included_are_not_read() {
+    lint("n21_sites_available_not_included")
+        .go()
+        .has("nginx/sites-enabled/llm.conf:1")
+        .lacks("sites-available");
+}
+
+/// An `include` inside `upstream goproxy { }` (a generated server list),
+/// one line of which is still on 8005.
+#[test]
+fn nginx_include_inside_an_upstream_half_done() {
+    lint("n22_include_inside_upstream_halfdone")
+        .no_go()
+        .has("nginx/upstreams/goproxy-servers.conf:3 says 8005");
+}
+
+/// The whole compose file in flow style on one line.
+#[test]
+fn compose_flow_mapping_on_one_line_half_done() {
+    lint("c24_flow_mapping_service")
+        .no_go()
+        .has("docker-compose.yml:1 says 8005");
+}
+
+/// A healthcheck that calls goproxy by its service name on the old port.
+#[test]
+fn compose_healthcheck_by_service_name_half_done() {
+    lint("c26_healthcheck_service_name_halfdone")
+        .no_go()
+        .has("docker-compose.yml:5 says 8005");
+}
+
+/// `// comments` in the JSON: goproxy refuses them; named with line:col.
+#[test]
+fn json_line_comments_name_line_and_column() {
+    lint("j08_line_comments").no_go().has("goproxy.json:3:3");
+}
+
+/// nginx reaches goproxy by its `container_name`, on the old port.
+#[test]
+fn compose_container_name_is_a_name_of_goproxy() {
+    lint("c28_container_name_hostname_halfdone")
+        .no_go()
+        .has("nginx/nginx.conf:6 says 8005");
+}
+
+/// No spaces around braces, a quoted include pattern, no final newline.
+#[test]
+fn nginx_no_spaces_and_quoted_include_half_done() {
+    lint("n23_no_spaces_quoted_include")
+        .no_go()
+        .has("nginx/conf.d/up.conf:1 says 8005");
+}
+
+/// Minified JSON with a `"port"` inside a `_comment...` object before the
+/// real one: the top-level port is the one.
+#[test]
+fn json_minified_with_a_nested_port_first() {
+    lint("j09_minified_nested_port")
+        .go()
+        .has("goproxy.json:1")
+        .lacks("8005");
+}
+
+/// nginx publishing host port 8005 (short) and 8004 (long syntax) is
+/// nginx's business, not goproxy's port.
+#[test]
+fn compose_other_services_ports_are_not_goproxy_ports() {
+    lint("c29_nginx_publishes_old_port").go().lacks("8005");
+}
+
+/// A quoted service key, a commented-out old `expose`, and a folded block
+/// scalar healthcheck whose URL is on its second line.
+#[test]
+fn compose_block_scalar_healthcheck_half_done() {
+    lint("c30_block_scalar_healthcheck_halfdone")
+        .no_go()
+        .has("docker-compose.yml:8 says 8005");
+}

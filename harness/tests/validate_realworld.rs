@@ -22,6 +22,10 @@ fn fixture(case: &str) -> PathBuf {
 /// `validate` on the case's goproxy JSON, nginx.conf and compose file;
 /// the scenario is this repository's default one. Returns (exit, output).
 fn validate(case: &str, json: &Path) -> (i32, String) {
+    validate_with(case, json, &[])
+}
+
+fn validate_with(case: &str, json: &Path, extra: &[&str]) -> (i32, String) {
     let dir = fixture(case);
     let out = Command::cargo_bin("harness")
         .unwrap()
@@ -32,6 +36,7 @@ fn validate(case: &str, json: &Path) -> (i32, String) {
         .arg(dir.join("nginx/nginx.conf"))
         .arg("--compose")
         .arg(dir.join("docker-compose.yml"))
+        .args(extra)
         // A run that gets past lint would take minutes: fail fast instead.
         .timeout(Duration::from_secs(90))
         .output()
@@ -70,4 +75,32 @@ fn validate_missing_goproxy_config_is_bad_input() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("no-such-goproxy.json"), "{out}");
     assert!(!out.contains("pre.stack-up"), "a stack was started:\n{out}");
+}
+
+/// A half-done change in the compose file (`expose: ["8005/tcp"]`) and one
+/// behind a renamed service (`--service llm-proxy`): validate stops on the
+/// same lint words, before any container.
+#[test]
+fn validate_stops_on_compose_and_renamed_service_half_done() {
+    for (case, extra, want) in [
+        (
+            "c02_expose_tcp_halfdone",
+            &[][..],
+            "docker-compose.yml:4 says 8005",
+        ),
+        (
+            "c16_renamed_service_halfdone",
+            &["--service", "llm-proxy"][..],
+            "nginx/nginx.conf:6 says 8005",
+        ),
+    ] {
+        let (code, out) = validate_with(case, &fixture(case).join("goproxy.json"), extra);
+        assert_eq!(code, 1, "{case}: {out}");
+        assert!(out.contains(want), "{case}: expected {want:?} in:\n{out}");
+        assert!(out.contains("goproxy.json:3 says 8004"), "{case}: {out}");
+        assert!(
+            !out.contains("pre.stack-up"),
+            "{case}: a stack was started:\n{out}"
+        );
+    }
 }

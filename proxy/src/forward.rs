@@ -159,28 +159,25 @@ async fn upstream_error(
 }
 
 /// Up to `limit` bytes of a body, with `silence` allowed between chunks;
-/// also whether the body went on past them.
+/// also whether the body may go on past them (then the caller must not
+/// trust the last token to be whole).
 async fn read_prefix(
     mut resp: reqwest::Response,
     limit: usize,
     silence: Duration,
 ) -> (Vec<u8>, bool) {
+    let declared = resp.content_length();
     let mut buf = Vec::new();
     while let Ok(Ok(Some(chunk))) = timeout(silence, resp.chunk()).await {
         let room = limit - buf.len();
         if chunk.len() >= room {
             buf.extend_from_slice(&chunk[..room]);
-            return (buf, chunk.len() > room || !is_done(&resp));
+            let whole = chunk.len() == room && declared == Some(limit as u64);
+            return (buf, !whole);
         }
         buf.extend_from_slice(&chunk);
     }
     (buf, false)
-}
-
-/// Whether a response body is known to be finished (its declared length
-/// was read). Without a length, assume more follows.
-fn is_done(resp: &reqwest::Response) -> bool {
-    resp.content_length() == Some(0)
 }
 
 fn is_sse(headers: &HeaderMap) -> bool {

@@ -45,8 +45,7 @@ pub struct DeployOptions {
     pub monitor: Duration,
     /// How long a stream may stay open across the switch.
     pub stream_bound: Duration,
-    /// Where the state and the report go (default:
-    /// `<project dir>/.harness-deploy/<stamp>`).
+    /// Where the state goes (default: `<project dir>/.harness-deploy/<project>-<time>`).
     pub state_dir: Option<PathBuf>,
     pub dry_run: bool,
     pub auto_rollback: bool,
@@ -222,7 +221,7 @@ async fn phases(
         &[old_port],
         new_port,
         (&f.candidate.0, &f.candidate.1),
-        &Namer::for_files(&f.candidate.1, &f.candidate.0),
+        &Namer::verbatim(&f.candidate.1, &f.candidate.0),
     )
     .await;
     if !pre.passed {
@@ -316,8 +315,9 @@ async fn switch_and_check(
                 goproxy_config: read(&f.candidate.0)?,
                 nginx_conf: read(&f.candidate.1)?,
                 goproxy_b_config: None,
-                origin: "the candidate files as written".into(),
-                ..Rendered::default()
+                nginx_map: Default::default(),
+                substitutions: Vec::new(),
+                origin: format!("the files under {}", opts.candidate_dir.display()),
             };
             state.advance(Step::Applied)?;
             f.stack

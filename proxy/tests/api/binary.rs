@@ -181,6 +181,58 @@ fn check_config_rejects_string_port_with_exit_2() {
         .stderr(predicate::str::contains(format!("{}:2:", path.display())));
 }
 
+/// --check-config refuses, with exit 2, the configs that used to pass and
+/// then fail at run time, naming the field, the model and the value in the
+/// operator's terms; a key pasted as a variable name is never echoed.
+#[test]
+fn check_config_refuses_run_time_traps_in_operator_terms() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("prod.json");
+    let good: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(shipped("config-ohmygpt-prod.json")).unwrap(),
+    )
+    .unwrap();
+    let key = "sk-proj-AbCdEf0123456789xyz";
+    let cases: Vec<(serde_json::Value, &str)> = vec![
+        ({ let mut v = good.clone(); v["models"][0]["upstream_model_id"] = json!(["a", "b"]);
+           v["models"][0]["upstream_model_weights"] = json!([1e308, 1e308]); v },
+         "models[0].upstream_model_weights = [1e+308,1e+308]: weights must be finite"),
+        ({ let mut v = good.clone(); v["user_agent"] = "goproxy\r\nX: 1".into(); v },
+         "user_agent = \"goproxy\\r\\nX: 1\": must be printable ASCII on one line"),
+        ({ let mut v = good.clone(); v["sse_heartbeat_secs"] = json!(1e-9); v },
+         "sse_heartbeat_secs = 0.000000001: must be 0 (off)"),
+        ({ let mut v = good.clone(); v["models"] = json!([]); v }, "models = []: at least one model"),
+        ({ let mut v = good.clone(); v["client_api_keys_env"] = json!([]); v }, "client_api_keys_env = []"),
+        ({ let mut v = good.clone(); v["models"][1]["upstream_model_id"] = json!(5); v },
+         "models[1].upstream_model_id = 5: expected a string or a list of strings, found a number (model \"gpt-4o-mini\")"),
+        ({ let mut v = good.clone(); v["endpoints"][0]["api_key_env"] = json!([key]); v },
+         "endpoints[0].api_key_env[0] = (hidden: it looks like a key)"),
+    ];
+    for (config, expected) in cases {
+        std::fs::write(&path, config.to_string()).unwrap();
+        let out = assert_cmd::Command::new(cargo_bin("goproxy"))
+            .arg("--check-config")
+            .arg(&path)
+            .assert()
+            .code(2)
+            .get_output()
+            .stderr
+            .clone();
+        let err = String::from_utf8(out).unwrap();
+        assert!(err.contains(expected), "expected {expected:?} in {err}");
+        assert!(!err.contains("AbCdEf0123"), "key echoed: {err}");
+        assert!(!err.contains("untagged") && !err.contains("Raw"), "{err}");
+    }
+    let text = std::fs::read_to_string(shipped("config-ohmygpt-prod.json")).unwrap();
+    std::fs::write(&path, format!("\u{feff}{text}")).unwrap();
+    assert_cmd::Command::new(cargo_bin("goproxy"))
+        .arg("--check-config")
+        .arg(&path)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("byte-order mark"));
+}
+
 /// A port already in use is exit 3 with a message naming it.
 #[test]
 fn port_in_use_is_exit_3() {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds every image docker-compose.test.yml needs, without any container
+# Builds every image the test stack (docker-compose.yml + docker-compose.test.yml) needs, without any container
 # registry, and a throwaway TLS certificate so the stack also works by hand.
 #
 #   1. debian:bookworm-slim, if missing: a minbase rootfs made with

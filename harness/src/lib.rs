@@ -2,9 +2,10 @@
 //!
 //! It turns the design's runbook (pre-deployment checks, rolling update,
 //! post-deployment checks, rollback) into code that runs against the real
-//! stack of `docker-compose.test.yml` (nginx with TLS, goproxy, a streaming
-//! mock LLM upstream, and a wiremock server on the host) and answers go or
-//! no-go with an exit code CI can gate on.
+//! stack of `docker-compose.yml` with the override `docker-compose.test.yml`
+//! (nginx with TLS, goproxy, a streaming mock LLM upstream, and a wiremock
+//! server on the host) and answers go or no-go with an exit code CI can gate
+//! on; then `deploy` and `check` run the same phases on the production project.
 //!
 //! ```text
 //! cargo run -p harness -- lint

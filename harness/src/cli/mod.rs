@@ -45,7 +45,7 @@ pub struct Cli {
 /// Options every subcommand takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Global {
-    /// Repository root: where proxy/, nginx/ and docker-compose.test.yml are.
+    /// Repository root: where proxy/, nginx/ and docker-compose.yml are.
     #[arg(long, global = true, default_value = ".", env = "HARNESS_ROOT")]
     pub root: PathBuf,
     /// No progress lines, only the summary (or the JSON report).
@@ -116,7 +116,7 @@ pub struct Output {
 pub enum BackendChoice {
     /// Containers wherever Docker answers, local processes otherwise.
     Auto,
-    /// Containers from docker-compose.test.yml (needs Docker and Compose).
+    /// Containers from docker-compose.yml + docker-compose.test.yml (needs Docker and Compose).
     Containers,
     /// Host nginx, goproxy and the mock as processes on loopback.
     Local,

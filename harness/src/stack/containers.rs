@@ -1,5 +1,6 @@
-//! The container backend: the compose project of `docker-compose.test.yml`
-//! (nginx, goproxy, the streaming mock) on a private Docker network, driven
+//! The container backend: the compose project of `docker-compose.yml` with
+//! the override `docker-compose.test.yml` (nginx, goproxy, the streaming
+//! mock) on a private Docker network, driven
 //! through the compose CLI and `docker` by container id.
 
 use std::path::Path;

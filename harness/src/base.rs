@@ -5,8 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::render::{RenderError, Sources};
-
 /// Where the deployed files come from.
 #[derive(Debug, Clone)]
 pub enum BaseSource {
@@ -22,9 +20,25 @@ pub enum BaseSource {
 /// directory, removed with this value).
 #[derive(Debug)]
 pub struct Materialized {
-    pub sources: Sources,
+    pub goproxy_config: PathBuf,
+    pub nginx_conf: PathBuf,
+    /// For a git ref: the temporary directory and how to name it in
+    /// messages instead (`v1.4.2:`), since it is removed after the run.
+    pub shown_as: Option<(PathBuf, String)>,
     _tmp: Option<tempfile::TempDir>,
 }
+
+/// The same files as the candidate's: its goproxy JSON and main nginx.conf.
+#[derive(Debug, Clone, Copy)]
+pub struct Files<'a> {
+    pub goproxy_config: &'a Path,
+    pub nginx_conf: &'a Path,
+}
+
+/// Why the base's files cannot be had; names the ref or directory.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BaseError(pub String);
 
 impl BaseSource {
     /// Bad input before anything runs: a ref that is not in the repository.
@@ -50,42 +64,39 @@ impl BaseSource {
     }
 
     /// The base's files, and a phrase saying where they come from.
-    pub fn materialize(&self, cand: &Sources) -> Result<(Materialized, String), RenderError> {
+    pub fn materialize(&self, cand: Files) -> Result<(Materialized, String), BaseError> {
         match self {
             BaseSource::Simulated => Ok((
                 Materialized {
-                    sources: cand.clone(),
+                    goproxy_config: cand.goproxy_config.to_path_buf(),
+                    nginx_conf: cand.nginx_conf.to_path_buf(),
+                    shown_as: None,
                     _tmp: None,
                 },
                 "simulated".into(),
             )),
             BaseSource::Dir { dir, root } => {
-                let sources = Sources {
-                    goproxy_config: dir.join(relative(root, &cand.goproxy_config)?),
-                    nginx_conf: dir.join(relative(root, &cand.nginx_conf)?),
-                    goproxy_names: cand.goproxy_names.clone(),
+                let m = Materialized {
+                    goproxy_config: dir.join(relative(root, cand.goproxy_config)?),
+                    nginx_conf: dir.join(relative(root, cand.nginx_conf)?),
+                    shown_as: None,
+                    _tmp: None,
                 };
                 let origin = format!("the files under {} (--base-dir)", dir.display());
-                Ok((
-                    Materialized {
-                        sources,
-                        _tmp: None,
-                    },
-                    origin,
-                ))
+                Ok((m, origin))
             }
             BaseSource::GitRef { rev, root } => from_git(rev, root, cand),
         }
     }
 }
 
-fn relative(root: &Path, file: &Path) -> Result<PathBuf, RenderError> {
+fn relative(root: &Path, file: &Path) -> Result<PathBuf, BaseError> {
     let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
     canon(file)
         .strip_prefix(canon(root))
         .map(Path::to_path_buf)
         .map_err(|_| {
-            RenderError::Base(format!(
+            BaseError(format!(
                 "{} is not under --root {}, so the base cannot name the same file",
                 file.display(),
                 root.display()
@@ -107,8 +118,8 @@ fn git(top: &Path, args: &[&str]) -> Result<Vec<u8>, String> {
     }
 }
 
-fn from_git(rev: &str, root: &Path, cand: &Sources) -> Result<(Materialized, String), RenderError> {
-    let fail = |m: String| RenderError::Base(format!("--base {rev}: {m}"));
+fn from_git(rev: &str, root: &Path, cand: Files) -> Result<(Materialized, String), BaseError> {
+    let fail = |m: String| BaseError(format!("--base {rev}: {m}"));
     let top = git(root, &["rev-parse", "--show-toplevel"]).map_err(|e| {
         fail(format!(
             "{} is not in a git repository: {e}",
@@ -122,8 +133,8 @@ fn from_git(rev: &str, root: &Path, cand: &Sources) -> Result<(Materialized, Str
         .prefix("harness-base-")
         .tempdir()
         .map_err(|e| fail(format!("cannot make a directory: {e}")))?;
-    let json_rel = relative(&top, &cand.goproxy_config)?;
-    let nginx_rel = relative(&top, &cand.nginx_conf)?;
+    let json_rel = relative(&top, cand.goproxy_config)?;
+    let nginx_rel = relative(&top, cand.nginx_conf)?;
     let mut wanted = vec![json_rel.clone()];
     // nginx's includes may be anywhere beside its main file.
     let nginx_dir = nginx_rel
@@ -153,11 +164,8 @@ fn from_git(rev: &str, root: &Path, cand: &Sources) -> Result<(Materialized, Str
         }
         std::fs::write(&dest, bytes).map_err(|e| fail(e.to_string()))?;
     }
-    let sources = Sources {
-        goproxy_config: tmp.path().join(&json_rel),
-        nginx_conf: tmp.path().join(&nginx_rel),
-        goproxy_names: cand.goproxy_names.clone(),
-    };
+    let goproxy_config = tmp.path().join(&json_rel);
+    let nginx_conf = tmp.path().join(&nginx_rel);
     let origin = format!(
         "{} and {} at git ref {rev}",
         json_rel.display(),
@@ -165,7 +173,9 @@ fn from_git(rev: &str, root: &Path, cand: &Sources) -> Result<(Materialized, Str
     );
     Ok((
         Materialized {
-            sources,
+            goproxy_config,
+            nginx_conf,
+            shown_as: Some((tmp.path().to_path_buf(), format!("{rev}:"))),
             _tmp: Some(tmp),
         },
         origin,

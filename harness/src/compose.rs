@@ -101,7 +101,10 @@ impl ComposeStack {
             project: project.to_string(),
             env,
             keep: true,
-            removed: false,
+            // Re-attached to a kept project (rollback, down): this command
+            // did not start it, so its drop neither removes it nor repeats
+            // that it was kept (after `down` that line would be false).
+            removed: true,
         })
     }
 
@@ -231,16 +234,15 @@ impl ComposeStack {
         let started = tokio::time::Instant::now();
         for service in services {
             let left = deadline.saturating_sub(started.elapsed());
-            // `ps` without `-a` no longer lists a container that exited at
-            // once (nginx refusing its config): look at the exited ones then,
-            // so the wait fails now with their logs, not at the deadline.
-            docker::wait_healthy(service, left, || async move {
-                let ids = self.container_ids(service).await?;
+            // A container that exited at once (nginx refusing its config)
+            // is no longer listed by `ps`: list it too, so the wait fails
+            // now instead of at the deadline.
+            docker::wait_healthy(service, left, || async {
+                let mut ids = self.container_ids(service).await?;
                 if ids.is_empty() {
-                    self.exited_ids(service).await
-                } else {
-                    Ok(ids)
+                    ids = self.exited_ids(service).await?;
                 }
+                Ok(ids)
             })
             .await?;
         }

@@ -124,6 +124,41 @@ impl ComposeFile {
         names
     }
 
+    /// Bind mounts into nginx's conf directory (`./conf.d:/etc/nginx/conf.d`),
+    /// as (container path, host path): where nginx's absolute includes
+    /// live in the operator's tree. The main nginx.conf mount is left out.
+    pub fn nginx_mounts(&self) -> Vec<(PathBuf, PathBuf)> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let mut out = Vec::new();
+        for def in self.services.values() {
+            for v in seq(def.get("volumes")) {
+                let (src, dst) = match v {
+                    Value::String(s) => {
+                        let mut parts = s.splitn(3, ':');
+                        match (parts.next(), parts.next()) {
+                            (Some(a), Some(b)) => (a.to_string(), b.to_string()),
+                            _ => continue,
+                        }
+                    }
+                    Value::Mapping(_) => match (
+                        v.get("source").and_then(Value::as_str),
+                        v.get("target").and_then(Value::as_str),
+                    ) {
+                        (Some(a), Some(b)) => (a.to_string(), b.to_string()),
+                        _ => continue,
+                    },
+                    _ => continue,
+                };
+                let is_path = src.starts_with('.') || src.starts_with('/');
+                if is_path && dst.starts_with("/etc/nginx/") && dst != "/etc/nginx/nginx.conf" {
+                    let src = src.strip_prefix("./").unwrap_or(&src);
+                    out.push((PathBuf::from(dst), dir.join(src)));
+                }
+            }
+        }
+        out
+    }
+
     /// Every place the file writes the port goproxy listens on: the
     /// service's container ports (`ports`, `expose`), URLs in its
     /// healthcheck and command, and `<name>:<port>` of goproxy in any other

@@ -168,11 +168,17 @@ async fn run(
     let prepared = prepare(scenario, opts).await.map_err(no_go)?;
     let scenario = &effective(scenario, &prepared);
     record_render(&prepared, checks);
+    let namer = Namer::new(
+        &prepared.candidate,
+        &prepared.start,
+        prepared.run_dir.path(),
+        &opts.targets,
+        opts.keep,
+    );
+    *namer_out = Some(namer.clone());
     if scenario.change.derives() {
         lint_derived(opts, &prepared, checks, force).await?;
     }
-    let namer = Namer::new(&prepared, &opts.targets, opts.keep);
-    *namer_out = Some(namer.clone());
     let Prepared {
         wiremock,
         start,
@@ -622,13 +628,15 @@ pub async fn prepare(scenario: &Scenario, opts: &GateOptions) -> Result<Prepared
 
 /// The files to render, and the names nginx reaches goproxy by (from compose).
 pub fn sources_of(t: &LintTargets) -> Sources {
-    let names = lint::Deployment::read(t)
-        .map(|d| d.goproxy_names)
-        .unwrap_or_else(|_| vec![t.service.clone()]);
+    let (names, mounts) = match lint::Deployment::read(t) {
+        Ok(d) => (d.goproxy_names, d.nginx_paths.mounts),
+        Err(_) => (vec![t.service.clone()], Vec::new()),
+    };
     Sources {
         goproxy_config: t.prod_config.clone(),
         nginx_conf: t.nginx_conf.clone(),
         goproxy_names: names,
+        nginx_mounts: mounts,
     }
 }
 

@@ -18,7 +18,17 @@
 //! - [`gate`]: one scenario from lint to verdict.
 //! - [`scenario`], [`expect`]: scenario files and whether a run matched them.
 //! - [`lint`], [`ports`]: static checks; where each file writes the port.
-//! - [`files`]: rendering the start and candidate configs, backups.
+//! - [`nginx`]: the one nginx reader (tokenizer, directives with file and
+//!   line, includes, goproxy's sites, span edits) for lint, rendering and
+//!   the local backend.
+//! - [`compose_file`], [`compose_env`]: compose files read as YAML, with
+//!   compose's `${VAR:-default}` interpolation.
+//! - [`render`], [`base`]: the candidate (the operator's files as written,
+//!   test-stack substitutions listed) and the base (a git ref, a directory,
+//!   or simulated).
+//! - [`names`]: messages name the operator's files and lines, not the run's.
+//! - [`files`]: the run directory's live files and backups.
+//! - [`signals`]: SIGINT, SIGTERM and SIGHUP end a run alike (130, 143, 129).
 //! - [`stack`], [`compose`], [`docker`], [`tls`]: the containers and their guard.
 //! - [`pre`], [`deploy`], [`verify`], [`rollback`]: the runbook's phases.
 //! - [`poll`]: the one readiness loop (`poll_until`, a deadline and an interval).

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::check::{Checks, Outcome, Phase};
 use crate::compose_file::ComposeFile;
-use crate::nginx::{goproxy, NginxConfig};
+use crate::nginx::{goproxy, NginxConfig, PathMap};
 use crate::ports::{self, PortSite};
 
 /// The compose service that runs goproxy unless `--service` says otherwise.
@@ -139,6 +139,8 @@ pub struct Deployment {
     pub compose: Vec<ComposeFile>,
     /// The names nginx may reach goproxy by (service, aliases).
     pub goproxy_names: Vec<String>,
+    /// Where nginx's container paths are in the tree (compose's mounts).
+    pub nginx_paths: PathMap,
 }
 
 impl Deployment {
@@ -157,11 +159,22 @@ impl Deployment {
         }
         names.sort();
         names.dedup();
-        let nginx = NginxConfig::load(&targets.nginx_conf).map_err(|e| e.to_string())?;
+        let mut map = PathMap::for_main(&targets.nginx_conf);
+        // Every compose file may mount nginx's includes, not only those
+        // defining goproxy.
+        for path in &targets.compose_files {
+            if let Ok(f) = ComposeFile::load(path) {
+                for (c, h) in f.nginx_mounts() {
+                    map.mount(c, h);
+                }
+            }
+        }
+        let nginx = NginxConfig::load_with(&targets.nginx_conf, &map).map_err(|e| e.to_string())?;
         Ok(Self {
             nginx,
             compose,
             goproxy_names: names,
+            nginx_paths: map,
         })
     }
 

@@ -2,9 +2,11 @@
 //! run directory (deleted after the run) and mounts into containers are
 //! named by the operator's files and lines they came from.
 
-use crate::gate::Prepared;
+use std::path::Path;
+
 use crate::lint::LintTargets;
 use crate::nginx::render::LineMap;
+use crate::render::Rendered;
 
 /// Every rendered candidate nginx.conf has this name, wherever it is
 /// copied (the run directory, /tmp inside the nginx container).
@@ -25,13 +27,19 @@ pub struct Namer {
 
 impl Namer {
     /// `keep`: the run directory stays, so its paths may stay too.
-    pub fn new(p: &Prepared, t: &LintTargets, keep: bool) -> Self {
+    pub fn new(
+        candidate: &Rendered,
+        base: &Rendered,
+        run_dir: &Path,
+        t: &LintTargets,
+        keep: bool,
+    ) -> Self {
         Self {
-            candidate_map: p.candidate.nginx_map.clone(),
-            base_map: p.start.nginx_map.clone(),
+            candidate_map: candidate.nginx_map.clone(),
+            base_map: base.nginx_map.clone(),
             operator_nginx: t.nginx_conf.display().to_string(),
             operator_json: t.prod_config.display().to_string(),
-            run_dir: (!keep).then(|| p.run_dir.path().display().to_string()),
+            run_dir: (!keep).then(|| run_dir.display().to_string()),
         }
     }
 

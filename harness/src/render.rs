@@ -55,8 +55,8 @@ pub enum RenderError {
     NotObject { path: PathBuf },
     #[error(transparent)]
     Nginx(#[from] NginxError),
-    #[error("{0}")]
-    Base(String),
+    #[error(transparent)]
+    Base(#[from] crate::base::BaseError),
 }
 
 /// The operator's files a run deploys.
@@ -68,6 +68,8 @@ pub struct Sources {
     pub nginx_conf: PathBuf,
     /// The names nginx reaches goproxy by (the compose service, aliases).
     pub goproxy_names: Vec<String>,
+    /// Compose's bind mounts into nginx's conf directory (container, host).
+    pub nginx_mounts: Vec<(PathBuf, PathBuf)>,
 }
 
 impl Sources {
@@ -76,6 +78,7 @@ impl Sources {
             goproxy_config: root.join("proxy/config-ohmygpt-prod.json"),
             nginx_conf: root.join("nginx/nginx.conf"),
             goproxy_names: vec![crate::lint::DEFAULT_SERVICE.into()],
+            nginx_mounts: Vec::new(),
         }
     }
 }
@@ -175,8 +178,25 @@ pub fn render(
             r
         }
         other => {
-            let (files, origin) = other.materialize(sources)?;
-            let mut r = one(&files.sources, mocks, &base_knobs)?;
+            let files = crate::base::Files {
+                goproxy_config: &sources.goproxy_config,
+                nginx_conf: &sources.nginx_conf,
+            };
+            let (m, origin) = other.materialize(files)?;
+            let base_sources = Sources {
+                goproxy_config: m.goproxy_config.clone(),
+                nginx_conf: m.nginx_conf.clone(),
+                goproxy_names: sources.goproxy_names.clone(),
+                nginx_mounts: sources.nginx_mounts.clone(),
+            };
+            let mut r = one(&base_sources, mocks, &base_knobs)?;
+            if let Some((dir, label)) = &m.shown_as {
+                let from = format!("{}/", dir.display());
+                for s in &mut r.substitutions {
+                    *s = s.replace(&from, label);
+                }
+                r.nginx_map.relabel(dir, label);
+            }
             r.origin = origin;
             r
         }
@@ -186,12 +206,19 @@ pub fn render(
 
 fn one(sources: &Sources, mocks: &MockEndpoints, k: &Knobs) -> Result<Rendered, RenderError> {
     let path = &sources.goproxy_config;
-    let json = match k.json_text {
-        Some(t) => t.to_string(),
-        None => read(path)?,
-    };
     let mut subs = Vec::new();
-    let goproxy_config = goproxy_json(path, &json, k.port.as_deref(), mocks, k.host, &mut subs)?;
+    let json = read(path)?;
+    let goproxy_config = match k.json_text {
+        // A scenario's broken file is deployed verbatim: lint must see it as is.
+        Some(t) => {
+            subs.push(format!(
+                "{}: replaced by the scenario's text",
+                path.display()
+            ));
+            t.to_string()
+        }
+        None => goproxy_json(path, &json, k.port.as_deref(), mocks, k.host, &mut subs)?,
+    };
     let goproxy_b_config = k
         .second
         .map(|p| {
@@ -205,7 +232,11 @@ fn one(sources: &Sources, mocks: &MockEndpoints, k: &Knobs) -> Result<Rendered, 
             )
         })
         .transpose()?;
-    let cfg = NginxConfig::load(&sources.nginx_conf)?;
+    let mut map = crate::nginx::PathMap::for_main(&sources.nginx_conf);
+    for (c, h) in &sources.nginx_mounts {
+        map.mount(c.clone(), h.clone());
+    }
+    let cfg = NginxConfig::load_with(&sources.nginx_conf, &map)?;
     let (nginx_conf, nginx_map) = nginx_conf(&cfg, &sources.goproxy_names, k, &mut subs);
     Ok(Rendered {
         goproxy_config,
@@ -447,6 +478,7 @@ mod tests {
             goproxy_config: dir.path().join("c.json"),
             nginx_conf: dir.path().join("nginx.conf"),
             goproxy_names: vec!["goproxy".into()],
+            nginx_mounts: Vec::new(),
         };
         (dir, s)
     }

@@ -17,6 +17,14 @@ fn root() -> PathBuf {
         .unwrap()
 }
 
+/// The tests that start a stack run one at a time: parallel stacks on a
+/// small machine would blur the timings asserted here.
+static STACKS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_stack_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    STACKS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn harness() -> Command {
     let mut cmd = Command::cargo_bin("harness").unwrap();
     cmd.current_dir(root());
@@ -78,6 +86,7 @@ fn half_done_change_stops_before_any_container() {
 /// operator's file and line, well under a minute.
 #[test]
 fn nginx_typo_is_reported_in_nginx_words_within_seconds() {
+    let _one = one_stack_at_a_time();
     let (_dir, nginx) = nginx_copy(|s| s.replace("proxy_buffering off;", "proxy_bufering off;"));
     let line = line_of(&nginx, "proxy_bufering");
     let t0 = Instant::now();
@@ -128,6 +137,7 @@ fn repo_with_history() -> tempfile::TempDir {
         "proxy/config-ohmygpt-prod.json",
         "proxy/config-ohmygpt-dev.json",
         "nginx/nginx.conf",
+        "docker-compose.yml",
         "docker-compose.test.yml",
         "docker/config.test.json",
         "scenarios/port-change-8005-to-8004.toml",
@@ -166,6 +176,7 @@ fn repo_with_history() -> tempfile::TempDir {
 /// goes from the base's port to the candidate's.
 #[test]
 fn base_from_a_git_ref() {
+    let _one = one_stack_at_a_time();
     let repo = repo_with_history();
     harness()
         .arg("--root")
@@ -213,22 +224,18 @@ fn bad_input_exits_2() {
 /// and run directory are gone, exit 128 + signal.
 #[test]
 fn sigterm_and_sighup_remove_the_stack() {
+    let _one = one_stack_at_a_time();
     for (sig, code) in [("TERM", 143), ("HUP", 129)] {
         signal_removes_the_stack(sig, code);
     }
 }
 
-fn run_dirs() -> Vec<PathBuf> {
-    std::fs::read_dir(std::env::temp_dir())
+/// What a run left in its own temporary directory.
+fn run_dirs(tmp: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(tmp)
         .unwrap()
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("harness-port-change-8005-to-8004-")
-        })
         .collect()
 }
 
@@ -236,9 +243,11 @@ fn signal_removes_the_stack(sig: &str, code: i32) {
     use std::io::{BufRead, BufReader};
     use std::process::{Command as StdCommand, Stdio};
 
-    let dirs_before = run_dirs();
+    // The run's own TMPDIR, so its run directory is told apart from others'.
+    let tmp = tempfile::tempdir().unwrap();
     let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("harness"))
         .current_dir(root())
+        .env("TMPDIR", tmp.path())
         .args(["validate", "--monitor", "120s", "--backend", "containers"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -270,7 +279,7 @@ fn signal_removes_the_stack(sig: &str, code: i32) {
         "the stack should be up before SIG{sig}"
     );
     assert!(
-        run_dirs().len() > dirs_before.len(),
+        !run_dirs(tmp.path()).is_empty(),
         "the run directory should exist"
     );
 
@@ -292,10 +301,7 @@ fn signal_removes_the_stack(sig: &str, code: i32) {
         0,
         "SIG{sig}: networks of {project} left behind"
     );
-    let left: Vec<_> = run_dirs()
-        .into_iter()
-        .filter(|d| !dirs_before.contains(d))
-        .collect();
+    let left = run_dirs(tmp.path());
     assert!(
         left.is_empty(),
         "SIG{sig}: run directory left behind: {left:?}"

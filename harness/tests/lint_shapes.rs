@@ -183,3 +183,19 @@ fn bom_is_named() {
     let out = lint::validate_goproxy_config(Path::new(&t.path("proxy/config-ohmygpt-prod.json")));
     assert_names(&out.unwrap_err(), &["byte-order mark"]);
 }
+
+/// Includes mounted by compose from elsewhere in the tree
+/// (`./conf.d:/etc/nginx/conf.d`) are read where compose mounts them from.
+#[test]
+fn include_mounted_by_compose() {
+    let nginx = wrap(&format!("    include /etc/nginx/conf.d/*.conf;\n{PASS}"));
+    let compose = "services:\n  goproxy:\n    image: goproxy:1\n  nginx:\n    image: nginx:1\n    volumes:\n      - ./nginx/nginx.conf:/etc/nginx/nginx.conf:ro\n      - ./conf.d:/etc/nginx/conf.d:ro\n";
+    let t = Tree::new(&nginx).file("docker-compose.yml", compose).file(
+        "conf.d/goproxy.conf",
+        "upstream goproxy {\n    server goproxy:8005;\n}\n",
+    );
+    assert_names(
+        &t.lint().unwrap_err(),
+        &[&format!("{}:2 says 8005", t.path("conf.d/goproxy.conf"))],
+    );
+}

@@ -128,6 +128,15 @@ pub enum Format {
     Json,
 }
 
+/// A monitoring window of zero would watch nothing and still say GO.
+pub(super) fn monitor_window(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("a monitoring window of 0s watches nothing after the change; give at least 1s (the design asks 15m)".into());
+    }
+    Ok(d)
+}
+
 fn default_scenario(root: &Path) -> PathBuf {
     root.join("scenarios/port-change-8005-to-8004.toml")
 }

@@ -19,7 +19,7 @@ pub enum ScenariosAction {
         dir: PathBuf,
         #[arg(long)]
         only: Option<String>,
-        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "3s", value_parser = super::monitor_window)]
         monitor: Duration,
         /// JUnit XML with one suite per scenario.
         #[arg(long)]

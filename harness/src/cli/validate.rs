@@ -29,7 +29,7 @@ pub struct ValidateArgs {
     #[arg(long)]
     pub force: bool,
     /// Monitoring window after the change (the design asks 15m in production).
-    #[arg(long, default_value = "30s", value_parser = monitor_window)]
+    #[arg(long, default_value = "30s", value_parser = super::monitor_window)]
     pub monitor: Duration,
     /// Keep containers and the run directory afterwards (also HARNESS_KEEP=1).
     #[arg(long)]
@@ -41,15 +41,6 @@ pub struct ValidateArgs {
     pub backend: BackendChoice,
     #[command(flatten)]
     pub out: Output,
-}
-
-/// A monitoring window of zero would watch nothing and still say GO.
-fn monitor_window(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
-    if d.is_zero() {
-        return Err("a monitoring window of 0s watches nothing after the change; give at least 1s (the design asks 15m)".into());
-    }
-    Ok(d)
 }
 
 pub(super) async fn run(a: ValidateArgs, g: &Global) -> i32 {

@@ -48,6 +48,16 @@ impl LineMap {
         Some((seg.1.as_path(), seg.2 + (out - seg.0)))
     }
 
+    /// Names files under `dir` as `label<relative path>` (a git ref's
+    /// files, written to a directory that is removed after the run).
+    pub fn relabel(&mut self, dir: &Path, label: &str) {
+        for (_, path, _) in &mut self.segments {
+            if let Ok(rel) = path.strip_prefix(dir) {
+                *path = PathBuf::from(format!("{label}{}", rel.display()));
+            }
+        }
+    }
+
     /// Replaces `<conf_path>:<line>` in nginx's words with the operator's
     /// file and line.
     pub fn rewrite(&self, message: &str, conf_path: &str) -> String {

@@ -419,3 +419,13 @@ fn compose_block_scalar_healthcheck_half_done() {
         .no_go()
         .has("docker-compose.yml:8 says 8005");
 }
+
+/// nginx includes `/etc/nginx/sites-enabled/*.conf`, and compose mounts
+/// `./nginx/sites` there: the included file is the operator's
+/// `nginx/sites/llm.conf` (still on 8005), not "nginx cannot reach goproxy".
+#[test]
+fn compose_volume_maps_an_absolute_include() {
+    lint("c23_compose_mount_maps_include")
+        .no_go()
+        .has("nginx/sites/llm.conf:1 says 8005");
+}

@@ -63,7 +63,11 @@ fn validate_half_done_change_stops_before_any_container() {
     ] {
         assert!(out.contains(want), "expected {want:?} in:\n{out}");
     }
-    assert!(!out.contains("pre.stack-up"), "a stack was started:\n{out}");
+    assert!(
+        !out.lines()
+            .any(|l| l.contains("pre.stack-up") && !l.starts_with("SKIP")),
+        "a stack was started:\n{out}"
+    );
 }
 
 /// A goproxy JSON that is not there is bad input (exit 2), named.
@@ -74,7 +78,11 @@ fn validate_missing_goproxy_config_is_bad_input() {
     let (code, out) = validate(case, &missing);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("no-such-goproxy.json"), "{out}");
-    assert!(!out.contains("pre.stack-up"), "a stack was started:\n{out}");
+    assert!(
+        !out.lines()
+            .any(|l| l.contains("pre.stack-up") && !l.starts_with("SKIP")),
+        "a stack was started:\n{out}"
+    );
 }
 
 /// A half-done change in the compose file (`expose: ["8005/tcp"]`) and one
@@ -99,7 +107,8 @@ fn validate_stops_on_compose_and_renamed_service_half_done() {
         assert!(out.contains(want), "{case}: expected {want:?} in:\n{out}");
         assert!(out.contains("goproxy.json:3 says 8004"), "{case}: {out}");
         assert!(
-            !out.contains("pre.stack-up"),
+            !out.lines()
+                .any(|l| l.contains("pre.stack-up") && !l.starts_with("SKIP")),
             "{case}: a stack was started:\n{out}"
         );
     }

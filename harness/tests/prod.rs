@@ -412,3 +412,100 @@ async fn deploy_dry_run_changes_nothing_then_rollback_on_demand() {
     assert_eq!(std::fs::read(&live_nginx).unwrap(), before);
     p.goproxy_listens(8005, 8004).await;
 }
+
+/// A deploy interrupted mid-switch (SIGTERM once the state file says the
+/// candidate is live and a second goproxy runs): the harness says how to
+/// roll back, removes nothing, and `harness rollback --run-dir` restores
+/// the old files byte for byte with the old port serving through nginx.
+#[tokio::test]
+async fn rollback_after_a_deploy_interrupted_mid_switch() {
+    let p = Project::start(8005, false).await;
+    let live_json = p.path("proxy/config-ohmygpt-prod.json");
+    let live_nginx = p.path("nginx/nginx.conf");
+    let before = (
+        std::fs::read(&live_json).unwrap(),
+        std::fs::read(&live_nginx).unwrap(),
+    );
+    let good = candidate(8004, &[], &nginx_conf(8004));
+    let state_dir = p.path("deploy-state");
+    let mut args = vec![
+        "deploy".to_string(),
+        "--candidate-dir".into(),
+        good.path().display().to_string(),
+        "--ca-cert".into(),
+        p.path("ca.pem").display().to_string(),
+        "--monitor".into(),
+        "30s".into(),
+        "--state-dir".into(),
+        state_dir.display().to_string(),
+    ];
+    args.extend(p.compose_args());
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(&args)
+        .env("PROXY_API_KEY", KEY)
+        .env_remove("HARNESS_KEEP")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap().to_string();
+
+    // Mid-switch: the candidate is live and the new goproxy was started
+    // beside the old one (the deploy waits for it to turn healthy).
+    let state_file = state_dir.join("deploy-state.json");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let applied = std::fs::read_to_string(&state_file)
+            .map(|s| s.contains("\"step\": \"applied\""))
+            .unwrap_or(false);
+        let goproxies = p.compose.container_ids("goproxy").await.unwrap_or_default();
+        if applied && goproxies.len() == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the deploy never reached the switch"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("harness deploy exits promptly on SIGTERM")
+        .unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(143), "{said}");
+    assert!(
+        said.contains(&format!("harness rollback --run-dir {}", state_dir.display())),
+        "{said}"
+    );
+    assert!(!said.contains(KEY), "{said}");
+    // Interrupted, not finished: the candidate is live.
+    assert_ne!(std::fs::read(&live_json).unwrap(), before.0);
+
+    let out = harness(
+        &[
+            "rollback".into(),
+            "--run-dir".into(),
+            state_dir.display().to_string(),
+        ],
+        &[("PROXY_API_KEY", KEY)],
+    )
+    .await;
+    let said = text(&out);
+    println!("{said}");
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert_eq!(std::fs::read(&live_json).unwrap(), before.0);
+    assert_eq!(std::fs::read(&live_nginx).unwrap(), before.1);
+    p.goproxy_listens(8005, 8004).await;
+    // The old port serves through nginx: the live checks pass.
+    let (out, _) = p.check(KEY, &["--monitor", "1s"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let state = std::fs::read_to_string(&state_file).unwrap();
+    assert!(state.contains("\"step\": \"rolled-back\""), "{state}");
+}

@@ -185,8 +185,7 @@ async fn one_stream(target: Target) -> Result<(), String> {
     let mut body = resp.bytes_stream();
     let mut seen = StreamTail::default();
     while let Some(chunk) = body.next().await {
-        let chunk =
-            chunk.map_err(|e| format!("stream broke after {} bytes: {e}", seen.bytes))?;
+        let chunk = chunk.map_err(|e| format!("stream broke after {} bytes: {e}", seen.bytes))?;
         seen.push(&chunk);
     }
     if seen.done() {
@@ -228,7 +227,7 @@ mod tests {
         t.push(b"data: [DO");
         t.push(b"NE]\n\n");
         assert!(t.done());
-        assert_eq!(t.bytes, 10_000 * event.len() as u64 + 15);
+        assert_eq!(t.bytes, 10_000 * event.len() as u64 + 14);
         assert!(t.tail.len() <= TAIL_BYTES);
     }
 }

@@ -481,7 +481,10 @@ async fn rollback_after_a_deploy_interrupted_mid_switch() {
     let said = text(&out);
     assert_eq!(out.status.code(), Some(143), "{said}");
     assert!(
-        said.contains(&format!("harness rollback --run-dir {}", state_dir.display())),
+        said.contains(&format!(
+            "harness rollback --run-dir {}",
+            state_dir.display()
+        )),
         "{said}"
     );
     assert!(!said.contains(KEY), "{said}");

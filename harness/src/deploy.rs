@@ -74,7 +74,7 @@ pub async fn run(
     let switched = match scenario.change.strategy {
         Strategy::Overlap => overlap(stack, checks, p, "deploy", scenario.load.extra_reloads).await,
         Strategy::RestartThenReload => restart_then_reload(stack, checks).await,
-        Strategy::RollingRestart => rolling_restart(stack, checks).await,
+        Strategy::RollingRestart => rolling_restart(stack, checks, p, "deploy").await,
     };
     out.switch_duration = started.elapsed();
     // Let the steady client see the settled state before it stops.
@@ -216,15 +216,21 @@ async fn restart_then_reload(stack: &Stack, checks: &mut Checks) -> bool {
 /// connection to it when it drains: restarting it under nginx gave 1 failed
 /// of 473 requests (a POST sent on a connection goproxy was closing; nginx
 /// never retries a sent POST). Then restart, healthy, back into rotation.
-async fn rolling_restart(stack: &Stack, checks: &mut Checks) -> bool {
-    let p = Phase::Deployment;
+/// Its checks are named `<prefix>.<step>` in `phase`, so `harness deploy`
+/// and the rollbacks of a two-instance project reuse it.
+pub(crate) async fn rolling_restart(
+    stack: &Stack,
+    checks: &mut Checks,
+    p: Phase,
+    prefix: &str,
+) -> bool {
     let live = &stack.files.nginx_conf;
     let conf = match std::fs::read_to_string(live) {
         Ok(c) => c,
         Err(e) => {
             checks.push_fail(
                 p,
-                "deploy.read-nginx-conf",
+                &format!("{prefix}.read-nginx-conf"),
                 format!("cannot read {}: {e}", live.display()),
             );
             return false;
@@ -232,13 +238,13 @@ async fn rolling_restart(stack: &Stack, checks: &mut Checks) -> bool {
     };
     for service in MULTI_SERVICES {
         let out_of_rotation = checks
-            .run(p, &format!("deploy.{service}-out-of-rotation"), async {
+            .run(p, &format!("{prefix}.{service}-out-of-rotation"), async {
                 write_nginx(stack, &files::mark_down(&conf, service)).await
             })
             .await;
         let restarted = out_of_rotation
             && checks
-                .run(p, &format!("deploy.restart-{service}"), async {
+                .run(p, &format!("{prefix}.restart-{service}"), async {
                     let id = stack.restart_instance(service).await?;
                     stack.wait_goproxy_healthy(&id, START_DEADLINE).await
                 })
@@ -248,7 +254,7 @@ async fn rolling_restart(stack: &Stack, checks: &mut Checks) -> bool {
         let back = checks
             .run(
                 p,
-                &format!("deploy.{service}-back-in-rotation"),
+                &format!("{prefix}.{service}-back-in-rotation"),
                 write_nginx(stack, &conf),
             )
             .await;

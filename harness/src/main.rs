@@ -11,7 +11,14 @@ async fn main() {
     let code = tokio::select! {
         code = harness::cli::run(cli) => code,
         code = harness::signals::interrupted() => {
-            eprintln!("harness: interrupted; removing the containers it started");
+            // A deploy never removes the operator's containers: it says
+            // where its state is and how to roll back.
+            match harness::prod::state::in_progress() {
+                Some((dir, step)) => {
+                    eprintln!("{}", harness::prod::state::interrupted_message(&dir, step))
+                }
+                None => eprintln!("harness: interrupted; removing the containers it started"),
+            }
             code
         }
     };

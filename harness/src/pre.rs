@@ -111,7 +111,7 @@ async fn port_free(stack: &Stack, port: u16) -> Result<String, String> {
 }
 
 /// The candidate JSON passes `goproxy --check-config` of the deployed binary.
-async fn check_config(stack: &Stack, candidate: &Path) -> Result<String, String> {
+pub(crate) async fn check_config(stack: &Stack, candidate: &Path) -> Result<String, String> {
     let out = stack.check_config(candidate).await?;
     if out.code == 0 {
         Ok(out.stdout.trim().to_string())

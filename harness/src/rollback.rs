@@ -24,6 +24,12 @@ const RESTORE_DEADLINE: Duration = Duration::from_secs(60);
 async fn restart_goproxy(stack: &Stack, checks: &mut Checks, restored: &Expected) -> bool {
     let p = Phase::Rollback;
     stack.remove_exited_goproxy().await;
+    if runs_two_instances(stack).await {
+        // Two instances behind one upstream: each takes the restored
+        // config in turn while the other serves (the overlap switch would
+        // scale `goproxy` only and leave goproxy-b on the candidate).
+        return deploy::rolling_restart(stack, checks, p, "rollback").await;
+    }
     let running = stack.goproxy_ids("goproxy").await.unwrap_or_default();
     if let (true, Some((_, port))) = (stack.shared_namespace(), restored.instances.first()) {
         // Local processes share one network namespace: a goproxy already on
@@ -54,6 +60,14 @@ async fn restart_goproxy(stack: &Stack, checks: &mut Checks, restored: &Expected
         && checks
             .run(p, "rollback.nginx-reload", stack.reload_nginx())
             .await
+}
+
+/// Whether the stack runs the second instance `goproxy-b` beside `goproxy`.
+pub(crate) async fn runs_two_instances(stack: &Stack) -> bool {
+    stack
+        .goproxy_ids(deploy::MULTI_SERVICES[1])
+        .await
+        .is_ok_and(|ids| !ids.is_empty())
 }
 
 /// Keeps goproxy `keep`, points nginx back at it and drains the others.

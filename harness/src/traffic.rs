@@ -152,23 +152,49 @@ pub async fn chat(target: &Target, stream: bool) -> Result<reqwest::Response, St
     Ok(resp)
 }
 
+/// How much of a stream's end is kept, for the `[DONE]` check and the
+/// evidence when it is missing: a stream may run for minutes, so its body
+/// is counted, never held whole.
+const TAIL_BYTES: usize = 512;
+
+/// What is kept of a stream: its size and a bounded tail.
+#[derive(Debug, Default)]
+struct StreamTail {
+    bytes: u64,
+    tail: Vec<u8>,
+}
+
+impl StreamTail {
+    fn push(&mut self, chunk: &[u8]) {
+        self.bytes += chunk.len() as u64;
+        self.tail.extend_from_slice(chunk);
+        if self.tail.len() > TAIL_BYTES {
+            self.tail.drain(..self.tail.len() - TAIL_BYTES);
+        }
+    }
+
+    /// `[DONE]` is the last event of an OpenAI stream, so the tail holds it.
+    fn done(&self) -> bool {
+        String::from_utf8_lossy(&self.tail).contains("data: [DONE]")
+    }
+}
+
 /// One SSE stream held to its end: must see `data: [DONE]`.
 async fn one_stream(target: Target) -> Result<(), String> {
     let resp = chat(&target, true).await?;
     let mut body = resp.bytes_stream();
-    let mut seen = Vec::new();
+    let mut seen = StreamTail::default();
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| format!("stream broke after {} bytes: {e}", seen.len()))?;
-        seen.extend_from_slice(&chunk);
+        let chunk = chunk.map_err(|e| format!("stream broke after {} bytes: {e}", seen.bytes))?;
+        seen.push(&chunk);
     }
-    let text = String::from_utf8_lossy(&seen);
-    if text.contains("data: [DONE]") {
+    if seen.done() {
         Ok(())
     } else {
         Err(format!(
-            "stream ended without [DONE] after {} bytes: {}",
-            seen.len(),
-            truncate(&text, 200)
+            "stream ended without [DONE] after {} bytes; it ended with: {}",
+            seen.bytes,
+            String::from_utf8_lossy(&seen.tail)
         ))
     }
 }
@@ -182,4 +208,26 @@ pub(crate) fn truncate(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}...", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A long stream keeps only its size and a bounded tail, and `[DONE]`
+    /// split across chunks at the end is still seen.
+    #[test]
+    fn stream_tail_is_bounded() {
+        let mut t = StreamTail::default();
+        let event = b"data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n";
+        for _ in 0..10_000 {
+            t.push(event);
+        }
+        assert!(!t.done());
+        t.push(b"data: [DO");
+        t.push(b"NE]\n\n");
+        assert!(t.done());
+        assert_eq!(t.bytes, 10_000 * event.len() as u64 + 14);
+        assert!(t.tail.len() <= TAIL_BYTES);
+    }
 }

@@ -40,6 +40,14 @@ fn nginx_conf(port: u16) -> String {
         .replace("server goproxy:8004;", &format!("server goproxy:{port};"))
 }
 
+/// nginx.conf with both instances in goproxy's upstream.
+fn nginx_conf_multi(port: u16, second: u16) -> String {
+    nginx_conf(port).replace(
+        &format!("server goproxy:{port};"),
+        &format!("server goproxy:{port};\n        server goproxy-b:{second};"),
+    )
+}
+
 /// A self-signed certificate for the host, valid now or expired.
 fn cert(expired: bool) -> (String, String) {
     let mut params = rcgen::CertificateParams::new(vec![HOSTNAME.to_string()]).unwrap();
@@ -58,12 +66,20 @@ struct Project {
     compose: ComposeStack,
     https_port: u16,
     mock_port: u16,
+    /// With goproxy-b (`docker-compose.multi.yml`).
+    multi: bool,
 }
 
 impl Project {
     /// Lays out the project (compose files, goproxy's config, nginx.conf,
     /// certificates, `.env`) and starts it, until healthy.
     async fn start(port: u16, expired_cert: bool) -> Project {
+        Self::start_with(port, expired_cert, None).await
+    }
+
+    /// As [`Project::start`], with a second instance goproxy-b on `second`
+    /// behind the same upstream when given.
+    async fn start_with(port: u16, expired_cert: bool, second: Option<u16>) -> Project {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         for f in ["docker-compose.yml", "docker-compose.test.yml"] {
@@ -74,7 +90,11 @@ impl Project {
         }
         let config = d.join("proxy/config-ohmygpt-prod.json");
         std::fs::write(&config, goproxy_json(port, &[])).unwrap();
-        std::fs::write(d.join("nginx/nginx.conf"), nginx_conf(port)).unwrap();
+        let nginx = match second {
+            Some(b) => nginx_conf_multi(port, b),
+            None => nginx_conf(port),
+        };
+        std::fs::write(d.join("nginx/nginx.conf"), nginx).unwrap();
         let (cert, key) = cert(expired_cert);
         let live = d.join("letsencrypt/live").join(HOSTNAME);
         std::fs::write(live.join("fullchain.pem"), &cert).unwrap();
@@ -90,14 +110,32 @@ impl Project {
             d.join("nginx/nginx.conf").display(),
             d.join("letsencrypt").display()
         );
+        let mut env = env;
+        if let Some(b) = second {
+            std::fs::copy(
+                repo().join("docker-compose.multi.yml"),
+                d.join("docker-compose.multi.yml"),
+            )
+            .unwrap();
+            let config_b = d.join("proxy/config-b.json");
+            std::fs::write(&config_b, goproxy_json(b, &[])).unwrap();
+            env.push_str(&format!("GOPROXY_B_CONFIG={}\n", config_b.display()));
+        }
         std::fs::write(d.join(".env"), env).unwrap();
-        let compose = ComposeStack::new(&d.join("docker-compose.yml"), "prodtest")
+        let mut compose = ComposeStack::new(&d.join("docker-compose.yml"), "prodtest")
             .unwrap()
             .with_file(&d.join("docker-compose.test.yml"))
             .unwrap();
+        let mut services = vec!["upstream", "goproxy", "nginx"];
+        if second.is_some() {
+            compose = compose
+                .with_file(&d.join("docker-compose.multi.yml"))
+                .unwrap();
+            services.push("goproxy-b");
+        }
         compose.up(&[], false).await.unwrap();
         compose
-            .wait_healthy(&["upstream", "goproxy", "nginx"], Duration::from_secs(120))
+            .wait_healthy(&services, Duration::from_secs(120))
             .await
             .unwrap();
         let https_port = compose.host_port("nginx", 443).await.unwrap();
@@ -107,6 +145,7 @@ impl Project {
             compose,
             https_port,
             mock_port,
+            multi: second.is_some(),
         }
     }
 
@@ -123,14 +162,18 @@ impl Project {
     }
 
     fn compose_args(&self) -> Vec<String> {
-        vec![
-            "--compose-file".into(),
-            self.path("docker-compose.yml").display().to_string(),
-            "--compose-file".into(),
-            self.path("docker-compose.test.yml").display().to_string(),
-            "--project-name".into(),
-            self.compose.project().to_string(),
-        ]
+        let mut files = vec!["docker-compose.yml", "docker-compose.test.yml"];
+        if self.multi {
+            files.push("docker-compose.multi.yml");
+        }
+        let mut args = Vec::new();
+        for f in files {
+            args.push("--compose-file".to_string());
+            args.push(self.path(f).display().to_string());
+        }
+        args.push("--project-name".into());
+        args.push(self.compose.project().to_string());
+        args
     }
 
     /// `harness check` on this project, the key read from `KEY_VAR` = `key`.
@@ -411,4 +454,198 @@ async fn deploy_dry_run_changes_nothing_then_rollback_on_demand() {
     assert!(said.contains("rolled back"), "{said}");
     assert_eq!(std::fs::read(&live_nginx).unwrap(), before);
     p.goproxy_listens(8005, 8004).await;
+}
+
+/// A deploy interrupted mid-switch (SIGTERM once the state file says the
+/// candidate is live and a second goproxy runs): the harness says how to
+/// roll back, removes nothing, and `harness rollback --run-dir` restores
+/// the old files byte for byte with the old port serving through nginx.
+#[tokio::test]
+async fn rollback_after_a_deploy_interrupted_mid_switch() {
+    let p = Project::start(8005, false).await;
+    let live_json = p.path("proxy/config-ohmygpt-prod.json");
+    let live_nginx = p.path("nginx/nginx.conf");
+    let before = (
+        std::fs::read(&live_json).unwrap(),
+        std::fs::read(&live_nginx).unwrap(),
+    );
+    let good = candidate(8004, &[], &nginx_conf(8004));
+    let state_dir = p.path("deploy-state");
+    let mut args = vec![
+        "deploy".to_string(),
+        "--candidate-dir".into(),
+        good.path().display().to_string(),
+        "--ca-cert".into(),
+        p.path("ca.pem").display().to_string(),
+        "--monitor".into(),
+        "30s".into(),
+        "--state-dir".into(),
+        state_dir.display().to_string(),
+    ];
+    args.extend(p.compose_args());
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(&args)
+        .env("PROXY_API_KEY", KEY)
+        .env_remove("HARNESS_KEEP")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap().to_string();
+
+    // Mid-switch: the candidate is live and the new goproxy was started
+    // beside the old one (the deploy waits for it to turn healthy).
+    let state_file = state_dir.join("deploy-state.json");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let applied = std::fs::read_to_string(&state_file)
+            .map(|s| s.contains("\"step\": \"applied\""))
+            .unwrap_or(false);
+        let goproxies = p.compose.container_ids("goproxy").await.unwrap_or_default();
+        if applied && goproxies.len() == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the deploy never reached the switch"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("harness deploy exits promptly on SIGTERM")
+        .unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(143), "{said}");
+    assert!(
+        said.contains(&format!(
+            "harness rollback --run-dir {}",
+            state_dir.display()
+        )),
+        "{said}"
+    );
+    assert!(!said.contains(KEY), "{said}");
+    // Interrupted, not finished: the candidate is live.
+    assert_ne!(std::fs::read(&live_json).unwrap(), before.0);
+
+    let out = harness(
+        &[
+            "rollback".into(),
+            "--run-dir".into(),
+            state_dir.display().to_string(),
+        ],
+        &[("PROXY_API_KEY", KEY)],
+    )
+    .await;
+    let said = text(&out);
+    println!("{said}");
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert_eq!(std::fs::read(&live_json).unwrap(), before.0);
+    assert_eq!(std::fs::read(&live_nginx).unwrap(), before.1);
+    p.goproxy_listens(8005, 8004).await;
+    // The old port serves through nginx: the live checks pass.
+    let (out, _) = p.check(KEY, &["--monitor", "1s"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let state = std::fs::read_to_string(&state_file).unwrap();
+    assert!(state.contains("\"step\": \"rolled-back\""), "{state}");
+}
+
+/// Two instances (goproxy on 8004, goproxy-b on 8005) behind one upstream:
+/// deploy picks the rolling restart, `--dry-run` names each instance's
+/// steps and changes nothing, and the real deploy moves goproxy to 8006
+/// under steady load with open streams with 0 failed requests.
+#[tokio::test]
+async fn deploy_rolls_two_instances_one_at_a_time() {
+    let p = Project::start_with(8004, false, Some(8005)).await;
+    let live_json = p.path("proxy/config-ohmygpt-prod.json");
+    let live_nginx = p.path("nginx/nginx.conf");
+    let before = std::fs::read(&live_nginx).unwrap();
+    let good = candidate(8006, &[], &nginx_conf_multi(8006, 8005));
+    std::fs::write(
+        good.path().join("proxy/config-b.json"),
+        goproxy_json(8005, &[]),
+    )
+    .unwrap();
+
+    let out = p.deploy(good.path(), &["--dry-run"]).await;
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    for step in [
+        "8004 -> 8006 by rolling-restart",
+        "goproxy out of nginx's rotation",
+        "docker restart -t 360 <goproxy>",
+        "goproxy-b out of nginx's rotation",
+        "docker restart -t 360 <goproxy-b>",
+        "goproxy-b back in rotation",
+        "config-b.json.bak-",
+    ] {
+        assert!(said.contains(step), "{step} missing: {said}");
+    }
+    assert!(!said.contains("--scale goproxy=2"), "{said}");
+    assert_eq!(std::fs::read(&live_nginx).unwrap(), before);
+    assert!(!p.path("deploy-state").exists());
+
+    reqwest::Client::new()
+        .put(format!("http://127.0.0.1:{}/__mock/config", p.mock_port))
+        .json(&mock_upstream::MockConfig {
+            chunks: 100,
+            chunk_delay: Duration::from_millis(100),
+            ..Default::default()
+        })
+        .send()
+        .await
+        .unwrap();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(p.path("ca.pem")).unwrap()).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .resolve(HOSTNAME, ([127, 0, 0, 1], p.https_port).into())
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let load = traffic::start(
+        Target {
+            client,
+            base: p.url(),
+            api_key: KEY.into(),
+            model: "gpt-4o-mini".into(),
+        },
+        Duration::from_millis(50),
+        4,
+        Duration::from_secs(2),
+    );
+    let out = p.deploy(good.path(), &[]).await;
+    let stats = load.stop().await;
+    let said = text(&out);
+    println!("{said}");
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    for step in [
+        "deploy.goproxy-out-of-rotation",
+        "deploy.restart-goproxy-b",
+        "deploy.goproxy-b-back-in-rotation",
+    ] {
+        assert!(said.contains(step), "{step} missing: {said}");
+    }
+    assert_eq!(
+        stats.failed_total(),
+        0,
+        "{} failed of {} ({:?})",
+        stats.failed_total(),
+        stats.requests,
+        stats.failures
+    );
+    println!(
+        "rolling deploy under load: 0 failed of {} requests + {} streams, longest gap {:?}",
+        stats.requests, stats.streams_opened, stats.longest_gap
+    );
+    assert_eq!(
+        std::fs::read(&live_json).unwrap(),
+        std::fs::read(good.path().join("proxy/config-ohmygpt-prod.json")).unwrap()
+    );
+    p.goproxy_listens(8006, 8004).await;
 }

@@ -27,6 +27,10 @@ pub struct DeployArgs {
     /// Print every step and command, change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// The switch: overlap (one goproxy) or rolling-restart (goproxy and
+    /// goproxy-b behind one upstream) [default: chosen for the project].
+    #[arg(long, value_parser = crate::prod::strategy::parse)]
+    pub strategy: Option<crate::scenario::Strategy>,
     /// Monitoring window after the switch (the design watches 15m).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub monitor: Duration,
@@ -95,6 +99,7 @@ pub(super) async fn run(args: DeployArgs, g: &Global) -> i32 {
         stream_bound: args.stream_bound,
         state_dir: args.state_dir.clone(),
         dry_run: args.dry_run,
+        strategy: args.strategy,
         auto_rollback: !args.no_rollback,
         quiet,
     };

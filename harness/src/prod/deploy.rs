@@ -15,14 +15,15 @@ use std::time::{Duration, Instant};
 
 use super::backend::Production;
 use super::state::{DeployState, Step};
-use super::{plan, project};
+use super::{plan, project, strategy};
 use crate::check::{Checks, Phase};
-use crate::files::{LiveFiles, Rendered};
+use crate::files::{self, Backup, LiveFiles, Rendered};
 use crate::lint::{self, LintTargets};
 use crate::live::target::{Resolve, Target, TargetSpec};
 use crate::live::{self, LiveOptions};
 use crate::names::Namer;
 use crate::report::{Figures, Report, Verdict};
+use crate::scenario::Strategy;
 use crate::stack::{Stack, HOSTNAME};
 use crate::verify::Expected;
 use crate::{deploy, pre, rollback};
@@ -48,6 +49,8 @@ pub struct DeployOptions {
     /// Where the state goes (default: `<project dir>/.harness-deploy/<project>-<time>`).
     pub state_dir: Option<PathBuf>,
     pub dry_run: bool,
+    /// The operator's `--strategy` (default: chosen for the project's shape).
+    pub strategy: Option<Strategy>,
     pub auto_rollback: bool,
     pub quiet: bool,
 }
@@ -59,6 +62,10 @@ pub struct Found {
     pub target: Target,
     pub live: (PathBuf, PathBuf),
     pub candidate: (PathBuf, PathBuf),
+    /// goproxy-b's (live config, candidate), when the project runs two instances.
+    pub second: Option<(PathBuf, PathBuf)>,
+    /// The switch for this project.
+    pub strategy: Strategy,
     pub state_dir: PathBuf,
 }
 
@@ -93,8 +100,13 @@ pub async fn find(opts: &DeployOptions) -> Result<Found, String> {
         .unwrap_or_default();
     let backend = Production::attach(&opts.compose_files, &opts.project).await?;
     let live = project::live_files(&backend.containers).await?;
+    let live_b = project::live_second(&backend.containers).await?;
+    let strategy = strategy::choose(opts.strategy, live_b.is_some())?;
     let mut candidate = Vec::new();
-    for file in [&live.0, &live.1] {
+    for file in [Some(&live.0), Some(&live.1), live_b.as_ref()]
+        .into_iter()
+        .flatten()
+    {
         let c = project::candidate_for(file, &project_dir, &opts.candidate_dir)?;
         if !c.is_file() {
             return Err(format!(
@@ -127,7 +139,7 @@ pub async fn find(opts: &DeployOptions) -> Result<Found, String> {
     let files = LiveFiles {
         dir: state_dir.clone(),
         goproxy_config: live.0.clone(),
-        goproxy_b_config: state_dir.join("unused"),
+        goproxy_b_config: live_b.clone().unwrap_or_else(|| state_dir.join("unused")),
         nginx_conf: live.1.clone(),
         tls_dir: state_dir.join("unused"),
     };
@@ -142,11 +154,14 @@ pub async fn find(opts: &DeployOptions) -> Result<Found, String> {
     );
     stack.stream_bound = opts.stream_bound;
     stack.quiet = opts.quiet;
+    let candidate_main = (candidate.remove(0), candidate.remove(0));
     Ok(Found {
         stack,
         target,
         live,
-        candidate: (candidate.remove(0), candidate.remove(0)),
+        candidate: candidate_main,
+        second: live_b.zip(candidate.pop()),
+        strategy,
         state_dir,
     })
 }
@@ -215,15 +230,23 @@ async fn phases(
             "dry run: every step printed above; nothing was changed".into(),
         );
     }
-    let pre = pre::run(
+    let second = match pre_second(f, checks).await {
+        Ok(s) => s,
+        Err(()) => return no_go("a pre-deployment check of goproxy-b failed; nothing was changed"),
+    };
+    let old_ports: Vec<u16> = std::iter::once(old_port).chain(second).collect();
+    let mut pre = pre::run(
         stack,
         checks,
-        &[old_port],
+        &old_ports,
         new_port,
         (&f.candidate.0, &f.candidate.1),
         &Namer::verbatim(&f.candidate.1, &f.candidate.0),
     )
     .await;
+    if pre.passed && f.second.is_some() {
+        pre.passed = backup_second(f, checks, &mut pre.backups).await;
+    }
     if !pre.passed {
         return no_go("a pre-deployment check failed; nothing was changed");
     }
@@ -314,7 +337,10 @@ async fn switch_and_check(
             let candidate = Rendered {
                 goproxy_config: read(&f.candidate.0)?,
                 nginx_conf: read(&f.candidate.1)?,
-                goproxy_b_config: None,
+                goproxy_b_config: match &f.second {
+                    Some((_, c)) => Some(read(c)?),
+                    None => None,
+                },
                 nginx_map: Default::default(),
                 substitutions: Vec::new(),
                 origin: format!("the files under {}", opts.candidate_dir.display()),
@@ -336,7 +362,11 @@ async fn switch_and_check(
     if !applied {
         return false;
     }
-    if !deploy::overlap(&f.stack, checks, p, "deploy", 0).await {
+    let switched = match f.strategy {
+        Strategy::RollingRestart => deploy::rolling_restart(&f.stack, checks, p, "deploy").await,
+        _ => deploy::overlap(&f.stack, checks, p, "deploy", 0).await,
+    };
+    if !switched {
         return false;
     }
     let live_opts = LiveOptions {
@@ -350,4 +380,56 @@ async fn switch_and_check(
     let before = checks.results().len();
     live::run_checks(&f.target, &live_opts, checks).await;
     checks.results()[before..].iter().all(|r| r.passed())
+}
+
+/// goproxy-b's pre-deployment checks, when the project runs it: its
+/// candidate passes `goproxy --check-config` in the deployed image and
+/// keeps its port (see [`strategy::check_second_port`]). Returns its
+/// live port; Err when a check failed (already recorded).
+async fn pre_second(f: &Found, checks: &mut Checks) -> Result<Option<u16>, ()> {
+    let Some((live, candidate)) = &f.second else {
+        return Ok(None);
+    };
+    let p = Phase::PreDeployment;
+    let ports = super::goproxy_port(live).and_then(|l| Ok((l, super::goproxy_port(candidate)?)));
+    let (old, new) = match ports {
+        Ok(p) => p,
+        Err(e) => {
+            checks.push_fail(p, "pre.goproxy-b-ports", e);
+            return Err(());
+        }
+    };
+    let mut ok = checks
+        .run(p, "pre.goproxy-b-port", async {
+            strategy::check_second_port(old, new)
+        })
+        .await;
+    ok &= checks
+        .run(p, "pre.goproxy-b-check-config", async {
+            let said = pre::check_config(&f.stack, candidate).await;
+            said.map(|s| format!("{}: {s}", candidate.display()))
+                .map_err(|e| format!("{}: {e}", candidate.display()))
+        })
+        .await;
+    if ok {
+        Ok(Some(old))
+    } else {
+        Err(())
+    }
+}
+
+/// goproxy-b's verified backup, placed between nginx.conf's and goproxy's
+/// (a rollback reads nginx.conf first and goproxy's config last).
+async fn backup_second(f: &Found, checks: &mut Checks, backups: &mut Vec<Backup>) -> bool {
+    let Some((live, _)) = &f.second else {
+        return true;
+    };
+    checks
+        .run(Phase::PreDeployment, "pre.goproxy-b-backup", async {
+            let b = files::backup(live)?;
+            let said = format!("{} ({} bytes, verified)", b.copy.display(), b.bytes);
+            backups.insert(1.min(backups.len()), b);
+            Ok(said)
+        })
+        .await
 }

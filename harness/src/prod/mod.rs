@@ -8,6 +8,7 @@
 //! - [`project`]: what Docker says about the project: mounted files, published port, health.
 //! - [`deploy`]: the phases, in the runbook's order.
 //! - [`plan`]: `--dry-run`, every step and command.
+//! - [`strategy`]: the switch for the project's shape (one goproxy or two instances).
 //! - [`state`]: the deploy's state on disk, for `harness rollback`.
 
 pub mod backend;
@@ -16,6 +17,7 @@ pub mod plan;
 pub mod project;
 pub mod rollback;
 pub mod state;
+pub mod strategy;
 
 use std::path::Path;
 

@@ -5,6 +5,9 @@
 use std::fmt::Write as _;
 
 use super::deploy::{DeployOptions, Found};
+use super::strategy;
+use crate::deploy::MULTI_SERVICES;
+use crate::scenario::Strategy;
 
 /// The plan, one numbered step per line group.
 pub fn render(opts: &DeployOptions, f: &Found, old_port: u16, new_port: u16) -> String {
@@ -34,8 +37,9 @@ pub fn render(opts: &DeployOptions, f: &Found, old_port: u16, new_port: u16) -> 
     };
     say(
         &format!(
-            "dry run on {}: goproxy {old_port} -> {new_port}; nothing below is run",
-            opts.project
+            "dry run on {}: goproxy {old_port} -> {new_port} by {}; nothing below is run",
+            opts.project,
+            strategy::name(f.strategy)
         ),
         &[],
     );
@@ -63,12 +67,26 @@ pub fn render(opts: &DeployOptions, f: &Found, old_port: u16, new_port: u16) -> 
             "docker exec <nginx> nginx -t -c /tmp/nginx.candidate.conf".into(),
         ],
     );
+    let mut backups = vec![
+        format!("cp {0} {0}.bak-<UTC time>", live_json.display()),
+        format!("cp {0} {0}.bak-<UTC time>", live_nginx.display()),
+    ];
+    if let Some((live_b, cand_b)) = &f.second {
+        say(
+            "pre: goproxy-b keeps its port; its candidate config in the deployed goproxy image",
+            &[
+                format!(
+                    "docker cp {} <goproxy>:/tmp/config.candidate.json",
+                    cand_b.display()
+                ),
+                "docker exec <goproxy> goproxy --check-config /tmp/config.candidate.json".into(),
+            ],
+        );
+        backups.insert(1, format!("cp {0} {0}.bak-<UTC time>", live_b.display()));
+    }
     say(
         "pre: timestamped backups, each verified byte for byte",
-        &[
-            format!("cp {0} {0}.bak-<UTC time>", live_json.display()),
-            format!("cp {0} {0}.bak-<UTC time>", live_nginx.display()),
-        ],
+        &backups,
     );
     say(
         &format!(
@@ -77,13 +95,50 @@ pub fn render(opts: &DeployOptions, f: &Found, old_port: u16, new_port: u16) -> 
         ),
         &[format!("write {}/deploy-state.json", f.state_dir.display())],
     );
+    let mut applied = vec![
+        format!("cat {} > {}", cand_json.display(), live_json.display()),
+        format!("cat {} > {}", cand_nginx.display(), live_nginx.display()),
+    ];
+    if let Some((live_b, cand_b)) = &f.second {
+        applied.insert(
+            1,
+            format!("cat {} > {}", cand_b.display(), live_b.display()),
+        );
+    }
     say(
         "apply: the candidate written over the live files in place (bind mounts follow the inode)",
-        &[
-            format!("cat {} > {}", cand_json.display(), live_json.display()),
-            format!("cat {} > {}", cand_nginx.display(), live_nginx.display()),
-        ],
+        &applied,
     );
+    match f.strategy {
+        Strategy::RollingRestart => rolling_steps(&mut say, grace),
+        _ => overlap_steps(&mut say, &compose, grace),
+    }
+    say(
+        &format!(
+            "post: the live checks, then a {}-second monitoring window",
+            opts.monitor.as_secs()
+        ),
+        &[format!(
+            "harness check --url {} --api-key-env {} --project-name {} --monitor {}s",
+            f.target.base,
+            opts.api_key_env,
+            opts.project,
+            opts.monitor.as_secs()
+        )],
+    );
+    say(
+        &format!(
+            "on any failure after the change: restore the backups, the same switch ({}) back to \
+             {old_port}, check /health through nginx",
+            strategy::name(f.strategy)
+        ),
+        &[],
+    );
+    out
+}
+
+/// The overlap switch's steps: a new goproxy beside the old one.
+fn overlap_steps(say: &mut impl FnMut(&str, &[String]), compose: &str, grace: u64) {
     say(
         "switch (overlap): a new goproxy beside the old one, nginx reloaded onto both",
         &[
@@ -103,25 +158,35 @@ pub fn render(opts: &DeployOptions, f: &Found, old_port: u16, new_port: u16) -> 
             "docker exec <nginx> nginx -t && docker exec <nginx> nginx -s reload".into(),
         ],
     );
-    say(
-        &format!(
-            "post: the live checks, then a {}-second monitoring window",
-            opts.monitor.as_secs()
+}
+
+/// The rolling restart's steps: each instance out of rotation, restarted,
+/// back in, while the other serves.
+fn rolling_steps(say: &mut impl FnMut(&str, &[String]), grace: u64) {
+    let reload_and_wait = [
+        "docker exec <nginx> nginx -t && docker exec <nginx> nginx -s reload".to_string(),
+        format!(
+            "docker exec <nginx> (wait for the previous workers and their streams, up to {grace} s)"
         ),
-        &[format!(
-            "harness check --url {} --api-key-env {} --project-name {} --monitor {}s",
-            f.target.base,
-            opts.api_key_env,
-            opts.project,
-            opts.monitor.as_secs()
-        )],
-    );
-    say(
-        &format!(
-            "on any failure after the change: restore the backups, the same switch back to {old_port}, \
-             check /health through nginx"
-        ),
-        &[],
-    );
-    out
+    ];
+    for service in MULTI_SERVICES {
+        let mut down = vec![format!(
+            "nginx.conf rewritten in place with `server {service}:<port> ... down;`"
+        )];
+        down.extend(reload_and_wait.iter().cloned());
+        say(
+            &format!("switch (rolling-restart): {service} out of nginx's rotation"),
+            &down,
+        );
+        say(
+            &format!("switch: restart {service} on its new config while the other serves"),
+            &[
+                format!("docker restart -t 360 <{service}>"),
+                format!("docker inspect <{service}> (until healthy, 60 s)"),
+            ],
+        );
+        let mut back = vec!["the candidate nginx.conf written back in place".to_string()];
+        back.extend(reload_and_wait.iter().cloned());
+        say(&format!("switch: {service} back in rotation"), &back);
+    }
 }

@@ -53,6 +53,16 @@ pub async fn live_files(c: &Containers) -> Result<(PathBuf, PathBuf), String> {
     ))
 }
 
+/// goproxy-b's live config on the host, when the project runs that second
+/// instance (`docker-compose.multi.yml`).
+pub async fn live_second(c: &Containers) -> Result<Option<PathBuf>, String> {
+    let ids = c.ids(crate::deploy::MULTI_SERVICES[1]).await?;
+    match ids.first() {
+        Some(id) => Ok(Some(mounted_source(id, GOPROXY_CONFIG_IN).await?)),
+        None => Ok(None),
+    }
+}
+
 /// The host port nginx publishes 443 on (loopback reaches it from the host).
 pub async fn published_https(c: &Containers) -> Result<u16, String> {
     let nginx = c.only("nginx").await?;

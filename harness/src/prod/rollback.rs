@@ -26,6 +26,9 @@ pub async fn run(dir: &Path, quiet: bool) -> Result<Report, String> {
             dir.display()
         ));
     }
+    // Saved unchanged, so that a signal during the rollback says how to
+    // run it again.
+    state.save()?;
     let backend = Production::attach(&state.compose_files, &state.project).await?;
     let target = TargetSpec {
         url: state.url.clone(),

@@ -5,6 +5,7 @@
 //! the name of the variable that holds the client key.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +29,31 @@ pub enum Step {
     RolledBack,
     /// A rollback ran and did not restore service.
     RollbackFailed,
+}
+
+/// The deploy in progress in this process, for the signal handler: a
+/// signal ends the run by dropping it, and the operator must then be told
+/// where the state is and how to roll back.
+static IN_PROGRESS: Mutex<Option<(PathBuf, Step)>> = Mutex::new(None);
+
+/// The deploy this process left unfinished, if any: its directory and
+/// the last step its state file records.
+pub fn in_progress() -> Option<(PathBuf, Step)> {
+    IN_PROGRESS.lock().ok().and_then(|g| g.clone())
+}
+
+/// What to tell the operator when a signal ends a deploy mid-way.
+pub fn interrupted_message(dir: &Path, step: Step) -> String {
+    let what = match step {
+        Step::BackedUp => "backups taken, the live files not yet changed",
+        Step::Applied => "the candidate files are live and the switch may be half done",
+        Step::Done | Step::RolledBack | Step::RollbackFailed => "the deploy had finished",
+    };
+    format!(
+        "harness: deploy interrupted ({what}); no container was removed. Roll back (again, \
+         if a rollback was interrupted) with `harness rollback --run-dir {}`",
+        dir.display()
+    )
 }
 
 /// What a later `harness rollback` needs.
@@ -60,6 +86,12 @@ impl DeployState {
         std::fs::write(&tmp, text)
             .and_then(|_| std::fs::rename(&tmp, &path))
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        if let Ok(mut g) = IN_PROGRESS.lock() {
+            *g = match self.step {
+                Step::BackedUp | Step::Applied => Some((self.dir.clone(), self.step)),
+                Step::Done | Step::RolledBack | Step::RollbackFailed => None,
+            };
+        }
         Ok(path)
     }
 

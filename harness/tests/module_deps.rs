@@ -125,6 +125,18 @@ fn harness_modules_have_no_import_cycles() {
     }
 }
 
+/// goproxy's modules follow the same rule (the proxy crate has no test of
+/// its own for this; the reader is here).
+#[test]
+fn proxy_modules_have_no_import_cycles() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../proxy/src");
+    let g = graph(&src);
+    assert!(g.len() > 10, "read too few modules: {:?}", g.keys());
+    if let Some(cycle) = find_cycle(&g) {
+        panic!("import cycle in proxy/src: {}", cycle.join(" -> "));
+    }
+}
+
 /// The reader finds grouped and nested paths, and ignores comments.
 #[test]
 fn reads_grouped_imports_and_skips_comments() {

@@ -17,18 +17,20 @@
 //! connection gets [`CUT_GRACE`] to flush the error event, then is dropped.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 use tokio::time::{sleep_until, timeout, Instant};
 
-use crate::server::{handle, App};
+use crate::activity::Activity;
+use crate::app::App;
+use crate::routes::handle;
+
+pub use crate::activity::Busy;
 
 /// How long a closing connection may take to say goodbye (flush the last
 /// response, send HTTP/2 GOAWAY) before it is dropped.
@@ -55,64 +57,6 @@ pub fn builder(idle_timeout: Duration) -> auto::Builder<TokioExecutor> {
         .keep_alive_interval(H2_PING)
         .keep_alive_timeout(H2_PING);
     b
-}
-
-/// What one connection is doing, shared by its requests and its watchdog.
-#[derive(Debug)]
-struct Activity {
-    in_flight: AtomicUsize,
-    requests: AtomicU64,
-    opened: Instant,
-    idle_since: Mutex<Instant>,
-    changed: Notify,
-}
-
-/// Held while a request is in progress (handler, then response body).
-#[derive(Debug)]
-pub struct Busy(Arc<Activity>);
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-            *self.0.idle_since.lock().unwrap() = Instant::now();
-        }
-        self.0.changed.notify_one();
-    }
-}
-
-impl Activity {
-    fn new() -> Arc<Self> {
-        let now = Instant::now();
-        Arc::new(Activity {
-            in_flight: AtomicUsize::new(0),
-            requests: AtomicU64::new(0),
-            opened: now,
-            idle_since: Mutex::new(now),
-            changed: Notify::new(),
-        })
-    }
-
-    fn begin(self: &Arc<Self>) -> Busy {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        self.requests.fetch_add(1, Ordering::SeqCst);
-        self.changed.notify_one();
-        Busy(self.clone())
-    }
-
-    fn busy(&self) -> bool {
-        self.in_flight.load(Ordering::SeqCst) > 0
-    }
-
-    /// When this connection has been idle too long, or `None` while busy.
-    fn idle_deadline(&self, first_request: Duration, idle: Duration) -> Option<Instant> {
-        if self.busy() {
-            None
-        } else if self.requests.load(Ordering::SeqCst) == 0 {
-            Some(self.opened + first_request)
-        } else {
-            Some(*self.idle_since.lock().unwrap() + idle)
-        }
-    }
 }
 
 /// Why a connection is being closed by us.

@@ -11,6 +11,9 @@ use serde_json::json;
 use crate::body::{full, Body};
 use crate::config::Format;
 
+/// A response, and the public model id for the request log line.
+pub type Handled = Result<(Response<Body>, Option<String>), ProxyError>;
+
 /// Who is at fault for an error (after pingora's `ErrorSource`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {

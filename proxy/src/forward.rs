@@ -11,14 +11,14 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::time::{timeout, Instant};
 
+use crate::app::App;
 use crate::auth::redact_prefix;
 use crate::body::Body;
 use crate::config::{Endpoint, Format, Model};
+use crate::error::Handled;
 use crate::error::ProxyError;
 use crate::passthrough::passthrough;
 use crate::rename::ClientBody;
-use crate::routes::Handled;
-use crate::server::App;
 use crate::stream::{relay, RelayContext};
 
 /// Most bytes of an upstream error body read for the log (the rest is

@@ -7,6 +7,8 @@
 //! - [`config`]: read, parse and validate the JSON config into [`config::Config`].
 //! - [`server`]: accept loop and graceful drain; [`run`].
 //! - [`conn`]: one client connection and the timeouts of each of its states.
+//! - [`activity`]: what a connection has in progress ([`activity::Busy`] guards).
+//! - [`app`]: the shared state of one server.
 //! - [`routes`]: routing and the small handlers.
 //! - [`forward`]: the model routes: client body in, upstream answer out.
 //! - [`rename`]: the client body rewritten for the upstream, without a JSON tree.
@@ -52,6 +54,8 @@
 //! streams get `drain_timeout_secs` (default 30 s) to finish; streams still
 //! open then end with an SSE error event, and the process exits 0.
 
+pub mod activity;
+pub mod app;
 pub mod auth;
 pub mod body;
 pub mod cli;

@@ -11,15 +11,14 @@ use hyper::body::Incoming;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
+use crate::activity::Busy;
+use crate::app::App;
 use crate::body::{full, with_guard, Body};
 use crate::config::Format;
-use crate::conn::Busy;
 use crate::error::ProxyError;
 use crate::forward::forward;
-use crate::server::App;
 
-/// A response, and the public model id for the request log line.
-pub type Handled = Result<(Response<Body>, Option<String>), ProxyError>;
+pub use crate::error::Handled;
 
 /// Route label for metrics (bounded set, never the raw path).
 fn route_label(path: &str) -> &'static str {

@@ -19,6 +19,7 @@ use crate::conn::{CLOSE_GRACE, CUT_GRACE};
 use crate::metrics::Metrics;
 use crate::upstream::Upstream;
 
+pub use crate::app::App;
 pub use crate::routes::handle;
 
 /// Why the server stopped with an error.
@@ -30,30 +31,6 @@ pub enum RunError {
     /// The listener's address could not be read.
     #[error("listener: {0}")]
     Listener(#[from] std::io::Error),
-}
-
-/// Shared state of one server.
-#[derive(Debug)]
-pub struct App {
-    /// The validated config.
-    pub config: Config,
-    /// Client and upstream keys.
-    pub secrets: Secrets,
-    /// The upstream client and key rings.
-    pub upstream: Upstream,
-    /// This server's metrics (one registry per server).
-    pub metrics: Arc<Metrics>,
-    /// Start time, for `/health` uptime.
-    pub started: Instant,
-    /// `/health` answers 503 once set.
-    pub draining: AtomicBool,
-    /// Request ids for log correlation.
-    pub next_id: AtomicU64,
-    /// Cancelled when the listener closes: connections finish and close.
-    pub drain: CancellationToken,
-    /// Cancelled when the drain timeout is reached: open streams end with an
-    /// error event and are logged as `drain_cut`.
-    pub cut: CancellationToken,
 }
 
 /// Serve on `listener` until `shutdown` resolves, then drain: `/health`

@@ -1,0 +1,71 @@
+//! What one connection is doing: how many requests it has in progress
+//! ([`Busy`] guards, held until the response body is dropped) and since when
+//! it has been idle. The connection's watchdog ([`crate::conn`]) reads it;
+//! the request handler ([`crate::routes`]) holds a [`Busy`]. A leaf module,
+//! so the two need not import each other.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// What one connection is doing, shared by its requests and its watchdog.
+#[derive(Debug)]
+pub struct Activity {
+    in_flight: AtomicUsize,
+    requests: AtomicU64,
+    opened: Instant,
+    idle_since: Mutex<Instant>,
+    /// Notified on every begin and end of a request: the watchdog wakes.
+    pub changed: Notify,
+}
+
+/// Held while a request is in progress (handler, then response body).
+#[derive(Debug)]
+pub struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            *self.0.idle_since.lock().unwrap() = Instant::now();
+        }
+        self.0.changed.notify_one();
+    }
+}
+
+impl Activity {
+    pub fn new() -> Arc<Self> {
+        let now = Instant::now();
+        Arc::new(Activity {
+            in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            opened: now,
+            idle_since: Mutex::new(now),
+            changed: Notify::new(),
+        })
+    }
+
+    pub fn begin(self: &Arc<Self>) -> Busy {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        self.changed.notify_one();
+        Busy(self.clone())
+    }
+
+    pub fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::SeqCst) > 0
+    }
+
+    /// When this connection has been idle too long, or `None` while busy.
+    pub fn idle_deadline(&self, first_request: Duration, idle: Duration) -> Option<Instant> {
+        if self.busy() {
+            None
+        } else if self.requests.load(Ordering::SeqCst) == 0 {
+            Some(self.opened + first_request)
+        } else {
+            Some(*self.idle_since.lock().unwrap() + idle)
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! The shared state of one server: config, keys, the upstream client,
+//! metrics and the drain signals. A leaf for the request path (routes,
+//! forward, conn), which the accept loop in [`crate::server`] builds.
+
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Arc;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Secrets;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::upstream::Upstream;
+
+/// Shared state of one server.
+#[derive(Debug)]
+pub struct App {
+    /// The validated config.
+    pub config: Config,
+    /// Client and upstream keys.
+    pub secrets: Secrets,
+    /// The upstream client and key rings.
+    pub upstream: Upstream,
+    /// This server's metrics (one registry per server).
+    pub metrics: Arc<Metrics>,
+    /// Start time, for `/health` uptime.
+    pub started: Instant,
+    /// `/health` answers 503 once set.
+    pub draining: AtomicBool,
+    /// Request ids for log correlation.
+    pub next_id: AtomicU64,
+    /// Cancelled when the listener closes: connections finish and close.
+    pub drain: CancellationToken,
+    /// Cancelled when the drain timeout is reached: open streams end with an
+    /// error event and are logged as `drain_cut`.
+    pub cut: CancellationToken,
+}

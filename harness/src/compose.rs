@@ -376,12 +376,49 @@ impl Drop for ComposeStack {
         // Blocking on purpose: Drop may run while the runtime shuts down
         // (Ctrl-C, a failed test), and the containers must go either way.
         let (program, argv) = self.argv(&["down", "-v", "--remove-orphans", "-t", "5"]);
-        let _ = std::process::Command::new(program)
+        let down = std::process::Command::new(program)
             .args(&argv)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status();
+        // `down` needs the compose files; when they are gone (a temporary
+        // directory dropped first) or compose fails, remove the project by
+        // its label so nothing is left running either way.
+        if !matches!(down, Ok(s) if s.success()) {
+            remove_by_label(&self.project);
+        }
+    }
+}
+
+/// Removes every container and network compose labelled with `project`.
+fn remove_by_label(project: &str) {
+    let label = format!("label=com.docker.compose.project={project}");
+    let list = |what: &[&str]| -> Vec<String> {
+        std::process::Command::new("docker")
+            .args(what)
+            .args(["-q", "--filter", &label])
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for (rm, ids) in [
+        (["rm", "-f", "-v"].as_slice(), list(&["ps", "-a"])),
+        (["network", "rm"].as_slice(), list(&["network", "ls"])),
+    ] {
+        if !ids.is_empty() {
+            let _ = std::process::Command::new("docker")
+                .args(rm)
+                .args(&ids)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
     }
 }
 

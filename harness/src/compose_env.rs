@@ -15,17 +15,25 @@ pub fn read_dotenv(path: &Path) -> BTreeMap<String, String> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.strip_prefix("export ").map_or(l, str::trim_start))
         .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| {
-            let v = v.trim();
-            let v = v
-                .strip_prefix('"')
-                .and_then(|x| x.strip_suffix('"'))
-                .or_else(|| v.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')))
-                .unwrap_or(v);
-            (k.trim().to_string(), v.to_string())
-        })
+        .map(|(k, v)| (k.trim().to_string(), dotenv_value(v.trim()).to_string()))
         .collect()
+}
+
+/// One `.env` value as compose reads it: inside its quotes when quoted;
+/// otherwise up to a `#` that follows a space (an inline comment).
+fn dotenv_value(v: &str) -> &str {
+    for q in ['"', '\''] {
+        if let Some(rest) = v.strip_prefix(q) {
+            return rest.find(q).map_or(rest, |end| &rest[..end]);
+        }
+    }
+    let comment = v
+        .char_indices()
+        .find(|&(i, c)| c == '#' && v[..i].ends_with([' ', '\t']))
+        .map_or(v.len(), |(i, _)| i);
+    v[..comment].trim_end()
 }
 
 /// Interpolates every string in the document (keys are left alone).
@@ -125,5 +133,21 @@ mod tests {
         assert_eq!(substitute("${EMPTY-8004}", &env), "");
         assert_eq!(substitute("a${SET}b$SET/$$x", &env), "a1b1/$x");
         assert_eq!(substitute("${UNSET:-${SET}}", &env), "1");
+    }
+
+    /// `.env` values as compose reads them: inline comments, quotes, `export`.
+    #[test]
+    fn dotenv_values_as_compose_reads_them() {
+        assert_eq!(dotenv_value("8004  # the new port"), "8004");
+        assert_eq!(dotenv_value("8004\t# tab"), "8004");
+        assert_eq!(dotenv_value("a#b"), "a#b");
+        assert_eq!(dotenv_value("\"8004 # kept\" # comment"), "8004 # kept");
+        assert_eq!(dotenv_value("'x'"), "x");
+        let dir = std::env::temp_dir().join(format!("dotenv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(".env"), "export PORT=8004 # new\n").unwrap();
+        let env = read_dotenv(&dir.join(".env"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(env.get("PORT").map(String::as_str), Some("8004"));
     }
 }

@@ -11,8 +11,6 @@ use std::path::{Path, PathBuf};
 
 use serde_norway::Value;
 
-use crate::ports::PortSite;
-
 /// What stops a compose file from being read.
 #[derive(Debug, thiserror::Error)]
 pub enum ComposeFileError {
@@ -21,8 +19,6 @@ pub enum ComposeFileError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} starts with a UTF-8 byte-order mark (EF BB BF); save it without BOM")]
-    ByteOrderMark { path: PathBuf },
     #[error("{path}:{line}: not valid YAML: {message}")]
     Yaml {
         path: PathBuf,
@@ -40,6 +36,8 @@ pub struct ComposeFile {
     pub text: String,
     /// Service name -> its definition, interpolated.
     pub services: BTreeMap<String, Value>,
+    /// The same before interpolation: the text to find a value's line by.
+    pub(crate) raw_services: BTreeMap<String, Value>,
 }
 
 impl ComposeFile {
@@ -65,33 +63,24 @@ impl ComposeFile {
         text: String,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ComposeFileError> {
-        if text.starts_with('\u{feff}') {
-            return Err(ComposeFileError::ByteOrderMark {
-                path: path.to_path_buf(),
-            });
-        }
-        let mut doc: Value = serde_norway::from_str(&text).map_err(|e| ComposeFileError::Yaml {
+        let yaml = |e: serde_norway::Error| ComposeFileError::Yaml {
             path: path.to_path_buf(),
             line: e.location().map_or(0, |l| l.line()),
             message: e.to_string(),
-        })?;
-        crate::compose_env::interpolate(&mut doc, env);
-        let services = match doc.get("services") {
-            None | Some(Value::Null) => BTreeMap::new(),
-            Some(Value::Mapping(m)) => m
-                .iter()
-                .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.clone())))
-                .collect(),
-            Some(_) => {
-                return Err(ComposeFileError::NoServices {
-                    path: path.to_path_buf(),
-                })
-            }
         };
+        // YAML allows a byte-order mark at the start and compose reads such
+        // a file: it is not part of the document (and moves no line).
+        let body = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        let mut raw: Value = serde_norway::from_str(body).map_err(yaml)?;
+        // Compose applies `<<: *defaults`: what the anchor says, the service says.
+        raw.apply_merge().map_err(yaml)?;
+        let mut doc = raw.clone();
+        crate::compose_env::interpolate(&mut doc, env);
         Ok(Self {
+            services: services_of(path, &doc)?,
+            raw_services: services_of(path, &raw)?,
             path: path.to_path_buf(),
             text,
-            services,
         })
     }
 
@@ -158,241 +147,32 @@ impl ComposeFile {
         }
         out
     }
+}
 
-    /// Every place the file writes the port goproxy listens on: the
-    /// service's container ports (`ports`, `expose`), URLs in its
-    /// healthcheck and command, and `<name>:<port>` of goproxy in any other
-    /// service's environment, command or healthcheck.
-    pub fn goproxy_port_sites(&self, service: &str, names: &[String]) -> Vec<PortSite> {
-        let mut sites = Vec::new();
-        let mut cursor = BTreeMap::new();
-        for (name, def) in &self.services {
-            let mut found = Vec::new();
-            if name == service {
-                for p in seq(def.get("ports")) {
-                    found.extend(container_port(p, true));
-                }
-                for p in seq(def.get("expose")) {
-                    found.extend(container_port(p, false));
-                }
-                let local = ["localhost", "127.0.0.1", "0.0.0.0", "[::1]", "::1"];
-                let mut hosts: Vec<&str> = local.to_vec();
-                hosts.extend(names.iter().map(String::as_str));
-                for text in strings_of(def, &["healthcheck", "command", "entrypoint"]) {
-                    found.extend(host_ports(&text, &hosts));
-                }
-            } else {
-                let hosts: Vec<&str> = names.iter().map(String::as_str).collect();
-                for text in strings_of(
-                    def,
-                    &["environment", "command", "healthcheck", "entrypoint"],
-                ) {
-                    found.extend(host_ports(&text, &hosts));
-                }
-            }
-            let start = self.service_line(name);
-            for (written, port) in found {
-                let line = self.locate(&written, start, &mut cursor);
-                sites.push(PortSite {
-                    file: self.path.clone(),
-                    line,
-                    value: port,
-                    text: crate::ports::nth_line(&self.text, line),
-                });
-            }
-        }
-        sites
-    }
-
-    /// The 1-based line of the next occurrence of `written` (each repeat
-    /// of the same text moves on to the next line that has it).
-    fn locate(&self, written: &str, start: usize, cursor: &mut BTreeMap<String, usize>) -> usize {
-        let from = cursor.get(written).copied().unwrap_or(0).max(start);
-        // After interpolation `goproxy:8004` may be written
-        // `goproxy:${PORT:-8004}`: fall back to the part before the port.
-        let first = written.lines().next().unwrap_or(written);
-        let host_part = first.rsplit_once(':').map(|(h, _)| format!("{h}:"));
-        let hit = std::iter::once(first.to_string())
-            .chain(host_part)
-            .find_map(|needle| {
-                self.text
-                    .lines()
-                    .enumerate()
-                    .skip(from)
-                    .find(|(_, l)| l.contains(&needle) && !l.trim_start().starts_with('#'))
-                    .map(|(i, _)| i + 1)
-            })
-            .unwrap_or(0);
-        cursor.insert(written.to_string(), hit);
-        hit
+/// The `services` mapping of a document, by name.
+fn services_of(path: &Path, doc: &Value) -> Result<BTreeMap<String, Value>, ComposeFileError> {
+    match doc.get("services") {
+        None | Some(Value::Null) => Ok(BTreeMap::new()),
+        Some(Value::Mapping(m)) => Ok(m
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.clone())))
+            .collect()),
+        Some(_) => Err(ComposeFileError::NoServices {
+            path: path.to_path_buf(),
+        }),
     }
 }
 
-impl ComposeFile {
-    /// The 0-based line of `name:` as a service key (indented, under
-    /// `services:`), 0 if not found: where its values are searched from.
-    fn service_line(&self, name: &str) -> usize {
-        let key = format!("{name}:");
-        let quoted = [format!("\"{name}\":"), format!("'{name}':")];
-        self.text
-            .lines()
-            .position(|l| {
-                let t = l.trim_start();
-                l.len() > t.len()
-                    && (t.starts_with(&key) || quoted.iter().any(|q| t.starts_with(q.as_str())))
-                    && t[t.find(':').unwrap_or(0) + 1..]
-                        .trim()
-                        .split('#')
-                        .next()
-                        .is_some_and(|r| r.trim().is_empty() || r.trim() == "{")
-            })
-            .map_or(0, |i| i + 1)
-    }
-}
-
-fn seq(v: Option<&Value>) -> &[Value] {
+pub(crate) fn seq(v: Option<&Value>) -> &[Value] {
     match v {
         Some(Value::Sequence(s)) => s,
         _ => &[],
     }
 }
 
-/// The container port of one `ports`/`expose` entry, with the text to
-/// locate it by: `"8005"`, `"127.0.0.1:8005:8005/tcp"`, `8005`,
-/// `{target: 8005, published: 443}`.
-fn container_port(v: &Value, is_ports: bool) -> Option<(String, String)> {
-    match v {
-        Value::Number(n) => Some((n.to_string(), n.to_string())),
-        Value::String(s) => {
-            let no_proto = s.split('/').next().unwrap_or(s);
-            let port = if is_ports {
-                no_proto.rsplit(':').next().unwrap_or(no_proto)
-            } else {
-                no_proto
-            };
-            Some((s.clone(), port.to_string()))
-        }
-        Value::Mapping(_) => {
-            let t = v.get("target")?;
-            let port = match t {
-                Value::Number(n) => n.to_string(),
-                Value::String(s) => s.clone(),
-                _ => return None,
-            };
-            Some((format!("target: {port}"), port))
-        }
-        _ => None,
-    }
-}
-
-/// Every scalar under the given keys of a service, as text.
-fn strings_of(def: &Value, keys: &[&str]) -> Vec<String> {
-    let mut out = Vec::new();
-    for k in keys {
-        if let Some(v) = def.get(*k) {
-            scalars(v, &mut out);
-        }
-    }
-    out
-}
-
-fn scalars(v: &Value, out: &mut Vec<String>) {
-    match v {
-        Value::String(s) => out.push(s.clone()),
-        Value::Number(n) => out.push(n.to_string()),
-        Value::Sequence(s) => s.iter().for_each(|x| scalars(x, out)),
-        Value::Mapping(m) => {
-            for (k, x) in m {
-                // `environment: {UPSTREAM: goproxy:8004}` is written `KEY: value`.
-                match (k.as_str(), x) {
-                    (Some(k), Value::String(_) | Value::Number(_)) => {
-                        let mut s = Vec::new();
-                        scalars(x, &mut s);
-                        out.extend(s.into_iter().map(|s| format!("{k}={s}")));
-                    }
-                    _ => scalars(x, out),
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-/// `host:port` (optionally after `scheme://`) for any of `hosts` in `text`:
-/// (the text that locates it, the port).
-fn host_ports(text: &str, hosts: &[&str]) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for host in hosts {
-        let needle = format!("{host}:");
-        let mut from = 0;
-        while let Some(pos) = text[from..].find(&needle) {
-            let start = from + pos;
-            let before = text[..start].chars().next_back();
-            let bounded = before
-                .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'));
-            let after = &text[start + needle.len()..];
-            let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
-            if bounded && !digits.is_empty() {
-                out.push((format!("{host}:{digits}"), digits));
-            }
-            from = start + needle.len();
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn sites(yml: &str) -> Vec<(usize, String)> {
-        let f = ComposeFile::parse(Path::new("dc.yml"), yml.into(), &|_| None).unwrap();
-        let names = f.names_of("goproxy");
-        f.goproxy_port_sites("goproxy", &names)
-            .into_iter()
-            .map(|s| (s.line, s.value))
-            .collect()
-    }
-
-    /// Flow-style lists, host-bound ports and a healthcheck URL; the image
-    /// tag is not a port.
-    #[test]
-    fn flow_lists_bound_ports_and_healthcheck_urls() {
-        let yml = r#"services:
-  goproxy:
-    image: registry.example/goproxy:1.4.2
-    expose: ["8005"]
-    ports: ["127.0.0.1:8005:8005"]
-    healthcheck:
-      test: ["CMD", "curl", "-f", "http://localhost:8005/health"]
-"#;
-        assert_eq!(
-            sites(yml),
-            [(5, "8005".into()), (4, "8005".into()), (7, "8005".into())]
-        );
-    }
-
-    /// Long syntax, environment maps and lists, `${VAR:-default}`.
-    #[test]
-    fn long_syntax_environment_and_defaults() {
-        let yml = r#"services:
-  goproxy:
-    image: goproxy:test
-    ports:
-      - target: 8004
-        published: "${GOPROXY_PORT:-18004}"
-    command: goproxy --check http://127.0.0.1:8004/health
-  nginx:
-    environment:
-      - UPSTREAM=http://goproxy:${GOPROXY_PORT:-8004}
-    healthcheck:
-      test: curl -f http://nginx/health
-"#;
-        assert_eq!(
-            sites(yml),
-            [(5, "8004".into()), (7, "8004".into()), (10, "8004".into())]
-        );
-    }
 
     /// Network aliases and container names are names of goproxy too.
     #[test]
@@ -402,15 +182,16 @@ mod tests {
         assert_eq!(f.names_of("goproxy"), ["goproxy", "gp", "llm-proxy"]);
     }
 
-    /// A BOM is named as such.
+    /// A BOM is read past, as compose reads it; lines do not move.
     #[test]
-    fn bom_is_named() {
-        let e = ComposeFile::parse(
+    fn bom_is_read_as_compose_reads_it() {
+        let f = ComposeFile::parse(
             Path::new("dc.yml"),
-            "\u{feff}services: {}\n".into(),
+            "\u{feff}services:\n  goproxy:\n    expose: [\"8005\"]\n".into(),
             &|_| None,
         )
-        .unwrap_err();
-        assert!(e.to_string().contains("byte-order mark"), "{e}");
+        .unwrap();
+        let s = f.goproxy_port_sites("goproxy", &["goproxy".into()]);
+        assert_eq!((s[0].line, s[0].value.as_str()), (3, "8005"));
     }
 }

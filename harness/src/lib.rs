@@ -22,8 +22,9 @@
 //! - [`nginx`]: the one nginx reader (tokenizer, directives with file and
 //!   line, includes, goproxy's sites, span edits) for lint, rendering and
 //!   the local backend.
-//! - [`compose_file`], [`compose_env`]: compose files read as YAML, with
-//!   compose's `${VAR:-default}` interpolation.
+//! - [`compose_file`], [`compose_env`], [`compose_sites`]: compose files
+//!   read as YAML, with compose's `${VAR:-default}` interpolation, and
+//!   where they write goproxy's port.
 //! - [`render`] (and [`render::base`]): the candidate (the operator's files as written,
 //!   test-stack substitutions listed) and the base (a git ref, a directory,
 //!   or simulated).
@@ -50,6 +51,7 @@ pub mod cli;
 pub mod compose;
 pub mod compose_env;
 pub mod compose_file;
+pub mod compose_sites;
 pub mod deploy;
 pub mod docker;
 pub mod exit;

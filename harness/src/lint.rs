@@ -55,18 +55,47 @@ impl LintTargets {
 
     /// The first named file that cannot be read: bad input (exit 2).
     pub fn unreadable(&self) -> Option<String> {
-        self.files().into_iter().find_map(|p| {
-            std::fs::File::open(p)
-                .and_then(|f| f.metadata())
-                .and_then(|m| {
-                    if m.is_dir() {
-                        Err(std::io::Error::other("it is a directory"))
+        self.files()
+            .into_iter()
+            .find_map(|p| {
+                std::fs::File::open(p)
+                    .and_then(|f| f.metadata())
+                    .and_then(|m| {
+                        if m.is_dir() {
+                            Err(std::io::Error::other("it is a directory"))
+                        } else {
+                            Ok(())
+                        }
+                    })
+                    .err()
+                    .map(|e| format!("cannot read {}: {e}", p.display()))
+            })
+            .or_else(|| self.byte_order_mark())
+    }
+
+    /// A goproxy JSON or the main nginx.conf that starts with a UTF-8
+    /// byte-order mark: neither goproxy nor nginx can use the file as it
+    /// is, so it is bad input like an unreadable one. (Compose reads a BOM.)
+    fn byte_order_mark(&self) -> Option<String> {
+        let mut files = vec![self.prod_config.as_path(), self.nginx_conf.as_path()];
+        files.extend(self.dev_config.as_deref());
+        files.into_iter().find_map(|p| {
+            let mut head = [0u8; 3];
+            let n = std::fs::File::open(p)
+                .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+                .ok()?;
+            (n == 3 && head == *b"\xEF\xBB\xBF").then(|| {
+                format!(
+                    "{}: starts with a UTF-8 byte-order mark (EF BB BF), which {}; \
+                     save the file without BOM",
+                    p.display(),
+                    if p == self.nginx_conf {
+                        "nginx reads as part of the first directive"
                     } else {
-                        Ok(())
+                        "JSON does not allow and goproxy refuses"
                     }
-                })
-                .err()
-                .map(|e| format!("cannot read {}: {e}", p.display()))
+                )
+            })
         })
     }
 }
@@ -225,10 +254,13 @@ fn compare(prod: &PortSite, sites: &[PortSite]) -> Outcome {
     let mismatches: Vec<String> = sites
         .iter()
         .skip(1)
-        .filter(|s| s.value != prod.value)
+        .filter(|s| !s.names_port(&prod.value))
         .map(|s| format!("port mismatch: {prod}, but {s}"))
         .collect();
-    if let Some(bad) = sites.iter().find(|s| s.port().is_none()) {
+    if let Some(bad) = sites
+        .iter()
+        .find(|s| s.port().is_none() && s.range().is_none())
+    {
         return Err(format!(
             "{bad}: not a TCP port (1-65535){}",
             if mismatches.is_empty() {

@@ -25,6 +25,24 @@ impl PortSite {
     pub fn port(&self) -> Option<u16> {
         self.value.parse::<u16>().ok().filter(|p| *p != 0)
     }
+
+    /// The value as a port range (compose's `"8000-8010"`), if it is one.
+    pub fn range(&self) -> Option<(u16, u16)> {
+        let (a, b) = self.value.split_once('-')?;
+        let (a, b) = (a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?);
+        (a != 0 && a <= b).then_some((a, b))
+    }
+
+    /// Whether this site names `port`: the same value, or a range that
+    /// holds it (compose publishes every port of a range).
+    pub fn names_port(&self, port: &str) -> bool {
+        self.value == port
+            || port
+                .parse::<u16>()
+                .ok()
+                .zip(self.range())
+                .is_some_and(|(p, (a, b))| (a..=b).contains(&p))
+    }
 }
 
 impl fmt::Display for PortSite {

@@ -429,3 +429,115 @@ fn compose_volume_maps_an_absolute_include() {
         .no_go()
         .has("nginx/sites/llm.conf:1 says 8005");
 }
+
+// ------------------------------------- found at acceptance, fixed on qa
+
+/// `"8000-8010:8000-8010"`: a published range that includes goproxy's
+/// port is not "not a TCP port".
+#[test]
+fn compose_port_range_including_the_port() {
+    lint("c07_port_range").go();
+}
+
+/// A merge key (`<<: *goproxy-defaults`) brings in a healthcheck still on
+/// 8005: compose applies it, so must lint; named at the anchor's line.
+#[test]
+fn compose_merge_key_half_done() {
+    lint("c11_anchor_merge_halfdone")
+        .no_go()
+        .has("docker-compose.yml:4 says 8005");
+}
+
+/// An alias (`healthcheck: *hc`) defined above `services:`: the site is
+/// named where it is written (line 2), never line 0.
+#[test]
+fn compose_alias_defined_above_services_is_located() {
+    lint("c12_anchor_alias_ok")
+        .go()
+        .has("docker-compose.yml:2")
+        .lacks("docker-compose.yml:0");
+}
+
+/// `${GOPROXY_PORT:-8004}` with `.env` saying 8005: no-go naming the
+/// compose line where the variable is used (and the value 8005), never
+/// line 0.
+#[test]
+fn compose_dotenv_interpolation_half_done_is_located() {
+    lint("c13_env_interpolation_dotenv_halfdone")
+        .no_go()
+        .has("docker-compose.yml:5 says 8005")
+        .lacks("docker-compose.yml:0");
+}
+
+/// Compose accepts a UTF-8 BOM at the start of a YAML file (YAML allows
+/// it; `docker-compose config` reads it): lint must too.
+#[test]
+fn compose_bom_is_read_as_compose_reads_it() {
+    lint("c19_compose_bom").go();
+}
+
+/// `set $goproxy_upstream goproxy:8005; proxy_pass http://$goproxy_upstream;`
+/// (the usual way to make nginx re-resolve): the `set` line is where nginx
+/// names goproxy's port.
+#[test]
+fn nginx_set_variable_half_done() {
+    lint("n06_set_variable_halfdone")
+        .no_go()
+        .has("nginx/nginx.conf:6 says 8005");
+}
+
+/// The same with 8004: go, not "nginx cannot reach goproxy".
+#[test]
+fn nginx_set_variable_ok() {
+    lint("n06b_set_variable_ok").go().has("nginx/nginx.conf:6");
+}
+
+/// `server GoProxy:8005;`: host names are case-insensitive (Docker's DNS
+/// answers `GoProxy` for `goproxy`), so this is goproxy on the old port,
+/// not "nginx cannot reach goproxy".
+#[test]
+fn nginx_host_name_case_is_ignored() {
+    lint("n15_host_case_halfdone")
+        .no_go()
+        .has("nginx/nginx.conf:6 says 8005");
+}
+
+/// A BOM in the goproxy JSON or in nginx.conf is bad input (exit 2, as
+/// validate), named as a byte-order mark with the file.
+#[test]
+fn bom_in_json_or_nginx_is_bad_input() {
+    lint("j05_bom_json")
+        .code(2)
+        .has("goproxy.json")
+        .has("byte-order mark");
+    lint("n13_bom_nginx")
+        .code(2)
+        .has("nginx/nginx.conf")
+        .has("byte-order mark");
+}
+
+/// `proxy_pass http://goproxy:8005$request_uri;`: the host and port come
+/// before the variable and are goproxy's.
+#[test]
+fn nginx_proxy_pass_port_followed_by_a_variable_half_done() {
+    lint("n20_proxy_pass_port_then_variable_halfdone")
+        .no_go()
+        .has("nginx/nginx.conf:6 says 8005");
+}
+
+/// `"127.0.0.1:${GOPROXY_PORT}:${GOPROXY_PORT}"` with `.env` 8005: named at
+/// the line that writes it.
+#[test]
+fn compose_interpolated_ports_are_located() {
+    lint("c25_ports_interpolated_both_sides")
+        .no_go()
+        .has("docker-compose.yml:5 says 8005")
+        .lacks("docker-compose.yml:0");
+}
+
+/// `.env` with an inline comment (`GOPROXY_PORT=8004  # the new port`):
+/// compose (v1 and v2) takes `8004`.
+#[test]
+fn compose_dotenv_inline_comment_is_not_the_value() {
+    lint("c27_dotenv_inline_comment").go();
+}

@@ -114,3 +114,15 @@ fn validate_stops_on_compose_and_renamed_service_half_done() {
         assert_no_stack(&out);
     }
 }
+
+/// A goproxy JSON starting with a byte-order mark is bad input (exit 2),
+/// named as such, before any container.
+#[test]
+fn validate_bom_json_is_bad_input() {
+    let case = "j05_bom_json";
+    let (code, out) = validate(case, &fixture(case).join("goproxy.json"));
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("goproxy.json"), "{out}");
+    assert!(out.contains("byte-order mark"), "{out}");
+    assert_no_stack(&out);
+}

@@ -67,6 +67,7 @@ pub mod routes;
 pub mod server;
 pub mod stream;
 pub mod telemetry;
+pub mod toplevel;
 pub mod upstream;
 pub mod usage;
 

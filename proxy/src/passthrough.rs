@@ -73,7 +73,7 @@ impl Tail {
 }
 
 fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).rposition(|w| w == needle)
+    memchr::memmem::rfind(haystack, needle)
 }
 
 /// Owns the upstream body; logs and records usage exactly once, on drop.

@@ -1,44 +1,55 @@
 //! Rewrite a client body for the upstream without building a JSON tree:
-//! only the top-level keys are parsed (each value borrowed as a
-//! [`RawValue`]), and the few changes (model id, system prompt, thinking
+//! only the top-level keys are read (each value borrowed as its text, found
+//! by [`crate::toplevel`]), and the few changes (model id, system prompt, thinking
 //! budget, stream usage) are spliced into the original bytes. A 90 KB
 //! agent request with 200 messages is copied once, never re-serialized.
 
 use bytes::Bytes;
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::config::{Format, Model};
 use crate::error::ProxyError;
+use crate::toplevel::members;
+
+/// A top-level value as its exact text in the body.
+#[derive(Debug, Clone, Copy)]
+struct Raw<'a>(&'a str);
+
+impl<'a> Raw<'a> {
+    fn get(&self) -> &'a str {
+        self.0
+    }
+}
 
 /// The top-level keys goproxy reads or changes; the rest are skipped.
 /// A duplicate of one of these keys is refused (the upstream might read the
 /// other copy than goproxy did).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default)]
 struct Top<'a> {
-    #[serde(borrow, default, deserialize_with = "raw")]
-    model: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "raw")]
-    stream: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "raw")]
-    stream_options: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "raw")]
-    reasoning_effort: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "raw")]
-    messages: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "raw")]
-    system: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "raw")]
-    thinking: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "raw")]
-    max_tokens: Option<&'a RawValue>,
+    model: Option<Raw<'a>>,
+    stream: Option<Raw<'a>>,
+    stream_options: Option<Raw<'a>>,
+    reasoning_effort: Option<Raw<'a>>,
+    messages: Option<Raw<'a>>,
+    system: Option<Raw<'a>>,
+    thinking: Option<Raw<'a>>,
+    max_tokens: Option<Raw<'a>>,
 }
 
-/// A present key as its raw text, `null` included (serde's `Option` would
-/// read `null` as absent, and a second key would then be added).
-fn raw<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&RawValue>::deserialize(d).map(Some)
+impl<'a> Top<'a> {
+    fn slot(&mut self, key: &str) -> Option<&mut Option<Raw<'a>>> {
+        Some(match key {
+            "model" => &mut self.model,
+            "stream" => &mut self.stream,
+            "stream_options" => &mut self.stream_options,
+            "reasoning_effort" => &mut self.reasoning_effort,
+            "messages" => &mut self.messages,
+            "system" => &mut self.system,
+            "thinking" => &mut self.thinking,
+            "max_tokens" => &mut self.max_tokens,
+            _ => return None,
+        })
+    }
 }
 
 /// A client body: its text, its top-level keys and the model it asks for.
@@ -91,13 +102,19 @@ impl<'a> ClientBody<'a> {
 }
 
 fn parse(text: &str) -> Result<Top<'_>, ProxyError> {
-    if !text.trim_start().starts_with('{') {
-        return Err(ProxyError::BadRequest(
-            "request body is not a JSON object".into(),
-        ));
+    let bad = |e: &dyn std::fmt::Display| {
+        ProxyError::BadRequest(format!("request body is not a JSON object: {e}"))
+    };
+    let mut top = Top::default();
+    for (key, value) in members(text).map_err(|e| bad(&e))? {
+        if let Some(slot) = top.slot(&key) {
+            if slot.is_some() {
+                return Err(bad(&format_args!("duplicate field `{key}`")));
+            }
+            *slot = Some(Raw(value));
+        }
     }
-    serde_json::from_str(text)
-        .map_err(|e| ProxyError::BadRequest(format!("request body is not a JSON object: {e}")))
+    Ok(top)
 }
 
 /// Changes to the original bytes: replace `start..end` with `text`
@@ -106,7 +123,7 @@ fn parse(text: &str) -> Result<Top<'_>, ProxyError> {
 struct Splices(Vec<(usize, usize, String)>);
 
 impl Splices {
-    fn replace(&mut self, body: &str, v: &RawValue, text: String) {
+    fn replace(&mut self, body: &str, v: Raw<'_>, text: String) {
         let start = offset(body, v.get());
         self.0.push((start, start + v.get().len(), text));
     }
@@ -128,7 +145,7 @@ impl Splices {
     }
 }
 
-/// Where `part` (a sub-slice of `whole`, as `RawValue::get` returns) starts.
+/// Where `part` (a sub-slice of `whole`, as `Raw::get` returns) starts.
 fn offset(whole: &str, part: &str) -> usize {
     part.as_ptr() as usize - whole.as_ptr() as usize
 }
@@ -203,7 +220,7 @@ fn anthropic(
 
 /// Prepend the configured system prompt to Anthropic's `system` (absent,
 /// null, a string or a list of blocks).
-fn system(current: Option<&RawValue>, body: &str, open: usize, sp: &str, s: &mut Splices) {
+fn system(current: Option<Raw<'_>>, body: &str, open: usize, sp: &str, s: &mut Splices) {
     let Some(v) = current else {
         s.insert(open, format!("\"system\":{},", json!(sp)));
         return;

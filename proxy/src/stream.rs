@@ -63,25 +63,34 @@ pub struct SseUsage {
 }
 
 impl SseUsage {
-    /// Feed one chunk of the stream.
+    /// Feed one chunk of the stream. A line that arrives whole in one chunk
+    /// (the usual case) is looked at in place: only a line split across
+    /// chunks is copied, so an event costs no allocation and no copy.
     pub fn feed(&mut self, chunk: &[u8]) {
-        for part in chunk.split_inclusive(|b| *b == b'\n') {
-            let complete = part.ends_with(b"\n");
-            if !self.skipping_long_line {
-                if self.line.len() + part.len() > MAX_LINE {
-                    self.line.clear();
-                    self.skipping_long_line = true;
-                } else {
-                    self.line.extend_from_slice(part);
-                }
-            }
-            if complete {
-                if !self.skipping_long_line {
-                    let line = std::mem::take(&mut self.line);
-                    self.line_done(&line);
-                }
+        let mut rest = chunk;
+        while let Some(nl) = memchr::memchr(b'\n', rest) {
+            let (part, after) = rest.split_at(nl + 1);
+            rest = after;
+            if self.skipping_long_line {
                 self.skipping_long_line = false;
+            } else if self.line.is_empty() {
+                self.line_done(part);
+            } else if self.line.len() + part.len() <= MAX_LINE {
+                self.line.extend_from_slice(part);
+                let line = self.line.split().freeze();
+                self.line_done(&line);
+            } else {
+                self.line.clear();
             }
+        }
+        if rest.is_empty() || self.skipping_long_line {
+            return;
+        }
+        if self.line.len() + rest.len() > MAX_LINE {
+            self.line.clear();
+            self.skipping_long_line = true;
+        } else {
+            self.line.extend_from_slice(rest);
         }
     }
 
@@ -106,7 +115,7 @@ impl SseUsage {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(haystack, needle).is_some()
 }
 
 /// How a stream ended, for the log line.
@@ -317,6 +326,20 @@ mod tests {
             assert_eq!(p.usage.input, 12, "split {split}");
             assert_eq!(p.usage.output, 7, "split {split}");
         }
+    }
+
+    /// A line longer than `MAX_LINE` split across chunks is skipped (never
+    /// buffered whole) and the line after it is still read.
+    #[test]
+    fn overlong_split_line_is_skipped() {
+        let mut p = SseUsage::default();
+        let big = vec![b'x'; MAX_LINE / 2 + 1];
+        p.feed(b"data: {\"usage\":{\"input_tokens\":99},\"pad\":\"");
+        p.feed(&big);
+        p.feed(&big);
+        assert!(p.line.is_empty() && p.skipping_long_line);
+        p.feed(b"\"}\n\ndata: {\"usage\":{\"input_tokens\":3}}\n\n");
+        assert_eq!(p.usage.input, 3);
     }
 
     /// OpenAI: content deltas carry no usage (and are not parsed); the last

@@ -18,6 +18,8 @@ pub enum Via {
     Upstream { name: String, params: Vec<String> },
     /// `proxy_pass http://host:port...;`
     ProxyPass,
+    /// `set $variable host:port;` where `proxy_pass` uses `$variable`.
+    Set { variable: String },
 }
 
 /// One place nginx names goproxy's address.
@@ -50,28 +52,35 @@ impl Site {
 /// Every site that reaches one of `hosts`, in reading order.
 pub fn sites(cfg: &NginxConfig, hosts: &[String]) -> Vec<Site> {
     let upstreams = upstream_names(cfg);
+    let proxied = proxy_pass_variables(cfg);
     let mut out = Vec::new();
     cfg.walk(&mut |d, ctx| {
         let Some(arg) = d.args.first() else { return };
-        let via = if d.name == "server" && ctx.last() == Some(&"upstream") {
+        let (via, arg) = if d.name == "server" && ctx.last() == Some(&"upstream") {
             let name = enclosing_upstream(cfg, d.file, d.span.start).unwrap_or_default();
-            Via::Upstream {
-                name,
-                params: d.args[1..].iter().map(|a| a.value.clone()).collect(),
-            }
+            let params = d.args[1..].iter().map(|a| a.value.clone()).collect();
+            (Via::Upstream { name, params }, arg)
         } else if d.name == "proxy_pass" {
-            Via::ProxyPass
+            (Via::ProxyPass, arg)
+        } else if d.name == "set" && d.args.len() == 2 && proxied.contains(&arg.value) {
+            // `set $up goproxy:8004; proxy_pass http://$up;` (how nginx is
+            // made to re-resolve a name): the `set` value is the address.
+            let variable = arg.value.clone();
+            (Via::Set { variable }, &d.args[1])
         } else {
             return;
         };
-        let Some((host, host_span, port, port_span)) = address(arg, via == Via::ProxyPass) else {
+        let url = via == Via::ProxyPass || arg.value.contains("://");
+        let Some((host, host_span, port, port_span)) = address(arg, url) else {
             return;
         };
-        if !hosts.iter().any(|h| h == &host) {
+        // Host names are case-insensitive, in DNS and in nginx's upstream names.
+        if !hosts.iter().any(|h| h.eq_ignore_ascii_case(&host)) {
             return;
         }
         // `proxy_pass http://goproxy` names the upstream when one exists.
-        if via == Via::ProxyPass && port.is_none() && upstreams.contains(&host) {
+        let is_upstream = upstreams.iter().any(|u| u.eq_ignore_ascii_case(&host));
+        if !matches!(via, Via::Upstream { .. }) && port.is_none() && is_upstream {
             return;
         }
         out.push(Site {
@@ -88,6 +97,28 @@ pub fn sites(cfg: &NginxConfig, hosts: &[String]) -> Vec<Site> {
         });
     });
     out
+}
+
+/// The variables `proxy_pass` takes its target from (`$up` in
+/// `proxy_pass http://$up;` or `http://${up}/v1`).
+fn proxy_pass_variables(cfg: &NginxConfig) -> BTreeSet<String> {
+    let mut vars = BTreeSet::new();
+    cfg.walk(&mut |d, _| {
+        if d.name != "proxy_pass" {
+            return;
+        }
+        let Some(a) = d.args.first() else { return };
+        let mut rest = a.value.as_str();
+        while let Some(i) = rest.find('$') {
+            rest = &rest[i + 1..];
+            let name = rest.strip_prefix('{').unwrap_or(rest);
+            let end = name
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(name.len());
+            vars.insert(format!("${}", &name[..end]));
+        }
+    });
+    vars
 }
 
 /// Names of every `upstream` block.
@@ -148,7 +179,8 @@ fn address(arg: &Token, url: bool) -> Option<Address> {
         start = v.find("://")? + 3;
     }
     let rest = &v[start..];
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    // A variable after host:port (`goproxy:8004$request_uri`) is the URI.
+    let end = rest.find(['/', '?', '$']).unwrap_or(rest.len());
     let authority = &rest[..end];
     if authority.is_empty() || authority.contains('$') || v.starts_with("unix:") {
         return None;
@@ -213,6 +245,19 @@ mod tests {
         let direct =
             "http {\n server {\n location /v1/ {\n proxy_pass http://goproxy:8004/v1/;\n }\n }\n}";
         assert_eq!(find(direct), [(4, "8004".into(), "8004".into())]);
+    }
+
+    /// `set $v goproxy:port` used by `proxy_pass`, a variable after the
+    /// port, and a host written in another case are goproxy's sites.
+    #[test]
+    fn set_variables_trailing_variables_and_case() {
+        let set = "http {\n server {\n set $gp goproxy:8005;\n set $other goproxy:9999;\n location / { proxy_pass http://$gp; }\n }\n}";
+        assert_eq!(find(set), [(3, "8005".into(), "8005".into())]);
+        let uri =
+            "http { server { location / {\n proxy_pass http://goproxy:8005$request_uri;\n } } }";
+        assert_eq!(find(uri), [(2, "8005".into(), "8005".into())]);
+        let case = "http { upstream b {\n server GoProxy:8005;\n } }";
+        assert_eq!(find(case), [(2, "8005".into(), "8005".into())]);
     }
 
     /// Upstreams whose name starts with goproxy but point elsewhere are not goproxy's.

@@ -1,0 +1,194 @@
+//! The members of a JSON object's top level, found by a structural scan
+//! instead of a full parse: strings are skipped with `memchr` (SIMD), and
+//! only top-level keys and scalars are decoded and validated. A 90 KB agent
+//! request is nearly all string text, so this is several times cheaper than
+//! `serde_json` walking every byte of every message.
+//!
+//! What is checked: the body is one object; every string is closed; brackets
+//! nest and match; top-level keys are strings; top-level scalar values are
+//! valid JSON. What is not: scalars *inside* nested values (a malformed
+//! number deep in `messages` is left for the upstream to refuse, as nginx
+//! would pass it on too).
+
+use std::borrow::Cow;
+
+/// Why a body is not a JSON object (the caller words the 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} at byte {at}")]
+pub struct ScanError {
+    what: &'static str,
+    at: usize,
+}
+
+fn err<T>(what: &'static str, at: usize) -> Result<T, ScanError> {
+    Err(ScanError { what, at })
+}
+
+/// One top-level member: its decoded key and its value's exact text.
+pub type Member<'a> = (Cow<'a, str>, &'a str);
+
+/// The top-level members of the object `text`, in order (duplicates kept).
+pub fn members(text: &str) -> Result<Vec<Member<'_>>, ScanError> {
+    let b = text.as_bytes();
+    let mut i = ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return err("expected an object", i);
+    }
+    i = ws(b, i + 1);
+    let mut out = Vec::new();
+    if b.get(i) == Some(&b'}') {
+        return end(b, i + 1).map(|()| out);
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return err("expected a string key", i);
+        }
+        let key_end = string(b, i)?;
+        let key = key_text(&text[i..key_end]).ok_or(ScanError {
+            what: "invalid key",
+            at: i,
+        })?;
+        i = ws(b, key_end);
+        if b.get(i) != Some(&b':') {
+            return err("expected ':'", i);
+        }
+        let start = ws(b, i + 1);
+        let stop = value(b, start)?;
+        out.push((key, &text[start..stop]));
+        i = ws(b, stop);
+        match b.get(i) {
+            Some(b',') => i = ws(b, i + 1),
+            Some(b'}') => return end(b, i + 1).map(|()| out),
+            _ => return err("expected ',' or '}'", i),
+        }
+    }
+}
+
+/// Only whitespace may follow the object.
+fn end(b: &[u8], i: usize) -> Result<(), ScanError> {
+    let j = ws(b, i);
+    if j == b.len() {
+        Ok(())
+    } else {
+        err("trailing characters", j)
+    }
+}
+
+fn ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+        i += 1;
+    }
+    i
+}
+
+/// A key without escapes is borrowed; one with escapes is decoded by
+/// serde_json (so `"\u006dodel"` is `model`, as the upstream reads it).
+fn key_text(quoted: &str) -> Option<Cow<'_, str>> {
+    let inner = &quoted[1..quoted.len() - 1];
+    if !inner.contains('\\') {
+        return Some(Cow::Borrowed(inner));
+    }
+    serde_json::from_str::<String>(quoted).ok().map(Cow::Owned)
+}
+
+/// `b[i]` is `"`: the index just past the closing quote.
+fn string(b: &[u8], i: usize) -> Result<usize, ScanError> {
+    let mut j = i + 1;
+    loop {
+        match memchr::memchr2(b'"', b'\\', &b[j.min(b.len())..]) {
+            None => return err("unterminated string", i),
+            Some(k) if b[j + k] == b'\\' => j += k + 2,
+            Some(k) => return Ok(j + k + 1),
+        }
+    }
+}
+
+/// A value starting at `b[i]`: the index just past it. Top-level scalars
+/// are validated by serde_json (they are short).
+fn value(b: &[u8], i: usize) -> Result<usize, ScanError> {
+    match b.get(i) {
+        Some(b'"') => string(b, i),
+        Some(b'{' | b'[') => nested(b, i),
+        Some(_) => {
+            let mut j = i;
+            while !matches!(
+                b.get(j),
+                None | Some(b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t')
+            ) {
+                j += 1;
+            }
+            serde_json::from_slice::<serde::de::IgnoredAny>(&b[i..j])
+                .map(|_| j)
+                .or_else(|_| err("invalid value", i))
+        }
+        None => err("expected a value", i),
+    }
+}
+
+/// An object or array at `b[i]`: brackets must nest and match; strings
+/// inside are skipped whole.
+fn nested(b: &[u8], i: usize) -> Result<usize, ScanError> {
+    let mut open: Vec<u8> = Vec::with_capacity(16);
+    let mut j = i;
+    while let Some(&c) = b.get(j) {
+        match c {
+            b'"' => {
+                j = string(b, j)?;
+                continue;
+            }
+            b'{' => open.push(b'}'),
+            b'[' => open.push(b']'),
+            b'}' | b']' => {
+                if open.pop() != Some(c) {
+                    return err("mismatched bracket", j);
+                }
+                if open.is_empty() {
+                    return Ok(j + 1);
+                }
+            }
+            _ => {}
+        }
+        j += 1;
+    }
+    err("unclosed object or array", i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_keep_exact_text_and_decode_keys() {
+        let text = r#" { "a" : [1, {"b": "x\"]}"}] ,"\u006dodel":"m", "n":null ,"s":"\\"} "#;
+        let m = members(text).unwrap();
+        let keys: Vec<_> = m.iter().map(|(k, _)| k.as_ref()).collect();
+        assert_eq!(keys, ["a", "model", "n", "s"]);
+        assert_eq!(m[0].1, r#"[1, {"b": "x\"]}"}]"#);
+        assert_eq!(m[1].1, r#""m""#);
+        assert_eq!(m[2].1, "null");
+        assert_eq!(m[3].1, r#""\\""#);
+        assert_eq!(members("{}").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn malformed_bodies_are_refused() {
+        for bad in [
+            "",
+            "[1]",
+            "{",
+            "{\"a\"}",
+            "{\"a\":}",
+            "{\"a\":1,}",
+            "{\"a\":1} x",
+            "{\"a\":\"x}",
+            "{\"a\":[1}",
+            "{\"a\":{]}",
+            "{\"a\":tru}",
+            "{a:1}",
+            "{\"a\":1 \"b\":2}",
+            "{\"a\":\"\\",
+        ] {
+            assert!(members(bad).is_err(), "{bad:?}");
+        }
+    }
+}

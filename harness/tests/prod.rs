@@ -522,6 +522,7 @@ async fn rollback_after_a_deploy_interrupted_mid_switch() {
         .expect("harness deploy exits promptly on SIGTERM")
         .unwrap();
     let said = text(&out);
+    println!("{said}");
     assert_eq!(out.status.code(), Some(143), "{said}");
     assert!(
         said.contains(&format!(

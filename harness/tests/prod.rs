@@ -62,8 +62,10 @@ fn cert(expired: bool) -> (String, String) {
 
 /// A running production-like project in its own directory.
 struct Project {
-    dir: tempfile::TempDir,
+    // Fields drop in order: the guard takes the project down while its
+    // compose files (in `dir`) still exist.
     compose: ComposeStack,
+    dir: tempfile::TempDir,
     https_port: u16,
     mock_port: u16,
     /// With goproxy-b (`docker-compose.multi.yml`).

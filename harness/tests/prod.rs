@@ -276,6 +276,17 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// The run's output as text, after asserting that it exited 0 and said
+/// each of `expected`.
+fn said_ok(out: &Output, expected: &[&str]) -> String {
+    let said = text(out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    for e in expected {
+        assert!(said.contains(e), "{e} missing: {said}");
+    }
+    said
+}
+
 /// A candidate directory laid out like the project: goproxy's config at
 /// `port` (with `extra` keys) and nginx.conf from `nginx`.
 fn candidate(port: u16, extra: &[(&str, serde_json::Value)], nginx: &str) -> tempfile::TempDir {
@@ -299,16 +310,15 @@ fn candidate(port: u16, extra: &[(&str, serde_json::Value)], nginx: &str) -> tem
 async fn check_go_then_wrong_key_then_goproxy_stopped() {
     let p = Project::start(8004, false).await;
     let (out, _) = p.check(KEY, &["--monitor", "2s"]).await;
-    let said = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{said}");
-    for check in [
-        "live.tls",
-        "live.chat-stream",
-        "host.listening-port",
-        "host.nginx-to-goproxy",
-    ] {
-        assert!(said.contains(check), "{check} missing: {said}");
-    }
+    let said = said_ok(
+        &out,
+        &[
+            "live.tls",
+            "live.chat-stream",
+            "host.listening-port",
+            "host.nginx-to-goproxy",
+        ],
+    );
     assert!(said.contains("days left"), "{said}");
     assert!(!said.contains(KEY), "the key value was printed: {said}");
 
@@ -430,16 +440,15 @@ async fn deploy_dry_run_changes_nothing_then_rollback_on_demand() {
     let before = std::fs::read(&live_nginx).unwrap();
     let good = candidate(8004, &[], &nginx_conf(8004));
     let out = p.deploy(good.path(), &["--dry-run"]).await;
-    let said = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{said}");
-    for step in [
-        "--scale goproxy=2",
-        "nginx -s reload",
-        "docker stop -t 360",
-        "8005 -> 8004",
-    ] {
-        assert!(said.contains(step), "{step} missing: {said}");
-    }
+    said_ok(
+        &out,
+        &[
+            "--scale goproxy=2",
+            "nginx -s reload",
+            "docker stop -t 360",
+            "8005 -> 8004",
+        ],
+    );
     assert_eq!(std::fs::read(&live_nginx).unwrap(), before);
     assert!(!p.path("deploy-state").exists());
     p.goproxy_listens(8005, 8004).await;
@@ -579,19 +588,18 @@ async fn deploy_rolls_two_instances_one_at_a_time() {
     .unwrap();
 
     let out = p.deploy(good.path(), &["--dry-run"]).await;
-    let said = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{said}");
-    for step in [
-        "8004 -> 8006 by rolling-restart",
-        "goproxy out of nginx's rotation",
-        "docker restart -t 360 <goproxy>",
-        "goproxy-b out of nginx's rotation",
-        "docker restart -t 360 <goproxy-b>",
-        "goproxy-b back in rotation",
-        "config-b.json.bak-",
-    ] {
-        assert!(said.contains(step), "{step} missing: {said}");
-    }
+    let said = said_ok(
+        &out,
+        &[
+            "8004 -> 8006 by rolling-restart",
+            "goproxy out of nginx's rotation",
+            "docker restart -t 360 <goproxy>",
+            "goproxy-b out of nginx's rotation",
+            "docker restart -t 360 <goproxy-b>",
+            "goproxy-b back in rotation",
+            "config-b.json.bak-",
+        ],
+    );
     assert!(!said.contains("--scale goproxy=2"), "{said}");
     assert_eq!(std::fs::read(&live_nginx).unwrap(), before);
     assert!(!p.path("deploy-state").exists());

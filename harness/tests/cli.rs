@@ -111,6 +111,25 @@ fn bad_scenario_file_is_a_usage_error() {
         .stderr(predicate::str::contains("bad.toml").and(predicate::str::contains("change.port")));
 }
 
+/// An operator's tree has no `scenarios/`: `--root DIR validate` takes the
+/// built-in default scenario and judges DIR's files (here: one is missing,
+/// so bad input naming that file, not the scenario).
+#[test]
+fn validate_on_an_operator_tree_without_scenarios_judges_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    harness()
+        .arg("--root")
+        .arg(dir.path())
+        .args(["validate", "--backend", "local", "--monitor", "1s"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "built-in port-change-8005-to-8004.toml",
+        ))
+        .stderr(predicate::str::contains("config-ohmygpt-prod.json"))
+        .stderr(predicate::str::contains("cannot read scenario").not());
+}
+
 /// A broken goproxy config gives no-go with the reason in the output,
 /// before any container restarts.
 #[test]

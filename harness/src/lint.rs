@@ -24,6 +24,8 @@ pub struct LintTargets {
     pub prod_config: PathBuf,
     /// The dev config, which must agree with prod on the port.
     pub dev_config: Option<PathBuf>,
+    /// Why no dev config is judged, when none is (shown as a skipped check).
+    pub dev_note: Option<String>,
     /// The main nginx config; its includes are read too.
     pub nginx_conf: PathBuf,
     /// Compose files, scanned for goproxy ports (those that define the service).
@@ -38,6 +40,8 @@ impl LintTargets {
         let dev = root.join("proxy/config-ohmygpt-dev.json");
         Self {
             prod_config: root.join("proxy/config-ohmygpt-prod.json"),
+            dev_note: (!dev.exists())
+                .then(|| format!("not judged: no dev config at {}", dev.display())),
             dev_config: dev.exists().then_some(dev),
             nginx_conf: root.join("nginx/nginx.conf"),
             compose_files: compose_files_in(root),
@@ -126,6 +130,8 @@ pub async fn run(targets: &LintTargets, checks: &mut Checks) {
     let mut configs = vec![("prod", targets.prod_config.clone())];
     if let Some(dev) = &targets.dev_config {
         configs.push(("dev", dev.clone()));
+    } else if let Some(note) = &targets.dev_note {
+        checks.skip(Phase::Lint, "lint.goproxy-config-dev", note);
     }
     for (label, path) in &configs {
         let name = format!("lint.goproxy-config-{label}");

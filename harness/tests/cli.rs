@@ -130,6 +130,23 @@ fn validate_on_an_operator_tree_without_scenarios_judges_its_files() {
         .stderr(predicate::str::contains("cannot read scenario").not());
 }
 
+/// An explicit --goproxy-config from another tree is not judged beside the
+/// dev config of the current directory's repository; the report says so.
+#[test]
+fn an_explicit_goproxy_config_elsewhere_does_not_pull_in_this_repos_dev_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let prod = dir.path().join("goproxy.json");
+    std::fs::copy(root().join("proxy/config-ohmygpt-prod.json"), &prod).unwrap();
+    harness()
+        .arg("lint")
+        .arg("--goproxy-config")
+        .arg(&prod)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("not judged"))
+        .stdout(predicate::str::contains("config-ohmygpt-dev.json: valid").not());
+}
+
 /// A broken goproxy config gives no-go with the reason in the output,
 /// before any container restarts.
 #[test]

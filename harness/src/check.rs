@@ -107,7 +107,10 @@ pub struct Checks {
 
 /// Puts a result's evidence in the operator's terms (the gate's namer),
 /// before it is printed live or kept: one wording everywhere.
-pub struct Say(pub Box<dyn Fn(&str, Phase) -> String + Send + Sync>);
+pub struct Say(pub Box<SayFn>);
+
+/// The rewrite [`Say`] applies: evidence and its phase in, evidence out.
+pub type SayFn = dyn Fn(&str, Phase) -> String + Send + Sync;
 
 impl std::fmt::Debug for Say {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -75,6 +75,16 @@ impl LintTargets {
                     .map(|e| format!("cannot read {}: {e}", p.display()))
             })
             .or_else(|| self.byte_order_mark())
+            .or_else(|| self.included_byte_order_mark())
+    }
+
+    /// A file nginx.conf includes that starts with a BOM: as unusable as a
+    /// main file with one (nginx refuses both), so bad input too.
+    fn included_byte_order_mark(&self) -> Option<String> {
+        match NginxConfig::load_with(&self.nginx_conf, &nginx_paths(self)) {
+            Err(e @ crate::nginx::NginxError::ByteOrderMark { .. }) => Some(e.to_string()),
+            _ => None,
+        }
     }
 
     /// A goproxy JSON or the main nginx.conf that starts with a UTF-8
@@ -102,6 +112,21 @@ impl LintTargets {
             })
         })
     }
+}
+
+/// Where nginx's container paths are on the host: `/etc/nginx` is the main
+/// file's directory, plus what every compose file mounts for nginx (not
+/// only those defining goproxy).
+fn nginx_paths(targets: &LintTargets) -> PathMap {
+    let mut map = PathMap::for_main(&targets.nginx_conf);
+    for path in &targets.compose_files {
+        if let Ok(f) = ComposeFile::load(path) {
+            for (c, h) in f.nginx_mounts() {
+                map.mount(c, h);
+            }
+        }
+    }
+    map
 }
 
 /// The compose files at the top of `root` (`docker-compose*.yml`,
@@ -194,16 +219,7 @@ impl Deployment {
         }
         names.sort();
         names.dedup();
-        let mut map = PathMap::for_main(&targets.nginx_conf);
-        // Every compose file may mount nginx's includes, not only those
-        // defining goproxy.
-        for path in &targets.compose_files {
-            if let Ok(f) = ComposeFile::load(path) {
-                for (c, h) in f.nginx_mounts() {
-                    map.mount(c, h);
-                }
-            }
-        }
+        let map = nginx_paths(targets);
         let nginx = NginxConfig::load_with(&targets.nginx_conf, &map).map_err(|e| e.to_string())?;
         Ok(Self {
             nginx,

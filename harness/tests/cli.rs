@@ -147,6 +147,38 @@ fn an_explicit_goproxy_config_elsewhere_does_not_pull_in_this_repos_dev_config()
         .stdout(predicate::str::contains("config-ohmygpt-dev.json: valid").not());
 }
 
+/// A BOM in a file nginx.conf includes is bad input (exit 2) like one in
+/// nginx.conf itself, for lint and validate alike, naming that file.
+#[test]
+fn a_byte_order_mark_in_an_included_nginx_file_is_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root().join("nginx/nginx.conf")).unwrap();
+    let nginx = dir.path().join("nginx.conf");
+    std::fs::write(
+        &nginx,
+        text.replacen("proxy_buffering off;", "include conf.d/bom.conf;", 1),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("conf.d")).unwrap();
+    std::fs::write(
+        dir.path().join("conf.d/bom.conf"),
+        "\u{feff}proxy_buffering off;\n",
+    )
+    .unwrap();
+    for cmd in ["lint", "validate"] {
+        harness()
+            .arg(cmd)
+            .arg("--nginx-conf")
+            .arg(&nginx)
+            .assert()
+            .code(2)
+            .stderr(
+                predicate::str::contains("bom.conf")
+                    .and(predicate::str::contains("byte-order mark")),
+            );
+    }
+}
+
 /// A broken goproxy config gives no-go with the reason in the output,
 /// before any container restarts.
 #[test]

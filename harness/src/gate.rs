@@ -630,16 +630,7 @@ pub async fn prepare(scenario: &Scenario, opts: &GateOptions) -> Result<Prepared
 
 /// The files to render, and the names nginx reaches goproxy by (from compose).
 pub fn sources_of(t: &LintTargets) -> Sources {
-    let (names, mounts) = match lint::Deployment::read(t) {
-        Ok(d) => (d.goproxy_names, d.nginx_paths.mounts),
-        Err(_) => (vec![t.service.clone()], Vec::new()),
-    };
-    Sources {
-        goproxy_config: t.prod_config.clone(),
-        nginx_conf: t.nginx_conf.clone(),
-        goproxy_names: names,
-        nginx_mounts: mounts,
-    }
+    Sources::of(t)
 }
 
 /// The first model of the deployed config that the streaming mock serves

@@ -73,6 +73,10 @@ pub struct Sources {
     pub goproxy_names: Vec<String>,
     /// Compose's bind mounts into nginx's conf directory (container, host).
     pub nginx_mounts: Vec<(PathBuf, PathBuf)>,
+    /// The compose files these came from (read again at a base's ref).
+    pub compose_files: Vec<PathBuf>,
+    /// The compose service that runs goproxy.
+    pub service: String,
 }
 
 impl Sources {
@@ -82,6 +86,25 @@ impl Sources {
             nginx_conf: root.join("nginx/nginx.conf"),
             goproxy_names: vec![crate::lint::DEFAULT_SERVICE.into()],
             nginx_mounts: Vec::new(),
+            compose_files: Vec::new(),
+            service: crate::lint::DEFAULT_SERVICE.into(),
+        }
+    }
+
+    /// The files to render, and the names nginx reaches goproxy by and the
+    /// mounts nginx sees (from compose, when it reads).
+    pub fn of(t: &crate::lint::LintTargets) -> Self {
+        let (names, mounts) = match crate::lint::Deployment::read(t) {
+            Ok(d) => (d.goproxy_names, d.nginx_paths.mounts),
+            Err(_) => (vec![t.service.clone()], Vec::new()),
+        };
+        Self {
+            goproxy_config: t.prod_config.clone(),
+            nginx_conf: t.nginx_conf.clone(),
+            goproxy_names: names,
+            nginx_mounts: mounts,
+            compose_files: t.compose_files.clone(),
+            service: t.service.clone(),
         }
     }
 }
@@ -184,14 +207,18 @@ pub fn render(
             let files = base::Files {
                 goproxy_config: &sources.goproxy_config,
                 nginx_conf: &sources.nginx_conf,
+                compose_files: &sources.compose_files,
             };
             let (m, origin) = other.materialize(files)?;
-            let base_sources = Sources {
-                goproxy_config: m.goproxy_config.clone(),
+            // The base's service names and mounts come from its own compose files.
+            let base_sources = Sources::of(&crate::lint::LintTargets {
+                prod_config: m.goproxy_config.clone(),
+                dev_config: None,
+                dev_note: None,
                 nginx_conf: m.nginx_conf.clone(),
-                goproxy_names: sources.goproxy_names.clone(),
-                nginx_mounts: sources.nginx_mounts.clone(),
-            };
+                compose_files: m.compose_files.clone(),
+                service: sources.service.clone(),
+            });
             let mut r = one(&base_sources, mocks, &base_knobs)?;
             if let Some((dir, label)) = &m.shown_as {
                 let from = format!("{}/", dir.display());
@@ -525,6 +552,8 @@ mod tests {
             nginx_conf: dir.path().join("nginx.conf"),
             goproxy_names: vec!["goproxy".into()],
             nginx_mounts: Vec::new(),
+            compose_files: Vec::new(),
+            service: "goproxy".into(),
         };
         (dir, s)
     }

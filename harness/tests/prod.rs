@@ -62,8 +62,10 @@ fn cert(expired: bool) -> (String, String) {
 
 /// A running production-like project in its own directory.
 struct Project {
-    dir: tempfile::TempDir,
+    // Fields drop in order: the guard takes the project down while its
+    // compose files (in `dir`) still exist.
     compose: ComposeStack,
+    dir: tempfile::TempDir,
     https_port: u16,
     mock_port: u16,
     /// With goproxy-b (`docker-compose.multi.yml`).
@@ -522,6 +524,7 @@ async fn rollback_after_a_deploy_interrupted_mid_switch() {
         .expect("harness deploy exits promptly on SIGTERM")
         .unwrap();
     let said = text(&out);
+    println!("{said}");
     assert_eq!(out.status.code(), Some(143), "{said}");
     assert!(
         said.contains(&format!(

@@ -350,12 +350,17 @@ async fn switch_and_check(
                 .files
                 .write(&candidate)
                 .map_err(|e| format!("cannot write the candidate in place: {e}"))?;
+            let mut pairs = vec![(&f.candidate.0, &f.live.0), (&f.candidate.1, &f.live.1)];
+            if let Some((live, cand)) = &f.second {
+                pairs.insert(1, (cand, live));
+            }
+            let wrote: Vec<String> = pairs
+                .iter()
+                .map(|(c, l)| format!("{} over {}", c.display(), l.display()))
+                .collect();
             Ok(format!(
-                "wrote {} over {} and {} over {} (in place: bind mounts follow the inode)",
-                f.candidate.0.display(),
-                f.live.0.display(),
-                f.candidate.1.display(),
-                f.live.1.display()
+                "wrote {} (in place: bind mounts follow the inode)",
+                wrote.join(", ")
             ))
         })
         .await;

@@ -1,0 +1,38 @@
+#!/bin/bash
+# Instructions goproxy executes per request, counted by callgrind (stable on
+# a shared, loaded machine, unlike wall-clock figures).
+# usage: bench/callgrind/ir-per-request.sh GOPROXY_BIN LABEL {small|big|sse}.json N
+# e.g.   bench/callgrind/ir-per-request.sh target/release/goproxy after big.json 100
+# Needs valgrind, curl, python3 and target/release/mock-upstream. One
+# keep-alive connection: 20 warm-up requests, counters zeroed, N requests,
+# counters dumped; prints total Ir / N. Scratch files go to /tmp/goproxy-cg.
+set -e
+HERE=$(cd "$(dirname "$0")" && pwd); ROOT=$(cd "$HERE/../.." && pwd)
+BIN=$(realpath "$1"); LABEL=$2; BODY=$3; N=$4
+W=/tmp/goproxy-cg; mkdir -p $W; (cd $W && python3 "$HERE/bodies.py")
+MP=$((19000 + RANDOM % 500)); GP=$((MP+600))
+D=$W/run-$LABEL; rm -rf $D; mkdir -p $D
+$ROOT/target/release/mock-upstream --listen 127.0.0.1:$MP --chunks 50 --chunk-delay-ms 0 >$D/mock.log 2>&1 &
+MPID=$!
+cat > $D/cfg.json <<J
+{"port": $GP, "host": "127.0.0.1",
+ "endpoints": [{"name": "bench-openai", "base_url": "http://127.0.0.1:$MP/v1/chat/completions", "api_key_env": ["BENCH_UPSTREAM_KEY"]},
+               {"name": "bench-anthropic", "base_url": "http://127.0.0.1:$MP/v1/messages", "api_key_env": ["BENCH_UPSTREAM_KEY"]}],
+ "models": [{"id": "bench-model", "name": "Bench model", "id_aliases": [], "type": "openai", "upstream": "bench", "upstream_model_id": "mock-model",
+   "input_price_per_mtok": 1.0, "output_price_per_mtok": 2.0, "billing_multiplier": 1.0}]}
+J
+cd $D
+PROXY_API_KEY=k BENCH_UPSTREAM_KEY=u RUST_LOG=info valgrind --tool=callgrind --compress-strings=no --compress-pos=no --separate-threads=no --callgrind-out-file=$D/cg.out.%p $BIN --config $D/cfg.json 2>$D/gp.log &
+GPID=$!
+for i in $(seq 300); do curl -s -o /dev/null http://127.0.0.1:$GP/health && break; sleep 0.2; done
+URL=http://127.0.0.1:$GP/v1/chat/completions
+args=(); for i in $(seq $N); do args+=($URL); done
+curl -s -o /dev/null -H 'authorization: Bearer k' -H 'content-type: application/json' --data-binary @$W/$BODY "${args[@]:0:20}" >/dev/null
+callgrind_control -z $GPID >/dev/null
+curl -s -o $D/last.out -H 'authorization: Bearer k' -H 'content-type: application/json' --data-binary @$W/$BODY "${args[@]}" >/dev/null
+callgrind_control -d $GPID >/dev/null
+sleep 1
+kill $GPID; wait $GPID 2>/dev/null || true; kill $MPID
+F=$(ls -t $D/cg.out.*.1 2>/dev/null | head -1); [ -z "$F" ] && F=$(ls -t $D/cg.out.* | head -1)
+TOT=$(callgrind_annotate $F 2>/dev/null | grep -m1 "PROGRAM TOTALS" | awk '{gsub(",","",$1); print $1}')
+echo "$LABEL $BODY Ir/request: $((TOT / N))  (total $TOT over $N; file $F)"

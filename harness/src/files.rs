@@ -75,6 +75,23 @@ pub struct Backup {
     pub bytes: usize,
 }
 
+impl Backup {
+    /// A backup a state file recorded as `(original, copy)` pairs; `bytes`
+    /// is the copy's size now (0 when it is gone).
+    pub fn recorded(pairs: &[(PathBuf, PathBuf)]) -> Vec<Backup> {
+        pairs
+            .iter()
+            .map(|(original, copy)| Backup {
+                original: original.clone(),
+                copy: copy.clone(),
+                bytes: std::fs::metadata(copy)
+                    .map(|m| m.len() as usize)
+                    .unwrap_or(0),
+            })
+            .collect()
+    }
+}
+
 /// Copies `path` to `path.bak-<UTC timestamp>` and verifies the copy byte
 /// for byte, as the design's runbook asks ("backup with a date suffix").
 pub fn backup(path: &Path) -> Result<Backup, String> {

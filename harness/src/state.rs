@@ -90,16 +90,7 @@ impl RunState {
     }
 
     pub fn backups(&self) -> Vec<Backup> {
-        self.backups
-            .iter()
-            .map(|(original, copy)| Backup {
-                original: original.clone(),
-                copy: copy.clone(),
-                bytes: std::fs::metadata(copy)
-                    .map(|m| m.len() as usize)
-                    .unwrap_or(0),
-            })
-            .collect()
+        Backup::recorded(&self.backups)
     }
 
     pub fn stream_model(&self) -> StreamModel {

@@ -218,6 +218,35 @@ impl Project {
 
     /// Whether goproxy's (only) container listens on `on` and not on `off`
     /// (Docker's embedded DNS also listens there, on a random port).
+    /// Makes the mock stream `chunks` chunks 100 ms apart, then starts four
+    /// such streams and a steady request every 50 ms through nginx.
+    async fn load_with_streams_of(&self, chunks: usize) -> traffic::RunningLoad {
+        reqwest::Client::new()
+            .put(format!("http://127.0.0.1:{}/__mock/config", self.mock_port))
+            .json(&mock_upstream::MockConfig {
+                chunks,
+                chunk_delay: Duration::from_millis(100),
+                ..Default::default()
+            })
+            .send()
+            .await
+            .unwrap();
+        let ca = std::fs::read(self.path("ca.pem")).unwrap();
+        let client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+            .resolve(HOSTNAME, ([127, 0, 0, 1], self.https_port).into())
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let target = Target {
+            client,
+            base: self.url(),
+            api_key: KEY.into(),
+            model: "gpt-4o-mini".into(),
+        };
+        traffic::start(target, Duration::from_millis(50), 4, Duration::from_secs(2))
+    }
+
     async fn goproxy_listens(&self, on: u16, off: u16) {
         let ids = self.compose.container_ids("goproxy").await.unwrap();
         assert_eq!(ids.len(), 1, "one goproxy container after the switch");
@@ -341,34 +370,7 @@ async fn deploy_refuses_a_broken_candidate_then_switches_with_zero_failures() {
     );
 
     // Streams of 20 s: open across the switch, which waits for them.
-    reqwest::Client::new()
-        .put(format!("http://127.0.0.1:{}/__mock/config", p.mock_port))
-        .json(&mock_upstream::MockConfig {
-            chunks: 200,
-            chunk_delay: Duration::from_millis(100),
-            ..Default::default()
-        })
-        .send()
-        .await
-        .unwrap();
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(p.path("ca.pem")).unwrap()).unwrap();
-    let client = reqwest::Client::builder()
-        .add_root_certificate(ca)
-        .resolve(HOSTNAME, ([127, 0, 0, 1], p.https_port).into())
-        .connect_timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    let load = traffic::start(
-        Target {
-            client,
-            base: p.url(),
-            api_key: KEY.into(),
-            model: "gpt-4o-mini".into(),
-        },
-        Duration::from_millis(50),
-        4,
-        Duration::from_secs(2),
-    );
+    let load = p.load_with_streams_of(200).await;
     let good = candidate(8004, &[], &nginx_conf(8004));
     let out = p.deploy(good.path(), &[]).await;
     let stats = load.stop().await;
@@ -594,34 +596,7 @@ async fn deploy_rolls_two_instances_one_at_a_time() {
     assert_eq!(std::fs::read(&live_nginx).unwrap(), before);
     assert!(!p.path("deploy-state").exists());
 
-    reqwest::Client::new()
-        .put(format!("http://127.0.0.1:{}/__mock/config", p.mock_port))
-        .json(&mock_upstream::MockConfig {
-            chunks: 100,
-            chunk_delay: Duration::from_millis(100),
-            ..Default::default()
-        })
-        .send()
-        .await
-        .unwrap();
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(p.path("ca.pem")).unwrap()).unwrap();
-    let client = reqwest::Client::builder()
-        .add_root_certificate(ca)
-        .resolve(HOSTNAME, ([127, 0, 0, 1], p.https_port).into())
-        .connect_timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    let load = traffic::start(
-        Target {
-            client,
-            base: p.url(),
-            api_key: KEY.into(),
-            model: "gpt-4o-mini".into(),
-        },
-        Duration::from_millis(50),
-        4,
-        Duration::from_secs(2),
-    );
+    let load = p.load_with_streams_of(100).await;
     let out = p.deploy(good.path(), &[]).await;
     let stats = load.stop().await;
     let said = text(&out);

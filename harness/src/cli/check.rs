@@ -75,10 +75,9 @@ pub(super) async fn run(args: CheckArgs, g: &Global) -> i32 {
     if args.monitor.is_zero() {
         return usage("--monitor 0s watches nothing: give a window, e.g. --monitor 30s");
     }
-    let project = args
-        .project_name
-        .clone()
-        .or_else(|| (!args.compose_file.is_empty()).then(|| default_project(root, &args)));
+    let project = args.project_name.clone().or_else(|| {
+        (!args.compose_file.is_empty()).then(|| default_project(root, &args.compose_file))
+    });
     let opts = LiveOptions {
         target: args.target.spec(DEFAULT_STREAM_BOUND),
         model: args.target.model.clone(),
@@ -96,10 +95,10 @@ pub(super) async fn run(args: CheckArgs, g: &Global) -> i32 {
     }
 }
 
-/// Compose's default project name: the first compose file's directory name.
-fn default_project(root: &Path, args: &CheckArgs) -> String {
-    let dir = args
-        .compose_file
+/// Compose's default project name: the first compose file's directory name
+/// (`root` when that file is given without a directory).
+pub(super) fn default_project(root: &Path, compose_files: &[PathBuf]) -> String {
+    let dir = compose_files
         .first()
         .and_then(|f| f.parent())
         .filter(|d| !d.as_os_str().is_empty())

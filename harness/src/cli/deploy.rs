@@ -75,13 +75,10 @@ pub(super) async fn run(args: DeployArgs, g: &Global) -> i32 {
     if args.stream_bound < DEFAULT_STREAM_BOUND.min(Duration::from_secs(1)) {
         return usage("--stream-bound must be at least 1s");
     }
-    let project = args.project_name.clone().unwrap_or_else(|| {
-        let dir = args.compose_file[0]
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(root);
-        crate::prod::project::default_name(dir)
-    });
+    let project = args
+        .project_name
+        .clone()
+        .unwrap_or_else(|| super::check::default_project(root, &args.compose_file));
     let opts = DeployOptions {
         compose_files: args.compose_file.clone(),
         project,

@@ -33,6 +33,24 @@ impl Production {
             https_port,
         })
     }
+
+    /// The stack a deploy or rollback drives: this project's containers,
+    /// its live `files`, and the public `target` the checks go through.
+    pub fn into_stack(
+        self,
+        files: crate::files::LiveFiles,
+        target: &crate::live::target::Target,
+    ) -> crate::stack::Stack {
+        let https_port = self.https_port;
+        crate::stack::Stack::from_parts(
+            Box::new(self),
+            files,
+            target.base.clone(),
+            target.client.clone(),
+            target.api_key.clone(),
+            https_port,
+        )
+    }
 }
 
 fn not_in_production(what: &str) -> String {

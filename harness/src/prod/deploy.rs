@@ -143,15 +143,7 @@ pub async fn find(opts: &DeployOptions) -> Result<Found, String> {
         nginx_conf: live.1.clone(),
         tls_dir: state_dir.join("unused"),
     };
-    let https_port = backend.https_port;
-    let mut stack = Stack::from_parts(
-        Box::new(backend),
-        files,
-        target.base.clone(),
-        target.client.clone(),
-        target.api_key.clone(),
-        https_port,
-    );
+    let mut stack = backend.into_stack(files, &target);
     stack.stream_bound = opts.stream_bound;
     stack.quiet = opts.quiet;
     let candidate_main = (candidate.remove(0), candidate.remove(0));

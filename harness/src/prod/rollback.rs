@@ -12,7 +12,7 @@ use crate::check::Checks;
 use crate::files::LiveFiles;
 use crate::live::target::TargetSpec;
 use crate::report::{Figures, Report, Verdict};
-use crate::stack::{Stack, DEFAULT_STREAM_BOUND};
+use crate::stack::DEFAULT_STREAM_BOUND;
 use crate::verify::Expected;
 
 /// Rolls the deploy in `dir` back; Err is bad input (exit 2).
@@ -48,15 +48,7 @@ pub async fn run(dir: &Path, quiet: bool) -> Result<Report, String> {
         nginx_conf: backups[0].original.clone(),
         tls_dir: dir.join("unused"),
     };
-    let https_port = backend.https_port;
-    let mut stack = Stack::from_parts(
-        Box::new(backend),
-        files,
-        target.base.clone(),
-        target.client.clone(),
-        target.api_key.clone(),
-        https_port,
-    );
+    let mut stack = backend.into_stack(files, &target);
     stack.quiet = quiet;
     let mut checks = Checks::new(quiet);
     let old = Expected::new(state.old_port, state.new_port, None);

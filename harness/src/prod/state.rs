@@ -120,16 +120,7 @@ impl DeployState {
     }
 
     pub fn backups(&self) -> Vec<Backup> {
-        self.backups
-            .iter()
-            .map(|(original, copy)| Backup {
-                original: original.clone(),
-                copy: copy.clone(),
-                bytes: std::fs::metadata(copy)
-                    .map(|m| m.len() as usize)
-                    .unwrap_or(0),
-            })
-            .collect()
+        Backup::recorded(&self.backups)
     }
 
     pub fn resolve(&self) -> Option<Resolve> {

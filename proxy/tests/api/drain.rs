@@ -5,7 +5,7 @@ use tokio::time::Instant;
 
 use futures_util::StreamExt;
 use mock_upstream::MockConfig;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -21,19 +21,13 @@ async fn shutdown_fails_health_first_and_finishes_open_streams() {
         "\"drain_timeout_secs\": 5, \"drain_readiness_delay_secs\": 0.5",
     );
     let mut p = spawn_proxy(&config).await;
-    p.mock.set_config(MockConfig {
-        chunks: 8,
-        chunk_delay: Duration::from_millis(150),
-        ..MockConfig::default()
-    });
-    let r = p
-        .post(
-            "/v1/chat/completions",
-            json!({"model": "stream-gpt", "stream": true, "messages": []}),
-        )
+    let (mut s, mut body) = p
+        .open_stream(MockConfig {
+            chunks: 8,
+            chunk_delay: Duration::from_millis(150),
+            ..MockConfig::default()
+        })
         .await;
-    let mut s = r.bytes_stream();
-    let mut body = s.next().await.unwrap().unwrap().to_vec();
     let t0 = Instant::now();
     p.trigger_shutdown();
     tokio::time::sleep(Duration::from_millis(100)).await;

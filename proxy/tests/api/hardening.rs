@@ -10,7 +10,6 @@ use futures_util::StreamExt;
 use http_body_util::Empty;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use mock_upstream::MockConfig;
-use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
@@ -50,16 +49,12 @@ async fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
 #[tokio::test]
 async fn huge_non_sse_body_is_streamed_with_bounded_buffering() {
     let p = spawn_proxy(DEFAULT_CONFIG).await;
-    p.raw.set(Script {
-        chunk: vec![b' '; 64 * 1024],
-        chunks: 16 * 1024, // 1 GiB
-        ..Script::default()
-    });
     let r = p
-        .post(
-            "/v1/chat/completions",
-            json!({"model": "raw-gpt", "messages": []}),
-        )
+        .raw_completion(Script {
+            chunk: vec![b' '; 64 * 1024],
+            chunks: 16 * 1024, // 1 GiB
+            ..Script::default()
+        })
         .await;
     assert_eq!(r.status(), 200);
     // Poll until the upstream's writes stop advancing (backpressure).
@@ -95,18 +90,14 @@ async fn huge_non_sse_body_is_streamed_with_bounded_buffering() {
 #[tokio::test(start_paused = true)]
 async fn trickling_non_sse_body_is_not_cut_by_the_idle_timeout() {
     let p = spawn_proxy(DEFAULT_CONFIG).await;
-    p.raw.set(Script {
-        chunk: b" ".to_vec(),
-        chunks: 30,
-        gap: Duration::from_millis(200),
-        last: br#"{"usage":{"prompt_tokens":2,"completion_tokens":3}}"#.to_vec(),
-        ..Script::default()
-    });
     let r = p
-        .post(
-            "/v1/chat/completions",
-            json!({"model": "raw-gpt", "messages": []}),
-        )
+        .raw_completion(Script {
+            chunk: b" ".to_vec(),
+            chunks: 30,
+            gap: Duration::from_millis(200),
+            last: br#"{"usage":{"prompt_tokens":2,"completion_tokens":3}}"#.to_vec(),
+            ..Script::default()
+        })
         .await;
     assert_eq!(r.status(), 200);
     let body = r.text().await.expect("whole body");
@@ -127,17 +118,13 @@ async fn trickling_non_sse_body_is_not_cut_by_the_idle_timeout() {
 #[tokio::test(start_paused = true)]
 async fn stalled_non_sse_body_is_aborted() {
     let p = spawn_proxy(DEFAULT_CONFIG).await;
-    p.raw.set(Script {
-        chunk: b"{\"partial\":".to_vec(),
-        chunks: 2,
-        gap: Duration::from_secs(5),
-        ..Script::default()
-    });
     let r = p
-        .post(
-            "/v1/chat/completions",
-            json!({"model": "raw-gpt", "messages": []}),
-        )
+        .raw_completion(Script {
+            chunk: b"{\"partial\":".to_vec(),
+            chunks: 2,
+            gap: Duration::from_secs(5),
+            ..Script::default()
+        })
         .await;
     assert_eq!(r.status(), 200);
     assert!(r.bytes().await.is_err(), "a cut body must not end cleanly");
@@ -148,17 +135,13 @@ async fn stalled_non_sse_body_is_aborted() {
 #[tokio::test]
 async fn endless_error_body_reads_only_a_prefix() {
     let p = spawn_proxy(DEFAULT_CONFIG).await;
-    p.raw.set(Script {
-        status: 500,
-        chunk: vec![b'e'; 64 * 1024],
-        chunks: u64::MAX,
-        ..Script::default()
-    });
     let r = p
-        .post(
-            "/v1/chat/completions",
-            json!({"model": "raw-gpt", "messages": []}),
-        )
+        .raw_completion(Script {
+            status: 500,
+            chunk: vec![b'e'; 64 * 1024],
+            chunks: u64::MAX,
+            ..Script::default()
+        })
         .await;
     assert_eq!(r.status(), 502);
     wait_for(
@@ -274,19 +257,13 @@ async fn drain_does_not_wait_for_a_silent_connection() {
 #[tokio::test(start_paused = true)]
 async fn drain_timeout_cuts_streams_with_an_error_event() {
     let mut p = spawn_proxy(DEFAULT_CONFIG).await;
-    p.mock.set_config(MockConfig {
-        chunks: 100,
-        chunk_delay: Duration::from_millis(500),
-        ..MockConfig::default()
-    });
-    let r = p
-        .post(
-            "/v1/chat/completions",
-            json!({"model": "stream-gpt", "stream": true, "messages": []}),
-        )
+    let (mut s, mut body) = p
+        .open_stream(MockConfig {
+            chunks: 100,
+            chunk_delay: Duration::from_millis(500),
+            ..MockConfig::default()
+        })
         .await;
-    let mut s = r.bytes_stream();
-    let mut body = s.next().await.unwrap().unwrap().to_vec();
     let t0 = Instant::now();
     p.trigger_shutdown();
     while let Some(Ok(c)) = s.next().await {

@@ -144,6 +144,40 @@ impl TestProxy {
             .expect("proxy reachable")
     }
 
+    /// Scripts the raw upstream's reply, then POSTs a completion for the
+    /// model it serves (`raw-gpt`).
+    pub async fn raw_completion(&self, script: crate::raw::Script) -> reqwest::Response {
+        self.raw.set(script);
+        self.post(
+            "/v1/chat/completions",
+            serde_json::json!({"model": "raw-gpt", "messages": []}),
+        )
+        .await
+    }
+
+    /// Makes the mock stream as `config` says, opens a streaming completion
+    /// and reads its first chunk, so the stream is in flight. Returns the
+    /// rest of the stream and that chunk.
+    pub async fn open_stream(
+        &self,
+        config: MockConfig,
+    ) -> (
+        impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin,
+        Vec<u8>,
+    ) {
+        use futures_util::StreamExt as _;
+        self.mock.set_config(config);
+        let r = self
+            .post(
+                "/v1/chat/completions",
+                serde_json::json!({"model": "stream-gpt", "stream": true, "messages": []}),
+            )
+            .await;
+        let mut s = r.bytes_stream();
+        let first = s.next().await.unwrap().unwrap().to_vec();
+        (s, first)
+    }
+
     /// Signal shutdown without waiting.
     pub fn trigger_shutdown(&mut self) {
         if let Some(tx) = self.shutdown.take() {

@@ -12,7 +12,7 @@ use crate::render::BaseSource;
 /// Arguments of `harness validate`.
 #[derive(Debug, clap::Args)]
 pub struct ValidateArgs {
-    /// Scenario file [default: ROOT/scenarios/port-change-8005-to-8004.toml,
+    /// Scenario file [default: scenarios/port-change-8005-to-8004.toml under --root,
     /// else the same scenario built into harness].
     #[arg(long)]
     pub scenario: Option<PathBuf>,

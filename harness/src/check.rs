@@ -102,6 +102,20 @@ pub type Outcome = Result<String, String>;
 pub struct Checks {
     results: Vec<CheckResult>,
     quiet: bool,
+    say: Option<Say>,
+}
+
+/// Puts a result's evidence in the operator's terms (the gate's namer),
+/// before it is printed live or kept: one wording everywhere.
+pub struct Say(pub Box<SayFn>);
+
+/// The rewrite [`Say`] applies: evidence and its phase in, evidence out.
+pub type SayFn = dyn Fn(&str, Phase) -> String + Send + Sync;
+
+impl std::fmt::Debug for Say {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Say(..)")
+    }
 }
 
 impl Checks {
@@ -109,7 +123,13 @@ impl Checks {
         Self {
             results: Vec::new(),
             quiet,
+            say: None,
         }
+    }
+
+    /// From now on every result's evidence goes through `say` first.
+    pub fn set_say(&mut self, say: Say) {
+        self.say = Some(say);
     }
 
     /// Runs `body`, times it, records and prints the result. Returns whether it passed.
@@ -161,7 +181,10 @@ impl Checks {
     }
 
     /// Records a finished result, printing it; returns whether it passed.
-    pub fn push(&mut self, result: CheckResult) -> bool {
+    pub fn push(&mut self, mut result: CheckResult) -> bool {
+        if let Some(Say(say)) = &self.say {
+            result.evidence = say(&result.evidence, result.phase);
+        }
         if !self.quiet {
             eprintln!(
                 "  {} {:<15} {} ({:.1}s) {}",

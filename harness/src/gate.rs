@@ -129,13 +129,8 @@ pub async fn validate(scenario: &Scenario, opts: &GateOptions) -> Report {
     let (verdict, reason) = match run(scenario, opts, &mut checks, &mut figures, &mut namer).await {
         Ok(v) | Err(v) => v,
     };
+    // Evidence was put in the operator's terms as each result came in.
     let mut results = checks.into_results();
-    if let Some(n) = &namer {
-        for r in &mut results {
-            let before_switch = matches!(r.phase, Phase::Lint | Phase::PreDeployment);
-            r.evidence = n.say_live(&r.evidence, before_switch);
-        }
-    }
     let reason = n_reason(&namer, reason);
     list_not_run(&mut results, &reason);
     Report::new(
@@ -167,7 +162,6 @@ async fn run(
     }
     let prepared = prepare(scenario, opts).await.map_err(no_go)?;
     let scenario = &effective(scenario, &prepared);
-    record_render(&prepared, checks);
     let rendered = names::Rendered {
         candidate_map: &prepared.candidate.nginx_map,
         base_map: &prepared.start.nginx_map,
@@ -175,6 +169,15 @@ async fn run(
     };
     let namer = Namer::new(rendered, &opts.targets, opts.keep);
     *namer_out = Some(namer.clone());
+    let live = namer.clone();
+    checks.set_say(crate::check::Say(Box::new(move |evidence, phase| {
+        // Before the switch the live nginx.conf is the base's.
+        live.say_live(
+            evidence,
+            matches!(phase, Phase::Lint | Phase::PreDeployment),
+        )
+    })));
+    record_render(&prepared, checks);
     if scenario.change.derives() {
         lint_derived(opts, &prepared, checks, force).await?;
     }
@@ -627,16 +630,7 @@ pub async fn prepare(scenario: &Scenario, opts: &GateOptions) -> Result<Prepared
 
 /// The files to render, and the names nginx reaches goproxy by (from compose).
 pub fn sources_of(t: &LintTargets) -> Sources {
-    let (names, mounts) = match lint::Deployment::read(t) {
-        Ok(d) => (d.goproxy_names, d.nginx_paths.mounts),
-        Err(_) => (vec![t.service.clone()], Vec::new()),
-    };
-    Sources {
-        goproxy_config: t.prod_config.clone(),
-        nginx_conf: t.nginx_conf.clone(),
-        goproxy_names: names,
-        nginx_mounts: mounts,
-    }
+    Sources::of(t)
 }
 
 /// The first model of the deployed config that the streaming mock serves

@@ -24,6 +24,8 @@ pub struct LintTargets {
     pub prod_config: PathBuf,
     /// The dev config, which must agree with prod on the port.
     pub dev_config: Option<PathBuf>,
+    /// Why no dev config is judged, when none is (shown as a skipped check).
+    pub dev_note: Option<String>,
     /// The main nginx config; its includes are read too.
     pub nginx_conf: PathBuf,
     /// Compose files, scanned for goproxy ports (those that define the service).
@@ -38,6 +40,8 @@ impl LintTargets {
         let dev = root.join("proxy/config-ohmygpt-dev.json");
         Self {
             prod_config: root.join("proxy/config-ohmygpt-prod.json"),
+            dev_note: (!dev.exists())
+                .then(|| format!("not judged: no dev config at {}", dev.display())),
             dev_config: dev.exists().then_some(dev),
             nginx_conf: root.join("nginx/nginx.conf"),
             compose_files: compose_files_in(root),
@@ -71,6 +75,16 @@ impl LintTargets {
                     .map(|e| format!("cannot read {}: {e}", p.display()))
             })
             .or_else(|| self.byte_order_mark())
+            .or_else(|| self.included_byte_order_mark())
+    }
+
+    /// A file nginx.conf includes that starts with a BOM: as unusable as a
+    /// main file with one (nginx refuses both), so bad input too.
+    fn included_byte_order_mark(&self) -> Option<String> {
+        match NginxConfig::load_with(&self.nginx_conf, &nginx_paths(self)) {
+            Err(e @ crate::nginx::NginxError::ByteOrderMark { .. }) => Some(e.to_string()),
+            _ => None,
+        }
     }
 
     /// A goproxy JSON or the main nginx.conf that starts with a UTF-8
@@ -100,6 +114,21 @@ impl LintTargets {
     }
 }
 
+/// Where nginx's container paths are on the host: `/etc/nginx` is the main
+/// file's directory, plus what every compose file mounts for nginx (not
+/// only those defining goproxy).
+fn nginx_paths(targets: &LintTargets) -> PathMap {
+    let mut map = PathMap::for_main(&targets.nginx_conf);
+    for path in &targets.compose_files {
+        if let Ok(f) = ComposeFile::load(path) {
+            for (c, h) in f.nginx_mounts() {
+                map.mount(c, h);
+            }
+        }
+    }
+    map
+}
+
 /// The compose files at the top of `root` (`docker-compose*.yml`,
 /// `compose*.yaml`, ...), sorted; those that do not define goproxy's
 /// service are skipped when read.
@@ -126,6 +155,8 @@ pub async fn run(targets: &LintTargets, checks: &mut Checks) {
     let mut configs = vec![("prod", targets.prod_config.clone())];
     if let Some(dev) = &targets.dev_config {
         configs.push(("dev", dev.clone()));
+    } else if let Some(note) = &targets.dev_note {
+        checks.skip(Phase::Lint, "lint.goproxy-config-dev", note);
     }
     for (label, path) in &configs {
         let name = format!("lint.goproxy-config-{label}");
@@ -188,16 +219,7 @@ impl Deployment {
         }
         names.sort();
         names.dedup();
-        let mut map = PathMap::for_main(&targets.nginx_conf);
-        // Every compose file may mount nginx's includes, not only those
-        // defining goproxy.
-        for path in &targets.compose_files {
-            if let Ok(f) = ComposeFile::load(path) {
-                for (c, h) in f.nginx_mounts() {
-                    map.mount(c, h);
-                }
-            }
-        }
+        let map = nginx_paths(targets);
         let nginx = NginxConfig::load_with(&targets.nginx_conf, &map).map_err(|e| e.to_string())?;
         Ok(Self {
             nginx,

@@ -21,6 +21,7 @@ use crate::nginx::{goproxy, NginxConfig, NginxError};
 use crate::scenario::{Fault, Scenario};
 
 pub mod base;
+mod json_splice;
 
 pub use base::BaseSource;
 
@@ -72,6 +73,10 @@ pub struct Sources {
     pub goproxy_names: Vec<String>,
     /// Compose's bind mounts into nginx's conf directory (container, host).
     pub nginx_mounts: Vec<(PathBuf, PathBuf)>,
+    /// The compose files these came from (read again at a base's ref).
+    pub compose_files: Vec<PathBuf>,
+    /// The compose service that runs goproxy.
+    pub service: String,
 }
 
 impl Sources {
@@ -81,6 +86,25 @@ impl Sources {
             nginx_conf: root.join("nginx/nginx.conf"),
             goproxy_names: vec![crate::lint::DEFAULT_SERVICE.into()],
             nginx_mounts: Vec::new(),
+            compose_files: Vec::new(),
+            service: crate::lint::DEFAULT_SERVICE.into(),
+        }
+    }
+
+    /// The files to render, and the names nginx reaches goproxy by and the
+    /// mounts nginx sees (from compose, when it reads).
+    pub fn of(t: &crate::lint::LintTargets) -> Self {
+        let (names, mounts) = match crate::lint::Deployment::read(t) {
+            Ok(d) => (d.goproxy_names, d.nginx_paths.mounts),
+            Err(_) => (vec![t.service.clone()], Vec::new()),
+        };
+        Self {
+            goproxy_config: t.prod_config.clone(),
+            nginx_conf: t.nginx_conf.clone(),
+            goproxy_names: names,
+            nginx_mounts: mounts,
+            compose_files: t.compose_files.clone(),
+            service: t.service.clone(),
         }
     }
 }
@@ -183,14 +207,18 @@ pub fn render(
             let files = base::Files {
                 goproxy_config: &sources.goproxy_config,
                 nginx_conf: &sources.nginx_conf,
+                compose_files: &sources.compose_files,
             };
             let (m, origin) = other.materialize(files)?;
-            let base_sources = Sources {
-                goproxy_config: m.goproxy_config.clone(),
+            // The base's service names and mounts come from its own compose files.
+            let base_sources = Sources::of(&crate::lint::LintTargets {
+                prod_config: m.goproxy_config.clone(),
+                dev_config: None,
+                dev_note: None,
                 nginx_conf: m.nginx_conf.clone(),
-                goproxy_names: sources.goproxy_names.clone(),
-                nginx_mounts: sources.nginx_mounts.clone(),
-            };
+                compose_files: m.compose_files.clone(),
+                service: sources.service.clone(),
+            });
             let mut r = one(&base_sources, mocks, &base_knobs)?;
             if let Some((dir, label)) = &m.shown_as {
                 let from = format!("{}/", dir.display());
@@ -280,44 +308,86 @@ pub fn goproxy_json(
         column: e.column(),
         message: e.to_string(),
     };
-    let mut root: Value = serde_json::from_str(text).map_err(json_err)?;
-    let obj = root.as_object_mut().ok_or_else(|| RenderError::NotObject {
-        path: path.to_path_buf(),
-    })?;
+    let root: Value = serde_json::from_str(text).map_err(json_err)?;
+    if !root.is_object() {
+        return Err(RenderError::NotObject {
+            path: path.to_path_buf(),
+        });
+    }
     let file = path.display();
+    let (members, close) = json_splice::object(text, json_splice::root(text));
+    let mut edits = Vec::new();
+    let mut added = Vec::new();
+    let mut set = |key: &str, lit: &str, edits: &mut Vec<_>| {
+        let spans: Vec<_> = members.iter().filter(|(k, _)| k == key).collect();
+        if spans.is_empty() {
+            added.push(format!("\"{key}\": {lit}"));
+        }
+        for (_, span) in spans {
+            edits.push((span.clone(), lit.to_string()));
+        }
+    };
     if let Some(lit) = port_literal {
-        obj.insert("port".into(), serde_json::from_str(lit).map_err(json_err)?);
+        serde_json::from_str::<Value>(lit).map_err(json_err)?;
+        set("port", lit, &mut edits);
         subs.push(format!("{file}: \"port\" set to {lit} by the scenario"));
     }
     if let Some(host) = host {
-        obj.insert("host".into(), Value::String(host.to_string()));
+        let lit = serde_json::to_string(host).expect("a string serializes");
+        set("host", &lit, &mut edits);
         subs.push(format!("{file}: \"host\" set to {host}"));
     }
-    if let Some(Value::Array(endpoints)) = obj.get_mut("endpoints") {
-        for ep in endpoints.iter_mut() {
-            let name = ep
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or("?")
-                .to_string();
-            if let Some(Value::String(url)) = ep.get_mut("base_url") {
-                let new = rebase(url, &mocks.stream_mock);
-                subs.push(format!(
-                    "{file}: endpoint {name} base_url {url} -> {new} (the mock upstream)"
-                ));
-                *url = new;
-            }
+    if !added.is_empty() {
+        let values: Vec<_> = members.iter().map(|(_, r)| r.clone()).collect();
+        edits.push(json_splice::append(&values, close, &added.join(", ")));
+    }
+    let arrays = |key: &str| -> Vec<(Vec<std::ops::Range<usize>>, usize)> {
+        members
+            .iter()
+            .filter(|(k, r)| k == key && text.as_bytes()[r.start] == b'[')
+            .map(|(_, r)| json_splice::array(text, r.start))
+            .collect()
+    };
+    let endpoints = arrays("endpoints");
+    for ep in endpoints.iter().flat_map(|(els, _)| els) {
+        if text.as_bytes()[ep.start] != b'{' {
+            continue;
         }
-        if let Some(wm) = &mocks.wiremock {
-            endpoints.push(serde_json::json!({
-                "name": PROBE_ENDPOINT,
-                "base_url": format!("{wm}/v1/chat/completions"),
-            }));
+        let (fields, _) = json_splice::object(text, ep.start);
+        let string = |key: &str| {
+            fields
+                .iter()
+                .filter(|(k, _)| k == key)
+                .filter_map(|(_, r)| {
+                    Some((
+                        r.clone(),
+                        serde_json::from_str::<String>(&text[r.clone()]).ok()?,
+                    ))
+                })
+                .collect::<Vec<_>>()
+        };
+        let name = string("name").pop().map_or("?".to_string(), |(_, n)| n);
+        for (span, url) in string("base_url") {
+            let new = rebase(&url, &mocks.stream_mock);
+            subs.push(format!(
+                "{file}: endpoint {name} base_url {url} -> {new} (the mock upstream)"
+            ));
+            edits.push((
+                span,
+                serde_json::to_string(&new).expect("a string serializes"),
+            ));
         }
     }
-    if mocks.wiremock.is_some() {
-        if let Some(Value::Array(models)) = obj.get_mut("models") {
-            models.push(serde_json::json!({
+    if let Some(wm) = &mocks.wiremock {
+        if let Some((els, close)) = endpoints.last() {
+            let probe = serde_json::json!({
+                "name": PROBE_ENDPOINT,
+                "base_url": format!("{wm}/v1/chat/completions"),
+            });
+            edits.push(json_splice::append(els, *close, &probe.to_string()));
+        }
+        if let Some((els, close)) = arrays("models").last() {
+            let model = serde_json::json!({
                 "id": PROBE_MODEL,
                 "name": "harness probe (wiremock)",
                 "type": "openai",
@@ -325,13 +395,14 @@ pub fn goproxy_json(
                 "upstream_model_id": PROBE_UPSTREAM_MODEL,
                 "input_price_per_mtok": 1.0,
                 "output_price_per_mtok": 2.0,
-            }));
+            });
+            edits.push(json_splice::append(els, *close, &model.to_string()));
             subs.push(format!(
                 "{file}: probe endpoint {PROBE_ENDPOINT} and model {PROBE_MODEL} added (wiremock)"
             ));
         }
     }
-    Ok(serde_json::to_string_pretty(&root).expect("a JSON value serializes") + "\n")
+    Ok(json_splice::splice(text, edits))
 }
 
 /// `https://api.example.com/v1/messages` -> `<base>/v1/messages`.
@@ -481,6 +552,8 @@ mod tests {
             nginx_conf: dir.path().join("nginx.conf"),
             goproxy_names: vec!["goproxy".into()],
             nginx_mounts: Vec::new(),
+            compose_files: Vec::new(),
+            service: "goproxy".into(),
         };
         (dir, s)
     }
@@ -498,6 +571,42 @@ mod tests {
         let p = dir.path().join("s.toml");
         std::fs::write(&p, format!("description = \"t\"\n[start]\nport = 8005\n[change]\nport = 8004\n{extra}[expect]\nverdict = \"go\"\n")).unwrap();
         Scenario::load(&p).unwrap()
+    }
+
+    /// The candidate is the operator's bytes (odd spacing, key order, a
+    /// duplicate key, an escaped string) except the listed substitutions.
+    #[test]
+    fn goproxy_json_keeps_every_other_byte() {
+        let text = "{\"models\":[ {\"id\":\"m\", \"name\": \"a\\\"b\"} ],\n\t\"endpoints\" : [\n  { \"base_url\" : \"https://x.example/v1/messages\",\"name\":\"e\" }\n ],\n \"port\": 8004, \"port\": 8004 }\n";
+        let mut subs = Vec::new();
+        let out = goproxy_json(
+            Path::new("/op/goproxy.json"),
+            text,
+            Some("8004"),
+            &mocks(),
+            Some("0.0.0.0"),
+            &mut subs,
+        )
+        .unwrap();
+        let probe_ep = r#"{"base_url":"http://host.docker.internal:4000/v1/chat/completions","name":"probe-openai"}"#;
+        let expected = text
+            .replace(
+                "https://x.example/v1/messages",
+                "http://upstream:9000/v1/messages",
+            )
+            .replace(
+                "\"name\":\"e\" }",
+                &format!("\"name\":\"e\" }}, {probe_ep}"),
+            )
+            .replace("\"a\\\"b\"} ]", "\"a\\\"b\"}, PROBE_MODEL ]")
+            .replace("8004 }", "8004, \"host\": \"0.0.0.0\" }");
+        let model_at = out.find(", {\"id\":\"harness-probe").map(|i| i + 2);
+        let model_end = model_at.map(|i| i + out[i..].find('}').unwrap() + 1);
+        let (a, b) = (model_at.unwrap(), model_end.unwrap());
+        let out_with_placeholder = format!("{}PROBE_MODEL{}", &out[..a], &out[b..]);
+        assert_eq!(out_with_placeholder, expected, "{out}");
+        serde_json::from_str::<Value>(&out).unwrap();
+        assert_eq!(subs.len(), 4, "{subs:?}");
     }
 
     /// The candidate keeps every port as written (a half-done change stays

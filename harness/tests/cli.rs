@@ -111,6 +111,74 @@ fn bad_scenario_file_is_a_usage_error() {
         .stderr(predicate::str::contains("bad.toml").and(predicate::str::contains("change.port")));
 }
 
+/// An operator's tree has no `scenarios/`: `--root DIR validate` takes the
+/// built-in default scenario and judges DIR's files (here: one is missing,
+/// so bad input naming that file, not the scenario).
+#[test]
+fn validate_on_an_operator_tree_without_scenarios_judges_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    harness()
+        .arg("--root")
+        .arg(dir.path())
+        .args(["validate", "--backend", "local", "--monitor", "1s"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "built-in port-change-8005-to-8004.toml",
+        ))
+        .stderr(predicate::str::contains("config-ohmygpt-prod.json"))
+        .stderr(predicate::str::contains("cannot read scenario").not());
+}
+
+/// An explicit --goproxy-config from another tree is not judged beside the
+/// dev config of the current directory's repository; the report says so.
+#[test]
+fn an_explicit_goproxy_config_elsewhere_does_not_pull_in_this_repos_dev_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let prod = dir.path().join("goproxy.json");
+    std::fs::copy(root().join("proxy/config-ohmygpt-prod.json"), &prod).unwrap();
+    harness()
+        .arg("lint")
+        .arg("--goproxy-config")
+        .arg(&prod)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("not judged"))
+        .stdout(predicate::str::contains("config-ohmygpt-dev.json: valid").not());
+}
+
+/// A BOM in a file nginx.conf includes is bad input (exit 2) like one in
+/// nginx.conf itself, for lint and validate alike, naming that file.
+#[test]
+fn a_byte_order_mark_in_an_included_nginx_file_is_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root().join("nginx/nginx.conf")).unwrap();
+    let nginx = dir.path().join("nginx.conf");
+    std::fs::write(
+        &nginx,
+        text.replacen("proxy_buffering off;", "include conf.d/bom.conf;", 1),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("conf.d")).unwrap();
+    std::fs::write(
+        dir.path().join("conf.d/bom.conf"),
+        "\u{feff}proxy_buffering off;\n",
+    )
+    .unwrap();
+    for cmd in ["lint", "validate"] {
+        harness()
+            .arg(cmd)
+            .arg("--nginx-conf")
+            .arg(&nginx)
+            .assert()
+            .code(2)
+            .stderr(
+                predicate::str::contains("bom.conf")
+                    .and(predicate::str::contains("byte-order mark")),
+            );
+    }
+}
+
 /// A broken goproxy config gives no-go with the reason in the output,
 /// before any container restarts.
 #[test]

@@ -118,6 +118,44 @@ fn nginx_typo_is_reported_in_nginx_words_within_seconds() {
     );
 }
 
+/// The same typo in an *included* file: every line said, the live progress
+/// on stderr included, names the operator's included file and line, never
+/// the flattened in-container nginx.conf or the container's temp JSON.
+#[test]
+fn nginx_typo_in_an_include_is_named_by_the_operators_file_live_too() {
+    let _one = one_stack_at_a_time();
+    let (dir, nginx) =
+        nginx_copy(|s| s.replacen("proxy_buffering off;", "include conf.d/typo.conf;", 1));
+    std::fs::create_dir(dir.path().join("conf.d")).unwrap();
+    let typo = dir.path().join("conf.d/typo.conf");
+    std::fs::write(&typo, "# streaming\nproxy_bufering off;\n").unwrap();
+    let out = harness()
+        .args([
+            "validate",
+            "--monitor",
+            "1s",
+            "--backend",
+            "containers",
+            "--nginx-conf",
+        ])
+        .arg(&nginx)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let named = format!("{}:2", typo.display());
+    for (what, text) in [("summary", &stdout), ("live", &stderr)] {
+        assert!(text.contains(&named), "{what} lacks {named}:\n{text}");
+        for internal in ["/etc/nginx/nginx.conf:", "/tmp/config.candidate.json"] {
+            assert!(!text.contains(internal), "{what} names {internal}:\n{text}");
+        }
+    }
+}
+
 fn git(dir: &Path, args: &[&str]) {
     let ok = std::process::Command::new("git")
         .current_dir(dir)

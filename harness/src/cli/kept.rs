@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use super::{default_scenario, emit, usage, Global, Output};
 use crate::exit;
 use crate::kept;
-use crate::scenario::Scenario;
 
 /// Arguments of `harness up`.
 #[derive(Debug, clap::Args)]
@@ -35,8 +34,7 @@ pub struct DownArgs {
 }
 
 pub(super) async fn up(a: UpArgs, g: &Global) -> i32 {
-    let path = a.scenario.unwrap_or_else(|| default_scenario(&g.root));
-    let scenario = match Scenario::load(&path) {
+    let scenario = match default_scenario::load(a.scenario, &g.root, false) {
         Ok(s) => s,
         Err(e) => return exit::fail(&e),
     };

@@ -4,7 +4,7 @@
 //! `run(args, &Global) -> i32`. Adding a subcommand is a variant in
 //! [`Command`], one dispatch line in [`run`] and a new file.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -12,6 +12,7 @@ use crate::report::{Report, EXIT_USAGE};
 use crate::stack::BackendKind;
 
 mod check;
+mod default_scenario;
 mod deploy;
 mod gen_cert;
 mod kept;
@@ -135,10 +136,6 @@ pub(super) fn monitor_window(s: &str) -> Result<std::time::Duration, String> {
         return Err("a monitoring window of 0s watches nothing after the change; give at least 1s (the design asks 15m)".into());
     }
     Ok(d)
-}
-
-fn default_scenario(root: &Path) -> PathBuf {
-    root.join("scenarios/port-change-8005-to-8004.toml")
 }
 
 /// Prints the report as asked, writes JUnit if asked, returns its exit code.

@@ -12,7 +12,8 @@ pub struct TargetArgs {
     #[arg(long)]
     pub goproxy_config: Option<PathBuf>,
     /// goproxy dev config, which must agree on the port
-    /// [default: <root>/proxy/config-ohmygpt-dev.json if it exists].
+    /// [default: <root>/proxy/config-ohmygpt-dev.json if it exists and
+    /// --goproxy-config, when given, is under --root; otherwise not judged].
     #[arg(long)]
     pub dev_config: Option<PathBuf>,
     /// nginx config; its includes are read too [default: <root>/nginx/nginx.conf].
@@ -33,9 +34,21 @@ impl TargetArgs {
         let mut t = LintTargets::from_root(root);
         if let Some(p) = &self.goproxy_config {
             t.prod_config = p.clone();
+            // A dev config under --root belongs to that tree: judging it
+            // beside a prod config from elsewhere mixes two deployments.
+            if self.dev_config.is_none() && !same_tree(p, root) {
+                t.dev_note = Some(format!(
+                    "not judged: --goproxy-config {} is not under --root {}; \
+                     give --dev-config to compare a dev config",
+                    p.display(),
+                    root.display()
+                ));
+                t.dev_config = None;
+            }
         }
         if self.dev_config.is_some() {
             t.dev_config = self.dev_config.clone();
+            t.dev_note = None;
         }
         if let Some(p) = &self.nginx_conf {
             t.nginx_conf = p.clone();
@@ -48,5 +61,14 @@ impl TargetArgs {
             Some(why) => Err(why),
             None => Ok(t),
         }
+    }
+}
+
+/// Whether `file` lies under `root` (both resolved; an unresolvable path is
+/// taken as outside).
+fn same_tree(file: &std::path::Path, root: &std::path::Path) -> bool {
+    match (file.canonicalize(), root.canonicalize()) {
+        (Ok(f), Ok(r)) => f.starts_with(r),
+        _ => false,
     }
 }

@@ -8,12 +8,12 @@ use super::targets::TargetArgs;
 use super::{default_scenario, emit, resolve_backend, usage, BackendChoice, Global, Output};
 use crate::gate::{self, GateOptions};
 use crate::render::BaseSource;
-use crate::scenario::Scenario;
 
 /// Arguments of `harness validate`.
 #[derive(Debug, clap::Args)]
 pub struct ValidateArgs {
-    /// Scenario file [default: scenarios/port-change-8005-to-8004.toml].
+    /// Scenario file [default: scenarios/port-change-8005-to-8004.toml under --root,
+    /// else the same scenario built into harness].
     #[arg(long)]
     pub scenario: Option<PathBuf>,
     #[command(flatten)]
@@ -44,8 +44,7 @@ pub struct ValidateArgs {
 }
 
 pub(super) async fn run(a: ValidateArgs, g: &Global) -> i32 {
-    let path = a.scenario.unwrap_or_else(|| default_scenario(&g.root));
-    let scenario = match Scenario::load(&path) {
+    let scenario = match default_scenario::load(a.scenario, &g.root, g.quiet) {
         Ok(s) => s,
         Err(e) => return crate::exit::fail(&e),
     };

@@ -22,6 +22,8 @@ pub enum BaseSource {
 pub struct Materialized {
     pub goproxy_config: PathBuf,
     pub nginx_conf: PathBuf,
+    /// The compose files of the base that exist there (same relative paths).
+    pub compose_files: Vec<PathBuf>,
     /// For a git ref: the temporary directory and how to name it in
     /// messages instead (`v1.4.2:`), since it is removed after the run.
     pub shown_as: Option<(PathBuf, String)>,
@@ -33,6 +35,7 @@ pub struct Materialized {
 pub struct Files<'a> {
     pub goproxy_config: &'a Path,
     pub nginx_conf: &'a Path,
+    pub compose_files: &'a [PathBuf],
 }
 
 /// Why the base's files cannot be had; names the ref or directory.
@@ -70,6 +73,7 @@ impl BaseSource {
                 Materialized {
                     goproxy_config: cand.goproxy_config.to_path_buf(),
                     nginx_conf: cand.nginx_conf.to_path_buf(),
+                    compose_files: cand.compose_files.to_vec(),
                     shown_as: None,
                     _tmp: None,
                 },
@@ -79,6 +83,12 @@ impl BaseSource {
                 let m = Materialized {
                     goproxy_config: dir.join(relative(root, cand.goproxy_config)?),
                     nginx_conf: dir.join(relative(root, cand.nginx_conf)?),
+                    compose_files: cand
+                        .compose_files
+                        .iter()
+                        .filter_map(|c| Some(dir.join(relative(root, c).ok()?)))
+                        .filter(|c| c.is_file())
+                        .collect(),
                     shown_as: None,
                     _tmp: None,
                 };
@@ -155,29 +165,99 @@ fn from_git(rev: &str, root: &Path, cand: Files) -> Result<(Materialized, String
     .map_err(fail)?;
     wanted.extend(String::from_utf8_lossy(&listed).lines().map(PathBuf::from));
     for rel in &wanted {
-        let spec = format!("{rev}:{}", rel.display());
-        let bytes = git(&top, &["show", &spec])
-            .map_err(|e| fail(format!("{} is not in that commit: {e}", rel.display())))?;
-        let dest = tmp.path().join(rel);
-        if let Some(d) = dest.parent() {
-            std::fs::create_dir_all(d).map_err(|e| fail(e.to_string()))?;
+        write_at(&top, rev, rel, tmp.path()).map_err(fail)?;
+    }
+    // The compose files the candidate has, as they were at the ref (a file
+    // added since is simply not part of the base).
+    let compose_rels: Vec<PathBuf> = cand
+        .compose_files
+        .iter()
+        .filter_map(|c| relative(&top, c).ok())
+        .collect();
+    let mut compose_files = Vec::new();
+    for rel in &compose_rels {
+        if write_at(&top, rev, rel, tmp.path()).is_ok() {
+            compose_files.push(tmp.path().join(rel));
         }
-        std::fs::write(&dest, bytes).map_err(|e| fail(e.to_string()))?;
     }
     let goproxy_config = tmp.path().join(&json_rel);
     let nginx_conf = tmp.path().join(&nginx_rel);
-    let origin = format!(
-        "{} and {} at git ref {rev}",
-        json_rel.display(),
-        nginx_rel.display()
+    let mut shown: Vec<String> = vec![
+        json_rel.display().to_string(),
+        nginx_rel.display().to_string(),
+    ];
+    shown.extend(
+        compose_files
+            .iter()
+            .filter_map(|c| Some(c.strip_prefix(tmp.path()).ok()?.display().to_string())),
     );
+    let origin = format!("{} at git ref {rev}", shown.join(", "));
     Ok((
         Materialized {
             goproxy_config,
             nginx_conf,
+            compose_files,
             shown_as: Some((tmp.path().to_path_buf(), format!("{rev}:"))),
             _tmp: Some(tmp),
         },
         origin,
     ))
+}
+
+/// Writes `rev:rel` of the repository at `top` to `rel` under `dir`.
+fn write_at(top: &Path, rev: &str, rel: &Path, dir: &Path) -> Result<(), String> {
+    let spec = format!("{rev}:{}", rel.display());
+    let bytes = git(top, &["show", &spec])
+        .map_err(|e| format!("{} is not in that commit: {e}", rel.display()))?;
+    let dest = dir.join(rel);
+    if let Some(d) = dest.parent() {
+        std::fs::create_dir_all(d).map_err(|e| e.to_string())?;
+    }
+    std::fs::write(&dest, bytes).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(dir: &Path, args: &[&str]) {
+        let ok = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "git {args:?}");
+    }
+
+    /// `--base REF` reads the compose files at the ref too, not today's.
+    #[test]
+    fn a_git_base_takes_the_compose_files_at_the_ref() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        std::fs::create_dir(root.join("nginx")).unwrap();
+        std::fs::write(root.join("c.json"), "{}").unwrap();
+        std::fs::write(root.join("nginx/nginx.conf"), "events {}\n").unwrap();
+        std::fs::write(root.join("docker-compose.yml"), "then\n").unwrap();
+        sh(&root, &["init", "-q"]);
+        sh(&root, &["add", "-A"]);
+        sh(&root, &["commit", "-qm", "v1"]);
+        sh(&root, &["tag", "v1"]);
+        std::fs::write(root.join("docker-compose.yml"), "now\n").unwrap();
+        let compose = vec![root.join("docker-compose.yml")];
+        let files = Files {
+            goproxy_config: &root.join("c.json"),
+            nginx_conf: &root.join("nginx/nginx.conf"),
+            compose_files: &compose,
+        };
+        let (m, origin) = from_git("v1", &root, files).unwrap();
+        assert_eq!(m.compose_files.len(), 1);
+        assert_eq!(
+            std::fs::read_to_string(&m.compose_files[0]).unwrap(),
+            "then\n"
+        );
+        assert!(origin.contains("docker-compose.yml"), "{origin}");
+    }
 }

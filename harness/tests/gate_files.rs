@@ -258,12 +258,12 @@ fn bad_input_exits_2() {
         .stderr(predicate::str::contains("0s watches nothing"));
 }
 
-/// SIGTERM and SIGHUP clean up exactly like SIGINT: containers, network
-/// and run directory are gone, exit 128 + signal.
+/// Ctrl-C, SIGTERM and SIGHUP in the middle of a run clean up alike:
+/// containers, network and run directory are gone, exit 128 + signal.
 #[test]
-fn sigterm_and_sighup_remove_the_stack() {
+fn sigint_sigterm_and_sighup_remove_the_stack() {
     let _one = one_stack_at_a_time();
-    for (sig, code) in [("TERM", 143), ("HUP", 129)] {
+    for (sig, code) in [("INT", 130), ("TERM", 143), ("HUP", 129)] {
         signal_removes_the_stack(sig, code);
     }
 }
@@ -329,6 +329,7 @@ fn signal_removes_the_stack(sig: &str, code: i32) {
     let said = drain.join().unwrap().join("\n");
 
     assert_eq!(status.code(), Some(code), "SIG{sig}: {said}");
+    assert!(said.contains("interrupted"), "SIG{sig}: {said}");
     assert_eq!(
         running("container"),
         0,

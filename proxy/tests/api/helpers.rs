@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use mock_upstream::{MockConfig, MockUpstream};
 use proxy::auth::Secrets;
 use proxy::config::Config;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wiremock::MockServer;
 
-use crate::raw::RawUpstream;
+use crate::raw::{read_head, RawUpstream};
 
 /// The client key tests authenticate with.
 pub const CLIENT_KEY: &str = "sk-client-test-key-0001";
@@ -80,15 +80,8 @@ impl SlowSse {
                 c.fetch_add(1, Ordering::SeqCst);
                 let p = p.clone();
                 tokio::spawn(async move {
-                    let mut buf = vec![0u8; 65536];
-                    // Read the request head and body (small; one read is enough
-                    // on loopback, but loop until the blank line to be safe).
-                    let mut seen = Vec::new();
-                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match sock.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => seen.extend_from_slice(&buf[..n]),
-                        }
+                    if !read_head(&mut sock).await {
+                        return;
                     }
                     let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
                     if sock.write_all(head.as_bytes()).await.is_err() {

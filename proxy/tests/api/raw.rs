@@ -74,13 +74,8 @@ impl RawUpstream {
     }
 
     async fn answer(self, mut sock: TcpStream) {
-        let mut buf = vec![0u8; 65536];
-        let mut seen = Vec::new();
-        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-            match sock.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => seen.extend_from_slice(&buf[..n]),
-            }
+        if !read_head(&mut sock).await {
+            return;
         }
         let s = self.script.lock().unwrap().clone();
         let head = format!(
@@ -115,6 +110,20 @@ impl RawUpstream {
         end.extend_from_slice(b"0\r\n\r\n");
         let _ = sock.write_all(&end).await;
         // Hold the connection until the peer closes it.
-        let _ = sock.read(&mut buf).await;
+        let _ = sock.read(&mut [0u8; 1024]).await;
     }
+}
+
+/// Reads until the blank line that ends a request head; false when the
+/// client went away first.
+pub async fn read_head(sock: &mut TcpStream) -> bool {
+    let mut buf = vec![0u8; 65536];
+    let mut seen = Vec::new();
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        match sock.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    true
 }

@@ -2,7 +2,8 @@
 # The whole bench in one command: build the release binaries, install
 # nginx-light if nginx is missing, seed the Docker images for the gate, raise
 # the fd limit, and run `bench` with the load generator and the servers on
-# separate CPUs. Extra arguments go to `bench` (see `target/release/bench --help`).
+# separate CPUs. Extra arguments go to `bench` (see `target/release/bench --help`);
+# with `--litellm`, bench/litellm/setup.sh runs first.
 # All load goes to 127.0.0.1 or the project's own containers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,14 @@ if ! have_nginx; then
     # The package may start a system nginx on port 80; the bench runs its own.
     $SUDO systemctl stop nginx >/dev/null 2>&1 || $SUDO service nginx stop >/dev/null 2>&1 || true
 fi
+
+# LiteLLM (the optional peer) only when asked for: the venv is ~750 MB.
+for arg in "$@"; do
+    if [ "$arg" = --litellm ]; then
+        bash bench/litellm/setup.sh
+        break
+    fi
+done
 
 # Images for `harness validate` (also builds goproxy and mock-upstream).
 bash scripts/seed-images.sh

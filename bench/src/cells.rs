@@ -167,14 +167,19 @@ pub async fn big_body_rss(goproxy: SocketAddr, pid: u32, f: &mut Figures) -> any
     Ok(())
 }
 
-/// The ~90 KB request at concurrency 1, direct, through goproxy and nginx.
+/// The ~90 KB request at concurrency 1, direct, through goproxy and nginx
+/// (and LiteLLM when it is in `addrs`).
 pub async fn big_request(args: &Args, addrs: &BTreeMap<&str, SocketAddr>, f: &mut Figures) {
     let body = agent_body();
     let warmup = Duration::from_secs_f64(args.warmup_secs);
     let duration = Duration::from_secs_f64(args.duration_secs);
+    let targets: Vec<&str> = ["direct", "goproxy", "nginx", "litellm"]
+        .into_iter()
+        .filter(|t| addrs.contains_key(t))
+        .collect();
     for run in 0..args.runs {
-        for i in 0..3 {
-            let target = ["direct", "goproxy", "nginx"][(i + run) % 3];
+        for i in 0..targets.len() {
+            let target = targets[(i + run) % targets.len()];
             let cell =
                 load::closed_loop_with(addrs[target], 1, warmup, duration, body.clone()).await;
             let p50 = quantile(&cell.latency, 0.5) as f64 / 1e6;
@@ -192,19 +197,25 @@ pub async fn big_request(args: &Args, addrs: &BTreeMap<&str, SocketAddr>, f: &mu
     }
 }
 
-/// CPU time per relayed SSE event: goproxy and nginx, each straight to the
-/// mock, 128 concurrent streams of 400 events 10 ms apart.
+/// Concurrent streams of the SSE CPU cell.
+pub const SSE_STREAMS: usize = 128;
+/// Content events per stream of the SSE CPU cell.
+pub const SSE_EVENTS: usize = 400;
+
+/// CPU time per relayed SSE event: goproxy and nginx (and LiteLLM), each
+/// straight to the mock, 128 concurrent streams of 400 events 10 ms apart.
+/// Each target is its name, address and the pids whose CPU time counts.
 pub async fn sse_cpu(
     mock: SocketAddr,
-    targets: [(&'static str, SocketAddr, Vec<u32>); 2],
+    targets: &[(&'static str, SocketAddr, Vec<u32>)],
     runs: usize,
     f: &mut Figures,
 ) -> anyhow::Result<()> {
     let config =
-        json!({"chunks": 400, "chunk_delay_ms": 10, "first_chunk_delay_ms": 0, "fault": "none"});
+        json!({"chunks": SSE_EVENTS, "chunk_delay_ms": 10, "first_chunk_delay_ms": 0, "fault": "none"});
     for run in 0..runs {
-        for i in 0..2 {
-            let (name, addr, pids) = &targets[(i + run) % 2];
+        for i in 0..targets.len() {
+            let (name, addr, pids) = &targets[(i + run) % targets.len()];
             load::configure_mock(mock, config.clone()).await?;
             let ticks = |pids: &[u32]| {
                 pids.iter()
@@ -212,12 +223,15 @@ pub async fn sse_cpu(
                     .sum::<u64>()
             };
             let before = ticks(pids);
-            let traces = load::concurrent_streams(*addr, 128).await;
+            let traces = load::concurrent_streams(*addr, SSE_STREAMS).await;
             let used = ticks(pids).saturating_sub(before);
             let events: usize = traces.iter().map(|t| t.content.len()).sum();
             // Clock ticks are 10 ms (USER_HZ 100).
             let us = used as f64 * 10_000.0 / events.max(1) as f64;
             f.push(format!("sse_cpu/{name}/us_per_event"), us);
+            // A server that cannot keep up relays fewer events (a stream
+            // ends at the 10 s request timeout): the count says so.
+            f.push(format!("sse_cpu/{name}/events"), events as f64);
             crate::log(format!(
                 "run {} SSE CPU {name:<8} {used} ticks for {events} events: {us:.2} us/event",
                 run + 1

@@ -1,10 +1,12 @@
 //! `bench`: goproxy's figures measured side by side with their baselines in
-//! one run (direct to the mock, nginx `proxy_pass`, nginx + goproxy), plus
-//! the gate's switch and rollback figures read from `harness validate`.
+//! one run (direct to the mock, nginx `proxy_pass`, nginx + goproxy, and
+//! with `--litellm` LiteLLM as a peer), plus the gate's switch and rollback
+//! figures read from `harness validate`.
 //! Prints a table and writes `bench.md` and `bench.json`.
 
 mod cells;
 mod gate;
+mod litellm;
 mod load;
 mod procs;
 mod report;
@@ -79,10 +81,27 @@ pub struct Args {
     /// Skip the proxy measurements (only the gate).
     #[arg(long)]
     gate_only: bool,
+    /// Also measure LiteLLM as a peer of goproxy and nginx (installed by
+    /// `bash bench/litellm/setup.sh`; `bench/run.sh --litellm` runs it).
+    #[arg(long)]
+    litellm: bool,
+    /// The venv of `bench/litellm/setup.sh`.
+    #[arg(long, env = "LITELLM_VENV", default_value = litellm::DEFAULT_VENV)]
+    litellm_venv: PathBuf,
 }
 
 /// The four ways to reach the mock.
 const TARGETS: [&str; 4] = ["direct", "goproxy", "nginx", "nginx+goproxy"];
+
+/// The targets of the latency and streaming cells: the four, and LiteLLM
+/// when it is measured.
+pub fn targets(litellm: bool) -> Vec<&'static str> {
+    let mut t = TARGETS.to_vec();
+    if litellm {
+        t.push("litellm");
+    }
+    t
+}
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -90,9 +109,14 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let started = Instant::now();
+    // Before anything starts: a missing install fails at once, with the fix.
+    let litellm = match args.litellm && !args.gate_only {
+        true => Some(litellm::Install::find(&args.litellm_venv)?),
+        false => None,
+    };
     let mut figures = Figures::default();
     if !args.gate_only {
-        rt.block_on(proxy_figures(&args, &mut figures))?;
+        rt.block_on(proxy_figures(&args, litellm.as_ref(), &mut figures))?;
     }
     if args.gate_runs + args.rollback_runs > 0 {
         gate::run(
@@ -115,10 +139,12 @@ fn main() -> anyhow::Result<()> {
         "stream_chunks": args.stream_chunks,
         "ttfb_streams": args.ttfb_streams,
         "hold_chunks": args.hold_chunks,
+        "litellm": litellm.map(|l| json!({"version": l.version, "bin": l.bin})),
         "bench_wall_secs": started.elapsed().as_secs_f64(),
     });
     let mut md = report::markdown(&args, &figures, &meta);
     md.push_str(&cells::markdown(&figures));
+    md.push_str(&litellm::markdown(&args, &figures));
     println!("{md}");
     std::fs::create_dir_all(&args.out)?;
     std::fs::write(args.out.join("bench.md"), &md)?;
@@ -139,7 +165,11 @@ fn log(msg: impl AsRef<str>) {
     eprintln!("bench: {}", msg.as_ref());
 }
 
-async fn proxy_figures(args: &Args, f: &mut Figures) -> anyhow::Result<()> {
+async fn proxy_figures(
+    args: &Args,
+    litellm: Option<&litellm::Install>,
+    f: &mut Figures,
+) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("goproxy-bench-")
         .tempdir()?;
@@ -150,15 +180,25 @@ async fn proxy_figures(args: &Args, f: &mut Figures) -> anyhow::Result<()> {
         quiet_logs: args.quiet_logs,
     };
     let mock = env.mock(args.delay_ms)?;
+    // First, so its long start is over before anything is measured.
+    let litellm = litellm
+        .map(|l| env.litellm(l, mock.addr, load::CLIENT_KEY))
+        .transpose()
+        .context("litellm")?;
     let big = cells::BigBody::start().await?;
     let goproxy = env
         .goproxy(mock.addr, load::CLIENT_KEY, Some(big.addr))
         .context("goproxy")?;
     let (nginx, listens) = env.nginx(&[mock.addr, goproxy.addr]).context("nginx")?;
-    let addrs: BTreeMap<&str, SocketAddr> = TARGETS
+    let mut addrs: BTreeMap<&str, SocketAddr> = TARGETS
         .into_iter()
         .zip([mock.addr, goproxy.addr, listens[0], listens[1]])
         .collect();
+    if let Some(l) = &litellm {
+        addrs.insert("litellm", l.addr);
+        log(format!("litellm {} (pid {})", l.addr, l.pid()));
+    }
+    let targets = targets(litellm.is_some());
     log(format!(
         "mock {} (pid {}), goproxy {} (pid {}), nginx {} / {} (pid {}), scratch {}",
         mock.addr,
@@ -184,9 +224,9 @@ async fn proxy_figures(args: &Args, f: &mut Figures) -> anyhow::Result<()> {
     let duration = Duration::from_secs_f64(args.duration_secs);
     for run in 0..args.runs {
         for &c in &args.concurrency {
-            for i in 0..TARGETS.len() {
+            for i in 0..targets.len() {
                 // Rotate the order so no target always runs first or last.
-                let target = TARGETS[(i + run) % TARGETS.len()];
+                let target = targets[(i + run) % targets.len()];
                 load::configure_mock(mock.addr, mock_config(args.stream_chunks, args.delay_ms))
                     .await?;
                 let cell = load::closed_loop(addrs[target], c, warmup, duration).await;
@@ -221,8 +261,8 @@ async fn proxy_figures(args: &Args, f: &mut Figures) -> anyhow::Result<()> {
     // Time to first chunk and inter-chunk gaps, sequential streams.
     load::configure_mock(mock.addr, mock_config(args.stream_chunks, 0)).await?;
     for run in 0..args.runs {
-        for i in 0..TARGETS.len() {
-            let target = TARGETS[(i + run) % TARGETS.len()];
+        for i in 0..targets.len() {
+            let target = targets[(i + run) % targets.len()];
             let traces = load::sequential_streams(addrs[target], args.ttfb_streams).await?;
             let s = stream_summary(&traces);
             let key = format!("stream/{target}");
@@ -246,11 +286,19 @@ async fn proxy_figures(args: &Args, f: &mut Figures) -> anyhow::Result<()> {
     // then RSS while goproxy relays a 1 GiB body.
     let mut nginx_pids = procs::children(nginx.pid());
     nginx_pids.push(nginx.pid());
-    let sse_targets = [
+    let mut sse_targets = vec![
         ("goproxy", goproxy.addr, vec![goproxy.pid()]),
         ("nginx", listens[0], nginx_pids),
     ];
-    cells::sse_cpu(mock.addr, sse_targets, args.runs, f).await?;
+    if let Some(l) = &litellm {
+        let mut pids = procs::children(l.pid());
+        pids.push(l.pid());
+        sse_targets.push(("litellm", l.addr, pids));
+    }
+    cells::sse_cpu(mock.addr, &sse_targets, args.runs, f).await?;
+    // LiteLLM is not in the hold cells (nor the unpinned cell): stop it now
+    // so it takes nothing from the single server CPU there.
+    drop(litellm);
     for _ in 0..args.runs {
         cells::big_body_rss(goproxy.addr, goproxy.pid(), f).await?;
     }
@@ -351,4 +399,36 @@ fn stream_summary(traces: &[StreamTrace]) -> BTreeMap<&'static str, f64> {
         ("gap_max_ms", gaps.max() as f64 / 1e6),
         ("failed", failed as f64),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    /// LiteLLM is off unless asked for, and joins the targets when it is.
+    #[test]
+    fn litellm_is_an_opt_in_target() {
+        let args = Args::parse_from(["bench"]);
+        assert!(!args.litellm);
+        assert!(!targets(args.litellm).contains(&"litellm"));
+        let args = Args::parse_from(["bench", "--litellm", "--litellm-venv", "/opt/venv"]);
+        assert!(args.litellm);
+        assert_eq!(args.litellm_venv, PathBuf::from("/opt/venv"));
+        assert_eq!(targets(args.litellm).last(), Some(&"litellm"));
+    }
+
+    /// The venv defaults to where setup.sh puts it (LITELLM_VENV may override
+    /// it, so the default is read from the definition, not from a parse).
+    #[test]
+    fn litellm_venv_defaults_to_setup_sh_location() {
+        let cmd = Args::command();
+        let arg = cmd
+            .get_arguments()
+            .find(|a| a.get_id() == "litellm_venv")
+            .expect("the --litellm-venv argument");
+        assert_eq!(arg.get_default_values(), [litellm::DEFAULT_VENV]);
+        assert_eq!(arg.get_env(), Some(std::ffi::OsStr::new("LITELLM_VENV")));
+    }
 }

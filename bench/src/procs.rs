@@ -1,5 +1,5 @@
 //! The processes under test, all local on loopback: the mock upstream,
-//! goproxy and nginx, started from generated configs in a temp dir and
+//! goproxy and nginx (and LiteLLM, `litellm.rs`), started from generated configs in a temp dir and
 //! stopped (with their children) when dropped.
 
 use std::fmt::Write as _;
@@ -42,6 +42,11 @@ impl Server {
     /// Resident set size in kB from `/proc/<pid>/status` (`VmRSS`).
     pub fn rss_kb(&self) -> Option<u64> {
         rss_kb(self.pid())
+    }
+
+    /// Its exit status if it has already exited (a server that died at start).
+    pub fn exited(&mut self) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        Ok(self.child.try_wait()?)
     }
 }
 
@@ -105,7 +110,8 @@ pub fn free_port() -> anyhow::Result<u16> {
 }
 
 impl Env {
-    fn command(&self, program: &Path) -> Command {
+    /// `program`, under `taskset -c <server_cpus>` when the servers are pinned.
+    pub(crate) fn command(&self, program: &Path) -> Command {
         match &self.server_cpus {
             Some(cpus) => {
                 let mut c = Command::new("taskset");
@@ -116,12 +122,14 @@ impl Env {
         }
     }
 
-    fn spawn(
+    /// Start `cmd` with stdout and stderr to `<dir>/<name>.log`, without
+    /// waiting for it; returns the server and its log's path.
+    pub(crate) fn launch(
         &self,
         name: &'static str,
         mut cmd: Command,
         addr: SocketAddr,
-    ) -> anyhow::Result<Server> {
+    ) -> anyhow::Result<(Server, PathBuf)> {
         let log = self.dir.join(format!("{name}.log"));
         let out = std::fs::File::create(&log)?;
         cmd.stdin(Stdio::null())
@@ -130,7 +138,11 @@ impl Env {
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {name}"))?;
-        let mut server = Server { name, addr, child };
+        Ok((Server { name, addr, child }, log))
+    }
+
+    fn spawn(&self, name: &'static str, cmd: Command, addr: SocketAddr) -> anyhow::Result<Server> {
+        let (mut server, log) = self.launch(name, cmd, addr)?;
         wait_listening(&mut server, &log)?;
         Ok(server)
     }

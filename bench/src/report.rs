@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde_json::{json, Value};
 
 use crate::stats::{paired_diff, paired_ratio, Spread};
-use crate::{Args, TARGETS};
+use crate::{targets, Args};
 
 /// Every figure of the run: a key such as `latency/c1/goproxy/p99_ms` and
 /// its value in each run, in run order (so runs of two targets pair up).
@@ -192,7 +192,7 @@ pub fn markdown(args: &Args, f: &Figures, meta: &Value) -> String {
              | --- | --- | --- | --- | --- | --- | --- | --- |"
         );
         for c in &args.concurrency {
-            for t in TARGETS {
+            for t in targets(args.litellm) {
                 let k = format!("latency/c{c}/{t}");
                 let added = if t == "direct" {
                     "-".to_owned()
@@ -227,7 +227,7 @@ pub fn markdown(args: &Args, f: &Figures, meta: &Value) -> String {
         );
         let _ = writeln!(o, "| --- |{}", " --- |".repeat(args.concurrency.len()));
         type Pair = (&'static str, &'static str, &'static str, &'static str, bool);
-        let rows: [Pair; 5] = [
+        let mut rows: Vec<Pair> = vec![
             (
                 "goproxy added p50 over direct, ms",
                 "goproxy",
@@ -264,6 +264,24 @@ pub fn markdown(args: &Args, f: &Figures, meta: &Value) -> String {
                 true,
             ),
         ];
+        if args.litellm {
+            rows.extend([
+                (
+                    "litellm added p50 over direct, ms",
+                    "litellm",
+                    "direct",
+                    "p50_ms",
+                    false,
+                ),
+                (
+                    "goproxy req/s ÷ litellm req/s",
+                    "goproxy",
+                    "litellm",
+                    "rps",
+                    true,
+                ),
+            ]);
+        }
         for (label, a, b, m, ratio) in rows {
             let cells: Vec<String> = args
                 .concurrency
@@ -295,7 +313,7 @@ pub fn markdown(args: &Args, f: &Figures, meta: &Value) -> String {
             "| target | ttfb p50 ms | ttfb max ms | added ttfb p50 vs direct ms | gap p50 ms | gap p99 ms | gap max ms | failed |\n\
              | --- | --- | --- | --- | --- | --- | --- | --- |"
         );
-        for t in TARGETS {
+        for t in targets(args.litellm) {
             let k = format!("stream/{t}");
             let added = if t == "direct" {
                 "-".to_owned()

@@ -211,8 +211,7 @@ pub async fn sse_cpu(
     runs: usize,
     f: &mut Figures,
 ) -> anyhow::Result<()> {
-    let config =
-        json!({"chunks": SSE_EVENTS, "chunk_delay_ms": 10, "first_chunk_delay_ms": 0, "fault": "none"});
+    let config = json!({"chunks": SSE_EVENTS, "chunk_delay_ms": 10, "first_chunk_delay_ms": 0, "fault": "none"});
     for run in 0..runs {
         for i in 0..targets.len() {
             let (name, addr, pids) = &targets[(i + run) % targets.len()];

@@ -6,12 +6,13 @@
 //! readiness route with a deadline.
 
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{bail, Context};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use crate::procs::{self, Env, Server};
 use crate::report::Figures;
@@ -117,8 +118,9 @@ pub fn log_config(quiet: bool) -> serde_json::Value {
 impl Env {
     /// LiteLLM in front of `mock` on a free loopback port, one uvicorn
     /// worker (one process, like goproxy's one runtime and nginx's one
-    /// worker), ready when `/health/readiness` answers 200.
-    pub fn litellm(
+    /// worker), ready when `/health/readiness` answers 200. Async so that a
+    /// signal during its long start drops it (and so stops it) at once.
+    pub async fn litellm(
         &self,
         install: &Install,
         mock: SocketAddr,
@@ -142,13 +144,13 @@ impl Env {
             .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
             .env("LITELLM_MODE", "PRODUCTION");
         let (mut server, log) = self.launch("litellm", cmd, ([127, 0, 0, 1], port).into())?;
-        wait_ready(&mut server, &log, READY_DEADLINE)?;
+        wait_ready(&mut server, &log, READY_DEADLINE).await?;
         Ok(server)
     }
 }
 
 /// Poll `/health/readiness` until 200, the process exits, or `deadline`.
-fn wait_ready(server: &mut Server, log: &Path, deadline: Duration) -> anyhow::Result<()> {
+async fn wait_ready(server: &mut Server, log: &Path, deadline: Duration) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut last = String::from("no answer yet");
     while started.elapsed() < deadline {
@@ -159,7 +161,7 @@ fn wait_ready(server: &mut Server, log: &Path, deadline: Duration) -> anyhow::Re
                 tail(log)
             );
         }
-        match status_line(server.addr, "/health/readiness") {
+        match status_line(server.addr, "/health/readiness").await {
             Ok(line) if line.split_whitespace().nth(1) == Some("200") => {
                 crate::log(format!(
                     "litellm ready after {:.1} s",
@@ -171,7 +173,7 @@ fn wait_ready(server: &mut Server, log: &Path, deadline: Duration) -> anyhow::Re
             Err(e) => last = e.to_string(),
         }
         // A poll interval, not a wait for readiness: each probe decides.
-        std::thread::sleep(Duration::from_millis(100));
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bail!(
         "litellm was not ready on http://{}/health/readiness within {deadline:?} (last: {last}); \
@@ -182,16 +184,20 @@ fn wait_ready(server: &mut Server, log: &Path, deadline: Duration) -> anyhow::Re
     )
 }
 
-/// The status line of `GET path` (HTTP/1.0, so the server closes).
-fn status_line(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
-    s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    s.set_write_timeout(Some(Duration::from_secs(2)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut buf = [0u8; 256];
-    let n = s.read(&mut buf)?;
-    let text = String::from_utf8_lossy(&buf[..n]);
-    Ok(text.lines().next().unwrap_or_default().to_owned())
+/// The status line of `GET path` (HTTP/1.0, so the server closes), within 3 s.
+async fn status_line(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+    let probe = async {
+        let mut s = TcpStream::connect(addr).await?;
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+        s.write_all(request.as_bytes()).await?;
+        let mut buf = [0u8; 256];
+        let n = s.read(&mut buf).await?;
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        anyhow::Ok(text.lines().next().unwrap_or_default().to_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(3), probe)
+        .await
+        .context("no answer within 3 s")?
 }
 
 fn tail(log: &Path) -> String {
@@ -222,7 +228,10 @@ pub fn markdown(args: &Args, f: &Figures) -> String {
             .collect()
     };
     let plain = |key: &dyn Fn(&str) -> String, d: usize| -> Vec<String> {
-        peers.iter().map(|p| cell(Spread::of(f.get(&key(p))), d)).collect()
+        peers
+            .iter()
+            .map(|p| cell(Spread::of(f.get(&key(p))), d))
+            .collect()
     };
     let mut rows: Vec<(String, Vec<String>)> = Vec::new();
     for c in &args.concurrency {
@@ -234,7 +243,10 @@ pub fn markdown(args: &Args, f: &Figures) -> String {
         rows.push((format!("c{c}: requests/s"), plain(&rps, 0)));
     }
     let ttfb = |t: &str| format!("stream/{t}/ttfb_p50_ms");
-    rows.push(("stream: added time to first chunk p50, ms".into(), added(&ttfb, 3)));
+    rows.push((
+        "stream: added time to first chunk p50, ms".into(),
+        added(&ttfb, 3),
+    ));
     let big = |t: &str| format!("big_request/{t}/p50_ms");
     rows.push(("~90 KB request at c1: added p50, ms".into(), added(&big, 3)));
     let cpu = |t: &str| format!("sse_cpu/{t}/us_per_event");
@@ -292,7 +304,10 @@ mod tests {
         let venv = dir.path().join("nowhere");
         let err = Install::find(&venv).unwrap_err().to_string();
         assert!(err.contains("bash bench/litellm/setup.sh"), "{err}");
-        assert!(err.contains(&venv.join("bin/litellm").display().to_string()), "{err}");
+        assert!(
+            err.contains(&venv.join("bin/litellm").display().to_string()),
+            "{err}"
+        );
     }
 
     #[test]
@@ -312,7 +327,11 @@ mod tests {
     fn peer_table_only_with_litellm() {
         use clap::Parser;
         let mut f = Figures::default();
-        for (t, v) in [("direct", [1.0, 2.0]), ("goproxy", [1.5, 2.25]), ("litellm", [4.0, 6.0])] {
+        for (t, v) in [
+            ("direct", [1.0, 2.0]),
+            ("goproxy", [1.5, 2.25]),
+            ("litellm", [4.0, 6.0]),
+        ] {
             for x in v {
                 f.push(format!("latency/c1/{t}/p50_ms"), x);
             }
@@ -321,7 +340,10 @@ mod tests {
         assert_eq!(markdown(&off, &f), "");
         let on = Args::parse_from(["bench", "--concurrency", "1", "--litellm"]);
         let md = markdown(&on, &f);
-        assert!(md.contains("| figure | goproxy | nginx | litellm |"), "{md}");
+        assert!(
+            md.contains("| figure | goproxy | nginx | litellm |"),
+            "{md}"
+        );
         // goproxy adds 0.5 and 0.25 (median 0.375), LiteLLM 3 and 4 (3.5).
         assert!(
             md.contains("| c1: added p50 over direct, ms | 0.375 [0.250..0.500] | - | 3.500 [3.000..4.000] |"),

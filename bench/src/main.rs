@@ -115,9 +115,26 @@ fn main() -> anyhow::Result<()> {
         false => None,
     };
     let mut figures = Figures::default();
+    let mut stop = rt.spawn(interrupted());
     if !args.gate_only {
-        rt.block_on(proxy_figures(&args, litellm.as_ref(), &mut figures))?;
+        rt.block_on(async {
+            tokio::select! {
+                r = proxy_figures(&args, litellm.as_ref(), &mut figures) => r,
+                sig = &mut stop => anyhow::bail!(
+                    "interrupted by {}; servers stopped",
+                    sig.unwrap_or("a signal")
+                ),
+            }
+        })?;
     }
+    // No server of ours runs any more: from here a signal ends the bench at
+    // once, as it did before the handlers replaced the default action.
+    rt.spawn(async move {
+        if let Ok(sig) = stop.await {
+            log(format!("interrupted by {sig}"));
+            std::process::exit(130);
+        }
+    });
     if args.gate_runs + args.rollback_runs > 0 {
         gate::run(
             &args.bin_dir,
@@ -161,6 +178,26 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Resolves when the bench is asked to stop (Ctrl-C, SIGTERM, SIGHUP). The
+/// measurements race it, so a stop drops their future and with it every
+/// server guard: each server is stopped and reaped instead of outliving the
+/// bench (a stray LiteLLM would keep a server CPU busy for a minute).
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        // Without handlers the default action (exit) stays in place.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+        _ = hup.recv() => "SIGHUP",
+    }
+}
+
 fn log(msg: impl AsRef<str>) {
     eprintln!("bench: {}", msg.as_ref());
 }
@@ -181,10 +218,14 @@ async fn proxy_figures(
     };
     let mock = env.mock(args.delay_ms)?;
     // First, so its long start is over before anything is measured.
-    let litellm = litellm
-        .map(|l| env.litellm(l, mock.addr, load::CLIENT_KEY))
-        .transpose()
-        .context("litellm")?;
+    let litellm = match litellm {
+        Some(l) => Some(
+            env.litellm(l, mock.addr, load::CLIENT_KEY)
+                .await
+                .context("litellm")?,
+        ),
+        None => None,
+    };
     let big = cells::BigBody::start().await?;
     let goproxy = env
         .goproxy(mock.addr, load::CLIENT_KEY, Some(big.addr))

@@ -52,6 +52,10 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // One that died at start is only reaped (no `kill` of a stale pid).
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let deadline = Instant::now() + Duration::from_secs(5);

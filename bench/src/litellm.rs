@@ -14,6 +14,7 @@ use anyhow::{bail, Context};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::load;
 use crate::procs::{self, Env, Server};
 use crate::report::Figures;
 use crate::stats::{paired_diff, Spread};
@@ -145,8 +146,32 @@ impl Env {
             .env("LITELLM_MODE", "PRODUCTION");
         let (mut server, log) = self.launch("litellm", cmd, ([127, 0, 0, 1], port).into())?;
         wait_ready(&mut server, &log, READY_DEADLINE).await?;
+        warm(server.addr).await?;
         Ok(server)
     }
+}
+
+/// Its first completions pay for lazy imports and client setup (over a
+/// second in a trial, which ate most of a 2 s cell that the 0.5 s warm-up
+/// did not cover): a few of each kind, untimed, before any cell.
+async fn warm(addr: SocketAddr) -> anyhow::Result<()> {
+    let started = Instant::now();
+    for _ in 0..3 {
+        load::read_whole(addr, crate::cells::agent_body())
+            .await
+            .context("litellm warm-up: a non-streamed completion failed")?;
+    }
+    for t in load::sequential_streams(addr, 3).await? {
+        if t.error.is_some() || !t.complete {
+            let why = t.error.unwrap_or_else(|| "it ended early".into());
+            bail!("litellm warm-up: a streamed completion failed: {why}");
+        }
+    }
+    crate::log(format!(
+        "litellm warmed up in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
 }
 
 /// Poll `/health/readiness` until 200, the process exits, or `deadline`.

@@ -12,8 +12,10 @@ cd "$(dirname "$0")/../.."
 
 # Pinned so a run is comparable with the figures in bench/README.md and so a
 # new upload cannot change what runs here unreviewed. 1.106.12 is the version
-# verified with this bench (Python 3.11). Versions 1.82.7, 1.82.8 and 1.107.0
-# were pulled from the registry after a supply-chain compromise: never pin those.
+# verified with this bench (Python 3.11); the newest uploads (1.109.3, 1.110.2)
+# need litellm-proxy(-extras) versions the reachable registry does not serve.
+# 1.82.7, 1.82.8 and 1.107.0 are missing from the registry's version list
+# (reported as compromised uploads): never pin those.
 VERSION="${LITELLM_VERSION:-1.106.12}"
 VENV="${LITELLM_VENV:-bench-results/litellm-venv}"
 MARKER="$VENV/.bench-litellm-$VERSION"

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crate::check::{Checks, Phase};
 use crate::files::{self, Rendered};
 use crate::scenario::{Scenario, Strategy};
-use crate::stack::Stack;
+use crate::stack::{Stack, StackError};
 use crate::traffic::{self, LoadStats, Target};
 
 /// How long a new goproxy may take to turn healthy.
@@ -51,7 +51,7 @@ pub async fn run(
                 .files
                 .write(candidate)
                 .map_err(|e| format!("cannot write the candidate configs: {e}"))?;
-            Ok(format!(
+            Ok::<_, String>(format!(
                 "wrote {} and {} in place",
                 stack.files.goproxy_config.display(),
                 stack.files.nginx_conf.display()
@@ -178,7 +178,7 @@ pub(crate) async fn overlap(
             for id in &old {
                 stack.stop_goproxy(id).await?;
             }
-            Ok(format!(
+            Ok::<_, StackError>(format!(
                 "old goproxy drained and stopped in {:.0} ms",
                 t0.elapsed().as_secs_f64() * 1000.0
             ))
@@ -271,9 +271,9 @@ async fn write_nginx(stack: &Stack, conf: &str) -> Result<String, String> {
         .map_err(|e| format!("cannot write {}: {e}", stack.files.nginx_conf.display()))?;
     let workers = stack.nginx_workers().await?;
     stack.reload_nginx().await?;
-    stack
+    Ok(stack
         .wait_nginx_workers_gone(&workers, stack.stream_bound)
-        .await
+        .await?)
 }
 
 /// The goproxy services of a multi-instance stack, restarted in this order.

@@ -21,7 +21,7 @@ use crate::render::BaseSource;
 use crate::render::{self, Sources};
 use crate::report::{Figures, Report, Verdict};
 use crate::scenario::{Fault, Scenario};
-use crate::stack::{self, BackendKind, Stack, StackOptions, MOCK_PORT};
+use crate::stack::{self, BackendKind, Stack, StackError, StackOptions, MOCK_PORT};
 use crate::traffic::Target;
 use crate::verify::{self, StreamModel};
 use crate::{deploy, pre, rollback};
@@ -335,7 +335,7 @@ async fn start_stack(
                 s.https_port
             );
             slot = Some(s);
-            Ok(said)
+            Ok::<_, StackError>(said)
         })
         .await;
     let why = checks
@@ -403,10 +403,13 @@ async fn pre_deployment(
 }
 
 fn save_state(scenario: &Scenario, stack: &Stack, model: &StreamModel, pre: &PreOutcome) {
-    match stack
+    // Either step's error is only printed: a stack that cannot be kept
+    // still gave its verdict.
+    let saved: Result<PathBuf, Box<dyn std::error::Error>> = stack
         .state(scenario, model, &pre.backups)
-        .and_then(|s| s.save().map_err(String::from))
-    {
+        .map_err(Into::into)
+        .and_then(|s| Ok(s.save()?));
+    match saved {
         Ok(path) => eprintln!(
             "  state saved to {}: `harness rollback --run-dir {dir}` rolls back, \
              `harness down --run-dir {dir}` removes the stack",

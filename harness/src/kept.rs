@@ -11,6 +11,7 @@ use crate::gate::{self, Prepared};
 use crate::report::{Figures, Report, Verdict};
 use crate::rollback;
 use crate::scenario::Scenario;
+use crate::stack::StackError;
 use crate::stack::{BackendKind, Stack, StackOptions};
 use crate::state::{RunState, StateError};
 use crate::verify::Expected;
@@ -29,6 +30,9 @@ pub enum KeptError {
         run_dir.display()
     )]
     NoBackups { run_dir: PathBuf },
+    /// Starting or attaching the stack.
+    #[error(transparent)]
+    Running(#[from] StackError),
     /// Preparing, starting or attaching the stack (layers that still speak
     /// strings).
     #[error("{0}")]

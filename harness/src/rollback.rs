@@ -8,7 +8,7 @@ use crate::deploy;
 use crate::files::{self, Backup};
 use crate::poll::{poll_until, Attempt, PollError};
 use crate::pre;
-use crate::stack::Stack;
+use crate::stack::{Stack, StackError};
 use crate::verify::{self, Expected, StreamModel};
 
 /// How long the restored service may take to answer through nginx.
@@ -83,7 +83,7 @@ async fn retire_others(stack: &Stack, checks: &mut Checks, keep: &str, running: 
             for id in running.iter().filter(|id| *id != keep) {
                 stack.stop_goproxy(id).await?;
             }
-            Ok(format!(
+            Ok::<_, StackError>(format!(
                 "{keep} already serves the restored port; nginx reloaded, others drained"
             ))
         })
@@ -121,7 +121,7 @@ pub async fn restore(
     let mut ok = checks
         .run(p, "rollback.restore-backups", async {
             if backups.is_empty() {
-                return Err("no backups were taken: nothing to restore".into());
+                return Err("no backups were taken: nothing to restore".to_string());
             }
             for b in backups {
                 files::restore(b)?;

@@ -90,6 +90,7 @@ impl Host {
             .get_from_nginx("goproxy", port)
             .await
             .map(|s| format!("from the nginx container: {s}"))
+            .map_err(String::from)
     }
 
     /// Restarts Docker counted for goproxy and nginx.

@@ -350,7 +350,7 @@ async fn switch_and_check(
                 .iter()
                 .map(|(c, l)| format!("{} over {}", c.display(), l.display()))
                 .collect();
-            Ok(format!(
+            Ok::<_, String>(format!(
                 "wrote {} (in place: bind mounts follow the inode)",
                 wrote.join(", ")
             ))
@@ -426,7 +426,7 @@ async fn backup_second(f: &Found, checks: &mut Checks, backups: &mut Vec<Backup>
             let b = files::backup(live)?;
             let said = format!("{} ({} bytes, verified)", b.copy.display(), b.bytes);
             backups.insert(1.min(backups.len()), b);
-            Ok(said)
+            Ok::<_, String>(said)
         })
         .await
 }

@@ -66,6 +66,7 @@ pub mod nginx;
 pub mod poll;
 pub mod ports;
 pub mod pre;
+pub mod probe;
 pub mod prod;
 pub mod render;
 pub mod report;

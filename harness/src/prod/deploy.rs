@@ -426,7 +426,7 @@ async fn backup_second(f: &Found, checks: &mut Checks, backups: &mut Vec<Backup>
             let b = files::backup(live)?;
             let said = format!("{} ({} bytes, verified)", b.copy.display(), b.bytes);
             backups.insert(1.min(backups.len()), b);
-            Ok::<_, String>(said)
+            Ok::<_, files::FilesError>(said)
         })
         .await
 }

@@ -110,6 +110,6 @@ pub(super) async fn run(args: DeployArgs, g: &Global) -> i32 {
     }
     match deploy::run(&opts).await {
         Ok(report) => emit(&report, &args.out),
-        Err(e) => usage(&e),
+        Err(e) => usage(&e.to_string()),
     }
 }

@@ -71,7 +71,7 @@ pub(super) async fn rollback(a: RollbackArgs, g: &Global) -> i32 {
     if crate::prod::state::DeployState::is_deploy_dir(&a.run_dir) {
         return match crate::prod::rollback::run(&a.run_dir, g.quiet).await {
             Ok(report) => emit(&report, &a.out),
-            Err(e) => usage(&e),
+            Err(e) => usage(&e.to_string()),
         };
     }
     if let Err(e) = crate::docker::available() {

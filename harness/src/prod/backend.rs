@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::ProdError;
 use crate::compose::ComposeStack;
 use crate::docker::Exec;
 use crate::stack::containers::Containers;
@@ -23,12 +24,10 @@ pub struct Production {
 impl Production {
     /// Attaches to `project` (compose files for the commands that scale
     /// goproxy; the project's own `.env` is read by compose itself).
-    pub async fn attach(files: &[std::path::PathBuf], project: &str) -> Result<Self, StackError> {
+    pub async fn attach(files: &[std::path::PathBuf], project: &str) -> Result<Self, ProdError> {
         let compose = ComposeStack::external(files, project, Vec::new())?;
         let containers = Containers { compose };
-        let https_port = super::project::published_https(&containers)
-            .await
-            .map_err(StackError::Unsupported)?;
+        let https_port = super::project::published_https(&containers).await?;
         Ok(Self {
             containers,
             https_port,

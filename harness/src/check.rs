@@ -94,9 +94,6 @@ impl CheckResult {
     }
 }
 
-/// What a check body returns: pass with evidence, or fail with evidence.
-pub type Outcome = Result<String, String>;
-
 /// Collects results and prints one line per check as it finishes.
 #[derive(Debug, Default)]
 pub struct Checks {

@@ -165,7 +165,7 @@ async fn run_scenarios(
                     let mut st = quick_junit::TestCaseStatus::non_success(
                         quick_junit::NonSuccessKind::Failure,
                     );
-                    st.set_message(why.clone());
+                    st.set_message(why.to_string());
                     st.set_description(report.summary());
                     st
                 }

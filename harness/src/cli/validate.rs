@@ -67,7 +67,7 @@ pub(super) async fn run(a: ValidateArgs, g: &Global) -> i32 {
         (None, None) => BaseSource::Simulated,
     };
     if let Err(why) = base.check() {
-        return usage(&why);
+        return usage(&why.to_string());
     }
     let backend = match resolve_backend(a.backend, g.quiet).await {
         Ok(b) => b,

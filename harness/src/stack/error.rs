@@ -156,11 +156,3 @@ impl StackError {
         matches!(self, Self::Docker(DockerError::NoDocker { .. }))
     }
 }
-
-/// The layers above still speak `Result<_, String>` in places; this lets
-/// `?` carry a stack error into them with its full message.
-impl From<StackError> for String {
-    fn from(e: StackError) -> String {
-        e.to_string()
-    }
-}

@@ -28,11 +28,15 @@ pub enum LintError {
         source: std::io::Error,
     },
     #[error(
-        "{}: starts with a UTF-8 byte-order mark (EF BB BF), which JSON does not allow \
-         and goproxy refuses; save the file without BOM",
+        "{}: starts with a UTF-8 byte-order mark (EF BB BF), which {reader}; save the \
+         file without BOM",
         path.display()
     )]
-    ByteOrderMark { path: PathBuf },
+    ByteOrderMark {
+        path: PathBuf,
+        /// What the file's reader makes of it.
+        reader: &'static str,
+    },
     /// goproxy's own loader refused the config (its message names the file).
     #[error(transparent)]
     Config(Box<proxy::config::ConfigError>),
@@ -55,6 +59,9 @@ pub enum LintError {
     #[error("{}", .0.join("\n"))]
     Mismatch(Vec<String>),
 }
+
+/// What a byte-order mark does to a goproxy JSON, for [`LintError::ByteOrderMark`].
+const JSON_BOM: &str = "JSON does not allow and goproxy refuses";
 
 /// The compose service that runs goproxy unless `--service` says otherwise.
 pub const DEFAULT_SERVICE: &str = "goproxy";
@@ -100,7 +107,7 @@ impl LintTargets {
     }
 
     /// The first named file that cannot be read: bad input (exit 2).
-    pub fn unreadable(&self) -> Option<String> {
+    pub fn unreadable(&self) -> Option<LintError> {
         self.files()
             .into_iter()
             .find_map(|p| {
@@ -114,7 +121,10 @@ impl LintTargets {
                         }
                     })
                     .err()
-                    .map(|e| format!("cannot read {}: {e}", p.display()))
+                    .map(|source| LintError::Read {
+                        path: p.to_path_buf(),
+                        source,
+                    })
             })
             .or_else(|| self.byte_order_mark())
             .or_else(|| self.included_byte_order_mark())
@@ -122,9 +132,9 @@ impl LintTargets {
 
     /// A file nginx.conf includes that starts with a BOM: as unusable as a
     /// main file with one (nginx refuses both), so bad input too.
-    fn included_byte_order_mark(&self) -> Option<String> {
+    fn included_byte_order_mark(&self) -> Option<LintError> {
         match NginxConfig::load_with(&self.nginx_conf, &nginx_paths(self)) {
-            Err(e @ crate::nginx::NginxError::ByteOrderMark { .. }) => Some(e.to_string()),
+            Err(e @ NginxError::ByteOrderMark { .. }) => Some(e.into()),
             _ => None,
         }
     }
@@ -132,7 +142,7 @@ impl LintTargets {
     /// A goproxy JSON or the main nginx.conf that starts with a UTF-8
     /// byte-order mark: neither goproxy nor nginx can use the file as it
     /// is, so it is bad input like an unreadable one. (Compose reads a BOM.)
-    fn byte_order_mark(&self) -> Option<String> {
+    fn byte_order_mark(&self) -> Option<LintError> {
         let mut files = vec![self.prod_config.as_path(), self.nginx_conf.as_path()];
         files.extend(self.dev_config.as_deref());
         files.into_iter().find_map(|p| {
@@ -140,17 +150,13 @@ impl LintTargets {
             let n = std::fs::File::open(p)
                 .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
                 .ok()?;
-            (n == 3 && head == *b"\xEF\xBB\xBF").then(|| {
-                format!(
-                    "{}: starts with a UTF-8 byte-order mark (EF BB BF), which {}; \
-                     save the file without BOM",
-                    p.display(),
-                    if p == self.nginx_conf {
-                        "nginx reads as part of the first directive"
-                    } else {
-                        "JSON does not allow and goproxy refuses"
-                    }
-                )
+            (n == 3 && head == *b"\xEF\xBB\xBF").then(|| LintError::ByteOrderMark {
+                path: p.to_path_buf(),
+                reader: if p == self.nginx_conf {
+                    "nginx reads as part of the first directive"
+                } else {
+                    JSON_BOM
+                },
             })
         })
     }
@@ -218,6 +224,7 @@ pub fn validate_goproxy_config(path: &Path) -> Result<String, LintError> {
     if std::fs::read(path).is_ok_and(|b| b.starts_with(b"\xEF\xBB\xBF")) {
         return Err(LintError::ByteOrderMark {
             path: path.to_path_buf(),
+            reader: JSON_BOM,
         });
     }
     match proxy::config::Config::load(path) {

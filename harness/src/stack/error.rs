@@ -58,8 +58,8 @@ pub enum StackError {
     Timeout {
         what: String,
         after: Duration,
-        /// What the last look saw, with its own separator ("; last state:
-        /// starting", ": <log lines>"), or empty.
+        /// What the last look saw, with its own separator (`; last state:
+        /// starting`, `: ` and the last log lines), or empty.
         last: String,
     },
     /// `up -d --build goproxy` left the same goproxy process running.

@@ -112,9 +112,12 @@ pub enum StackError {
         what: String,
         source: std::io::Error,
     },
-    /// The run's TLS material (certificate, client) could not be made.
-    #[error("{what}: {why}")]
-    Tls { what: &'static str, why: String },
+    /// The run's TLS material or HTTP client could not be made.
+    #[error("{what}: {source}")]
+    Tls {
+        what: &'static str,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A program the local backend needs is missing: how to get it.
     #[error("{0}")]
     Missing(&'static str),

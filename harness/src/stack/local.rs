@@ -322,7 +322,7 @@ impl Local {
             .build()
             .map_err(|e| StackError::Tls {
                 what: "cannot build an HTTP client",
-                why: e.to_string(),
+                source: e.into(),
             })?;
         let waited = poll_until(deadline, Duration::from_millis(100), || async {
             let (port, exited, log) = {

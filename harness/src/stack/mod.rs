@@ -139,13 +139,13 @@ impl Stack {
     ) -> Result<Stack, StackError> {
         let cert = tls::generate(HOSTNAME).map_err(|e| StackError::Tls {
             what: "cannot make a TLS cert",
-            why: e.to_string(),
+            source: e.into(),
         })?;
         tls::write_tls_dir(&files.tls_dir, &cert)
             .and_then(|_| tls::write_tls_dir(&letsencrypt_live(&files), &cert))
             .map_err(|e| StackError::Tls {
                 what: "cannot write TLS files",
-                why: e.to_string(),
+                source: e.into(),
             })?;
         let backend: Box<dyn Backend> = match opts.backend {
             BackendKind::Containers => Box::new(start_containers(opts, &files).await?),
@@ -208,7 +208,7 @@ impl Stack {
         let ca =
             reqwest::Certificate::from_pem(cert_pem.as_bytes()).map_err(|e| StackError::Tls {
                 what: "generated cert does not parse",
-                why: e.to_string(),
+                source: e.into(),
             })?;
         let client = client::builder(DEFAULT_STREAM_BOUND)
             .add_root_certificate(ca)
@@ -216,7 +216,7 @@ impl Stack {
             .build()
             .map_err(|e| StackError::Tls {
                 what: "cannot build HTTPS client",
-                why: e.to_string(),
+                source: e.into(),
             })?;
         Ok(Stack {
             backend,

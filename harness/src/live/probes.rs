@@ -30,11 +30,8 @@ pub async fn health(t: &Target) -> Result<(String, Option<u16>), ProbeError> {
     let status = resp.status();
     let body = resp.text().await.unwrap_or_default();
     if status != 200 {
-        return Err(mismatch!(
-            "GET /health: HTTP {status}{}: {}",
-            bad_gateway_hint(status),
-            truncate(&body, 200)
-        ));
+        let detail = format!("{}: {}", bad_gateway_hint(status), truncate(&body, 200));
+        return Err(ProbeError::status("GET /health", status, detail));
     }
     let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
     let port = v["port"].as_u64().and_then(|p| u16::try_from(p).ok());
@@ -88,9 +85,11 @@ pub async fn models(t: &Target) -> Result<(String, Vec<String>), ProbeError> {
         })
         .unwrap_or_default();
     if status != 200 || ids.is_empty() {
-        return Err(mismatch!(
-            "GET /v1/models with the key: HTTP {status}, {} models",
-            ids.len()
+        let detail = format!(", {} models", ids.len());
+        return Err(ProbeError::status(
+            "GET /v1/models with the key",
+            status,
+            detail,
         ));
     }
     let without = t
@@ -145,10 +144,11 @@ pub async fn chat(t: &Target, model: &str) -> Result<String, ProbeError> {
     let status = resp.status();
     let body = resp.text().await.unwrap_or_default();
     if status != 200 {
-        return Err(mismatch!(
-            "completion for {model}: HTTP {status}{}: {}",
-            bad_gateway_hint(status),
-            truncate(&body, 200)
+        let detail = format!("{}: {}", bad_gateway_hint(status), truncate(&body, 200));
+        return Err(ProbeError::status(
+            format!("completion for {model}"),
+            status,
+            detail,
         ));
     }
     let v: serde_json::Value =
@@ -187,11 +187,9 @@ pub async fn chat_stream(t: &Target, model: &str) -> Result<String, ProbeError> 
     let status = resp.status();
     if status != 200 {
         let body = resp.text().await.unwrap_or_default();
-        return Err(mismatch!(
-            "streamed completion for {model}: HTTP {status}{}: {}",
-            bad_gateway_hint(status),
-            truncate(&body, 200)
-        ));
+        let detail = format!("{}: {}", bad_gateway_hint(status), truncate(&body, 200));
+        let what = format!("streamed completion for {model}");
+        return Err(ProbeError::status(what, status, detail));
     }
     let mut timing = StreamTiming::default();
     let mut text = String::new();

@@ -47,12 +47,12 @@ pub(super) async fn up(a: UpArgs, g: &Global) -> anyhow::Result<i32> {
     let check = super::check::check_command_for(&state)
         .unwrap_or_else(|e| format!("(no check command: {e})"));
     println!(
-                "stack {project} healthy, goproxy on {goport}\n\
-                 try:       curl --cacert {dir}/tls/fullchain.pem --resolve chat.trollllm.xyz:{port}:127.0.0.1 https://chat.trollllm.xyz:{port}/health\n\
-                 roll back: harness rollback --run-dir {dir}\n\
-                 remove:    harness down --run-dir {dir}\n\
-                 check the stack as deployed (the key is read from the run directory, never printed):\n\
-                 {check}",
+        "stack {project} healthy, goproxy on {goport}\n\
+         try:       curl --cacert {dir}/tls/fullchain.pem --resolve chat.trollllm.xyz:{port}:127.0.0.1 https://chat.trollllm.xyz:{port}/health\n\
+         roll back: harness rollback --run-dir {dir}\n\
+         remove:    harness down --run-dir {dir}\n\
+         check the stack as deployed (the key is read from the run directory, never printed):\n\
+         {check}",
         project = state.project,
         goport = state.start_port,
         port = state.https_port,

@@ -94,9 +94,6 @@ impl CheckResult {
     }
 }
 
-/// What a check body returns: pass with evidence, or fail with evidence.
-pub type Outcome = Result<String, String>;
-
 /// Collects results and prints one line per check as it finishes.
 #[derive(Debug, Default)]
 pub struct Checks {
@@ -132,10 +129,13 @@ impl Checks {
         self.say = Some(say);
     }
 
-    /// Runs `body`, times it, records and prints the result. Returns whether it passed.
-    pub async fn run<F>(&mut self, phase: Phase, name: &str, body: F) -> bool
+    /// Runs `body`, times it, records and prints the result. Returns
+    /// whether it passed. A body's error becomes the failed check's
+    /// evidence through its message (a typed error reads whole on its own).
+    pub async fn run<F, E>(&mut self, phase: Phase, name: &str, body: F) -> bool
     where
-        F: Future<Output = Outcome>,
+        F: Future<Output = Result<String, E>>,
+        E: std::fmt::Display,
     {
         let started = Instant::now();
         if !self.quiet {
@@ -147,7 +147,7 @@ impl Checks {
         let duration = started.elapsed();
         let (status, evidence) = match outcome {
             Ok(e) => (Status::Pass, e),
-            Err(e) => (Status::Fail, e),
+            Err(e) => (Status::Fail, e.to_string()),
         };
         self.push(CheckResult {
             name: name.to_string(),
@@ -170,12 +170,12 @@ impl Checks {
     }
 
     /// Records a failure that happened outside a check body.
-    pub fn push_fail(&mut self, phase: Phase, name: &str, evidence: String) {
+    pub fn push_fail(&mut self, phase: Phase, name: &str, evidence: impl std::fmt::Display) {
         self.push(CheckResult {
             name: name.to_string(),
             phase,
             status: Status::Fail,
-            evidence,
+            evidence: evidence.to_string(),
             duration: Duration::ZERO,
         });
     }
@@ -232,13 +232,13 @@ mod tests {
         let mut checks = Checks::new(true);
         assert!(
             checks
-                .run(Phase::Lint, "ok", async { Ok("fine".into()) })
+                .run(Phase::Lint, "ok", async { Ok::<_, String>("fine".into()) })
                 .await
         );
         assert!(
             !checks
                 .run(Phase::Lint, "bad", async {
-                    Err("port 8005 != 8004".into())
+                    Err::<String, _>("port 8005 != 8004")
                 })
                 .await
         );

@@ -15,9 +15,6 @@ use tokio::process::Command;
 
 use crate::docker::{self, docker_ok, tail, DockerError, Exec};
 
-/// Compose's errors are the Docker layer's: one type for both CLIs.
-pub type StackError = DockerError;
-
 /// Which Compose CLI is installed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ComposeCli {
@@ -29,9 +26,9 @@ pub enum ComposeCli {
 
 impl ComposeCli {
     /// Prefers `docker compose`, falls back to `docker-compose`.
-    /// Fails with [`StackError::NoDocker`] when the Docker daemon does not
+    /// Fails with [`DockerError::NoDocker`] when the Docker daemon does not
     /// answer, whichever Compose is installed.
-    pub fn detect() -> Result<Self, StackError> {
+    pub fn detect() -> Result<Self, DockerError> {
         docker::available()?;
         let v2 = std::process::Command::new("docker")
             .args(["compose", "version"])
@@ -45,7 +42,7 @@ impl ComposeCli {
         if v1.is_ok_and(|o| o.status.success()) {
             return Ok(ComposeCli::V1);
         }
-        Err(StackError::NoDocker {
+        Err(DockerError::NoDocker {
             why: "neither `docker compose` nor `docker-compose` works".into(),
             fix: "Install one of them.",
         })
@@ -74,7 +71,7 @@ pub struct ComposeStack {
 
 impl ComposeStack {
     /// A new project `<prefix>-<random>` for `compose_file`; nothing starts yet.
-    pub fn new(compose_file: &Path, project_prefix: &str) -> Result<Self, StackError> {
+    pub fn new(compose_file: &Path, project_prefix: &str) -> Result<Self, DockerError> {
         let cli = ComposeCli::detect()?;
         let file = canonical(compose_file)?;
         Ok(Self {
@@ -94,7 +91,7 @@ impl ComposeStack {
         compose_files: &[PathBuf],
         project: &str,
         env: Vec<(String, String)>,
-    ) -> Result<Self, StackError> {
+    ) -> Result<Self, DockerError> {
         Ok(Self {
             cli: ComposeCli::detect()?,
             files: compose_files.to_vec(),
@@ -114,14 +111,14 @@ impl ComposeStack {
         compose_files: &[PathBuf],
         project: &str,
         env: Vec<(String, String)>,
-    ) -> Result<Self, StackError> {
+    ) -> Result<Self, DockerError> {
         let mut s = Self::attach(compose_files, project, env)?;
         s.removed = true;
         Ok(s)
     }
 
     /// Adds an override file (`-f base -f override`).
-    pub fn with_file(mut self, extra: &Path) -> Result<Self, StackError> {
+    pub fn with_file(mut self, extra: &Path) -> Result<Self, DockerError> {
         self.files.push(canonical(extra)?);
         Ok(self)
     }
@@ -188,25 +185,25 @@ impl ComposeStack {
 
     /// Runs compose with `args` and returns its output whatever the exit
     /// status (for commands whose failure is the answer, like `nginx -t`).
-    pub async fn output(&self, args: &[&str]) -> Result<Output, StackError> {
+    pub async fn output(&self, args: &[&str]) -> Result<Output, DockerError> {
         let (mut cmd, line) = self.command(args);
-        cmd.output().await.map_err(|source| StackError::Spawn {
+        cmd.output().await.map_err(|source| DockerError::Spawn {
             command: line,
             source,
         })
     }
 
     /// Runs compose with `args`; a non-zero exit is an error.
-    pub async fn compose(&self, args: &[&str]) -> Result<Output, StackError> {
+    pub async fn compose(&self, args: &[&str]) -> Result<Output, DockerError> {
         let (mut cmd, line) = self.command(args);
-        let out = cmd.output().await.map_err(|source| StackError::Spawn {
+        let out = cmd.output().await.map_err(|source| DockerError::Spawn {
             command: line.clone(),
             source,
         })?;
         if out.status.success() {
             Ok(out)
         } else {
-            Err(StackError::Command {
+            Err(DockerError::Command {
                 command: line,
                 code: out.status.code().unwrap_or(-1),
                 stderr: tail(&String::from_utf8_lossy(&out.stderr), 1500),
@@ -215,7 +212,7 @@ impl ComposeStack {
     }
 
     /// `up -d [--build] [services]`.
-    pub async fn up(&self, services: &[&str], build: bool) -> Result<(), StackError> {
+    pub async fn up(&self, services: &[&str], build: bool) -> Result<(), DockerError> {
         let mut args = vec!["up", "-d"];
         if build {
             args.push("--build");
@@ -230,7 +227,7 @@ impl ComposeStack {
         &self,
         services: &[&str],
         deadline: Duration,
-    ) -> Result<(), StackError> {
+    ) -> Result<(), DockerError> {
         let started = tokio::time::Instant::now();
         for service in services {
             let left = deadline.saturating_sub(started.elapsed());
@@ -251,7 +248,7 @@ impl ComposeStack {
     }
 
     /// Ids of the running containers of `service`, oldest first.
-    pub async fn container_ids(&self, service: &str) -> Result<Vec<String>, StackError> {
+    pub async fn container_ids(&self, service: &str) -> Result<Vec<String>, DockerError> {
         let project = format!("label=com.docker.compose.project={}", self.project);
         let svc = format!("label=com.docker.compose.service={service}");
         let out = docker_ok(&[
@@ -275,7 +272,7 @@ impl ComposeStack {
     }
 
     /// Ids of the service's containers that have exited, newest first.
-    pub async fn exited_ids(&self, service: &str) -> Result<Vec<String>, StackError> {
+    pub async fn exited_ids(&self, service: &str) -> Result<Vec<String>, DockerError> {
         let project = format!("label=com.docker.compose.project={}", self.project);
         let svc = format!("label=com.docker.compose.service={service}");
         let out = docker_ok(&[
@@ -300,11 +297,11 @@ impl ComposeStack {
 
     /// Runs `cmd` in the service's first container (`exec -T`); a non-zero
     /// exit of `cmd` is returned, not an error.
-    pub async fn exec(&self, service: &str, cmd: &[&str]) -> Result<Exec, StackError> {
+    pub async fn exec(&self, service: &str, cmd: &[&str]) -> Result<Exec, DockerError> {
         let mut args = vec!["exec", "-T", service];
         args.extend_from_slice(cmd);
         let (mut c, line) = self.command(&args);
-        let out = c.output().await.map_err(|source| StackError::Spawn {
+        let out = c.output().await.map_err(|source| DockerError::Spawn {
             command: line,
             source,
         })?;
@@ -312,7 +309,7 @@ impl ComposeStack {
     }
 
     /// The loopback port a container port is published on.
-    pub async fn host_port(&self, service: &str, container_port: u16) -> Result<u16, StackError> {
+    pub async fn host_port(&self, service: &str, container_port: u16) -> Result<u16, DockerError> {
         let port = container_port.to_string();
         let out = self.compose(&["port", service, &port]).await?;
         let text = String::from_utf8_lossy(&out.stdout);
@@ -321,7 +318,7 @@ impl ComposeStack {
             .next()
             .and_then(|p| p.parse().ok())
             .filter(|p| *p != 0)
-            .ok_or_else(|| StackError::NotPublished {
+            .ok_or_else(|| DockerError::NotPublished {
                 service: service.to_string(),
                 port: container_port,
                 said: text.trim().to_string(),
@@ -329,13 +326,13 @@ impl ComposeStack {
     }
 
     /// All logs of the service's containers.
-    pub async fn logs(&self, service: &str) -> Result<String, StackError> {
+    pub async fn logs(&self, service: &str) -> Result<String, DockerError> {
         let out = self.compose(&["logs", "--no-color", service]).await?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Restarts Docker counted for the service's containers.
-    pub async fn restart_count(&self, service: &str) -> Result<u64, StackError> {
+    pub async fn restart_count(&self, service: &str) -> Result<u64, DockerError> {
         let mut n = 0;
         for id in self.container_ids(service).await? {
             n += docker_ok(&["inspect", "-f", "{{.RestartCount}}", &id])
@@ -348,7 +345,7 @@ impl ComposeStack {
     }
 
     /// Stops and removes the project now.
-    pub async fn down(mut self) -> Result<(), StackError> {
+    pub async fn down(mut self) -> Result<(), DockerError> {
         // Drop must neither run it again nor call the removed project kept.
         self.removed = true;
         self.compose(&["down", "-v", "--remove-orphans", "-t", "5"])
@@ -422,9 +419,9 @@ fn remove_by_label(project: &str) {
     }
 }
 
-fn canonical(file: &Path) -> Result<PathBuf, StackError> {
+fn canonical(file: &Path) -> Result<PathBuf, DockerError> {
     file.canonicalize()
-        .map_err(|source| StackError::ComposeFile {
+        .map_err(|source| DockerError::ComposeFile {
             path: file.to_path_buf(),
             source,
         })

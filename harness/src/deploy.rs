@@ -15,10 +15,21 @@
 use std::time::{Duration, Instant};
 
 use crate::check::{Checks, Phase};
-use crate::files::{self, Rendered};
+use crate::files::{self, FilesError, Rendered};
 use crate::scenario::{Scenario, Strategy};
-use crate::stack::Stack;
+use crate::stack::{Stack, StackError};
 use crate::traffic::{self, LoadStats, Target};
+
+/// Why a step of the switch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("cannot write the candidate configs: {0}")]
+    WriteCandidate(#[source] std::io::Error),
+    #[error(transparent)]
+    Files(#[from] FilesError),
+    #[error(transparent)]
+    Stack(#[from] StackError),
+}
 
 /// How long a new goproxy may take to turn healthy.
 const START_DEADLINE: Duration = Duration::from_secs(60);
@@ -50,8 +61,8 @@ pub async fn run(
             stack
                 .files
                 .write(candidate)
-                .map_err(|e| format!("cannot write the candidate configs: {e}"))?;
-            Ok(format!(
+                .map_err(DeployError::WriteCandidate)?;
+            Ok::<_, DeployError>(format!(
                 "wrote {} and {} in place",
                 stack.files.goproxy_config.display(),
                 stack.files.nginx_conf.display()
@@ -178,7 +189,7 @@ pub(crate) async fn overlap(
             for id in &old {
                 stack.stop_goproxy(id).await?;
             }
-            Ok(format!(
+            Ok::<_, StackError>(format!(
                 "old goproxy drained and stopped in {:.0} ms",
                 t0.elapsed().as_secs_f64() * 1000.0
             ))
@@ -266,14 +277,17 @@ pub(crate) async fn rolling_restart(
 }
 
 /// Writes the live nginx.conf, reloads, and waits for the previous workers.
-async fn write_nginx(stack: &Stack, conf: &str) -> Result<String, String> {
-    std::fs::write(&stack.files.nginx_conf, conf)
-        .map_err(|e| format!("cannot write {}: {e}", stack.files.nginx_conf.display()))?;
+async fn write_nginx(stack: &Stack, conf: &str) -> Result<String, DeployError> {
+    std::fs::write(&stack.files.nginx_conf, conf).map_err(|source| FilesError::Io {
+        action: "write",
+        path: stack.files.nginx_conf.clone(),
+        source,
+    })?;
     let workers = stack.nginx_workers().await?;
     stack.reload_nginx().await?;
-    stack
+    Ok(stack
         .wait_nginx_workers_gone(&workers, stack.stream_bound)
-        .await
+        .await?)
 }
 
 /// The goproxy services of a multi-instance stack, restarted in this order.

@@ -56,14 +56,6 @@ pub enum DockerError {
     Inspect { id: String, message: String },
 }
 
-/// The layers above still speak `Result<_, String>` in places; this lets
-/// `?` carry a Docker error into them with its full message.
-impl From<DockerError> for String {
-    fn from(e: DockerError) -> String {
-        e.to_string()
-    }
-}
-
 /// Output of a command (`docker ...`, or a command run in a container).
 #[derive(Debug, Clone)]
 pub struct Exec {

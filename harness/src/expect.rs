@@ -4,9 +4,15 @@ use crate::check::Status;
 use crate::report::Report;
 use crate::scenario::Scenario;
 
+/// What differs between a run and its scenario's `[expect]`, one item
+/// each (the verdict, the first failure's phase, the words it must name).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.join("; "))]
+pub struct Unexpected(pub Vec<String>);
+
 /// Ok with a one-line summary when the report matches the scenario's
 /// `[expect]`; Err saying what differs otherwise.
-pub fn matches(scenario: &Scenario, report: &Report) -> Result<String, String> {
+pub fn matches(scenario: &Scenario, report: &Report) -> Result<String, Unexpected> {
     let e = &scenario.expect;
     let mut problems = Vec::new();
     if report.verdict != e.verdict {
@@ -54,6 +60,6 @@ pub fn matches(scenario: &Scenario, report: &Report) -> Result<String, String> {
                 .unwrap_or_default()
         ))
     } else {
-        Err(problems.join("; "))
+        Err(Unexpected(problems))
     }
 }

@@ -92,19 +92,51 @@ impl Backup {
     }
 }
 
+/// Why a backup, a restore or their verification failed: the file and
+/// what the system said, or where the two files differ.
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// "read", "write backup", "restore".
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{} ({a_len} bytes) and {} ({b_len} bytes) differ at byte {at}",
+        a.display(),
+        b.display()
+    )]
+    Differ {
+        a: PathBuf,
+        a_len: usize,
+        b: PathBuf,
+        b_len: usize,
+        at: usize,
+    },
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FilesError {
+    let path = path.to_path_buf();
+    move |source| FilesError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
 /// Copies `path` to `path.bak-<UTC timestamp>` and verifies the copy byte
 /// for byte, as the design's runbook asks ("backup with a date suffix").
-pub fn backup(path: &Path) -> Result<Backup, String> {
+pub fn backup(path: &Path) -> Result<Backup, FilesError> {
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
         .to_string()
         .replace(':', "");
     let mut copy = path.as_os_str().to_owned();
     copy.push(format!(".bak-{stamp}"));
     let copy = PathBuf::from(copy);
-    let original =
-        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    std::fs::write(&copy, &original)
-        .map_err(|e| format!("cannot write backup {}: {e}", copy.display()))?;
+    let original = std::fs::read(path).map_err(io("read", path))?;
+    std::fs::write(&copy, &original).map_err(io("write backup", &copy))?;
     verify_same(path, &copy)?;
     Ok(Backup {
         original: path.to_path_buf(),
@@ -114,18 +146,16 @@ pub fn backup(path: &Path) -> Result<Backup, String> {
 }
 
 /// Restores a backup over the original (in place) and verifies it.
-pub fn restore(b: &Backup) -> Result<(), String> {
-    let data =
-        std::fs::read(&b.copy).map_err(|e| format!("cannot read {}: {e}", b.copy.display()))?;
-    write_in_place(&b.original, &data)
-        .map_err(|e| format!("cannot restore {}: {e}", b.original.display()))?;
+pub fn restore(b: &Backup) -> Result<(), FilesError> {
+    let data = std::fs::read(&b.copy).map_err(io("read", &b.copy))?;
+    write_in_place(&b.original, &data).map_err(io("restore", &b.original))?;
     verify_same(&b.original, &b.copy)
 }
 
 /// Byte-for-byte comparison, with the first differing offset on mismatch.
-pub fn verify_same(a: &Path, b: &Path) -> Result<(), String> {
-    let x = std::fs::read(a).map_err(|e| format!("cannot read {}: {e}", a.display()))?;
-    let y = std::fs::read(b).map_err(|e| format!("cannot read {}: {e}", b.display()))?;
+pub fn verify_same(a: &Path, b: &Path) -> Result<(), FilesError> {
+    let x = std::fs::read(a).map_err(io("read", a))?;
+    let y = std::fs::read(b).map_err(io("read", b))?;
     if x == y {
         return Ok(());
     }
@@ -134,13 +164,13 @@ pub fn verify_same(a: &Path, b: &Path) -> Result<(), String> {
         .zip(&y)
         .position(|(p, q)| p != q)
         .unwrap_or(x.len().min(y.len()));
-    Err(format!(
-        "{} ({} bytes) and {} ({} bytes) differ at byte {at}",
-        a.display(),
-        x.len(),
-        b.display(),
-        y.len()
-    ))
+    Err(FilesError::Differ {
+        a: a.to_path_buf(),
+        a_len: x.len(),
+        b: b.to_path_buf(),
+        b_len: y.len(),
+        at,
+    })
 }
 
 fn write_in_place(path: &Path, data: &[u8]) -> std::io::Result<()> {
@@ -169,6 +199,7 @@ mod tests {
         std::fs::write(&f, "new and longer\n").unwrap();
         assert!(verify_same(&f, &b.copy)
             .unwrap_err()
+            .to_string()
             .contains("differ at byte 0"));
         restore(&b).unwrap();
         assert_eq!(std::fs::read_to_string(&f).unwrap(), "old\n");

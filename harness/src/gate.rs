@@ -21,10 +21,13 @@ use crate::render::BaseSource;
 use crate::render::{self, Sources};
 use crate::report::{Figures, Report, Verdict};
 use crate::scenario::{Fault, Scenario};
-use crate::stack::{self, BackendKind, Stack, StackOptions, MOCK_PORT};
+use crate::stack::{self, BackendKind, Stack, StackError, StackOptions, MOCK_PORT};
 use crate::traffic::Target;
 use crate::verify::{self, StreamModel};
+
+mod error;
 use crate::{deploy, pre, rollback};
+pub use error::GateError;
 
 /// How a validate run is set up.
 #[derive(Debug, Clone)]
@@ -160,7 +163,9 @@ async fn run(
     if !scenario.change.derives() {
         lint_operator_files(opts, checks, force).await?;
     }
-    let prepared = prepare(scenario, opts).await.map_err(no_go)?;
+    let prepared = prepare(scenario, opts)
+        .await
+        .map_err(|e| no_go(e.to_string()))?;
     let scenario = &effective(scenario, &prepared);
     let rendered = names::Rendered {
         candidate_map: &prepared.candidate.nginx_map,
@@ -200,7 +205,8 @@ async fn run(
         );
         let _ = run_dir.keep();
     }
-    let model = stream_model(&candidate.goproxy_config, &start.goproxy_config).map_err(no_go)?;
+    let model = stream_model(&candidate.goproxy_config, &start.goproxy_config)
+        .map_err(|e| no_go(e.to_string()))?;
     inject_port_in_use(scenario, &stack, checks, &candidate).await?;
     let old_ports: Vec<u16> = std::iter::once(scenario.start_port)
         .chain(scenario.second_port)
@@ -335,7 +341,7 @@ async fn start_stack(
                 s.https_port
             );
             slot = Some(s);
-            Ok(said)
+            Ok::<_, StackError>(said)
         })
         .await;
     let why = checks
@@ -394,19 +400,22 @@ async fn pre_deployment(
     checks
         .run(Phase::PreDeployment, "nogo.old-service-intact", async {
             for b in &pre.backups {
-                files::verify_same(&b.original, &b.copy)?;
+                files::verify_same(&b.original, &b.copy).map_err(pre::PreError::from)?;
             }
-            pre::old_service(stack, old_ports).await
+            Ok::<_, pre::PreError>(pre::old_service(stack, old_ports).await?)
         })
         .await;
     Err(no_go("a pre-deployment check failed; nothing was changed"))
 }
 
 fn save_state(scenario: &Scenario, stack: &Stack, model: &StreamModel, pre: &PreOutcome) {
-    match stack
+    // Either step's error is only printed: a stack that cannot be kept
+    // still gave its verdict.
+    let saved: Result<PathBuf, Box<dyn std::error::Error>> = stack
         .state(scenario, model, &pre.backups)
-        .and_then(|s| s.save().map_err(String::from))
-    {
+        .map_err(Into::into)
+        .and_then(|s| Ok(s.save()?));
+    match saved {
         Ok(path) => eprintln!(
             "  state saved to {}: `harness rollback --run-dir {dir}` rolls back, \
              `harness down --run-dir {dir}` removes the stack",
@@ -577,7 +586,7 @@ pub struct Prepared {
 
 /// Starts wiremock, renders the base and candidate configs pointed at the
 /// mocks, and writes them into a fresh run directory.
-pub async fn prepare(scenario: &Scenario, opts: &GateOptions) -> Result<Prepared, String> {
+pub async fn prepare(scenario: &Scenario, opts: &GateOptions) -> Result<Prepared, GateError> {
     let wiremock = stack::start_wiremock(opts.backend).await?;
     let wm_port = wiremock.address().port();
     let (mocks, mock) = match opts.backend {
@@ -590,12 +599,19 @@ pub async fn prepare(scenario: &Scenario, opts: &GateOptions) -> Result<Prepared
             None,
         ),
         BackendKind::Local => {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .map_err(|e| format!("cannot bind the mock upstream: {e}"))?;
+            let listener =
+                tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .map_err(|source| GateError::Mock {
+                        what: "bind",
+                        source,
+                    })?;
             let mock = mock_upstream::MockUpstream::start(listener, Default::default())
                 .await
-                .map_err(|e| format!("cannot start the mock upstream: {e}"))?;
+                .map_err(|source| GateError::Mock {
+                    what: "start",
+                    source,
+                })?;
             let endpoints = MockEndpoints {
                 stream_mock: format!("http://{}", mock.addr()),
                 wiremock: Some(format!("http://127.0.0.1:{wm_port}")),
@@ -605,17 +621,22 @@ pub async fn prepare(scenario: &Scenario, opts: &GateOptions) -> Result<Prepared
         }
     };
     let sources = sources_of(&opts.targets);
-    let (start, candidate) = render::render(scenario, &sources, &opts.base, &mocks)
-        .map_err(|e| format!("cannot render the configs: {e}"))?;
+    let (start, candidate) =
+        render::render(scenario, &sources, &opts.base, &mocks).map_err(GateError::Render)?;
     let run_dir = tempfile::Builder::new()
         .prefix(&format!("harness-{}-", scenario.name))
         .tempdir()
-        .map_err(|e| format!("cannot make a run directory: {e}"))?;
-    let live = LiveFiles::create(run_dir.path(), &start)
-        .map_err(|e| format!("cannot write the run's files: {e}"))?;
-    let (candidate_json, candidate_nginx) = live
-        .write_candidate(&candidate)
-        .map_err(|e| format!("cannot write the candidate files: {e}"))?;
+        .map_err(GateError::RunDir)?;
+    let live = LiveFiles::create(run_dir.path(), &start).map_err(|source| GateError::Write {
+        what: "run's files",
+        source,
+    })?;
+    let (candidate_json, candidate_nginx) =
+        live.write_candidate(&candidate)
+            .map_err(|source| GateError::Write {
+                what: "candidate files",
+                source,
+            })?;
     Ok(Prepared {
         wiremock,
         start,
@@ -635,11 +656,11 @@ pub fn sources_of(t: &LintTargets) -> Sources {
 
 /// The first model of the deployed config that the streaming mock serves
 /// in OpenAI format (the probe model goes to wiremock instead).
-pub fn stream_model(candidate: &str, start: &str) -> Result<StreamModel, String> {
+pub fn stream_model(candidate: &str, start: &str) -> Result<StreamModel, GateError> {
     // A candidate that does not parse (a no-go scenario) still has a start.
     let config = proxy::config::Config::from_json(candidate, "candidate")
         .or_else(|_| proxy::config::Config::from_json(start, "start"))
-        .map_err(|e| format!("the rendered goproxy config does not load: {e}"))?;
+        .map_err(GateError::ConfigDoesNotLoad)?;
     config
         .models()
         .iter()
@@ -653,12 +674,10 @@ pub fn stream_model(candidate: &str, start: &str) -> Result<StreamModel, String>
             id: m.id.clone(),
             upstream_ids: m.upstream_ids.iter().map(|(id, _)| id.clone()).collect(),
         })
-        .ok_or_else(|| {
-            "no model of the config is served in OpenAI format by the mock upstream".into()
-        })
+        .ok_or(GateError::NoStreamModel)
 }
 
-async fn wait_listening(stack: &Stack, port: u16) -> Result<String, String> {
+async fn wait_listening(stack: &Stack, port: u16) -> Result<String, GateError> {
     poll_until(
         Duration::from_secs(10),
         Duration::from_millis(100),
@@ -673,8 +692,8 @@ async fn wait_listening(stack: &Stack, port: u16) -> Result<String, String> {
     )
     .await
     .map_err(|e| match e {
-        PollError::Failed(e) => e,
-        PollError::TimedOut { .. } => format!("the squatter never listened on {port}"),
+        PollError::Failed(e) => GateError::Stack(e),
+        PollError::TimedOut { .. } => GateError::SquatterNeverListened { port },
     })?;
     Ok(format!(
         "port {port} now held {} by another process",

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use crate::check::Checks;
 use crate::docker::DockerError;
-use crate::gate::{self, Prepared};
+use crate::gate::{self, GateError, Prepared};
 use crate::report::{Figures, Report, Verdict};
 use crate::rollback;
 use crate::scenario::Scenario;
+use crate::stack::StackError;
 use crate::stack::{BackendKind, Stack, StackOptions};
 use crate::state::{RunState, StateError};
 use crate::verify::Expected;
@@ -29,16 +30,12 @@ pub enum KeptError {
         run_dir.display()
     )]
     NoBackups { run_dir: PathBuf },
-    /// Preparing, starting or attaching the stack (layers that still speak
-    /// strings).
-    #[error("{0}")]
-    Stack(String),
-}
-
-impl From<String> for KeptError {
-    fn from(message: String) -> Self {
-        KeptError::Stack(message)
-    }
+    /// Starting or attaching the stack.
+    #[error(transparent)]
+    Running(#[from] StackError),
+    /// Preparing the run (mocks, rendered configs, run directory).
+    #[error(transparent)]
+    Gate(#[from] GateError),
 }
 
 /// Starts the scenario's start state (e.g. goproxy and nginx on 8005) and

@@ -35,12 +35,17 @@
 //! - [`pre`], [`deploy`], [`verify`], [`rollback`]: the runbook's phases.
 //! - [`poll`]: the one readiness loop (`poll_until`, a deadline and an interval).
 //! - [`traffic`]: the steady client and SSE streams run during the switch.
+//! - [`probe`]: why a probe of a deployment failed (`ProbeError`), for
+//!   verify, traffic and the live checks.
 //! - [`kept`]: `up`, `rollback` and `down` on a kept stack.
 //! - [`live`]: `harness check`, the post-deployment checks on any live deployment.
 //! - [`prod`]: `harness deploy`, the gate's phases on a production compose project.
 //! - [`state`]: what a kept run leaves for `harness rollback` / `down`.
 //! - [`check`], [`report`]: check results; summary, JSON and JUnit outputs.
-//! - [`exit`]: exit codes of the errors that end a command before a verdict.
+//! - [`exit`]: exit codes of the errors that end a command before a verdict,
+//!   and the one place such an error is printed. Each layer has its own
+//!   `thiserror` type; `anyhow` is used only in [`cli`] (see ARCHITECTURE.md,
+//!   "Errors").
 //! - [`backend_kind`], [`stream_model`]: leaf types shared by the stack,
 //!   the scenarios and the checks (kept apart so imports never loop; the
 //!   test `tests/module_deps.rs` fails on a cycle).
@@ -66,6 +71,7 @@ pub mod nginx;
 pub mod poll;
 pub mod ports;
 pub mod pre;
+pub mod probe;
 pub mod prod;
 pub mod render;
 pub mod report;

@@ -9,10 +9,59 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::check::{Checks, Outcome, Phase};
-use crate::compose_file::ComposeFile;
-use crate::nginx::{goproxy, NginxConfig, PathMap};
+use crate::check::{Checks, Phase};
+use crate::compose_file::{ComposeFile, ComposeFileError};
+use crate::nginx::{goproxy, NginxConfig, NginxError, PathMap};
 use crate::ports::{self, PortSite};
+
+/// Why a file fails lint, or cannot be read for it: the file, the line
+/// where there is one, and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum LintError {
+    #[error(transparent)]
+    Compose(#[from] ComposeFileError),
+    #[error(transparent)]
+    Nginx(#[from] NginxError),
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{}: starts with a UTF-8 byte-order mark (EF BB BF), which {reader}; save the \
+         file without BOM",
+        path.display()
+    )]
+    ByteOrderMark {
+        path: PathBuf,
+        /// What the file's reader makes of it.
+        reader: &'static str,
+    },
+    /// goproxy's own loader refused the config (its message names the file).
+    #[error(transparent)]
+    Config(Box<proxy::config::ConfigError>),
+    #[error("{}: no top-level \"port\" field; goproxy needs one (e.g. \"port\": 8004)", path.display())]
+    NoPort { path: PathBuf },
+    #[error(
+        "{}: no `server` of an upstream and no `proxy_pass` names the goproxy service \
+         ({names}), so nginx cannot reach goproxy; proxy_pass targets found: {found}",
+        main.display()
+    )]
+    NoGoproxySite {
+        main: PathBuf,
+        names: String,
+        found: String,
+    },
+    /// A port value that is no TCP port, and any mismatches beside it.
+    #[error("{site}: not a TCP port (1-65535){also}")]
+    NotAPort { site: String, also: String },
+    /// Files that name different ports, one line each.
+    #[error("{}", .0.join("\n"))]
+    Mismatch(Vec<String>),
+}
+
+/// What a byte-order mark does to a goproxy JSON, for [`LintError::ByteOrderMark`].
+const JSON_BOM: &str = "JSON does not allow and goproxy refuses";
 
 /// The compose service that runs goproxy unless `--service` says otherwise.
 pub const DEFAULT_SERVICE: &str = "goproxy";
@@ -58,7 +107,7 @@ impl LintTargets {
     }
 
     /// The first named file that cannot be read: bad input (exit 2).
-    pub fn unreadable(&self) -> Option<String> {
+    pub fn unreadable(&self) -> Option<LintError> {
         self.files()
             .into_iter()
             .find_map(|p| {
@@ -72,7 +121,10 @@ impl LintTargets {
                         }
                     })
                     .err()
-                    .map(|e| format!("cannot read {}: {e}", p.display()))
+                    .map(|source| LintError::Read {
+                        path: p.to_path_buf(),
+                        source,
+                    })
             })
             .or_else(|| self.byte_order_mark())
             .or_else(|| self.included_byte_order_mark())
@@ -80,9 +132,9 @@ impl LintTargets {
 
     /// A file nginx.conf includes that starts with a BOM: as unusable as a
     /// main file with one (nginx refuses both), so bad input too.
-    fn included_byte_order_mark(&self) -> Option<String> {
+    fn included_byte_order_mark(&self) -> Option<LintError> {
         match NginxConfig::load_with(&self.nginx_conf, &nginx_paths(self)) {
-            Err(e @ crate::nginx::NginxError::ByteOrderMark { .. }) => Some(e.to_string()),
+            Err(e @ NginxError::ByteOrderMark { .. }) => Some(e.into()),
             _ => None,
         }
     }
@@ -90,7 +142,7 @@ impl LintTargets {
     /// A goproxy JSON or the main nginx.conf that starts with a UTF-8
     /// byte-order mark: neither goproxy nor nginx can use the file as it
     /// is, so it is bad input like an unreadable one. (Compose reads a BOM.)
-    fn byte_order_mark(&self) -> Option<String> {
+    fn byte_order_mark(&self) -> Option<LintError> {
         let mut files = vec![self.prod_config.as_path(), self.nginx_conf.as_path()];
         files.extend(self.dev_config.as_deref());
         files.into_iter().find_map(|p| {
@@ -98,17 +150,13 @@ impl LintTargets {
             let n = std::fs::File::open(p)
                 .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
                 .ok()?;
-            (n == 3 && head == *b"\xEF\xBB\xBF").then(|| {
-                format!(
-                    "{}: starts with a UTF-8 byte-order mark (EF BB BF), which {}; \
-                     save the file without BOM",
-                    p.display(),
-                    if p == self.nginx_conf {
-                        "nginx reads as part of the first directive"
-                    } else {
-                        "JSON does not allow and goproxy refuses"
-                    }
-                )
+            (n == 3 && head == *b"\xEF\xBB\xBF").then(|| LintError::ByteOrderMark {
+                path: p.to_path_buf(),
+                reader: if p == self.nginx_conf {
+                    "nginx reads as part of the first directive"
+                } else {
+                    JSON_BOM
+                },
             })
         })
     }
@@ -172,13 +220,12 @@ pub async fn run(targets: &LintTargets, checks: &mut Checks) {
 }
 
 /// Loads and validates a goproxy config with goproxy's own code.
-pub fn validate_goproxy_config(path: &Path) -> Outcome {
+pub fn validate_goproxy_config(path: &Path) -> Result<String, LintError> {
     if std::fs::read(path).is_ok_and(|b| b.starts_with(b"\xEF\xBB\xBF")) {
-        return Err(format!(
-            "{}: starts with a UTF-8 byte-order mark (EF BB BF), which JSON does not allow \
-             and goproxy refuses; save the file without BOM",
-            path.display()
-        ));
+        return Err(LintError::ByteOrderMark {
+            path: path.to_path_buf(),
+            reader: JSON_BOM,
+        });
     }
     match proxy::config::Config::load(path) {
         Ok(config) => Ok(format!(
@@ -188,7 +235,7 @@ pub fn validate_goproxy_config(path: &Path) -> Outcome {
             config.endpoints().len(),
             config.models().len()
         )),
-        Err(e) => Err(format!("{e}")),
+        Err(e) => Err(LintError::Config(Box::new(e))),
     }
 }
 
@@ -205,10 +252,10 @@ pub struct Deployment {
 
 impl Deployment {
     /// Reads nginx (with includes) and the compose files that define the service.
-    pub fn read(targets: &LintTargets) -> Result<Self, String> {
+    pub fn read(targets: &LintTargets) -> Result<Self, LintError> {
         let mut compose = Vec::new();
         for path in &targets.compose_files {
-            let f = ComposeFile::load(path).map_err(|e| e.to_string())?;
+            let f = ComposeFile::load(path)?;
             if f.defines(&targets.service) {
                 compose.push(f);
             }
@@ -220,7 +267,7 @@ impl Deployment {
         names.sort();
         names.dedup();
         let map = nginx_paths(targets);
-        let nginx = NginxConfig::load_with(&targets.nginx_conf, &map).map_err(|e| e.to_string())?;
+        let nginx = NginxConfig::load_with(&targets.nginx_conf, &map)?;
         Ok(Self {
             nginx,
             compose,
@@ -230,28 +277,26 @@ impl Deployment {
     }
 
     /// nginx's sites for goproxy; an error says what nginx proxies to instead.
-    pub fn nginx_sites(&self, main: &Path) -> Result<Vec<goproxy::Site>, String> {
+    pub fn nginx_sites(&self, main: &Path) -> Result<Vec<goproxy::Site>, LintError> {
         let sites = goproxy::sites(&self.nginx, &self.goproxy_names);
         if sites.is_empty() {
             let targets = goproxy::proxy_pass_targets(&self.nginx);
-            return Err(format!(
-                "{}: no `server` of an upstream and no `proxy_pass` names the goproxy service \
-                 ({}), so nginx cannot reach goproxy; proxy_pass targets found: {}",
-                main.display(),
-                self.goproxy_names.join(", "),
-                if targets.is_empty() {
+            return Err(LintError::NoGoproxySite {
+                main: main.to_path_buf(),
+                names: self.goproxy_names.join(", "),
+                found: if targets.is_empty() {
                     "none".to_string()
                 } else {
                     targets.join("; ")
-                }
-            ));
+                },
+            });
         }
         Ok(sites)
     }
 }
 
 /// Every file that names goproxy's port names the same one.
-pub fn ports_agree(targets: &LintTargets) -> Outcome {
+pub fn ports_agree(targets: &LintTargets) -> Result<String, LintError> {
     let prod = read_json_port(&targets.prod_config)?;
     let mut sites: Vec<PortSite> = vec![prod.clone()];
     if let Some(dev) = &targets.dev_config {
@@ -272,7 +317,7 @@ pub fn ports_agree(targets: &LintTargets) -> Outcome {
     compare(&prod, &sites)
 }
 
-fn compare(prod: &PortSite, sites: &[PortSite]) -> Outcome {
+fn compare(prod: &PortSite, sites: &[PortSite]) -> Result<String, LintError> {
     let mismatches: Vec<String> = sites
         .iter()
         .skip(1)
@@ -283,14 +328,14 @@ fn compare(prod: &PortSite, sites: &[PortSite]) -> Outcome {
         .iter()
         .find(|s| s.port().is_none() && s.range().is_none())
     {
-        return Err(format!(
-            "{bad}: not a TCP port (1-65535){}",
-            if mismatches.is_empty() {
+        return Err(LintError::NotAPort {
+            site: bad.to_string(),
+            also: if mismatches.is_empty() {
                 String::new()
             } else {
                 format!("; also {}", mismatches.join("; "))
-            }
-        ));
+            },
+        });
     }
     if mismatches.is_empty() {
         Ok(format!(
@@ -304,18 +349,18 @@ fn compare(prod: &PortSite, sites: &[PortSite]) -> Outcome {
                 .join(", ")
         ))
     } else {
-        Err(mismatches.join("\n"))
+        Err(LintError::Mismatch(mismatches))
     }
 }
 
-fn read_json_port(path: &Path) -> Result<PortSite, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+fn read_json_port(path: &Path) -> Result<PortSite, LintError> {
+    let bytes = std::fs::read(path).map_err(|source| LintError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let text = String::from_utf8_lossy(&bytes);
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    ports::json_port(path, text).ok_or_else(|| {
-        format!(
-            "{}: no top-level \"port\" field; goproxy needs one (e.g. \"port\": 8004)",
-            path.display()
-        )
+    ports::json_port(path, text).ok_or_else(|| LintError::NoPort {
+        path: path.to_path_buf(),
     })
 }

@@ -75,7 +75,7 @@ mod tests {
     async fn returns_once_ready() {
         let looks = Cell::new(0);
         let started = Instant::now();
-        let got: Result<u32, PollError<String, String>> = poll_until(
+        let got: Result<u32, PollError<String, &'static str>> = poll_until(
             Duration::from_secs(10),
             Duration::from_millis(100),
             || async {
@@ -99,7 +99,7 @@ mod tests {
     async fn times_out_with_the_last_observation() {
         let looks = Cell::new(0u32);
         let started = Instant::now();
-        let got: Result<(), PollError<String, String>> = poll_until(
+        let got: Result<(), PollError<String, &'static str>> = poll_until(
             Duration::from_millis(250),
             Duration::from_millis(100),
             || async {
@@ -122,12 +122,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_failure_stops_at_once() {
         let started = Instant::now();
-        let got: Result<(), PollError<String, String>> =
+        let got: Result<(), PollError<String, &'static str>> =
             poll_until(Duration::from_secs(60), Duration::from_secs(1), || async {
-                Err("container exited (1)".to_string())
+                Err("container exited (1)")
             })
             .await;
-        assert_eq!(got, Err(PollError::Failed("container exited (1)".into())));
+        assert_eq!(got, Err(PollError::Failed("container exited (1)")));
         assert_eq!(started.elapsed(), Duration::ZERO);
     }
 

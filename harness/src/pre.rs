@@ -5,10 +5,35 @@
 use std::path::Path;
 
 use crate::check::{Checks, Phase};
-use crate::files::{self, Backup, LiveFiles};
+use crate::files::{self, Backup, FilesError, LiveFiles};
 use crate::names::Namer;
+use crate::probe::ProbeError;
 use crate::stack::client::SHORT;
-use crate::stack::Stack;
+use crate::stack::{Stack, StackError};
+
+/// Why a pre-deployment check failed: the stack's operation, or what the
+/// deployed tools said of the candidate.
+#[derive(Debug, thiserror::Error)]
+pub enum PreError {
+    #[error(transparent)]
+    Stack(#[from] StackError),
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    #[error(transparent)]
+    Files(#[from] FilesError),
+    #[error("port {port} is already in use {place}: {owner}")]
+    PortInUse {
+        port: u16,
+        /// Where goproxy binds ("in goproxy's network namespace").
+        place: &'static str,
+        /// Who holds it, as netstat or /proc says.
+        owner: String,
+    },
+    #[error("goproxy --check-config exited {code}: {stderr}")]
+    ConfigRefused { code: i32, stderr: String },
+    #[error("nginx -t on the candidate exited {code}: {said}")]
+    NginxRefused { code: i32, said: String },
+}
 
 /// What the pre-deployment phase leaves for the later ones.
 #[derive(Debug, Default)]
@@ -49,7 +74,7 @@ pub async fn run(
         .run(p, "pre.goproxy-check-config", async {
             check_config(stack, candidate.0)
                 .await
-                .map_err(|e| namer.say(&e))
+                .map_err(|e| namer.say(&e.to_string()))
         })
         .await;
     ok &= checks
@@ -57,7 +82,7 @@ pub async fn run(
             nginx_t(stack, candidate.1)
                 .await
                 .map(|s| namer.say(&s))
-                .map_err(|e| namer.say(&e))
+                .map_err(|e| namer.say(&e.to_string()))
         })
         .await;
     let mut backups = Vec::new();
@@ -73,24 +98,22 @@ pub async fn run(
 }
 
 /// The old deployment answers through nginx, from one of its ports.
-pub async fn old_service(stack: &Stack, ports: &[u16]) -> Result<String, String> {
+pub async fn old_service(stack: &Stack, ports: &[u16]) -> Result<String, ProbeError> {
     let resp = stack
         .client
         .get(stack.url("/health"))
         .timeout(SHORT)
         .send()
         .await
-        .map_err(|e| format!("old service does not answer through nginx: {e}"))?;
+        .map_err(|e| ProbeError::request("old service does not answer through nginx", e))?;
     let status = resp.status();
     let v: serde_json::Value = resp.json().await.unwrap_or_default();
     let port = v["port"].as_u64().unwrap_or(0);
     if status == 200 && ports.iter().any(|p| u64::from(*p) == port) {
         Ok(format!("/health 200 through nginx from goproxy on {port}"))
     } else {
-        Err(format!(
-            "/health through nginx: HTTP {status}, port {}",
-            v["port"]
-        ))
+        let detail = format!(", port {}", v["port"]);
+        Err(ProbeError::status("/health through nginx", status, detail))
     }
 }
 
@@ -100,45 +123,44 @@ pub fn where_goproxy_binds(stack: &Stack) -> &'static str {
 }
 
 /// Nothing listens on the new port where goproxy will bind it.
-async fn port_free(stack: &Stack, port: u16) -> Result<String, String> {
+async fn port_free(stack: &Stack, port: u16) -> Result<String, PreError> {
     let ports = stack.listening_where_goproxy_binds().await?;
     let place = where_goproxy_binds(stack);
     if ports.contains(&port) {
         let owner = stack.port_owner(port).await;
-        return Err(format!("port {port} is already in use {place}: {owner}"));
+        return Err(PreError::PortInUse { port, place, owner });
     }
     Ok(format!("port {port} free {place}"))
 }
 
 /// The candidate JSON passes `goproxy --check-config` of the deployed binary.
-pub(crate) async fn check_config(stack: &Stack, candidate: &Path) -> Result<String, String> {
+pub(crate) async fn check_config(stack: &Stack, candidate: &Path) -> Result<String, PreError> {
     let out = stack.check_config(candidate).await?;
     if out.code == 0 {
         Ok(out.stdout.trim().to_string())
     } else {
-        Err(format!(
-            "goproxy --check-config exited {}: {}",
-            out.code,
-            out.stderr.trim()
-        ))
+        Err(PreError::ConfigRefused {
+            code: out.code,
+            stderr: out.stderr.trim().to_string(),
+        })
     }
 }
 
 /// The candidate nginx.conf passes `nginx -t` run by the deployed nginx.
-async fn nginx_t(stack: &Stack, candidate: &Path) -> Result<String, String> {
+async fn nginx_t(stack: &Stack, candidate: &Path) -> Result<String, PreError> {
     let out = stack.nginx_test(candidate).await?;
     let said = out.stderr.trim().replace('\n', " / ");
     if out.code == 0 {
         Ok(said)
     } else {
-        Err(format!(
-            "nginx -t on the candidate exited {}: {said}",
-            out.code
-        ))
+        Err(PreError::NginxRefused {
+            code: out.code,
+            said,
+        })
     }
 }
 
-fn take_backups(files: &LiveFiles, out: &mut Vec<Backup>) -> Result<String, String> {
+fn take_backups(files: &LiveFiles, out: &mut Vec<Backup>) -> Result<String, FilesError> {
     for path in [&files.nginx_conf, &files.goproxy_config] {
         out.push(files::backup(path)?);
     }

@@ -1,15 +1,27 @@
 //! The rollback of the design: restore the backups, restart goproxy, reload
 //! nginx; then the post-deployment checks again, against the old port.
 
+use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
 use crate::check::{Checks, Phase};
 use crate::deploy;
-use crate::files::{self, Backup};
+use crate::files::{self, Backup, FilesError};
 use crate::poll::{poll_until, Attempt, PollError};
 use crate::pre;
-use crate::stack::Stack;
+use crate::stack::{Stack, StackError};
 use crate::verify::{self, Expected, StreamModel};
+
+/// Why a rollback step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RollbackError {
+    #[error("no backups were taken: nothing to restore")]
+    NoBackups,
+    #[error(transparent)]
+    Files(#[from] FilesError),
+    #[error(transparent)]
+    Stack(#[from] StackError),
+}
 
 /// How long the restored service may take to answer through nginx.
 const RESTORE_DEADLINE: Duration = Duration::from_secs(60);
@@ -83,7 +95,7 @@ async fn retire_others(stack: &Stack, checks: &mut Checks, keep: &str, running: 
             for id in running.iter().filter(|id| *id != keep) {
                 stack.stop_goproxy(id).await?;
             }
-            Ok(format!(
+            Ok::<_, StackError>(format!(
                 "{keep} already serves the restored port; nginx reloaded, others drained"
             ))
         })
@@ -121,10 +133,10 @@ pub async fn restore(
     let mut ok = checks
         .run(p, "rollback.restore-backups", async {
             if backups.is_empty() {
-                return Err("no backups were taken: nothing to restore".into());
+                return Err(RollbackError::NoBackups);
             }
             for b in backups {
-                files::restore(b)?;
+                files::restore(b).map_err(RollbackError::from)?;
             }
             Ok(backups
                 .iter()
@@ -138,14 +150,15 @@ pub async fn restore(
         .run(p, "rollback.service-restored", async {
             let every = Duration::from_millis(100);
             poll_until(RESTORE_DEADLINE, every, || async {
-                Ok::<_, String>(match pre::old_service(stack, &restored.ports()).await {
+                Ok::<_, Infallible>(match pre::old_service(stack, &restored.ports()).await {
                     Ok(e) => Attempt::Ready(e),
                     Err(e) => Attempt::NotYet(e),
                 })
             })
             .await
             .map_err(|e| match e {
-                PollError::Failed(e) | PollError::TimedOut { last: e, .. } => e,
+                PollError::Failed(never) => match never {},
+                PollError::TimedOut { last, .. } => last,
             })
         })
         .await;

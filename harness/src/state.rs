@@ -35,14 +35,6 @@ pub enum StateError {
     },
 }
 
-/// The commands above still speak `Result<_, String>`; this lets `?` carry
-/// a state error into them with its full message.
-impl From<StateError> for String {
-    fn from(e: StateError) -> String {
-        e.to_string()
-    }
-}
-
 /// A kept run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunState {

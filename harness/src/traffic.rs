@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
+use crate::probe::{mismatch, ProbeError};
+
 /// Where and how to send the load.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -49,7 +51,7 @@ impl LoadStats {
 pub struct RunningLoad {
     stop: Arc<AtomicBool>,
     steady: JoinHandle<LoadStats>,
-    streams: Vec<JoinHandle<Result<(), String>>>,
+    streams: Vec<JoinHandle<Result<(), ProbeError>>>,
 }
 
 /// The longest a load may run, whatever happens to the switch: the
@@ -122,7 +124,7 @@ async fn steady(
             }
             Err(e) => {
                 stats.failed += 1;
-                push_failure(&mut stats, e);
+                push_failure(&mut stats, e.to_string());
             }
         }
     }
@@ -131,7 +133,7 @@ async fn steady(
 }
 
 /// Sends one chat completion through nginx; Ok is a 200 with a body.
-pub async fn chat(target: &Target, stream: bool) -> Result<reqwest::Response, String> {
+pub async fn chat(target: &Target, stream: bool) -> Result<reqwest::Response, ProbeError> {
     let resp = target
         .client
         .post(format!("{}/v1/chat/completions", target.base))
@@ -143,11 +145,15 @@ pub async fn chat(target: &Target, stream: bool) -> Result<reqwest::Response, St
         }))
         .send()
         .await
-        .map_err(|e| format!("request failed: {e}"))?;
+        .map_err(|e| ProbeError::request("request failed", e))?;
     let status = resp.status();
     if !status.is_success() {
         let body = resp.text().await.unwrap_or_default();
-        return Err(format!("HTTP {status}: {}", truncate(&body, 200)));
+        return Err(ProbeError::Status {
+            what: String::new(),
+            status,
+            detail: format!(": {}", truncate(&body, 200)),
+        });
     }
     Ok(resp)
 }
@@ -180,18 +186,20 @@ impl StreamTail {
 }
 
 /// One SSE stream held to its end: must see `data: [DONE]`.
-async fn one_stream(target: Target) -> Result<(), String> {
+async fn one_stream(target: Target) -> Result<(), ProbeError> {
     let resp = chat(&target, true).await?;
     let mut body = resp.bytes_stream();
     let mut seen = StreamTail::default();
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| format!("stream broke after {} bytes: {e}", seen.bytes))?;
+        let chunk = chunk.map_err(|e| {
+            ProbeError::request(format!("stream broke after {} bytes", seen.bytes), e)
+        })?;
         seen.push(&chunk);
     }
     if seen.done() {
         Ok(())
     } else {
-        Err(format!(
+        Err(mismatch!(
             "stream ended without [DONE] after {} bytes; it ended with: {}",
             seen.bytes,
             String::from_utf8_lossy(&seen.tail)

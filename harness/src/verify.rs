@@ -11,6 +11,7 @@ use wiremock::{Mock, ResponseTemplate};
 
 use crate::check::{Checks, Phase};
 use crate::files::{PROBE_MODEL, PROBE_UPSTREAM_MODEL};
+use crate::probe::{mismatch, ProbeError};
 use crate::stack::client::SHORT;
 use crate::stack::{LogMark, Stack};
 use crate::traffic::truncate;
@@ -83,23 +84,23 @@ pub async fn verify(
     checks.results()[before..].iter().all(|r| r.passed())
 }
 
-async fn listening(stack: &Stack, expected: &Expected) -> Result<String, String> {
+async fn listening(stack: &Stack, expected: &Expected) -> Result<String, ProbeError> {
     let mut seen = Vec::new();
     for (service, port) in &expected.instances {
         let ids = stack.goproxy_ids(service).await?;
         if ids.is_empty() {
-            return Err(format!("no {service} instance is running"));
+            return Err(mismatch!("no {service} instance is running"));
         }
         for id in &ids {
             let ports = stack.listening_ports(id).await?;
             let short = &id[..12.min(id.len())];
             if !ports.contains(port) {
-                return Err(format!(
+                return Err(mismatch!(
                     "{service} {short} does not listen on {port}; it listens on {ports:?}"
                 ));
             }
             if let Some(gone) = expected.gone_port.filter(|g| ports.contains(g)) {
-                return Err(format!(
+                return Err(mismatch!(
                     "{service} {short} still listens on the old port {gone} ({ports:?})"
                 ));
             }
@@ -112,27 +113,33 @@ async fn listening(stack: &Stack, expected: &Expected) -> Result<String, String>
     })
 }
 
-async fn https_health(stack: &Stack, ports: &[u16]) -> Result<String, String> {
+async fn https_health(stack: &Stack, ports: &[u16]) -> Result<String, ProbeError> {
     let resp = stack
         .client
         .get(stack.url("/health"))
         .timeout(SHORT)
         .send()
         .await
-        .map_err(|e| format!("GET /health through nginx failed: {e}"))?;
+        .map_err(|e| ProbeError::request("GET /health through nginx failed", e))?;
     let status = resp.status();
     let body = resp.text().await.unwrap_or_default();
     if status != 200 {
-        return Err(format!(
-            "GET /health through nginx: HTTP {status}: {}",
-            truncate(&body, 200)
+        let detail = format!(": {}", truncate(&body, 200));
+        return Err(ProbeError::status(
+            "GET /health through nginx",
+            status,
+            detail,
         ));
     }
-    let v: serde_json::Value = serde_json::from_str(&body)
-        .map_err(|e| format!("/health is not JSON ({e}): {}", truncate(&body, 200)))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&body).map_err(|source| ProbeError::NotJson {
+            what: "/health".into(),
+            source,
+            body: truncate(&body, 200),
+        })?;
     let port = v["port"].as_u64().unwrap_or(0);
     if !ports.iter().any(|p| u64::from(*p) == port) {
-        return Err(format!(
+        return Err(mismatch!(
             "/health answered from port {port}, expected one of {ports:?}"
         ));
     }
@@ -141,7 +148,7 @@ async fn https_health(stack: &Stack, ports: &[u16]) -> Result<String, String> {
     ))
 }
 
-async fn models_auth(stack: &Stack) -> Result<String, String> {
+async fn models_auth(stack: &Stack) -> Result<String, ProbeError> {
     let with = stack
         .client
         .get(stack.url("/v1/models"))
@@ -149,13 +156,16 @@ async fn models_auth(stack: &Stack) -> Result<String, String> {
         .timeout(SHORT)
         .send()
         .await
-        .map_err(|e| format!("GET /v1/models failed: {e}"))?;
+        .map_err(|e| ProbeError::request("GET /v1/models failed", e))?;
     let status = with.status();
     let body: serde_json::Value = with.json().await.unwrap_or_default();
     let count = body["data"].as_array().map(Vec::len).unwrap_or(0);
     if status != 200 || count == 0 {
-        return Err(format!(
-            "GET /v1/models with the key: HTTP {status}, {count} models"
+        let detail = format!(", {count} models");
+        return Err(ProbeError::status(
+            "GET /v1/models with the key",
+            status,
+            detail,
         ));
     }
     let without = stack
@@ -164,9 +174,9 @@ async fn models_auth(stack: &Stack) -> Result<String, String> {
         .timeout(SHORT)
         .send()
         .await
-        .map_err(|e| format!("GET /v1/models without key failed: {e}"))?;
+        .map_err(|e| ProbeError::request("GET /v1/models without key failed", e))?;
     if without.status() != 401 {
-        return Err(format!(
+        return Err(mismatch!(
             "GET /v1/models without a key answered HTTP {} instead of 401",
             without.status()
         ));
@@ -178,11 +188,10 @@ async fn models_auth(stack: &Stack) -> Result<String, String> {
 
 /// A non-streamed completion for the probe model, which goproxy must send
 /// to wiremock with the mapped upstream model id.
-async fn chat_probe(stack: &Stack) -> Result<String, String> {
-    let wiremock = stack
-        .wiremock
-        .as_ref()
-        .ok_or("the probe completion needs the test stack's wiremock")?;
+async fn chat_probe(stack: &Stack) -> Result<String, ProbeError> {
+    let wiremock = stack.wiremock.as_ref().ok_or(ProbeError::mismatch(
+        "the probe completion needs the test stack's wiremock",
+    ))?;
     let guard = Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
         .and(body_partial_json(
@@ -207,19 +216,24 @@ async fn chat_probe(stack: &Stack) -> Result<String, String> {
         }))
         .send()
         .await
-        .map_err(|e| format!("POST /v1/chat/completions failed: {e}"))?;
+        .map_err(|e| ProbeError::request("POST /v1/chat/completions failed", e))?;
     let status = resp.status();
     let body = resp.text().await.unwrap_or_default();
     let received = guard.received_requests().await;
     if status != 200 {
-        return Err(format!(
-            "chat completion through nginx: HTTP {status}: {} (wiremock saw {} matching requests)",
+        let detail = format!(
+            ": {} (wiremock saw {} matching requests)",
             truncate(&body, 200),
             received.len()
+        );
+        return Err(ProbeError::status(
+            "chat completion through nginx",
+            status,
+            detail,
         ));
     }
     if received.len() != 1 {
-        return Err(format!(
+        return Err(mismatch!(
             "wiremock expected 1 request with model {PROBE_UPSTREAM_MODEL}, saw {}",
             received.len()
         ));
@@ -231,7 +245,7 @@ async fn chat_probe(stack: &Stack) -> Result<String, String> {
 
 /// A streamed completion: chunks must arrive spread out in time (not
 /// buffered), and the mock must have received the mapped model id.
-async fn chat_stream(stack: &Stack, model: &StreamModel) -> Result<String, String> {
+async fn chat_stream(stack: &Stack, model: &StreamModel) -> Result<String, ProbeError> {
     let started = Instant::now();
     let resp = stack
         .client
@@ -243,26 +257,25 @@ async fn chat_stream(stack: &Stack, model: &StreamModel) -> Result<String, Strin
         }))
         .send()
         .await
-        .map_err(|e| format!("streamed chat failed: {e}"))?;
+        .map_err(|e| ProbeError::request("streamed chat failed", e))?;
     let status = resp.status();
     if status != 200 {
         let body = resp.text().await.unwrap_or_default();
-        return Err(format!(
-            "streamed chat: HTTP {status}: {}",
-            truncate(&body, 200)
-        ));
+        let detail = format!(": {}", truncate(&body, 200));
+        return Err(ProbeError::status("streamed chat", status, detail));
     }
     let mut arrivals = Vec::new();
     let mut text = String::new();
     let mut body = resp.bytes_stream();
     while let Some(chunk) = body.next().await {
-        let chunk =
-            chunk.map_err(|e| format!("stream broke after {} chunks: {e}", arrivals.len()))?;
+        let chunk = chunk.map_err(|e| {
+            ProbeError::request(format!("stream broke after {} chunks", arrivals.len()), e)
+        })?;
         arrivals.push(started.elapsed());
         text.push_str(&String::from_utf8_lossy(&chunk));
     }
     if !text.contains("data: [DONE]") {
-        return Err(format!(
+        return Err(mismatch!(
             "stream ended without [DONE]: {}",
             truncate(&text, 200)
         ));
@@ -270,7 +283,7 @@ async fn chat_stream(stack: &Stack, model: &StreamModel) -> Result<String, Strin
     let first = arrivals.first().copied().unwrap_or_default();
     let last = arrivals.last().copied().unwrap_or_default();
     if arrivals.len() < 3 || last - first < Duration::from_millis(50) {
-        return Err(format!(
+        return Err(mismatch!(
             "stream arrived in {} piece(s) within {:?}: buffered somewhere on the way",
             arrivals.len(),
             last - first
@@ -278,10 +291,10 @@ async fn chat_stream(stack: &Stack, model: &StreamModel) -> Result<String, Strin
     }
     let recorded: serde_json::Value = reqwest::get(stack.mock_url("/__mock/requests"))
         .await
-        .map_err(|e| format!("cannot read the mock's requests: {e}"))?
+        .map_err(|e| ProbeError::request("cannot read the mock's requests", e))?
         .json()
         .await
-        .map_err(|e| format!("mock requests are not JSON: {e}"))?;
+        .map_err(|e| ProbeError::request("mock requests are not JSON", e))?;
     let last_model = recorded
         .as_array()
         .and_then(|a| a.iter().rev().find(|r| r["path"] == "/v1/chat/completions"))
@@ -289,7 +302,7 @@ async fn chat_stream(stack: &Stack, model: &StreamModel) -> Result<String, Strin
         .unwrap_or("")
         .to_string();
     if !model.upstream_ids.contains(&last_model) {
-        return Err(format!(
+        return Err(mismatch!(
             "the mock received model `{last_model}`, expected one of {:?}",
             model.upstream_ids
         ));
@@ -306,7 +319,7 @@ async fn chat_stream(stack: &Stack, model: &StreamModel) -> Result<String, Strin
 
 /// nginx reaches each goproxy by its name on its port (Docker DNS for
 /// containers; loopback for local processes).
-async fn internal_routing(stack: &Stack, expected: &Expected) -> Result<String, String> {
+async fn internal_routing(stack: &Stack, expected: &Expected) -> Result<String, ProbeError> {
     let mut seen = Vec::new();
     for (service, port) in &expected.instances {
         seen.push(stack.get_goproxy_as_nginx(service, *port).await?);
@@ -316,18 +329,20 @@ async fn internal_routing(stack: &Stack, expected: &Expected) -> Result<String, 
 
 /// Whether goproxy can open a TCP connection to the mock upstream:
 /// separates "the upstream is down" from "the deployment broke".
-pub async fn upstream_reachable(stack: &Stack) -> Result<String, String> {
-    stack.upstream_reachable().await.map_err(|e| {
-        format!(
-            "the LLM upstream is unreachable from goproxy ({e}): \
-             chat failures come from the upstream, not from the deployment"
-        )
-    })
+pub async fn upstream_reachable(stack: &Stack) -> Result<String, ProbeError> {
+    stack
+        .upstream_reachable()
+        .await
+        .map_err(|source| ProbeError::UpstreamDown { source })
 }
 
 /// Watches the deployment for `window`: /health through nginx every second,
 /// then no error lines in the logs since `since` and no restarts.
-pub async fn monitor(stack: &Stack, window: Duration, since: &LogMark) -> Result<String, String> {
+pub async fn monitor(
+    stack: &Stack,
+    window: Duration,
+    since: &LogMark,
+) -> Result<String, ProbeError> {
     let started = Instant::now();
     let mut polls = 0u32;
     let mut bad = Vec::new();
@@ -354,7 +369,7 @@ pub async fn monitor(stack: &Stack, window: Duration, since: &LogMark) -> Result
         tokio::time::sleep(Duration::from_secs(1).min(window)).await;
     }
     if !bad.is_empty() {
-        return Err(format!(
+        return Err(mismatch!(
             "{} of {polls} health polls failed: {}",
             bad.len(),
             bad.join("; ")
@@ -371,7 +386,7 @@ pub async fn monitor(stack: &Stack, window: Duration, since: &LogMark) -> Result
     }
     let restarts = stack.restarts().await?;
     if !errors.is_empty() || restarts > 0 {
-        return Err(format!(
+        return Err(mismatch!(
             "{restarts} restarts; error lines: {}",
             errors.join(" | ")
         ));

@@ -44,8 +44,9 @@ impl Tree {
         self
     }
 
+    /// The lint's evidence, or its error's message (what the report shows).
     fn lint(&self) -> Result<String, String> {
-        lint::ports_agree(&LintTargets::from_root(self.dir.path()))
+        lint::ports_agree(&LintTargets::from_root(self.dir.path())).map_err(|e| e.to_string())
     }
 
     fn path(&self, rel: &str) -> String {
@@ -181,7 +182,7 @@ fn bom_is_named() {
     ));
     let t = Tree::new(&nginx).json(|j| format!("\u{feff}{j}"));
     let out = lint::validate_goproxy_config(Path::new(&t.path("proxy/config-ohmygpt-prod.json")));
-    assert_names(&out.unwrap_err(), &["byte-order mark"]);
+    assert_names(&out.unwrap_err().to_string(), &["byte-order mark"]);
 }
 
 /// Includes mounted by compose from elsewhere in the tree

@@ -5,7 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{emit, usage, Global, Output};
+use anyhow::Context as _;
+
+use super::{emit, Global, Output};
+use crate::exit::Usage;
+use crate::files::FilesError;
 use crate::live::target::{Resolve, TargetSpec};
 use crate::live::LiveOptions;
 use crate::stack::DEFAULT_STREAM_BOUND;
@@ -70,10 +74,11 @@ pub struct CheckArgs {
 }
 
 /// Runs `harness check`; returns the exit code.
-pub(super) async fn run(args: CheckArgs, g: &Global) -> i32 {
+pub(super) async fn run(args: CheckArgs, g: &Global) -> anyhow::Result<i32> {
     let (root, quiet) = (g.root.as_path(), g.quiet);
     if args.monitor.is_zero() {
-        return usage("--monitor 0s watches nothing: give a window, e.g. --monitor 30s");
+        let why = "--monitor 0s watches nothing: give a window, e.g. --monitor 30s";
+        return Err(Usage(why.into()).into());
     }
     let project = args.project_name.clone().or_else(|| {
         (!args.compose_file.is_empty()).then(|| default_project(root, &args.compose_file))
@@ -89,10 +94,10 @@ pub(super) async fn run(args: CheckArgs, g: &Global) -> i32 {
     if !quiet {
         eprintln!("harness check: {}", args.target.url);
     }
-    match crate::live::check(&opts).await {
-        Ok(report) => emit(&report, &args.out),
-        Err(e) => usage(&e.to_string()),
-    }
+    let report = crate::live::check(&opts)
+        .await
+        .with_context(|| format!("checking {}", args.target.url))?;
+    Ok(emit(&report, &args.out))
 }
 
 /// Compose's default project name: the first compose file's directory name
@@ -109,12 +114,16 @@ pub(super) fn default_project(root: &Path, compose_files: &[PathBuf]) -> String 
 /// The exact `harness check` command for a stack `harness up` started, on
 /// one line. The key is not printed: it is written to `<run dir>/api-key`
 /// (mode 0600) and read by the shell into the variable the check names.
-pub fn check_command_for(state: &crate::state::RunState) -> Result<String, String> {
+pub fn check_command_for(state: &crate::state::RunState) -> Result<String, FilesError> {
     use std::os::unix::fs::PermissionsExt as _;
     let key_file = state.run_dir.join("api-key");
     std::fs::write(&key_file, &state.api_key)
         .and_then(|_| std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)))
-        .map_err(|e| format!("cannot write {}: {e}", key_file.display()))?;
+        .map_err(|source| FilesError::Io {
+            action: "write",
+            path: key_file.clone(),
+            source,
+        })?;
     let host = crate::stack::HOSTNAME;
     let port = state.https_port;
     let files: Vec<String> = state

@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{emit, usage, Global, Output};
+use anyhow::Context as _;
+
+use super::{emit, Global, Output};
+use crate::exit::Usage;
 use crate::live::target::Resolve;
 use crate::prod::deploy::{self, DeployOptions};
 use crate::stack::DEFAULT_STREAM_BOUND;
@@ -67,13 +70,14 @@ pub struct DeployArgs {
 }
 
 /// Runs `harness deploy`; returns the exit code.
-pub(super) async fn run(args: DeployArgs, g: &Global) -> i32 {
+pub(super) async fn run(args: DeployArgs, g: &Global) -> anyhow::Result<i32> {
     let (root, quiet) = (g.root.as_path(), g.quiet);
     if args.monitor.is_zero() {
-        return usage("--monitor 0s watches nothing: give a window, e.g. --monitor 60s");
+        let why = "--monitor 0s watches nothing: give a window, e.g. --monitor 60s";
+        return Err(Usage(why.into()).into());
     }
     if args.stream_bound < DEFAULT_STREAM_BOUND.min(Duration::from_secs(1)) {
-        return usage("--stream-bound must be at least 1s");
+        return Err(Usage("--stream-bound must be at least 1s".into()).into());
     }
     let project = args
         .project_name
@@ -108,8 +112,10 @@ pub(super) async fn run(args: DeployArgs, g: &Global) -> i32 {
             if opts.dry_run { " (dry run)" } else { "" }
         );
     }
-    match deploy::run(&opts).await {
-        Ok(report) => emit(&report, &args.out),
-        Err(e) => usage(&e),
-    }
+    // Before anything changed (the project, the files, the target): the
+    // operator's input, exit 2, whatever failed.
+    let report = deploy::run(&opts).await.with_context(|| {
+        crate::exit::Doing::input(format!("deploying to compose project {}", opts.project))
+    })?;
+    Ok(emit(&report, &args.out))
 }

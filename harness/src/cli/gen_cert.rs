@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use super::{usage, Global};
+use anyhow::Context as _;
+
+use super::Global;
 use crate::tls;
 
 /// Arguments of `harness gen-cert`.
@@ -12,28 +14,20 @@ pub struct GenCertArgs {
     pub out: PathBuf,
 }
 
-pub(super) fn run(a: GenCertArgs, g: &Global) -> i32 {
+pub(super) fn run(a: GenCertArgs, g: &Global) -> anyhow::Result<i32> {
     let out = if a.out.is_absolute() {
         a.out
     } else {
         g.root.join(a.out)
     };
-    let written = std::fs::create_dir_all(&out)
-        .map_err(|e| e.to_string())
-        .and_then(|_| tls::generate(crate::stack::HOSTNAME).map_err(|e| e.to_string()))
-        .and_then(|c| tls::write_tls_dir(&out, &c).map_err(|e| e.to_string()));
-    match written {
-        Ok(()) => {
-            println!(
-                "wrote {}/fullchain.pem and privkey.pem for {}",
-                out.display(),
-                crate::stack::HOSTNAME
-            );
-            0
-        }
-        Err(e) => usage(&format!(
-            "cannot write a certificate to {}: {e}",
-            out.display()
-        )),
-    }
+    let context = || format!("cannot write a certificate to {}", out.display());
+    std::fs::create_dir_all(&out).with_context(context)?;
+    let cert = tls::generate(crate::stack::HOSTNAME).with_context(context)?;
+    tls::write_tls_dir(&out, &cert).with_context(context)?;
+    println!(
+        "wrote {}/fullchain.pem and privkey.pem for {}",
+        out.display(),
+        crate::stack::HOSTNAME
+    );
+    Ok(0)
 }

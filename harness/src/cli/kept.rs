@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
-use super::{default_scenario, emit, usage, Global, Output};
-use crate::exit;
+use anyhow::Context as _;
+
+use super::{default_scenario, emit, Global, Output};
+use crate::exit::Doing;
 use crate::kept;
 
 /// Arguments of `harness up`.
@@ -33,62 +35,57 @@ pub struct DownArgs {
     pub run_dir: PathBuf,
 }
 
-pub(super) async fn up(a: UpArgs, g: &Global) -> i32 {
-    let scenario = match default_scenario::load(a.scenario, &g.root, false) {
-        Ok(s) => s,
-        Err(e) => return exit::fail(&e),
-    };
-    if let Err(e) = crate::docker::available() {
-        return exit::fail(&e);
-    }
-    match kept::up(&scenario, &g.root).await {
-        Ok(state) => {
-            let check = super::check::check_command_for(&state)
-                .unwrap_or_else(|e| format!("(no check command: {e})"));
-            println!(
-                "stack {project} healthy, goproxy on {goport}\n\
-                 try:       curl --cacert {dir}/tls/fullchain.pem --resolve chat.trollllm.xyz:{port}:127.0.0.1 https://chat.trollllm.xyz:{port}/health\n\
-                 roll back: harness rollback --run-dir {dir}\n\
-                 remove:    harness down --run-dir {dir}\n\
-                 check the stack as deployed (the key is read from the run directory, never printed):\n\
-                 {check}",
-                project = state.project,
-                goport = state.start_port,
-                port = state.https_port,
-                dir = state.run_dir.display()
-            );
-            0
-        }
-        Err(e) => {
-            eprintln!("harness up: {e}");
-            1
-        }
-    }
+pub(super) async fn up(a: UpArgs, g: &Global) -> anyhow::Result<i32> {
+    let scenario = default_scenario::load(a.scenario, &g.root, false)?;
+    crate::docker::available()?;
+    let state = kept::up(&scenario, &g.root).await.with_context(|| {
+        Doing::stack(format!(
+            "starting the start state of scenario {}",
+            scenario.name
+        ))
+    })?;
+    let check = super::check::check_command_for(&state)
+        .unwrap_or_else(|e| format!("(no check command: {e})"));
+    println!(
+        "stack {project} healthy, goproxy on {goport}\n\
+         try:       curl --cacert {dir}/tls/fullchain.pem --resolve chat.trollllm.xyz:{port}:127.0.0.1 https://chat.trollllm.xyz:{port}/health\n\
+         roll back: harness rollback --run-dir {dir}\n\
+         remove:    harness down --run-dir {dir}\n\
+         check the stack as deployed (the key is read from the run directory, never printed):\n\
+         {check}",
+        project = state.project,
+        goport = state.start_port,
+        port = state.https_port,
+        dir = state.run_dir.display()
+    );
+    Ok(0)
 }
 
-pub(super) async fn rollback(a: RollbackArgs, g: &Global) -> i32 {
+/// What a rollback or `down` of `dir` could not do is the operator's to
+/// fix (the directory, the state in it, the stack it names): exit 2.
+fn on_dir(doing: &str, dir: &std::path::Path) -> Doing {
+    Doing::input(format!("{doing} {}", dir.display()))
+}
+
+pub(super) async fn rollback(a: RollbackArgs, g: &Global) -> anyhow::Result<i32> {
     // A deploy directory (`harness deploy` on a production project).
-    if crate::prod::state::DeployState::is_deploy_dir(&a.run_dir) {
-        return match crate::prod::rollback::run(&a.run_dir, g.quiet).await {
-            Ok(report) => emit(&report, &a.out),
-            Err(e) => usage(&e),
-        };
-    }
-    if let Err(e) = crate::docker::available() {
-        return exit::fail(&e);
-    }
-    match kept::rollback(&a.run_dir, g.quiet).await {
-        Ok(report) => emit(&report, &a.out),
-        Err(e) => usage(&e.to_string()),
-    }
+    let report = if crate::prod::state::DeployState::is_deploy_dir(&a.run_dir) {
+        crate::prod::rollback::run(&a.run_dir, g.quiet)
+            .await
+            .with_context(|| on_dir("rolling back", &a.run_dir))?
+    } else {
+        crate::docker::available()?;
+        kept::rollback(&a.run_dir, g.quiet)
+            .await
+            .with_context(|| on_dir("rolling back", &a.run_dir))?
+    };
+    Ok(emit(&report, &a.out))
 }
 
-pub(super) async fn down(a: DownArgs, _g: &Global) -> i32 {
-    match kept::down(&a.run_dir).await {
-        Ok(said) => {
-            println!("{said}");
-            0
-        }
-        Err(e) => usage(&e.to_string()),
-    }
+pub(super) async fn down(a: DownArgs, _g: &Global) -> anyhow::Result<i32> {
+    let said = kept::down(&a.run_dir)
+        .await
+        .with_context(|| on_dir("taking down", &a.run_dir))?;
+    println!("{said}");
+    Ok(0)
 }

@@ -2,8 +2,10 @@
 
 use std::time::Instant;
 
-use super::targets::TargetArgs;
-use super::{emit, usage, Global, Output};
+use anyhow::Context as _;
+
+use super::targets::{TargetArgs, UNUSABLE};
+use super::{emit, Global, Output};
 use crate::check::Checks;
 use crate::lint;
 use crate::report::{Figures, Report, Verdict};
@@ -17,11 +19,8 @@ pub struct LintArgs {
     pub out: Output,
 }
 
-pub(super) async fn run(a: LintArgs, g: &Global) -> i32 {
-    let t = match a.files.targets(&g.root) {
-        Ok(t) => t,
-        Err(why) => return usage(&why),
-    };
+pub(super) async fn run(a: LintArgs, g: &Global) -> anyhow::Result<i32> {
+    let t = a.files.targets(&g.root).context(UNUSABLE)?;
     let started = Instant::now();
     let mut checks = Checks::new(g.quiet);
     lint::run(&t, &mut checks).await;
@@ -41,5 +40,5 @@ pub(super) async fn run(a: LintArgs, g: &Global) -> i32 {
         Figures::default(),
         started.elapsed(),
     );
-    emit(&report, &a.out)
+    Ok(emit(&report, &a.out))
 }

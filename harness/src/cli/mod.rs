@@ -1,14 +1,18 @@
 //! The `harness` command line: parse, dispatch, print, pick the exit code.
 //!
 //! One file per subcommand: each defines its clap `Args` struct and a
-//! `run(args, &Global) -> i32`. Adding a subcommand is a variant in
-//! [`Command`], one dispatch line in [`run`] and a new file.
+//! `run(args, &Global) -> anyhow::Result<i32>` (the report's exit code, or
+//! the error that ended the command, with context naming the operator's
+//! file or target). Adding a subcommand is a variant in [`Command`], one
+//! dispatch line in [`run`] and a new file. Errors are printed in one place,
+//! [`crate::exit::fail`], which also picks their exit code.
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::report::{Report, EXIT_USAGE};
+use crate::docker::DockerError;
+use crate::report::Report;
 use crate::stack::BackendKind;
 
 mod check;
@@ -85,10 +89,11 @@ pub enum Command {
     GenCert(GenCertArgs),
 }
 
-/// Runs the command and returns the process exit code.
+/// Runs the command and returns the process exit code; an error that ended
+/// it is printed here with its whole chain (see [`crate::exit::fail`]).
 pub async fn run(cli: Cli) -> i32 {
     let g = &cli.global;
-    match cli.command {
+    let ran = match cli.command {
         Command::Validate(a) => validate::run(a, g).await,
         Command::Lint(a) => lint::run(a, g).await,
         Command::Up(a) => kept::up(a, g).await,
@@ -98,7 +103,8 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Deploy(a) => deploy::run(a, g).await,
         Command::Scenarios { action } => scenarios::run(action, g).await,
         Command::GenCert(a) => gen_cert::run(a, g),
-    }
+    };
+    ran.unwrap_or_else(|e| crate::exit::fail(&e))
 }
 
 /// How a report is written.
@@ -129,11 +135,23 @@ pub enum Format {
     Json,
 }
 
+/// A `--monitor` value that is no window.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error(transparent)]
+    Parse(#[from] humantime::DurationError),
+    #[error(
+        "a monitoring window of 0s watches nothing after the change; give at least 1s \
+         (the design asks 15m)"
+    )]
+    Zero,
+}
+
 /// A monitoring window of zero would watch nothing and still say GO.
-pub(super) fn monitor_window(s: &str) -> Result<std::time::Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+pub(super) fn monitor_window(s: &str) -> Result<std::time::Duration, MonitorError> {
+    let d = humantime::parse_duration(s)?;
     if d.is_zero() {
-        return Err("a monitoring window of 0s watches nothing after the change; give at least 1s (the design asks 15m)".into());
+        return Err(MonitorError::Zero);
     }
     Ok(d)
 }
@@ -152,20 +170,12 @@ pub(crate) fn emit(report: &Report, out: &Output) -> i32 {
     report.exit_code
 }
 
-/// Bad input: say why on stderr, exit 2.
-pub(crate) fn usage(msg: &str) -> i32 {
-    eprintln!("harness: {msg}");
-    EXIT_USAGE
-}
-
 /// `auto` is containers wherever Docker answers and local processes
 /// otherwise, said plainly; `containers` without Docker is an error.
-async fn resolve_backend(choice: BackendChoice, quiet: bool) -> Result<BackendKind, String> {
+async fn resolve_backend(choice: BackendChoice, quiet: bool) -> Result<BackendKind, DockerError> {
     match choice {
         BackendChoice::Local => Ok(BackendKind::Local),
-        BackendChoice::Containers => crate::docker::available()
-            .map(|_| BackendKind::Containers)
-            .map_err(|e| e.to_string()),
+        BackendChoice::Containers => crate::docker::available().map(|_| BackendKind::Containers),
         BackendChoice::Auto => match crate::docker::available() {
             Ok(()) => Ok(BackendKind::Containers),
             Err(why) => {

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use clap::Subcommand;
 
-use super::{resolve_backend, usage, BackendChoice, Global};
+use anyhow::Context as _;
+
+use super::{resolve_backend, BackendChoice, Global};
 use crate::expect;
 use crate::gate::{self, GateOptions};
 use crate::report::EXIT_USAGE;
@@ -34,7 +36,7 @@ pub enum ScenariosAction {
     },
 }
 
-pub(super) async fn run(action: ScenariosAction, g: &Global) -> i32 {
+pub(super) async fn run(action: ScenariosAction, g: &Global) -> anyhow::Result<i32> {
     let root = &g.root;
     match action {
         ScenariosAction::List { dir } => list_scenarios(&root.join(dir)),
@@ -45,10 +47,9 @@ pub(super) async fn run(action: ScenariosAction, g: &Global) -> i32 {
             junit,
             backend,
         } => {
-            let backend = match resolve_backend(backend, g.quiet).await {
-                Ok(b) => b,
-                Err(e) => return usage(&e),
-            };
+            let backend = resolve_backend(backend, g.quiet)
+                .await
+                .context("--backend containers")?;
             let opts = GateOptions::from_root(root, backend, monitor);
             run_scenarios(
                 &root.join(dir),
@@ -77,11 +78,8 @@ fn figures_line(f: &crate::report::Figures) -> String {
     out
 }
 
-fn list_scenarios(dir: &Path) -> i32 {
-    let files = match scenario::list(dir) {
-        Ok(f) => f,
-        Err(e) => return usage(&format!("cannot list scenarios in {}: {e}", dir.display())),
-    };
+fn list_scenarios(dir: &Path) -> anyhow::Result<i32> {
+    let files = listed(dir)?;
     let mut bad = 0;
     for f in &files {
         match Scenario::load(f) {
@@ -97,11 +95,12 @@ fn list_scenarios(dir: &Path) -> i32 {
             }
         }
     }
-    if bad > 0 {
-        EXIT_USAGE
-    } else {
-        0
-    }
+    Ok(if bad > 0 { EXIT_USAGE } else { 0 })
+}
+
+/// The scenario files in `dir`; an error names the directory.
+fn listed(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    scenario::list(dir).with_context(|| format!("cannot list scenarios in {}", dir.display()))
 }
 
 async fn run_scenarios(
@@ -110,17 +109,12 @@ async fn run_scenarios(
     junit: Option<&Path>,
     quiet: bool,
     opts: &GateOptions,
-) -> i32 {
-    let files = match scenario::list(dir) {
-        Ok(f) => f,
-        Err(e) => return usage(&format!("cannot list scenarios in {}: {e}", dir.display())),
-    };
+) -> anyhow::Result<i32> {
     let mut scenarios = Vec::new();
-    for f in &files {
-        match Scenario::load(f) {
-            Ok(s) if only.is_none_or(|o| s.name.contains(o)) => scenarios.push(s),
-            Ok(_) => {}
-            Err(e) => return usage(&e.to_string()),
+    for f in &listed(dir)? {
+        let s = Scenario::load(f)?;
+        if only.is_none_or(|o| s.name.contains(o)) {
+            scenarios.push(s);
         }
     }
     let mut failed = 0;
@@ -165,7 +159,7 @@ async fn run_scenarios(
                     let mut st = quick_junit::TestCaseStatus::non_success(
                         quick_junit::NonSuccessKind::Failure,
                     );
-                    st.set_message(why.clone());
+                    st.set_message(why.to_string());
                     st.set_description(report.summary());
                     st
                 }
@@ -183,17 +177,18 @@ async fn run_scenarios(
         skipped.len()
     );
     if let Some(path) = junit {
-        if let Err(e) = suites
+        // The scenarios' verdict stands without the file: say why, go on.
+        let written = suites
             .to_string()
-            .map_err(|e| e.to_string())
-            .and_then(|x| std::fs::write(path, x).map_err(|e| e.to_string()))
-        {
-            eprintln!("harness: cannot write {}: {e}", path.display());
+            .map_err(anyhow::Error::from)
+            .and_then(|x| Ok(std::fs::write(path, x)?));
+        if let Err(e) = written {
+            eprintln!(
+                "harness: cannot write {}: {}",
+                path.display(),
+                crate::exit::chain(&e)
+            );
         }
     }
-    if failed == 0 {
-        0
-    } else {
-        1
-    }
+    Ok(if failed == 0 { 0 } else { 1 })
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::lint::{LintTargets, DEFAULT_SERVICE};
+use crate::lint::{LintError, LintTargets, DEFAULT_SERVICE};
 
 /// Which files are judged; each defaults to this repository's layout
 /// under `--root`.
@@ -28,9 +28,13 @@ pub struct TargetArgs {
     pub service: String,
 }
 
+/// The context of a file to judge that cannot be used: what to do.
+pub(super) const UNUSABLE: &str = "the deployment's files cannot be judged (fix the file, or \
+     name the right ones with --root, --goproxy-config, --nginx-conf, --compose)";
+
 impl TargetArgs {
     /// The files to judge; `Err` names the first that cannot be read (exit 2).
-    pub fn targets(&self, root: &std::path::Path) -> Result<LintTargets, String> {
+    pub fn targets(&self, root: &std::path::Path) -> Result<LintTargets, LintError> {
         let mut t = LintTargets::from_root(root);
         if let Some(p) = &self.goproxy_config {
             t.prod_config = p.clone();
@@ -70,5 +74,44 @@ fn same_tree(file: &std::path::Path, root: &std::path::Path) -> bool {
     match (file.canonicalize(), root.canonicalize()) {
         (Ok(f), Ok(r)) => f.starts_with(r),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use anyhow::Context as _;
+
+    use super::*;
+    use crate::exit;
+    use crate::report::EXIT_USAGE;
+
+    /// A missing --goproxy-config ends `lint` and `validate` with one line
+    /// that names the path, what went wrong and what to do, each once, and
+    /// exit 2.
+    #[test]
+    fn a_missing_goproxy_config_names_the_path_and_what_to_do() {
+        let root = tempfile::tempdir().unwrap();
+        let missing = root.path().join("proxy/nope.json");
+        let args = TargetArgs {
+            goproxy_config: Some(missing.clone()),
+            dev_config: None,
+            nginx_conf: None,
+            compose: Vec::new(),
+            service: DEFAULT_SERVICE.into(),
+        };
+        let err = args.targets(root.path()).context(UNUSABLE).unwrap_err();
+        let said = exit::chain(&err);
+        assert!(
+            said.starts_with("the deployment's files cannot be judged"),
+            "{said}"
+        );
+        assert!(said.contains("--goproxy-config"), "{said}");
+        assert!(
+            said.contains(&format!("cannot read {}", missing.display())),
+            "{said}"
+        );
+        assert_eq!(said.matches("No such file").count(), 1, "{said}");
+        assert!(!said.contains('\n'), "{said}");
+        assert_eq!(exit::code_of(&err), EXIT_USAGE);
     }
 }

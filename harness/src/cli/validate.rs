@@ -4,8 +4,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::targets::TargetArgs;
-use super::{default_scenario, emit, resolve_backend, usage, BackendChoice, Global, Output};
+use super::targets::{TargetArgs, UNUSABLE};
+use anyhow::Context as _;
+
+use super::{default_scenario, emit, resolve_backend, BackendChoice, Global, Output};
+use crate::exit::Usage;
 use crate::gate::{self, GateOptions};
 use crate::render::BaseSource;
 
@@ -43,22 +46,17 @@ pub struct ValidateArgs {
     pub out: Output,
 }
 
-pub(super) async fn run(a: ValidateArgs, g: &Global) -> i32 {
-    let scenario = match default_scenario::load(a.scenario, &g.root, g.quiet) {
-        Ok(s) => s,
-        Err(e) => return crate::exit::fail(&e),
-    };
-    let targets = match a.files.targets(&g.root) {
-        Ok(t) => t,
-        Err(why) => return usage(&why),
-    };
+pub(super) async fn run(a: ValidateArgs, g: &Global) -> anyhow::Result<i32> {
+    let scenario = default_scenario::load(a.scenario, &g.root, g.quiet)?;
+    let targets = a.files.targets(&g.root).context(UNUSABLE)?;
     let base = match (a.base, a.base_dir) {
         (Some(rev), _) => BaseSource::GitRef {
             rev,
             root: g.root.clone(),
         },
         (None, Some(dir)) if !dir.is_dir() => {
-            return usage(&format!("--base-dir {}: not a directory", dir.display()))
+            let why = format!("--base-dir {}: not a directory", dir.display());
+            return Err(Usage(why).into());
         }
         (None, Some(dir)) => BaseSource::Dir {
             dir,
@@ -66,13 +64,10 @@ pub(super) async fn run(a: ValidateArgs, g: &Global) -> i32 {
         },
         (None, None) => BaseSource::Simulated,
     };
-    if let Err(why) = base.check() {
-        return usage(&why);
-    }
-    let backend = match resolve_backend(a.backend, g.quiet).await {
-        Ok(b) => b,
-        Err(e) => return usage(&e),
-    };
+    base.check()?;
+    let backend = resolve_backend(a.backend, g.quiet)
+        .await
+        .context("--backend containers")?;
     let opts = GateOptions {
         targets,
         base,
@@ -91,5 +86,5 @@ pub(super) async fn run(a: ValidateArgs, g: &Global) -> i32 {
         );
     }
     let report = gate::validate(&scenario, &opts).await;
-    emit(&report, &a.out)
+    Ok(emit(&report, &a.out))
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use x509_parser::extensions::GeneralName;
 
 use super::target::Target;
+use crate::probe::{mismatch, ProbeError};
 
 /// Fewer days left than this is a warning in the evidence.
 pub const WARN_DAYS: i64 = 14;
@@ -26,9 +27,9 @@ pub struct CertInfo {
 
 impl CertInfo {
     /// Parses a DER certificate.
-    pub fn from_der(der: &[u8]) -> Result<Self, String> {
+    pub fn from_der(der: &[u8]) -> Result<Self, ProbeError> {
         let (_, cert) = x509_parser::parse_x509_certificate(der)
-            .map_err(|e| format!("the served certificate does not parse: {e}"))?;
+            .map_err(|e| mismatch!("the served certificate does not parse: {e}"))?;
         let dns_names = cert
             .subject_alternative_name()
             .ok()
@@ -71,11 +72,11 @@ impl CertInfo {
 
 /// The verdict on a certificate's dates: Ok with the evidence (which starts
 /// with `WARNING` under [`WARN_DAYS`]), Err once expired or not yet valid.
-pub fn judge_dates(info: &CertInfo, now: SystemTime) -> Result<String, String> {
+pub fn judge_dates(info: &CertInfo, now: SystemTime) -> Result<String, ProbeError> {
     let days = info.days_left(now);
     let now_s = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
     if info.not_before > now_s {
-        return Err(format!(
+        return Err(mismatch!(
             "the certificate is not valid yet (from {}): check the host's clock",
             humantime::format_rfc3339_seconds(
                 UNIX_EPOCH + Duration::from_secs(info.not_before.max(0) as u64)
@@ -83,7 +84,7 @@ pub fn judge_dates(info: &CertInfo, now: SystemTime) -> Result<String, String> {
         ));
     }
     if days < 0 || info.not_after <= now_s {
-        return Err(format!(
+        return Err(mismatch!(
             "the certificate EXPIRED on {} ({} days ago): renew it (e.g. `certbot renew`) \
              and reload nginx",
             info.expires(),
@@ -102,24 +103,21 @@ pub fn judge_dates(info: &CertInfo, now: SystemTime) -> Result<String, String> {
 /// Reads the certificate served for the target's host and judges it:
 /// trusted and valid for the host (the verified client's handshake), dates
 /// (see [`judge_dates`]).
-pub async fn check(target: &Target) -> Result<String, String> {
+pub async fn check(target: &Target) -> Result<String, ProbeError> {
     let resp = target
         .inspect
         .get(target.url("/health"))
         .send()
         .await
-        .map_err(|e| {
-            format!(
-                "no TLS connection to {}: {}",
-                target.base,
-                Target::explain(&e)
-            )
+        .map_err(|e| ProbeError::NoAnswer {
+            what: format!("no TLS connection to {}", target.base),
+            why: Target::explain(&e),
         })?;
     let der = resp
         .extensions()
         .get::<reqwest::tls::TlsInfo>()
         .and_then(|i| i.peer_certificate())
-        .ok_or("the server sent no certificate")?
+        .ok_or(ProbeError::mismatch("the server sent no certificate"))?
         .to_vec();
     let info = CertInfo::from_der(&der)?;
     let dates = judge_dates(&info, SystemTime::now())?;
@@ -131,7 +129,7 @@ pub async fn check(target: &Target) -> Result<String, String> {
     if !target.insecure {
         // The verified client checks the chain and the host name.
         if let Err(e) = target.client.get(target.url("/health")).send().await {
-            return Err(format!(
+            return Err(mismatch!(
                 "the certificate for {names} (issuer {}) is not accepted for {}: {}",
                 info.issuer,
                 target.host,
@@ -173,7 +171,7 @@ mod tests {
         let warn = judge_dates(&cert(5), now).unwrap();
         assert!(warn.starts_with("WARNING"), "{warn}");
         assert!(warn.contains("5 days"), "{warn}");
-        let expired = judge_dates(&cert(-3), now).unwrap_err();
+        let expired = judge_dates(&cert(-3), now).unwrap_err().to_string();
         assert!(expired.contains("EXPIRED"), "{expired}");
         assert!(expired.contains("days ago"), "{expired}");
     }
@@ -195,6 +193,7 @@ mod tests {
         );
         assert!(judge_dates(&info, SystemTime::now())
             .unwrap_err()
+            .to_string()
             .contains("EXPIRED on 2020-03-01"));
     }
 }

@@ -25,6 +25,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::check::{Checks, Phase};
+use crate::probe::ProbeError;
 use crate::report::{Figures, Report, Verdict};
 use host::Host;
 use target::{Target, TargetSpec};
@@ -78,7 +79,7 @@ pub async fn run_checks(
         .run(p, "live.models-auth", async {
             let (e, found) = probes::models(target).await?;
             ids = found;
-            Ok(e)
+            Ok::<_, ProbeError>(e)
         })
         .await;
     let model = opts.model.clone().or_else(|| ids.first().cloned());
@@ -91,7 +92,7 @@ pub async fn run_checks(
         }
         None => {
             let why = "no model: /v1/models listed none; name one with --model";
-            checks.push_fail(p, "live.chat", why.into());
+            checks.push_fail(p, "live.chat", why);
             checks.skip(p, "live.chat-stream", why);
         }
     }
@@ -134,7 +135,7 @@ async fn host_checks(files: &[PathBuf], project: &str, checks: &mut Checks) -> O
         .run(p, "host.listening-port", async {
             let (e, found) = host.listening().await?;
             port = Some(found);
-            Ok(e)
+            Ok::<_, host::HostError>(e)
         })
         .await;
     checks.run(p, "host.nginx-t", host.nginx_t()).await;

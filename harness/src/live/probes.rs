@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 
 use super::target::Target;
+use crate::probe::{mismatch, ProbeError};
 use crate::stack::client::SHORT;
 use crate::traffic::truncate;
 
 /// GET /health: 200 and goproxy's JSON (with the port it listens on).
-pub async fn health(t: &Target) -> Result<(String, Option<u16>), String> {
+pub async fn health(t: &Target) -> Result<(String, Option<u16>), ProbeError> {
     let started = Instant::now();
     let resp = t
         .client
@@ -22,15 +23,15 @@ pub async fn health(t: &Target) -> Result<(String, Option<u16>), String> {
         .timeout(SHORT)
         .send()
         .await
-        .map_err(|e| format!("GET /health: {}", Target::explain(&e)))?;
+        .map_err(|e| ProbeError::NoAnswer {
+            what: "GET /health".into(),
+            why: Target::explain(&e),
+        })?;
     let status = resp.status();
     let body = resp.text().await.unwrap_or_default();
     if status != 200 {
-        return Err(format!(
-            "GET /health: HTTP {status}{}: {}",
-            bad_gateway_hint(status),
-            truncate(&body, 200)
-        ));
+        let detail = format!("{}: {}", bad_gateway_hint(status), truncate(&body, 200));
+        return Err(ProbeError::status("GET /health", status, detail));
     }
     let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
     let port = v["port"].as_u64().and_then(|p| u16::try_from(p).ok());
@@ -54,7 +55,7 @@ fn bad_gateway_hint(status: reqwest::StatusCode) -> &'static str {
 }
 
 /// /v1/models: 200 with the key (returns the ids), 401 without.
-pub async fn models(t: &Target) -> Result<(String, Vec<String>), String> {
+pub async fn models(t: &Target) -> Result<(String, Vec<String>), ProbeError> {
     let with = t
         .client
         .get(t.url("/v1/models"))
@@ -62,10 +63,13 @@ pub async fn models(t: &Target) -> Result<(String, Vec<String>), String> {
         .timeout(SHORT)
         .send()
         .await
-        .map_err(|e| format!("GET /v1/models: {}", Target::explain(&e)))?;
+        .map_err(|e| ProbeError::NoAnswer {
+            what: "GET /v1/models".into(),
+            why: Target::explain(&e),
+        })?;
     let status = with.status();
     if status == 401 || status == 403 {
-        return Err(format!(
+        return Err(mismatch!(
             "GET /v1/models with the key from ${}: HTTP {status}: goproxy refused the key \
              (wrong client key: it must equal goproxy's PROXY_API_KEY)",
             t.api_key_env
@@ -81,9 +85,11 @@ pub async fn models(t: &Target) -> Result<(String, Vec<String>), String> {
         })
         .unwrap_or_default();
     if status != 200 || ids.is_empty() {
-        return Err(format!(
-            "GET /v1/models with the key: HTTP {status}, {} models",
-            ids.len()
+        let detail = format!(", {} models", ids.len());
+        return Err(ProbeError::status(
+            "GET /v1/models with the key",
+            status,
+            detail,
         ));
     }
     let without = t
@@ -92,9 +98,12 @@ pub async fn models(t: &Target) -> Result<(String, Vec<String>), String> {
         .timeout(SHORT)
         .send()
         .await
-        .map_err(|e| format!("GET /v1/models without a key: {}", Target::explain(&e)))?;
+        .map_err(|e| ProbeError::NoAnswer {
+            what: "GET /v1/models without a key".into(),
+            why: Target::explain(&e),
+        })?;
     if without.status() != 401 {
-        return Err(format!(
+        return Err(mismatch!(
             "GET /v1/models without a key answered HTTP {} instead of 401: the API is open",
             without.status()
         ));
@@ -119,7 +128,7 @@ fn chat_body(model: &str, stream: bool) -> serde_json::Value {
 }
 
 /// One real non-streamed completion.
-pub async fn chat(t: &Target, model: &str) -> Result<String, String> {
+pub async fn chat(t: &Target, model: &str) -> Result<String, ProbeError> {
     let started = Instant::now();
     let resp = t
         .client
@@ -128,20 +137,28 @@ pub async fn chat(t: &Target, model: &str) -> Result<String, String> {
         .json(&chat_body(model, false))
         .send()
         .await
-        .map_err(|e| format!("POST /v1/chat/completions: {}", Target::explain(&e)))?;
+        .map_err(|e| ProbeError::NoAnswer {
+            what: "POST /v1/chat/completions".into(),
+            why: Target::explain(&e),
+        })?;
     let status = resp.status();
     let body = resp.text().await.unwrap_or_default();
     if status != 200 {
-        return Err(format!(
-            "completion for {model}: HTTP {status}{}: {}",
-            bad_gateway_hint(status),
-            truncate(&body, 200)
+        let detail = format!("{}: {}", bad_gateway_hint(status), truncate(&body, 200));
+        return Err(ProbeError::status(
+            format!("completion for {model}"),
+            status,
+            detail,
         ));
     }
-    let v: serde_json::Value = serde_json::from_str(&body)
-        .map_err(|e| format!("completion is not JSON ({e}): {}", truncate(&body, 200)))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&body).map_err(|source| ProbeError::NotJson {
+            what: "completion".into(),
+            source,
+            body: truncate(&body, 200),
+        })?;
     if v["choices"].as_array().is_none_or(|c| c.is_empty()) {
-        return Err(format!(
+        return Err(mismatch!(
             "completion for {model} has no choices: {}",
             truncate(&body, 200)
         ));
@@ -154,7 +171,7 @@ pub async fn chat(t: &Target, model: &str) -> Result<String, String> {
 }
 
 /// One real streamed completion, read to its end.
-pub async fn chat_stream(t: &Target, model: &str) -> Result<String, String> {
+pub async fn chat_stream(t: &Target, model: &str) -> Result<String, ProbeError> {
     let started = Instant::now();
     let resp = t
         .client
@@ -163,22 +180,23 @@ pub async fn chat_stream(t: &Target, model: &str) -> Result<String, String> {
         .json(&chat_body(model, true))
         .send()
         .await
-        .map_err(|e| format!("streamed completion: {}", Target::explain(&e)))?;
+        .map_err(|e| ProbeError::NoAnswer {
+            what: "streamed completion".into(),
+            why: Target::explain(&e),
+        })?;
     let status = resp.status();
     if status != 200 {
         let body = resp.text().await.unwrap_or_default();
-        return Err(format!(
-            "streamed completion for {model}: HTTP {status}{}: {}",
-            bad_gateway_hint(status),
-            truncate(&body, 200)
-        ));
+        let detail = format!("{}: {}", bad_gateway_hint(status), truncate(&body, 200));
+        let what = format!("streamed completion for {model}");
+        return Err(ProbeError::status(what, status, detail));
     }
     let mut timing = StreamTiming::default();
     let mut text = String::new();
     let mut body = resp.bytes_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| {
-            format!(
+            mismatch!(
                 "the stream broke after {} chunks and {:.1} s: {}",
                 timing.chunks,
                 started.elapsed().as_secs_f64(),
@@ -193,13 +211,13 @@ pub async fn chat_stream(t: &Target, model: &str) -> Result<String, String> {
         }
     }
     if text.contains("event: error") {
-        return Err(format!(
+        return Err(mismatch!(
             "the stream carried an error event: {}",
             truncate(&text, 300)
         ));
     }
     if !text.contains("data: [DONE]") {
-        return Err(format!(
+        return Err(mismatch!(
             "the stream ended without `data: [DONE]` after {} chunks: {}",
             timing.chunks,
             truncate(&text, 200)
@@ -238,7 +256,7 @@ impl StreamTiming {
 
 /// Health polls once a second for `window`: every answer 200, with the
 /// error rate and latencies in the evidence.
-pub async fn monitor(t: &Target, window: Duration) -> Result<String, String> {
+pub async fn monitor(t: &Target, window: Duration) -> Result<String, ProbeError> {
     let started = Instant::now();
     let mut latencies = Vec::new();
     let mut failures = Vec::new();
@@ -284,7 +302,7 @@ pub async fn monitor(t: &Target, window: Duration) -> Result<String, String> {
         Ok(figures)
     } else {
         failures.truncate(5);
-        Err(format!("{figures}: {}", failures.join("; ")))
+        Err(mismatch!("{figures}: {}", failures.join("; ")))
     }
 }
 

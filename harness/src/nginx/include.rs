@@ -137,7 +137,8 @@ fn follow(
             cfg.external_includes.push(pattern);
             continue;
         };
-        for found in expand(&host).map_err(|e| err(&pattern, e))? {
+        let expanded = expand(&host);
+        for found in expanded.map_err(|e| err(&pattern, format!("not a valid pattern: {e}")))? {
             let idx = read_file(cfg, &found, map, depth + 1)?;
             d.included.push(idx);
         }
@@ -164,7 +165,7 @@ fn has_glob(p: &str) -> bool {
 }
 
 /// The files a pattern names, sorted as nginx's glob returns them.
-fn expand(host: &Path) -> Result<Vec<PathBuf>, String> {
+fn expand(host: &Path) -> Result<Vec<PathBuf>, glob::PatternError> {
     let s = host.to_string_lossy();
     if !has_glob(&s) {
         return Ok(host
@@ -173,8 +174,7 @@ fn expand(host: &Path) -> Result<Vec<PathBuf>, String> {
             .into_iter()
             .collect());
     }
-    let mut found: Vec<PathBuf> = glob::glob(&s)
-        .map_err(|e| format!("not a valid pattern: {e}"))?
+    let mut found: Vec<PathBuf> = glob::glob(&s)?
         .filter_map(Result::ok)
         .filter(|p| p.is_file())
         .collect();

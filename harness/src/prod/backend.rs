@@ -7,10 +7,11 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::ProdError;
 use crate::compose::ComposeStack;
 use crate::docker::Exec;
 use crate::stack::containers::Containers;
-use crate::stack::{Backend, LogMark};
+use crate::stack::{Backend, LogMark, StackError};
 
 /// An operator's running compose project.
 #[derive(Debug)]
@@ -23,9 +24,8 @@ pub struct Production {
 impl Production {
     /// Attaches to `project` (compose files for the commands that scale
     /// goproxy; the project's own `.env` is read by compose itself).
-    pub async fn attach(files: &[std::path::PathBuf], project: &str) -> Result<Self, String> {
-        let compose =
-            ComposeStack::external(files, project, Vec::new()).map_err(|e| e.to_string())?;
+    pub async fn attach(files: &[std::path::PathBuf], project: &str) -> Result<Self, ProdError> {
+        let compose = ComposeStack::external(files, project, Vec::new())?;
         let containers = Containers { compose };
         let https_port = super::project::published_https(&containers).await?;
         Ok(Self {
@@ -53,8 +53,10 @@ impl Production {
     }
 }
 
-fn not_in_production(what: &str) -> String {
-    format!("{what} is a test-stack fault; it is never done to a production project")
+fn not_in_production(what: &str) -> StackError {
+    StackError::Unsupported(format!(
+        "{what} is a test-stack fault; it is never done to a production project"
+    ))
 }
 
 // The container operations are the test stack's own; only the faults and
@@ -76,19 +78,19 @@ impl Backend for Production {
         Some(&self.containers.compose)
     }
 
-    async fn published_ports(&self) -> Result<(u16, Option<u16>), String> {
+    async fn published_ports(&self) -> Result<(u16, Option<u16>), StackError> {
         Ok((self.https_port, None))
     }
 
-    async fn goproxy_ids(&self, service: &str) -> Result<Vec<String>, String> {
+    async fn goproxy_ids(&self, service: &str) -> Result<Vec<String>, StackError> {
         self.containers.goproxy_ids(service).await
     }
 
-    async fn listening_ports(&self, id: &str) -> Result<Vec<u16>, String> {
+    async fn listening_ports(&self, id: &str) -> Result<Vec<u16>, StackError> {
         Backend::listening_ports(&self.containers, id).await
     }
 
-    async fn listening_where_goproxy_binds(&self) -> Result<Vec<u16>, String> {
+    async fn listening_where_goproxy_binds(&self) -> Result<Vec<u16>, StackError> {
         self.containers.listening_where_goproxy_binds().await
     }
 
@@ -96,19 +98,19 @@ impl Backend for Production {
         self.containers.port_owner(port).await
     }
 
-    async fn check_config(&self, candidate: &Path) -> Result<Exec, String> {
+    async fn check_config(&self, candidate: &Path) -> Result<Exec, StackError> {
         self.containers.check_config(candidate).await
     }
 
-    async fn nginx_test(&self, candidate: &Path) -> Result<Exec, String> {
+    async fn nginx_test(&self, candidate: &Path) -> Result<Exec, StackError> {
         self.containers.nginx_test(candidate).await
     }
 
-    async fn reload_nginx(&self) -> Result<String, String> {
+    async fn reload_nginx(&self) -> Result<String, StackError> {
         self.containers.reload_nginx().await
     }
 
-    async fn nginx_workers(&self) -> Result<Vec<String>, String> {
+    async fn nginx_workers(&self) -> Result<Vec<String>, StackError> {
         self.containers.nginx_workers().await
     }
 
@@ -116,15 +118,19 @@ impl Backend for Production {
         self.containers.worker_connections(workers).await
     }
 
-    async fn occupy_port(&self, _port: u16, _candidate_json: &str) -> Result<(), String> {
+    async fn occupy_port(&self, _port: u16, _candidate_json: &str) -> Result<(), StackError> {
         Err(not_in_production("occupying a port"))
     }
 
-    async fn start_goproxy_beside(&self) -> Result<String, String> {
+    async fn start_goproxy_beside(&self) -> Result<String, StackError> {
         self.containers.start_beside().await
     }
 
-    async fn wait_goproxy_healthy(&self, id: &str, deadline: Duration) -> Result<String, String> {
+    async fn wait_goproxy_healthy(
+        &self,
+        id: &str,
+        deadline: Duration,
+    ) -> Result<String, StackError> {
         self.containers.wait_healthy(id, deadline).await
     }
 
@@ -132,7 +138,7 @@ impl Backend for Production {
         self.containers.remove(id).await
     }
 
-    async fn stop_goproxy(&self, id: &str) -> Result<(), String> {
+    async fn stop_goproxy(&self, id: &str) -> Result<(), StackError> {
         self.containers.stop(id).await
     }
 
@@ -140,42 +146,44 @@ impl Backend for Production {
         self.containers.remove_exited_goproxy().await
     }
 
-    async fn start_single_goproxy(&self) -> Result<String, String> {
+    async fn start_single_goproxy(&self) -> Result<String, StackError> {
         self.containers.start_single().await
     }
 
-    async fn design_restart_goproxy(&self) -> Result<String, String> {
-        Err(
+    async fn design_restart_goproxy(&self) -> Result<String, StackError> {
+        Err(StackError::Unsupported(
             "the design's restart-then-reload drops requests; deploy uses the overlap switch"
                 .into(),
-        )
+        ))
     }
 
-    async fn restart_instance(&self, service: &str) -> Result<String, String> {
+    async fn restart_instance(&self, service: &str) -> Result<String, StackError> {
         self.containers.restart_service(service).await
     }
 
-    async fn get_goproxy_as_nginx(&self, service: &str, port: u16) -> Result<String, String> {
+    async fn get_goproxy_as_nginx(&self, service: &str, port: u16) -> Result<String, StackError> {
         self.containers.get_from_nginx(service, port).await
     }
 
-    async fn upstream_reachable(&self) -> Result<String, String> {
-        Err("production has no mock upstream; the live checks send real requests".into())
+    async fn upstream_reachable(&self) -> Result<String, StackError> {
+        Err(StackError::Unsupported(
+            "production has no mock upstream; the live checks send real requests".into(),
+        ))
     }
 
     fn log_mark(&self) -> LogMark {
         LogMark::Time(std::time::SystemTime::now())
     }
 
-    async fn logs_since(&self, mark: &LogMark) -> Result<Vec<(String, String)>, String> {
+    async fn logs_since(&self, mark: &LogMark) -> Result<Vec<(String, String)>, StackError> {
         Backend::logs_since(&self.containers, mark).await
     }
 
-    async fn restarts(&self) -> Result<u64, String> {
+    async fn restarts(&self) -> Result<u64, StackError> {
         self.containers.restarts().await
     }
 
-    async fn stop_upstream(&self) -> Result<(), String> {
+    async fn stop_upstream(&self) -> Result<(), StackError> {
         Err(not_in_production("stopping the upstream"))
     }
 }

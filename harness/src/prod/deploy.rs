@@ -10,6 +10,7 @@
 //! report as `validate`; the state on disk lets `harness rollback` finish
 //! the job after an interruption.
 
+use super::ProdError;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -70,7 +71,7 @@ pub struct Found {
 }
 
 /// Runs the deploy; Err is bad input (exit 2) before anything changed.
-pub async fn run(opts: &DeployOptions) -> Result<Report, String> {
+pub async fn run(opts: &DeployOptions) -> Result<Report, ProdError> {
     let started = Instant::now();
     let found = find(opts).await?;
     let mut checks = Checks::new(opts.quiet);
@@ -87,14 +88,14 @@ pub async fn run(opts: &DeployOptions) -> Result<Report, String> {
 }
 
 /// Attaches to the project and pairs each live file with its candidate.
-pub async fn find(opts: &DeployOptions) -> Result<Found, String> {
-    let first = opts
-        .compose_files
-        .first()
-        .ok_or("--compose-file is required")?;
+pub async fn find(opts: &DeployOptions) -> Result<Found, ProdError> {
+    let first = opts.compose_files.first().ok_or(ProdError::NoComposeFile)?;
     let project_dir = first
         .canonicalize()
-        .map_err(|e| format!("--compose-file {}: {e}", first.display()))?
+        .map_err(|source| ProdError::ComposeFile {
+            path: first.clone(),
+            source,
+        })?
         .parent()
         .map(PathBuf::from)
         .unwrap_or_default();
@@ -109,25 +110,17 @@ pub async fn find(opts: &DeployOptions) -> Result<Found, String> {
     {
         let c = project::candidate_for(file, &project_dir, &opts.candidate_dir)?;
         if !c.is_file() {
-            return Err(format!(
-                "the candidate {} does not exist: --candidate-dir must hold the new files laid \
-                 out like {}",
-                c.display(),
-                project_dir.display()
-            ));
+            return Err(ProdError::NoCandidate {
+                candidate: c,
+                project_dir,
+            });
         }
         if c.canonicalize().ok() == file.canonicalize().ok() {
-            return Err(format!(
-                "the candidate {} is the live file itself: check the new version out elsewhere \
-                 (e.g. `git worktree add /tmp/next <ref>`) and pass --candidate-dir",
-                c.display()
-            ));
+            return Err(ProdError::CandidateIsLive { candidate: c });
         }
         candidate.push(c);
     }
-    let target = target_spec(opts, backend.https_port)
-        .connect()
-        .map_err(|e| e.to_string())?;
+    let target = target_spec(opts, backend.https_port).connect()?;
     let state_dir = opts.state_dir.clone().unwrap_or_else(|| {
         let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
             .to_string()
@@ -306,7 +299,7 @@ async fn phases(
 }
 
 /// The configured port now (goproxy's mounted config) and the candidate's.
-async fn ports(f: &Found) -> Result<(u16, u16), String> {
+async fn ports(f: &Found) -> Result<(u16, u16), ProdError> {
     let old = super::goproxy_port(&f.live.0)?;
     let new = super::goproxy_port(&f.candidate.0)?;
     Ok((old, new))
@@ -322,10 +315,8 @@ async fn switch_and_check(
     let p = Phase::Deployment;
     let applied = checks
         .run(p, "deploy.apply-config", async {
-            let read = |path: &PathBuf| {
-                std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))
-            };
+            let read =
+                |path: &PathBuf| std::fs::read_to_string(path).map_err(ProdError::io("read", path));
             let candidate = Rendered {
                 goproxy_config: read(&f.candidate.0)?,
                 nginx_conf: read(&f.candidate.1)?,
@@ -341,7 +332,7 @@ async fn switch_and_check(
             f.stack
                 .files
                 .write(&candidate)
-                .map_err(|e| format!("cannot write the candidate in place: {e}"))?;
+                .map_err(ProdError::WriteCandidate)?;
             let mut pairs = vec![(&f.candidate.0, &f.live.0), (&f.candidate.1, &f.live.1)];
             if let Some((live, cand)) = &f.second {
                 pairs.insert(1, (cand, live));
@@ -350,7 +341,7 @@ async fn switch_and_check(
                 .iter()
                 .map(|(c, l)| format!("{} over {}", c.display(), l.display()))
                 .collect();
-            Ok(format!(
+            Ok::<_, ProdError>(format!(
                 "wrote {} (in place: bind mounts follow the inode)",
                 wrote.join(", ")
             ))
@@ -426,7 +417,7 @@ async fn backup_second(f: &Found, checks: &mut Checks, backups: &mut Vec<Backup>
             let b = files::backup(live)?;
             let said = format!("{} ({} bytes, verified)", b.copy.display(), b.bytes);
             backups.insert(1.min(backups.len()), b);
-            Ok(said)
+            Ok::<_, files::FilesError>(said)
         })
         .await
 }

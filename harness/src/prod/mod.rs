@@ -13,6 +13,7 @@
 
 pub mod backend;
 pub mod deploy;
+pub mod error;
 pub mod plan;
 pub mod project;
 pub mod rollback;
@@ -21,9 +22,14 @@ pub mod strategy;
 
 use std::path::Path;
 
+pub use error::ProdError;
+
 /// The `"port"` of a goproxy config file, as goproxy reads it.
-pub fn goproxy_port(path: &Path) -> Result<u16, String> {
+pub fn goproxy_port(path: &Path) -> Result<u16, ProdError> {
     proxy::config::Config::load(path)
         .map(|c| c.port())
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|source| ProdError::GoproxyConfig {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })
 }

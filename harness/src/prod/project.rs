@@ -3,6 +3,7 @@
 //! mounts, so the files `deploy` backs up and replaces are the ones that
 //! run), which port nginx publishes, and whether everything is healthy.
 
+use super::ProdError;
 use std::path::{Path, PathBuf};
 
 use crate::docker;
@@ -27,24 +28,23 @@ pub fn default_name(dir: &Path) -> String {
 }
 
 /// The host file mounted at `inside` in container `id`.
-pub async fn mounted_source(id: &str, inside: &str) -> Result<PathBuf, String> {
+pub async fn mounted_source(id: &str, inside: &str) -> Result<PathBuf, ProdError> {
     let template = format!(
         "{{{{range .Mounts}}}}{{{{if eq .Destination \"{inside}\"}}}}{{{{.Source}}}}{{{{end}}}}{{{{end}}}}"
     );
     let out = docker::docker_ok(&["inspect", "-f", &template, id]).await?;
     let source = out.trim();
     if source.is_empty() {
-        return Err(format!(
-            "container {} has no file mounted at {inside}: `harness deploy` replaces the \
-             bind-mounted file, so the compose file must mount it (as docker-compose.yml does)",
-            &id[..12.min(id.len())]
-        ));
+        return Err(ProdError::NotMounted {
+            id: id[..12.min(id.len())].to_string(),
+            inside: inside.to_string(),
+        });
     }
     Ok(PathBuf::from(source))
 }
 
 /// The live files of the project: (goproxy's config, nginx.conf) on the host.
-pub async fn live_files(c: &Containers) -> Result<(PathBuf, PathBuf), String> {
+pub async fn live_files(c: &Containers) -> Result<(PathBuf, PathBuf), ProdError> {
     let goproxy = c.only("goproxy").await?;
     let nginx = c.only("nginx").await?;
     Ok((
@@ -55,7 +55,7 @@ pub async fn live_files(c: &Containers) -> Result<(PathBuf, PathBuf), String> {
 
 /// goproxy-b's live config on the host, when the project runs that second
 /// instance (`docker-compose.multi.yml`).
-pub async fn live_second(c: &Containers) -> Result<Option<PathBuf>, String> {
+pub async fn live_second(c: &Containers) -> Result<Option<PathBuf>, ProdError> {
     let ids = c.ids(crate::deploy::MULTI_SERVICES[1]).await?;
     match ids.first() {
         Some(id) => Ok(Some(mounted_source(id, GOPROXY_CONFIG_IN).await?)),
@@ -64,27 +64,24 @@ pub async fn live_second(c: &Containers) -> Result<Option<PathBuf>, String> {
 }
 
 /// The host port nginx publishes 443 on (loopback reaches it from the host).
-pub async fn published_https(c: &Containers) -> Result<u16, String> {
+pub async fn published_https(c: &Containers) -> Result<u16, ProdError> {
     let nginx = c.only("nginx").await?;
     let out = docker::docker_ok(&["port", &nginx, "443/tcp"]).await?;
     out.lines()
         .filter_map(|l| l.trim().rsplit(':').next()?.parse::<u16>().ok())
         .next()
-        .ok_or_else(|| {
-            format!(
-                "nginx does not publish 443 on this host (`docker port` said `{}`)",
-                out.trim()
-            )
+        .ok_or_else(|| ProdError::NotPublished {
+            said: out.trim().to_string(),
         })
 }
 
 /// Every container of goproxy and nginx is running and healthy.
-pub async fn healthy(c: &dyn Backend) -> Result<String, String> {
+pub async fn healthy(c: &dyn Backend) -> Result<String, ProdError> {
     let mut seen = Vec::new();
     for service in ["goproxy", "nginx"] {
         let ids = c.goproxy_ids(service).await?;
         if ids.is_empty() {
-            return Err(format!("no running {service} container"));
+            return Err(ProdError::NoContainer { service });
         }
         for id in ids {
             let state = docker::docker_ok(&[
@@ -96,10 +93,11 @@ pub async fn healthy(c: &dyn Backend) -> Result<String, String> {
             .await?;
             let state = state.trim().to_string();
             if state != "running healthy" && state != "running" {
-                return Err(format!(
-                    "{service} {} is `{state}`: deploy only onto a healthy project",
-                    &id[..12.min(id.len())]
-                ));
+                return Err(ProdError::Unhealthy {
+                    service,
+                    id: id[..12.min(id.len())].to_string(),
+                    state,
+                });
             }
             seen.push(format!("{service} {}", state));
         }
@@ -113,18 +111,16 @@ pub fn candidate_for(
     live: &Path,
     project_dir: &Path,
     candidate_dir: &Path,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, ProdError> {
     let project_dir = project_dir
         .canonicalize()
         .unwrap_or_else(|_| project_dir.to_path_buf());
-    let rel = live.strip_prefix(&project_dir).map_err(|_| {
-        format!(
-            "the live file {} is outside the project directory {}: deploy replaces files \
-             that the compose file mounts from its own directory",
-            live.display(),
-            project_dir.display()
-        )
-    })?;
+    let rel = live
+        .strip_prefix(&project_dir)
+        .map_err(|_| ProdError::OutsideProject {
+            live: live.to_path_buf(),
+            project_dir: project_dir.clone(),
+        })?;
     Ok(candidate_dir.join(rel))
 }
 
@@ -154,7 +150,8 @@ mod tests {
             Path::new("/nonexistent-proj"),
             Path::new("/tmp/new"),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("outside the project directory"), "{e}");
     }
 }

@@ -3,6 +3,7 @@
 //! restore the verified backups, the overlap switch back to the old port,
 //! and the old service checked through nginx.
 
+use super::ProdError;
 use std::path::Path;
 use std::time::Instant;
 
@@ -16,15 +17,14 @@ use crate::stack::DEFAULT_STREAM_BOUND;
 use crate::verify::Expected;
 
 /// Rolls the deploy in `dir` back; Err is bad input (exit 2).
-pub async fn run(dir: &Path, quiet: bool) -> Result<Report, String> {
+pub async fn run(dir: &Path, quiet: bool) -> Result<Report, ProdError> {
     let started = Instant::now();
     let mut state = DeployState::load(dir)?;
     let backups = state.backups();
     if backups.is_empty() {
-        return Err(format!(
-            "{} holds no backups: nothing to restore",
-            dir.display()
-        ));
+        return Err(ProdError::NoBackups {
+            dir: dir.to_path_buf(),
+        });
     }
     // Saved unchanged, so that a signal during the rollback says how to
     // run it again.
@@ -38,8 +38,7 @@ pub async fn run(dir: &Path, quiet: bool) -> Result<Report, String> {
         api_key_env: state.api_key_env.clone(),
         stream_bound: DEFAULT_STREAM_BOUND,
     }
-    .connect()
-    .map_err(|e| e.to_string())?;
+    .connect()?;
     let files = LiveFiles {
         dir: dir.to_path_buf(),
         // pre.backups takes nginx.conf first, then goproxy's config.

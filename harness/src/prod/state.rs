@@ -4,6 +4,7 @@
 //! signal, a lost SSH session, a crash). No key value is ever stored: only
 //! the name of the variable that holds the client key.
 
+use super::ProdError;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -77,15 +78,14 @@ pub struct DeployState {
 impl DeployState {
     /// Writes `<dir>/deploy-state.json` (whole file, then renamed: a crash
     /// mid-write leaves the previous state, never half of one).
-    pub fn save(&self) -> Result<PathBuf, String> {
-        std::fs::create_dir_all(&self.dir)
-            .map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
+    pub fn save(&self) -> Result<PathBuf, ProdError> {
+        std::fs::create_dir_all(&self.dir).map_err(ProdError::io("create", &self.dir))?;
         let path = self.dir.join(STATE_FILE);
         let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
         let text = serde_json::to_string_pretty(self).expect("state serializes");
         std::fs::write(&tmp, text)
             .and_then(|_| std::fs::rename(&tmp, &path))
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            .map_err(ProdError::io("write", &path))?;
         if let Ok(mut g) = IN_PROGRESS.lock() {
             *g = match self.step {
                 Step::BackedUp | Step::Applied => Some((self.dir.clone(), self.step)),
@@ -96,22 +96,19 @@ impl DeployState {
     }
 
     /// Records a step and saves.
-    pub fn advance(&mut self, step: Step) -> Result<PathBuf, String> {
+    pub fn advance(&mut self, step: Step) -> Result<PathBuf, ProdError> {
         self.step = step;
         self.save()
     }
 
     /// Reads `<dir>/deploy-state.json`.
-    pub fn load(dir: &Path) -> Result<Self, String> {
+    pub fn load(dir: &Path) -> Result<Self, ProdError> {
         let path = dir.join(STATE_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            format!(
-                "cannot read {} ({e}): is this the deploy directory `harness deploy` printed?",
-                path.display()
-            )
-        })?;
-        serde_json::from_str(&text)
-            .map_err(|e| format!("{} is not a deploy state file: {e}", path.display()))
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(source) => return Err(ProdError::NoState { path, source }),
+        };
+        serde_json::from_str(&text).map_err(|source| ProdError::BadState { path, source })
     }
 
     /// Whether `dir` holds a deploy's state (rather than a test run's).

@@ -6,18 +6,18 @@
 //! serves; the overlap switch would scale `goproxy` only and leave
 //! goproxy-b on its old config.
 
+use super::ProdError;
 use crate::scenario::Strategy;
 
 /// The `--strategy` values deploy accepts (the design's
 /// restart-then-reload drops requests and is the gate's exhibit only).
-pub fn parse(s: &str) -> Result<Strategy, String> {
+pub fn parse(s: &str) -> Result<Strategy, ProdError> {
     match s {
         "overlap" => Ok(Strategy::Overlap),
         "rolling-restart" => Ok(Strategy::RollingRestart),
-        other => Err(format!(
-            "`{other}` is not a deploy strategy: overlap (one goproxy) or rolling-restart \
-             (goproxy and goproxy-b)"
-        )),
+        other => Err(ProdError::UnknownStrategy {
+            given: other.to_string(),
+        }),
     }
 }
 
@@ -32,44 +32,37 @@ pub fn name(s: Strategy) -> &'static str {
 
 /// The switch for a project that runs one goproxy or two instances
 /// (`two_instances`), or the operator's `--strategy` when it fits.
-pub fn choose(requested: Option<Strategy>, two_instances: bool) -> Result<Strategy, String> {
+pub fn choose(requested: Option<Strategy>, two_instances: bool) -> Result<Strategy, ProdError> {
     match (requested, two_instances) {
         (None, false) | (Some(Strategy::Overlap), false) => Ok(Strategy::Overlap),
         (None, true) | (Some(Strategy::RollingRestart), true) => Ok(Strategy::RollingRestart),
-        (Some(Strategy::Overlap), true) => Err(
+        (Some(Strategy::Overlap), true) => Err(ProdError::StrategyDoesNotFit(
             "--strategy overlap: the project runs goproxy and goproxy-b behind one upstream; \
              the overlap switch would scale goproxy only and leave goproxy-b on its old \
-             config. Leave --strategy out (rolling-restart is chosen for two instances)"
-                .into(),
-        ),
-        (Some(Strategy::RollingRestart), false) => Err(
+             config. Leave --strategy out (rolling-restart is chosen for two instances)",
+        )),
+        (Some(Strategy::RollingRestart), false) => Err(ProdError::StrategyDoesNotFit(
             "--strategy rolling-restart restarts one instance while the other serves, but \
              the project runs no goproxy-b: leave --strategy out (overlap is chosen for one \
-             goproxy)"
-                .into(),
-        ),
-        (Some(Strategy::RestartThenReload), _) => Err(
+             goproxy)",
+        )),
+        (Some(Strategy::RestartThenReload), _) => Err(ProdError::StrategyDoesNotFit(
             "restart-then-reload (the design's manual steps) drops requests: deploy runs \
-             overlap or rolling-restart"
-                .into(),
-        ),
+             overlap or rolling-restart",
+        )),
     }
 }
 
 /// A rolling restart changes one instance at a time, so while `goproxy`
 /// is out of rotation goproxy-b must already answer where the candidate
 /// nginx.conf sends it: its port cannot change in the same deploy.
-pub fn check_second_port(live: u16, candidate: u16) -> Result<String, String> {
+pub fn check_second_port(live: u16, candidate: u16) -> Result<String, ProdError> {
     if live == candidate {
         Ok(format!(
             "goproxy-b keeps port {live}: it serves alone while goproxy restarts"
         ))
     } else {
-        Err(format!(
-            "the candidate moves goproxy-b from {live} to {candidate}: a rolling restart \
-             needs goproxy-b on its old port while goproxy restarts. Deploy goproxy's \
-             change first, then goproxy-b's in a second deploy"
-        ))
+        Err(ProdError::SecondPortMoves { live, candidate })
     }
 }
 
@@ -82,19 +75,23 @@ mod tests {
     /// with what to do.
     #[test]
     fn the_switch_follows_the_project() {
-        assert_eq!(choose(None, false), Ok(Strategy::Overlap));
-        assert_eq!(choose(None, true), Ok(Strategy::RollingRestart));
+        assert_eq!(choose(None, false).ok(), Some(Strategy::Overlap));
+        assert_eq!(choose(None, true).ok(), Some(Strategy::RollingRestart));
         assert_eq!(
-            choose(Some(Strategy::RollingRestart), true),
-            Ok(Strategy::RollingRestart)
+            choose(Some(Strategy::RollingRestart), true).ok(),
+            Some(Strategy::RollingRestart)
         );
         assert_eq!(
-            choose(Some(Strategy::Overlap), false),
-            Ok(Strategy::Overlap)
+            choose(Some(Strategy::Overlap), false).ok(),
+            Some(Strategy::Overlap)
         );
-        let e = choose(Some(Strategy::Overlap), true).unwrap_err();
+        let e = choose(Some(Strategy::Overlap), true)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("goproxy-b on its old config"), "{e}");
-        let e = choose(Some(Strategy::RollingRestart), false).unwrap_err();
+        let e = choose(Some(Strategy::RollingRestart), false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no goproxy-b"), "{e}");
         assert!(choose(Some(Strategy::RestartThenReload), false).is_err());
     }
@@ -102,7 +99,7 @@ mod tests {
     #[test]
     fn strategy_names_round_trip() {
         for s in [Strategy::Overlap, Strategy::RollingRestart] {
-            assert_eq!(parse(name(s)), Ok(s));
+            assert_eq!(parse(name(s)).ok(), Some(s));
         }
         assert!(parse("restart-then-reload").is_err());
     }
@@ -110,7 +107,7 @@ mod tests {
     #[test]
     fn goproxy_b_keeps_its_port() {
         assert!(check_second_port(8005, 8005).is_ok());
-        let e = check_second_port(8005, 8006).unwrap_err();
+        let e = check_second_port(8005, 8006).unwrap_err().to_string();
         assert!(e.contains("second deploy"), "{e}");
     }
 }

@@ -38,32 +38,62 @@ pub struct Files<'a> {
     pub compose_files: &'a [PathBuf],
 }
 
-/// Why the base's files cannot be had; names the ref or directory.
+/// Why the base's files cannot be had; names the ref or directory, and
+/// the file git could not show.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct BaseError(pub String);
+pub enum BaseError {
+    #[error("--base {rev}: {} is not in a git repository: {source}", root.display())]
+    NotARepo {
+        rev: String,
+        root: PathBuf,
+        source: GitError,
+    },
+    #[error(
+        "--base {rev}: no such commit, tag or branch in {} (in CI, check out with \
+         fetch-depth: 0)",
+        top.display()
+    )]
+    NoSuchRef { rev: String, top: PathBuf },
+    #[error("--base {rev}: cannot make a directory: {source}")]
+    TempDir { rev: String, source: std::io::Error },
+    #[error(
+        "{} is not under --root {}, so the base cannot name the same file",
+        file.display(),
+        root.display()
+    )]
+    NotUnderRoot { file: PathBuf, root: PathBuf },
+    #[error("--base {rev}: {source}")]
+    Git { rev: String, source: GitError },
+    #[error("--base {rev}: {} is not in that commit: {source}", path.display())]
+    NotInCommit {
+        rev: String,
+        path: PathBuf,
+        source: GitError,
+    },
+    #[error("--base {rev}: cannot write {}: {source}", path.display())]
+    Write {
+        rev: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A git command that could not run, or what git said when it failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("cannot run git: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("{stderr}")]
+    Failed { stderr: String },
+}
 
 impl BaseSource {
     /// Bad input before anything runs: a ref that is not in the repository.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), BaseError> {
         let BaseSource::GitRef { rev, root } = self else {
             return Ok(());
         };
-        let top = git(root, &["rev-parse", "--show-toplevel"]).map_err(|e| {
-            format!(
-                "--base {rev}: {} is not in a git repository: {e}",
-                root.display()
-            )
-        })?;
-        let top = PathBuf::from(String::from_utf8_lossy(&top).trim());
-        git(&top, &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")])
-            .map(|_| ())
-            .map_err(|_| {
-                format!(
-                    "--base {rev}: no such commit, tag or branch in {} (in CI, check out with fetch-depth: 0)",
-                    top.display()
-                )
-            })
+        verified_top(rev, root).map(|_| ())
     }
 
     /// The base's files, and a phrase saying where they come from.
@@ -105,44 +135,64 @@ fn relative(root: &Path, file: &Path) -> Result<PathBuf, BaseError> {
     canon(file)
         .strip_prefix(canon(root))
         .map(Path::to_path_buf)
-        .map_err(|_| {
-            BaseError(format!(
-                "{} is not under --root {}, so the base cannot name the same file",
-                file.display(),
-                root.display()
-            ))
+        .map_err(|_| BaseError::NotUnderRoot {
+            file: file.to_path_buf(),
+            root: root.to_path_buf(),
         })
 }
 
-fn git(top: &Path, args: &[&str]) -> Result<Vec<u8>, String> {
+fn git(top: &Path, args: &[&str]) -> Result<Vec<u8>, GitError> {
     let out = Command::new("git")
         .arg("-C")
         .arg(top)
         .args(args)
         .output()
-        .map_err(|e| format!("cannot run git: {e}"))?;
+        .map_err(GitError::Spawn)?;
     if out.status.success() {
         Ok(out.stdout)
     } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        Err(GitError::Failed {
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+/// The top of the repository holding `root`, once `rev` is known to be a
+/// commit in it.
+fn verified_top(rev: &str, root: &Path) -> Result<PathBuf, BaseError> {
+    let top =
+        git(root, &["rev-parse", "--show-toplevel"]).map_err(|source| BaseError::NotARepo {
+            rev: rev.to_string(),
+            root: root.to_path_buf(),
+            source,
+        })?;
+    let top = PathBuf::from(String::from_utf8_lossy(&top).trim());
+    match git(
+        &top,
+        &[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("{rev}^{{commit}}"),
+        ],
+    ) {
+        Ok(_) => Ok(top),
+        Err(_) => Err(BaseError::NoSuchRef {
+            rev: rev.to_string(),
+            top,
+        }),
     }
 }
 
 fn from_git(rev: &str, root: &Path, cand: Files) -> Result<(Materialized, String), BaseError> {
-    let fail = |m: String| BaseError(format!("--base {rev}: {m}"));
-    let top = git(root, &["rev-parse", "--show-toplevel"]).map_err(|e| {
-        fail(format!(
-            "{} is not in a git repository: {e}",
-            root.display()
-        ))
-    })?;
-    let top = PathBuf::from(String::from_utf8_lossy(&top).trim());
-    git(&top, &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")])
-        .map_err(|_| fail("no such commit, tag or branch in this repository (with actions/checkout, set fetch-depth: 0)".into()))?;
+    let top = verified_top(rev, root)?;
     let tmp = tempfile::Builder::new()
         .prefix("harness-base-")
         .tempdir()
-        .map_err(|e| fail(format!("cannot make a directory: {e}")))?;
+        .map_err(|source| BaseError::TempDir {
+            rev: rev.to_string(),
+            source,
+        })?;
     let json_rel = relative(&top, cand.goproxy_config)?;
     let nginx_rel = relative(&top, cand.nginx_conf)?;
     let mut wanted = vec![json_rel.clone()];
@@ -162,10 +212,13 @@ fn from_git(rev: &str, root: &Path, cand: Files) -> Result<(Materialized, String
             &nginx_dir.to_string_lossy(),
         ],
     )
-    .map_err(fail)?;
+    .map_err(|source| BaseError::Git {
+        rev: rev.to_string(),
+        source,
+    })?;
     wanted.extend(String::from_utf8_lossy(&listed).lines().map(PathBuf::from));
     for rel in &wanted {
-        write_at(&top, rev, rel, tmp.path()).map_err(fail)?;
+        write_at(&top, rev, rel, tmp.path())?;
     }
     // The compose files the candidate has, as they were at the ref (a file
     // added since is simply not part of the base).
@@ -205,15 +258,24 @@ fn from_git(rev: &str, root: &Path, cand: Files) -> Result<(Materialized, String
 }
 
 /// Writes `rev:rel` of the repository at `top` to `rel` under `dir`.
-fn write_at(top: &Path, rev: &str, rel: &Path, dir: &Path) -> Result<(), String> {
+fn write_at(top: &Path, rev: &str, rel: &Path, dir: &Path) -> Result<(), BaseError> {
     let spec = format!("{rev}:{}", rel.display());
-    let bytes = git(top, &["show", &spec])
-        .map_err(|e| format!("{} is not in that commit: {e}", rel.display()))?;
+    let bytes = git(top, &["show", &spec]).map_err(|source| BaseError::NotInCommit {
+        rev: rev.to_string(),
+        path: rel.to_path_buf(),
+        source,
+    })?;
     let dest = dir.join(rel);
+    // The file as the repository names it, not the temporary copy's path.
+    let write = |source| BaseError::Write {
+        rev: rev.to_string(),
+        path: rel.to_path_buf(),
+        source,
+    };
     if let Some(d) = dest.parent() {
-        std::fs::create_dir_all(d).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(d).map_err(write)?;
     }
-    std::fs::write(&dest, bytes).map_err(|e| e.to_string())
+    std::fs::write(&dest, bytes).map_err(write)
 }
 
 #[cfg(test)]

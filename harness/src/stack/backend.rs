@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::compose::ComposeStack;
 use crate::docker::Exec;
+use crate::stack::StackError;
 
 /// A point in the logs: [`Backend::logs_since`] returns what came after it.
 #[derive(Debug, Clone)]
@@ -46,31 +47,31 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
 
     /// The loopback port of nginx's 443, and of the streaming mock's admin
     /// routes where there is a mock.
-    async fn published_ports(&self) -> Result<(u16, Option<u16>), String>;
+    async fn published_ports(&self) -> Result<(u16, Option<u16>), StackError>;
 
     /// Running instances of a goproxy service (`goproxy`, `goproxy-b`).
-    async fn goproxy_ids(&self, service: &str) -> Result<Vec<String>, String>;
+    async fn goproxy_ids(&self, service: &str) -> Result<Vec<String>, StackError>;
 
     /// TCP ports one goproxy instance listens on.
-    async fn listening_ports(&self, id: &str) -> Result<Vec<u16>, String>;
+    async fn listening_ports(&self, id: &str) -> Result<Vec<u16>, StackError>;
 
     /// Ports in LISTEN where goproxy binds (see [`Backend::where_goproxy_binds`]).
-    async fn listening_where_goproxy_binds(&self) -> Result<Vec<u16>, String>;
+    async fn listening_where_goproxy_binds(&self) -> Result<Vec<u16>, StackError>;
 
     /// Who holds `port` where goproxy binds, for evidence.
     async fn port_owner(&self, port: u16) -> String;
 
     /// `goproxy --check-config` (of the deployed image, or the local binary).
-    async fn check_config(&self, candidate: &Path) -> Result<Exec, String>;
+    async fn check_config(&self, candidate: &Path) -> Result<Exec, StackError>;
 
     /// `nginx -t` of the deployed nginx on a candidate file.
-    async fn nginx_test(&self, candidate: &Path) -> Result<Exec, String>;
+    async fn nginx_test(&self, candidate: &Path) -> Result<Exec, StackError>;
 
     /// `nginx -t` then `nginx -s reload` on the live config.
-    async fn reload_nginx(&self) -> Result<String, String>;
+    async fn reload_nginx(&self) -> Result<String, StackError>;
 
     /// PIDs of the nginx worker processes now running.
-    async fn nginx_workers(&self) -> Result<Vec<String>, String>;
+    async fn nginx_workers(&self) -> Result<Vec<String>, StackError>;
 
     /// Client connections the given nginx workers still hold (streams
     /// still open on the previous configuration), when it can be read.
@@ -79,38 +80,42 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
     }
 
     /// Occupies `port` where goproxy binds (the port-in-use fault).
-    async fn occupy_port(&self, port: u16, candidate_json: &str) -> Result<(), String>;
+    async fn occupy_port(&self, port: u16, candidate_json: &str) -> Result<(), StackError>;
 
     /// One more goproxy beside the running ones, on the live config.
-    async fn start_goproxy_beside(&self) -> Result<String, String>;
+    async fn start_goproxy_beside(&self) -> Result<String, StackError>;
 
     /// Until the goproxy instance is healthy; fails fast if it exits.
-    async fn wait_goproxy_healthy(&self, id: &str, deadline: Duration) -> Result<String, String>;
+    async fn wait_goproxy_healthy(
+        &self,
+        id: &str,
+        deadline: Duration,
+    ) -> Result<String, StackError>;
 
     /// Removes a goproxy instance at once (one that failed to start).
     async fn remove_goproxy(&self, id: &str);
 
     /// Stops a goproxy instance gracefully (it drains) and removes it.
-    async fn stop_goproxy(&self, id: &str) -> Result<(), String>;
+    async fn stop_goproxy(&self, id: &str) -> Result<(), StackError>;
 
     /// Drops goproxy instances that exited (a failed start) before a rollback.
     async fn remove_exited_goproxy(&self);
 
     /// Starts goproxy when none runs at all.
-    async fn start_single_goproxy(&self) -> Result<String, String>;
+    async fn start_single_goproxy(&self) -> Result<String, StackError>;
 
     /// The design's restart of goproxy (`up -d --build goproxy`); an error
     /// if it did not actually restart goproxy.
-    async fn design_restart_goproxy(&self) -> Result<String, String>;
+    async fn design_restart_goproxy(&self) -> Result<String, StackError>;
 
     /// Restarts one instance of a multi-instance stack (goproxy drains).
-    async fn restart_instance(&self, service: &str) -> Result<String, String>;
+    async fn restart_instance(&self, service: &str) -> Result<String, StackError>;
 
     /// GET goproxy's /health as nginx reaches it (`<service>:<port>`).
-    async fn get_goproxy_as_nginx(&self, service: &str, port: u16) -> Result<String, String>;
+    async fn get_goproxy_as_nginx(&self, service: &str, port: u16) -> Result<String, StackError>;
 
     /// Whether goproxy can open a TCP connection to the mock upstream.
-    async fn upstream_reachable(&self) -> Result<String, String>;
+    async fn upstream_reachable(&self) -> Result<String, StackError>;
 
     /// A point in the logs, for [`Backend::logs_since`].
     fn log_mark(&self) -> LogMark {
@@ -118,11 +123,11 @@ pub trait Backend: std::fmt::Debug + Send + Sync {
     }
 
     /// (service, text) of goproxy's and nginx's logs since `mark`.
-    async fn logs_since(&self, mark: &LogMark) -> Result<Vec<(String, String)>, String>;
+    async fn logs_since(&self, mark: &LogMark) -> Result<Vec<(String, String)>, StackError>;
 
     /// Restarts (containers) or unexpected exits (processes) so far.
-    async fn restarts(&self) -> Result<u64, String>;
+    async fn restarts(&self) -> Result<u64, StackError>;
 
     /// Takes the mock upstream away (the upstream-down fault).
-    async fn stop_upstream(&self) -> Result<(), String>;
+    async fn stop_upstream(&self) -> Result<(), StackError>;
 }

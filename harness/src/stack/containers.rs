@@ -10,7 +10,7 @@ use base64::Engine as _;
 
 use crate::compose::ComposeStack;
 use crate::docker::{self, DockerError, Exec};
-use crate::stack::{nginx_step, Backend, LogMark, MOCK_PORT};
+use crate::stack::{nginx_step, Backend, LogMark, StackError, MOCK_PORT};
 
 /// How long old goproxy may drain open streams before it is killed: the
 /// production compose file's `stop_grace_period` (360 s), longer than
@@ -26,29 +26,25 @@ pub struct Containers {
 
 impl Containers {
     /// Running containers of a service, oldest first.
-    pub async fn ids(&self, service: &str) -> Result<Vec<String>, String> {
-        self.compose
-            .container_ids(service)
-            .await
-            .map_err(|e| e.to_string())
+    pub async fn ids(&self, service: &str) -> Result<Vec<String>, StackError> {
+        Ok(self.compose.container_ids(service).await?)
     }
 
     /// The one running container of a service.
-    pub async fn only(&self, service: &str) -> Result<String, String> {
+    pub async fn only(&self, service: &str) -> Result<String, StackError> {
         let ids = self.ids(service).await?;
         match ids.as_slice() {
             [one] => Ok(one.clone()),
-            [] => Err(format!("no running container for service {service}")),
-            many => Err(format!(
-                "{} containers for service {service}, expected one",
-                many.len()
-            )),
+            many => Err(StackError::NotOneContainer {
+                service: service.to_string(),
+                count: many.len(),
+            }),
         }
     }
 
     /// Every container of goproxy, exited ones included (a goproxy that
     /// fails at start exits at once and `docker ps` would not show it).
-    async fn all_goproxy(&self) -> Result<Vec<String>, String> {
+    async fn all_goproxy(&self) -> Result<Vec<String>, StackError> {
         let project = format!(
             "label=com.docker.compose.project={}",
             self.compose.project()
@@ -84,7 +80,7 @@ impl Containers {
     }
 
     /// `goproxy --check-config` of the deployed image on a candidate file.
-    pub async fn check_config(&self, candidate: &Path) -> Result<Exec, String> {
+    pub async fn check_config(&self, candidate: &Path) -> Result<Exec, StackError> {
         let id = self.only("goproxy").await?;
         let inside = "/tmp/config.candidate.json";
         docker::copy_in(&id, candidate, inside).await?;
@@ -92,7 +88,7 @@ impl Containers {
     }
 
     /// `nginx -t` of the deployed nginx on a candidate file.
-    pub async fn nginx_test(&self, candidate: &Path) -> Result<Exec, String> {
+    pub async fn nginx_test(&self, candidate: &Path) -> Result<Exec, StackError> {
         let id = self.only("nginx").await?;
         let inside = "/tmp/nginx.candidate.conf";
         docker::copy_in(&id, candidate, inside).await?;
@@ -100,7 +96,7 @@ impl Containers {
     }
 
     /// `nginx -t` then `nginx -s reload` in the nginx container.
-    pub async fn reload_nginx(&self) -> Result<String, String> {
+    pub async fn reload_nginx(&self) -> Result<String, StackError> {
         let id = self.only("nginx").await?;
         nginx_step("-t", docker::exec(&id, &["nginx", "-t"]).await?)?;
         nginx_step(
@@ -111,7 +107,7 @@ impl Containers {
     }
 
     /// PIDs of the nginx worker processes, inside the container.
-    pub async fn nginx_workers(&self) -> Result<Vec<String>, String> {
+    pub async fn nginx_workers(&self) -> Result<Vec<String>, StackError> {
         let id = self.only("nginx").await?;
         // `[p]rocess` so the pattern does not match this shell's own command line.
         let list = "grep -l 'worker [p]rocess' /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3";
@@ -145,7 +141,7 @@ impl Containers {
 
     /// A second goproxy with the candidate config inside the goproxy
     /// container, holding `port` in its network namespace.
-    pub async fn occupy_port(&self, candidate_json: &str) -> Result<(), String> {
+    pub async fn occupy_port(&self, candidate_json: &str) -> Result<(), StackError> {
         let id = self.only("goproxy").await?;
         let b64 = base64::engine::general_purpose::STANDARD.encode(candidate_json);
         let script = format!(
@@ -157,7 +153,7 @@ impl Containers {
 
     /// One more goproxy container beside the running ones (compose scale),
     /// reading the live config; returns its id, running or not.
-    pub async fn start_beside(&self) -> Result<String, String> {
+    pub async fn start_beside(&self) -> Result<String, StackError> {
         let old = self.all_goproxy().await?;
         let scale = format!("goproxy={}", self.ids("goproxy").await?.len() + 1);
         self.compose
@@ -170,18 +166,17 @@ impl Containers {
                 &scale,
                 "goproxy",
             ])
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         self.all_goproxy()
             .await?
             .into_iter()
             .find(|id| !old.contains(id))
-            .ok_or_else(|| "compose did not start a new goproxy container".into())
+            .ok_or(StackError::NoNewContainer)
     }
 
     /// Waits for Docker's health of a goproxy container; fails fast with
     /// its last log lines if it exits.
-    pub async fn wait_healthy(&self, id: &str, deadline: Duration) -> Result<String, String> {
+    pub async fn wait_healthy(&self, id: &str, deadline: Duration) -> Result<String, StackError> {
         let t0 = Instant::now();
         let one = || async { Ok(vec![id.to_string()]) };
         match docker::wait_healthy("goproxy", deadline, one).await {
@@ -193,15 +188,16 @@ impl Containers {
             Err(DockerError::NotHealthy { status, logs, .. })
                 if status.starts_with("exited") || status.starts_with("dead") =>
             {
-                Err(format!(
-                    "goproxy exited at start: {}",
-                    logs.replace('\n', " / ")
-                ))
+                Err(StackError::ExitedAtStart {
+                    status: None,
+                    logs: logs.replace('\n', " / "),
+                })
             }
-            Err(DockerError::NotHealthy { status, .. }) => Err(format!(
-                "{} not healthy after {deadline:?}; last state: {status}",
-                short(id)
-            )),
+            Err(DockerError::NotHealthy { status, .. }) => Err(StackError::Timeout {
+                what: format!("{} not healthy", short(id)),
+                after: deadline,
+                last: format!("; last state: {status}"),
+            }),
             Err(e) => Err(e.into()),
         }
     }
@@ -212,7 +208,7 @@ impl Containers {
     }
 
     /// SIGTERM (goproxy drains), wait, remove.
-    pub async fn stop(&self, id: &str) -> Result<(), String> {
+    pub async fn stop(&self, id: &str) -> Result<(), StackError> {
         docker::docker_ok(&["stop", "-t", STOP_GRACE_SECS, id]).await?;
         docker::docker_ok(&["rm", id]).await?;
         Ok(())
@@ -229,17 +225,16 @@ impl Containers {
     }
 
     /// Starts goproxy when no container of it runs at all.
-    pub async fn start_single(&self) -> Result<String, String> {
+    pub async fn start_single(&self) -> Result<String, StackError> {
         self.compose
             .compose(&["up", "-d", "--no-deps", "goproxy"])
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         self.only("goproxy").await
     }
 
     /// The design's `up -d --build goproxy`; an error if compose did not
     /// actually restart goproxy.
-    pub async fn design_restart(&self) -> Result<String, String> {
+    pub async fn design_restart(&self) -> Result<String, StackError> {
         let before = match self.only("goproxy").await {
             Ok(id) => docker::started_at(&id).await.map(|s| (id, s)).ok(),
             Err(_) => None,
@@ -247,8 +242,7 @@ impl Containers {
         let upstream_before = self.ids("upstream").await.unwrap_or_default();
         self.compose
             .compose(&["up", "-d", "--build", "goproxy"])
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         // compose also recreates goproxy's dependencies whose image changed:
         // in this stack the mock upstream, in production whatever goproxy
         // depends on. Say so: it is traffic the runbook did not plan to move.
@@ -260,30 +254,31 @@ impl Containers {
         let id = self
             .only("goproxy")
             .await
-            .map_err(|e| format!("{e}{also}"))?;
+            .map_err(|e| StackError::AfterRestart {
+                source: Box::new(e),
+                also,
+            })?;
         let now = docker::started_at(&id).await?;
         if let Some((old_id, old_start)) = &before {
             if *old_id == id && *old_start == now {
-                return Err(format!(
-                    "`up -d --build goproxy` did not restart goproxy (same container, \
-                     started {now}): compose does not see a change in a bind-mounted \
-                     config file, so the old process keeps the old port. Use \
-                     `up -d --force-recreate goproxy` or `restart goproxy`{also}."
-                ));
+                return Err(StackError::NotRestarted {
+                    started: now,
+                    also: also.to_string(),
+                });
             }
         }
         Ok(id)
     }
 
     /// `docker restart` of one service's container (goproxy drains first).
-    pub async fn restart_service(&self, service: &str) -> Result<String, String> {
+    pub async fn restart_service(&self, service: &str) -> Result<String, StackError> {
         let id = self.only(service).await?;
         docker::docker_ok(&["restart", "-t", STOP_GRACE_SECS, &id]).await?;
         Ok(id)
     }
 
     /// GET `http://<service>:<port>/health` from inside the nginx container.
-    pub async fn get_from_nginx(&self, service: &str, port: u16) -> Result<String, String> {
+    pub async fn get_from_nginx(&self, service: &str, port: u16) -> Result<String, StackError> {
         let nginx = self.only("nginx").await?;
         let url = format!("http://{service}:{port}/health");
         let out = docker::exec(
@@ -304,30 +299,39 @@ impl Containers {
         if out.stdout.trim() == "200" {
             Ok(format!("GET {url} -> 200"))
         } else {
-            Err(format!(
-                "from the nginx container: GET {url} -> `{}` (curl exit {}): {}",
-                out.stdout.trim(),
-                out.code,
-                out.stderr.trim()
-            ))
+            Err(StackError::HttpStatus {
+                what: format!("from the nginx container: GET {url}"),
+                said: format!(
+                    "`{}` (curl exit {}): {}",
+                    out.stdout.trim(),
+                    out.code,
+                    out.stderr.trim()
+                ),
+            })
         }
     }
 
     /// Whether goproxy's container can open a TCP connection to the mock.
-    pub async fn upstream_reachable(&self) -> Result<String, String> {
+    pub async fn upstream_reachable(&self) -> Result<String, StackError> {
         let ids = self.ids("goproxy").await?;
-        let id = ids.first().ok_or("no goproxy container")?;
+        let id = ids.first().ok_or(StackError::NotOneContainer {
+            service: "goproxy".into(),
+            count: 0,
+        })?;
         let probe = format!("exec 3<>/dev/tcp/upstream/{MOCK_PORT}");
         let out = docker::exec(id, &["timeout", "3", "bash", "-c", &probe]).await?;
         if out.code == 0 {
             Ok(format!("goproxy's container reaches upstream:{MOCK_PORT}"))
         } else {
-            Err(format!("upstream:{MOCK_PORT}: {}", out.stderr.trim()))
+            Err(StackError::Unreachable {
+                target: format!("upstream:{MOCK_PORT}"),
+                why: out.stderr.trim().to_string(),
+            })
         }
     }
 
     /// Log lines of goproxy and nginx since `since`, per service.
-    pub async fn logs_since(&self, since: SystemTime) -> Result<Vec<(String, String)>, String> {
+    pub async fn logs_since(&self, since: SystemTime) -> Result<Vec<(String, String)>, StackError> {
         let mut out = Vec::new();
         for service in ["goproxy", "nginx"] {
             for id in self.ids(service).await? {
@@ -338,25 +342,20 @@ impl Containers {
     }
 
     /// Restarts Docker counted across the stack's services.
-    pub async fn restarts(&self) -> Result<u64, String> {
+    pub async fn restarts(&self) -> Result<u64, StackError> {
         let mut n = 0;
         for service in ["goproxy", "goproxy-b", "nginx", "upstream"] {
-            n += self
-                .compose
-                .restart_count(service)
-                .await
-                .map_err(|e| e.to_string())?;
+            n += self.compose.restart_count(service).await?;
         }
         Ok(n)
     }
 
     /// Stops the mock upstream container.
-    pub async fn stop_upstream(&self) -> Result<(), String> {
+    pub async fn stop_upstream(&self) -> Result<(), StackError> {
         self.compose
             .compose(&["stop", "-t", "1", "upstream"])
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+            .await?;
+        Ok(())
     }
 }
 
@@ -383,29 +382,21 @@ impl Backend for Containers {
         self.compose.keep(true);
     }
 
-    async fn published_ports(&self) -> Result<(u16, Option<u16>), String> {
-        let https = self
-            .compose
-            .host_port("nginx", 443)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mock = self
-            .compose
-            .host_port("upstream", MOCK_PORT)
-            .await
-            .map_err(|e| e.to_string())?;
+    async fn published_ports(&self) -> Result<(u16, Option<u16>), StackError> {
+        let https = self.compose.host_port("nginx", 443).await?;
+        let mock = self.compose.host_port("upstream", MOCK_PORT).await?;
         Ok((https, Some(mock)))
     }
 
-    async fn goproxy_ids(&self, service: &str) -> Result<Vec<String>, String> {
+    async fn goproxy_ids(&self, service: &str) -> Result<Vec<String>, StackError> {
         self.ids(service).await
     }
 
-    async fn listening_ports(&self, id: &str) -> Result<Vec<u16>, String> {
+    async fn listening_ports(&self, id: &str) -> Result<Vec<u16>, StackError> {
         Ok(docker::listening_ports(id).await?)
     }
 
-    async fn listening_where_goproxy_binds(&self) -> Result<Vec<u16>, String> {
+    async fn listening_where_goproxy_binds(&self) -> Result<Vec<u16>, StackError> {
         Ok(docker::listening_ports(&self.only("goproxy").await?).await?)
     }
 
@@ -413,19 +404,19 @@ impl Backend for Containers {
         Containers::port_owner(self, port).await
     }
 
-    async fn check_config(&self, candidate: &Path) -> Result<Exec, String> {
+    async fn check_config(&self, candidate: &Path) -> Result<Exec, StackError> {
         Containers::check_config(self, candidate).await
     }
 
-    async fn nginx_test(&self, candidate: &Path) -> Result<Exec, String> {
+    async fn nginx_test(&self, candidate: &Path) -> Result<Exec, StackError> {
         Containers::nginx_test(self, candidate).await
     }
 
-    async fn reload_nginx(&self) -> Result<String, String> {
+    async fn reload_nginx(&self) -> Result<String, StackError> {
         Containers::reload_nginx(self).await
     }
 
-    async fn nginx_workers(&self) -> Result<Vec<String>, String> {
+    async fn nginx_workers(&self) -> Result<Vec<String>, StackError> {
         Containers::nginx_workers(self).await
     }
 
@@ -433,15 +424,19 @@ impl Backend for Containers {
         Containers::worker_connections(self, workers).await
     }
 
-    async fn occupy_port(&self, _port: u16, candidate_json: &str) -> Result<(), String> {
+    async fn occupy_port(&self, _port: u16, candidate_json: &str) -> Result<(), StackError> {
         Containers::occupy_port(self, candidate_json).await
     }
 
-    async fn start_goproxy_beside(&self) -> Result<String, String> {
+    async fn start_goproxy_beside(&self) -> Result<String, StackError> {
         self.start_beside().await
     }
 
-    async fn wait_goproxy_healthy(&self, id: &str, deadline: Duration) -> Result<String, String> {
+    async fn wait_goproxy_healthy(
+        &self,
+        id: &str,
+        deadline: Duration,
+    ) -> Result<String, StackError> {
         self.wait_healthy(id, deadline).await
     }
 
@@ -449,7 +444,7 @@ impl Backend for Containers {
         self.remove(id).await
     }
 
-    async fn stop_goproxy(&self, id: &str) -> Result<(), String> {
+    async fn stop_goproxy(&self, id: &str) -> Result<(), StackError> {
         self.stop(id).await
     }
 
@@ -457,38 +452,40 @@ impl Backend for Containers {
         Containers::remove_exited_goproxy(self).await
     }
 
-    async fn start_single_goproxy(&self) -> Result<String, String> {
+    async fn start_single_goproxy(&self) -> Result<String, StackError> {
         self.start_single().await
     }
 
-    async fn design_restart_goproxy(&self) -> Result<String, String> {
+    async fn design_restart_goproxy(&self) -> Result<String, StackError> {
         self.design_restart().await
     }
 
-    async fn restart_instance(&self, service: &str) -> Result<String, String> {
+    async fn restart_instance(&self, service: &str) -> Result<String, StackError> {
         self.restart_service(service).await
     }
 
-    async fn get_goproxy_as_nginx(&self, service: &str, port: u16) -> Result<String, String> {
+    async fn get_goproxy_as_nginx(&self, service: &str, port: u16) -> Result<String, StackError> {
         self.get_from_nginx(service, port).await
     }
 
-    async fn upstream_reachable(&self) -> Result<String, String> {
+    async fn upstream_reachable(&self) -> Result<String, StackError> {
         Containers::upstream_reachable(self).await
     }
 
-    async fn logs_since(&self, mark: &LogMark) -> Result<Vec<(String, String)>, String> {
+    async fn logs_since(&self, mark: &LogMark) -> Result<Vec<(String, String)>, StackError> {
         match mark {
             LogMark::Time(t) => Containers::logs_since(self, *t).await,
-            LogMark::Sizes(_) => Err("a log mark of the local backend".into()),
+            LogMark::Sizes(_) => Err(StackError::Unsupported(
+                "a log mark of the local backend".into(),
+            )),
         }
     }
 
-    async fn restarts(&self) -> Result<u64, String> {
+    async fn restarts(&self) -> Result<u64, StackError> {
         Containers::restarts(self).await
     }
 
-    async fn stop_upstream(&self) -> Result<(), String> {
+    async fn stop_upstream(&self) -> Result<(), StackError> {
         Containers::stop_upstream(self).await
     }
 }

@@ -20,7 +20,7 @@ use tokio::process::{Child, Command};
 use crate::docker::{parse_listening, Exec};
 use crate::files::LiveFiles;
 use crate::poll::{ms_since, poll_until, Attempt, PollError};
-use crate::stack::{nginx_step, Backend, LogMark};
+use crate::stack::{nginx_step, Backend, LogMark, StackError};
 
 /// How long a drained goproxy may take to exit before it is killed (as the
 /// containers' `stop_grace_period`, above goproxy's drain timeout).
@@ -65,20 +65,24 @@ pub struct LocalPrograms {
 impl LocalPrograms {
     /// goproxy from `GOPROXY_BIN` or the workspace's target dir, nginx from
     /// PATH; an error says how to get whichever is missing.
-    pub fn find(root: &Path) -> Result<Self, String> {
+    pub fn find(root: &Path) -> Result<Self, StackError> {
         let goproxy = std::env::var_os("GOPROXY_BIN")
             .map(PathBuf::from)
             .into_iter()
             .chain(["release", "debug"].map(|p| root.join("target").join(p).join("goproxy")))
             .find(|p| p.is_file())
-            .ok_or("no goproxy binary: build it with `cargo build --release -p proxy` or set GOPROXY_BIN")?;
+            .ok_or(StackError::Missing(
+                "no goproxy binary: build it with `cargo build --release -p proxy` or set GOPROXY_BIN",
+            ))?;
         let nginx = std::env::var_os("PATH")
             .into_iter()
             .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
             .chain([PathBuf::from("/usr/sbin")])
             .map(|d| d.join("nginx"))
             .find(|p| p.is_file())
-            .ok_or("the local backend needs nginx on this machine: apt-get install nginx-light")?;
+            .ok_or(StackError::Missing(
+                "the local backend needs nginx on this machine: apt-get install nginx-light",
+            ))?;
         Ok(Self { goproxy, nginx })
     }
 }
@@ -91,10 +95,9 @@ impl Local {
         live: LiveFiles,
         mock: MockUpstream,
         api_key: &str,
-    ) -> Result<Local, String> {
+    ) -> Result<Local, StackError> {
         let dir = live.dir.join("local");
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(|e| StackError::io("create", &dir, e))?;
         let (https_port, http_port) = (free_port()?, free_port()?);
         let conf = dir.join("nginx.conf");
         write_localized(
@@ -137,11 +140,10 @@ impl Local {
         };
         wait_port(https_port, Duration::from_secs(10))
             .await
-            .map_err(|e| {
-                format!(
-                    "nginx did not listen: {e}; {}",
-                    tail_file(&local.dir.join("nginx.out"))
-                )
+            .map_err(|after| StackError::Timeout {
+                what: format!("nginx did not listen: nothing listens on 127.0.0.1:{https_port}"),
+                after,
+                last: format!("; {}", tail_file(&local.dir.join("nginx.out"))),
             })?;
         let id = local.start_beside().await?;
         local.wait_healthy(&id, Duration::from_secs(30)).await?;
@@ -170,7 +172,7 @@ impl Local {
 
     /// TCP ports a goproxy process listens on (its sockets' inodes matched
     /// against the host's `/proc/net/tcp`).
-    pub async fn listening_ports(&self, id: &str) -> Result<Vec<u16>, String> {
+    pub async fn listening_ports(&self, id: &str) -> Result<Vec<u16>, StackError> {
         let pid = pid_of(id)?;
         let inodes = socket_inodes(pid);
         Ok(listening_with_inodes(&inodes))
@@ -202,7 +204,7 @@ impl Local {
         String::new()
     }
 
-    pub async fn check_config(&self, candidate: &Path) -> Result<Exec, String> {
+    pub async fn check_config(&self, candidate: &Path) -> Result<Exec, StackError> {
         run(Command::new(&self.goproxy_bin)
             .arg("--check-config")
             .arg(candidate))
@@ -210,7 +212,7 @@ impl Local {
     }
 
     /// Writes `from` localized (see [`localize`]) as `<dir>/<name>`.
-    fn localized(&self, from: &Path, name: &str) -> Result<PathBuf, String> {
+    fn localized(&self, from: &Path, name: &str) -> Result<PathBuf, StackError> {
         let to = self.dir.join(name);
         write_localized(
             from,
@@ -224,7 +226,7 @@ impl Local {
     }
 
     /// `nginx <args> -p <dir> -c <conf>`, run to completion.
-    async fn nginx(&self, args: &[&str], conf: &Path) -> Result<Exec, String> {
+    async fn nginx(&self, args: &[&str], conf: &Path) -> Result<Exec, StackError> {
         run(Command::new(&self.nginx_bin)
             .args(args)
             .arg("-p")
@@ -235,13 +237,13 @@ impl Local {
     }
 
     /// `nginx -t` on the candidate, localized like the live file.
-    pub async fn nginx_test(&self, candidate: &Path) -> Result<Exec, String> {
+    pub async fn nginx_test(&self, candidate: &Path) -> Result<Exec, StackError> {
         let conf = self.localized(candidate, "nginx.candidate.conf")?;
         self.nginx(&["-t"], &conf).await
     }
 
     /// Localizes the live nginx.conf again, `nginx -t`, `nginx -s reload`.
-    pub async fn reload_nginx(&self) -> Result<String, String> {
+    pub async fn reload_nginx(&self) -> Result<String, StackError> {
         let conf = self.localized(&self.live.nginx_conf, "nginx.conf")?;
         nginx_step("-t", self.nginx(&["-t"], &conf).await?)?;
         nginx_step("-s reload", self.nginx(&["-s", "reload"], &conf).await?)?;
@@ -270,15 +272,19 @@ impl Local {
     }
 
     /// Holds `port` on loopback, as another program would.
-    pub fn occupy_port(&self, port: u16) -> Result<(), String> {
-        let l = std::net::TcpListener::bind(("127.0.0.1", port))
-            .map_err(|e| format!("cannot occupy port {port}: {e}"))?;
+    pub fn occupy_port(&self, port: u16) -> Result<(), StackError> {
+        let l = std::net::TcpListener::bind(("127.0.0.1", port)).map_err(|source| {
+            StackError::Bind {
+                what: format!("cannot occupy port {port}"),
+                source,
+            }
+        })?;
         self.squatters.lock().expect("squatters lock").push(l);
         Ok(())
     }
 
     /// Starts one more goproxy on the live config; returns its id.
-    pub async fn start_beside(&self) -> Result<String, String> {
+    pub async fn start_beside(&self) -> Result<String, StackError> {
         let n = self
             .spawned
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
@@ -309,26 +315,29 @@ impl Local {
     }
 
     /// Polls goproxy's /health until 200; fails fast if the process exits.
-    pub async fn wait_healthy(&self, id: &str, deadline: Duration) -> Result<String, String> {
+    pub async fn wait_healthy(&self, id: &str, deadline: Duration) -> Result<String, StackError> {
         let t0 = tokio::time::Instant::now();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| StackError::Tls {
+                what: "cannot build an HTTP client",
+                source: e.into(),
+            })?;
         let waited = poll_until(deadline, Duration::from_millis(100), || async {
             let (port, exited, log) = {
                 let mut procs = self.goproxies.lock().await;
                 let p = procs
                     .iter_mut()
                     .find(|p| p.id == id)
-                    .ok_or(format!("no goproxy {id}"))?;
+                    .ok_or_else(|| StackError::NoSuchGoproxy { id: id.to_string() })?;
                 (p.port, p.child.try_wait().ok().flatten(), p.log.clone())
             };
             if let Some(status) = exited {
-                return Err(format!(
-                    "goproxy exited at start ({status}): {}",
-                    tail_file(&log)
-                ));
+                return Err(StackError::ExitedAtStart {
+                    status: Some(status.to_string()),
+                    logs: tail_file(&log),
+                });
             }
             let url = format!("http://127.0.0.1:{port}/health");
             let up = client
@@ -351,10 +360,11 @@ impl Local {
             Err(PollError::Failed(e)) => Err(e),
             Err(PollError::TimedOut {
                 last: (port, log), ..
-            }) => Err(format!(
-                "{id} not healthy on {port} after {deadline:?}: {}",
-                tail_file(&log)
-            )),
+            }) => Err(StackError::Timeout {
+                what: format!("{id} not healthy on {port}"),
+                after: deadline,
+                last: format!(": {}", tail_file(&log)),
+            }),
         }
     }
 
@@ -368,30 +378,29 @@ impl Local {
     }
 
     /// SIGTERM (goproxy drains), wait for the exit, kill past the grace.
-    pub async fn stop(&self, id: &str) -> Result<(), String> {
+    pub async fn stop(&self, id: &str) -> Result<(), StackError> {
         let mut p = {
             let mut procs = self.goproxies.lock().await;
             let i = procs
                 .iter()
                 .position(|p| p.id == id)
-                .ok_or(format!("no goproxy {id}"))?;
+                .ok_or_else(|| StackError::NoSuchGoproxy { id: id.to_string() })?;
             procs.remove(i)
         };
         run(Command::new("kill").args(["-TERM", &p.pid.to_string()])).await?;
-        match tokio::time::timeout(STOP_GRACE, p.child.wait()).await {
-            Ok(Ok(status)) if status.success() => Ok(()),
-            Ok(Ok(status)) => Err(format!(
-                "goproxy {id} exited {status} after SIGTERM: {}",
-                tail_file(&p.log)
-            )),
-            Ok(Err(e)) => Err(format!("waiting for goproxy {id}: {e}")),
+        let how = match tokio::time::timeout(STOP_GRACE, p.child.wait()).await {
+            Ok(Ok(status)) if status.success() => return Ok(()),
+            Ok(Ok(status)) => format!("exited {status} after SIGTERM: {}", tail_file(&p.log)),
+            Ok(Err(e)) => format!("could not be waited for: {e}"),
             Err(_) => {
                 let _ = p.child.kill().await;
-                Err(format!(
-                    "goproxy {id} did not exit within {STOP_GRACE:?} of SIGTERM; killed"
-                ))
+                format!("did not exit within {STOP_GRACE:?} of SIGTERM; killed")
             }
-        }
+        };
+        Err(StackError::Stop {
+            id: id.to_string(),
+            how,
+        })
     }
 
     /// Forgets goproxy processes that exited (a failed start).
@@ -401,7 +410,7 @@ impl Local {
     }
 
     /// The design's "restart goproxy": stop the running one, start anew.
-    pub async fn design_restart(&self) -> Result<String, String> {
+    pub async fn design_restart(&self) -> Result<String, StackError> {
         for id in self.ids().await {
             self.stop(&id).await?;
         }
@@ -410,19 +419,25 @@ impl Local {
 
     /// GET goproxy's /health on `port` directly (nginx's view: on this host
     /// nginx and goproxy share the loopback).
-    pub async fn get_direct(&self, port: u16) -> Result<String, String> {
+    pub async fn get_direct(&self, port: u16) -> Result<String, StackError> {
         let url = format!("http://127.0.0.1:{port}/health");
         let resp = reqwest::get(&url)
             .await
-            .map_err(|e| format!("GET {url}: {e}"))?;
+            .map_err(|source| StackError::Http {
+                what: format!("GET {url}"),
+                source,
+            })?;
         if resp.status() == 200 {
             Ok(format!("GET {url} -> 200"))
         } else {
-            Err(format!("GET {url} -> {}", resp.status()))
+            Err(StackError::HttpStatus {
+                what: format!("GET {url}"),
+                said: resp.status().to_string(),
+            })
         }
     }
 
-    pub async fn upstream_reachable(&self) -> Result<String, String> {
+    pub async fn upstream_reachable(&self) -> Result<String, StackError> {
         match tokio::time::timeout(
             Duration::from_secs(3),
             tokio::net::TcpStream::connect(self.mock_addr),
@@ -433,8 +448,14 @@ impl Local {
                 "the mock upstream at {} accepts connections",
                 self.mock_addr
             )),
-            Ok(Err(e)) => Err(format!("{}: {e}", self.mock_addr)),
-            Err(_) => Err(format!("{}: connect timed out", self.mock_addr)),
+            Ok(Err(e)) => Err(StackError::Unreachable {
+                target: self.mock_addr.to_string(),
+                why: e.to_string(),
+            }),
+            Err(_) => Err(StackError::Unreachable {
+                target: self.mock_addr.to_string(),
+                why: "connect timed out".into(),
+            }),
         }
     }
 
@@ -515,11 +536,11 @@ impl Backend for Local {
         true
     }
 
-    async fn published_ports(&self) -> Result<(u16, Option<u16>), String> {
+    async fn published_ports(&self) -> Result<(u16, Option<u16>), StackError> {
         Ok((self.https_port, Some(self.mock_port())))
     }
 
-    async fn goproxy_ids(&self, service: &str) -> Result<Vec<String>, String> {
+    async fn goproxy_ids(&self, service: &str) -> Result<Vec<String>, StackError> {
         if service == "goproxy" {
             Ok(self.ids().await)
         } else {
@@ -527,11 +548,11 @@ impl Backend for Local {
         }
     }
 
-    async fn listening_ports(&self, id: &str) -> Result<Vec<u16>, String> {
+    async fn listening_ports(&self, id: &str) -> Result<Vec<u16>, StackError> {
         Local::listening_ports(self, id).await
     }
 
-    async fn listening_where_goproxy_binds(&self) -> Result<Vec<u16>, String> {
+    async fn listening_where_goproxy_binds(&self) -> Result<Vec<u16>, StackError> {
         Ok(self.host_listening())
     }
 
@@ -539,31 +560,35 @@ impl Backend for Local {
         Local::port_owner(self, port)
     }
 
-    async fn check_config(&self, candidate: &Path) -> Result<Exec, String> {
+    async fn check_config(&self, candidate: &Path) -> Result<Exec, StackError> {
         Local::check_config(self, candidate).await
     }
 
-    async fn nginx_test(&self, candidate: &Path) -> Result<Exec, String> {
+    async fn nginx_test(&self, candidate: &Path) -> Result<Exec, StackError> {
         Local::nginx_test(self, candidate).await
     }
 
-    async fn reload_nginx(&self) -> Result<String, String> {
+    async fn reload_nginx(&self) -> Result<String, StackError> {
         Local::reload_nginx(self).await
     }
 
-    async fn nginx_workers(&self) -> Result<Vec<String>, String> {
+    async fn nginx_workers(&self) -> Result<Vec<String>, StackError> {
         Ok(Local::nginx_workers(self))
     }
 
-    async fn occupy_port(&self, port: u16, _candidate_json: &str) -> Result<(), String> {
+    async fn occupy_port(&self, port: u16, _candidate_json: &str) -> Result<(), StackError> {
         Local::occupy_port(self, port)
     }
 
-    async fn start_goproxy_beside(&self) -> Result<String, String> {
+    async fn start_goproxy_beside(&self) -> Result<String, StackError> {
         self.start_beside().await
     }
 
-    async fn wait_goproxy_healthy(&self, id: &str, deadline: Duration) -> Result<String, String> {
+    async fn wait_goproxy_healthy(
+        &self,
+        id: &str,
+        deadline: Duration,
+    ) -> Result<String, StackError> {
         self.wait_healthy(id, deadline).await
     }
 
@@ -571,7 +596,7 @@ impl Backend for Local {
         self.remove(id).await
     }
 
-    async fn stop_goproxy(&self, id: &str) -> Result<(), String> {
+    async fn stop_goproxy(&self, id: &str) -> Result<(), StackError> {
         self.stop(id).await
     }
 
@@ -579,23 +604,25 @@ impl Backend for Local {
         self.remove_exited().await
     }
 
-    async fn start_single_goproxy(&self) -> Result<String, String> {
+    async fn start_single_goproxy(&self) -> Result<String, StackError> {
         self.start_beside().await
     }
 
-    async fn design_restart_goproxy(&self) -> Result<String, String> {
+    async fn design_restart_goproxy(&self) -> Result<String, StackError> {
         self.design_restart().await
     }
 
-    async fn restart_instance(&self, _service: &str) -> Result<String, String> {
-        Err("two goproxy instances need the container backend".into())
+    async fn restart_instance(&self, _service: &str) -> Result<String, StackError> {
+        Err(StackError::Unsupported(
+            "two goproxy instances need the container backend".into(),
+        ))
     }
 
-    async fn get_goproxy_as_nginx(&self, _service: &str, port: u16) -> Result<String, String> {
+    async fn get_goproxy_as_nginx(&self, _service: &str, port: u16) -> Result<String, StackError> {
         self.get_direct(port).await
     }
 
-    async fn upstream_reachable(&self) -> Result<String, String> {
+    async fn upstream_reachable(&self) -> Result<String, StackError> {
         Local::upstream_reachable(self).await
     }
 
@@ -603,18 +630,20 @@ impl Backend for Local {
         LogMark::Sizes(self.log_sizes())
     }
 
-    async fn logs_since(&self, mark: &LogMark) -> Result<Vec<(String, String)>, String> {
+    async fn logs_since(&self, mark: &LogMark) -> Result<Vec<(String, String)>, StackError> {
         match mark {
             LogMark::Sizes(s) => Ok(Local::logs_since(self, s)),
-            LogMark::Time(_) => Err("a log mark of the container backend".into()),
+            LogMark::Time(_) => Err(StackError::Unsupported(
+                "a log mark of the container backend".into(),
+            )),
         }
     }
 
-    async fn restarts(&self) -> Result<u64, String> {
+    async fn restarts(&self) -> Result<u64, StackError> {
         Ok(self.unexpected_exits().await)
     }
 
-    async fn stop_upstream(&self) -> Result<(), String> {
+    async fn stop_upstream(&self) -> Result<(), StackError> {
         Local::stop_upstream(self);
         Ok(())
     }
@@ -709,30 +738,36 @@ fn write_localized(
     tls_dir: &Path,
     https_port: u16,
     http_port: u16,
-) -> Result<(), String> {
-    let conf = std::fs::read_to_string(from)
-        .map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+) -> Result<(), StackError> {
+    let conf = std::fs::read_to_string(from).map_err(|e| StackError::io("read", from, e))?;
     std::fs::write(to, localize(&conf, dir, tls_dir, https_port, http_port))
-        .map_err(|e| format!("cannot write {}: {e}", to.display()))
+        .map_err(|e| StackError::io("write", to, e))
 }
 
 /// Starts `cmd` with stdout and stderr into `log`; killed when dropped.
-fn spawn_logged(cmd: &mut Command, log: &Path) -> Result<Child, String> {
-    let file =
-        std::fs::File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+fn spawn_logged(cmd: &mut Command, log: &Path) -> Result<Child, StackError> {
+    let file = std::fs::File::create(log).map_err(|e| StackError::io("create", log, e))?;
+    let stdout = file
+        .try_clone()
+        .map_err(|e| StackError::io("open", log, e))?;
     cmd.stdin(Stdio::null())
-        .stdout(file.try_clone().map_err(|e| e.to_string())?)
+        .stdout(stdout)
         .stderr(file)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot start {:?}: {e}", cmd.as_std().get_program()))
+        .map_err(|source| StackError::Spawn {
+            action: "start",
+            program: format!("{:?}", cmd.as_std().get_program()),
+            source,
+        })
 }
 
-async fn run(cmd: &mut Command) -> Result<Exec, String> {
-    let out = cmd
-        .output()
-        .await
-        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+async fn run(cmd: &mut Command) -> Result<Exec, StackError> {
+    let out = cmd.output().await.map_err(|source| StackError::Spawn {
+        action: "run",
+        program: format!("{cmd:?}"),
+        source,
+    })?;
     Ok(Exec {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -740,10 +775,10 @@ async fn run(cmd: &mut Command) -> Result<Exec, String> {
     })
 }
 
-fn pid_of(id: &str) -> Result<u32, String> {
+fn pid_of(id: &str) -> Result<u32, StackError> {
     id.strip_prefix("pid:")
         .and_then(|p| p.parse().ok())
-        .ok_or_else(|| format!("`{id}` is not a local process id"))
+        .ok_or_else(|| StackError::Unsupported(format!("`{id}` is not a local process id")))
 }
 
 /// Inodes of the sockets a process has open.
@@ -780,7 +815,8 @@ fn listening_with_inodes(inodes: &[String]) -> Vec<u16> {
     parse_listening(&rows)
 }
 
-async fn wait_port(port: u16, deadline: Duration) -> Result<(), String> {
+/// Until something listens on `port`; the deadline it ran out at if not.
+async fn wait_port(port: u16, deadline: Duration) -> Result<(), Duration> {
     poll_until(deadline, Duration::from_millis(50), || async {
         let open = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -792,14 +828,17 @@ async fn wait_port(port: u16, deadline: Duration) -> Result<(), String> {
         })
     })
     .await
-    .map_err(|_| format!("nothing listens on 127.0.0.1:{port} after {deadline:?}"))
+    .map_err(|_| deadline)
 }
 
-fn free_port() -> Result<u16, String> {
+fn free_port() -> Result<u16, StackError> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .map_err(|e| format!("no free loopback port: {e}"))
+        .map_err(|source| StackError::Bind {
+            what: "no free loopback port".into(),
+            source,
+        })
 }
 
 fn tail_file(path: &Path) -> String {

@@ -11,6 +11,7 @@
 pub mod backend;
 pub mod client;
 pub mod containers;
+pub mod error;
 pub mod local;
 mod nginx_failure;
 pub mod workers;
@@ -32,6 +33,7 @@ use local::{Local, LocalPrograms};
 
 pub use backend::{Backend, LogMark};
 pub use client::DEFAULT_STREAM_BOUND;
+pub use error::StackError;
 
 /// The TLS name nginx serves.
 pub const HOSTNAME: &str = "chat.trollllm.xyz";
@@ -113,13 +115,15 @@ impl std::ops::Deref for Stack {
 
 /// Binds wiremock for the probe model: on all interfaces for containers
 /// (goproxy reaches it as `host.docker.internal`), on loopback otherwise.
-pub async fn start_wiremock(backend: BackendKind) -> Result<MockServer, String> {
+pub async fn start_wiremock(backend: BackendKind) -> Result<MockServer, StackError> {
     let addr = match backend {
         BackendKind::Containers => "0.0.0.0:0",
         BackendKind::Local => "127.0.0.1:0",
     };
-    let listener =
-        std::net::TcpListener::bind(addr).map_err(|e| format!("cannot bind wiremock: {e}"))?;
+    let listener = std::net::TcpListener::bind(addr).map_err(|source| StackError::Bind {
+        what: "cannot bind wiremock".into(),
+        source,
+    })?;
     Ok(MockServer::builder().listener(listener).start().await)
 }
 
@@ -132,16 +136,24 @@ impl Stack {
         files: LiveFiles,
         wiremock: MockServer,
         mock: Option<mock_upstream::MockUpstream>,
-    ) -> Result<Stack, String> {
-        let cert = tls::generate(HOSTNAME).map_err(|e| format!("cannot make a TLS cert: {e}"))?;
+    ) -> Result<Stack, StackError> {
+        let cert = tls::generate(HOSTNAME).map_err(|e| StackError::Tls {
+            what: "cannot make a TLS cert",
+            source: e.into(),
+        })?;
         tls::write_tls_dir(&files.tls_dir, &cert)
             .and_then(|_| tls::write_tls_dir(&letsencrypt_live(&files), &cert))
-            .map_err(|e| format!("cannot write TLS files: {e}"))?;
+            .map_err(|e| StackError::Tls {
+                what: "cannot write TLS files",
+                source: e.into(),
+            })?;
         let backend: Box<dyn Backend> = match opts.backend {
             BackendKind::Containers => Box::new(start_containers(opts, &files).await?),
             BackendKind::Local => {
                 let programs = LocalPrograms::find(&opts.root)?;
-                let mock = mock.ok_or("the local backend needs the streaming mock started")?;
+                let mock = mock.ok_or(StackError::Missing(
+                    "the local backend needs the streaming mock started",
+                ))?;
                 Box::new(Local::start(&programs, files.clone(), mock, &opts.api_key).await?)
             }
         };
@@ -157,18 +169,22 @@ impl Stack {
 
     /// Re-attaches to a kept container run (see [`crate::state`]). wiremock
     /// is bound again on its old port, where goproxy's probe endpoint points.
-    pub async fn attach(state: &RunState) -> Result<Stack, String> {
-        let compose = ComposeStack::attach(&state.compose_files, &state.project, state.env.clone())
-            .map_err(|e| e.to_string())?;
+    pub async fn attach(state: &RunState) -> Result<Stack, StackError> {
+        let compose =
+            ComposeStack::attach(&state.compose_files, &state.project, state.env.clone())?;
         let containers = Containers { compose };
         if containers.ids("nginx").await?.is_empty() {
-            return Err(format!(
-                "compose project {} has no running nginx: was it taken down?",
-                state.project
-            ));
+            return Err(StackError::TakenDown {
+                project: state.project.clone(),
+            });
         }
-        let listener = std::net::TcpListener::bind(("0.0.0.0", state.wiremock_port))
-            .map_err(|e| format!("cannot bind wiremock again on {}: {e}", state.wiremock_port))?;
+        let listener =
+            std::net::TcpListener::bind(("0.0.0.0", state.wiremock_port)).map_err(|source| {
+                StackError::Bind {
+                    what: format!("cannot bind wiremock again on {}", state.wiremock_port),
+                    source,
+                }
+            })?;
         let wiremock = MockServer::builder().listener(listener).start().await;
         let files = LiveFiles::open(&state.run_dir);
         Self::connect(
@@ -187,15 +203,21 @@ impl Stack {
         cert_pem: String,
         api_key: String,
         wiremock: Option<MockServer>,
-    ) -> Result<Stack, String> {
+    ) -> Result<Stack, StackError> {
         let (https_port, mock_port) = backend.published_ports().await?;
-        let ca = reqwest::Certificate::from_pem(cert_pem.as_bytes())
-            .map_err(|e| format!("generated cert does not parse: {e}"))?;
+        let ca =
+            reqwest::Certificate::from_pem(cert_pem.as_bytes()).map_err(|e| StackError::Tls {
+                what: "generated cert does not parse",
+                source: e.into(),
+            })?;
         let client = client::builder(DEFAULT_STREAM_BOUND)
             .add_root_certificate(ca)
             .resolve(HOSTNAME, ([127, 0, 0, 1], https_port).into())
             .build()
-            .map_err(|e| format!("cannot build HTTPS client: {e}"))?;
+            .map_err(|e| StackError::Tls {
+                what: "cannot build HTTPS client",
+                source: e.into(),
+            })?;
         Ok(Stack {
             backend,
             files,
@@ -243,14 +265,16 @@ impl Stack {
         scenario: &Scenario,
         model: &StreamModel,
         backups: &[Backup],
-    ) -> Result<RunState, String> {
+    ) -> Result<RunState, StackError> {
         let Some(compose) = self.backend.compose() else {
-            return Err("a kept stack needs the container backend".into());
+            return Err(StackError::Unsupported(
+                "a kept stack needs the container backend".into(),
+            ));
         };
         let wiremock = self
             .wiremock
             .as_ref()
-            .ok_or("a kept test stack has wiremock")?;
+            .ok_or(StackError::Missing("a kept test stack has wiremock"))?;
         Ok(RunState {
             run_dir: self.files.dir.clone(),
             compose_files: compose.files().to_vec(),
@@ -299,13 +323,13 @@ impl Stack {
         &self,
         old: &[String],
         deadline: Duration,
-    ) -> Result<String, String> {
+    ) -> Result<String, StackError> {
         workers::wait_gone(self.backend.as_ref(), old, deadline, self.quiet).await
     }
 
     /// The design's restart of goproxy (`up -d --build goproxy`); an error
     /// if it did not actually restart goproxy.
-    pub async fn design_restart_goproxy(&self) -> Result<String, String> {
+    pub async fn design_restart_goproxy(&self) -> Result<String, StackError> {
         let restarted = self.backend.design_restart_goproxy().await;
         // `up -d --build goproxy` may have recreated the mock too.
         if let Ok((_, Some(port))) = self.backend.published_ports().await {
@@ -316,35 +340,42 @@ impl Stack {
     }
 
     /// Replaces the streaming mock's behaviour (chunks, delays, faults).
-    pub async fn set_mock(&self, config: &mock_upstream::MockConfig) -> Result<(), String> {
+    pub async fn set_mock(&self, config: &mock_upstream::MockConfig) -> Result<(), StackError> {
         if self.mock_port() == 0 {
-            return Err("this stack has no mock upstream".into());
+            return Err(StackError::Unsupported(
+                "this stack has no mock upstream".into(),
+            ));
         }
         let resp = reqwest::Client::new()
             .put(self.mock_url("/__mock/config"))
             .json(config)
             .send()
             .await
-            .map_err(|e| format!("cannot reach the mock's admin route: {e}"))?;
+            .map_err(|source| StackError::Http {
+                what: "cannot reach the mock's admin route".into(),
+                source,
+            })?;
         if resp.status().is_success() {
             Ok(())
         } else {
-            Err(format!("mock refused its config: HTTP {}", resp.status()))
+            Err(StackError::MockRefused {
+                status: resp.status(),
+            })
         }
     }
 }
 
 /// Judges one `nginx <step>` of a reload: a non-zero exit is an error with
 /// what nginx said (`nginx -t` refusing the live config stops the reload).
-pub(crate) fn nginx_step(step: &str, out: Exec) -> Result<(), String> {
+pub(crate) fn nginx_step(step: &'static str, out: Exec) -> Result<(), StackError> {
     if out.code == 0 {
         Ok(())
     } else {
-        Err(format!(
-            "nginx {step} exited {}: {}",
-            out.code,
-            out.stderr.trim()
-        ))
+        Err(StackError::NginxFailed {
+            step,
+            code: out.code,
+            stderr: out.stderr.trim().to_string(),
+        })
     }
 }
 
@@ -360,14 +391,17 @@ fn letsencrypt_live(files: &LiveFiles) -> PathBuf {
 }
 
 /// `up -d` of the compose project on the run's live files, until healthy.
-async fn start_containers(opts: &StackOptions, files: &LiveFiles) -> Result<Containers, String> {
+async fn start_containers(
+    opts: &StackOptions,
+    files: &LiveFiles,
+) -> Result<Containers, StackError> {
     let (base, overrides) = opts
         .compose_files
         .split_first()
-        .ok_or("no compose file to start")?;
-    let mut compose = ComposeStack::new(base, "harness").map_err(|e| e.to_string())?;
+        .ok_or(StackError::Missing("no compose file to start"))?;
+    let mut compose = ComposeStack::new(base, "harness")?;
     for file in overrides {
-        compose = compose.with_file(file).map_err(|e| e.to_string())?;
+        compose = compose.with_file(file)?;
     }
     // Port 0: Docker picks free loopback ports, read back with `port`.
     let mut compose = compose
@@ -386,8 +420,7 @@ async fn start_containers(opts: &StackOptions, files: &LiveFiles) -> Result<Cont
     let mut services = vec!["upstream", "goproxy", "nginx"];
     if let Some(multi) = &opts.multi_file {
         compose = compose
-            .with_file(multi)
-            .map_err(|e| e.to_string())?
+            .with_file(multi)?
             .with_env("GOPROXY_B_CONFIG", files.goproxy_b_config.to_string_lossy());
         services.insert(2, "goproxy-b");
     }
@@ -395,7 +428,7 @@ async fn start_containers(opts: &StackOptions, files: &LiveFiles) -> Result<Cont
     compose
         .up(&[], false)
         .await
-        .map_err(|e| format!("docker compose up failed: {e}"))?;
+        .map_err(|e| StackError::ComposeUp(Box::new(e)))?;
     if let Err(e) = compose.wait_healthy(&services, UP_DEADLINE).await {
         return Err(nginx_failure::explain(&compose, e).await);
     }

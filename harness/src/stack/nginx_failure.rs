@@ -5,14 +5,15 @@
 //! the exited container and returns; this adds `nginx -t` run on the same
 //! mounts (a throwaway `compose run`), so the report quotes nginx.
 
-use crate::compose::{ComposeStack, StackError};
+use super::StackError;
+use crate::compose::ComposeStack;
+use crate::docker::DockerError;
 
 /// The error of a failed start, with nginx's own `nginx -t` output when
 /// nginx is what failed.
-pub async fn explain(compose: &ComposeStack, e: StackError) -> String {
-    let said = e.to_string();
-    if !matches!(&e, StackError::NotHealthy { service, .. } if service == "nginx") {
-        return said;
+pub async fn explain(compose: &ComposeStack, e: DockerError) -> StackError {
+    if !matches!(&e, DockerError::NotHealthy { service, .. } if service == "nginx") {
+        return e.into();
     }
     let args = [
         "run",
@@ -40,7 +41,10 @@ pub async fn explain(compose: &ComposeStack, e: StackError) -> String {
     } else {
         own.join(" / ")
     };
-    format!("nginx did not start; nginx -t says: {test} ({said})")
+    StackError::NginxDidNotStart {
+        said: test,
+        source: Box::new(e),
+    }
 }
 
 /// One line of nginx's own output, without the error log's timestamp:

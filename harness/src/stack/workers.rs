@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::Backend;
+use super::{Backend, StackError};
 use crate::poll::{ms_since, poll_until, Attempt, PollError};
 
 /// How often progress is printed while old workers still run.
@@ -28,7 +28,7 @@ pub async fn wait_gone(
     old: &[String],
     deadline: Duration,
     quiet: bool,
-) -> Result<String, String> {
+) -> Result<String, StackError> {
     let t0 = Instant::now();
     // Atomics, not Cells: the switch's future may be sent between threads.
     let next_progress_ms = AtomicU64::new(PROGRESS_EVERY.as_millis() as u64);
@@ -68,11 +68,10 @@ pub async fn wait_gone(
         Err(PollError::Failed(e)) => Err(e),
         Err(PollError::TimedOut { waited, last }) => {
             let open = backend.worker_connections(&last).await;
-            Err(format!(
-                "{}; still running after the {deadline:?} bound: raise \
-                 --stream-bound if streams really last that long",
-                progress_line(last.len(), open, waited)
-            ))
+            Err(StackError::WorkersLeft {
+                progress: progress_line(last.len(), open, waited),
+                bound: deadline,
+            })
         }
     }
 }

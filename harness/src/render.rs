@@ -153,6 +153,25 @@ pub fn render(
     base: &BaseSource,
     mocks: &MockEndpoints,
 ) -> Result<(Rendered, Rendered), RenderError> {
+    let candidate = candidate(scenario, sources, mocks)?;
+    let base_knobs = Knobs {
+        host: mocks.goproxy_host.as_deref(),
+        second: scenario.second_port,
+        ..Default::default()
+    };
+    let start = match base {
+        BaseSource::Simulated => simulated(scenario, sources, mocks, base_knobs)?,
+        other => materialized(other, sources, mocks, &base_knobs)?,
+    };
+    Ok((start, candidate))
+}
+
+/// The operator's files as written, or as the scenario derives them.
+fn candidate(
+    scenario: &Scenario,
+    sources: &Sources,
+    mocks: &MockEndpoints,
+) -> Result<Rendered, RenderError> {
     let change = &scenario.change;
     let derive = change.derives();
     let host = if scenario.fault == Fault::GoproxyFailsToStart {
@@ -160,7 +179,7 @@ pub fn render(
     } else {
         mocks.goproxy_host.as_deref()
     };
-    let cand_knobs = Knobs {
+    let knobs = Knobs {
         port: derive.then(|| {
             change
                 .port_literal
@@ -173,7 +192,7 @@ pub fn render(
         host,
         second: scenario.second_port,
     };
-    let mut candidate = one(sources, mocks, &cand_knobs)?;
+    let mut candidate = one(sources, mocks, &knobs)?;
     candidate.origin = format!(
         "{} and {}{}",
         sources.goproxy_config.display(),
@@ -184,54 +203,62 @@ pub fn render(
             " as written"
         }
     );
-    let base_knobs = Knobs {
-        host: mocks.goproxy_host.as_deref(),
-        second: scenario.second_port,
-        ..Default::default()
+    Ok(candidate)
+}
+
+/// No base given: the candidate at the scenario's start port.
+fn simulated(
+    scenario: &Scenario,
+    sources: &Sources,
+    mocks: &MockEndpoints,
+    base_knobs: Knobs,
+) -> Result<Rendered, RenderError> {
+    let knobs = Knobs {
+        port: Some(scenario.start_port.to_string()),
+        nginx_port: Some(scenario.start_port),
+        ..base_knobs
     };
-    let start = match base {
-        BaseSource::Simulated => {
-            let knobs = Knobs {
-                port: Some(scenario.start_port.to_string()),
-                nginx_port: Some(scenario.start_port),
-                ..base_knobs
-            };
-            let mut r = one(sources, mocks, &knobs)?;
-            r.origin = format!(
-                "simulated: the candidate with goproxy's port set to {} (no --base or --base-dir given)",
-                scenario.start_port
-            );
-            r
-        }
-        other => {
-            let files = base::Files {
-                goproxy_config: &sources.goproxy_config,
-                nginx_conf: &sources.nginx_conf,
-                compose_files: &sources.compose_files,
-            };
-            let (m, origin) = other.materialize(files)?;
-            // The base's service names and mounts come from its own compose files.
-            let base_sources = Sources::of(&crate::lint::LintTargets {
-                prod_config: m.goproxy_config.clone(),
-                dev_config: None,
-                dev_note: None,
-                nginx_conf: m.nginx_conf.clone(),
-                compose_files: m.compose_files.clone(),
-                service: sources.service.clone(),
-            });
-            let mut r = one(&base_sources, mocks, &base_knobs)?;
-            if let Some((dir, label)) = &m.shown_as {
-                let from = format!("{}/", dir.display());
-                for s in &mut r.substitutions {
-                    *s = s.replace(&from, label);
-                }
-                r.nginx_map.relabel(dir, label);
-            }
-            r.origin = origin;
-            r
-        }
+    let mut r = one(sources, mocks, &knobs)?;
+    r.origin = format!(
+        "simulated: the candidate with goproxy's port set to {} (no --base or --base-dir given)",
+        scenario.start_port
+    );
+    Ok(r)
+}
+
+/// The base's own files (a git ref or a directory), rendered as they are and
+/// shown under the name the operator knows them by.
+fn materialized(
+    base: &BaseSource,
+    sources: &Sources,
+    mocks: &MockEndpoints,
+    base_knobs: &Knobs,
+) -> Result<Rendered, RenderError> {
+    let files = base::Files {
+        goproxy_config: &sources.goproxy_config,
+        nginx_conf: &sources.nginx_conf,
+        compose_files: &sources.compose_files,
     };
-    Ok((start, candidate))
+    let (m, origin) = base.materialize(files)?;
+    // The base's service names and mounts come from its own compose files.
+    let base_sources = Sources::of(&crate::lint::LintTargets {
+        prod_config: m.goproxy_config.clone(),
+        dev_config: None,
+        dev_note: None,
+        nginx_conf: m.nginx_conf.clone(),
+        compose_files: m.compose_files.clone(),
+        service: sources.service.clone(),
+    });
+    let mut r = one(&base_sources, mocks, base_knobs)?;
+    if let Some((dir, label)) = &m.shown_as {
+        let from = format!("{}/", dir.display());
+        for s in &mut r.substitutions {
+            *s = s.replace(&from, label);
+        }
+        r.nginx_map.relabel(dir, label);
+    }
+    r.origin = origin;
+    Ok(r)
 }
 
 fn one(sources: &Sources, mocks: &MockEndpoints, k: &Knobs) -> Result<Rendered, RenderError> {
@@ -302,20 +329,46 @@ pub fn goproxy_json(
     host: Option<&str>,
     subs: &mut Vec<String>,
 ) -> Result<String, RenderError> {
-    let json_err = |e: serde_json::Error| RenderError::Json {
-        path: path.to_path_buf(),
-        line: e.line(),
-        column: e.column(),
-        message: e.to_string(),
-    };
-    let root: Value = serde_json::from_str(text).map_err(json_err)?;
+    let root: Value = serde_json::from_str(text).map_err(|e| json_error(path, e))?;
     if !root.is_object() {
         return Err(RenderError::NotObject {
             path: path.to_path_buf(),
         });
     }
-    let file = path.display();
     let (members, close) = json_splice::object(text, json_splice::root(text));
+    let mut edits = top_level_edits(path, &members, close, port_literal, host, subs)?;
+    let endpoints = arrays(text, &members, "endpoints");
+    rebase_endpoints(path, text, &endpoints, mocks, subs, &mut edits);
+    if let Some(wm) = &mocks.wiremock {
+        let models = arrays(text, &members, "models");
+        add_probe(path, wm, &endpoints, &models, subs, &mut edits);
+    }
+    Ok(json_splice::splice(text, edits))
+}
+
+/// One replacement in the operator's JSON text: a byte range and its new text.
+type Splice = (std::ops::Range<usize>, String);
+
+fn json_error(path: &Path, e: serde_json::Error) -> RenderError {
+    RenderError::Json {
+        path: path.to_path_buf(),
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    }
+}
+
+/// `"port"` and `"host"` set at every place the operator has them, else
+/// appended to the root object.
+fn top_level_edits(
+    path: &Path,
+    members: &[json_splice::Member],
+    close: usize,
+    port_literal: Option<&str>,
+    host: Option<&str>,
+    subs: &mut Vec<String>,
+) -> Result<Vec<Splice>, RenderError> {
+    let file = path.display();
     let mut edits = Vec::new();
     let mut added = Vec::new();
     let mut set = |key: &str, lit: &str, edits: &mut Vec<_>| {
@@ -328,7 +381,7 @@ pub fn goproxy_json(
         }
     };
     if let Some(lit) = port_literal {
-        serde_json::from_str::<Value>(lit).map_err(json_err)?;
+        serde_json::from_str::<Value>(lit).map_err(|e| json_error(path, e))?;
         set("port", lit, &mut edits);
         subs.push(format!("{file}: \"port\" set to {lit} by the scenario"));
     }
@@ -341,14 +394,32 @@ pub fn goproxy_json(
         let values: Vec<_> = members.iter().map(|(_, r)| r.clone()).collect();
         edits.push(json_splice::append(&values, close, &added.join(", ")));
     }
-    let arrays = |key: &str| -> Vec<(Vec<std::ops::Range<usize>>, usize)> {
-        members
-            .iter()
-            .filter(|(k, r)| k == key && text.as_bytes()[r.start] == b'[')
-            .map(|(_, r)| json_splice::array(text, r.start))
-            .collect()
-    };
-    let endpoints = arrays("endpoints");
+    Ok(edits)
+}
+
+/// Each top-level array member named `key`: its elements and closing bracket.
+fn arrays(
+    text: &str,
+    members: &[json_splice::Member],
+    key: &str,
+) -> Vec<(Vec<std::ops::Range<usize>>, usize)> {
+    members
+        .iter()
+        .filter(|(k, r)| k == key && text.as_bytes()[r.start] == b'[')
+        .map(|(_, r)| json_splice::array(text, r.start))
+        .collect()
+}
+
+/// Every endpoint's `base_url` pointed at the mock upstream, path kept.
+fn rebase_endpoints(
+    path: &Path,
+    text: &str,
+    endpoints: &[(Vec<std::ops::Range<usize>>, usize)],
+    mocks: &MockEndpoints,
+    subs: &mut Vec<String>,
+    edits: &mut Vec<Splice>,
+) {
+    let file = path.display();
     for ep in endpoints.iter().flat_map(|(els, _)| els) {
         if text.as_bytes()[ep.start] != b'{' {
             continue;
@@ -378,31 +449,41 @@ pub fn goproxy_json(
             ));
         }
     }
-    if let Some(wm) = &mocks.wiremock {
-        if let Some((els, close)) = endpoints.last() {
-            let probe = serde_json::json!({
-                "name": PROBE_ENDPOINT,
-                "base_url": format!("{wm}/v1/chat/completions"),
-            });
-            edits.push(json_splice::append(els, *close, &probe.to_string()));
-        }
-        if let Some((els, close)) = arrays("models").last() {
-            let model = serde_json::json!({
-                "id": PROBE_MODEL,
-                "name": "harness probe (wiremock)",
-                "type": "openai",
-                "upstream": "probe",
-                "upstream_model_id": PROBE_UPSTREAM_MODEL,
-                "input_price_per_mtok": 1.0,
-                "output_price_per_mtok": 2.0,
-            });
-            edits.push(json_splice::append(els, *close, &model.to_string()));
-            subs.push(format!(
-                "{file}: probe endpoint {PROBE_ENDPOINT} and model {PROBE_MODEL} added (wiremock)"
-            ));
-        }
+}
+
+/// The probe endpoint (wiremock at `wm`) and its model, appended to the
+/// last `endpoints` and `models` arrays.
+fn add_probe(
+    path: &Path,
+    wm: &str,
+    endpoints: &[(Vec<std::ops::Range<usize>>, usize)],
+    models: &[(Vec<std::ops::Range<usize>>, usize)],
+    subs: &mut Vec<String>,
+    edits: &mut Vec<Splice>,
+) {
+    if let Some((els, close)) = endpoints.last() {
+        let probe = serde_json::json!({
+            "name": PROBE_ENDPOINT,
+            "base_url": format!("{wm}/v1/chat/completions"),
+        });
+        edits.push(json_splice::append(els, *close, &probe.to_string()));
     }
-    Ok(json_splice::splice(text, edits))
+    if let Some((els, close)) = models.last() {
+        let model = serde_json::json!({
+            "id": PROBE_MODEL,
+            "name": "harness probe (wiremock)",
+            "type": "openai",
+            "upstream": "probe",
+            "upstream_model_id": PROBE_UPSTREAM_MODEL,
+            "input_price_per_mtok": 1.0,
+            "output_price_per_mtok": 2.0,
+        });
+        edits.push(json_splice::append(els, *close, &model.to_string()));
+        subs.push(format!(
+            "{}: probe endpoint {PROBE_ENDPOINT} and model {PROBE_MODEL} added (wiremock)",
+            path.display()
+        ));
+    }
 }
 
 /// `https://api.example.com/v1/messages` -> `<base>/v1/messages`.

@@ -307,117 +307,27 @@ impl Scenario {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        let invalid = |field: &'static str, value: String, problem: &str| ScenarioError::Invalid {
-            path: path.to_path_buf(),
-            field,
-            value,
-            problem: problem.to_string(),
-        };
-        let port = |field: &'static str, v: i64| {
-            u16::try_from(v)
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| invalid(field, v.to_string(), "must be a TCP port, 1 to 65535"))
-        };
-        let start_port = port("start.port", raw.start.port)?;
-        let second_port = raw
-            .start
-            .second_port
-            .map(|p| port("start.second_port", p))
-            .transpose()?;
-        let rolling = raw.change.strategy == Strategy::RollingRestart;
-        if rolling != second_port.is_some() {
-            return Err(invalid(
-                "start.second_port",
-                format!("{second_port:?}"),
-                "a second instance goes with strategy = \"rolling-restart\", and only with it",
-            ));
-        }
-        if second_port == Some(start_port) {
-            return Err(invalid(
-                "start.second_port",
-                start_port.to_string(),
-                "two instances cannot share a port in nginx's upstream",
-            ));
-        }
-        let change_port = port("change.port", raw.change.port)?;
-        let nginx_port = port(
-            "change.nginx_port",
-            raw.change.nginx_port.unwrap_or(raw.change.port),
-        )?;
-        if rolling && change_port != start_port {
-            return Err(invalid(
-                "change.port",
-                change_port.to_string(),
-                "a rolling restart keeps the port: make it equal to start.port",
-            ));
-        }
-        if start_port == change_port && raw.change.port_literal.is_none() && !rolling {
-            return Err(invalid(
-                "change.port",
-                change_port.to_string(),
-                "equals start.port: the scenario changes nothing",
-            ));
-        }
-        if raw.load.interval_ms == 0 || raw.load.interval_ms > 10_000 {
-            return Err(invalid(
-                "load.interval_ms",
-                raw.load.interval_ms.to_string(),
-                "must be 1 to 10000 (ms between two requests of the steady client)",
-            ));
-        }
-        if raw.load.streams > 256 {
-            return Err(invalid(
-                "load.streams",
-                raw.load.streams.to_string(),
-                "at most 256 streams during a switch (the gate runs on small machines)",
-            ));
-        }
-        // Streams are bounded like everything else: at most the 330 s the
-        // switch waits for them (goproxy's drain_timeout_secs).
-        let stream_ms = u64::from(raw.load.stream_chunks) * raw.load.stream_chunk_delay_ms;
-        if raw.load.stream_chunks == 0 || stream_ms > 330_000 {
-            return Err(invalid(
-                "load.stream_chunks",
-                format!(
-                    "{} x {} ms",
-                    raw.load.stream_chunks, raw.load.stream_chunk_delay_ms
-                ),
-                "a stream must have events and last at most 330 s (the stream bound)",
-            ));
-        }
-        let verdict = raw.expect.verdict;
-        if verdict != Verdict::Go && raw.expect.failed_phase.is_none() && !raw.change.rollback_after
-        {
-            return Err(invalid(
-                "expect.failed_phase",
-                "(missing)".into(),
-                "a scenario expecting a no-go must say in which phase it stops",
-            ));
-        }
-        if rolling && raw.backends.contains(&BackendKind::Local) {
-            return Err(invalid(
-                "backends",
-                format!("{:?}", raw.backends),
-                "two goproxy instances run only on the container backend: backends = [\"containers\"]",
-            ));
-        }
-        if raw.backends.is_empty() {
-            return Err(invalid(
-                "backends",
-                "[]".into(),
-                "name at least one backend",
-            ));
-        }
-        Ok(Scenario {
+        let check = Check { path };
+        // The checks run in this order so a file with several mistakes is
+        // always reported on the same (first) one.
+        let ports = check.ports(&raw)?;
+        check.load(&raw.load)?;
+        check.expect(&raw)?;
+        check.backends(&raw)?;
+        Ok(Self::from_raw(name, raw, ports))
+    }
+
+    /// Builds the scenario from raw fields that passed every check.
+    fn from_raw(name: &str, raw: RawScenario, ports: Ports) -> Self {
+        Scenario {
             backends: raw.backends,
             name: name.to_string(),
             description: raw.description,
-            start_port,
-            second_port,
+            start_port: ports.start,
+            second_port: ports.second,
             change: Change {
-                port: change_port,
-                nginx_port,
+                port: ports.change,
+                nginx_port: ports.nginx,
                 port_literal: raw.change.port_literal,
                 goproxy_config_text: raw.change.goproxy_config_text,
                 nginx_append: raw.change.nginx_append,
@@ -435,12 +345,153 @@ impl Scenario {
                 stream_chunk_delay: Duration::from_millis(raw.load.stream_chunk_delay_ms),
             },
             expect: Expect {
-                verdict,
+                verdict: raw.expect.verdict,
                 failed_phase: raw.expect.failed_phase,
                 failure_mentions: raw.expect.failure_mentions,
                 max_failed_requests: raw.expect.max_failed_requests,
             },
+        }
+    }
+}
+
+/// The scenario's ports once each is known to be a TCP port.
+struct Ports {
+    start: u16,
+    second: Option<u16>,
+    change: u16,
+    nginx: u16,
+}
+
+/// The validation of one scenario file; holds the path for the messages.
+struct Check<'a> {
+    path: &'a Path,
+}
+
+impl Check<'_> {
+    fn invalid(&self, field: &'static str, value: String, problem: &str) -> ScenarioError {
+        ScenarioError::Invalid {
+            path: self.path.to_path_buf(),
+            field,
+            value,
+            problem: problem.to_string(),
+        }
+    }
+
+    fn port(&self, field: &'static str, v: i64) -> Result<u16, ScenarioError> {
+        u16::try_from(v)
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| self.invalid(field, v.to_string(), "must be a TCP port, 1 to 65535"))
+    }
+
+    /// The ports, and how they must relate to the strategy.
+    fn ports(&self, raw: &RawScenario) -> Result<Ports, ScenarioError> {
+        let start_port = self.port("start.port", raw.start.port)?;
+        let second_port = raw
+            .start
+            .second_port
+            .map(|p| self.port("start.second_port", p))
+            .transpose()?;
+        let rolling = raw.change.strategy == Strategy::RollingRestart;
+        if rolling != second_port.is_some() {
+            return Err(self.invalid(
+                "start.second_port",
+                format!("{second_port:?}"),
+                "a second instance goes with strategy = \"rolling-restart\", and only with it",
+            ));
+        }
+        if second_port == Some(start_port) {
+            return Err(self.invalid(
+                "start.second_port",
+                start_port.to_string(),
+                "two instances cannot share a port in nginx's upstream",
+            ));
+        }
+        let change_port = self.port("change.port", raw.change.port)?;
+        let nginx_port = self.port(
+            "change.nginx_port",
+            raw.change.nginx_port.unwrap_or(raw.change.port),
+        )?;
+        if rolling && change_port != start_port {
+            return Err(self.invalid(
+                "change.port",
+                change_port.to_string(),
+                "a rolling restart keeps the port: make it equal to start.port",
+            ));
+        }
+        if start_port == change_port && raw.change.port_literal.is_none() && !rolling {
+            return Err(self.invalid(
+                "change.port",
+                change_port.to_string(),
+                "equals start.port: the scenario changes nothing",
+            ));
+        }
+        Ok(Ports {
+            start: start_port,
+            second: second_port,
+            change: change_port,
+            nginx: nginx_port,
         })
+    }
+
+    /// The load stays small and bounded: the gate runs on small machines.
+    fn load(&self, load: &RawLoad) -> Result<(), ScenarioError> {
+        if load.interval_ms == 0 || load.interval_ms > 10_000 {
+            return Err(self.invalid(
+                "load.interval_ms",
+                load.interval_ms.to_string(),
+                "must be 1 to 10000 (ms between two requests of the steady client)",
+            ));
+        }
+        if load.streams > 256 {
+            return Err(self.invalid(
+                "load.streams",
+                load.streams.to_string(),
+                "at most 256 streams during a switch (the gate runs on small machines)",
+            ));
+        }
+        // Streams are bounded like everything else: at most the 330 s the
+        // switch waits for them (goproxy's drain_timeout_secs).
+        let stream_ms = u64::from(load.stream_chunks) * load.stream_chunk_delay_ms;
+        if load.stream_chunks == 0 || stream_ms > 330_000 {
+            return Err(self.invalid(
+                "load.stream_chunks",
+                format!("{} x {} ms", load.stream_chunks, load.stream_chunk_delay_ms),
+                "a stream must have events and last at most 330 s (the stream bound)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A no-go must say where it stops (unless a rollback follows).
+    fn expect(&self, raw: &RawScenario) -> Result<(), ScenarioError> {
+        if raw.expect.verdict != Verdict::Go
+            && raw.expect.failed_phase.is_none()
+            && !raw.change.rollback_after
+        {
+            return Err(self.invalid(
+                "expect.failed_phase",
+                "(missing)".into(),
+                "a scenario expecting a no-go must say in which phase it stops",
+            ));
+        }
+        Ok(())
+    }
+
+    /// At least one backend, and one that can run the strategy.
+    fn backends(&self, raw: &RawScenario) -> Result<(), ScenarioError> {
+        let rolling = raw.change.strategy == Strategy::RollingRestart;
+        if rolling && raw.backends.contains(&BackendKind::Local) {
+            return Err(self.invalid(
+                "backends",
+                format!("{:?}", raw.backends),
+                "two goproxy instances run only on the container backend: backends = [\"containers\"]",
+            ));
+        }
+        if raw.backends.is_empty() {
+            return Err(self.invalid("backends", "[]".into(), "name at least one backend"));
+        }
+        Ok(())
     }
 }
 

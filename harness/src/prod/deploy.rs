@@ -181,32 +181,9 @@ async fn phases(
     figures: &mut Figures,
 ) -> (Verdict, String) {
     let no_go = |why: &str| (Verdict::NoGo, why.to_string());
-    let stack = &f.stack;
-    let healthy = checks
-        .run(
-            Phase::PreDeployment,
-            "pre.project-healthy",
-            project::healthy(stack.backend.as_ref()),
-        )
-        .await;
-    if !healthy {
-        return no_go("the project is not healthy: deploy refuses to start; nothing was changed");
-    }
-    let targets = LintTargets {
-        prod_config: f.candidate.0.clone(),
-        nginx_conf: f.candidate.1.clone(),
-        ..LintTargets::from_root(&opts.candidate_dir)
-    };
-    lint::run(&targets, checks).await;
-    if !checks.all_passed() {
-        return no_go("lint failed on the candidate files; nothing was changed");
-    }
-    let (old_port, new_port) = match ports(f).await {
-        Ok(p) => p,
-        Err(e) => {
-            checks.push_fail(Phase::PreDeployment, "pre.ports", e);
-            return no_go("cannot read the old and new ports; nothing was changed");
-        }
+    let (old_port, new_port) = match read_only_checks(opts, f, checks).await {
+        Ok(ports) => ports,
+        Err(why) => return no_go(why),
     };
     if opts.dry_run {
         println!("{}", plan::render(opts, f, old_port, new_port));
@@ -215,56 +192,10 @@ async fn phases(
             "dry run: every step printed above; nothing was changed".into(),
         );
     }
-    let second = match pre_second(f, checks).await {
-        Ok(s) => s,
-        Err(()) => return no_go("a pre-deployment check of goproxy-b failed; nothing was changed"),
+    let (backups, mut state) = match back_up(opts, f, checks, old_port, new_port).await {
+        Ok(done) => done,
+        Err(why) => return no_go(why),
     };
-    let old_ports: Vec<u16> = std::iter::once(old_port).chain(second).collect();
-    let mut pre = pre::run(
-        stack,
-        checks,
-        &old_ports,
-        new_port,
-        (&f.candidate.0, &f.candidate.1),
-        &Namer::verbatim(&f.candidate.1, &f.candidate.0),
-    )
-    .await;
-    if pre.passed && f.second.is_some() {
-        pre.passed = backup_second(f, checks, &mut pre.backups).await;
-    }
-    if !pre.passed {
-        return no_go("a pre-deployment check failed; nothing was changed");
-    }
-    let mut state = DeployState {
-        dir: f.state_dir.clone(),
-        project: opts.project.clone(),
-        compose_files: opts.compose_files.clone(),
-        step: Step::BackedUp,
-        old_port,
-        new_port,
-        backups: pre
-            .backups
-            .iter()
-            .map(|b| (b.original.clone(), b.copy.clone()))
-            .collect(),
-        url: f.target.base.clone(),
-        resolve: target_spec(opts, stack.https_port)
-            .resolve
-            .map(|r| format!("{}:{}:{}", r.host, r.port, r.addr)),
-        ca_cert: opts.ca_cert.clone(),
-        insecure: opts.insecure,
-        api_key_env: opts.api_key_env.clone(),
-    };
-    if let Err(e) = state.save() {
-        checks.push_fail(Phase::PreDeployment, "pre.state", e);
-        return no_go("cannot save the deploy state; nothing was changed");
-    }
-    if !opts.quiet {
-        eprintln!(
-            "  state in {dir}: `harness rollback --run-dir {dir}` rolls back at any time",
-            dir = f.state_dir.display()
-        );
-    }
     let after = switch_and_check(opts, f, checks, &mut state).await;
     if after {
         let _ = state.advance(Step::Done);
@@ -276,8 +207,127 @@ async fn phases(
     if !opts.auto_rollback {
         return no_go("a check after the change failed; automatic rollback is off: roll back now");
     }
+    roll_back(f, checks, figures, &mut state, &backups).await
+}
+
+/// The checks that change nothing: the project healthy, lint of the
+/// candidate, and the old and new ports. `Err` says why deploy stops.
+async fn read_only_checks(
+    opts: &DeployOptions,
+    f: &Found,
+    checks: &mut Checks,
+) -> Result<(u16, u16), &'static str> {
+    let healthy = checks
+        .run(
+            Phase::PreDeployment,
+            "pre.project-healthy",
+            project::healthy(f.stack.backend.as_ref()),
+        )
+        .await;
+    if !healthy {
+        return Err("the project is not healthy: deploy refuses to start; nothing was changed");
+    }
+    let targets = LintTargets {
+        prod_config: f.candidate.0.clone(),
+        nginx_conf: f.candidate.1.clone(),
+        ..LintTargets::from_root(&opts.candidate_dir)
+    };
+    lint::run(&targets, checks).await;
+    if !checks.all_passed() {
+        return Err("lint failed on the candidate files; nothing was changed");
+    }
+    match ports(f).await {
+        Ok(p) => Ok(p),
+        Err(e) => {
+            checks.push_fail(Phase::PreDeployment, "pre.ports", e);
+            Err("cannot read the old and new ports; nothing was changed")
+        }
+    }
+}
+
+/// The pre-deployment checks on the live project and the verified backups,
+/// then the state saved so `harness rollback` can finish the job from here.
+async fn back_up(
+    opts: &DeployOptions,
+    f: &Found,
+    checks: &mut Checks,
+    old_port: u16,
+    new_port: u16,
+) -> Result<(Vec<Backup>, DeployState), &'static str> {
+    let Ok(second) = pre_second(f, checks).await else {
+        return Err("a pre-deployment check of goproxy-b failed; nothing was changed");
+    };
+    let old_ports: Vec<u16> = std::iter::once(old_port).chain(second).collect();
+    let mut pre = pre::run(
+        &f.stack,
+        checks,
+        &old_ports,
+        new_port,
+        (&f.candidate.0, &f.candidate.1),
+        &Namer::verbatim(&f.candidate.1, &f.candidate.0),
+    )
+    .await;
+    if pre.passed && f.second.is_some() {
+        pre.passed = backup_second(f, checks, &mut pre.backups).await;
+    }
+    if !pre.passed {
+        return Err("a pre-deployment check failed; nothing was changed");
+    }
+    let state = new_state(opts, f, (old_port, new_port), &pre.backups);
+    if let Err(e) = state.save() {
+        checks.push_fail(Phase::PreDeployment, "pre.state", e);
+        return Err("cannot save the deploy state; nothing was changed");
+    }
+    if !opts.quiet {
+        eprintln!(
+            "  state in {dir}: `harness rollback --run-dir {dir}` rolls back at any time",
+            dir = f.state_dir.display()
+        );
+    }
+    Ok((pre.backups, state))
+}
+
+/// The state on disk once the backups are made: everything `harness
+/// rollback` needs to put the old files and port back.
+fn new_state(
+    opts: &DeployOptions,
+    f: &Found,
+    (old_port, new_port): (u16, u16),
+    backups: &[Backup],
+) -> DeployState {
+    DeployState {
+        dir: f.state_dir.clone(),
+        project: opts.project.clone(),
+        compose_files: opts.compose_files.clone(),
+        step: Step::BackedUp,
+        old_port,
+        new_port,
+        backups: backups
+            .iter()
+            .map(|b| (b.original.clone(), b.copy.clone()))
+            .collect(),
+        url: f.target.base.clone(),
+        resolve: target_spec(opts, f.stack.https_port)
+            .resolve
+            .map(|r| format!("{}:{}:{}", r.host, r.port, r.addr)),
+        ca_cert: opts.ca_cert.clone(),
+        insecure: opts.insecure,
+        api_key_env: opts.api_key_env.clone(),
+    }
+}
+
+/// The automatic rollback after a failed check: the backups back, the same
+/// switch to the old port; the verdict says whether service came back.
+async fn roll_back(
+    f: &Found,
+    checks: &mut Checks,
+    figures: &mut Figures,
+    state: &mut DeployState,
+    backups: &[Backup],
+) -> (Verdict, String) {
+    let (old_port, new_port) = (state.old_port, state.new_port);
     let old = Expected::new(old_port, new_port, None);
-    let (restored, took) = rollback::restore(stack, checks, &pre.backups, &old).await;
+    let (restored, took) = rollback::restore(&f.stack, checks, backups, &old).await;
     figures.rollback_duration_ms = Some(took.as_secs_f64() * 1000.0);
     if restored {
         let _ = state.advance(Step::RolledBack);

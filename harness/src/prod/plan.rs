@@ -11,20 +11,7 @@ use crate::scenario::Strategy;
 
 /// The plan, one numbered step per line group.
 pub fn render(opts: &DeployOptions, f: &Found, old_port: u16, new_port: u16) -> String {
-    let compose = f
-        .stack
-        .compose()
-        .map(|c| {
-            let files: Vec<String> = c
-                .files()
-                .iter()
-                .map(|p| format!("-f {}", p.display()))
-                .collect();
-            format!("docker-compose {} -p {}", files.join(" "), c.project())
-        })
-        .unwrap_or_default();
-    let (live_json, live_nginx) = (&f.live.0, &f.live.1);
-    let (cand_json, cand_nginx) = (&f.candidate.0, &f.candidate.1);
+    let compose = compose_command(f);
     let grace = f.stack.stream_bound.as_secs();
     let mut out = String::new();
     let mut step = 0;
@@ -43,6 +30,36 @@ pub fn render(opts: &DeployOptions, f: &Found, old_port: u16, new_port: u16) -> 
         ),
         &[],
     );
+    check_steps(&mut say, f, new_port);
+    backup_steps(&mut say, f);
+    apply_step(&mut say, f);
+    match f.strategy {
+        Strategy::RollingRestart => rolling_steps(&mut say, grace),
+        _ => overlap_steps(&mut say, &compose, grace),
+    }
+    post_steps(&mut say, opts, f, old_port);
+    out
+}
+
+/// The project's `docker-compose -f .. -p ..` prefix, as the switch runs it.
+fn compose_command(f: &Found) -> String {
+    f.stack
+        .compose()
+        .map(|c| {
+            let files: Vec<String> = c
+                .files()
+                .iter()
+                .map(|p| format!("-f {}", p.display()))
+                .collect();
+            format!("docker-compose {} -p {}", files.join(" "), c.project())
+        })
+        .unwrap_or_default()
+}
+
+/// The read-only pre-deployment checks: the port, and each candidate file
+/// checked by the deployed binaries.
+fn check_steps(say: &mut impl FnMut(&str, &[String]), f: &Found, new_port: u16) {
+    let (cand_json, cand_nginx) = (&f.candidate.0, &f.candidate.1);
     say(
         &format!("pre: port {new_port} free in goproxy's network namespace"),
         &["docker exec <goproxy> cat /proc/net/tcp /proc/net/tcp6".into()],
@@ -67,11 +84,7 @@ pub fn render(opts: &DeployOptions, f: &Found, old_port: u16, new_port: u16) -> 
             "docker exec <nginx> nginx -t -c /tmp/nginx.candidate.conf".into(),
         ],
     );
-    let mut backups = vec![
-        format!("cp {0} {0}.bak-<UTC time>", live_json.display()),
-        format!("cp {0} {0}.bak-<UTC time>", live_nginx.display()),
-    ];
-    if let Some((live_b, cand_b)) = &f.second {
+    if let Some((_, cand_b)) = &f.second {
         say(
             "pre: goproxy-b keeps its port; its candidate config in the deployed goproxy image",
             &[
@@ -82,8 +95,16 @@ pub fn render(opts: &DeployOptions, f: &Found, old_port: u16, new_port: u16) -> 
                 "docker exec <goproxy> goproxy --check-config /tmp/config.candidate.json".into(),
             ],
         );
-        backups.insert(1, format!("cp {0} {0}.bak-<UTC time>", live_b.display()));
     }
+}
+
+/// The backups of every live file, and the state a rollback reads.
+fn backup_steps(say: &mut impl FnMut(&str, &[String]), f: &Found) {
+    let mut backups = vec![format!("cp {0} {0}.bak-<UTC time>", f.live.0.display())];
+    if let Some((live_b, _)) = &f.second {
+        backups.push(format!("cp {0} {0}.bak-<UTC time>", live_b.display()));
+    }
+    backups.push(format!("cp {0} {0}.bak-<UTC time>", f.live.1.display()));
     say(
         "pre: timestamped backups, each verified byte for byte",
         &backups,
@@ -95,24 +116,36 @@ pub fn render(opts: &DeployOptions, f: &Found, old_port: u16, new_port: u16) -> 
         ),
         &[format!("write {}/deploy-state.json", f.state_dir.display())],
     );
-    let mut applied = vec![
-        format!("cat {} > {}", cand_json.display(), live_json.display()),
-        format!("cat {} > {}", cand_nginx.display(), live_nginx.display()),
-    ];
+}
+
+/// The candidate over the live files: goproxy's JSON(s), then nginx.conf.
+fn apply_step(say: &mut impl FnMut(&str, &[String]), f: &Found) {
+    let mut applied = vec![format!(
+        "cat {} > {}",
+        f.candidate.0.display(),
+        f.live.0.display()
+    )];
     if let Some((live_b, cand_b)) = &f.second {
-        applied.insert(
-            1,
-            format!("cat {} > {}", cand_b.display(), live_b.display()),
-        );
+        applied.push(format!("cat {} > {}", cand_b.display(), live_b.display()));
     }
+    applied.push(format!(
+        "cat {} > {}",
+        f.candidate.1.display(),
+        f.live.1.display()
+    ));
     say(
         "apply: the candidate written over the live files in place (bind mounts follow the inode)",
         &applied,
     );
-    match f.strategy {
-        Strategy::RollingRestart => rolling_steps(&mut say, grace),
-        _ => overlap_steps(&mut say, &compose, grace),
-    }
+}
+
+/// The live checks after the switch, and what a failure does.
+fn post_steps(
+    say: &mut impl FnMut(&str, &[String]),
+    opts: &DeployOptions,
+    f: &Found,
+    old_port: u16,
+) {
     say(
         &format!(
             "post: the live checks, then a {}-second monitoring window",
@@ -134,7 +167,6 @@ pub fn render(opts: &DeployOptions, f: &Found, old_port: u16, new_port: u16) -> 
         ),
         &[],
     );
-    out
 }
 
 /// The overlap switch's steps: a new goproxy beside the old one.

@@ -56,23 +56,9 @@ pub async fn run(
 ) -> DeployOutcome {
     let p = Phase::Deployment;
     let mut out = DeployOutcome::default();
-    if !checks
-        .run(p, "deploy.apply-config", async {
-            stack
-                .files
-                .write(candidate)
-                .map_err(DeployError::WriteCandidate)?;
-            Ok::<_, DeployError>(format!(
-                "wrote {} and {} in place",
-                stack.files.goproxy_config.display(),
-                stack.files.nginx_conf.display()
-            ))
-        })
-        .await
-    {
+    if !apply(stack, checks, candidate).await {
         return out;
     }
-
     let load = target.map(|t| {
         traffic::start(
             t,
@@ -97,37 +83,58 @@ pub async fn run(
     let mut ok = switched;
     if let Some(stats) = &stats {
         let max = scenario.expect.max_failed_requests;
-        let stats = stats.clone();
-        let took = out.switch_duration;
-        ok &= checks
-            .run(p, "deploy.switch-under-load", async move {
-                let line = format!(
-                    "{} failed of {} requests + {} streams ({} slow, longest gap {:.0} ms, \
-                     {}/{} streams completed), switch {:.0} ms",
-                    stats.failed_total(),
-                    stats.requests,
-                    stats.streams_opened,
-                    stats.slow,
-                    stats.longest_gap.as_secs_f64() * 1000.0,
-                    stats.streams_completed,
-                    stats.streams_opened,
-                    took.as_secs_f64() * 1000.0
-                );
-                if stats.failed_total() <= max {
-                    Ok(line)
-                } else {
-                    Err(format!(
-                        "{line}; target {max}; first failures: {}",
-                        stats.failures.join(" | ")
-                    ))
-                }
-            })
-            .await;
+        ok &= judge_load(checks, stats.clone(), max, out.switch_duration).await;
     }
     out.load = stats;
     out.switched = switched;
     out.passed = ok;
     out
+}
+
+/// The candidate written over the live files in place.
+async fn apply(stack: &Stack, checks: &mut Checks, candidate: &Rendered) -> bool {
+    checks
+        .run(Phase::Deployment, "deploy.apply-config", async {
+            stack
+                .files
+                .write(candidate)
+                .map_err(DeployError::WriteCandidate)?;
+            Ok::<_, DeployError>(format!(
+                "wrote {} and {} in place",
+                stack.files.goproxy_config.display(),
+                stack.files.nginx_conf.display()
+            ))
+        })
+        .await
+}
+
+/// What the steady client saw during the switch, against the scenario's
+/// target of at most `max` failures.
+async fn judge_load(checks: &mut Checks, stats: LoadStats, max: u64, took: Duration) -> bool {
+    checks
+        .run(Phase::Deployment, "deploy.switch-under-load", async move {
+            let line = format!(
+                "{} failed of {} requests + {} streams ({} slow, longest gap {:.0} ms, \
+                 {}/{} streams completed), switch {:.0} ms",
+                stats.failed_total(),
+                stats.requests,
+                stats.streams_opened,
+                stats.slow,
+                stats.longest_gap.as_secs_f64() * 1000.0,
+                stats.streams_completed,
+                stats.streams_opened,
+                took.as_secs_f64() * 1000.0
+            );
+            if stats.failed_total() <= max {
+                Ok(line)
+            } else {
+                Err(format!(
+                    "{line}; target {max}; first failures: {}",
+                    stats.failures.join(" | ")
+                ))
+            }
+        })
+        .await
 }
 
 /// The overlap switch; its checks are named `<prefix>.<step>` in `phase`,
@@ -139,17 +146,33 @@ pub(crate) async fn overlap(
     prefix: &str,
     extra_reloads: u32,
 ) -> bool {
-    let n = |step: &str| format!("{prefix}.{step}");
+    let Some(old) = start_beside(stack, checks, p, prefix).await else {
+        return false;
+    };
+    let Some(workers) = reload_onto_both(stack, checks, p, prefix, extra_reloads).await else {
+        return false;
+    };
+    retire_old(stack, checks, p, prefix, &old, &workers).await
+}
+
+/// A new goproxy started beside the old one(s) and healthy; the old ids.
+async fn start_beside(
+    stack: &Stack,
+    checks: &mut Checks,
+    p: Phase,
+    prefix: &str,
+) -> Option<Vec<String>> {
+    let name = format!("{prefix}.start-new-goproxy");
     let old = match stack.goproxy_ids("goproxy").await {
         Ok(ids) => ids,
         Err(e) => {
-            checks.push_fail(p, &n("start-new-goproxy"), e);
-            return false;
+            checks.push_fail(p, &name, e);
+            return None;
         }
     };
     let mut new_id = String::new();
     let started = checks
-        .run(p, &n("start-new-goproxy"), async {
+        .run(p, &name, async {
             new_id = stack.start_goproxy_beside().await?;
             stack.wait_goproxy_healthy(&new_id, START_DEADLINE).await
         })
@@ -159,8 +182,21 @@ pub(crate) async fn overlap(
             // The old goproxy is still serving; take the failed one away.
             stack.remove_goproxy(&new_id).await;
         }
-        return false;
+        return None;
     }
+    Some(old)
+}
+
+/// nginx reloaded onto both goproxies (and the scenario's extra reloads);
+/// the nginx workers from before, which may still hold open streams.
+async fn reload_onto_both(
+    stack: &Stack,
+    checks: &mut Checks,
+    p: Phase,
+    prefix: &str,
+    extra_reloads: u32,
+) -> Option<Vec<String>> {
+    let n = |step: &str| format!("{prefix}.{step}");
     let workers = stack.nginx_workers().await.unwrap_or_default();
     let mut ok = checks
         .run(p, &n("nginx-reload"), stack.reload_nginx())
@@ -173,20 +209,31 @@ pub(crate) async fn overlap(
             })
             .await;
     }
-    if !ok {
-        return false;
-    }
-    ok &= checks
+    ok.then_some(workers)
+}
+
+/// Once the previous workers are gone, the old goproxy drained and stopped
+/// and nginx reloaded so only the new address remains.
+async fn retire_old(
+    stack: &Stack,
+    checks: &mut Checks,
+    p: Phase,
+    prefix: &str,
+    old: &[String],
+    workers: &[String],
+) -> bool {
+    let n = |step: &str| format!("{prefix}.{step}");
+    let mut ok = checks
         .run(
             p,
             &n("old-nginx-workers-done"),
-            stack.wait_nginx_workers_gone(&workers, stack.stream_bound),
+            stack.wait_nginx_workers_gone(workers, stack.stream_bound),
         )
         .await;
     ok &= checks
         .run(p, &n("drain-old-goproxy"), async {
             let t0 = Instant::now();
-            for id in &old {
+            for id in old {
                 stack.stop_goproxy(id).await?;
             }
             Ok::<_, StackError>(format!(

@@ -264,43 +264,15 @@ async fn chat_stream(stack: &Stack, model: &StreamModel) -> Result<String, Probe
         let detail = format!(": {}", truncate(&body, 200));
         return Err(ProbeError::status("streamed chat", status, detail));
     }
-    let mut arrivals = Vec::new();
-    let mut text = String::new();
-    let mut body = resp.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| {
-            ProbeError::request(format!("stream broke after {} chunks", arrivals.len()), e)
-        })?;
-        arrivals.push(started.elapsed());
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let (arrivals, text) = read_stream(resp, started).await?;
     if !text.contains("data: [DONE]") {
         return Err(mismatch!(
             "stream ended without [DONE]: {}",
             truncate(&text, 200)
         ));
     }
-    let first = arrivals.first().copied().unwrap_or_default();
-    let last = arrivals.last().copied().unwrap_or_default();
-    if arrivals.len() < 3 || last - first < Duration::from_millis(50) {
-        return Err(mismatch!(
-            "stream arrived in {} piece(s) within {:?}: buffered somewhere on the way",
-            arrivals.len(),
-            last - first
-        ));
-    }
-    let recorded: serde_json::Value = reqwest::get(stack.mock_url("/__mock/requests"))
-        .await
-        .map_err(|e| ProbeError::request("cannot read the mock's requests", e))?
-        .json()
-        .await
-        .map_err(|e| ProbeError::request("mock requests are not JSON", e))?;
-    let last_model = recorded
-        .as_array()
-        .and_then(|a| a.iter().rev().find(|r| r["path"] == "/v1/chat/completions"))
-        .and_then(|r| r["body"]["model"].as_str())
-        .unwrap_or("")
-        .to_string();
+    let (first, last) = spread_out(&arrivals)?;
+    let last_model = mock_last_model(stack).await?;
     if !model.upstream_ids.contains(&last_model) {
         return Err(mismatch!(
             "the mock received model `{last_model}`, expected one of {:?}",
@@ -315,6 +287,55 @@ async fn chat_stream(stack: &Stack, model: &StreamModel) -> Result<String, Probe
         last_model,
         model.id
     ))
+}
+
+/// The stream's whole text, and when each piece arrived after `started`.
+async fn read_stream(
+    resp: reqwest::Response,
+    started: Instant,
+) -> Result<(Vec<Duration>, String), ProbeError> {
+    let mut arrivals = Vec::new();
+    let mut text = String::new();
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| {
+            ProbeError::request(format!("stream broke after {} chunks", arrivals.len()), e)
+        })?;
+        arrivals.push(started.elapsed());
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    Ok((arrivals, text))
+}
+
+/// The first and last arrival, when the pieces came spread out in time: a
+/// stream that arrives all at once was buffered by nginx or goproxy.
+fn spread_out(arrivals: &[Duration]) -> Result<(Duration, Duration), ProbeError> {
+    let first = arrivals.first().copied().unwrap_or_default();
+    let last = arrivals.last().copied().unwrap_or_default();
+    if arrivals.len() < 3 || last - first < Duration::from_millis(50) {
+        return Err(mismatch!(
+            "stream arrived in {} piece(s) within {:?}: buffered somewhere on the way",
+            arrivals.len(),
+            last - first
+        ));
+    }
+    Ok((first, last))
+}
+
+/// The model id the mock upstream received in its last chat request.
+async fn mock_last_model(stack: &Stack) -> Result<String, ProbeError> {
+    let recorded: serde_json::Value = reqwest::get(stack.mock_url("/__mock/requests"))
+        .await
+        .map_err(|e| ProbeError::request("cannot read the mock's requests", e))?
+        .json()
+        .await
+        .map_err(|e| ProbeError::request("mock requests are not JSON", e))?;
+    Ok(recorded
+        .as_array()
+        .and_then(|a| a.iter().rev().find(|r| r["path"] == "/v1/chat/completions"))
+        .and_then(|r| r["body"]["model"].as_str())
+        .unwrap_or("")
+        .to_string())
 }
 
 /// nginx reaches each goproxy by its name on its port (Docker DNS for

@@ -110,16 +110,9 @@ async fn run_scenarios(
     quiet: bool,
     opts: &GateOptions,
 ) -> anyhow::Result<i32> {
-    let mut scenarios = Vec::new();
-    for f in &listed(dir)? {
-        let s = Scenario::load(f)?;
-        if only.is_none_or(|o| s.name.contains(o)) {
-            scenarios.push(s);
-        }
-    }
     let mut failed = 0;
     let mut suites = quick_junit::Report::new("scenarios");
-    let (scenarios, skipped): (Vec<_>, Vec<_>) = scenarios
+    let (scenarios, skipped): (Vec<_>, Vec<_>) = selected(dir, only)?
         .into_iter()
         .partition(|s| s.backends.contains(&opts.backend));
     for s in &skipped {
@@ -131,43 +124,15 @@ async fn run_scenarios(
         }
         let report = gate::validate(s, opts).await;
         let verdict = expect::matches(s, &report);
-        let figures = figures_line(&report.figures);
-        let line = match &verdict {
-            Ok(why) => format!(
-                "PASS {:<32} {why} ({:.1}s{figures})",
-                s.name,
-                report.wall_time.as_secs_f64()
-            ),
-            Err(why) => {
-                failed += 1;
-                format!(
-                    "FAIL {:<32} {why} ({:.1}s{figures})",
-                    s.name,
-                    report.wall_time.as_secs_f64()
-                )
+        println!("{}", outcome_line(s, &report, &verdict));
+        if verdict.is_err() {
+            failed += 1;
+            if !quiet {
+                print!("{}", report.summary());
             }
-        };
-        println!("{line}");
-        if verdict.is_err() && !quiet {
-            print!("{}", report.summary());
         }
         if junit.is_some() {
-            let mut suite = quick_junit::TestSuite::new(s.name.clone());
-            let status = match &verdict {
-                Ok(_) => quick_junit::TestCaseStatus::success(),
-                Err(why) => {
-                    let mut st = quick_junit::TestCaseStatus::non_success(
-                        quick_junit::NonSuccessKind::Failure,
-                    );
-                    st.set_message(why.to_string());
-                    st.set_description(report.summary());
-                    st
-                }
-            };
-            let mut case = quick_junit::TestCase::new("expected-outcome", status);
-            case.set_time(report.wall_time);
-            suite.add_test_case(case);
-            suites.add_test_suite(suite);
+            suites.add_test_suite(junit_suite(s, &report, &verdict));
         }
     }
     println!(
@@ -177,18 +142,76 @@ async fn run_scenarios(
         skipped.len()
     );
     if let Some(path) = junit {
-        // The scenarios' verdict stands without the file: say why, go on.
-        let written = suites
-            .to_string()
-            .map_err(anyhow::Error::from)
-            .and_then(|x| Ok(std::fs::write(path, x)?));
-        if let Err(e) = written {
-            eprintln!(
-                "harness: cannot write {}: {}",
-                path.display(),
-                crate::exit::chain(&e)
-            );
-        }
+        write_junit(path, &suites);
     }
     Ok(if failed == 0 { 0 } else { 1 })
+}
+
+/// The scenarios in `dir` whose name contains `only` (all without it); a
+/// file that does not load stops the run before anything starts.
+fn selected(dir: &Path, only: Option<&str>) -> anyhow::Result<Vec<Scenario>> {
+    let mut scenarios = Vec::new();
+    for f in &listed(dir)? {
+        let s = Scenario::load(f)?;
+        if only.is_none_or(|o| s.name.contains(o)) {
+            scenarios.push(s);
+        }
+    }
+    Ok(scenarios)
+}
+
+/// "PASS <name> <why> (<time>, <figures>)", or FAIL with what differed.
+fn outcome_line(
+    s: &Scenario,
+    report: &crate::report::Report,
+    verdict: &Result<String, expect::Unexpected>,
+) -> String {
+    let figures = figures_line(&report.figures);
+    let (word, why) = match verdict {
+        Ok(why) => ("PASS", why.to_string()),
+        Err(why) => ("FAIL", why.to_string()),
+    };
+    format!(
+        "{word} {:<32} {why} ({:.1}s{figures})",
+        s.name,
+        report.wall_time.as_secs_f64()
+    )
+}
+
+/// One JUnit suite per scenario, one case: whether the expected outcome came.
+fn junit_suite(
+    s: &Scenario,
+    report: &crate::report::Report,
+    verdict: &Result<String, expect::Unexpected>,
+) -> quick_junit::TestSuite {
+    let mut suite = quick_junit::TestSuite::new(s.name.clone());
+    let status = match verdict {
+        Ok(_) => quick_junit::TestCaseStatus::success(),
+        Err(why) => {
+            let mut st =
+                quick_junit::TestCaseStatus::non_success(quick_junit::NonSuccessKind::Failure);
+            st.set_message(why.to_string());
+            st.set_description(report.summary());
+            st
+        }
+    };
+    let mut case = quick_junit::TestCase::new("expected-outcome", status);
+    case.set_time(report.wall_time);
+    suite.add_test_case(case);
+    suite
+}
+
+/// The scenarios' verdict stands without the file: say why, go on.
+fn write_junit(path: &Path, suites: &quick_junit::Report) {
+    let written = suites
+        .to_string()
+        .map_err(anyhow::Error::from)
+        .and_then(|x| Ok(std::fs::write(path, x)?));
+    if let Err(e) = written {
+        eprintln!(
+            "harness: cannot write {}: {}",
+            path.display(),
+            crate::exit::chain(&e)
+        );
+    }
 }

@@ -12,8 +12,16 @@ use crate::stack::client;
 /// Bad input to `harness check` / `harness deploy` (exit code 2).
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
-    #[error("--url {url}: {problem}")]
-    Url { url: String, problem: String },
+    #[error("--url {url}: {source}")]
+    Url {
+        url: String,
+        /// The URL parser's error (`url::ParseError`, which reqwest does
+        /// not re-export).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("--url {url}: the deployment is checked over HTTPS: use https://")]
+    NotHttps { url: String },
     #[error("--resolve {value}: {problem} (expected HOST:PORT:ADDR, as curl's --resolve)")]
     Resolve { value: String, problem: String },
     #[error("--ca-cert {path}: {problem}")]
@@ -24,7 +32,7 @@ pub enum TargetError {
     )]
     NoKey { name: String },
     #[error("cannot build the HTTPS client: {0}")]
-    Client(String),
+    Client(#[source] reqwest::Error),
 }
 
 /// `--resolve HOST:PORT:ADDR`: send requests for HOST:PORT to ADDR.
@@ -103,12 +111,11 @@ impl TargetSpec {
     pub fn connect(&self) -> Result<Target, TargetError> {
         let url = reqwest::Url::parse(&self.url).map_err(|e| TargetError::Url {
             url: self.url.clone(),
-            problem: e.to_string(),
+            source: e.into(),
         })?;
         if url.scheme() != "https" {
-            return Err(TargetError::Url {
+            return Err(TargetError::NotHttps {
                 url: self.url.clone(),
-                problem: "the deployment is checked over HTTPS: use https://".into(),
             });
         }
         let host = url.host_str().unwrap_or_default().to_string();
@@ -141,8 +148,7 @@ impl TargetSpec {
             }
             (None, false) => "verified against the built-in web roots".to_string(),
         };
-        let build =
-            |b: reqwest::ClientBuilder| b.build().map_err(|e| TargetError::Client(e.to_string()));
+        let build = |b: reqwest::ClientBuilder| b.build().map_err(TargetError::Client);
         Ok(Target {
             base: format!("https://{host}:{port}"),
             host,

@@ -196,43 +196,11 @@ fn from_git(rev: &str, root: &Path, cand: Files) -> Result<(Materialized, String
     let json_rel = relative(&top, cand.goproxy_config)?;
     let nginx_rel = relative(&top, cand.nginx_conf)?;
     let mut wanted = vec![json_rel.clone()];
-    // nginx's includes may be anywhere beside its main file.
-    let nginx_dir = nginx_rel
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let listed = git(
-        &top,
-        &[
-            "ls-tree",
-            "-r",
-            "--name-only",
-            rev,
-            "--",
-            &nginx_dir.to_string_lossy(),
-        ],
-    )
-    .map_err(|source| BaseError::Git {
-        rev: rev.to_string(),
-        source,
-    })?;
-    wanted.extend(String::from_utf8_lossy(&listed).lines().map(PathBuf::from));
+    wanted.extend(nginx_files_at(&top, rev, &nginx_rel)?);
     for rel in &wanted {
         write_at(&top, rev, rel, tmp.path())?;
     }
-    // The compose files the candidate has, as they were at the ref (a file
-    // added since is simply not part of the base).
-    let compose_rels: Vec<PathBuf> = cand
-        .compose_files
-        .iter()
-        .filter_map(|c| relative(&top, c).ok())
-        .collect();
-    let mut compose_files = Vec::new();
-    for rel in &compose_rels {
-        if write_at(&top, rev, rel, tmp.path()).is_ok() {
-            compose_files.push(tmp.path().join(rel));
-        }
-    }
+    let compose_files = compose_files_at(&top, rev, cand.compose_files, tmp.path());
     let goproxy_config = tmp.path().join(&json_rel);
     let nginx_conf = tmp.path().join(&nginx_rel);
     let mut shown: Vec<String> = vec![
@@ -255,6 +223,50 @@ fn from_git(rev: &str, root: &Path, cand: Files) -> Result<(Materialized, String
         },
         origin,
     ))
+}
+
+/// Every file at `rev` in the folder of nginx's main file (relative to
+/// `top`): nginx's includes may be anywhere beside its main file.
+fn nginx_files_at(top: &Path, rev: &str, nginx_rel: &Path) -> Result<Vec<PathBuf>, BaseError> {
+    let nginx_dir = nginx_rel
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let listed = git(
+        top,
+        &[
+            "ls-tree",
+            "-r",
+            "--name-only",
+            rev,
+            "--",
+            &nginx_dir.to_string_lossy(),
+        ],
+    )
+    .map_err(|source| BaseError::Git {
+        rev: rev.to_string(),
+        source,
+    })?;
+    Ok(String::from_utf8_lossy(&listed)
+        .lines()
+        .map(PathBuf::from)
+        .collect())
+}
+
+/// The compose files the candidate has, as they were at the ref, written
+/// under `dir` (a file added since is simply not part of the base).
+fn compose_files_at(top: &Path, rev: &str, candidate: &[PathBuf], dir: &Path) -> Vec<PathBuf> {
+    let compose_rels: Vec<PathBuf> = candidate
+        .iter()
+        .filter_map(|c| relative(top, c).ok())
+        .collect();
+    let mut compose_files = Vec::new();
+    for rel in &compose_rels {
+        if write_at(top, rev, rel, dir).is_ok() {
+            compose_files.push(dir.join(rel));
+        }
+    }
+    compose_files
 }
 
 /// Writes `rev:rel` of the repository at `top` to `rel` under `dir`.

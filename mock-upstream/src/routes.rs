@@ -30,50 +30,82 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
     state: Arc<State>,
 ) -> Result<Response<Body>, Infallible> {
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let path_and_query = req
-        .uri()
-        .path_and_query()
-        .map_or_else(|| path.clone(), |pq| pq.as_str().to_owned());
-    let headers: Vec<(String, String)> = req
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let raw = match req.into_body().collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) => {
-            return Ok(json_response(
-                StatusCode::BAD_REQUEST,
-                json!({"error": e.to_string()}),
-            ))
-        }
+    let req = match Received::read(req).await {
+        Ok(r) => r,
+        Err(response) => return Ok(response),
     };
-    let body: Value = if raw.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&raw)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&raw).into_owned()))
-    };
-
     // Admin and health traffic is not recorded: healthchecks would drown the
     // requests a test wants to look at.
-    if !path.starts_with("/__mock/") && path != "/health" {
+    if !req.path.starts_with("/__mock/") && req.path != "/health" {
         state.lock_requests().push(RecordedRequest {
-            method: method.to_string(),
-            path: path_and_query,
-            headers,
-            body: body.clone(),
+            method: req.method.to_string(),
+            path: req.path_and_query.clone(),
+            headers: req.headers.clone(),
+            body: req.body.clone(),
         });
     }
+    Ok(route(&req, &state).await)
+}
 
-    let response = match (&method, path.as_str()) {
+/// A request read whole: what the routes and the record need of it.
+struct Received {
+    method: Method,
+    path: String,
+    path_and_query: String,
+    headers: Vec<(String, String)>,
+    raw: Bytes,
+    /// The body as JSON; a body that is not JSON as a JSON string.
+    body: Value,
+}
+
+impl Received {
+    /// `Err` is the 400 response for a body that could not be read.
+    async fn read(req: Request<Incoming>) -> Result<Self, Response<Body>> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let path_and_query = req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| path.clone(), |pq| pq.as_str().to_owned());
+        let headers: Vec<(String, String)> = req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let raw = match req.into_body().collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => {
+                return Err(json_response(
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": e.to_string()}),
+                ))
+            }
+        };
+        let body: Value = if raw.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&raw)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&raw).into_owned()))
+        };
+        Ok(Self {
+            method,
+            path,
+            path_and_query,
+            headers,
+            raw,
+            body,
+        })
+    }
+}
+
+/// The public routes; `/__mock/*` goes to [`admin`].
+async fn route(req: &Received, state: &State) -> Response<Body> {
+    match (&req.method, req.path.as_str()) {
         (&Method::GET, "/health") => json_response(StatusCode::OK, json!({"status": "ok"})),
         (&Method::GET, "/v1/models") => json_response(
             StatusCode::OK,
@@ -81,8 +113,17 @@ pub(crate) async fn handle(
                 {"id": "mock-model", "object": "model", "created": 0, "owned_by": "mock-upstream"}
             ]}),
         ),
-        (&Method::POST, "/v1/chat/completions") => completion(Format::OpenAi, &body, &state).await,
-        (&Method::POST, "/v1/messages") => completion(Format::Anthropic, &body, &state).await,
+        (&Method::POST, "/v1/chat/completions") => {
+            completion(Format::OpenAi, &req.body, state).await
+        }
+        (&Method::POST, "/v1/messages") => completion(Format::Anthropic, &req.body, state).await,
+        _ => admin(req, state),
+    }
+}
+
+/// The test's view of the mock: what it received, and its behaviour.
+fn admin(req: &Received, state: &State) -> Response<Body> {
+    match (&req.method, req.path.as_str()) {
         (&Method::GET, "/__mock/requests") => {
             let requests = state.lock_requests().clone();
             json_response(
@@ -101,7 +142,7 @@ pub(crate) async fn handle(
                 serde_json::to_value(config).unwrap_or_default(),
             )
         }
-        (&Method::PUT, "/__mock/config") => match serde_json::from_slice::<MockConfig>(&raw) {
+        (&Method::PUT, "/__mock/config") => match serde_json::from_slice::<MockConfig>(&req.raw) {
             Ok(config) => {
                 *state.lock_config() = config.clone();
                 json_response(
@@ -114,12 +155,11 @@ pub(crate) async fn handle(
                 json!({"error": format!("invalid mock config: {e}")}),
             ),
         },
-        _ => json_response(
+        (method, path) => json_response(
             StatusCode::NOT_FOUND,
             json!({"error": format!("mock-upstream has no route {method} {path}")}),
         ),
-    };
-    Ok(response)
+    }
 }
 
 async fn completion(format: Format, body: &Value, state: &State) -> Response<Body> {
@@ -148,28 +188,7 @@ async fn completion(format: Format, body: &Value, state: &State) -> Response<Bod
         if reset_after.is_some() {
             return failing_body();
         }
-        let text: String = (0..config.chunks).map(token).collect();
-        let value = match format {
-            Format::OpenAi => json!({
-                "id": format!("chatcmpl-mock-{n}"),
-                "object": "chat.completion",
-                "created": unix_now(),
-                "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": config.chunks,
-                          "total_tokens": prompt_tokens + config.chunks},
-            }),
-            Format::Anthropic => json!({
-                "id": format!("msg_mock_{n}"),
-                "type": "message",
-                "role": "assistant",
-                "model": model,
-                "content": [{"type": "text", "text": text}],
-                "stop_reason": "end_turn",
-                "stop_sequence": null,
-                "usage": {"input_tokens": prompt_tokens, "output_tokens": config.chunks},
-            }),
-        };
+        let value = whole_completion(format, n, &model, prompt_tokens, &config);
         return json_response(StatusCode::OK, value);
     }
 
@@ -185,6 +204,38 @@ async fn completion(format: Format, body: &Value, state: &State) -> Response<Bod
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
+}
+
+/// A non-streamed completion of `config.chunks` tokens in `format`.
+fn whole_completion(
+    format: Format,
+    n: u64,
+    model: &str,
+    prompt_tokens: usize,
+    config: &MockConfig,
+) -> Value {
+    let text: String = (0..config.chunks).map(token).collect();
+    match format {
+        Format::OpenAi => json!({
+            "id": format!("chatcmpl-mock-{n}"),
+            "object": "chat.completion",
+            "created": unix_now(),
+            "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": config.chunks,
+                      "total_tokens": prompt_tokens + config.chunks},
+        }),
+        Format::Anthropic => json!({
+            "id": format!("msg_mock_{n}"),
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "stop_sequence": null,
+            "usage": {"input_tokens": prompt_tokens, "output_tokens": config.chunks},
+        }),
+    }
 }
 
 /// One piece of an SSE body: wait `delay`, then send `data` (or abort the

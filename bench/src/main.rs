@@ -216,61 +216,156 @@ async fn proxy_figures(
         server_cpus: args.server_cpus.clone(),
         quiet_logs: args.quiet_logs,
     };
-    let mock = env.mock(args.delay_ms)?;
-    // First, so its long start is over before anything is measured.
-    let litellm = match litellm {
-        Some(l) => Some(
-            env.litellm(l, mock.addr, load::CLIENT_KEY)
-                .await
-                .context("litellm")?,
-        ),
-        None => None,
-    };
-    let big = cells::BigBody::start().await?;
-    let goproxy = env
-        .goproxy(mock.addr, load::CLIENT_KEY, Some(big.addr))
-        .context("goproxy")?;
-    let (nginx, listens) = env.nginx(&[mock.addr, goproxy.addr]).context("nginx")?;
-    let mut addrs: BTreeMap<&str, SocketAddr> = TARGETS
-        .into_iter()
-        .zip([mock.addr, goproxy.addr, listens[0], listens[1]])
-        .collect();
-    if let Some(l) = &litellm {
-        addrs.insert("litellm", l.addr);
-        log(format!("litellm {} (pid {})", l.addr, l.pid()));
-    }
-    let targets = targets(litellm.is_some());
+    let mut servers = Servers::start(&env, args, litellm).await?;
     log(format!(
         "mock {} (pid {}), goproxy {} (pid {}), nginx {} / {} (pid {}), scratch {}",
-        mock.addr,
-        mock.pid(),
-        goproxy.addr,
-        goproxy.pid(),
-        listens[0],
-        listens[1],
-        nginx.pid(),
+        servers.mock.addr,
+        servers.mock.pid(),
+        servers.goproxy.addr,
+        servers.goproxy.pid(),
+        servers.listens[0],
+        servers.listens[1],
+        servers.nginx.pid(),
         dir.path().display()
     ));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    if let Some(kb) = goproxy.rss_kb() {
-        f.push("rss/idle_fresh_mb", kb as f64 / 1024.0);
+    let goproxy_rss = |s: &Servers, f: &mut Figures, key: &str| {
+        if let Some(kb) = s.goproxy.rss_kb() {
+            f.push(key, kb as f64 / 1024.0);
+        }
+    };
+    goproxy_rss(&servers, f, "rss/idle_fresh_mb");
+    latency_cells(args, &servers, f).await?;
+    cells::big_request(args, &servers.addrs, f).await;
+    goproxy_rss(&servers, f, "rss/idle_after_load_mb");
+    stream_cells(args, &servers, f).await?;
+    cells::sse_cpu(servers.mock.addr, &servers.sse_targets(), args.runs, f).await?;
+    // LiteLLM is not in the hold cells (nor the unpinned cell): stop it now
+    // so it takes nothing from the single server CPU there.
+    drop(servers.litellm.take());
+    for _ in 0..args.runs {
+        cells::big_body_rss(servers.goproxy.addr, servers.goproxy.pid(), f).await?;
+    }
+    hold_cells(args, &servers, f).await?;
+    goproxy_rss(&servers, f, "rss/idle_after_streams_mb");
+    let _big = servers.stop();
+    cells::unpinned_c16(args, &env, f).await?;
+    Ok(())
+}
+
+/// The servers of the proxy figures, each stopped when dropped.
+struct Servers {
+    mock: procs::Server,
+    goproxy: procs::Server,
+    nginx: procs::Server,
+    /// nginx's two listeners: straight to the mock, and to goproxy.
+    listens: Vec<SocketAddr>,
+    litellm: Option<procs::Server>,
+    /// Each target's address by its name in the figures.
+    addrs: BTreeMap<&'static str, SocketAddr>,
+    /// The latency and streaming cells' targets, in order.
+    targets: Vec<&'static str>,
+    big: cells::BigBody,
+}
+
+impl Servers {
+    async fn start(
+        env: &procs::Env,
+        args: &Args,
+        litellm: Option<&litellm::Install>,
+    ) -> anyhow::Result<Self> {
+        let mock = env.mock(args.delay_ms)?;
+        // First, so its long start is over before anything is measured.
+        let litellm = match litellm {
+            Some(l) => Some(
+                env.litellm(l, mock.addr, load::CLIENT_KEY)
+                    .await
+                    .context("litellm")?,
+            ),
+            None => None,
+        };
+        let big = cells::BigBody::start().await?;
+        let goproxy = env
+            .goproxy(mock.addr, load::CLIENT_KEY, Some(big.addr))
+            .context("goproxy")?;
+        let (nginx, listens) = env.nginx(&[mock.addr, goproxy.addr]).context("nginx")?;
+        let mut addrs: BTreeMap<&str, SocketAddr> = TARGETS
+            .into_iter()
+            .zip([mock.addr, goproxy.addr, listens[0], listens[1]])
+            .collect();
+        if let Some(l) = &litellm {
+            addrs.insert("litellm", l.addr);
+            log(format!("litellm {} (pid {})", l.addr, l.pid()));
+        }
+        Ok(Self {
+            targets: targets(litellm.is_some()),
+            mock,
+            goproxy,
+            nginx,
+            listens,
+            litellm,
+            addrs,
+            big,
+        })
     }
 
-    // Latency and throughput of non-streamed completions.
-    let mock_config = |chunks: usize, first: u64| {
-        json!({"chunks": chunks, "chunk_delay_ms": args.chunk_delay_ms,
-               "first_chunk_delay_ms": first, "fault": "none"})
-    };
+    /// The proxies measured for CPU per relayed event, each straight to the
+    /// mock, with the pids whose CPU counts.
+    fn sse_targets(&self) -> Vec<(&'static str, SocketAddr, Vec<u32>)> {
+        let mut nginx_pids = procs::children(self.nginx.pid());
+        nginx_pids.push(self.nginx.pid());
+        let mut sse_targets = vec![
+            ("goproxy", self.goproxy.addr, vec![self.goproxy.pid()]),
+            ("nginx", self.listens[0], nginx_pids),
+        ];
+        if let Some(l) = &self.litellm {
+            let mut pids = procs::children(l.pid());
+            pids.push(l.pid());
+            sse_targets.push(("litellm", l.addr, pids));
+        }
+        sse_targets
+    }
+
+    /// Stops nginx, goproxy and the mock (in that order), so the unpinned
+    /// cell that follows starts its own; the 1 GiB upstream stays.
+    fn stop(self) -> cells::BigBody {
+        let Self {
+            mock,
+            goproxy,
+            nginx,
+            big,
+            ..
+        } = self;
+        drop(nginx);
+        drop(goproxy);
+        drop(mock);
+        big
+    }
+}
+
+/// The mock's behaviour for a cell: `chunks` events, the first after `first` ms.
+fn mock_config(args: &Args, chunks: usize, first: u64) -> serde_json::Value {
+    json!({"chunks": chunks, "chunk_delay_ms": args.chunk_delay_ms,
+           "first_chunk_delay_ms": first, "fault": "none"})
+}
+
+/// Latency and throughput of non-streamed completions, per concurrency
+/// and target, `args.runs` times.
+async fn latency_cells(args: &Args, s: &Servers, f: &mut Figures) -> anyhow::Result<()> {
     let warmup = Duration::from_secs_f64(args.warmup_secs);
     let duration = Duration::from_secs_f64(args.duration_secs);
+    let targets = &s.targets;
     for run in 0..args.runs {
         for &c in &args.concurrency {
             for i in 0..targets.len() {
                 // Rotate the order so no target always runs first or last.
                 let target = targets[(i + run) % targets.len()];
-                load::configure_mock(mock.addr, mock_config(args.stream_chunks, args.delay_ms))
-                    .await?;
-                let cell = load::closed_loop(addrs[target], c, warmup, duration).await;
+                load::configure_mock(
+                    s.mock.addr,
+                    mock_config(args, args.stream_chunks, args.delay_ms),
+                )
+                .await?;
+                let cell = load::closed_loop(s.addrs[target], c, warmup, duration).await;
                 let h = &cell.latency;
                 let ms = |q| quantile(h, q) as f64 / 1e6;
                 let key = format!("latency/c{c}/{target}");
@@ -294,124 +389,113 @@ async fn proxy_figures(
             }
         }
     }
-    cells::big_request(args, &addrs, f).await;
-    if let Some(kb) = goproxy.rss_kb() {
-        f.push("rss/idle_after_load_mb", kb as f64 / 1024.0);
-    }
+    Ok(())
+}
 
-    // Time to first chunk and inter-chunk gaps, sequential streams.
-    load::configure_mock(mock.addr, mock_config(args.stream_chunks, 0)).await?;
+/// Time to first chunk and inter-chunk gaps, sequential streams.
+async fn stream_cells(args: &Args, s: &Servers, f: &mut Figures) -> anyhow::Result<()> {
+    let targets = &s.targets;
+    load::configure_mock(s.mock.addr, mock_config(args, args.stream_chunks, 0)).await?;
     for run in 0..args.runs {
         for i in 0..targets.len() {
             let target = targets[(i + run) % targets.len()];
-            let traces = load::sequential_streams(addrs[target], args.ttfb_streams).await?;
-            let s = stream_summary(&traces);
+            let traces = load::sequential_streams(s.addrs[target], args.ttfb_streams).await?;
+            let sum = stream_summary(&traces);
             let key = format!("stream/{target}");
-            for (name, v) in &s {
+            for (name, v) in &sum {
                 f.push(format!("{key}/{name}"), *v);
             }
             log(format!(
                 "run {} ttfb {target:<14} p50 {:.3} max {:.3} ms, gap p50 {:.3} p99 {:.3} ms, {} failed",
                 run + 1,
-                s["ttfb_p50_ms"],
-                s["ttfb_max_ms"],
-                s["gap_p50_ms"],
-                s["gap_p99_ms"],
-                s["failed"]
+                sum["ttfb_p50_ms"],
+                sum["ttfb_max_ms"],
+                sum["gap_p50_ms"],
+                sum["gap_p99_ms"],
+                sum["failed"]
             ));
         }
-        load::configure_mock(mock.addr, mock_config(args.stream_chunks, 0)).await?;
+        load::configure_mock(s.mock.addr, mock_config(args, args.stream_chunks, 0)).await?;
     }
+    Ok(())
+}
 
-    // CPU per relayed event (goproxy and nginx each straight to the mock),
-    // then RSS while goproxy relays a 1 GiB body.
-    let mut nginx_pids = procs::children(nginx.pid());
-    nginx_pids.push(nginx.pid());
-    let mut sse_targets = vec![
-        ("goproxy", goproxy.addr, vec![goproxy.pid()]),
-        ("nginx", listens[0], nginx_pids),
-    ];
-    if let Some(l) = &litellm {
-        let mut pids = procs::children(l.pid());
-        pids.push(l.pid());
-        sse_targets.push(("litellm", l.addr, pids));
-    }
-    cells::sse_cpu(mock.addr, &sse_targets, args.runs, f).await?;
-    // LiteLLM is not in the hold cells (nor the unpinned cell): stop it now
-    // so it takes nothing from the single server CPU there.
-    drop(litellm);
-    for _ in 0..args.runs {
-        cells::big_body_rss(goproxy.addr, goproxy.pid(), f).await?;
-    }
-
-    // Concurrent streams held without a stall.
-    let stall = Duration::from_millis(2 * args.chunk_delay_ms);
+/// Concurrent streams held without a stall, per count and target.
+async fn hold_cells(args: &Args, s: &Servers, f: &mut Figures) -> anyhow::Result<()> {
     for &n in &args.hold {
         for target in ["direct", "goproxy", "nginx+goproxy"] {
-            load::configure_mock(mock.addr, mock_config(args.hold_chunks, 0)).await?;
-            let pid = goproxy.pid();
-            let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-            let flag = sampling.clone();
-            let sampler = tokio::spawn(async move {
-                let mut peak = 0u64;
-                while flag.load(std::sync::atomic::Ordering::Relaxed) {
-                    peak = peak.max(procs::rss_kb(pid).unwrap_or(0));
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                peak
-            });
-            let traces = load::concurrent_streams(addrs[target], n).await;
-            sampling.store(false, std::sync::atomic::Ordering::Relaxed);
-            let peak_kb = sampler.await.unwrap_or(0);
-            let key = format!("hold/n{n}/{target}");
-            let s = stream_summary(&traces);
-            let stalled = traces
-                .iter()
-                .filter(|t| t.error.is_some() || !t.complete || t.gaps().any(|g| g > stall))
-                .count();
-            f.push(format!("{key}/held"), (n - stalled) as f64);
-            f.push(format!("{key}/stalled"), stalled as f64);
-            for name in [
-                "failed",
-                "gap_p99_ms",
-                "gap_max_ms",
-                "ttfb_p99_ms",
-                "ttfb_max_ms",
-            ] {
-                f.push(format!("{key}/{name}"), s[name]);
-            }
-            if target != "direct" {
-                f.push(
-                    format!("{key}/goproxy_rss_peak_mb"),
-                    peak_kb as f64 / 1024.0,
-                );
-            }
-            log(format!(
-                "hold {n:<5} {target:<14} held {}/{n}, failed {}, worst gap {:.1} ms, ttfb max {:.1} ms, goproxy RSS peak {:.1} MB{}",
-                n - stalled,
-                s["failed"],
-                s["gap_max_ms"],
-                s["ttfb_max_ms"],
-                peak_kb as f64 / 1024.0,
-                traces
-                    .iter()
-                    .find_map(|t| t.error.clone())
-                    .map(|e| format!(" (first error: {e})"))
-                    .unwrap_or_default()
-            ));
+            load::configure_mock(s.mock.addr, mock_config(args, args.hold_chunks, 0)).await?;
+            hold_cell(args, s, n, target, f).await;
             // Let closed connections leave TIME_WAIT pressure and the
             // proxies settle before the next cell.
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
-    if let Some(kb) = goproxy.rss_kb() {
-        f.push("rss/idle_after_streams_mb", kb as f64 / 1024.0);
-    }
-    drop(nginx);
-    drop(goproxy);
-    drop(mock);
-    cells::unpinned_c16(args, &env, f).await?;
     Ok(())
+}
+
+/// `n` streams held at once through `target`, goproxy's RSS sampled meanwhile.
+async fn hold_cell(args: &Args, s: &Servers, n: usize, target: &str, f: &mut Figures) {
+    let stall = Duration::from_millis(2 * args.chunk_delay_ms);
+    let (traces, peak_kb) = with_peak_rss(
+        s.goproxy.pid(),
+        load::concurrent_streams(s.addrs[target], n),
+    )
+    .await;
+    let key = format!("hold/n{n}/{target}");
+    let sum = stream_summary(&traces);
+    let stalled = traces
+        .iter()
+        .filter(|t| t.error.is_some() || !t.complete || t.gaps().any(|g| g > stall))
+        .count();
+    f.push(format!("{key}/held"), (n - stalled) as f64);
+    f.push(format!("{key}/stalled"), stalled as f64);
+    for name in [
+        "failed",
+        "gap_p99_ms",
+        "gap_max_ms",
+        "ttfb_p99_ms",
+        "ttfb_max_ms",
+    ] {
+        f.push(format!("{key}/{name}"), sum[name]);
+    }
+    if target != "direct" {
+        f.push(
+            format!("{key}/goproxy_rss_peak_mb"),
+            peak_kb as f64 / 1024.0,
+        );
+    }
+    log(format!(
+        "hold {n:<5} {target:<14} held {}/{n}, failed {}, worst gap {:.1} ms, ttfb max {:.1} ms, goproxy RSS peak {:.1} MB{}",
+        n - stalled,
+        sum["failed"],
+        sum["gap_max_ms"],
+        sum["ttfb_max_ms"],
+        peak_kb as f64 / 1024.0,
+        traces
+            .iter()
+            .find_map(|t| t.error.clone())
+            .map(|e| format!(" (first error: {e})"))
+            .unwrap_or_default()
+    ));
+}
+
+/// Runs `work` while sampling `pid`'s RSS every 50 ms; its output and the
+/// peak RSS in kB.
+async fn with_peak_rss<T>(pid: u32, work: impl std::future::Future<Output = T>) -> (T, u64) {
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flag = sampling.clone();
+    let sampler = tokio::spawn(async move {
+        let mut peak = 0u64;
+        while flag.load(std::sync::atomic::Ordering::Relaxed) {
+            peak = peak.max(procs::rss_kb(pid).unwrap_or(0));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        peak
+    });
+    let out = work.await;
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    (out, sampler.await.unwrap_or(0))
 }
 
 /// TTFB and gap quantiles over a set of streams, in ms, plus failures.

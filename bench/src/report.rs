@@ -157,6 +157,35 @@ fn verdicts(args: &Args, f: &Figures) -> Vec<Verdict> {
 /// The whole report as markdown (also what is printed).
 pub fn markdown(args: &Args, f: &Figures, meta: &Value) -> String {
     let mut o = String::new();
+    intro(&mut o, args, meta);
+    targets_table(&mut o, args, f);
+    if !f.get("latency/c1/direct/p50_ms").is_empty() || args.concurrency.len() > 1 {
+        latency_table(&mut o, args, f);
+        headline_table(&mut o, args, f);
+    }
+    if !f.get("stream/direct/ttfb_p50_ms").is_empty() {
+        stream_table(&mut o, args, f);
+    }
+    if !args.hold.is_empty()
+        && !f
+            .get(&format!("hold/n{}/direct/held", args.hold[0]))
+            .is_empty()
+    {
+        hold_table(&mut o, args, f);
+    }
+    if !f.get("gate/go").is_empty() || !f.get("rollback/wall_time_ms").is_empty() {
+        gate_table(&mut o, f);
+    }
+    let _ = writeln!(
+        o,
+        "\nWhole bench: {:.0} s.",
+        meta["bench_wall_secs"].as_f64().unwrap_or_default()
+    );
+    o
+}
+
+/// The title and how to read every cell: what was run, and how.
+fn intro(o: &mut String, args: &Args, meta: &Value) {
     let _ = writeln!(o, "# goproxy bench\n");
     let _ = writeln!(
         o,
@@ -171,253 +200,255 @@ pub fn markdown(args: &Args, f: &Figures, meta: &Value) -> String {
             "on, as deployed"
         }
     );
+}
 
+/// Each target of the issue with its measure and whether it was met.
+fn targets_table(o: &mut String, args: &Args, f: &Figures) {
     let _ = writeln!(o, "## Targets\n");
     let _ = writeln!(o, "| target | measured | status |\n| --- | --- | --- |");
     for v in verdicts(args, f) {
         let _ = writeln!(o, "| {} | {} | {} |", v.target, v.measured, v.status);
     }
+}
 
-    if !f.get("latency/c1/direct/p50_ms").is_empty() || args.concurrency.len() > 1 {
-        let _ = writeln!(
-            o,
-            "\n## Non-streamed completion: latency and throughput\n\n\
-             Closed loop, one keep-alive HTTP/1.1 connection per worker, {} s warm-up + {} s \
-             measured per cell, {} runs; the mock answers after a fixed {} ms.\n",
-            args.warmup_secs, args.duration_secs, args.runs, args.delay_ms
-        );
-        let _ = writeln!(
-            o,
-            "| conc | target | p50 ms | p99 ms | p99.9 ms | req/s | added p99 vs direct ms | errors |\n\
-             | --- | --- | --- | --- | --- | --- | --- | --- |"
-        );
-        for c in &args.concurrency {
-            for t in targets(args.litellm) {
-                let k = format!("latency/c{c}/{t}");
-                let added = if t == "direct" {
-                    "-".to_owned()
-                } else {
-                    opt(
-                        f.diff(
-                            &format!("{k}/p99_ms"),
-                            &format!("latency/c{c}/direct/p99_ms"),
-                        ),
-                        3,
-                    )
-                };
-                let _ = writeln!(
-                    o,
-                    "| {c} | {t} | {} | {} | {} | {} | {added} | {} |",
-                    f.cell(&format!("{k}/p50_ms"), 3),
-                    f.cell(&format!("{k}/p99_ms"), 3),
-                    f.cell(&format!("{k}/p999_ms"), 3),
-                    f.cell(&format!("{k}/rps"), 0),
-                    f.cell(&format!("{k}/errors"), 0),
-                );
-            }
-        }
-        let _ = writeln!(
-            o,
-            "\n| headline | {} |",
-            args.concurrency
-                .iter()
-                .map(|c| format!("c{c}"))
-                .collect::<Vec<_>>()
-                .join(" | ")
-        );
-        let _ = writeln!(o, "| --- |{}", " --- |".repeat(args.concurrency.len()));
-        type Pair = (&'static str, &'static str, &'static str, &'static str, bool);
-        let mut rows: Vec<Pair> = vec![
-            (
-                "goproxy added p50 over direct, ms",
-                "goproxy",
-                "direct",
-                "p50_ms",
-                false,
-            ),
-            (
-                "goproxy added p99 over direct, ms",
-                "goproxy",
-                "direct",
-                "p99_ms",
-                false,
-            ),
-            (
-                "nginx added p99 over direct, ms",
-                "nginx",
-                "direct",
-                "p99_ms",
-                false,
-            ),
-            (
-                "goproxy added p99 behind nginx (nginx+goproxy - nginx), ms",
-                "nginx+goproxy",
-                "nginx",
-                "p99_ms",
-                false,
-            ),
-            (
-                "goproxy req/s ÷ nginx req/s",
-                "goproxy",
-                "nginx",
-                "rps",
-                true,
-            ),
-        ];
-        if args.litellm {
-            rows.extend([
-                (
-                    "litellm added p50 over direct, ms",
-                    "litellm",
-                    "direct",
-                    "p50_ms",
-                    false,
-                ),
-                (
-                    "goproxy req/s ÷ litellm req/s",
-                    "goproxy",
-                    "litellm",
-                    "rps",
-                    true,
-                ),
-            ]);
-        }
-        for (label, a, b, m, ratio) in rows {
-            let cells: Vec<String> = args
-                .concurrency
-                .iter()
-                .map(|c| {
-                    let ka = format!("latency/c{c}/{a}/{m}");
-                    let kb = format!("latency/c{c}/{b}/{m}");
-                    if ratio {
-                        opt(f.ratio(&ka, &kb), 2)
-                    } else {
-                        opt(f.diff(&ka, &kb), 3)
-                    }
-                })
-                .collect();
-            let _ = writeln!(o, "| {label} | {} |", cells.join(" | "));
-        }
-    }
-
-    if !f.get("stream/direct/ttfb_p50_ms").is_empty() {
-        let _ = writeln!(
-            o,
-            "\n## Streaming: time to first chunk and gaps\n\n\
-             {} sequential streams per target per run on one keep-alive connection; the mock sends \
-             {} content chunks {} ms apart, the first at once. Gaps are between content events.\n",
-            args.ttfb_streams, args.stream_chunks, args.chunk_delay_ms
-        );
-        let _ = writeln!(
-            o,
-            "| target | ttfb p50 ms | ttfb max ms | added ttfb p50 vs direct ms | gap p50 ms | gap p99 ms | gap max ms | failed |\n\
-             | --- | --- | --- | --- | --- | --- | --- | --- |"
-        );
+/// Non-streamed completions: latency quantiles and throughput per cell.
+fn latency_table(o: &mut String, args: &Args, f: &Figures) {
+    let _ = writeln!(
+        o,
+        "\n## Non-streamed completion: latency and throughput\n\n\
+         Closed loop, one keep-alive HTTP/1.1 connection per worker, {} s warm-up + {} s \
+         measured per cell, {} runs; the mock answers after a fixed {} ms.\n",
+        args.warmup_secs, args.duration_secs, args.runs, args.delay_ms
+    );
+    let _ = writeln!(
+        o,
+        "| conc | target | p50 ms | p99 ms | p99.9 ms | req/s | added p99 vs direct ms | errors |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- |"
+    );
+    for c in &args.concurrency {
         for t in targets(args.litellm) {
-            let k = format!("stream/{t}");
+            let k = format!("latency/c{c}/{t}");
             let added = if t == "direct" {
                 "-".to_owned()
             } else {
                 opt(
-                    f.diff(&format!("{k}/ttfb_p50_ms"), "stream/direct/ttfb_p50_ms"),
+                    f.diff(
+                        &format!("{k}/p99_ms"),
+                        &format!("latency/c{c}/direct/p99_ms"),
+                    ),
                     3,
                 )
             };
             let _ = writeln!(
                 o,
-                "| {t} | {} | {} | {added} | {} | {} | {} | {} |",
-                f.cell(&format!("{k}/ttfb_p50_ms"), 3),
-                f.cell(&format!("{k}/ttfb_max_ms"), 3),
-                f.cell(&format!("{k}/gap_p50_ms"), 2),
-                f.cell(&format!("{k}/gap_p99_ms"), 2),
-                f.cell(&format!("{k}/gap_max_ms"), 2),
-                f.cell(&format!("{k}/failed"), 0),
+                "| {c} | {t} | {} | {} | {} | {} | {added} | {} |",
+                f.cell(&format!("{k}/p50_ms"), 3),
+                f.cell(&format!("{k}/p99_ms"), 3),
+                f.cell(&format!("{k}/p999_ms"), 3),
+                f.cell(&format!("{k}/rps"), 0),
+                f.cell(&format!("{k}/errors"), 0),
             );
         }
     }
+}
 
-    if !args.hold.is_empty()
-        && !f
-            .get(&format!("hold/n{}/direct/held", args.hold[0]))
-            .is_empty()
-    {
+/// What each proxy adds, per concurrency: the differences and ratios a
+/// reader looks for, taken per run.
+fn headline_table(o: &mut String, args: &Args, f: &Figures) {
+    let _ = writeln!(
+        o,
+        "\n| headline | {} |",
+        args.concurrency
+            .iter()
+            .map(|c| format!("c{c}"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    let _ = writeln!(o, "| --- |{}", " --- |".repeat(args.concurrency.len()));
+    type Pair = (&'static str, &'static str, &'static str, &'static str, bool);
+    let mut rows: Vec<Pair> = vec![
+        (
+            "goproxy added p50 over direct, ms",
+            "goproxy",
+            "direct",
+            "p50_ms",
+            false,
+        ),
+        (
+            "goproxy added p99 over direct, ms",
+            "goproxy",
+            "direct",
+            "p99_ms",
+            false,
+        ),
+        (
+            "nginx added p99 over direct, ms",
+            "nginx",
+            "direct",
+            "p99_ms",
+            false,
+        ),
+        (
+            "goproxy added p99 behind nginx (nginx+goproxy - nginx), ms",
+            "nginx+goproxy",
+            "nginx",
+            "p99_ms",
+            false,
+        ),
+        (
+            "goproxy req/s ÷ nginx req/s",
+            "goproxy",
+            "nginx",
+            "rps",
+            true,
+        ),
+    ];
+    if args.litellm {
+        rows.extend([
+            (
+                "litellm added p50 over direct, ms",
+                "litellm",
+                "direct",
+                "p50_ms",
+                false,
+            ),
+            (
+                "goproxy req/s ÷ litellm req/s",
+                "goproxy",
+                "litellm",
+                "rps",
+                true,
+            ),
+        ]);
+    }
+    for (label, a, b, m, ratio) in rows {
+        let cells: Vec<String> = args
+            .concurrency
+            .iter()
+            .map(|c| {
+                let ka = format!("latency/c{c}/{a}/{m}");
+                let kb = format!("latency/c{c}/{b}/{m}");
+                if ratio {
+                    opt(f.ratio(&ka, &kb), 2)
+                } else {
+                    opt(f.diff(&ka, &kb), 3)
+                }
+            })
+            .collect();
+        let _ = writeln!(o, "| {label} | {} |", cells.join(" | "));
+    }
+}
+
+/// Streaming: time to first chunk and the gaps between events.
+fn stream_table(o: &mut String, args: &Args, f: &Figures) {
+    let _ = writeln!(
+        o,
+        "\n## Streaming: time to first chunk and gaps\n\n\
+         {} sequential streams per target per run on one keep-alive connection; the mock sends \
+         {} content chunks {} ms apart, the first at once. Gaps are between content events.\n",
+        args.ttfb_streams, args.stream_chunks, args.chunk_delay_ms
+    );
+    let _ = writeln!(
+        o,
+        "| target | ttfb p50 ms | ttfb max ms | added ttfb p50 vs direct ms | gap p50 ms | gap p99 ms | gap max ms | failed |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- |"
+    );
+    for t in targets(args.litellm) {
+        let k = format!("stream/{t}");
+        let added = if t == "direct" {
+            "-".to_owned()
+        } else {
+            opt(
+                f.diff(&format!("{k}/ttfb_p50_ms"), "stream/direct/ttfb_p50_ms"),
+                3,
+            )
+        };
         let _ = writeln!(
             o,
-            "\n## Concurrent SSE streams held\n\n\
-             N streams opened at once, each on its own connection, {} chunks {} ms apart \
-             (one run per cell). A stream is *held* when it completes with no gap over {} ms \
-             (twice the chunk delay).\n",
-            args.hold_chunks,
-            args.chunk_delay_ms,
-            2 * args.chunk_delay_ms
-        );
-        let _ = writeln!(
-            o,
-            "| streams | target | held | failed | gap p99 ms | worst gap ms | ttfb max ms | goproxy RSS peak MB |\n\
-             | --- | --- | --- | --- | --- | --- | --- | --- |"
-        );
-        for n in &args.hold {
-            for t in ["direct", "goproxy", "nginx+goproxy"] {
-                let k = format!("hold/n{n}/{t}");
-                let _ = writeln!(
-                    o,
-                    "| {n} | {t} | {}/{n} | {} | {} | {} | {} | {} |",
-                    f.cell(&format!("{k}/held"), 0),
-                    f.cell(&format!("{k}/failed"), 0),
-                    f.cell(&format!("{k}/gap_p99_ms"), 1),
-                    f.cell(&format!("{k}/gap_max_ms"), 1),
-                    f.cell(&format!("{k}/ttfb_max_ms"), 1),
-                    f.cell(&format!("{k}/goproxy_rss_peak_mb"), 1),
-                );
-            }
-        }
-        let _ = writeln!(
-            o,
-            "\ngoproxy RSS (VmRSS): fresh {} MB, after the latency cells {} MB, after the hold cells {} MB.",
-            f.cell("rss/idle_fresh_mb", 1),
-            f.cell("rss/idle_after_load_mb", 1),
-            f.cell("rss/idle_after_streams_mb", 1)
+            "| {t} | {} | {} | {added} | {} | {} | {} | {} |",
+            f.cell(&format!("{k}/ttfb_p50_ms"), 3),
+            f.cell(&format!("{k}/ttfb_max_ms"), 3),
+            f.cell(&format!("{k}/gap_p50_ms"), 2),
+            f.cell(&format!("{k}/gap_p99_ms"), 2),
+            f.cell(&format!("{k}/gap_max_ms"), 2),
+            f.cell(&format!("{k}/failed"), 0),
         );
     }
+}
 
-    if !f.get("gate/go").is_empty() || !f.get("rollback/wall_time_ms").is_empty() {
-        let _ = writeln!(
-            o,
-            "\n## The switch and the gate (`harness validate --monitor 2s`, real containers)\n\n\
-             | figure | median [min..max] | runs |\n| --- | --- | --- |"
-        );
-        for (label, key, d) in [
-            ("default scenario: go verdicts", "gate/go", 0),
-            ("switch: requests sent", "gate/switch_requests", 0),
-            ("switch: failed requests", "gate/switch_failed_requests", 0),
-            ("switch: longest gap, ms", "gate/switch_longest_gap_ms", 1),
-            ("switch: duration, ms", "gate/switch_duration_ms", 0),
-            ("full gate wall time, ms", "gate/wall_time_ms", 0),
-            (
-                "rollback scenario: rollback duration, ms",
-                "rollback/rollback_duration_ms",
-                0,
-            ),
-            (
-                "rollback scenario: failed requests",
-                "rollback/switch_failed_requests",
-                0,
-            ),
-            (
-                "rollback scenario: wall time, ms",
-                "rollback/wall_time_ms",
-                0,
-            ),
-        ] {
-            let _ = writeln!(o, "| {label} | {} | {} |", f.cell(key, d), f.get(key).len());
+/// Concurrent streams held, and goproxy's memory around them.
+fn hold_table(o: &mut String, args: &Args, f: &Figures) {
+    let _ = writeln!(
+        o,
+        "\n## Concurrent SSE streams held\n\n\
+         N streams opened at once, each on its own connection, {} chunks {} ms apart \
+         (one run per cell). A stream is *held* when it completes with no gap over {} ms \
+         (twice the chunk delay).\n",
+        args.hold_chunks,
+        args.chunk_delay_ms,
+        2 * args.chunk_delay_ms
+    );
+    let _ = writeln!(
+        o,
+        "| streams | target | held | failed | gap p99 ms | worst gap ms | ttfb max ms | goproxy RSS peak MB |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- |"
+    );
+    for n in &args.hold {
+        for t in ["direct", "goproxy", "nginx+goproxy"] {
+            let k = format!("hold/n{n}/{t}");
+            let _ = writeln!(
+                o,
+                "| {n} | {t} | {}/{n} | {} | {} | {} | {} | {} |",
+                f.cell(&format!("{k}/held"), 0),
+                f.cell(&format!("{k}/failed"), 0),
+                f.cell(&format!("{k}/gap_p99_ms"), 1),
+                f.cell(&format!("{k}/gap_max_ms"), 1),
+                f.cell(&format!("{k}/ttfb_max_ms"), 1),
+                f.cell(&format!("{k}/goproxy_rss_peak_mb"), 1),
+            );
         }
     }
     let _ = writeln!(
         o,
-        "\nWhole bench: {:.0} s.",
-        meta["bench_wall_secs"].as_f64().unwrap_or_default()
+        "\ngoproxy RSS (VmRSS): fresh {} MB, after the latency cells {} MB, after the hold cells {} MB.",
+        f.cell("rss/idle_fresh_mb", 1),
+        f.cell("rss/idle_after_load_mb", 1),
+        f.cell("rss/idle_after_streams_mb", 1)
     );
-    o
+}
+
+/// The harness's own figures: the switch, the gate and the rollback.
+fn gate_table(o: &mut String, f: &Figures) {
+    let _ = writeln!(
+        o,
+        "\n## The switch and the gate (`harness validate --monitor 2s`, real containers)\n\n\
+         | figure | median [min..max] | runs |\n| --- | --- | --- |"
+    );
+    for (label, key, d) in [
+        ("default scenario: go verdicts", "gate/go", 0),
+        ("switch: requests sent", "gate/switch_requests", 0),
+        ("switch: failed requests", "gate/switch_failed_requests", 0),
+        ("switch: longest gap, ms", "gate/switch_longest_gap_ms", 1),
+        ("switch: duration, ms", "gate/switch_duration_ms", 0),
+        ("full gate wall time, ms", "gate/wall_time_ms", 0),
+        (
+            "rollback scenario: rollback duration, ms",
+            "rollback/rollback_duration_ms",
+            0,
+        ),
+        (
+            "rollback scenario: failed requests",
+            "rollback/switch_failed_requests",
+            0,
+        ),
+        (
+            "rollback scenario: wall time, ms",
+            "rollback/wall_time_ms",
+            0,
+        ),
+    ] {
+        let _ = writeln!(o, "| {label} | {} | {} |", f.cell(key, d), f.get(key).len());
+    }
 }
 
 /// Every figure with its per-run values and summary, plus the run's settings.

@@ -63,8 +63,17 @@ fn status(met: Option<bool>) -> &'static str {
     }
 }
 
+/// Each target of the issue, in the order the report lists them.
 fn verdicts(args: &Args, f: &Figures) -> Vec<Verdict> {
     let mut v = Vec::new();
+    latency_verdicts(args, f, &mut v);
+    stream_verdicts(args, f, &mut v);
+    gate_verdicts(f, &mut v);
+    v
+}
+
+/// goproxy's added latency and its throughput against nginx's.
+fn latency_verdicts(args: &Args, f: &Figures, v: &mut Vec<Verdict>) {
     let added = f.diff("latency/c1/goproxy/p99_ms", "latency/c1/direct/p99_ms");
     v.push(Verdict {
         target: "goproxy added p99 < 0.2 ms at concurrency 1",
@@ -102,6 +111,10 @@ fn verdicts(args: &Args, f: &Figures) -> Vec<Verdict> {
         measured: measured.join(", "),
         status: status(met),
     });
+}
+
+/// Streams: time to first chunk, 1024 held, and goproxy's memory then.
+fn stream_verdicts(args: &Args, f: &Figures, v: &mut Vec<Verdict>) {
     let ttfb = f.diff(
         "stream/nginx+goproxy/ttfb_p50_ms",
         "stream/direct/ttfb_p50_ms",
@@ -133,6 +146,10 @@ fn verdicts(args: &Args, f: &Figures) -> Vec<Verdict> {
         measured: format!("{} MB at {n} streams", opt(rss, 1)),
         status: status(rss.map(|s| n == 1024 && s.max < 64.0)),
     });
+}
+
+/// The harness's figures: the switch, the rollback and the whole gate.
+fn gate_verdicts(f: &Figures, v: &mut Vec<Verdict>) {
     let failed = f.spread("gate/switch_failed_requests");
     v.push(Verdict {
         target: "zero failed requests across the switch",
@@ -151,7 +168,6 @@ fn verdicts(args: &Args, f: &Figures) -> Vec<Verdict> {
         measured: format!("{} ms", opt(wall, 0)),
         status: status(wall.map(|s| s.max < 60_000.0)),
     });
-    v
 }
 
 /// The whole report as markdown (also what is printed).
@@ -252,6 +268,66 @@ fn latency_table(o: &mut String, args: &Args, f: &Figures) {
     }
 }
 
+/// A headline row: its label, target `a` against target `b` on metric `m`,
+/// as a ratio (`true`) or a difference.
+type Headline = (&'static str, &'static str, &'static str, &'static str, bool);
+
+const HEADLINES: [Headline; 5] = [
+    (
+        "goproxy added p50 over direct, ms",
+        "goproxy",
+        "direct",
+        "p50_ms",
+        false,
+    ),
+    (
+        "goproxy added p99 over direct, ms",
+        "goproxy",
+        "direct",
+        "p99_ms",
+        false,
+    ),
+    (
+        "nginx added p99 over direct, ms",
+        "nginx",
+        "direct",
+        "p99_ms",
+        false,
+    ),
+    (
+        "goproxy added p99 behind nginx (nginx+goproxy - nginx), ms",
+        "nginx+goproxy",
+        "nginx",
+        "p99_ms",
+        false,
+    ),
+    (
+        "goproxy req/s ÷ nginx req/s",
+        "goproxy",
+        "nginx",
+        "rps",
+        true,
+    ),
+];
+
+/// The headline rows about LiteLLM, when it is measured.
+const LITELLM_HEADLINES: [Headline; 2] = [
+    (
+        "litellm added p50 over direct, ms",
+        "litellm",
+        "direct",
+        "p50_ms",
+        false,
+    ),
+    (
+        "goproxy req/s ÷ litellm req/s",
+        "goproxy",
+        "litellm",
+        "rps",
+        true,
+    ),
+];
+
 /// What each proxy adds, per concurrency: the differences and ratios a
 /// reader looks for, taken per run.
 fn headline_table(o: &mut String, args: &Args, f: &Figures) {
@@ -265,63 +341,12 @@ fn headline_table(o: &mut String, args: &Args, f: &Figures) {
             .join(" | ")
     );
     let _ = writeln!(o, "| --- |{}", " --- |".repeat(args.concurrency.len()));
-    type Pair = (&'static str, &'static str, &'static str, &'static str, bool);
-    let mut rows: Vec<Pair> = vec![
-        (
-            "goproxy added p50 over direct, ms",
-            "goproxy",
-            "direct",
-            "p50_ms",
-            false,
-        ),
-        (
-            "goproxy added p99 over direct, ms",
-            "goproxy",
-            "direct",
-            "p99_ms",
-            false,
-        ),
-        (
-            "nginx added p99 over direct, ms",
-            "nginx",
-            "direct",
-            "p99_ms",
-            false,
-        ),
-        (
-            "goproxy added p99 behind nginx (nginx+goproxy - nginx), ms",
-            "nginx+goproxy",
-            "nginx",
-            "p99_ms",
-            false,
-        ),
-        (
-            "goproxy req/s ÷ nginx req/s",
-            "goproxy",
-            "nginx",
-            "rps",
-            true,
-        ),
-    ];
-    if args.litellm {
-        rows.extend([
-            (
-                "litellm added p50 over direct, ms",
-                "litellm",
-                "direct",
-                "p50_ms",
-                false,
-            ),
-            (
-                "goproxy req/s ÷ litellm req/s",
-                "goproxy",
-                "litellm",
-                "rps",
-                true,
-            ),
-        ]);
-    }
-    for (label, a, b, m, ratio) in rows {
+    let litellm: &[Headline] = if args.litellm {
+        &LITELLM_HEADLINES
+    } else {
+        &[]
+    };
+    for &(label, a, b, m, ratio) in HEADLINES.iter().chain(litellm) {
         let cells: Vec<String> = args
             .concurrency
             .iter()

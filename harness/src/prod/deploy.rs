@@ -11,7 +11,7 @@
 //! the job after an interruption.
 
 use super::ProdError;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::backend::Production;
@@ -89,46 +89,18 @@ pub async fn run(opts: &DeployOptions) -> Result<Report, ProdError> {
 
 /// Attaches to the project and pairs each live file with its candidate.
 pub async fn find(opts: &DeployOptions) -> Result<Found, ProdError> {
-    let first = opts.compose_files.first().ok_or(ProdError::NoComposeFile)?;
-    let project_dir = first
-        .canonicalize()
-        .map_err(|source| ProdError::ComposeFile {
-            path: first.clone(),
-            source,
-        })?
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_default();
+    let project_dir = project_dir(opts)?;
     let backend = Production::attach(&opts.compose_files, &opts.project).await?;
     let live = project::live_files(&backend.containers).await?;
     let live_b = project::live_second(&backend.containers).await?;
     let strategy = strategy::choose(opts.strategy, live_b.is_some())?;
-    let mut candidate = Vec::new();
-    for file in [Some(&live.0), Some(&live.1), live_b.as_ref()]
-        .into_iter()
-        .flatten()
-    {
-        let c = project::candidate_for(file, &project_dir, &opts.candidate_dir)?;
-        if !c.is_file() {
-            return Err(ProdError::NoCandidate {
-                candidate: c,
-                project_dir,
-            });
-        }
-        if c.canonicalize().ok() == file.canonicalize().ok() {
-            return Err(ProdError::CandidateIsLive { candidate: c });
-        }
-        candidate.push(c);
-    }
+    let lives = [Some(&live.0), Some(&live.1), live_b.as_ref()];
+    let mut candidate = candidates(lives.into_iter().flatten(), &project_dir, opts)?;
     let target = target_spec(opts, backend.https_port).connect()?;
-    let state_dir = opts.state_dir.clone().unwrap_or_else(|| {
-        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-            .to_string()
-            .replace(':', "");
-        project_dir
-            .join(".harness-deploy")
-            .join(format!("{}-{stamp}", opts.project))
-    });
+    let state_dir = opts
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| default_state_dir(&project_dir, &opts.project));
     let files = LiveFiles {
         dir: state_dir.clone(),
         goproxy_config: live.0.clone(),
@@ -149,6 +121,54 @@ pub async fn find(opts: &DeployOptions) -> Result<Found, ProdError> {
         strategy,
         state_dir,
     })
+}
+
+/// The project's directory: the folder of its first compose file.
+fn project_dir(opts: &DeployOptions) -> Result<PathBuf, ProdError> {
+    let first = opts.compose_files.first().ok_or(ProdError::NoComposeFile)?;
+    Ok(first
+        .canonicalize()
+        .map_err(|source| ProdError::ComposeFile {
+            path: first.clone(),
+            source,
+        })?
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default())
+}
+
+/// Each live file's candidate under `--candidate-dir`, in the same order:
+/// it must exist and must not be the live file itself.
+fn candidates<'a>(
+    live: impl Iterator<Item = &'a PathBuf>,
+    project_dir: &Path,
+    opts: &DeployOptions,
+) -> Result<Vec<PathBuf>, ProdError> {
+    let mut candidate = Vec::new();
+    for file in live {
+        let c = project::candidate_for(file, project_dir, &opts.candidate_dir)?;
+        if !c.is_file() {
+            return Err(ProdError::NoCandidate {
+                candidate: c,
+                project_dir: project_dir.to_path_buf(),
+            });
+        }
+        if c.canonicalize().ok() == file.canonicalize().ok() {
+            return Err(ProdError::CandidateIsLive { candidate: c });
+        }
+        candidate.push(c);
+    }
+    Ok(candidate)
+}
+
+/// `<project dir>/.harness-deploy/<project>-<UTC time>`.
+fn default_state_dir(project_dir: &Path, project: &str) -> PathBuf {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace(':', "");
+    project_dir
+        .join(".harness-deploy")
+        .join(format!("{project}-{stamp}"))
 }
 
 /// The URL and trust: the operator's, or nginx's published port on loopback.
@@ -364,38 +384,7 @@ async fn switch_and_check(
 ) -> bool {
     let p = Phase::Deployment;
     let applied = checks
-        .run(p, "deploy.apply-config", async {
-            let read =
-                |path: &PathBuf| std::fs::read_to_string(path).map_err(ProdError::io("read", path));
-            let candidate = Rendered {
-                goproxy_config: read(&f.candidate.0)?,
-                nginx_conf: read(&f.candidate.1)?,
-                goproxy_b_config: match &f.second {
-                    Some((_, c)) => Some(read(c)?),
-                    None => None,
-                },
-                nginx_map: Default::default(),
-                substitutions: Vec::new(),
-                origin: format!("the files under {}", opts.candidate_dir.display()),
-            };
-            state.advance(Step::Applied)?;
-            f.stack
-                .files
-                .write(&candidate)
-                .map_err(ProdError::WriteCandidate)?;
-            let mut pairs = vec![(&f.candidate.0, &f.live.0), (&f.candidate.1, &f.live.1)];
-            if let Some((live, cand)) = &f.second {
-                pairs.insert(1, (cand, live));
-            }
-            let wrote: Vec<String> = pairs
-                .iter()
-                .map(|(c, l)| format!("{} over {}", c.display(), l.display()))
-                .collect();
-            Ok::<_, ProdError>(format!(
-                "wrote {} (in place: bind mounts follow the inode)",
-                wrote.join(", ")
-            ))
-        })
+        .run(p, "deploy.apply-config", apply(opts, f, state))
         .await;
     if !applied {
         return false;
@@ -407,6 +396,50 @@ async fn switch_and_check(
     if !switched {
         return false;
     }
+    live_checks(opts, f, checks).await
+}
+
+/// The candidate read and written over the live files in place (the state
+/// says so first, so an interrupted deploy is rolled back).
+async fn apply(
+    opts: &DeployOptions,
+    f: &Found,
+    state: &mut DeployState,
+) -> Result<String, ProdError> {
+    let read = |path: &PathBuf| std::fs::read_to_string(path).map_err(ProdError::io("read", path));
+    let candidate = Rendered {
+        goproxy_config: read(&f.candidate.0)?,
+        nginx_conf: read(&f.candidate.1)?,
+        goproxy_b_config: match &f.second {
+            Some((_, c)) => Some(read(c)?),
+            None => None,
+        },
+        nginx_map: Default::default(),
+        substitutions: Vec::new(),
+        origin: format!("the files under {}", opts.candidate_dir.display()),
+    };
+    state.advance(Step::Applied)?;
+    f.stack
+        .files
+        .write(&candidate)
+        .map_err(ProdError::WriteCandidate)?;
+    let mut pairs = vec![(&f.candidate.0, &f.live.0), (&f.candidate.1, &f.live.1)];
+    if let Some((live, cand)) = &f.second {
+        pairs.insert(1, (cand, live));
+    }
+    let wrote: Vec<String> = pairs
+        .iter()
+        .map(|(c, l)| format!("{} over {}", c.display(), l.display()))
+        .collect();
+    Ok(format!(
+        "wrote {} (in place: bind mounts follow the inode)",
+        wrote.join(", ")
+    ))
+}
+
+/// `harness check`'s live checks and monitoring window after the switch;
+/// whether all of them passed.
+async fn live_checks(opts: &DeployOptions, f: &Found, checks: &mut Checks) -> bool {
     let live_opts = LiveOptions {
         target: target_spec(opts, f.stack.https_port),
         model: opts.model.clone(),

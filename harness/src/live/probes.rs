@@ -56,6 +56,20 @@ fn bad_gateway_hint(status: reqwest::StatusCode) -> &'static str {
 
 /// /v1/models: 200 with the key (returns the ids), 401 without.
 pub async fn models(t: &Target) -> Result<(String, Vec<String>), ProbeError> {
+    let ids = models_with_key(t).await?;
+    refused_without_key(t).await?;
+    Ok((
+        format!(
+            "/v1/models: 200 with the key from ${} ({} models), 401 without",
+            t.api_key_env,
+            ids.len()
+        ),
+        ids,
+    ))
+}
+
+/// The model ids /v1/models lists with the client key: at least one.
+async fn models_with_key(t: &Target) -> Result<Vec<String>, ProbeError> {
     let with = t
         .client
         .get(t.url("/v1/models"))
@@ -92,6 +106,11 @@ pub async fn models(t: &Target) -> Result<(String, Vec<String>), ProbeError> {
             detail,
         ));
     }
+    Ok(ids)
+}
+
+/// /v1/models without a key must be refused with 401: else the API is open.
+async fn refused_without_key(t: &Target) -> Result<(), ProbeError> {
     let without = t
         .client
         .get(t.url("/v1/models"))
@@ -108,14 +127,7 @@ pub async fn models(t: &Target) -> Result<(String, Vec<String>), ProbeError> {
             without.status()
         ));
     }
-    Ok((
-        format!(
-            "/v1/models: 200 with the key from ${} ({} models), 401 without",
-            t.api_key_env,
-            ids.len()
-        ),
-        ids,
-    ))
+    Ok(())
 }
 
 fn chat_body(model: &str, stream: bool) -> serde_json::Value {
@@ -191,25 +203,7 @@ pub async fn chat_stream(t: &Target, model: &str) -> Result<String, ProbeError> 
         let what = format!("streamed completion for {model}");
         return Err(ProbeError::status(what, status, detail));
     }
-    let mut timing = StreamTiming::default();
-    let mut text = String::new();
-    let mut body = resp.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| {
-            mismatch!(
-                "the stream broke after {} chunks and {:.1} s: {}",
-                timing.chunks,
-                started.elapsed().as_secs_f64(),
-                Target::explain(&e)
-            )
-        })?;
-        timing.arrived(started.elapsed());
-        // Only the tail is kept: enough to find `[DONE]` and an error event.
-        text.push_str(&String::from_utf8_lossy(&chunk));
-        if text.len() > 4096 {
-            text.drain(..text.len() - 2048);
-        }
-    }
+    let (timing, text) = read_tail(resp, started).await?;
     if text.contains("event: error") {
         return Err(mismatch!(
             "the stream carried an error event: {}",
@@ -231,6 +225,34 @@ pub async fn chat_stream(t: &Target, model: &str) -> Result<String, ProbeError> 
         timing.longest_gap.as_secs_f64() * 1000.0,
         timing.last.as_secs_f64() * 1000.0
     ))
+}
+
+/// Reads a stream to its end: when its chunks arrived (after `started`),
+/// and the tail of its text.
+async fn read_tail(
+    resp: reqwest::Response,
+    started: Instant,
+) -> Result<(StreamTiming, String), ProbeError> {
+    let mut timing = StreamTiming::default();
+    let mut text = String::new();
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| {
+            mismatch!(
+                "the stream broke after {} chunks and {:.1} s: {}",
+                timing.chunks,
+                started.elapsed().as_secs_f64(),
+                Target::explain(&e)
+            )
+        })?;
+        timing.arrived(started.elapsed());
+        // Only the tail is kept: enough to find `[DONE]` and an error event.
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        if text.len() > 4096 {
+            text.drain(..text.len() - 2048);
+        }
+    }
+    Ok((timing, text))
 }
 
 /// Arrival times of a stream's chunks.

@@ -691,24 +691,11 @@ pub fn localize(conf: &str, dir: &Path, tls_dir: &Path, https_port: u16, http_po
                 span: d.span.clone(),
                 text: String::new(),
             }),
-            "listen" => {
-                let port = first.value.rsplit(':').next().unwrap_or(&first.value);
-                let port = match port {
-                    "443" => https_port.to_string(),
-                    "80" => http_port.to_string(),
-                    other => other.to_string(),
-                };
-                edits.push(edit(format!("127.0.0.1:{port}")));
-            }
+            "listen" => edits.push(edit(local_listen(&first.value, https_port, http_port))),
             "pid" => edits.push(edit(format!("{}/nginx.pid", dir.display()))),
             _ => {
                 for a in &d.args {
-                    let v = &a.value;
-                    let moved = if let Some(rest) = v.strip_prefix("/var/log/nginx/") {
-                        format!("{}/{rest}", dir.display())
-                    } else if let Some(rest) = v.strip_prefix(&cert_dir) {
-                        format!("{}/{rest}", tls_dir.display())
-                    } else {
+                    let Some(moved) = moved_path(&a.value, &cert_dir, dir, tls_dir) else {
                         continue;
                     };
                     edits.push(Edit {
@@ -729,6 +716,29 @@ pub fn localize(conf: &str, dir: &Path, tls_dir: &Path, https_port: u16, http_po
         });
     }
     apply(conf, &edits.iter().collect::<Vec<_>>())
+}
+
+/// A `listen` value on loopback: 443 and 80 become the stack's ports,
+/// any other port is kept.
+fn local_listen(value: &str, https_port: u16, http_port: u16) -> String {
+    let port = value.rsplit(':').next().unwrap_or(value);
+    let port = match port {
+        "443" => https_port.to_string(),
+        "80" => http_port.to_string(),
+        other => other.to_string(),
+    };
+    format!("127.0.0.1:{port}")
+}
+
+/// A log path moved under `dir`, a certificate path under `tls_dir`;
+/// `None` for any other value.
+fn moved_path(v: &str, cert_dir: &str, dir: &Path, tls_dir: &Path) -> Option<String> {
+    if let Some(rest) = v.strip_prefix("/var/log/nginx/") {
+        Some(format!("{}/{rest}", dir.display()))
+    } else {
+        v.strip_prefix(cert_dir)
+            .map(|rest| format!("{}/{rest}", tls_dir.display()))
+    }
 }
 
 fn write_localized(

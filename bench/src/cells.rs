@@ -311,78 +311,103 @@ type Row = (
     Option<bool>,
 );
 
+/// The figure under key `k`, over runs.
+fn spread(f: &Figures, k: &str) -> Option<Spread> {
+    Spread::of(f.get(k))
+}
+
+/// `a - b`, paired per run.
+fn diff(f: &Figures, a: &str, b: &str) -> Option<Spread> {
+    Spread::of(&paired_diff(f.get(a), f.get(b)))
+}
+
+/// `a / b`, paired per run.
+fn ratio(f: &Figures, a: &str, b: &str) -> Option<Spread> {
+    Spread::of(&paired_ratio(f.get(a), f.get(b)))
+}
+
+/// What goproxy adds to a big request, and its throughput against nginx's.
+fn latency_rows(f: &Figures) -> [Row; 4] {
+    let added = diff(f, "big_request/goproxy/p50_ms", "big_request/direct/p50_ms");
+    let added_ng = diff(f, "big_request/nginx/p50_ms", "big_request/direct/p50_ms");
+    let pinned = ratio(f, "latency/c16/goproxy/rps", "latency/c16/nginx/rps");
+    let unpinned = ratio(f, "unpinned/c16/goproxy/rps", "unpinned/c16/nginx/rps");
+    [
+        (
+            "90 KB request, added p50 at c1 (ms), goproxy",
+            added,
+            3,
+            "< 0.1",
+            added.map(|s| s.median < 0.1),
+        ),
+        (
+            "90 KB request, added p50 at c1 (ms), nginx",
+            added_ng,
+            3,
+            "(baseline)",
+            None,
+        ),
+        (
+            "c16 throughput goproxy / nginx, pinned",
+            pinned,
+            2,
+            ">= 1.0",
+            pinned.map(|s| s.median >= 1.0),
+        ),
+        (
+            "c16 throughput goproxy / nginx, unpinned",
+            unpinned,
+            2,
+            ">= 1.0",
+            unpinned.map(|s| s.median >= 1.0),
+        ),
+    ]
+}
+
+/// What goproxy costs: CPU per relayed event and memory.
+fn resource_rows(f: &Figures) -> [Row; 4] {
+    let cpu = ratio(
+        f,
+        "sse_cpu/goproxy/us_per_event",
+        "sse_cpu/nginx/us_per_event",
+    );
+    let rss = spread(f, "big_body/rss_growth_mb");
+    let streams = spread(f, "hold/n1024/goproxy/goproxy_rss_peak_mb");
+    [
+        (
+            "SSE CPU per event goproxy / nginx",
+            cpu,
+            2,
+            "<= 1.0",
+            cpu.map(|s| s.median <= 1.0),
+        ),
+        (
+            "SSE CPU per event goproxy (us)",
+            spread(f, "sse_cpu/goproxy/us_per_event"),
+            2,
+            "",
+            None,
+        ),
+        (
+            "RSS growth relaying a 1 GiB body (MB)",
+            rss,
+            1,
+            "< 16",
+            rss.map(|s| s.median < 16.0),
+        ),
+        (
+            "goproxy RSS peak at 1024 streams (MB)",
+            streams,
+            1,
+            "< 64",
+            streams.map(|s| s.median < 64.0),
+        ),
+    ]
+}
+
 /// The issue-12 section of the report: each figure, its target and verdict.
 pub fn markdown(f: &Figures) -> String {
-    let spread = |k: &str| Spread::of(f.get(k));
-    let diff = |a: &str, b: &str| Spread::of(&paired_diff(f.get(a), f.get(b)));
-    let ratio = |a: &str, b: &str| Spread::of(&paired_ratio(f.get(a), f.get(b)));
-    let rows: [Row; 8] = {
-        let added = diff("big_request/goproxy/p50_ms", "big_request/direct/p50_ms");
-        let added_ng = diff("big_request/nginx/p50_ms", "big_request/direct/p50_ms");
-        let pinned = ratio("latency/c16/goproxy/rps", "latency/c16/nginx/rps");
-        let unpinned = ratio("unpinned/c16/goproxy/rps", "unpinned/c16/nginx/rps");
-        let cpu = ratio("sse_cpu/goproxy/us_per_event", "sse_cpu/nginx/us_per_event");
-        let rss = spread("big_body/rss_growth_mb");
-        let streams = spread("hold/n1024/goproxy/goproxy_rss_peak_mb");
-        [
-            (
-                "90 KB request, added p50 at c1 (ms), goproxy",
-                added,
-                3,
-                "< 0.1",
-                added.map(|s| s.median < 0.1),
-            ),
-            (
-                "90 KB request, added p50 at c1 (ms), nginx",
-                added_ng,
-                3,
-                "(baseline)",
-                None,
-            ),
-            (
-                "c16 throughput goproxy / nginx, pinned",
-                pinned,
-                2,
-                ">= 1.0",
-                pinned.map(|s| s.median >= 1.0),
-            ),
-            (
-                "c16 throughput goproxy / nginx, unpinned",
-                unpinned,
-                2,
-                ">= 1.0",
-                unpinned.map(|s| s.median >= 1.0),
-            ),
-            (
-                "SSE CPU per event goproxy / nginx",
-                cpu,
-                2,
-                "<= 1.0",
-                cpu.map(|s| s.median <= 1.0),
-            ),
-            (
-                "SSE CPU per event goproxy (us)",
-                spread("sse_cpu/goproxy/us_per_event"),
-                2,
-                "",
-                None,
-            ),
-            (
-                "RSS growth relaying a 1 GiB body (MB)",
-                rss,
-                1,
-                "< 16",
-                rss.map(|s| s.median < 16.0),
-            ),
-            (
-                "goproxy RSS peak at 1024 streams (MB)",
-                streams,
-                1,
-                "< 64",
-                streams.map(|s| s.median < 64.0),
-            ),
-        ]
-    };
+    let rows = latency_rows(f).into_iter().chain(resource_rows(f));
     let mut out = String::from(
         "\n## Issue 12 targets\n\nmedian [min..max] over runs; ratios and differences paired per run.\n\n| figure | measured | target | status |\n| --- | --- | --- | --- |\n",
     );

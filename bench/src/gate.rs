@@ -19,66 +19,76 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(300);
 pub fn run(bin_dir: &Path, gate_runs: usize, rollback_runs: usize, f: &mut Figures) {
     let harness = bin_dir.join("harness");
     for i in 0..gate_runs {
-        match validate(&harness, &[]) {
-            Ok((report, code)) => {
-                let fig = &report["figures"];
-                push(
-                    f,
-                    "gate/switch_failed_requests",
-                    &fig["switch_failed_requests"],
-                );
-                push(
-                    f,
-                    "gate/switch_longest_gap_ms",
-                    &fig["switch_longest_gap_ms"],
-                );
-                push(f, "gate/switch_duration_ms", &fig["switch_duration_ms"]);
-                push(f, "gate/switch_requests", &fig["switch_requests"]);
-                push(f, "gate/wall_time_ms", &report["wall_time_ms"]);
-                f.push("gate/go", f64::from(u8::from(code == 0)));
-                crate::log(format!(
-                    "gate run {}: exit {code}, verdict {}, failed {}, longest gap {} ms, wall {} ms",
-                    i + 1,
-                    report["verdict"],
-                    fig["switch_failed_requests"],
-                    fig["switch_longest_gap_ms"],
-                    report["wall_time_ms"]
-                ));
-            }
-            Err(e) => {
-                f.push("gate/go", 0.0);
-                crate::log(format!("gate run {}: {e:#}", i + 1));
-            }
-        }
+        gate_run(&harness, i, f);
     }
     for i in 0..rollback_runs {
-        match validate(
-            &harness,
-            &["--scenario", "scenarios/rollback-on-demand.toml"],
-        ) {
-            Ok((report, code)) => {
-                let fig = &report["figures"];
-                push(
-                    f,
-                    "rollback/rollback_duration_ms",
-                    &fig["rollback_duration_ms"],
-                );
-                push(
-                    f,
-                    "rollback/switch_failed_requests",
-                    &fig["switch_failed_requests"],
-                );
-                push(f, "rollback/wall_time_ms", &report["wall_time_ms"]);
-                crate::log(format!(
-                    "rollback run {}: exit {code}, verdict {}, rollback {} ms, wall {} ms",
-                    i + 1,
-                    report["verdict"],
-                    fig["rollback_duration_ms"],
-                    report["wall_time_ms"]
-                ));
-            }
-            Err(e) => crate::log(format!("rollback run {}: {e:#}", i + 1)),
+        rollback_run(&harness, i, f);
+    }
+}
+
+/// Run `i` of the default scenario: the switch's figures and the verdict.
+fn gate_run(harness: &Path, i: usize, f: &mut Figures) {
+    match validate(harness, &[]) {
+        Ok((report, code)) => {
+            let fig = &report["figures"];
+            push(
+                f,
+                "gate/switch_failed_requests",
+                &fig["switch_failed_requests"],
+            );
+            push(
+                f,
+                "gate/switch_longest_gap_ms",
+                &fig["switch_longest_gap_ms"],
+            );
+            push(f, "gate/switch_duration_ms", &fig["switch_duration_ms"]);
+            push(f, "gate/switch_requests", &fig["switch_requests"]);
+            push(f, "gate/wall_time_ms", &report["wall_time_ms"]);
+            f.push("gate/go", f64::from(u8::from(code == 0)));
+            crate::log(format!(
+                "gate run {}: exit {code}, verdict {}, failed {}, longest gap {} ms, wall {} ms",
+                i + 1,
+                report["verdict"],
+                fig["switch_failed_requests"],
+                fig["switch_longest_gap_ms"],
+                report["wall_time_ms"]
+            ));
         }
+        Err(e) => {
+            f.push("gate/go", 0.0);
+            crate::log(format!("gate run {}: {e:#}", i + 1));
+        }
+    }
+}
+
+/// Run `i` of the rollback scenario: how long the rollback took.
+fn rollback_run(harness: &Path, i: usize, f: &mut Figures) {
+    match validate(
+        harness,
+        &["--scenario", "scenarios/rollback-on-demand.toml"],
+    ) {
+        Ok((report, code)) => {
+            let fig = &report["figures"];
+            push(
+                f,
+                "rollback/rollback_duration_ms",
+                &fig["rollback_duration_ms"],
+            );
+            push(
+                f,
+                "rollback/switch_failed_requests",
+                &fig["switch_failed_requests"],
+            );
+            push(f, "rollback/wall_time_ms", &report["wall_time_ms"]);
+            crate::log(format!(
+                "rollback run {}: exit {code}, verdict {}, rollback {} ms, wall {} ms",
+                i + 1,
+                report["verdict"],
+                fig["rollback_duration_ms"],
+                report["wall_time_ms"]
+            ));
+        }
+        Err(e) => crate::log(format!("rollback run {}: {e:#}", i + 1)),
     }
 }
 

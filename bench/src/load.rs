@@ -110,42 +110,7 @@ pub async fn closed_loop_with(
     let mut workers = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
         let body = body.clone();
-        workers.push(tokio::spawn(async move {
-            let mut hist = histogram();
-            let mut done = 0u64;
-            let mut errors = 0u64;
-            let mut first_error = None;
-            let mut conn: Option<SendRequest<Full<Bytes>>> = None;
-            while Instant::now() < end {
-                let t0 = Instant::now();
-                let result = tokio::time::timeout(REQUEST_TIMEOUT, async {
-                    if conn.is_none() {
-                        conn = Some(connect(addr).await?);
-                    }
-                    let send = conn.as_mut().expect("connected");
-                    one_completion(send, addr, &body).await
-                })
-                .await
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("timeout after {REQUEST_TIMEOUT:?}")));
-                let t1 = Instant::now();
-                match result {
-                    Ok(()) => {
-                        if t0 >= record_from && t0 < end {
-                            let ns = u64::try_from((t1 - t0).as_nanos()).unwrap_or(u64::MAX);
-                            let _ = hist.record(ns.max(1));
-                            done += 1;
-                        }
-                    }
-                    Err(e) => {
-                        errors += 1;
-                        first_error.get_or_insert_with(|| format!("{e:#}"));
-                        conn = None;
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                }
-            }
-            (hist, done, errors, first_error)
-        }));
+        workers.push(tokio::spawn(worker(addr, body, record_from, end)));
     }
     let mut latency = histogram();
     let mut done = 0;
@@ -167,6 +132,50 @@ pub async fn closed_loop_with(
         errors,
         first_error,
     }
+}
+
+/// What one closed-loop worker counted: latencies recorded in the measured
+/// window, completions in it, errors, the first error.
+type Tally = (Histogram<u64>, u64, u64, Option<String>);
+
+/// One closed-loop worker: request after request on one keep-alive
+/// connection until `end`, timing those sent from `record_from` on; a
+/// failed request drops the connection.
+async fn worker(addr: SocketAddr, body: Bytes, record_from: Instant, end: Instant) -> Tally {
+    let mut hist = histogram();
+    let mut done = 0u64;
+    let mut errors = 0u64;
+    let mut first_error = None;
+    let mut conn: Option<SendRequest<Full<Bytes>>> = None;
+    while Instant::now() < end {
+        let t0 = Instant::now();
+        let result = tokio::time::timeout(REQUEST_TIMEOUT, async {
+            if conn.is_none() {
+                conn = Some(connect(addr).await?);
+            }
+            let send = conn.as_mut().expect("connected");
+            one_completion(send, addr, &body).await
+        })
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("timeout after {REQUEST_TIMEOUT:?}")));
+        let t1 = Instant::now();
+        match result {
+            Ok(()) => {
+                if t0 >= record_from && t0 < end {
+                    let ns = u64::try_from((t1 - t0).as_nanos()).unwrap_or(u64::MAX);
+                    let _ = hist.record(ns.max(1));
+                    done += 1;
+                }
+            }
+            Err(e) => {
+                errors += 1;
+                first_error.get_or_insert_with(|| format!("{e:#}"));
+                conn = None;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+    (hist, done, errors, first_error)
 }
 
 /// Arrival times of one SSE stream's content events, from the moment the

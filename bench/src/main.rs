@@ -143,7 +143,14 @@ fn main() -> anyhow::Result<()> {
             &mut figures,
         );
     }
-    let meta = json!({
+    let meta = meta(&args, litellm.as_ref(), started);
+    write_report(&args, &figures, &meta, started)?;
+    Ok(())
+}
+
+/// The run's settings and context, written beside the figures.
+fn meta(args: &Args, litellm: Option<&litellm::Install>, started: Instant) -> serde_json::Value {
+    json!({
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "host_cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "server_cpus": args.server_cpus,
@@ -158,16 +165,25 @@ fn main() -> anyhow::Result<()> {
         "hold_chunks": args.hold_chunks,
         "litellm": litellm.map(|l| json!({"version": l.version, "bin": l.bin})),
         "bench_wall_secs": started.elapsed().as_secs_f64(),
-    });
-    let mut md = report::markdown(&args, &figures, &meta);
-    md.push_str(&cells::markdown(&figures));
-    md.push_str(&litellm::markdown(&args, &figures));
+    })
+}
+
+/// Prints the markdown report and writes it with the JSON figures to `args.out`.
+fn write_report(
+    args: &Args,
+    figures: &Figures,
+    meta: &serde_json::Value,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let mut md = report::markdown(args, figures, meta);
+    md.push_str(&cells::markdown(figures));
+    md.push_str(&litellm::markdown(args, figures));
     println!("{md}");
     std::fs::create_dir_all(&args.out)?;
     std::fs::write(args.out.join("bench.md"), &md)?;
     std::fs::write(
         args.out.join("bench.json"),
-        serde_json::to_vec_pretty(&report::json(&figures, &meta))?,
+        serde_json::to_vec_pretty(&report::json(figures, meta))?,
     )?;
     eprintln!(
         "wrote {} and {} in {:.0} s",

@@ -224,64 +224,7 @@ impl Env {
     pub fn nginx(&self, backends: &[SocketAddr]) -> anyhow::Result<(Server, Vec<SocketAddr>)> {
         let root = self.dir.join("nginx");
         std::fs::create_dir_all(root.join("logs"))?;
-        let access = if self.quiet_logs {
-            "access_log off;".to_owned()
-        } else {
-            format!(
-                "log_format upstream_timing '$remote_addr - [$time_local] \"$request\" $status $body_bytes_sent '\n\
-                 'rt=$request_time uct=$upstream_connect_time urt=$upstream_response_time '\n\
-                 'ua=\"$upstream_addr\" us=$upstream_status';\n\
-                 access_log {}/logs/access.log upstream_timing;",
-                root.display()
-            )
-        };
-        let mut conf = format!(
-            "worker_processes 1;\n\
-             worker_rlimit_nofile 65536;\n\
-             pid {root}/nginx.pid;\n\
-             error_log {root}/logs/error.log warn;\n\
-             events {{ worker_connections 8192; }}\n\
-             http {{\n\
-             client_body_temp_path {root}/client_body;\n\
-             proxy_temp_path {root}/proxy;\n\
-             fastcgi_temp_path {root}/fastcgi;\n\
-             uwsgi_temp_path {root}/uwsgi;\n\
-             scgi_temp_path {root}/scgi;\n\
-             sendfile on;\n\
-             tcp_nodelay on;\n\
-             keepalive_requests 1000000;\n\
-             {access}\n",
-            root = root.display()
-        );
-        let mut listens = Vec::new();
-        for (i, backend) in backends.iter().enumerate() {
-            let listen: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
-            listens.push(listen);
-            let _ = write!(
-                conf,
-                "upstream b{i} {{ server {backend}; keepalive 32; keepalive_timeout 60s; keepalive_requests 10000; }}\n\
-                 server {{\n\
-                   listen {listen};\n\
-                   client_max_body_size 20m;\n\
-                   location / {{\n\
-                     proxy_pass http://b{i};\n\
-                     proxy_http_version 1.1;\n\
-                     proxy_set_header Connection \"\";\n\
-                     proxy_set_header Host $host;\n\
-                     proxy_set_header X-Real-IP $remote_addr;\n\
-                     proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
-                     proxy_set_header X-Forwarded-Proto $scheme;\n\
-                     proxy_buffering off;\n\
-                     proxy_cache off;\n\
-                     proxy_request_buffering off;\n\
-                     proxy_connect_timeout 5s;\n\
-                     proxy_read_timeout 300s;\n\
-                     proxy_send_timeout 300s;\n\
-                   }}\n\
-                 }}\n"
-            );
-        }
-        conf.push_str("}\n");
+        let (conf, listens) = nginx_conf(&root, self.quiet_logs, backends)?;
         let path = root.join("nginx.conf");
         std::fs::write(&path, conf)?;
         let nginx =
@@ -340,4 +283,72 @@ fn wait_listening(server: &mut Server, log: &Path) -> anyhow::Result<()> {
         server.name,
         server.addr
     )
+}
+
+/// nginx's config for the bench: one worker, proxying to each backend on a
+/// free loopback port (returned in order), buffering off as deployed.
+fn nginx_conf(
+    root: &Path,
+    quiet_logs: bool,
+    backends: &[SocketAddr],
+) -> anyhow::Result<(String, Vec<SocketAddr>)> {
+    let access = if quiet_logs {
+        "access_log off;".to_owned()
+    } else {
+        format!(
+            "log_format upstream_timing '$remote_addr - [$time_local] \"$request\" $status $body_bytes_sent '\n\
+             'rt=$request_time uct=$upstream_connect_time urt=$upstream_response_time '\n\
+             'ua=\"$upstream_addr\" us=$upstream_status';\n\
+             access_log {}/logs/access.log upstream_timing;",
+            root.display()
+        )
+    };
+    let mut conf = format!(
+        "worker_processes 1;\n\
+         worker_rlimit_nofile 65536;\n\
+         pid {root}/nginx.pid;\n\
+         error_log {root}/logs/error.log warn;\n\
+         events {{ worker_connections 8192; }}\n\
+         http {{\n\
+         client_body_temp_path {root}/client_body;\n\
+         proxy_temp_path {root}/proxy;\n\
+         fastcgi_temp_path {root}/fastcgi;\n\
+         uwsgi_temp_path {root}/uwsgi;\n\
+         scgi_temp_path {root}/scgi;\n\
+         sendfile on;\n\
+         tcp_nodelay on;\n\
+         keepalive_requests 1000000;\n\
+         {access}\n",
+        root = root.display()
+    );
+    let mut listens = Vec::new();
+    for (i, backend) in backends.iter().enumerate() {
+        let listen: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+        listens.push(listen);
+        let _ = write!(
+            conf,
+            "upstream b{i} {{ server {backend}; keepalive 32; keepalive_timeout 60s; keepalive_requests 10000; }}\n\
+             server {{\n\
+               listen {listen};\n\
+               client_max_body_size 20m;\n\
+               location / {{\n\
+                 proxy_pass http://b{i};\n\
+                 proxy_http_version 1.1;\n\
+                 proxy_set_header Connection \"\";\n\
+                 proxy_set_header Host $host;\n\
+                 proxy_set_header X-Real-IP $remote_addr;\n\
+                 proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
+                 proxy_set_header X-Forwarded-Proto $scheme;\n\
+                 proxy_buffering off;\n\
+                 proxy_cache off;\n\
+                 proxy_request_buffering off;\n\
+                 proxy_connect_timeout 5s;\n\
+                 proxy_read_timeout 300s;\n\
+                 proxy_send_timeout 300s;\n\
+               }}\n\
+             }}\n"
+        );
+    }
+    conf.push_str("}\n");
+    Ok((conf, listens))
 }

@@ -6,6 +6,10 @@
 //! a [`Step`]: `Err` carries the verdict that ends the run early, so `?`
 //! reads as "stop here with this verdict". Each step is a check in the
 //! report; the verdict and its exit code come from [`crate::report`].
+//!
+//! This file holds the order; `gate/prepare.rs` the work before any
+//! container starts (mocks, rendered files, run directory) and
+//! `gate/phases.rs` each phase after it.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

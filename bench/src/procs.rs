@@ -2,7 +2,6 @@
 //! goproxy and nginx (and LiteLLM, `litellm.rs`), started from generated configs in a temp dir and
 //! stopped (with their children) when dropped.
 
-use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -285,6 +284,33 @@ fn wait_listening(server: &mut Server, log: &Path) -> anyhow::Result<()> {
     )
 }
 
+/// The upstream `b{i}` (keep-alive to `backend`) and the server on `listen`
+/// that proxies to it, unbuffered as deployed.
+fn server_block(i: usize, backend: SocketAddr, listen: SocketAddr) -> String {
+    format!(
+        "upstream b{i} {{ server {backend}; keepalive 32; keepalive_timeout 60s; keepalive_requests 10000; }}\n\
+             server {{\n\
+               listen {listen};\n\
+               client_max_body_size 20m;\n\
+               location / {{\n\
+                 proxy_pass http://b{i};\n\
+                 proxy_http_version 1.1;\n\
+                 proxy_set_header Connection \"\";\n\
+                 proxy_set_header Host $host;\n\
+                 proxy_set_header X-Real-IP $remote_addr;\n\
+                 proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
+                 proxy_set_header X-Forwarded-Proto $scheme;\n\
+                 proxy_buffering off;\n\
+                 proxy_cache off;\n\
+                 proxy_request_buffering off;\n\
+                 proxy_connect_timeout 5s;\n\
+                 proxy_read_timeout 300s;\n\
+                 proxy_send_timeout 300s;\n\
+               }}\n\
+             }}\n"
+    )
+}
+
 /// nginx's config for the bench: one worker, proxying to each backend on a
 /// free loopback port (returned in order), buffering off as deployed.
 fn nginx_conf(
@@ -325,29 +351,7 @@ fn nginx_conf(
     for (i, backend) in backends.iter().enumerate() {
         let listen: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
         listens.push(listen);
-        let _ = write!(
-            conf,
-            "upstream b{i} {{ server {backend}; keepalive 32; keepalive_timeout 60s; keepalive_requests 10000; }}\n\
-             server {{\n\
-               listen {listen};\n\
-               client_max_body_size 20m;\n\
-               location / {{\n\
-                 proxy_pass http://b{i};\n\
-                 proxy_http_version 1.1;\n\
-                 proxy_set_header Connection \"\";\n\
-                 proxy_set_header Host $host;\n\
-                 proxy_set_header X-Real-IP $remote_addr;\n\
-                 proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
-                 proxy_set_header X-Forwarded-Proto $scheme;\n\
-                 proxy_buffering off;\n\
-                 proxy_cache off;\n\
-                 proxy_request_buffering off;\n\
-                 proxy_connect_timeout 5s;\n\
-                 proxy_read_timeout 300s;\n\
-                 proxy_send_timeout 300s;\n\
-               }}\n\
-             }}\n"
-        );
+        conf.push_str(&server_block(i, *backend, listen));
     }
     conf.push_str("}\n");
     Ok((conf, listens))

@@ -28,8 +28,8 @@ mod phases;
 mod prepare;
 pub use error::GateError;
 use phases::{
-    deploy_under_load, finish, inject_port_in_use, lint_derived, lint_operator_files,
-    post_deployment, pre_deployment, record_render, save_state, start_stack,
+    deploy_under_load, inject_port_in_use, lint_derived, lint_operator_files, post_deployment,
+    pre_deployment, record_render, roll_back, save_state, start_stack, without_rollback,
 };
 use prepare::effective;
 pub use prepare::{prepare, sources_of, stream_model, Prepared};
@@ -286,9 +286,11 @@ async fn change_and_check(
     }
     let deployed = deploy_under_load(scenario, stack, checks, &up.candidate, &model, figures).await;
     let after_change_ok = post_deployment(scenario, opts, stack, checks, &model, &deployed).await?;
-    finish(
+    if let Some(stop) = without_rollback(scenario, opts.auto_rollback, after_change_ok) {
+        return stop;
+    }
+    roll_back(
         scenario,
-        opts,
         stack,
         checks,
         figures,

@@ -298,11 +298,27 @@ pub(super) async fn inject_after_change(scenario: &Scenario, stack: &Stack) {
     }
 }
 
-/// GO, or the rollback and its verdict.
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn finish(
+/// The verdict when no rollback is due: GO, or NO-GO because automatic
+/// rollback is off (`--no-rollback`). `None`: roll back.
+pub(super) fn without_rollback(
     scenario: &Scenario,
-    opts: &GateOptions,
+    auto_rollback: bool,
+    after_change_ok: bool,
+) -> Option<Step<Stop>> {
+    if after_change_ok && !scenario.change.rollback_after {
+        return Some(Ok((Verdict::Go, "every check passed".into())));
+    }
+    if !auto_rollback && !scenario.change.rollback_after {
+        return Some(Err(no_go(
+            "a check after the change failed; automatic rollback is off: roll back now",
+        )));
+    }
+    None
+}
+
+/// Roll back (after a failed check, or on demand) and word its verdict.
+pub(super) async fn roll_back(
+    scenario: &Scenario,
     stack: &Stack,
     checks: &mut Checks,
     figures: &mut Figures,
@@ -310,14 +326,6 @@ pub(super) async fn finish(
     model: &StreamModel,
     after_change_ok: bool,
 ) -> Step<Stop> {
-    if after_change_ok && !scenario.change.rollback_after {
-        return Ok((Verdict::Go, "every check passed".into()));
-    }
-    if !opts.auto_rollback && !scenario.change.rollback_after {
-        return Err(no_go(
-            "a check after the change failed; automatic rollback is off: roll back now",
-        ));
-    }
     let old = verify::Expected::new(
         scenario.start_port,
         scenario.change.port,

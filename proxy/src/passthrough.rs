@@ -11,14 +11,14 @@
 use std::pin::Pin;
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use http::Response;
 use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Frame;
+use hyper::body::{Body as _, Frame, Incoming};
 use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use crate::body::{Body, BodyError};
+use crate::body::{next_data, Body, BodyError};
 use crate::stream::RelayContext;
 use crate::usage::Usage;
 
@@ -78,7 +78,7 @@ fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Owns the upstream body; logs and records usage exactly once, on drop.
 struct Passthrough {
-    upstream: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    upstream: Incoming,
     ctx: RelayContext,
     tail: Tail,
     bytes: u64,
@@ -102,6 +102,11 @@ impl Drop for Passthrough {
         ctx.metrics.usage(&ctx.model, &usage, cost);
         tracing::info!(
             request_id = ctx.request_id,
+            peer = %ctx.peer,
+            method = %http::Method::POST,
+            route = ctx.format.route(),
+            status = ctx.status,
+            latency_ms = ctx.head_ms,
             model = %ctx.model,
             upstream_model = %ctx.upstream_model,
             endpoint = %ctx.endpoint,
@@ -128,7 +133,7 @@ impl Passthrough {
                     self.outcome = "drain_cut";
                     return Some(Err("the proxy is shutting down".into()));
                 }
-                n = self.upstream.next() => break Ok(n),
+                n = next_data(&mut self.upstream) => break Ok(n),
                 _ = &mut self.timer => {
                     let stall = self.last_chunk + self.ctx.idle_timeout;
                     if Instant::now() >= stall {
@@ -150,7 +155,7 @@ impl Passthrough {
                 return None;
             }
             Ok(Some(Err(e))) => {
-                tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, error = %e.without_url(), "upstream body broke");
+                tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, error = %crate::client::describe(&e), "upstream body broke");
                 ("upstream_error", "the upstream body was interrupted".into())
             }
             Err(_) => {
@@ -165,14 +170,14 @@ impl Passthrough {
 
 /// Turn a non-SSE upstream response into a client body that passes each
 /// chunk on as it arrives.
-pub fn passthrough(upstream: reqwest::Response, ctx: RelayContext) -> Body {
+pub fn passthrough(upstream: Response<Incoming>, ctx: RelayContext) -> Body {
     let now = Instant::now();
     let p = Passthrough {
         last_chunk: now,
         timer: Box::pin(tokio::time::sleep_until(now + ctx.idle_timeout)),
         cut: Box::pin(ctx.cut.clone().cancelled_owned()),
-        expected: upstream.content_length(),
-        upstream: Box::pin(upstream.bytes_stream()),
+        expected: upstream.body().size_hint().exact(),
+        upstream: upstream.into_body(),
         ctx,
         tail: Tail::default(),
         bytes: 0,

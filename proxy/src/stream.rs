@@ -5,18 +5,19 @@
 //! it (the client went away) the upstream response is dropped too, which
 //! closes that upstream connection and so cancels the request.
 
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::{Stream, StreamExt};
+use http::Response;
 use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Frame;
+use hyper::body::{Frame, Incoming};
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::body::{Body, BodyError};
+use crate::body::{next_data, Body, BodyError};
 use crate::config::{Format, Prices};
 use crate::error::stream_error_event;
 use crate::metrics::Metrics;
@@ -31,6 +32,13 @@ const MAX_LINE: usize = 1 << 20;
 pub struct RelayContext {
     /// Request id for log correlation.
     pub request_id: u64,
+    /// The client's address (the completion line is the request's only
+    /// info line).
+    pub peer: SocketAddr,
+    /// The status sent to the client.
+    pub status: u16,
+    /// Milliseconds from the request's arrival to the response head.
+    pub head_ms: f64,
     /// Public model id.
     pub model: String,
     /// Upstream model id sent.
@@ -130,7 +138,7 @@ enum Outcome {
 
 /// Owns the upstream stream; logs and records usage exactly once, on drop.
 struct Relay {
-    upstream: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    upstream: Incoming,
     parser: SseUsage,
     ctx: RelayContext,
     outcome: Outcome,
@@ -163,6 +171,11 @@ impl Drop for Relay {
         };
         tracing::info!(
             request_id = ctx.request_id,
+            peer = %ctx.peer,
+            method = %http::Method::POST,
+            route = ctx.format.route(),
+            status = ctx.status,
+            latency_ms = ctx.head_ms,
             model = %ctx.model,
             upstream_model = %ctx.upstream_model,
             endpoint = %ctx.endpoint,
@@ -225,7 +238,7 @@ impl Relay {
                     self.outcome = Outcome::DrainCut;
                     return Some(self.error_event("the proxy is shutting down; retry the request"));
                 }
-                n = self.upstream.next() => n,
+                n = next_data(&mut self.upstream) => n,
                 _ = &mut self.timer => {
                     if let Some(frame) = self.on_timer() {
                         return Some(frame);
@@ -253,7 +266,7 @@ impl Relay {
                     None
                 }
                 Some(Err(e)) => {
-                    tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, error = %e.without_url(), "upstream stream broke");
+                    tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, error = %crate::client::describe(&e), "upstream stream broke");
                     self.outcome = Outcome::UpstreamError;
                     Some(self.error_event("the upstream stream was interrupted"))
                 }
@@ -286,11 +299,11 @@ impl Relay {
 
 /// Turn an upstream SSE response into a client body that relays each chunk
 /// as it arrives.
-pub fn relay(upstream: reqwest::Response, ctx: RelayContext) -> Body {
+pub fn relay(upstream: Response<Incoming>, ctx: RelayContext) -> Body {
     ctx.metrics.open_streams(1);
     let cut = ctx.cut.clone().cancelled_owned();
     let mut relay = Relay {
-        upstream: Box::pin(upstream.bytes_stream()),
+        upstream: upstream.into_body(),
         parser: SseUsage::default(),
         ctx,
         outcome: Outcome::Open,

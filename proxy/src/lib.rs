@@ -25,6 +25,7 @@
 //! - [`metrics`]: Prometheus counters, histogram and gauge.
 //! - [`healthcheck`]: the `goproxy healthcheck` subcommand.
 //! - [`telemetry`]: tracing setup (text or JSON).
+//! - [`log_line`]: the text log line, written cheaply.
 //! - [`cli`]: flags, subcommands and exit codes.
 //!
 //! # Try it
@@ -69,6 +70,7 @@ pub mod conn;
 pub mod error;
 pub mod forward;
 pub mod healthcheck;
+pub mod log_line;
 pub mod metrics;
 pub mod passthrough;
 pub mod read_body;

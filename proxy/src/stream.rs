@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -113,7 +113,7 @@ impl SseUsage {
         // Only events that carry a `"usage"` key matter (OpenAI's last chunk,
         // Anthropic's message_start / message_delta); skipping the JSON parse
         // of every content delta is most of the relay's per-chunk CPU.
-        if !contains(data, b"\"usage\"") {
+        if USAGE_KEY.find(data).is_none() {
             return;
         }
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
@@ -122,9 +122,10 @@ impl SseUsage {
     }
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    memchr::memmem::find(haystack, needle).is_some()
-}
+/// The `"usage"` key, searched for in every `data:` line: the searcher is
+/// built once (building it per line cost more than the search).
+static USAGE_KEY: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
 
 /// How a stream ended, for the log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

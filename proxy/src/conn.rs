@@ -88,8 +88,7 @@ pub async fn serve(
     let first = activity.idle_deadline(cfg.request_read_timeout, cfg.idle_timeout);
     let timer = sleep_until(first.unwrap_or_else(|| Instant::now() + cfg.idle_timeout));
     tokio::pin!(timer);
-    let drain = app.drain.cancelled();
-    tokio::pin!(drain);
+    let mut drain = crate::cancel::Cancelled::new(app.drain.clone());
     let why = loop {
         tokio::select! {
             biased;

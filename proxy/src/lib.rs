@@ -18,6 +18,7 @@
 //! - [`stream`]: the SSE relay (chunk by chunk) and usage parsing.
 //! - [`passthrough`]: non-SSE upstream bodies, streamed; usage from the tail.
 //! - [`body`]: the response body type.
+//! - [`cancel`]: waiting for a cancellation token cheaply per poll.
 //! - [`chunks`]: the upstream request body, slices of the client's bytes.
 //! - [`usage`]: token counts and their price.
 //! - [`auth`]: secrets from the environment, client authentication, redaction.
@@ -62,6 +63,7 @@ pub mod activity;
 pub mod app;
 pub mod auth;
 pub mod body;
+pub mod cancel;
 pub mod chunks;
 pub mod cli;
 pub mod client;

@@ -18,9 +18,9 @@ use http_body_util::BodyExt;
 use hyper::body::{Body as _, Frame, Incoming};
 use serde_json::Value;
 use tokio::time::Instant;
-use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::body::{Body, BodyError};
+use crate::cancel::Cancelled;
 use crate::stream::RelayContext;
 use crate::usage::Usage;
 
@@ -94,7 +94,7 @@ struct Passthrough {
     ended: bool,
     last_chunk: Instant,
     timer: Pin<Box<tokio::time::Sleep>>,
-    cut: Pin<Box<WaitForCancellationFutureOwned>>,
+    cut: Cancelled,
 }
 
 impl Drop for Passthrough {
@@ -138,7 +138,7 @@ impl Passthrough {
         }
         // Each round either returns or moved the timer into the future.
         for _ in 0..MAX_ROUNDS {
-            if self.cut.as_mut().poll(cx).is_ready() {
+            if Pin::new(&mut self.cut).poll(cx).is_ready() {
                 return Poll::Ready(Some(Err(
                     self.fail("drain_cut", "the proxy is shutting down")
                 )));
@@ -210,7 +210,7 @@ pub fn passthrough(upstream: Response<Incoming>, ctx: RelayContext) -> Body {
     let p = Passthrough {
         last_chunk: now,
         timer: Box::pin(tokio::time::sleep_until(now + ctx.idle_timeout)),
-        cut: Box::pin(ctx.cut.clone().cancelled_owned()),
+        cut: Cancelled::new(ctx.cut.clone()),
         expected: upstream.body().size_hint().exact(),
         upstream: upstream.into_body(),
         ctx,

@@ -17,9 +17,10 @@ use http::Response;
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Frame, Incoming};
 use tokio::time::Instant;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::CancellationToken;
 
 use crate::body::{Body, BodyError};
+use crate::cancel::Cancelled;
 use crate::config::{Format, Prices};
 use crate::error::stream_error_event;
 use crate::metrics::Metrics;
@@ -156,7 +157,7 @@ struct Relay {
     /// Fires at [`Relay::next_check`].
     timer: Pin<Box<tokio::time::Sleep>>,
     /// Resolves when the drain timeout cuts open streams.
-    cut: Pin<Box<WaitForCancellationFutureOwned>>,
+    cut: Cancelled,
     bytes: u64,
     first_chunk_at: Option<Duration>,
 }
@@ -240,7 +241,7 @@ impl Relay {
         // Each round either returns or consumed a timer firing that re-armed
         // the timer in the future; a few rounds are plenty.
         for _ in 0..MAX_ROUNDS {
-            if self.cut.as_mut().poll(cx).is_ready() {
+            if Pin::new(&mut self.cut).poll(cx).is_ready() {
                 tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, "stream cut by the drain timeout");
                 self.outcome = Outcome::DrainCut;
                 return Poll::Ready(Some(
@@ -321,7 +322,7 @@ impl Relay {
 /// as it arrives.
 pub fn relay(upstream: Response<Incoming>, ctx: RelayContext) -> Body {
     ctx.metrics.open_streams(1);
-    let cut = ctx.cut.clone().cancelled_owned();
+    let cut = Cancelled::new(ctx.cut.clone());
     let mut relay = Relay {
         upstream: upstream.into_body(),
         parser: SseUsage::default(),
@@ -331,7 +332,7 @@ pub fn relay(upstream: Response<Incoming>, ctx: RelayContext) -> Body {
         last_upstream: Instant::now(),
         last_sent: Instant::now(),
         timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
-        cut: Box::pin(cut),
+        cut,
         bytes: 0,
         first_chunk_at: None,
     };

@@ -86,6 +86,34 @@ fn causes<'a>(
 mod tests {
     use super::*;
 
+    /// An https:// URI goes through rustls with ALPN offering h2 and
+    /// http/1.1 (a ClientHello arrives, not a plaintext request).
+    #[tokio::test]
+    async fn https_uris_speak_tls_with_alpn() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let client = build(Duration::from_secs(5)).unwrap();
+        let uri: http::Uri = format!("https://127.0.0.1:{port}/v1/messages")
+            .parse()
+            .unwrap();
+        let send = tokio::spawn(async move {
+            client
+                .request(http::Request::post(uri).body(Chunks::default()).unwrap())
+                .await
+        });
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut hello = vec![0; 2048];
+        let n = sock.read(&mut hello).await.unwrap();
+        let hello = &hello[..n];
+        assert_eq!(hello.first(), Some(&0x16), "a TLS handshake record");
+        let has = |needle: &[u8]| hello.windows(needle.len()).any(|w| w == needle);
+        assert!(has(b"\x02h2"), "ALPN offers h2");
+        assert!(has(b"\x08http/1.1"), "ALPN offers http/1.1");
+        drop(sock);
+        assert!(send.await.unwrap().is_err(), "no TLS server there");
+    }
+
     #[test]
     fn timeouts_are_found_among_causes() {
         #[derive(Debug, thiserror::Error)]

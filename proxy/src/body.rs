@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Frame, SizeHint};
+use hyper::body::{Frame, Incoming, SizeHint};
 
 /// Why a response body stopped early. hyper then aborts the response (no
 /// final chunk, or a short `content-length` body) so the client sees a
@@ -62,4 +62,23 @@ where
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// Most non-data frames (trailers) skipped in a row before a body is taken
+/// as ended: HTTP/1 and HTTP/2 send at most one trailer frame.
+const MAX_SKIPPED_FRAMES: usize = 4;
+
+/// The next data chunk of an upstream body; trailers are skipped.
+pub async fn next_data(body: &mut Incoming) -> Option<Result<Bytes, hyper::Error>> {
+    for _ in 0..MAX_SKIPPED_FRAMES {
+        match body.frame().await? {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    return Some(Ok(data));
+                }
+            }
+            Err(e) => return Some(Err(e)),
+        }
+    }
+    None
 }

@@ -88,7 +88,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let rt = match tokio::runtime::Runtime::new() {
+    let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -129,6 +129,21 @@ pub fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// The tokio runtime for the CPUs goproxy may use: with one, a
+/// current-thread runtime (no work stealing, no cross-thread wake-ups: the
+/// accept loop, connections and upstream connection tasks share the one
+/// CPU anyway); with more, one worker per CPU.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Runtime::new()
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

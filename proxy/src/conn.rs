@@ -81,25 +81,33 @@ pub async fn serve(
     let conn = builder.serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
     let cfg = &app.config;
+    // One timer, armed at the idle deadline and looked at only when it
+    // fires: per request nothing is polled besides the connection (a
+    // Notify and a fresh timer per wake-up were a measurable share of an
+    // SSE event's cost). A deadline that moved on since re-arms it.
+    let first = activity.idle_deadline(cfg.request_read_timeout, cfg.idle_timeout);
+    let timer = sleep_until(first.unwrap_or_else(|| Instant::now() + cfg.idle_timeout));
+    tokio::pin!(timer);
+    let mut drain = crate::cancel::Cancelled::new(app.drain.clone());
     let why = loop {
-        let changed = activity.changed.notified();
-        let deadline = activity.idle_deadline(cfg.request_read_timeout, cfg.idle_timeout);
         tokio::select! {
+            biased;
             r = conn.as_mut() => {
                 if let Err(e) = r {
                     tracing::debug!(%peer, error = %e, "connection ended with error");
                 }
                 return;
             }
-            _ = changed => {}
-            _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                if activity.idle_deadline(cfg.request_read_timeout, cfg.idle_timeout)
-                    .is_some_and(|d| d <= Instant::now())
-                {
-                    break Close::Idle;
+            _ = &mut timer => {
+                let now = Instant::now();
+                match activity.idle_deadline(cfg.request_read_timeout, cfg.idle_timeout) {
+                    Some(d) if d <= now => break Close::Idle,
+                    Some(d) => timer.as_mut().reset(d),
+                    // Busy: once idle again it has idle_timeout from then.
+                    None => timer.as_mut().reset(now + cfg.idle_timeout),
                 }
             }
-            _ = app.drain.cancelled() => break Close::Drain,
+            _ = &mut drain => break Close::Drain,
         }
     };
     tracing::debug!(%peer, reason = ?why, busy = activity.busy(), "closing connection");

@@ -2,22 +2,23 @@
 //! upstream, and hand the answer back as it arrives (SSE through
 //! [`crate::stream`], any other body through [`crate::passthrough`]).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Request, Response};
-use http_body_util::BodyExt;
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 use tokio::time::{timeout, Instant};
 
 use crate::app::App;
 use crate::auth::redact_prefix;
-use crate::body::Body;
+use crate::body::{next_data, Body};
 use crate::config::{Endpoint, Format, Model};
 use crate::error::Handled;
 use crate::error::ProxyError;
 use crate::passthrough::passthrough;
+use crate::read_body::read_body;
 use crate::rename::ClientBody;
 use crate::stream::{relay, RelayContext};
 
@@ -31,6 +32,7 @@ const ERROR_LOG_CHARS: usize = 512;
 pub async fn forward(
     app: &Arc<App>,
     id: u64,
+    peer: SocketAddr,
     format: Format,
     req: Request<Incoming>,
     started: Instant,
@@ -52,6 +54,9 @@ pub async fn forward(
     }
     let ctx = RelayContext {
         request_id: id,
+        peer,
+        status: resp.status().as_u16(),
+        head_ms: started.elapsed().as_secs_f64() * 1000.0,
         model: model.id.clone(),
         upstream_model,
         endpoint: endpoint.name.clone(),
@@ -69,42 +74,6 @@ pub async fn forward(
         passthrough_response(resp, ctx)
     };
     Ok((r, Some(model.id.clone())))
-}
-
-/// Read the client body: at most `max_body_bytes`, and at most
-/// `request_read_timeout` of silence between two pieces of it.
-async fn read_body(
-    mut body: Incoming,
-    headers: &HeaderMap,
-    config: &crate::config::Config,
-) -> Result<Bytes, ProxyError> {
-    let limit = config.max_body_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(ProxyError::PayloadTooLarge(limit));
-    }
-    let mut buf = BytesMut::with_capacity(declared.map_or(8192, |n| n as usize));
-    loop {
-        let frame = match timeout(config.request_read_timeout, body.frame()).await {
-            Err(_) => return Err(ProxyError::ClientTimeout),
-            Ok(None) => return Ok(buf.freeze()),
-            Ok(Some(Err(_))) => {
-                return Err(ProxyError::BadRequest(
-                    "could not read the request body".into(),
-                ))
-            }
-            Ok(Some(Ok(frame))) => frame,
-        };
-        if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > limit {
-                return Err(ProxyError::PayloadTooLarge(limit));
-            }
-            buf.extend_from_slice(&data);
-        }
-    }
 }
 
 /// The model the body asks for and the endpoint serving it on this route.
@@ -133,7 +102,7 @@ async fn upstream_error(
     app: &App,
     id: u64,
     endpoint: &Endpoint,
-    resp: reqwest::Response,
+    resp: Response<Incoming>,
 ) -> ProxyError {
     let status = resp.status();
     let retry_after = resp
@@ -161,14 +130,11 @@ async fn upstream_error(
 /// Up to `limit` bytes of a body, with `silence` allowed between chunks;
 /// also whether the body may go on past them (then the caller must not
 /// trust the last token to be whole).
-async fn read_prefix(
-    mut resp: reqwest::Response,
-    limit: usize,
-    silence: Duration,
-) -> (Vec<u8>, bool) {
-    let declared = resp.content_length();
+async fn read_prefix(resp: Response<Incoming>, limit: usize, silence: Duration) -> (Vec<u8>, bool) {
+    let mut body = resp.into_body();
+    let declared = body.size_hint().exact();
     let mut buf = Vec::new();
-    while let Ok(Ok(Some(chunk))) = timeout(silence, resp.chunk()).await {
+    while let Ok(Some(Ok(chunk))) = timeout(silence, next_data(&mut body)).await {
         let room = limit - buf.len();
         if chunk.len() >= room {
             buf.extend_from_slice(&chunk[..room]);
@@ -199,7 +165,7 @@ fn sse_response(body: Body) -> Response<Body> {
     r
 }
 
-fn passthrough_response(resp: reqwest::Response, ctx: RelayContext) -> Response<Body> {
+fn passthrough_response(resp: Response<Incoming>, ctx: RelayContext) -> Response<Body> {
     let content_type = resp
         .headers()
         .get(header::CONTENT_TYPE)

@@ -3,6 +3,11 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
 use crate::config::Config;
 
 /// GET `/health` on the configured port; `Ok` on 200, `Err(reason)` otherwise.
@@ -14,16 +19,15 @@ pub async fn check(config: &Config, timeout: Duration) -> Result<(), String> {
     };
     let addr = std::net::SocketAddr::new(host, config.port());
     let url = format!("http://{addr}/health");
-    let client = reqwest::Client::builder()
-        .timeout(timeout)
-        .no_proxy()
-        .build()
-        .map_err(|e| format!("cannot build HTTP client: {e}"))?;
-    let resp = client
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| format!("GET {url} failed: {e}"))?;
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("cannot build the request: {e}"))?;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let resp = match tokio::time::timeout(timeout, client.get(uri)).await {
+        Err(_) => return Err(format!("GET {url} failed: timed out")),
+        Ok(Err(e)) => return Err(format!("GET {url} failed: {}", crate::client::describe(&e))),
+        Ok(Ok(r)) => r,
+    };
     if resp.status() == 200 {
         Ok(())
     } else {

@@ -11,17 +11,22 @@
 //! - [`app`]: the shared state of one server.
 //! - [`routes`]: routing and the small handlers.
 //! - [`forward`]: the model routes: client body in, upstream answer out.
+//! - [`read_body`]: the client body, within its size and time limits.
 //! - [`rename`]: the client body rewritten for the upstream, without a JSON tree.
-//! - [`upstream`]: the pooled upstream client and key rotation.
+//! - [`upstream`]: sending upstream, with key rotation.
+//! - [`client`]: the pooled upstream HTTP client (hyper + rustls).
 //! - [`stream`]: the SSE relay (chunk by chunk) and usage parsing.
 //! - [`passthrough`]: non-SSE upstream bodies, streamed; usage from the tail.
 //! - [`body`]: the response body type.
+//! - [`cancel`]: waiting for a cancellation token cheaply per poll.
+//! - [`chunks`]: the upstream request body, slices of the client's bytes.
 //! - [`usage`]: token counts and their price.
 //! - [`auth`]: secrets from the environment, client authentication, redaction.
 //! - [`error`]: the request error enum, its status mapping and rendering.
 //! - [`metrics`]: Prometheus counters, histogram and gauge.
 //! - [`healthcheck`]: the `goproxy healthcheck` subcommand.
 //! - [`telemetry`]: tracing setup (text or JSON).
+//! - [`log_line`]: the text log line, written cheaply.
 //! - [`cli`]: flags, subcommands and exit codes.
 //!
 //! # Try it
@@ -58,14 +63,19 @@ pub mod activity;
 pub mod app;
 pub mod auth;
 pub mod body;
+pub mod cancel;
+pub mod chunks;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod conn;
 pub mod error;
 pub mod forward;
 pub mod healthcheck;
+pub mod log_line;
 pub mod metrics;
 pub mod passthrough;
+pub mod read_body;
 pub mod rename;
 pub mod routes;
 pub mod server;

@@ -6,7 +6,9 @@
 //! `goproxy_cost_total`, `goproxy_open_streams`. The text is OpenMetrics
 //! (Prometheus reads it; it ends with `# EOF`).
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -51,6 +53,8 @@ pub struct Metrics {
     tokens: Family<TokenLabels, Counter>,
     cost: Family<ModelLabel, Counter<f64, AtomicU64>>,
     open_streams: Gauge,
+    /// Usage counters per configured model, resolved on first use.
+    by_model: HashMap<String, OnceLock<ModelCounters>>,
 }
 
 impl Default for Metrics {
@@ -62,6 +66,12 @@ impl Default for Metrics {
 impl Metrics {
     /// Empty metrics in a registry of their own.
     pub fn new() -> Self {
+        Self::with_models(std::iter::empty())
+    }
+
+    /// Empty metrics that cache the usage counters of these models (their
+    /// series still appear only once a response of theirs was recorded).
+    pub fn with_models<'a>(models: impl Iterator<Item = &'a str>) -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let upstream_latency = Histogram::new(BUCKETS);
@@ -97,6 +107,7 @@ impl Metrics {
             tokens,
             cost,
             open_streams,
+            by_model: models.map(|m| (m.to_string(), OnceLock::new())).collect(),
         }
     }
 
@@ -112,24 +123,35 @@ impl Metrics {
         self.upstream_latency.observe(d.as_secs_f64());
     }
 
-    /// Tokens and cost of one response.
+    /// Tokens and cost of one response. A model named in
+    /// [`Metrics::with_models`] resolves its counters on its first response
+    /// only; later ones cost no allocation (a label set owns the model name).
     pub fn usage(&self, model: &str, usage: &Usage, cost: f64) {
-        for (kind, n) in [
-            ("input", usage.input),
-            ("output", usage.output),
-            ("cache_write", usage.cache_write),
-            ("cache_read", usage.cache_read),
-        ] {
+        match self.by_model.get(model) {
+            Some(cell) => cell.get_or_init(|| self.model(model)).record(usage, cost),
+            None => self.model(model).record(usage, cost),
+        }
+    }
+
+    /// The token and cost counters of `model`.
+    fn model(&self, model: &str) -> ModelCounters {
+        let token = |kind| {
             let labels = TokenLabels {
                 model: model.to_string(),
                 kind,
             };
-            self.tokens.get_or_create(&labels).inc_by(n);
-        }
-        let labels = ModelLabel {
+            self.tokens.get_or_create(&labels).clone()
+        };
+        let cost = ModelLabel {
             model: model.to_string(),
         };
-        self.cost.get_or_create(&labels).inc_by(cost);
+        ModelCounters {
+            input: token("input"),
+            output: token("output"),
+            cache_write: token("cache_write"),
+            cache_read: token("cache_read"),
+            cost: self.cost.get_or_create(&cost).clone(),
+        }
     }
 
     /// A stream started (+1) or ended (-1).
@@ -148,6 +170,27 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// One model's token and cost counters (handles into [`Metrics`]).
+#[derive(Debug, Clone)]
+pub struct ModelCounters {
+    input: Counter,
+    output: Counter,
+    cache_write: Counter,
+    cache_read: Counter,
+    cost: Counter<f64, AtomicU64>,
+}
+
+impl ModelCounters {
+    /// Add one response's tokens and cost.
+    pub fn record(&self, usage: &Usage, cost: f64) {
+        self.input.inc_by(usage.input);
+        self.output.inc_by(usage.output);
+        self.cache_write.inc_by(usage.cache_write);
+        self.cache_read.inc_by(usage.cache_read);
+        self.cost.inc_by(cost);
     }
 }
 
@@ -176,6 +219,26 @@ mod tests {
         assert!(text.contains("goproxy_tokens_total{model=\"claude\",kind=\"output\"} 4"));
         assert!(text.contains("goproxy_cost_total{model=\"claude\"} 0.5"));
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    /// A configured model's cached counters add up like uncached ones, and
+    /// its series appear only once it had a response.
+    #[test]
+    fn cached_model_counters_count() {
+        let m = Metrics::with_models(["claude"].into_iter());
+        assert!(!m.render().contains("goproxy_tokens_total"));
+        let u = Usage {
+            input: 3,
+            output: 4,
+            ..Default::default()
+        };
+        m.usage("claude", &u, 0.5);
+        m.usage("claude", &u, 0.25);
+        m.usage("other", &u, 1.0);
+        let text = m.render();
+        assert!(text.contains("goproxy_tokens_total{model=\"claude\",kind=\"input\"} 6"));
+        assert!(text.contains("goproxy_cost_total{model=\"claude\"} 0.75"));
+        assert!(text.contains("goproxy_tokens_total{model=\"other\",kind=\"output\"} 4"));
     }
 
     /// Two servers in one process count apart (a registry each).

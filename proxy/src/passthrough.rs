@@ -8,20 +8,24 @@
 //! then aborts the response, so the client sees a broken transfer, never a
 //! truncated JSON that looks whole.
 
+use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Frame;
+use http::Response;
+use http_body_util::BodyExt;
+use hyper::body::{Body as _, Frame, Incoming};
 use serde_json::Value;
 use tokio::time::Instant;
-use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::body::{Body, BodyError};
+use crate::cancel::Cancelled;
 use crate::stream::RelayContext;
 use crate::usage::Usage;
 
+/// Stall-timer firings handled in one poll before yielding.
+const MAX_ROUNDS: usize = 4;
 /// Bytes of the body's end kept for reading usage.
 const TAIL_BYTES: usize = 64 * 1024;
 
@@ -78,7 +82,7 @@ fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Owns the upstream body; logs and records usage exactly once, on drop.
 struct Passthrough {
-    upstream: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    upstream: Incoming,
     ctx: RelayContext,
     tail: Tail,
     bytes: u64,
@@ -86,9 +90,11 @@ struct Passthrough {
     /// bytes went out, so the end is known by count, not by a final poll.
     expected: Option<u64>,
     outcome: &'static str,
+    /// Set once the body ended (whole or with an error): nothing follows.
+    ended: bool,
     last_chunk: Instant,
     timer: Pin<Box<tokio::time::Sleep>>,
-    cut: Pin<Box<WaitForCancellationFutureOwned>>,
+    cut: Cancelled,
 }
 
 impl Drop for Passthrough {
@@ -102,6 +108,11 @@ impl Drop for Passthrough {
         ctx.metrics.usage(&ctx.model, &usage, cost);
         tracing::info!(
             request_id = ctx.request_id,
+            peer = %ctx.peer,
+            method = %http::Method::POST,
+            route = ctx.format.route(),
+            status = ctx.status,
+            latency_ms = ctx.head_ms,
             model = %ctx.model,
             upstream_model = %ctx.upstream_model,
             endpoint = %ctx.endpoint,
@@ -118,75 +129,97 @@ impl Drop for Passthrough {
 }
 
 impl Passthrough {
-    /// The next chunk. The stall timer is not reset per chunk: it fires at
-    /// the old deadline and is moved on if a chunk came since.
-    async fn next_chunk(&mut self) -> Option<Result<Bytes, BodyError>> {
-        let next = loop {
-            tokio::select! {
-                biased;
-                _ = &mut self.cut => {
-                    self.outcome = "drain_cut";
-                    return Some(Err("the proxy is shutting down".into()));
-                }
-                n = self.upstream.next() => break Ok(n),
-                _ = &mut self.timer => {
-                    let stall = self.last_chunk + self.ctx.idle_timeout;
-                    if Instant::now() >= stall {
-                        break Err(());
+    /// The next chunk, in the order `cut`, upstream, stall timer. The stall
+    /// timer is not reset per chunk: it fires at the old deadline and is
+    /// moved on if a chunk came since. Polled by hyper directly.
+    fn poll_next_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BodyError>>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        // Each round either returns or moved the timer into the future.
+        for _ in 0..MAX_ROUNDS {
+            if Pin::new(&mut self.cut).poll(cx).is_ready() {
+                return Poll::Ready(Some(Err(
+                    self.fail("drain_cut", "the proxy is shutting down")
+                )));
+            }
+            match Pin::new(&mut self.upstream).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(chunk) => {
+                        self.last_chunk = Instant::now();
+                        self.tail.feed(&chunk);
+                        self.bytes += chunk.len() as u64;
+                        return Poll::Ready(Some(Ok(chunk)));
                     }
-                    self.timer.as_mut().reset(stall);
+                    Err(_) => continue, // trailers
+                },
+                Poll::Ready(None) => {
+                    self.outcome = "complete";
+                    self.ended = true;
+                    return Poll::Ready(None);
                 }
+                Poll::Ready(Some(Err(e))) => {
+                    tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, error = %crate::client::describe(&e), "upstream body broke");
+                    let err = self.fail("upstream_error", "the upstream body was interrupted");
+                    return Poll::Ready(Some(Err(err)));
+                }
+                Poll::Pending => {}
             }
-        };
-        let (outcome, err): (_, BodyError) = match next {
-            Ok(Some(Ok(chunk))) => {
-                self.last_chunk = Instant::now();
-                self.tail.feed(&chunk);
-                self.bytes += chunk.len() as u64;
-                return Some(Ok(chunk));
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
             }
-            Ok(None) => {
-                self.outcome = "complete";
-                return None;
-            }
-            Ok(Some(Err(e))) => {
-                tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, error = %e.without_url(), "upstream body broke");
-                ("upstream_error", "the upstream body was interrupted".into())
-            }
-            Err(_) => {
+            let stall = self.last_chunk + self.ctx.idle_timeout;
+            if Instant::now() >= stall {
                 tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, idle_secs = self.ctx.idle_timeout.as_secs_f64(), "upstream body stalled");
-                ("upstream_stalled", "the upstream body stalled".into())
+                let err = self.fail("upstream_stalled", "the upstream body stalled");
+                return Poll::Ready(Some(Err(err)));
             }
-        };
+            self.timer.as_mut().reset(stall);
+        }
+        // Not reached in practice; ask to be polled again rather than stall.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// End the body with an error (hyper then aborts the response).
+    fn fail(&mut self, outcome: &'static str, why: &'static str) -> BodyError {
         self.outcome = outcome;
-        Some(Err(err))
+        self.ended = true;
+        why.into()
+    }
+}
+
+impl hyper::body::Body for Passthrough {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        self.get_mut()
+            .poll_next_chunk(cx)
+            .map(|c| c.map(|r| r.map(Frame::data)))
     }
 }
 
 /// Turn a non-SSE upstream response into a client body that passes each
 /// chunk on as it arrives.
-pub fn passthrough(upstream: reqwest::Response, ctx: RelayContext) -> Body {
+pub fn passthrough(upstream: Response<Incoming>, ctx: RelayContext) -> Body {
     let now = Instant::now();
     let p = Passthrough {
         last_chunk: now,
         timer: Box::pin(tokio::time::sleep_until(now + ctx.idle_timeout)),
-        cut: Box::pin(ctx.cut.clone().cancelled_owned()),
-        expected: upstream.content_length(),
-        upstream: Box::pin(upstream.bytes_stream()),
+        cut: Cancelled::new(ctx.cut.clone()),
+        expected: upstream.body().size_hint().exact(),
+        upstream: upstream.into_body(),
         ctx,
         tail: Tail::default(),
         bytes: 0,
         outcome: "client_disconnected",
+        ended: false,
     };
-    let frames = futures_util::stream::unfold(Some(p), |state| async move {
-        let mut p = state?;
-        match p.next_chunk().await? {
-            Ok(chunk) => Some((Ok(Frame::data(chunk)), Some(p))),
-            // End after the error: hyper aborts the response.
-            Err(e) => Some((Err(e), None)),
-        }
-    });
-    BodyExt::boxed_unsync(StreamBody::new(frames))
+    BodyExt::boxed_unsync(p)
 }
 
 #[cfg(test)]

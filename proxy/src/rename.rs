@@ -1,12 +1,14 @@
 //! Rewrite a client body for the upstream without building a JSON tree:
 //! only the top-level keys are read (each value borrowed as its text, found
 //! by [`crate::toplevel`]), and the few changes (model id, system prompt, thinking
-//! budget, stream usage) are spliced into the original bytes. A 90 KB
-//! agent request with 200 messages is copied once, never re-serialized.
+//! budget, stream usage) are spliced between slices of the original bytes
+//! ([`Chunks`]). A 90 KB agent request with 200 messages is neither copied
+//! nor re-serialized.
 
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use crate::chunks::Chunks;
 use crate::config::{Format, Model};
 use crate::error::ProxyError;
 use crate::toplevel::members;
@@ -55,6 +57,7 @@ impl<'a> Top<'a> {
 /// A client body: its text, its top-level keys and the model it asks for.
 #[derive(Debug)]
 pub struct ClientBody<'a> {
+    raw: &'a Bytes,
     text: &'a str,
     top: Top<'a>,
     /// The requested model id (non-empty).
@@ -64,7 +67,7 @@ pub struct ClientBody<'a> {
 impl<'a> ClientBody<'a> {
     /// Parse the top level of `raw`: 400 unless a JSON object with a
     /// non-empty string `model`.
-    pub fn parse(raw: &'a [u8]) -> Result<Self, ProxyError> {
+    pub fn parse(raw: &'a Bytes) -> Result<Self, ProxyError> {
         let text = std::str::from_utf8(raw)
             .map_err(|_| ProxyError::BadRequest("request body is not UTF-8".into()))?;
         let top = parse(text)?;
@@ -73,7 +76,12 @@ impl<'a> ClientBody<'a> {
             Some(Ok(Value::String(s))) if !s.is_empty() => s,
             _ => return Err(missing()),
         };
-        Ok(ClientBody { text, top, model })
+        Ok(ClientBody {
+            raw,
+            text,
+            top,
+            model,
+        })
     }
 
     /// Rewrite for the upstream: model id mapping, system prompt, reasoning
@@ -85,7 +93,7 @@ impl<'a> ClientBody<'a> {
         model: &Model,
         format: Format,
         system_prompt: Option<&str>,
-    ) -> (Bytes, String) {
+    ) -> (Chunks, String) {
         let (body, top) = (self.text, &self.top);
         let open = body.find('{').map_or(0, |i| i + 1);
         let upstream_id = model.pick_upstream_id().to_string();
@@ -97,7 +105,7 @@ impl<'a> ClientBody<'a> {
             Format::OpenAi => openai(top, body, open, model, system_prompt, &mut s),
             Format::Anthropic => anthropic(top, body, open, model, system_prompt, &mut s),
         }
-        (s.apply(body), upstream_id)
+        (s.apply(self.raw), upstream_id)
     }
 }
 
@@ -130,18 +138,19 @@ impl Splices {
     fn insert(&mut self, at: usize, text: String) {
         self.0.push((at, at, text));
     }
-    fn apply(mut self, body: &str) -> Bytes {
+    /// The body with the splices applied: slices of `raw` (the bytes the
+    /// offsets index) and the new pieces, in order.
+    fn apply(mut self, raw: &Bytes) -> Chunks {
         self.0.sort_by_key(|s| s.0);
-        let extra: usize = self.0.iter().map(|s| s.2.len()).sum();
-        let mut out = Vec::with_capacity(body.len() + extra);
+        let mut out = Chunks::default();
         let mut at = 0;
-        for (start, end, text) in &self.0 {
-            out.extend_from_slice(&body.as_bytes()[at..*start]);
-            out.extend_from_slice(text.as_bytes());
-            at = *end;
+        for (start, end, text) in self.0 {
+            out.push(raw.slice(at..start));
+            out.push(Bytes::from(text));
+            at = end;
         }
-        out.extend_from_slice(&body.as_bytes()[at..]);
-        Bytes::from(out)
+        out.push(raw.slice(at..));
+        out.joined_if_small()
     }
 }
 
@@ -255,12 +264,14 @@ mod tests {
 
     fn rewrite(body: Value, format: Format, sp: Option<&str>) -> (Value, String) {
         let c = config();
-        let raw = body.to_string();
-        let (out, id) =
-            ClientBody::parse(raw.as_bytes())
-                .unwrap()
-                .rewrite(c.model("c").unwrap(), format, sp);
-        (serde_json::from_slice(&out).expect("valid JSON out"), id)
+        let raw = Bytes::from(body.to_string());
+        let (out, id) = ClientBody::parse(&raw)
+            .unwrap()
+            .rewrite(c.model("c").unwrap(), format, sp);
+        (
+            serde_json::from_slice(&out.to_vec()).expect("valid JSON out"),
+            id,
+        )
     }
 
     #[test]
@@ -302,15 +313,16 @@ mod tests {
     /// Everything the rewrite does not touch stays byte for byte.
     #[test]
     fn untouched_bytes_survive_exactly() {
-        let raw =
-            br#" { "messages" : [ {"content":"\u00e9 \"model\": 1"} ],"model":"c" ,"x":1.50}"#;
+        let raw = Bytes::from_static(
+            br#" { "messages" : [ {"content":"\u00e9 \"model\": 1"} ],"model":"c" ,"x":1.50}"#,
+        );
         let c = config();
         let (out, _) =
-            ClientBody::parse(raw)
+            ClientBody::parse(&raw)
                 .unwrap()
                 .rewrite(c.model("c").unwrap(), Format::OpenAi, None);
         assert_eq!(
-            std::str::from_utf8(&out).unwrap(),
+            std::str::from_utf8(&out.to_vec()).unwrap(),
             r#" {"reasoning_effort":"medium", "messages" : [ {"content":"\u00e9 \"model\": 1"} ],"model":"claude-up" ,"x":1.50}"#
         );
     }
@@ -324,7 +336,7 @@ mod tests {
             b"{\"model\":\"a\",\"model\":\"b\"}",
             b"\xff",
         ] {
-            let e = ClientBody::parse(raw).unwrap_err();
+            let e = ClientBody::parse(&Bytes::from_static(raw)).unwrap_err();
             assert_eq!(e.status_code(), 400, "{raw:?}");
         }
     }

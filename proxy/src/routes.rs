@@ -52,7 +52,7 @@ pub async fn handle(
     } else {
         Format::OpenAi
     };
-    let (resp, model) = match dispatch(&app, id, route, req, started).await {
+    let (resp, model) = match dispatch(&app, id, peer, route, req, started).await {
         Ok(x) => x,
         Err(e) => {
             if e.status_code().is_server_error() {
@@ -62,22 +62,26 @@ pub async fn handle(
         }
     };
     app.metrics.request(route, resp.status().as_u16());
-    tracing::info!(
-        request_id = id,
-        %peer,
-        %method,
-        route,
-        status = resp.status().as_u16(),
-        model = model.as_deref().unwrap_or(""),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
+    // One info line per request, like nginx's access log: a relayed answer
+    // (it has a model) gets its line when its body ends ("completion" or
+    // "stream finished", with these fields too); any other request here.
+    let status = resp.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match model.as_deref() {
+        Some(model) => {
+            tracing::debug!(request_id = id, %peer, %method, route, status, model, latency_ms, "request")
+        }
+        None => {
+            tracing::info!(request_id = id, %peer, %method, route, status, model = "", latency_ms, "request")
+        }
+    }
     Ok(resp.map(|b| with_guard(b, busy)))
 }
 
 async fn dispatch(
     app: &Arc<App>,
     id: u64,
+    peer: SocketAddr,
     route: &'static str,
     req: Request<Incoming>,
     started: Instant,
@@ -99,9 +103,11 @@ async fn dispatch(
             Ok((models(app), None))
         }
         ("/v1/chat/completions", &Method::POST) => {
-            forward(app, id, Format::OpenAi, req, started).await
+            forward(app, id, peer, Format::OpenAi, req, started).await
         }
-        ("/v1/messages", &Method::POST) => forward(app, id, Format::Anthropic, req, started).await,
+        ("/v1/messages", &Method::POST) => {
+            forward(app, id, peer, Format::Anthropic, req, started).await
+        }
         ("other", _) => Err(ProxyError::NotFound(route_safe_path(req.uri().path()))),
         _ => Err(ProxyError::MethodNotAllowed),
     }

@@ -27,7 +27,7 @@ pub use crate::routes::handle;
 pub enum RunError {
     /// The upstream HTTP client could not be built.
     #[error("cannot build the upstream HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
+    Client(#[from] rustls::Error),
     /// The listener's address could not be read.
     #[error("listener: {0}")]
     Listener(#[from] std::io::Error),
@@ -56,7 +56,9 @@ pub async fn serve(
     log_startup(&config, &secrets);
     let app = Arc::new(App {
         upstream: Upstream::new(&config, &secrets)?,
-        metrics: Arc::new(Metrics::new()),
+        metrics: Arc::new(Metrics::with_models(
+            config.models().iter().map(|m| m.id.as_str()),
+        )),
         config,
         secrets,
         started: Instant::now(),

@@ -5,23 +5,30 @@
 //! it (the client went away) the upstream response is dropped too, which
 //! closes that upstream connection and so cancels the request.
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::{Stream, StreamExt};
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Frame;
+use http::Response;
+use http_body_util::BodyExt;
+use hyper::body::{Body as _, Frame, Incoming};
 use tokio::time::Instant;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::CancellationToken;
 
 use crate::body::{Body, BodyError};
+use crate::cancel::Cancelled;
 use crate::config::{Format, Prices};
 use crate::error::stream_error_event;
 use crate::metrics::Metrics;
 use crate::usage::Usage;
 
+/// Timer firings handled in one poll before yielding (each re-arms the
+/// timer in the future, so one is the norm).
+const MAX_ROUNDS: usize = 4;
 /// Longest SSE line kept for usage parsing; longer lines are relayed but
 /// not parsed (usage events are small).
 const MAX_LINE: usize = 1 << 20;
@@ -31,6 +38,13 @@ const MAX_LINE: usize = 1 << 20;
 pub struct RelayContext {
     /// Request id for log correlation.
     pub request_id: u64,
+    /// The client's address (the completion line is the request's only
+    /// info line).
+    pub peer: SocketAddr,
+    /// The status sent to the client.
+    pub status: u16,
+    /// Milliseconds from the request's arrival to the response head.
+    pub head_ms: f64,
     /// Public model id.
     pub model: String,
     /// Upstream model id sent.
@@ -105,7 +119,7 @@ impl SseUsage {
         // Only events that carry a `"usage"` key matter (OpenAI's last chunk,
         // Anthropic's message_start / message_delta); skipping the JSON parse
         // of every content delta is most of the relay's per-chunk CPU.
-        if !contains(data, b"\"usage\"") {
+        if USAGE_KEY.find(data).is_none() {
             return;
         }
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
@@ -114,9 +128,10 @@ impl SseUsage {
     }
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    memchr::memmem::find(haystack, needle).is_some()
-}
+/// The `"usage"` key, searched for in every `data:` line: the searcher is
+/// built once (building it per line cost more than the search).
+static USAGE_KEY: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
 
 /// How a stream ended, for the log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,7 +145,7 @@ enum Outcome {
 
 /// Owns the upstream stream; logs and records usage exactly once, on drop.
 struct Relay {
-    upstream: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    upstream: Incoming,
     parser: SseUsage,
     ctx: RelayContext,
     outcome: Outcome,
@@ -142,7 +157,7 @@ struct Relay {
     /// Fires at [`Relay::next_check`].
     timer: Pin<Box<tokio::time::Sleep>>,
     /// Resolves when the drain timeout cuts open streams.
-    cut: Pin<Box<WaitForCancellationFutureOwned>>,
+    cut: Cancelled,
     bytes: u64,
     first_chunk_at: Option<Duration>,
 }
@@ -163,6 +178,11 @@ impl Drop for Relay {
         };
         tracing::info!(
             request_id = ctx.request_id,
+            peer = %ctx.peer,
+            method = %http::Method::POST,
+            route = ctx.format.route(),
+            status = ctx.status,
+            latency_ms = ctx.head_ms,
             model = %ctx.model,
             upstream_model = %ctx.upstream_model,
             endpoint = %ctx.endpoint,
@@ -210,55 +230,69 @@ impl Relay {
         }
     }
 
-    /// The next bytes for the client. The timer is not reset per chunk
-    /// (that would be a timer-wheel update per event): it fires at
-    /// [`Self::next_check`] and the silence is measured then.
-    async fn next_frame(&mut self) -> Option<Bytes> {
+    /// The next bytes for the client, in the order `cut`, upstream, timer.
+    /// The timer is not reset per chunk (that would be a timer-wheel update
+    /// per event): it fires at [`Self::next_check`] and the silence is
+    /// measured then. Polled by hyper directly (no stream adapter between).
+    fn poll_next_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         if self.outcome != Outcome::Open {
-            return None;
+            return Poll::Ready(None);
         }
-        loop {
-            let next = tokio::select! {
-                biased;
-                _ = &mut self.cut => {
-                    tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, "stream cut by the drain timeout");
-                    self.outcome = Outcome::DrainCut;
-                    return Some(self.error_event("the proxy is shutting down; retry the request"));
-                }
-                n = self.upstream.next() => n,
-                _ = &mut self.timer => {
-                    if let Some(frame) = self.on_timer() {
-                        return Some(frame);
-                    }
-                    continue;
-                }
-            };
-            return match next {
-                Some(Ok(chunk)) => {
-                    let now = Instant::now();
-                    self.last_upstream = now;
-                    self.last_sent = now;
-                    if self.first_chunk_at.is_none() {
-                        self.first_chunk_at = Some(self.ctx.started.elapsed());
-                    }
-                    self.parser.feed(&chunk);
-                    self.bytes += chunk.len() as u64;
-                    for b in chunk.iter().rev().take(4).rev() {
-                        self.tail = [self.tail[1], self.tail[2], self.tail[3], *b];
-                    }
-                    Some(chunk)
-                }
-                None => {
+        // Each round either returns or consumed a timer firing that re-armed
+        // the timer in the future; a few rounds are plenty.
+        for _ in 0..MAX_ROUNDS {
+            if Pin::new(&mut self.cut).poll(cx).is_ready() {
+                tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, "stream cut by the drain timeout");
+                self.outcome = Outcome::DrainCut;
+                return Poll::Ready(Some(
+                    self.error_event("the proxy is shutting down; retry the request"),
+                ));
+            }
+            match Pin::new(&mut self.upstream).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(chunk) => return Poll::Ready(Some(self.on_chunk(chunk))),
+                    Err(_) => continue, // trailers
+                },
+                Poll::Ready(None) => {
                     self.outcome = Outcome::Complete;
-                    None
+                    return Poll::Ready(None);
                 }
-                Some(Err(e)) => {
-                    tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, error = %e.without_url(), "upstream stream broke");
+                Poll::Ready(Some(Err(e))) => {
+                    tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, error = %crate::client::describe(&e), "upstream stream broke");
                     self.outcome = Outcome::UpstreamError;
-                    Some(self.error_event("the upstream stream was interrupted"))
+                    return Poll::Ready(Some(
+                        self.error_event("the upstream stream was interrupted"),
+                    ));
                 }
-            };
+                Poll::Pending => {}
+            }
+            match self.timer.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(()) => {
+                    if let Some(frame) = self.on_timer() {
+                        return Poll::Ready(Some(frame));
+                    }
+                }
+            }
         }
+        // Not reached in practice; ask to be polled again rather than stall.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    fn on_chunk(&mut self, chunk: Bytes) -> Bytes {
+        let now = Instant::now();
+        self.last_upstream = now;
+        self.last_sent = now;
+        if self.first_chunk_at.is_none() {
+            self.first_chunk_at = Some(self.ctx.started.elapsed());
+        }
+        self.parser.feed(&chunk);
+        self.bytes += chunk.len() as u64;
+        for b in chunk.iter().rev().take(4).rev() {
+            self.tail = [self.tail[1], self.tail[2], self.tail[3], *b];
+        }
+        chunk
     }
 
     /// The timer fired: a stall ends the stream, a due heartbeat is sent,
@@ -286,11 +320,11 @@ impl Relay {
 
 /// Turn an upstream SSE response into a client body that relays each chunk
 /// as it arrives.
-pub fn relay(upstream: reqwest::Response, ctx: RelayContext) -> Body {
+pub fn relay(upstream: Response<Incoming>, ctx: RelayContext) -> Body {
     ctx.metrics.open_streams(1);
-    let cut = ctx.cut.clone().cancelled_owned();
+    let cut = Cancelled::new(ctx.cut.clone());
     let mut relay = Relay {
-        upstream: Box::pin(upstream.bytes_stream()),
+        upstream: upstream.into_body(),
         parser: SseUsage::default(),
         ctx,
         outcome: Outcome::Open,
@@ -298,17 +332,27 @@ pub fn relay(upstream: reqwest::Response, ctx: RelayContext) -> Body {
         last_upstream: Instant::now(),
         last_sent: Instant::now(),
         timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
-        cut: Box::pin(cut),
+        cut,
         bytes: 0,
         first_chunk_at: None,
     };
     let first = relay.next_check(Instant::now());
     relay.timer.as_mut().reset(first);
-    let frames = futures_util::stream::unfold(relay, |mut r| async move {
-        let chunk = r.next_frame().await?;
-        Some((Ok::<_, BodyError>(Frame::data(chunk)), r))
-    });
-    BodyExt::boxed_unsync(StreamBody::new(frames))
+    BodyExt::boxed_unsync(relay)
+}
+
+impl hyper::body::Body for Relay {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        self.get_mut()
+            .poll_next_frame(cx)
+            .map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
+    }
 }
 
 #[cfg(test)]

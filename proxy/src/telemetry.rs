@@ -1,4 +1,5 @@
-//! Logging setup: tracing to stderr, as text or JSON lines.
+//! Logging setup: tracing to stderr, as text (see [`crate::log_line`]) or
+//! JSON lines.
 
 use tracing_subscriber::EnvFilter;
 
@@ -19,7 +20,10 @@ pub fn init(format: LogFormat) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder
+            .event_format(crate::log_line::Lines::default())
+            .fmt_fields(crate::log_line::LineFields)
+            .try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
 }

@@ -10,10 +10,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::HeaderMap;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
+use hyper::body::Incoming;
 
 use crate::auth::Secrets;
+use crate::chunks::Chunks;
+use crate::client::{self, HttpClient};
 use crate::config::{Config, Endpoint, Format};
 use crate::error::ProxyError;
 
@@ -23,12 +25,36 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// Upstream keys of one endpoint, rotated when one gets a 429.
 #[derive(Debug)]
 struct KeyRing {
-    keys: Vec<String>,
+    /// Each key as the header value it is sent in (`Bearer <key>` for
+    /// OpenAI, the key itself for Anthropic), built once; `None` if the key
+    /// cannot be a header value.
+    keys: Vec<Option<HeaderValue>>,
     cooling_until: Mutex<Vec<Option<Instant>>>,
     next: AtomicUsize,
 }
 
 impl KeyRing {
+    fn new(keys: &[String], format: Format) -> Self {
+        let keys: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                let text = match format {
+                    Format::OpenAi => format!("Bearer {k}"),
+                    Format::Anthropic => k.clone(),
+                };
+                let mut v = HeaderValue::try_from(text).ok()?;
+                v.set_sensitive(true);
+                Some(v)
+            })
+            .collect();
+        let n = keys.len();
+        KeyRing {
+            keys,
+            cooling_until: Mutex::new(vec![None; n]),
+            next: AtomicUsize::new(0),
+        }
+    }
+
     /// A key not cooling down (round robin), or how long until one is free.
     fn pick(&self) -> Result<Option<usize>, Duration> {
         if self.keys.is_empty() {
@@ -56,41 +82,26 @@ impl KeyRing {
 /// The upstream side: one pooled HTTP client and the key rings.
 #[derive(Debug)]
 pub struct Upstream {
-    client: reqwest::Client,
+    client: HttpClient,
     rings: HashMap<String, KeyRing>,
     cooldown: Duration,
     first_byte_timeout: Duration,
-    user_agent: Option<http::HeaderValue>,
+    user_agent: Option<HeaderValue>,
 }
 
 impl Upstream {
     /// Build the client from the config's timeouts.
-    pub fn new(config: &Config, secrets: &Secrets) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .pool_idle_timeout(Duration::from_secs(50))
-            .tcp_nodelay(true)
-            .build()?;
+    pub fn new(config: &Config, secrets: &Secrets) -> Result<Self, rustls::Error> {
         let rings = config
             .endpoints()
             .iter()
             .map(|e| {
-                let keys = secrets.endpoint_keys(&e.name).to_vec();
-                let n = keys.len();
-                (
-                    e.name.clone(),
-                    KeyRing {
-                        keys,
-                        cooling_until: Mutex::new(vec![None; n]),
-                        next: AtomicUsize::new(0),
-                    },
-                )
+                let ring = KeyRing::new(secrets.endpoint_keys(&e.name), e.format);
+                (e.name.clone(), ring)
             })
             .collect();
         Ok(Upstream {
-            client,
+            client: client::build(config.connect_timeout)?,
             rings,
             cooldown: config.key_cooldown,
             first_byte_timeout: config.first_byte_timeout,
@@ -105,8 +116,8 @@ impl Upstream {
         &self,
         endpoint: &Endpoint,
         client_headers: &HeaderMap,
-        body: Bytes,
-    ) -> Result<reqwest::Response, ProxyError> {
+        body: Chunks,
+    ) -> Result<Response<Incoming>, ProxyError> {
         let ring = self.rings.get(&endpoint.name);
         let attempts = ring.map_or(1, |r| r.keys.len().max(1));
         for attempt in 0..attempts {
@@ -118,44 +129,16 @@ impl Upstream {
                     })
                 }
             };
-            let key = key_idx.and_then(|i| ring.map(|r| r.keys[i].as_str()));
-            let mut req = self
-                .client
-                .post(endpoint.url.clone())
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .body(body.clone());
-            if let Some(ua) = &self.user_agent {
-                req = req.header(http::header::USER_AGENT, ua.clone());
-            }
-            match endpoint.format {
-                Format::OpenAi => {
-                    if let Some(k) = key {
-                        req = req.bearer_auth(k);
-                    }
-                }
-                Format::Anthropic => {
-                    if let Some(k) = key {
-                        req = req.header("x-api-key", k);
-                    }
-                    let version = client_headers
-                        .get("anthropic-version")
-                        .cloned()
-                        .unwrap_or(http::HeaderValue::from_static(ANTHROPIC_VERSION));
-                    req = req.header("anthropic-version", version);
-                    if let Some(beta) = client_headers.get("anthropic-beta") {
-                        req = req.header("anthropic-beta", beta.clone());
-                    }
-                }
-            }
-            let resp = match tokio::time::timeout(self.first_byte_timeout, req.send()).await {
-                Err(_) => return Err(ProxyError::UpstreamTimeout),
-                Ok(Err(e)) if e.is_timeout() => return Err(ProxyError::UpstreamTimeout),
-                Ok(Err(e)) => {
-                    tracing::warn!(endpoint = %endpoint.name, error = %e.without_url(), "upstream request failed");
+            let key = match key_idx.and_then(|i| ring.map(|r| r.keys[i].as_ref())) {
+                Some(None) => {
+                    tracing::warn!(endpoint = %endpoint.name, "upstream key is not a valid header value");
                     return Err(ProxyError::UpstreamFailed);
                 }
-                Ok(Ok(r)) => r,
+                Some(Some(k)) => Some(k),
+                None => None,
             };
+            let req = self.request(endpoint, client_headers, key, body.clone());
+            let resp = self.request_head(endpoint, req).await?;
             // With several keys a 429 benches that key (for the upstream's
             // Retry-After, capped at key_cooldown) and the next one is tried.
             // A single key is never benched: the 429 goes to the client, so one
@@ -164,7 +147,7 @@ impl Upstream {
                 if let (Some(r), Some(i)) = (ring.filter(|r| r.keys.len() > 1), key_idx) {
                     let retry_after = resp
                         .headers()
-                        .get(http::header::RETRY_AFTER)
+                        .get(header::RETRY_AFTER)
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(Duration::from_secs);
@@ -182,6 +165,70 @@ impl Upstream {
         }
         unreachable!("the loop returns on its last attempt")
     }
+
+    /// The upstream request: the headers reqwest sent before (`accept: */*`,
+    /// basic auth from the URL's userinfo) plus ours.
+    fn request(
+        &self,
+        endpoint: &Endpoint,
+        client_headers: &HeaderMap,
+        key: Option<&HeaderValue>,
+        body: Chunks,
+    ) -> Request<Chunks> {
+        let mut req = Request::new(body);
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = endpoint.uri.clone();
+        let h = req.headers_mut();
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(basic) = &endpoint.basic_auth {
+            h.append(header::AUTHORIZATION, basic.clone());
+        }
+        if let Some(ua) = &self.user_agent {
+            h.insert(header::USER_AGENT, ua.clone());
+        }
+        match endpoint.format {
+            Format::OpenAi => {
+                if let Some(k) = key {
+                    h.append(header::AUTHORIZATION, k.clone());
+                }
+            }
+            Format::Anthropic => {
+                if let Some(k) = key {
+                    h.append("x-api-key", k.clone());
+                }
+                let version = client_headers
+                    .get("anthropic-version")
+                    .cloned()
+                    .unwrap_or(HeaderValue::from_static(ANTHROPIC_VERSION));
+                h.insert("anthropic-version", version);
+                if let Some(beta) = client_headers.get("anthropic-beta") {
+                    h.insert("anthropic-beta", beta.clone());
+                }
+            }
+        }
+        req
+    }
+
+    /// Send and wait for the response head, within `first_byte_timeout`.
+    async fn request_head(
+        &self,
+        endpoint: &Endpoint,
+        req: Request<Chunks>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        match tokio::time::timeout(self.first_byte_timeout, self.client.request(req)).await {
+            Err(_) => Err(ProxyError::UpstreamTimeout),
+            Ok(Err(e)) if client::is_timeout(&e) => Err(ProxyError::UpstreamTimeout),
+            Ok(Err(e)) => {
+                tracing::warn!(endpoint = %endpoint.name, error = %client::describe(&e), "upstream request failed");
+                Err(ProxyError::UpstreamFailed)
+            }
+            Ok(Ok(r)) => Ok(r),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -190,11 +237,7 @@ mod tests {
 
     #[test]
     fn key_ring_rotates_and_reports_wait() {
-        let r = KeyRing {
-            keys: vec!["a".into(), "b".into()],
-            cooling_until: Mutex::new(vec![None, None]),
-            next: AtomicUsize::new(0),
-        };
+        let r = KeyRing::new(&["a".into(), "b".into()], Format::OpenAi);
         let first = r.pick().unwrap().unwrap();
         r.cool(first, Duration::from_secs(30));
         let second = r.pick().unwrap().unwrap();

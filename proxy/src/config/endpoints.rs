@@ -69,7 +69,7 @@ fn endpoint(
         ));
     }
     let base_url = r.string("base_url")?.unwrap_or_default();
-    let url = reqwest::Url::parse(&base_url)
+    let mut url = url::Url::parse(&base_url)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
         .ok_or_else(|| {
@@ -79,6 +79,16 @@ fn endpoint(
                 "must be an absolute http:// or https:// URL (the full URL requests are POSTed to)",
             )
         })?;
+    let basic_auth = userinfo_auth(&mut url);
+    // A parsed `Url` prints in the form `http::Uri` accepts (percent-encoded,
+    // punycode host), so this only fails for what hyper could not send.
+    let uri = http::Uri::try_from(url.as_str()).map_err(|_| {
+        r.at.invalid(
+            "base_url",
+            shown(&Value::String(base_url.clone())),
+            "must be an absolute http:// or https:// URL (the full URL requests are POSTed to)",
+        )
+    })?;
     let api_key_env = env_names(r, "api_key_env", false)?.unwrap_or_default();
     let format = Format::ALL
         .into_iter()
@@ -91,10 +101,35 @@ fn endpoint(
     };
     Ok(Some(Endpoint {
         name,
-        url,
+        uri,
+        basic_auth,
         format,
         api_key_env,
     }))
+}
+
+/// Take `user:password@` out of `url` and make it the `Authorization:
+/// Basic` value reqwest derived from it (percent-decoded).
+fn userinfo_auth(url: &mut url::Url) -> Option<http::HeaderValue> {
+    use base64::Engine as _;
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .ok()
+            .map(|c| c.into_owned())
+    };
+    let user = decode(url.username())?;
+    let password = url.password().and_then(decode);
+    if user.is_empty() && password.is_none() {
+        return None;
+    }
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    let plain = format!("{user}:{}", password.unwrap_or_default());
+    let encoded = base64::engine::general_purpose::STANDARD.encode(plain);
+    let mut v = http::HeaderValue::try_from(format!("Basic {encoded}")).ok()?;
+    v.set_sensitive(true);
+    Some(v)
 }
 
 /// Env var names under `key` (one name or a list). A value that looks like

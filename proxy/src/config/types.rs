@@ -21,6 +21,14 @@ impl Format {
         }
     }
 
+    /// The route requests in this format arrive on.
+    pub fn route(self) -> &'static str {
+        match self {
+            Format::OpenAi => "/v1/chat/completions",
+            Format::Anthropic => "/v1/messages",
+        }
+    }
+
     pub(crate) const ALL: [Format; 2] = [Format::OpenAi, Format::Anthropic];
 }
 
@@ -65,8 +73,12 @@ impl Reasoning {
 pub struct Endpoint {
     /// Name, e.g. `ohmygpt-openai`.
     pub name: String,
-    /// Full http(s) URL requests are POSTed to.
-    pub url: reqwest::Url,
+    /// Full http(s) URL requests are POSTed to, parsed once at load (a
+    /// `user:password@` in `base_url` is not part of it: see `basic_auth`).
+    pub uri: http::Uri,
+    /// `Authorization: Basic` from a `user:password@` in `base_url`, sent
+    /// as reqwest did before (marked sensitive, so never printed).
+    pub basic_auth: Option<http::HeaderValue>,
     /// Format derived from the name suffix; decides the auth header.
     pub format: Format,
     /// Env var names holding upstream keys, rotated on 429. May be empty

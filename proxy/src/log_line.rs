@@ -1,0 +1,240 @@
+//! The text log line, written without most of `core::fmt`: the same bytes
+//! as tracing-subscriber's default (`Full`) format without colours, e.g.
+//!
+//! ```text
+//! 2026-11-27T10:51:37.720033Z  INFO proxy::stream: stream finished request_id=2 outcome="complete"
+//! ```
+//!
+//! The default format paints every field name and `=` through a style
+//! (a no-op without colours, but a nested `write!` each) and formats every
+//! integer through `Debug`; that was most of the cost of the one line per
+//! request. Here names and plain strings are copied, integers go through
+//! `itoa`, and only floats and `%`/`?` values use `fmt`. Anything unusual
+//! (colours on a terminal, events bridged from the `log` crate, events
+//! inside a span) is left to the default format.
+
+use std::fmt;
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::{Format, Full, Writer};
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// The event format: [`Lines::format_event`] writes the line.
+#[derive(Debug, Default)]
+pub struct Lines {
+    fallback: Format<Full, SystemTime>,
+}
+
+impl<S, N> FormatEvent<S, N> for Lines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        let plain =
+            !w.has_ansi_escapes() && meta.target() != "log" && ctx.lookup_current().is_none();
+        if !plain {
+            return self.fallback.format_event(ctx, w, event);
+        }
+        if SystemTime.format_time(&mut w).is_err() {
+            w.write_str("<unknown time>")?;
+        }
+        w.write_str(match *meta.level() {
+            Level::TRACE => " TRACE ",
+            Level::DEBUG => " DEBUG ",
+            Level::INFO => "  INFO ",
+            Level::WARN => "  WARN ",
+            Level::ERROR => " ERROR ",
+        })?;
+        w.write_str(meta.target())?;
+        w.write_str(": ")?;
+        ctx.format_fields(w.by_ref(), event)?;
+        w.write_char('\n')
+    }
+}
+
+/// The field format (also used for span fields by the fallback).
+#[derive(Debug, Default)]
+pub struct LineFields;
+
+impl<'w> FormatFields<'w> for LineFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> fmt::Result {
+        let mut v = Fields {
+            w: writer,
+            first: true,
+            result: Ok(()),
+        };
+        fields.record(&mut v);
+        v.result
+    }
+}
+
+/// Writes `message name=value ...` as the default visitor does: the
+/// message bare, strings quoted and escaped (`Debug`), the rest by `Debug`.
+struct Fields<'w> {
+    w: Writer<'w>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl Fields<'_> {
+    /// The separator and `name=`; false for fields the line leaves out.
+    fn start(&mut self, field: &Field) -> bool {
+        let name = field.name();
+        if name.starts_with("log.") || self.result.is_err() {
+            return false;
+        }
+        let sep = if std::mem::take(&mut self.first) {
+            ""
+        } else {
+            " "
+        };
+        self.result = self.w.write_str(sep).and_then(|()| {
+            if name == "message" {
+                return Ok(());
+            }
+            self.w.write_str(name.strip_prefix("r#").unwrap_or(name))?;
+            self.w.write_char('=')
+        });
+        self.result.is_ok()
+    }
+}
+
+/// Whether `Debug` would print `s` as `"s"` (nothing to escape).
+fn plain(s: &str) -> bool {
+    s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+}
+
+impl Visit for Fields<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if !self.start(field) {
+            return;
+        }
+        self.result = if field.name() == "message" {
+            self.w.write_str(value)
+        } else if plain(value) {
+            self.w
+                .write_char('"')
+                .and_then(|()| self.w.write_str(value))
+                .and_then(|()| self.w.write_char('"'))
+        } else {
+            write!(self.w, "{value:?}")
+        };
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if self.start(field) {
+            self.result = self.w.write_str(itoa::Buffer::new().format(value));
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if self.start(field) {
+            self.result = self.w.write_str(itoa::Buffer::new().format(value));
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if self.start(field) {
+            self.result = self.w.write_str(if value { "true" } else { "false" });
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.start(field) {
+            self.result = write!(self.w, "{value:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::fmt::MakeWriter;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Buf {
+        type Writer = Buf;
+        fn make_writer(&'a self) -> Buf {
+            self.clone()
+        }
+    }
+
+    fn events() {
+        let peer: std::net::SocketAddr = "127.0.0.1:4711".parse().unwrap();
+        tracing::info!(
+            request_id = 7u64,
+            delta = -3i64,
+            %peer,
+            model = "gpt \"4\"\n",
+            route = "/v1/messages",
+            ok = true,
+            latency_ms = 1.25,
+            r#type = "x",
+            first_chunk_ms = ?Some(3u64),
+            "stream finished"
+        );
+        tracing::warn!(endpoint = %"e", "upstream request failed: {}", 42);
+        tracing::error!("boom");
+        tracing::debug!(n = 1u64, "quiet");
+        tracing::info!(only = 1u64);
+        let span = tracing::info_span!("conn", id = 3u64);
+        span.in_scope(|| tracing::info!(x = "y", "inside"));
+    }
+
+    /// Everything after the timestamp, per line.
+    fn lines(custom: bool) -> Vec<String> {
+        let buf = Buf::default();
+        let builder = tracing_subscriber::fmt()
+            .with_writer(buf.clone())
+            .with_ansi(false)
+            .with_max_level(Level::DEBUG);
+        if custom {
+            let sub = builder
+                .event_format(Lines::default())
+                .fmt_fields(LineFields)
+                .finish();
+            tracing::subscriber::with_default(sub, events);
+        } else {
+            tracing::subscriber::with_default(builder.finish(), events);
+        }
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|l| l.split_once(' ').expect("a timestamp").1.to_string())
+            .collect()
+    }
+
+    /// The same bytes as tracing-subscriber's default text format.
+    #[test]
+    fn lines_match_the_default_format() {
+        let (ours, theirs) = (lines(true), lines(false));
+        assert_eq!(ours.len(), 6, "{ours:#?}");
+        assert_eq!(ours, theirs);
+    }
+}

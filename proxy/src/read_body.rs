@@ -1,0 +1,119 @@
+//! Reading the client's request body: at most `max_body_bytes`, and at
+//! most `request_read_timeout` of silence between two pieces of it.
+//!
+//! A body that arrives in one frame (the usual case: hyper reads up to its
+//! buffer size at once) is kept as that frame, not copied; only a body in
+//! several frames is joined.
+
+use bytes::{Bytes, BytesMut};
+use http::{header, HeaderMap};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::error::ProxyError;
+
+/// The body read so far: its first frame, then a joined buffer.
+#[derive(Debug, Default)]
+struct Pieces {
+    first: Option<Bytes>,
+    joined: BytesMut,
+    len: usize,
+}
+
+impl Pieces {
+    fn add(&mut self, data: Bytes, capacity: usize) {
+        self.len += data.len();
+        match self.first.take() {
+            None if self.joined.is_empty() => self.first = Some(data),
+            None => self.joined.extend_from_slice(&data),
+            Some(first) => {
+                self.joined.reserve(capacity.max(self.len));
+                self.joined.extend_from_slice(&first);
+                self.joined.extend_from_slice(&data);
+            }
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        self.first.unwrap_or_else(|| self.joined.freeze())
+    }
+}
+
+/// Read the whole client body within the limits of `config`.
+pub async fn read_body(
+    mut body: Incoming,
+    headers: &HeaderMap,
+    config: &Config,
+) -> Result<Bytes, ProxyError> {
+    let limit = config.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ProxyError::PayloadTooLarge(limit));
+    }
+    let capacity = declared.map_or(8192, |n| n as usize);
+    let mut pieces = Pieces::default();
+    // One timer for the whole body, moved on only when it fires (a timer
+    // per frame would cost a timer-wheel entry each); it is not even
+    // registered while frames are ready.
+    let silence = config.request_read_timeout;
+    let timer = tokio::time::sleep(silence);
+    tokio::pin!(timer);
+    let mut last_frame = Instant::now();
+    loop {
+        let next = tokio::select! {
+            biased;
+            f = body.frame() => f,
+            _ = &mut timer => {
+                if Instant::now() >= last_frame + silence {
+                    return Err(ProxyError::ClientTimeout);
+                }
+                timer.as_mut().reset(last_frame + silence);
+                continue;
+            }
+        };
+        let frame = match next {
+            None => return Ok(pieces.into_bytes()),
+            Some(Err(_)) => {
+                return Err(ProxyError::BadRequest(
+                    "could not read the request body".into(),
+                ))
+            }
+            Some(Ok(frame)) => frame,
+        };
+        last_frame = Instant::now();
+        if let Ok(data) = frame.into_data() {
+            if pieces.len + data.len() > limit {
+                return Err(ProxyError::PayloadTooLarge(limit));
+            }
+            pieces.add(data, capacity);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One frame is kept as it is; several are joined in order.
+    #[test]
+    fn pieces_keep_one_frame_and_join_several() {
+        let one = Bytes::from_static(b"{\"a\":1}");
+        let mut p = Pieces::default();
+        p.add(one.clone(), 8);
+        let out = p.into_bytes();
+        assert_eq!(out.as_ptr(), one.as_ptr(), "not copied");
+
+        let mut p = Pieces::default();
+        for part in ["ab", "cd", "ef"] {
+            p.add(Bytes::from(part), 2);
+        }
+        assert_eq!(p.len, 6);
+        assert_eq!(&p.into_bytes()[..], b"abcdef");
+        assert_eq!(Pieces::default().into_bytes().len(), 0);
+    }
+}

@@ -67,19 +67,7 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(path) = &cli.check_config {
-        return match Config::load(path) {
-            Ok(c) => {
-                println!("{}", c.summary());
-                for w in &c.warnings {
-                    eprintln!("warning: {w}");
-                }
-                ExitCode::from(EXIT_OK)
-            }
-            Err(e) => {
-                eprintln!("config invalid: {e}");
-                ExitCode::from(EXIT_CONFIG)
-            }
-        };
+        return check_config(path);
     }
     let config = match Config::load(&cli.config) {
         Ok(c) => c,
@@ -96,39 +84,65 @@ pub fn main() -> ExitCode {
         }
     };
     if let Some(Command::Healthcheck { timeout_secs }) = cli.command {
-        let timeout = Duration::from_secs_f64(timeout_secs.clamp(0.1, 60.0));
-        return match rt.block_on(crate::healthcheck::check(&config, timeout)) {
-            Ok(()) => {
-                println!("healthy");
-                ExitCode::from(EXIT_OK)
-            }
-            Err(reason) => {
-                println!("unhealthy: {reason}");
-                ExitCode::from(EXIT_RUNTIME)
-            }
-        };
+        return healthcheck(&rt, &config, timeout_secs);
     }
     telemetry::init(cli.log_format);
-    rt.block_on(async {
-        let listener = match crate::server::bind(&config).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!("{e}");
-                eprintln!("{e}");
-                return ExitCode::from(match e {
-                    BindError::InUse { .. } => EXIT_PORT_IN_USE,
-                    BindError::Other { .. } => EXIT_RUNTIME,
-                });
+    rt.block_on(serve(config))
+}
+
+/// `--check-config`: the summary and warnings, or why the file is refused.
+fn check_config(path: &std::path::Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(c) => {
+            println!("{}", c.summary());
+            for w in &c.warnings {
+                eprintln!("warning: {w}");
             }
-        };
-        match crate::run(listener, config, shutdown_signal()).await {
-            Ok(()) => ExitCode::from(EXIT_OK),
-            Err(e) => {
-                tracing::error!("{e}");
-                ExitCode::from(EXIT_RUNTIME)
-            }
+            ExitCode::from(EXIT_OK)
         }
-    })
+        Err(e) => {
+            eprintln!("config invalid: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// `healthcheck`: ask the running goproxy's `/health` (the image's
+/// HEALTHCHECK, which has no curl).
+fn healthcheck(rt: &tokio::runtime::Runtime, config: &Config, timeout_secs: f64) -> ExitCode {
+    let timeout = Duration::from_secs_f64(timeout_secs.clamp(0.1, 60.0));
+    match rt.block_on(crate::healthcheck::check(config, timeout)) {
+        Ok(()) => {
+            println!("healthy");
+            ExitCode::from(EXIT_OK)
+        }
+        Err(reason) => {
+            println!("unhealthy: {reason}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+/// Bind the configured port and serve until SIGTERM/SIGINT and the drain.
+async fn serve(config: Config) -> ExitCode {
+    let listener = match crate::server::bind(&config).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("{e}");
+            return ExitCode::from(match e {
+                BindError::InUse { .. } => EXIT_PORT_IN_USE,
+                BindError::Other { .. } => EXIT_RUNTIME,
+            });
+        }
+    };
+    match crate::run(listener, config, shutdown_signal()).await {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
 }
 
 /// The tokio runtime for the CPUs goproxy may use: with one, a

@@ -69,13 +69,14 @@ fn endpoint(
         ));
     }
     let base_url = r.string("base_url")?.unwrap_or_default();
+    let shown_url = shown(&Value::String(without_userinfo(&base_url)));
     let mut url = url::Url::parse(&base_url)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
         .ok_or_else(|| {
             r.at.invalid(
                 "base_url",
-                shown(&Value::String(base_url.clone())),
+                shown_url.clone(),
                 "must be an absolute http:// or https:// URL (the full URL requests are POSTed to)",
             )
         })?;
@@ -85,7 +86,7 @@ fn endpoint(
     let uri = http::Uri::try_from(url.as_str()).map_err(|_| {
         r.at.invalid(
             "base_url",
-            shown(&Value::String(base_url.clone())),
+            shown_url.clone(),
             "must be an absolute http:// or https:// URL (the full URL requests are POSTed to)",
         )
     })?;
@@ -99,6 +100,17 @@ fn endpoint(
         ));
         return Ok(None);
     };
+    // An OpenAI endpoint sends its key as `Authorization: Bearer`; with
+    // `user:password@` in the URL too, the upstream would get two
+    // Authorization headers and refuse every request.
+    if format == Format::OpenAi && basic_auth.is_some() && !api_key_env.is_empty() {
+        return Err(r.at.invalid(
+            "base_url",
+            shown_url,
+            "carries user:password@ and api_key_env names a key: both would be sent as \
+             Authorization; keep one (remove user:password@ from base_url, or api_key_env)",
+        ));
+    }
     Ok(Some(Endpoint {
         name,
         uri,
@@ -106,6 +118,25 @@ fn endpoint(
         format,
         api_key_env,
     }))
+}
+
+/// `base_url` as shown in errors: `user:password@` becomes `***@`, so a
+/// password in the URL never reaches a message or a log.
+fn without_userinfo(base_url: &str) -> String {
+    let Some(scheme_end) = base_url.find("://").map(|i| i + 3) else {
+        return base_url.to_string();
+    };
+    let authority_end = base_url[scheme_end..]
+        .find(['/', '?', '#'])
+        .map_or(base_url.len(), |i| scheme_end + i);
+    match base_url[scheme_end..authority_end].rfind('@') {
+        Some(at) => format!(
+            "{}***{}",
+            &base_url[..scheme_end],
+            &base_url[scheme_end + at..]
+        ),
+        None => base_url.to_string(),
+    }
 }
 
 /// Take `user:password@` out of `url` and make it the `Authorization:

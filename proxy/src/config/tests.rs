@@ -225,6 +225,17 @@ fn run_time_traps_are_refused() {
             "models[0].id_aliases[0] = \"\": must not be empty (model \"gpt-4o\")",
         ),
         (
+            Box::new(|v| {
+                v["endpoints"][0]["base_url"] =
+                    "https://user:s3cret@api.ohmygpt.com/v1/chat/completions".into()
+            }),
+            "endpoints[0].base_url = \"https://***@api.ohmygpt.com/v1/chat/completions\": carries user:password@ and api_key_env names a key",
+        ),
+        (
+            Box::new(|v| v["endpoints"][0]["base_url"] = "ftp://user:s3cret@x/y".into()),
+            "endpoints[0].base_url = \"ftp://***@x/y\": must be an absolute",
+        ),
+        (
             Box::new(|v| v["models"][1]["billing_multiplier"] = serde_json::json!(-1)),
             "models[1].billing_multiplier = -1: must be a finite number >= 0 (model \"claude\")",
         ),

@@ -337,6 +337,11 @@ mod tests {
             b"{}",
             b"{\"model\":\"a\",\"model\":\"b\"}",
             b"\xff",
+            // Not UTF-8 deep inside otherwise valid JSON: a bad continuation
+            // byte, an encoded surrogate, an overlong '/'.
+            b"{\"model\":\"a\",\"messages\":[{\"content\":\"ok \xc3\x28\"}]}",
+            b"{\"model\":\"a\",\"x\":\"\xed\xa0\x80\"}",
+            b"{\"model\":\"a\",\"x\":\"\xc0\xaf\"}",
         ] {
             let e = ClientBody::parse(&Bytes::from_static(raw)).unwrap_err();
             assert_eq!(e.status_code(), 400, "{raw:?}");

@@ -14,15 +14,14 @@ use crate::live::target::{Resolve, TargetSpec};
 use crate::live::LiveOptions;
 use crate::stack::DEFAULT_STREAM_BOUND;
 
-/// Where the deployment is and how to trust it (shared by `check` and `deploy`).
+/// How to reach and trust the deployment, and what to ask it (shared by
+/// `check` and `deploy`; the URL is each command's own, as `deploy` has a
+/// default for it and `check` does not).
 // These doc comments are also the --help text: plain URLs and <placeholders>
 // read well there, so rustdoc's markdown lints are off for them.
 #[allow(rustdoc::bare_urls, rustdoc::invalid_html_tags)]
 #[derive(Debug, Clone, clap::Args)]
-pub struct TargetArgs {
-    /// The deployment's public URL, e.g. `https://chat.trollllm.xyz`.
-    #[arg(long)]
-    pub url: String,
+pub struct ReachArgs {
     /// Send requests for HOST:PORT to ADDR (as curl's --resolve), e.g.
     /// chat.trollllm.xyz:443:127.0.0.1 to check a host before DNS points at it.
     #[arg(long, value_name = "HOST:PORT:ADDR")]
@@ -41,10 +40,11 @@ pub struct TargetArgs {
     pub model: Option<String>,
 }
 
-impl TargetArgs {
-    pub fn spec(&self, stream_bound: Duration) -> TargetSpec {
+impl ReachArgs {
+    /// The target at `url`, reached and trusted as these flags say.
+    pub fn spec(&self, url: &str, stream_bound: Duration) -> TargetSpec {
         TargetSpec {
-            url: self.url.clone(),
+            url: url.to_string(),
             resolve: self.resolve.clone(),
             ca_cert: self.ca_cert.clone(),
             insecure: self.insecure,
@@ -57,8 +57,11 @@ impl TargetArgs {
 /// `harness check`.
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
+    /// The deployment's public URL, e.g. `https://chat.trollllm.xyz`.
+    #[arg(long)]
+    pub url: String,
     #[command(flatten)]
-    pub target: TargetArgs,
+    pub reach: ReachArgs,
     /// Monitoring window after the requests (the design watches 15m).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub monitor: Duration,
@@ -84,19 +87,19 @@ pub(super) async fn run(args: CheckArgs, g: &Global) -> anyhow::Result<i32> {
         (!args.compose_file.is_empty()).then(|| default_project(root, &args.compose_file))
     });
     let opts = LiveOptions {
-        target: args.target.spec(DEFAULT_STREAM_BOUND),
-        model: args.target.model.clone(),
+        target: args.reach.spec(&args.url, DEFAULT_STREAM_BOUND),
+        model: args.reach.model.clone(),
         monitor: args.monitor,
         compose_files: args.compose_file.clone(),
         project,
         quiet,
     };
     if !quiet {
-        eprintln!("harness check: {}", args.target.url);
+        eprintln!("harness check: {}", args.url);
     }
     let report = crate::live::check(&opts)
         .await
-        .with_context(|| format!("checking {}", args.target.url))?;
+        .with_context(|| format!("checking {}", args.url))?;
     Ok(emit(&report, &args.out))
 }
 

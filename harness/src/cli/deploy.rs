@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use super::check::ReachArgs;
 use super::{emit, Global, Output};
 use crate::exit::Usage;
-use crate::live::target::Resolve;
 use crate::prod::deploy::{self, DeployOptions};
 use crate::stack::DEFAULT_STREAM_BOUND;
 
@@ -44,21 +44,8 @@ pub struct DeployArgs {
     /// The public URL [default: `https://chat.trollllm.xyz` on nginx's published port, via 127.0.0.1].
     #[arg(long)]
     pub url: Option<String>,
-    /// Send requests for HOST:PORT to ADDR (as curl's --resolve).
-    #[arg(long, value_name = "HOST:PORT:ADDR")]
-    pub resolve: Option<Resolve>,
-    /// Trust this CA certificate (PEM) instead of the built-in web roots.
-    #[arg(long, conflicts_with = "insecure")]
-    pub ca_cert: Option<PathBuf>,
-    /// Do not verify the certificate chain (its dates are still checked).
-    #[arg(long)]
-    pub insecure: bool,
-    /// The environment variable holding the client key (never printed).
-    #[arg(long, default_value = "PROXY_API_KEY")]
-    pub api_key_env: String,
-    /// The model for the post-deployment completions [default: the first listed].
-    #[arg(long)]
-    pub model: Option<String>,
+    #[command(flatten)]
+    pub reach: ReachArgs,
     /// Where the state goes (default: `<project dir>/.harness-deploy/<project>-<time>`).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
@@ -91,11 +78,11 @@ pub(super) async fn run(args: DeployArgs, g: &Global) -> anyhow::Result<i32> {
             .clone()
             .unwrap_or_else(|| root.to_path_buf()),
         url: args.url.clone(),
-        resolve: args.resolve.clone(),
-        ca_cert: args.ca_cert.clone(),
-        insecure: args.insecure,
-        api_key_env: args.api_key_env.clone(),
-        model: args.model.clone(),
+        resolve: args.reach.resolve.clone(),
+        ca_cert: args.reach.ca_cert.clone(),
+        insecure: args.reach.insecure,
+        api_key_env: args.reach.api_key_env.clone(),
+        model: args.reach.model.clone(),
         monitor: args.monitor,
         stream_bound: args.stream_bound,
         state_dir: args.state_dir.clone(),

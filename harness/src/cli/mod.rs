@@ -25,7 +25,7 @@ mod scenarios;
 mod targets;
 mod validate;
 
-pub use check::{CheckArgs, TargetArgs};
+pub use check::{CheckArgs, ReachArgs};
 pub use deploy::DeployArgs;
 pub use gen_cert::GenCertArgs;
 pub use kept::{DownArgs, RollbackArgs, UpArgs};

@@ -139,30 +139,45 @@ fn chat_body(model: &str, stream: bool) -> serde_json::Value {
     })
 }
 
-/// One real non-streamed completion.
-pub async fn chat(t: &Target, model: &str) -> Result<String, ProbeError> {
-    let started = Instant::now();
+/// POST a completion; the response if it is a 200, else the status with
+/// the 502 hint and the start of the body. `sending` names the request
+/// when nothing answered, `what` the answer ("completion for MODEL").
+async fn post_chat(
+    t: &Target,
+    model: &str,
+    stream: bool,
+    sending: &str,
+    what: &str,
+) -> Result<reqwest::Response, ProbeError> {
     let resp = t
         .client
         .post(t.url("/v1/chat/completions"))
         .bearer_auth(&t.api_key)
-        .json(&chat_body(model, false))
+        .json(&chat_body(model, stream))
         .send()
         .await
         .map_err(|e| ProbeError::NoAnswer {
-            what: "POST /v1/chat/completions".into(),
+            what: sending.into(),
             why: Target::explain(&e),
         })?;
     let status = resp.status();
-    let body = resp.text().await.unwrap_or_default();
     if status != 200 {
+        let body = resp.text().await.unwrap_or_default();
         let detail = format!("{}: {}", bad_gateway_hint(status), truncate(&body, 200));
         return Err(ProbeError::status(
-            format!("completion for {model}"),
+            format!("{what} for {model}"),
             status,
             detail,
         ));
     }
+    Ok(resp)
+}
+
+/// One real non-streamed completion.
+pub async fn chat(t: &Target, model: &str) -> Result<String, ProbeError> {
+    let started = Instant::now();
+    let resp = post_chat(t, model, false, "POST /v1/chat/completions", "completion").await?;
+    let body = resp.text().await.unwrap_or_default();
     let v: serde_json::Value =
         serde_json::from_str(&body).map_err(|source| ProbeError::NotJson {
             what: "completion".into(),
@@ -185,24 +200,7 @@ pub async fn chat(t: &Target, model: &str) -> Result<String, ProbeError> {
 /// One real streamed completion, read to its end.
 pub async fn chat_stream(t: &Target, model: &str) -> Result<String, ProbeError> {
     let started = Instant::now();
-    let resp = t
-        .client
-        .post(t.url("/v1/chat/completions"))
-        .bearer_auth(&t.api_key)
-        .json(&chat_body(model, true))
-        .send()
-        .await
-        .map_err(|e| ProbeError::NoAnswer {
-            what: "streamed completion".into(),
-            why: Target::explain(&e),
-        })?;
-    let status = resp.status();
-    if status != 200 {
-        let body = resp.text().await.unwrap_or_default();
-        let detail = format!("{}: {}", bad_gateway_hint(status), truncate(&body, 200));
-        let what = format!("streamed completion for {model}");
-        return Err(ProbeError::status(what, status, detail));
-    }
+    let resp = post_chat(t, model, true, "streamed completion", "streamed completion").await?;
     let (timing, text) = read_tail(resp, started).await?;
     if text.contains("event: error") {
         return Err(mismatch!(

@@ -21,7 +21,7 @@
 //! | `POST /v1/messages` | Anthropic message, or `message_start` .. `message_stop` events |
 //! | `GET /v1/models` | an OpenAI-style model list |
 //! | `GET /health` | `{"status":"ok"}` |
-//! | `GET`/`DELETE /__mock/requests` | the recorded requests / forget them |
+//! | `GET`/`DELETE /__mock/requests` | the recorded requests (the newest 1024) / forget them |
 //! | `GET`/`PUT /__mock/config` | the current [`MockConfig`] / replace it |
 //!
 //! # Trying the binary
@@ -49,6 +49,7 @@ mod routes;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::AtomicU64;
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use hyper::service::service_fn;
@@ -84,11 +85,37 @@ impl RecordedRequest {
     }
 }
 
+/// Requests kept for [`MockUpstream::requests`]: the newest this many.
+/// Bounded because a bench sends millions through one mock; a test looks
+/// at a handful.
+pub const MAX_RECORDED: usize = 1024;
+
+/// A request as recorded: the body stays raw bytes (a reference count, no
+/// copy) and is parsed only when a test asks for it.
+#[derive(Debug, Clone)]
+pub(crate) struct Recorded {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) raw: bytes::Bytes,
+}
+
+impl Recorded {
+    fn public(&self) -> RecordedRequest {
+        RecordedRequest {
+            method: self.method.clone(),
+            path: self.path.clone(),
+            headers: self.headers.clone(),
+            body: routes::body_value(&self.raw),
+        }
+    }
+}
+
 /// State shared by the handle and every connection.
 #[derive(Debug)]
 pub(crate) struct State {
     config: Mutex<MockConfig>,
-    requests: Mutex<Vec<RecordedRequest>>,
+    requests: Mutex<VecDeque<Recorded>>,
     /// Numbers response ids so each answer is distinguishable.
     next_id: AtomicU64,
 }
@@ -97,8 +124,23 @@ impl State {
     // A panic while holding these locks cannot leave the data half-updated
     // (each critical section is a single push/clone/assignment), so a poisoned
     // lock is simply taken over.
-    fn lock_requests(&self) -> MutexGuard<'_, Vec<RecordedRequest>> {
+    fn lock_requests(&self) -> MutexGuard<'_, VecDeque<Recorded>> {
         self.requests.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keep `r`, dropping the oldest beyond [`MAX_RECORDED`].
+    pub(crate) fn record(&self, r: Recorded) {
+        let mut requests = self.lock_requests();
+        if requests.len() == MAX_RECORDED {
+            requests.pop_front();
+        }
+        requests.push_back(r);
+    }
+
+    /// The recorded requests, oldest first, bodies parsed.
+    pub(crate) fn recorded(&self) -> Vec<RecordedRequest> {
+        let kept: Vec<Recorded> = self.lock_requests().iter().cloned().collect();
+        kept.iter().map(Recorded::public).collect()
     }
 
     fn lock_config(&self) -> MutexGuard<'_, MockConfig> {
@@ -125,7 +167,7 @@ impl MockUpstream {
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
             config: Mutex::new(config),
-            requests: Mutex::new(Vec::new()),
+            requests: Mutex::new(VecDeque::new()),
             next_id: AtomicU64::new(1),
         });
         let server = tokio::spawn(serve(listener, Arc::clone(&state)));
@@ -151,9 +193,10 @@ impl MockUpstream {
         format!("http://{addr}{path}")
     }
 
-    /// Every request received so far, oldest first.
+    /// The requests received so far (the newest [`MAX_RECORDED`]), oldest
+    /// first.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.state.lock_requests().clone()
+        self.state.recorded()
     }
 
     /// Forgets the recorded requests.

@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use serde_json::{json, Value};
 
-use crate::{Fault, MockConfig, RecordedRequest, State};
+use crate::{Fault, MockConfig, Recorded, State};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub(crate) type Body = BoxBody<Bytes, BoxError>;
@@ -37,11 +37,11 @@ pub(crate) async fn handle(
     // Admin and health traffic is not recorded: healthchecks would drown the
     // requests a test wants to look at.
     if !req.path.starts_with("/__mock/") && req.path != "/health" {
-        state.lock_requests().push(RecordedRequest {
+        state.record(Recorded {
             method: req.method.to_string(),
             path: req.path_and_query.clone(),
             headers: req.headers.clone(),
-            body: req.body.clone(),
+            raw: req.raw.clone(),
         });
     }
     Ok(route(&req, &state).await)
@@ -86,12 +86,7 @@ impl Received {
                 ))
             }
         };
-        let body: Value = if raw.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&raw)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&raw).into_owned()))
-        };
+        let body = body_value(&raw);
         Ok(Self {
             method,
             path,
@@ -101,6 +96,15 @@ impl Received {
             body,
         })
     }
+}
+
+/// A body as JSON; one that is not JSON as a JSON string; `null` if empty.
+pub(crate) fn body_value(raw: &[u8]) -> Value {
+    if raw.is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_slice(raw)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(raw).into_owned()))
 }
 
 /// The public routes; `/__mock/*` goes to [`admin`].
@@ -125,7 +129,7 @@ async fn route(req: &Received, state: &State) -> Response<Body> {
 fn admin(req: &Received, state: &State) -> Response<Body> {
     match (&req.method, req.path.as_str()) {
         (&Method::GET, "/__mock/requests") => {
-            let requests = state.lock_requests().clone();
+            let requests = state.recorded();
             json_response(
                 StatusCode::OK,
                 serde_json::to_value(requests).unwrap_or_default(),
@@ -184,7 +188,11 @@ async fn completion(format: Format, body: &Value, state: &State) -> Response<Bod
     };
 
     if !stream {
-        tokio::time::sleep(config.first_chunk_delay).await;
+        // A zero sleep still waits for the timer wheel's next millisecond
+        // tick: skip it, so "no delay" answers at once.
+        if !config.first_chunk_delay.is_zero() {
+            tokio::time::sleep(config.first_chunk_delay).await;
+        }
         if reset_after.is_some() {
             return failing_body();
         }

@@ -194,6 +194,28 @@ async fn requests_are_recorded_and_can_be_cleared() {
     assert!(mock.requests().is_empty());
 }
 
+/// Only the newest `MAX_RECORDED` requests are kept: a bench sending
+/// millions of requests through one mock must not grow it without bound.
+#[tokio::test]
+async fn recorded_requests_are_bounded_to_the_newest() {
+    let mock = start(MockConfig::default()).await;
+    let client = reqwest::Client::new();
+    let extra = 3;
+    for i in 0..mock_upstream::MAX_RECORDED + extra {
+        client
+            .post(mock.url("/v1/chat/completions"))
+            .json(&json!({"model": format!("m{i}"), "messages": []}))
+            .send()
+            .await
+            .unwrap();
+    }
+    let recorded = mock.requests();
+    assert_eq!(recorded.len(), mock_upstream::MAX_RECORDED);
+    assert_eq!(recorded[0].body["model"], format!("m{extra}"));
+    let last = mock_upstream::MAX_RECORDED + extra - 1;
+    assert_eq!(recorded[recorded.len() - 1].body["model"], format!("m{last}"));
+}
+
 /// `Fault::Status` answers with that status in the route's error format.
 #[tokio::test]
 async fn status_fault_uses_the_route_error_format() {

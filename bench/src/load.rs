@@ -139,22 +139,83 @@ pub async fn closed_loop_with(
 type Tally = (Histogram<u64>, u64, u64, Option<String>);
 
 /// One closed-loop worker: request after request on one keep-alive
-/// connection until `end`, timing those sent from `record_from` on; a
-/// failed request drops the connection.
+/// connection until `end`, timing those sent from `record_from` on.
 async fn worker(addr: SocketAddr, body: Bytes, record_from: Instant, end: Instant) -> Tally {
-    let mut hist = histogram();
-    let mut done = 0u64;
-    let mut errors = 0u64;
-    let mut first_error = None;
-    let mut conn: Option<SendRequest<Full<Bytes>>> = None;
+    let mut c = Client::new(addr);
     while Instant::now() < end {
+        c.one(&body, record_from, end).await;
+    }
+    c.tally()
+}
+
+/// Concurrency 1 against several targets at once: a keep-alive connection
+/// to each and one request to each in turn (which goes first rotates each
+/// round), so every target is measured in the same moments and a drift of
+/// the machine (another process, the CPU's clock, the mock's heap) moves
+/// them all alike. For differences far smaller than that drift.
+pub async fn interleaved(
+    addrs: &[SocketAddr],
+    warmup: Duration,
+    duration: Duration,
+    body: Bytes,
+) -> Vec<Cell> {
+    let record_from = Instant::now() + warmup;
+    let end = record_from + duration;
+    let mut clients: Vec<Client> = addrs.iter().map(|&a| Client::new(a)).collect();
+    let mut round = 0;
+    while Instant::now() < end {
+        for i in 0..clients.len() {
+            let k = (i + round) % clients.len();
+            clients[k].one(&body, record_from, end).await;
+        }
+        round += 1;
+    }
+    clients
+        .into_iter()
+        .map(|c| {
+            let (latency, done, errors, first_error) = c.tally();
+            Cell {
+                latency,
+                throughput: done as f64 / duration.as_secs_f64(),
+                errors,
+                first_error,
+            }
+        })
+        .collect()
+}
+
+/// One keep-alive connection and what was measured on it; a failed request
+/// drops the connection (the next one reconnects).
+struct Client {
+    addr: SocketAddr,
+    conn: Option<SendRequest<Full<Bytes>>>,
+    hist: Histogram<u64>,
+    done: u64,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl Client {
+    fn new(addr: SocketAddr) -> Client {
+        Client {
+            addr,
+            conn: None,
+            hist: histogram(),
+            done: 0,
+            errors: 0,
+            first_error: None,
+        }
+    }
+
+    /// One request, timed if it started in `record_from..end`.
+    async fn one(&mut self, body: &Bytes, record_from: Instant, end: Instant) {
         let t0 = Instant::now();
         let result = tokio::time::timeout(REQUEST_TIMEOUT, async {
-            if conn.is_none() {
-                conn = Some(connect(addr).await?);
+            if self.conn.is_none() {
+                self.conn = Some(connect(self.addr).await?);
             }
-            let send = conn.as_mut().expect("connected");
-            one_completion(send, addr, &body).await
+            let send = self.conn.as_mut().expect("connected");
+            one_completion(send, self.addr, body).await
         })
         .await
         .unwrap_or_else(|_| Err(anyhow::anyhow!("timeout after {REQUEST_TIMEOUT:?}")));
@@ -163,19 +224,22 @@ async fn worker(addr: SocketAddr, body: Bytes, record_from: Instant, end: Instan
             Ok(()) => {
                 if t0 >= record_from && t0 < end {
                     let ns = u64::try_from((t1 - t0).as_nanos()).unwrap_or(u64::MAX);
-                    let _ = hist.record(ns.max(1));
-                    done += 1;
+                    let _ = self.hist.record(ns.max(1));
+                    self.done += 1;
                 }
             }
             Err(e) => {
-                errors += 1;
-                first_error.get_or_insert_with(|| format!("{e:#}"));
-                conn = None;
+                self.errors += 1;
+                self.first_error.get_or_insert_with(|| format!("{e:#}"));
+                self.conn = None;
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
     }
-    (hist, done, errors, first_error)
+
+    fn tally(self) -> Tally {
+        (self.hist, self.done, self.errors, self.first_error)
+    }
 }
 
 /// Arrival times of one SSE stream's content events, from the moment the

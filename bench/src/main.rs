@@ -252,7 +252,7 @@ async fn proxy_figures(
     };
     goproxy_rss(&servers, f, "rss/idle_fresh_mb");
     latency_cells(args, &servers, f).await?;
-    cells::big_request(args, &servers.addrs, f).await;
+    cells::big_request(args, &servers.addrs, f).await?;
     goproxy_rss(&servers, f, "rss/idle_after_load_mb");
     stream_cells(args, &servers, f).await?;
     cells::sse_cpu(servers.mock.addr, &servers.sse_targets(), args.runs, f).await?;

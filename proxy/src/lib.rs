@@ -84,5 +84,6 @@ pub mod telemetry;
 pub mod toplevel;
 pub mod upstream;
 pub mod usage;
+pub mod window;
 
 pub use server::{bind, run, serve, RunError};

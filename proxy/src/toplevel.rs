@@ -1,5 +1,6 @@
 //! The members of a JSON object's top level, found by a structural scan
-//! instead of a full parse: strings are skipped with `memchr` (SIMD), and
+//! instead of a full parse: the next quote or bracket is found 16 bytes at
+//! a time ([`crate::window`]), long strings are skipped with `memchr`, and
 //! only top-level keys and scalars are decoded and validated. A 90 KB agent
 //! request is nearly all string text, so this is several times cheaper than
 //! `serde_json` walking every byte of every message.
@@ -11,6 +12,8 @@
 //! would pass it on too).
 
 use std::borrow::Cow;
+
+use crate::window;
 
 /// Why a body is not a JSON object (the caller words the 400).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,14 +94,23 @@ fn key_text(quoted: &str) -> Option<Cow<'_, str>> {
     serde_json::from_str::<String>(quoted).ok().map(Cow::Owned)
 }
 
-/// `b[i]` is `"`: the index just past the closing quote.
+/// `b[i]` is `"`: the index just past the closing quote. Most strings of a
+/// request are keys and short values that end in the first window; a long
+/// message text is left to `memchr2` (AVX2 where the CPU has it).
 fn string(b: &[u8], i: usize) -> Result<usize, ScanError> {
     let mut j = i + 1;
     loop {
-        match memchr::memchr2(b'"', b'\\', &b[j.min(b.len())..]) {
+        let k = match window::at(b, j).map(window::quote_or_escape) {
+            Some(0) => {
+                memchr::memchr2(b'"', b'\\', &b[j + window::WIDTH..]).map(|k| j + window::WIDTH + k)
+            }
+            Some(m) => Some(j + m.trailing_zeros() as usize),
+            None => memchr::memchr2(b'"', b'\\', &b[j.min(b.len())..]).map(|k| j + k),
+        };
+        match k {
             None => return err("unterminated string", i),
-            Some(k) if b[j + k] == b'\\' => j += k + 2,
-            Some(k) => return Ok(j + k + 1),
+            Some(k) if b[k] == b'\\' => j = k + 2,
+            Some(k) => return Ok(k + 1),
         }
     }
 }
@@ -126,31 +138,45 @@ fn value(b: &[u8], i: usize) -> Result<usize, ScanError> {
 }
 
 /// An object or array at `b[i]`: brackets must nest and match; strings
-/// inside are skipped whole.
+/// inside are skipped whole. Between strings, a window of 16 bytes is
+/// looked at in one step for the next quote or bracket.
 fn nested(b: &[u8], i: usize) -> Result<usize, ScanError> {
     let mut open: Vec<u8> = Vec::with_capacity(16);
     let mut j = i;
-    while let Some(&c) = b.get(j) {
-        match c {
+    while let Some(k) = next_structural(b, j) {
+        match b[k] {
             b'"' => {
-                j = string(b, j)?;
+                j = string(b, k)?;
                 continue;
             }
-            b'{' => open.push(b'}'),
-            b'[' => open.push(b']'),
-            b'}' | b']' => {
+            // The closer of `{` is `}` and of `[` is `]`: two bytes on.
+            c @ (b'{' | b'[') => open.push(c + 2),
+            c => {
                 if open.pop() != Some(c) {
-                    return err("mismatched bracket", j);
+                    return err("mismatched bracket", k);
                 }
                 if open.is_empty() {
-                    return Ok(j + 1);
+                    return Ok(k + 1);
                 }
             }
-            _ => {}
         }
-        j += 1;
+        j = k + 1;
     }
     err("unclosed object or array", i)
+}
+
+/// The first `"`, `{`, `}`, `[` or `]` at or after `b[j]`.
+fn next_structural(b: &[u8], mut j: usize) -> Option<usize> {
+    while let Some(w) = window::at(b, j) {
+        match window::structural(w) {
+            0 => j += window::WIDTH,
+            m => return Some(j + m.trailing_zeros() as usize),
+        }
+    }
+    let rest = b.get(j..)?;
+    rest.iter()
+        .position(|c| matches!(c, b'"' | b'{' | b'}' | b'[' | b']'))
+        .map(|k| j + k)
 }
 
 #[cfg(test)]
@@ -168,6 +194,29 @@ mod tests {
         assert_eq!(m[2].1, "null");
         assert_eq!(m[3].1, r#""\\""#);
         assert_eq!(members("{}").unwrap(), vec![]);
+    }
+
+    /// Quotes, escapes and brackets inside strings, at every offset of a
+    /// 16-byte window (so across window edges too): the value is found
+    /// exactly, and every cut of the body is refused.
+    #[test]
+    fn strings_and_brackets_at_every_window_offset() {
+        let tricky = [r#"\""#, r#"\\"#, r#"\\\""#, "]", "}", "{[", r#"\u0022"#, ""];
+        for pad in 0..40 {
+            for t in tricky {
+                let s = format!("{}{t}{}", "x".repeat(pad), "y".repeat(pad % 7));
+                let value = format!(r#"[{{"k":"{s}","n":[1,{{"{s}":"{s}"}}]}}, "{s}"]"#);
+                serde_json::from_str::<serde_json::Value>(&value).expect("the value is JSON");
+                let text = format!("{{\"a\":{value},\n\"model\":\"m\"}}");
+                let m = members(&text).unwrap();
+                assert_eq!(m.len(), 2, "{text}");
+                assert_eq!(m[0].1, value);
+                assert_eq!(m[1].1, r#""m""#);
+                for cut in 1..text.len() {
+                    assert!(members(&text[..cut]).is_err(), "{}", &text[..cut]);
+                }
+            }
+        }
     }
 
     #[test]

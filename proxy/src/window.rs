@@ -1,0 +1,86 @@
+//! Which of 16 bytes are JSON syntax, as a bit mask: one SSE2 compare per
+//! byte class on x86_64 (through `safe_arch`, so no `unsafe` here), a plain
+//! loop elsewhere. [`crate::toplevel`] steps through a body a window at a
+//! time instead of a byte at a time.
+
+/// Bytes per window.
+pub const WIDTH: usize = 16;
+
+/// Bit `k` is set if `w[k]` is `"`, `{`, `}`, `[` or `]`: what matters
+/// outside a string.
+pub fn structural(w: &[u8; WIDTH]) -> u32 {
+    imp::structural(w)
+}
+
+/// Bit `k` is set if `w[k]` is `"` or `\`: what matters inside a string.
+pub fn quote_or_escape(w: &[u8; WIDTH]) -> u32 {
+    imp::quote_or_escape(w)
+}
+
+/// The window of `b` at `at`, if 16 bytes remain there.
+pub fn at(b: &[u8], at: usize) -> Option<&[u8; WIDTH]> {
+    b.get(at..at + WIDTH)?.try_into().ok()
+}
+
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+mod imp {
+    use safe_arch::{
+        bitor_m128i, cmp_eq_mask_i8_m128i, load_unaligned_m128i, m128i, move_mask_i8_m128i,
+        set_splat_i8_m128i,
+    };
+
+    fn eq(v: m128i, c: u8) -> m128i {
+        cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(c as i8))
+    }
+
+    pub fn structural(w: &[u8; 16]) -> u32 {
+        let v = load_unaligned_m128i(w);
+        // `[` | 0x20 is `{` and `]` | 0x20 is `}` (and no other byte maps
+        // to either), so two compares find all four brackets.
+        let folded = bitor_m128i(v, set_splat_i8_m128i(0x20));
+        let brackets = bitor_m128i(eq(folded, b'{'), eq(folded, b'}'));
+        move_mask_i8_m128i(bitor_m128i(eq(v, b'"'), brackets)) as u32
+    }
+
+    pub fn quote_or_escape(w: &[u8; 16]) -> u32 {
+        let v = load_unaligned_m128i(w);
+        move_mask_i8_m128i(bitor_m128i(eq(v, b'"'), eq(v, b'\\'))) as u32
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+mod imp {
+    fn mask(w: &[u8; 16], hit: impl Fn(u8) -> bool) -> u32 {
+        w.iter()
+            .enumerate()
+            .fold(0, |m, (k, &c)| m | (u32::from(hit(c)) << k))
+    }
+
+    pub fn structural(w: &[u8; 16]) -> u32 {
+        mask(w, |c| matches!(c, b'"' | b'{' | b'}' | b'[' | b']'))
+    }
+
+    pub fn quote_or_escape(w: &[u8; 16]) -> u32 {
+        mask(w, |c| matches!(c, b'"' | b'\\'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every byte value, in every lane, against the plain definition.
+    #[test]
+    fn masks_match_the_byte_classes() {
+        for c in 0..=255u8 {
+            for lane in 0..WIDTH {
+                let mut w = [b'a'; WIDTH];
+                w[lane] = c;
+                let s = matches!(c, b'"' | b'{' | b'}' | b'[' | b']');
+                let q = matches!(c, b'"' | b'\\');
+                assert_eq!(structural(&w), u32::from(s) << lane, "{c} at {lane}");
+                assert_eq!(quote_or_escape(&w), u32::from(q) << lane, "{c} at {lane}");
+            }
+        }
+    }
+}

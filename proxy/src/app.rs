@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::auth::Secrets;
+use crate::cancel::Cut;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::upstream::Upstream;
@@ -31,8 +31,8 @@ pub struct App {
     /// Request ids for log correlation.
     pub next_id: AtomicU64,
     /// Cancelled when the listener closes: connections finish and close.
-    pub drain: CancellationToken,
+    pub drain: Cut,
     /// Cancelled when the drain timeout is reached: open streams end with an
     /// error event and are logged as `drain_cut`.
-    pub cut: CancellationToken,
+    pub cut: Cut,
 }

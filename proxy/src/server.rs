@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Secrets;
+use crate::cancel::Cut;
 use crate::config::Config;
 use crate::conn::{CLOSE_GRACE, CUT_GRACE};
 use crate::metrics::Metrics;
@@ -64,8 +64,8 @@ pub async fn serve(
         started: Instant::now(),
         draining: AtomicBool::new(false),
         next_id: AtomicU64::new(1),
-        drain: CancellationToken::new(),
-        cut: CancellationToken::new(),
+        drain: Cut::new(),
+        cut: Cut::new(),
     });
     tracing::info!(addr = %local, port = app.config.port(), config = %app.config.source(), "goproxy listening");
     let tracker = TaskTracker::new();

@@ -17,10 +17,9 @@ use http::Response;
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Frame, Incoming};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::body::{Body, BodyError};
-use crate::cancel::Cancelled;
+use crate::cancel::{Cancelled, Cut};
 use crate::config::{Format, Prices};
 use crate::error::stream_error_event;
 use crate::metrics::Metrics;
@@ -64,7 +63,7 @@ pub struct RelayContext {
     /// When the client request arrived.
     pub started: Instant,
     /// Cancelled when the drain timeout cuts open streams.
-    pub cut: CancellationToken,
+    pub cut: Cut,
 }
 
 /// Reads usage out of SSE text split across arbitrary chunk boundaries.

@@ -84,6 +84,7 @@ pub mod telemetry;
 pub mod toplevel;
 pub mod upstream;
 pub mod usage;
+pub mod usage_counts;
 pub mod window;
 
 pub use server::{bind, run, serve, RunError};

@@ -16,13 +16,14 @@ use bytes::Bytes;
 use http::Response;
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Frame, Incoming};
-use serde_json::Value;
+use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::body::{Body, BodyError};
 use crate::cancel::Cancelled;
 use crate::stream::RelayContext;
 use crate::usage::Usage;
+use crate::usage_counts::Counts;
 
 /// Stall-timer firings handled in one poll before yielding.
 const MAX_ROUNDS: usize = 4;
@@ -66,9 +67,10 @@ impl Tail {
             let Some(rest) = rest.strip_prefix(b":") else {
                 continue;
             };
-            let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<Value>();
-            if let Some(Ok(v @ Value::Object(_))) = values.next() {
-                usage.observe(&serde_json::json!({ "usage": v }));
+            // Read in place (no `Value` tree); not an object: look further back.
+            let mut de = serde_json::Deserializer::from_slice(rest);
+            if let Ok(counts) = Counts::deserialize(&mut de) {
+                usage.apply(&counts);
                 return usage;
             }
         }
@@ -253,5 +255,15 @@ mod tests {
         let mut t = Tail::default();
         t.feed(br#"{"content":"\"usage\": {\"input_tokens\":3}"}"#);
         assert_eq!(t.usage(), Usage::default());
+    }
+
+    /// A later `"usage"` that is not an object is passed over; OpenAI's
+    /// cached tokens are split out of the prompt.
+    #[test]
+    fn usage_that_is_not_an_object_is_skipped() {
+        let mut t = Tail::default();
+        t.feed(br#"{"usage":{"prompt_tokens":10,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":4}},"meta":{"usage":"n/a"}}"#);
+        let u = t.usage();
+        assert_eq!((u.input, u.output, u.cache_read), (6, 5, 4));
     }
 }

@@ -1,8 +1,10 @@
 //! Token usage read from upstream bodies and SSE events, and its price.
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::Prices;
+use crate::usage_counts::Counts;
 
 /// Token counts of one response.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -31,34 +33,38 @@ impl Usage {
             (_, Some(u)) if u.is_object() => u,
             _ => return false,
         };
-        let n = |k: &str| u.get(k).and_then(Value::as_u64);
-        if let Some(prompt) = n("prompt_tokens") {
+        match Counts::deserialize(u) {
+            Ok(c) => {
+                self.apply(&c);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Fold in the counts of one `usage` object (see [`Usage::observe`]).
+    pub fn apply(&mut self, c: &Counts) {
+        if let Some(prompt) = c.prompt {
             // OpenAI: prompt_tokens includes cached tokens.
-            let cached = u
-                .get("prompt_tokens_details")
-                .and_then(|d| d.get("cached_tokens"))
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
+            let cached = c.cached.unwrap_or(0);
             self.cache_read = cached;
             self.input = prompt.saturating_sub(cached);
-            if let Some(c) = n("completion_tokens") {
-                self.output = c;
+            if let Some(x) = c.completion {
+                self.output = x;
             }
-            return true;
+            return;
         }
-        if let Some(x) = n("input_tokens") {
-            self.input = x;
+        let fields = [
+            (c.input, &mut self.input),
+            (c.output, &mut self.output),
+            (c.cache_write, &mut self.cache_write),
+            (c.cache_read, &mut self.cache_read),
+        ];
+        for (count, slot) in fields {
+            if let Some(x) = count {
+                *slot = x;
+            }
         }
-        if let Some(x) = n("output_tokens") {
-            self.output = x;
-        }
-        if let Some(x) = n("cache_creation_input_tokens") {
-            self.cache_write = x;
-        }
-        if let Some(x) = n("cache_read_input_tokens") {
-            self.cache_read = x;
-        }
-        true
     }
 
     /// Cost in the price unit (prices are per million tokens and already

@@ -47,9 +47,9 @@
 pub mod config;
 mod routes;
 
+use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::AtomicU64;
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use hyper::service::service_fn;

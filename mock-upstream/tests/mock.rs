@@ -213,7 +213,10 @@ async fn recorded_requests_are_bounded_to_the_newest() {
     assert_eq!(recorded.len(), mock_upstream::MAX_RECORDED);
     assert_eq!(recorded[0].body["model"], format!("m{extra}"));
     let last = mock_upstream::MAX_RECORDED + extra - 1;
-    assert_eq!(recorded[recorded.len() - 1].body["model"], format!("m{last}"));
+    assert_eq!(
+        recorded[recorded.len() - 1].body["model"],
+        format!("m{last}")
+    );
 }
 
 /// `Fault::Status` answers with that status in the route's error format.

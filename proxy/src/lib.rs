@@ -13,14 +13,17 @@
 //! - [`forward`]: the model routes: client body in, upstream answer out.
 //! - [`read_body`]: the client body, within its size and time limits.
 //! - [`rename`]: the client body rewritten for the upstream, without a JSON tree.
+//! - [`toplevel`]: a JSON object's top-level members, by a structural scan.
+//! - [`window`]: which of 16 bytes are JSON syntax, as a bit mask (SSE2).
 //! - [`upstream`]: sending upstream, with key rotation.
 //! - [`client`]: the pooled upstream HTTP client (hyper + rustls).
 //! - [`stream`]: the SSE relay (chunk by chunk) and usage parsing.
 //! - [`passthrough`]: non-SSE upstream bodies, streamed; usage from the tail.
 //! - [`body`]: the response body type.
-//! - [`cancel`]: waiting for a cancellation token cheaply per poll.
+//! - [`cancel`]: the drain's cut, checked with one atomic load per poll.
 //! - [`chunks`]: the upstream request body, slices of the client's bytes.
 //! - [`usage`]: token counts and their price.
+//! - [`usage_counts`]: a `usage` object's counts, read without a JSON tree.
 //! - [`auth`]: secrets from the environment, client authentication, redaction.
 //! - [`error`]: the request error enum, its status mapping and rendering.
 //! - [`metrics`]: Prometheus counters, histogram and gauge.

@@ -112,40 +112,23 @@ pub async fn closed_loop_with(
         let body = body.clone();
         workers.push(tokio::spawn(worker(addr, body, record_from, end)));
     }
-    let mut latency = histogram();
-    let mut done = 0;
-    let mut errors = 0;
-    let mut first_error = None;
+    let mut all = Client::new(addr);
     for w in workers {
-        if let Ok((h, d, e, fe)) = w.await {
-            let _ = latency.add(&h);
-            done += d;
-            errors += e;
-            if first_error.is_none() {
-                first_error = fe;
-            }
+        if let Ok(c) = w.await {
+            all.absorb(c);
         }
     }
-    Cell {
-        latency,
-        throughput: done as f64 / duration.as_secs_f64(),
-        errors,
-        first_error,
-    }
+    all.cell(duration)
 }
-
-/// What one closed-loop worker counted: latencies recorded in the measured
-/// window, completions in it, errors, the first error.
-type Tally = (Histogram<u64>, u64, u64, Option<String>);
 
 /// One closed-loop worker: request after request on one keep-alive
 /// connection until `end`, timing those sent from `record_from` on.
-async fn worker(addr: SocketAddr, body: Bytes, record_from: Instant, end: Instant) -> Tally {
+async fn worker(addr: SocketAddr, body: Bytes, record_from: Instant, end: Instant) -> Client {
     let mut c = Client::new(addr);
     while Instant::now() < end {
         c.one(&body, record_from, end).await;
     }
-    c.tally()
+    c
 }
 
 /// Concurrency 1 against several targets at once: a keep-alive connection
@@ -170,18 +153,7 @@ pub async fn interleaved(
         }
         round += 1;
     }
-    clients
-        .into_iter()
-        .map(|c| {
-            let (latency, done, errors, first_error) = c.tally();
-            Cell {
-                latency,
-                throughput: done as f64 / duration.as_secs_f64(),
-                errors,
-                first_error,
-            }
-        })
-        .collect()
+    clients.into_iter().map(|c| c.cell(duration)).collect()
 }
 
 /// One keep-alive connection and what was measured on it; a failed request
@@ -237,8 +209,24 @@ impl Client {
         }
     }
 
-    fn tally(self) -> Tally {
-        (self.hist, self.done, self.errors, self.first_error)
+    /// Add what `other` measured (workers of one cell).
+    fn absorb(&mut self, other: Client) {
+        let _ = self.hist.add(&other.hist);
+        self.done += other.done;
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
+
+    /// The cell: completions in the measured window per second of it.
+    fn cell(self, duration: Duration) -> Cell {
+        Cell {
+            latency: self.hist,
+            throughput: self.done as f64 / duration.as_secs_f64(),
+            errors: self.errors,
+            first_error: self.first_error,
+        }
     }
 }
 

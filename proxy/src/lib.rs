@@ -21,6 +21,7 @@
 //! - [`passthrough`]: non-SSE upstream bodies, streamed; usage from the tail.
 //! - [`body`]: the response body type.
 //! - [`cancel`]: the drain's cut, checked with one atomic load per poll.
+//! - [`alarm`]: the stall and heartbeat deadlines, not re-registered per chunk.
 //! - [`chunks`]: the upstream request body, slices of the client's bytes.
 //! - [`usage`]: token counts and their price.
 //! - [`usage_counts`]: a `usage` object's counts, read without a JSON tree.
@@ -63,6 +64,7 @@
 //! open then end with an SSE error event, and the process exits 0.
 
 pub mod activity;
+pub mod alarm;
 pub mod app;
 pub mod auth;
 pub mod body;

@@ -19,6 +19,7 @@ use hyper::body::{Body as _, Frame, Incoming};
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use crate::alarm::Alarm;
 use crate::body::{Body, BodyError};
 use crate::cancel::Cancelled;
 use crate::stream::RelayContext;
@@ -95,7 +96,7 @@ struct Passthrough {
     /// Set once the body ended (whole or with an error): nothing follows.
     ended: bool,
     last_chunk: Instant,
-    timer: Pin<Box<tokio::time::Sleep>>,
+    timer: Alarm,
     cut: Cancelled,
 }
 
@@ -167,7 +168,7 @@ impl Passthrough {
                 }
                 Poll::Pending => {}
             }
-            if self.timer.as_mut().poll(cx).is_pending() {
+            if self.timer.poll(cx).is_pending() {
                 return Poll::Pending;
             }
             let stall = self.last_chunk + self.ctx.idle_timeout;
@@ -176,7 +177,7 @@ impl Passthrough {
                 let err = self.fail("upstream_stalled", "the upstream body stalled");
                 return Poll::Ready(Some(Err(err)));
             }
-            self.timer.as_mut().reset(stall);
+            self.timer.reset(stall);
         }
         // Not reached in practice; ask to be polled again rather than stall.
         cx.waker().wake_by_ref();
@@ -211,7 +212,7 @@ pub fn passthrough(upstream: Response<Incoming>, ctx: RelayContext) -> Body {
     let now = Instant::now();
     let p = Passthrough {
         last_chunk: now,
-        timer: Box::pin(tokio::time::sleep_until(now + ctx.idle_timeout)),
+        timer: Alarm::at(now + ctx.idle_timeout),
         cut: Cancelled::new(ctx.cut.clone()),
         expected: upstream.body().size_hint().exact(),
         upstream: upstream.into_body(),

@@ -18,6 +18,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Body as _, Frame, Incoming};
 use tokio::time::Instant;
 
+use crate::alarm::Alarm;
 use crate::body::{Body, BodyError};
 use crate::cancel::{Cancelled, Cut};
 use crate::config::{Format, Prices};
@@ -80,6 +81,14 @@ impl SseUsage {
     /// (the usual case) is looked at in place: only a line split across
     /// chunks is copied, so an event costs no allocation and no copy.
     pub fn feed(&mut self, chunk: &[u8]) {
+        // Most chunks are whole content deltas with no `"usage"` in them:
+        // one search over the chunk then rules out every line it ends, and
+        // only the unfinished line after its last newline is kept.
+        if self.line.is_empty() && !self.skipping_long_line && USAGE_KEY.find(chunk).is_none() {
+            let after_last_line = memchr::memrchr(b'\n', chunk).map_or(0, |nl| nl + 1);
+            self.keep_unfinished(&chunk[after_last_line..]);
+            return;
+        }
         let mut rest = chunk;
         while let Some(nl) = memchr::memchr(b'\n', rest) {
             let (part, after) = rest.split_at(nl + 1);
@@ -96,6 +105,12 @@ impl SseUsage {
                 self.line.clear();
             }
         }
+        self.keep_unfinished(rest);
+    }
+
+    /// Keep the start of a line the next chunk finishes (or start skipping
+    /// it when it is already too long to parse).
+    fn keep_unfinished(&mut self, rest: &[u8]) {
         if rest.is_empty() || self.skipping_long_line {
             return;
         }
@@ -154,7 +169,7 @@ struct Relay {
     last_upstream: Instant,
     last_sent: Instant,
     /// Fires at [`Relay::next_check`].
-    timer: Pin<Box<tokio::time::Sleep>>,
+    timer: Alarm,
     /// Resolves when the drain timeout cuts open streams.
     cut: Cancelled,
     bytes: u64,
@@ -265,7 +280,7 @@ impl Relay {
                 }
                 Poll::Pending => {}
             }
-            match self.timer.as_mut().poll(cx) {
+            match self.timer.poll(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(()) => {
                     if let Some(frame) = self.on_timer() {
@@ -312,7 +327,7 @@ impl Relay {
             self.last_sent = now;
         }
         let at = self.next_check(now);
-        self.timer.as_mut().reset(at);
+        self.timer.reset(at);
         ping.then(|| Bytes::from_static(b": ping\n\n"))
     }
 }
@@ -330,13 +345,13 @@ pub fn relay(upstream: Response<Incoming>, ctx: RelayContext) -> Body {
         tail: [0; 4],
         last_upstream: Instant::now(),
         last_sent: Instant::now(),
-        timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        timer: Alarm::at(Instant::now()),
         cut,
         bytes: 0,
         first_chunk_at: None,
     };
     let first = relay.next_check(Instant::now());
-    relay.timer.as_mut().reset(first);
+    relay.timer.reset(first);
     BodyExt::boxed_unsync(relay)
 }
 
@@ -383,6 +398,25 @@ mod tests {
         assert!(p.line.is_empty() && p.skipping_long_line);
         p.feed(b"\"}\n\ndata: {\"usage\":{\"input_tokens\":3}}\n\n");
         assert_eq!(p.usage.input, 3);
+    }
+
+    /// Chunks with no `"usage"` in them take the one-search path: the line
+    /// they leave unfinished is still kept, whether the rest of the line
+    /// (and its `"usage"`) comes next or a chunk later, and a key cut in
+    /// half by a chunk boundary is still found.
+    #[test]
+    fn chunks_without_usage_keep_their_unfinished_line() {
+        let usage_line = b"data: {\"usage\":{\"input_tokens\":5,\"output_tokens\":6}}\n\n";
+        for cut in 0..usage_line.len() {
+            let mut p = SseUsage::default();
+            p.feed(b"data: {\"choices\":[]}\n\ndata: {\"cho");
+            p.feed(b"ices\":[]}\n\n");
+            let (head, tail) = usage_line.split_at(cut);
+            p.feed(head);
+            p.feed(tail);
+            assert_eq!((p.usage.input, p.usage.output), (5, 6), "cut at {cut}");
+            assert!(p.line.is_empty(), "cut at {cut}");
+        }
     }
 
     /// OpenAI: content deltas carry no usage (and are not parsed); the last

@@ -88,45 +88,48 @@ const HUMANTIME_END: u64 = 253_402_300_800;
 pub struct LineFields;
 
 impl<'w> FormatFields<'w> for LineFields {
-    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> fmt::Result {
+    fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
         let mut v = Fields {
-            w: writer,
+            line: String::with_capacity(LINE_CAPACITY),
             first: true,
-            result: Ok(()),
         };
         fields.record(&mut v);
-        v.result
+        writer.write_str(&v.line)
     }
 }
 
+/// Room for a request's info line without growing.
+const LINE_CAPACITY: usize = 512;
+
 /// Writes `message name=value ...` as the default visitor does: the
 /// message bare, strings quoted and escaped (`Debug`), the rest by `Debug`.
-struct Fields<'w> {
-    w: Writer<'w>,
+/// Into a buffer of its own, handed to the writer in one call: the
+/// writer is a `dyn fmt::Write`, and a line is ~50 pieces.
+struct Fields {
+    line: String,
     first: bool,
-    result: fmt::Result,
 }
 
-impl Fields<'_> {
+impl Fields {
     /// The separator and `name=`; false for fields the line leaves out.
     fn start(&mut self, field: &Field) -> bool {
         let name = field.name();
-        if name.starts_with("log.") || self.result.is_err() {
+        if name.starts_with("log.") {
             return false;
         }
-        let sep = if std::mem::take(&mut self.first) {
-            ""
-        } else {
-            " "
-        };
-        self.result = self.w.write_str(sep).and_then(|()| {
-            if name == "message" {
-                return Ok(());
-            }
-            self.w.write_str(name.strip_prefix("r#").unwrap_or(name))?;
-            self.w.write_char('=')
-        });
-        self.result.is_ok()
+        if !std::mem::take(&mut self.first) {
+            self.line.push(' ');
+        }
+        if name != "message" {
+            self.line.push_str(name.strip_prefix("r#").unwrap_or(name));
+            self.line.push('=');
+        }
+        true
+    }
+
+    /// `value` by `Debug` (writing to a `String` cannot fail).
+    fn debug(&mut self, value: &dyn fmt::Debug) {
+        let _ = fmt::Write::write_fmt(&mut self.line, format_args!("{value:?}"));
     }
 }
 
@@ -136,44 +139,43 @@ fn plain(s: &str) -> bool {
         .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
 }
 
-impl Visit for Fields<'_> {
+impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
         if !self.start(field) {
             return;
         }
-        self.result = if field.name() == "message" {
-            self.w.write_str(value)
+        if field.name() == "message" {
+            self.line.push_str(value);
         } else if plain(value) {
-            self.w
-                .write_char('"')
-                .and_then(|()| self.w.write_str(value))
-                .and_then(|()| self.w.write_char('"'))
+            self.line.push('"');
+            self.line.push_str(value);
+            self.line.push('"');
         } else {
-            write!(self.w, "{value:?}")
-        };
+            self.debug(&value);
+        }
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         if self.start(field) {
-            self.result = self.w.write_str(itoa::Buffer::new().format(value));
+            self.line.push_str(itoa::Buffer::new().format(value));
         }
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
         if self.start(field) {
-            self.result = self.w.write_str(itoa::Buffer::new().format(value));
+            self.line.push_str(itoa::Buffer::new().format(value));
         }
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
         if self.start(field) {
-            self.result = self.w.write_str(if value { "true" } else { "false" });
+            self.line.push_str(if value { "true" } else { "false" });
         }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if self.start(field) {
-            self.result = write!(self.w, "{value:?}");
+            self.debug(value);
         }
     }
 }

@@ -28,6 +28,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::activity::Activity;
 use crate::app::App;
+use crate::peer::Peer;
 use crate::routes::handle;
 
 pub use crate::activity::Busy;
@@ -74,9 +75,11 @@ pub async fn serve(
     peer: SocketAddr,
 ) {
     let activity = Activity::new();
+    let peer = Peer::new(peer);
     let svc = {
         let (app, activity) = (app.clone(), activity.clone());
-        service_fn(move |req| handle(app.clone(), peer, req, activity.begin()))
+        let peer = peer.clone();
+        service_fn(move |req| handle(app.clone(), peer.clone(), req, activity.begin()))
     };
     let conn = builder.serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);

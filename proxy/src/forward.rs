@@ -2,7 +2,6 @@
 //! upstream, and hand the answer back as it arrives (SSE through
 //! [`crate::stream`], any other body through [`crate::passthrough`]).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +17,7 @@ use crate::config::{Endpoint, Format, Model};
 use crate::error::Handled;
 use crate::error::ProxyError;
 use crate::passthrough::passthrough;
+use crate::peer::Peer;
 use crate::read_body::read_body;
 use crate::rename::ClientBody;
 use crate::stream::{relay, RelayContext};
@@ -32,7 +32,7 @@ const ERROR_LOG_CHARS: usize = 512;
 pub async fn forward(
     app: &Arc<App>,
     id: u64,
-    peer: SocketAddr,
+    peer: &Peer,
     format: Format,
     req: Request<Incoming>,
     started: Instant,
@@ -54,7 +54,7 @@ pub async fn forward(
     }
     let ctx = RelayContext {
         request_id: id,
-        peer,
+        peer: peer.clone(),
         status: resp.status().as_u16(),
         head_ms: started.elapsed().as_secs_f64() * 1000.0,
         model: model.id.clone(),

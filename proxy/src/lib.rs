@@ -31,6 +31,7 @@
 //! - [`healthcheck`]: the `goproxy healthcheck` subcommand.
 //! - [`telemetry`]: tracing setup (text or JSON).
 //! - [`log_line`]: the text log line, written cheaply.
+//! - [`peer`]: the client address, rendered once per connection.
 //! - [`cli`]: flags, subcommands and exit codes.
 //!
 //! # Try it
@@ -80,6 +81,7 @@ pub mod healthcheck;
 pub mod log_line;
 pub mod metrics;
 pub mod passthrough;
+pub mod peer;
 pub mod read_body;
 pub mod rename;
 pub mod routes;

@@ -2,7 +2,6 @@
 //! `/v1/models`); model routes go to [`crate::forward`].
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -17,6 +16,7 @@ use crate::body::{full, with_guard, Body};
 use crate::config::Format;
 use crate::error::ProxyError;
 use crate::forward::forward;
+use crate::peer::Peer;
 
 pub use crate::error::Handled;
 
@@ -37,7 +37,7 @@ fn route_label(path: &str) -> &'static str {
 /// the connection counts as busy while the answer is being sent.
 pub async fn handle(
     app: Arc<App>,
-    peer: SocketAddr,
+    peer: Peer,
     req: Request<Incoming>,
     busy: Busy,
 ) -> Result<Response<Body>, Infallible> {
@@ -52,7 +52,7 @@ pub async fn handle(
     } else {
         Format::OpenAi
     };
-    let (resp, model) = match dispatch(&app, id, peer, route, req, started).await {
+    let (resp, model) = match dispatch(&app, id, &peer, route, req, started).await {
         Ok(x) => x,
         Err(e) => {
             if e.status_code().is_server_error() {
@@ -81,7 +81,7 @@ pub async fn handle(
 async fn dispatch(
     app: &Arc<App>,
     id: u64,
-    peer: SocketAddr,
+    peer: &Peer,
     route: &'static str,
     req: Request<Incoming>,
     started: Instant,

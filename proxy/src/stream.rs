@@ -6,7 +6,6 @@
 //! closes that upstream connection and so cancels the request.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
@@ -24,6 +23,7 @@ use crate::cancel::{Cancelled, Cut};
 use crate::config::{Format, Prices};
 use crate::error::stream_error_event;
 use crate::metrics::Metrics;
+use crate::peer::Peer;
 use crate::usage::Usage;
 
 /// Timer firings handled in one poll before yielding (each re-arms the
@@ -40,7 +40,7 @@ pub struct RelayContext {
     pub request_id: u64,
     /// The client's address (the completion line is the request's only
     /// info line).
-    pub peer: SocketAddr,
+    pub peer: Peer,
     /// The status sent to the client.
     pub status: u16,
     /// Milliseconds from the request's arrival to the response head.

@@ -127,7 +127,9 @@ impl Fields {
         true
     }
 
-    /// `value` by `Debug` (writing to a `String` cannot fail).
+    /// `value` by `Debug`. A `String` never refuses a write; a `Debug`
+    /// impl that reports an error leaves what it wrote, and the line is
+    /// still logged (not dropped).
     fn debug(&mut self, value: &dyn fmt::Debug) {
         let _ = fmt::Write::write_fmt(&mut self.line, format_args!("{value:?}"));
     }

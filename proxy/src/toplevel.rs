@@ -175,7 +175,7 @@ fn next_structural(b: &[u8], mut j: usize) -> Option<usize> {
     }
     let rest = b.get(j..)?;
     rest.iter()
-        .position(|c| matches!(c, b'"' | b'{' | b'}' | b'[' | b']'))
+        .position(|&c| window::is_structural(c))
         .map(|k| j + k)
 }
 

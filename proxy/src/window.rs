@@ -17,6 +17,17 @@ pub fn quote_or_escape(w: &[u8; WIDTH]) -> u32 {
     imp::quote_or_escape(w)
 }
 
+/// `"`, `{`, `}`, `[` or `]`: the byte class of [`structural`], one byte
+/// at a time (for the tail shorter than a window).
+pub fn is_structural(c: u8) -> bool {
+    matches!(c, b'"' | b'{' | b'}' | b'[' | b']')
+}
+
+/// `"` or `\`: the byte class of [`quote_or_escape`], one byte at a time.
+pub fn is_quote_or_escape(c: u8) -> bool {
+    matches!(c, b'"' | b'\\')
+}
+
 /// The window of `b` at `at`, if 16 bytes remain there.
 pub fn at(b: &[u8], at: usize) -> Option<&[u8; WIDTH]> {
     b.get(at..at + WIDTH)?.try_into().ok()
@@ -50,6 +61,8 @@ mod imp {
 
 #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
 mod imp {
+    use super::{is_quote_or_escape, is_structural};
+
     fn mask(w: &[u8; 16], hit: impl Fn(u8) -> bool) -> u32 {
         w.iter()
             .enumerate()
@@ -57,11 +70,11 @@ mod imp {
     }
 
     pub fn structural(w: &[u8; 16]) -> u32 {
-        mask(w, |c| matches!(c, b'"' | b'{' | b'}' | b'[' | b']'))
+        mask(w, is_structural)
     }
 
     pub fn quote_or_escape(w: &[u8; 16]) -> u32 {
-        mask(w, |c| matches!(c, b'"' | b'\\'))
+        mask(w, is_quote_or_escape)
     }
 }
 

@@ -54,54 +54,34 @@ impl Alarm {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    use std::task::Wake;
     use std::time::Duration;
 
     use super::*;
-
-    struct Count(AtomicUsize);
-
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::wake_count::WakeCount;
 
     /// Registered once, the alarm is not polled again while pending, yet
     /// its firing wakes the task and the next poll sees it; after a reset
     /// it fires again; a new waker is registered.
     #[tokio::test(start_paused = true)]
     async fn fires_once_registered_and_again_after_reset() {
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(count.clone());
+        let (count, waker) = WakeCount::waker();
         let mut cx = Context::from_waker(&waker);
         let mut alarm = Alarm::at(Instant::now() + Duration::from_secs(1));
         assert!(alarm.poll(&mut cx).is_pending());
         assert!(alarm.waker.is_some(), "registered");
         assert!(alarm.poll(&mut cx).is_pending());
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        assert_eq!(
-            count.0.load(Ordering::SeqCst),
-            1,
-            "the firing woke the task"
-        );
+        assert_eq!(count.get(), 1, "the firing woke the task");
         assert!(alarm.poll(&mut cx).is_ready());
 
         alarm.reset(Instant::now() + Duration::from_secs(1));
         assert!(alarm.poll(&mut cx).is_pending());
-        let other = Arc::new(Count(AtomicUsize::new(0)));
-        let other_waker = Waker::from(other.clone());
+        let (other, other_waker) = WakeCount::waker();
         assert!(alarm
             .poll(&mut Context::from_waker(&other_waker))
             .is_pending());
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        assert_eq!(
-            other.0.load(Ordering::SeqCst),
-            1,
-            "the newest waker is woken"
-        );
+        assert_eq!(other.get(), 1, "the newest waker is woken");
         assert!(alarm.poll(&mut cx).is_ready());
     }
 }

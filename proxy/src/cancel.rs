@@ -90,17 +90,7 @@ impl Future for Cancelled {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    use std::task::Wake;
-
-    struct Count(AtomicUsize);
-
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::wake_count::WakeCount;
 
     /// Pending until cancelled, the registered waker is woken by the
     /// cancellation, and a new waker gets registered too.
@@ -108,23 +98,17 @@ mod tests {
     fn wakes_the_registered_task_on_cancel() {
         let token = Cut::new();
         let mut c = Box::pin(Cancelled::new(token.clone()));
-        let first = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(first.clone());
+        let (_, waker) = WakeCount::waker();
         let mut cx = Context::from_waker(&waker);
         assert!(c.as_mut().poll(&mut cx).is_pending());
         assert!(c.as_mut().poll(&mut cx).is_pending());
-        let second = Arc::new(Count(AtomicUsize::new(0)));
-        let waker2 = Waker::from(second.clone());
+        let (second, waker2) = WakeCount::waker();
         assert!(c
             .as_mut()
             .poll(&mut Context::from_waker(&waker2))
             .is_pending());
         token.cancel();
-        assert_eq!(
-            second.0.load(Ordering::SeqCst),
-            1,
-            "the latest waker is woken"
-        );
+        assert_eq!(second.get(), 1, "the latest waker is woken");
         assert!(c.as_mut().poll(&mut cx).is_ready());
     }
 }

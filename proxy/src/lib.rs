@@ -92,6 +92,8 @@ pub mod toplevel;
 pub mod upstream;
 pub mod usage;
 pub mod usage_counts;
+#[cfg(test)]
+mod wake_count;
 pub mod window;
 
 pub use server::{bind, run, serve, RunError};

@@ -7,9 +7,8 @@
 //! anything else (a string, a float, `null`, an object) counts as absent
 //! instead of failing the whole object.
 
-use std::fmt;
-
 use std::borrow::Cow;
+use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 

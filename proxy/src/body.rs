@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::body::{Frame, SizeHint};
 
 /// Why a response body stopped early. hyper then aborts the response (no
 /// final chunk, or a short `content-length` body) so the client sees a
@@ -68,8 +68,11 @@ where
 /// as ended: HTTP/1 and HTTP/2 send at most one trailer frame.
 const MAX_SKIPPED_FRAMES: usize = 4;
 
-/// The next data chunk of an upstream body; trailers are skipped.
-pub async fn next_data(body: &mut Incoming) -> Option<Result<Bytes, hyper::Error>> {
+/// The next data chunk of a body; trailers are skipped.
+pub async fn next_data<B>(body: &mut B) -> Option<Result<Bytes, B::Error>>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
     for _ in 0..MAX_SKIPPED_FRAMES {
         match body.frame().await? {
             Ok(frame) => {

@@ -56,6 +56,11 @@ impl Chunks {
         self.len == 0
     }
 
+    /// The pieces, in order.
+    pub fn pieces(&self) -> impl Iterator<Item = &[u8]> {
+        self.parts.iter().map(|p| &p[..])
+    }
+
     /// The whole body in one buffer (tests and diagnostics).
     pub fn to_vec(&self) -> Vec<u8> {
         self.parts.iter().flat_map(|p| p.iter().copied()).collect()

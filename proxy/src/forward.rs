@@ -21,6 +21,7 @@ use crate::peer::Peer;
 use crate::read_body::read_body;
 use crate::rename::ClientBody;
 use crate::stream::{relay, RelayContext};
+use crate::upstream_body::UpstreamBody;
 
 /// Most bytes of an upstream error body read for the log (the rest is
 /// never read: a hostile upstream cannot make goproxy buffer it).
@@ -102,7 +103,7 @@ async fn upstream_error(
     app: &App,
     id: u64,
     endpoint: &Endpoint,
-    resp: Response<Incoming>,
+    resp: Response<UpstreamBody>,
 ) -> ProxyError {
     let status = resp.status();
     let retry_after = resp
@@ -130,7 +131,11 @@ async fn upstream_error(
 /// Up to `limit` bytes of a body, with `silence` allowed between chunks;
 /// also whether the body may go on past them (then the caller must not
 /// trust the last token to be whole).
-async fn read_prefix(resp: Response<Incoming>, limit: usize, silence: Duration) -> (Vec<u8>, bool) {
+async fn read_prefix(
+    resp: Response<UpstreamBody>,
+    limit: usize,
+    silence: Duration,
+) -> (Vec<u8>, bool) {
     let mut body = resp.into_body();
     let declared = body.size_hint().exact();
     let mut buf = Vec::new();
@@ -165,7 +170,7 @@ fn sse_response(body: Body) -> Response<Body> {
     r
 }
 
-fn passthrough_response(resp: Response<Incoming>, ctx: RelayContext) -> Response<Body> {
+fn passthrough_response(resp: Response<UpstreamBody>, ctx: RelayContext) -> Response<Body> {
     let content_type = resp
         .headers()
         .get(header::CONTENT_TYPE)

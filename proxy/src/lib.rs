@@ -77,6 +77,7 @@ pub mod config;
 pub mod conn;
 pub mod error;
 pub mod forward;
+pub mod h1;
 pub mod healthcheck;
 pub mod log_line;
 pub mod metrics;
@@ -90,6 +91,7 @@ pub mod stream;
 pub mod telemetry;
 pub mod toplevel;
 pub mod upstream;
+pub mod upstream_body;
 pub mod usage;
 pub mod usage_counts;
 #[cfg(test)]

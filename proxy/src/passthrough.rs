@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::Response;
 use http_body_util::BodyExt;
-use hyper::body::{Body as _, Frame, Incoming};
+use hyper::body::{Body as _, Frame};
 use serde::Deserialize;
 use tokio::time::Instant;
 
@@ -23,6 +23,7 @@ use crate::alarm::Alarm;
 use crate::body::{Body, BodyError};
 use crate::cancel::Cancelled;
 use crate::stream::RelayContext;
+use crate::upstream_body::UpstreamBody;
 use crate::usage::Usage;
 use crate::usage_counts::Counts;
 
@@ -85,7 +86,7 @@ fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Owns the upstream body; logs and records usage exactly once, on drop.
 struct Passthrough {
-    upstream: Incoming,
+    upstream: UpstreamBody,
     ctx: RelayContext,
     tail: Tail,
     bytes: u64,
@@ -162,7 +163,7 @@ impl Passthrough {
                     return Poll::Ready(None);
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, error = %crate::client::describe(&e), "upstream body broke");
+                    tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, error = %crate::client::describe(&*e), "upstream body broke");
                     let err = self.fail("upstream_error", "the upstream body was interrupted");
                     return Poll::Ready(Some(Err(err)));
                 }
@@ -208,7 +209,7 @@ impl hyper::body::Body for Passthrough {
 
 /// Turn a non-SSE upstream response into a client body that passes each
 /// chunk on as it arrives.
-pub fn passthrough(upstream: Response<Incoming>, ctx: RelayContext) -> Body {
+pub fn passthrough(upstream: Response<UpstreamBody>, ctx: RelayContext) -> Body {
     let now = Instant::now();
     let p = Passthrough {
         last_chunk: now,

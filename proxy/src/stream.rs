@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::Response;
 use http_body_util::BodyExt;
-use hyper::body::{Body as _, Frame, Incoming};
+use hyper::body::{Body as _, Frame};
 use tokio::time::Instant;
 
 use crate::alarm::Alarm;
@@ -24,6 +24,7 @@ use crate::config::{Format, Prices};
 use crate::error::stream_error_event;
 use crate::metrics::Metrics;
 use crate::peer::Peer;
+use crate::upstream_body::UpstreamBody;
 use crate::usage::Usage;
 
 /// Timer firings handled in one poll before yielding (each re-arms the
@@ -159,7 +160,7 @@ enum Outcome {
 
 /// Owns the upstream stream; logs and records usage exactly once, on drop.
 struct Relay {
-    upstream: Incoming,
+    upstream: UpstreamBody,
     parser: SseUsage,
     ctx: RelayContext,
     outcome: Outcome,
@@ -272,7 +273,7 @@ impl Relay {
                     return Poll::Ready(None);
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, error = %crate::client::describe(&e), "upstream stream broke");
+                    tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, error = %crate::client::describe(&*e), "upstream stream broke");
                     self.outcome = Outcome::UpstreamError;
                     return Poll::Ready(Some(
                         self.error_event("the upstream stream was interrupted"),
@@ -334,7 +335,7 @@ impl Relay {
 
 /// Turn an upstream SSE response into a client body that relays each chunk
 /// as it arrives.
-pub fn relay(upstream: Response<Incoming>, ctx: RelayContext) -> Body {
+pub fn relay(upstream: Response<UpstreamBody>, ctx: RelayContext) -> Body {
     ctx.metrics.open_streams(1);
     let cut = Cancelled::new(ctx.cut.clone());
     let mut relay = Relay {

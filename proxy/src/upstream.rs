@@ -11,13 +11,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
-use hyper::body::Incoming;
 
 use crate::auth::Secrets;
 use crate::chunks::Chunks;
 use crate::client::{self, HttpClient};
 use crate::config::{Config, Endpoint, Format};
 use crate::error::ProxyError;
+use crate::upstream_body::UpstreamBody;
 
 /// The `anthropic-version` sent when the client sent none.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -117,7 +117,7 @@ impl Upstream {
         endpoint: &Endpoint,
         client_headers: &HeaderMap,
         body: Chunks,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
         let ring = self.rings.get(&endpoint.name);
         let attempts = ring.map_or(1, |r| r.keys.len().max(1));
         for attempt in 0..attempts {
@@ -218,7 +218,7 @@ impl Upstream {
         &self,
         endpoint: &Endpoint,
         req: Request<Chunks>,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
         match tokio::time::timeout(self.first_byte_timeout, self.client.request(req)).await {
             Err(_) => Err(ProxyError::UpstreamTimeout),
             Ok(Err(e)) if client::is_timeout(&e) => Err(ProxyError::UpstreamTimeout),

@@ -8,3 +8,5 @@ mod raw;
 mod routing;
 mod security;
 mod streaming;
+mod upstream_conns;
+mod upstream_tls;

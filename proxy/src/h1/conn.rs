@@ -1,0 +1,150 @@
+//! One HTTP/1.1 connection to an upstream: the socket (plain or TLS) and
+//! its read buffer. A request is written with one vectored write; the
+//! response head is read here, the body by [`super::body::H1Body`] in the
+//! task that relays it, so no connection task sits in between.
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Buf, BytesMut};
+use hyper_rustls::MaybeHttpsStream;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::decode::DecodeError;
+use super::head::{parse_response, Head, HeadError};
+use crate::chunks::Chunks;
+
+/// The socket type the connector hands out, as a tokio stream.
+pub type Io = TokioIo<MaybeHttpsStream<TokioIo<TcpStream>>>;
+
+/// Spare buffer room below which the next read gets a new block.
+const MIN_SPARE: usize = 4 * 1024;
+/// First read block; doubled while reads fill it, up to `MAX_READ`.
+const FIRST_READ: usize = 16 * 1024;
+const MAX_READ: usize = 256 * 1024;
+/// Most informational (1xx) heads skipped before the real one.
+const MAX_INFORMATIONAL: usize = 8;
+
+/// Why an exchange on an HTTP/1.1 connection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum H1Error {
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Head(#[from] HeadError),
+    #[error(transparent)]
+    Body(#[from] DecodeError),
+    #[error("the upstream closed the connection before answering")]
+    ClosedBeforeHead,
+    #[error("the upstream answered with an unexpected 101 or too many 1xx heads")]
+    Informational,
+}
+
+/// An open connection and the bytes read from it but not yet used.
+#[derive(Debug)]
+pub struct Conn {
+    io: Io,
+    pub(super) buf: BytesMut,
+    read_size: usize,
+    /// When it went back into the pool.
+    pub(super) idle_since: Instant,
+}
+
+impl Conn {
+    /// Boxed: with TLS state a connection is over a kilobyte, and it moves
+    /// between the pool and response bodies.
+    pub fn new(io: Io) -> Box<Self> {
+        Box::new(Conn {
+            io,
+            buf: BytesMut::new(),
+            read_size: FIRST_READ,
+            idle_since: Instant::now(),
+        })
+    }
+
+    /// A plain TCP connection (tests).
+    pub fn plain(tcp: TcpStream) -> Box<Self> {
+        Conn::new(TokioIo::new(MaybeHttpsStream::Http(TokioIo::new(tcp))))
+    }
+
+    /// Write the request (its head, then the body's pieces, in one vectored
+    /// write where the socket takes it) and read the response head.
+    pub async fn exchange(&mut self, head: &[u8], body: &Chunks) -> Result<Head, H1Error> {
+        self.write_all(head, body).await?;
+        self.read_head().await
+    }
+
+    async fn write_all(&mut self, head: &[u8], body: &Chunks) -> io::Result<()> {
+        let mut slices: Vec<IoSlice<'_>> = std::iter::once(head)
+            .chain(body.pieces())
+            .map(IoSlice::new)
+            .collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            let n = self.io.write_vectored(rest).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            IoSlice::advance_slices(&mut rest, n);
+        }
+        self.io.flush().await
+    }
+
+    /// The response head; informational (1xx) heads are skipped.
+    async fn read_head(&mut self) -> Result<Head, H1Error> {
+        let mut informational = 0;
+        loop {
+            if let Some((head, len)) = parse_response(&self.buf)? {
+                self.buf.advance(len);
+                if !head.response.status().is_informational() {
+                    return Ok(head);
+                }
+                informational += 1;
+                if head.response.status() == 101 || informational > MAX_INFORMATIONAL {
+                    return Err(H1Error::Informational);
+                }
+                continue;
+            }
+            if std::future::poll_fn(|cx| self.poll_fill(cx)).await? == 0 {
+                return Err(H1Error::ClosedBeforeHead);
+            }
+        }
+    }
+
+    /// Read more bytes into the buffer; `Ok(0)` at end of stream.
+    pub(super) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < MIN_SPARE {
+            self.buf.reserve(self.read_size);
+        }
+        let room = self.buf.capacity() - self.buf.len();
+        let n = std::task::ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut self.io),
+            cx,
+            &mut self.buf
+        ))?;
+        // A read that filled the room asks for bigger reads (a long body
+        // then takes fewer system calls); hyper's client does the same.
+        if n == room {
+            self.read_size = (self.read_size * 2).min(MAX_READ);
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    /// Whether an idle connection can no longer be used: the upstream
+    /// closed it, reset it, or sent bytes nobody asked for. Never waits.
+    pub(super) fn is_stale(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return true;
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut byte = [0u8; 1];
+        let mut rb = ReadBuf::new(&mut byte);
+        Pin::new(&mut self.io)
+            .poll_read(&mut cx, &mut rb)
+            .is_ready()
+    }
+}

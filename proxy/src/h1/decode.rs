@@ -1,0 +1,373 @@
+//! The framing of an HTTP/1.1 response body (RFC 9112 section 6.3):
+//! `content-length`, chunked, or until the connection closes. Data comes
+//! out as slices of the read buffer (no copy); chunk sizes, chunk ends and
+//! trailers are read a byte at a time, with a bound on each.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+/// Longest chunk-size line (size plus extensions) accepted.
+const MAX_SIZE_LINE: usize = 4096;
+/// Most trailer bytes accepted after the last chunk.
+const MAX_TRAILERS: usize = 16 * 1024;
+
+/// How a response body is delimited, from its head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body (`204`, `304`, `content-length: 0`).
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// `transfer-encoding: chunked`.
+    Chunked,
+    /// Until the upstream closes the connection.
+    Close,
+}
+
+/// Why a body could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("invalid chunk size line in the upstream body")]
+    ChunkSize,
+    #[error("chunk size line over {MAX_SIZE_LINE} bytes in the upstream body")]
+    ChunkSizeTooLong,
+    #[error("chunk data not followed by CRLF in the upstream body")]
+    ChunkEnd,
+    #[error("trailers over {MAX_TRAILERS} bytes in the upstream body")]
+    TrailersTooLong,
+    #[error("the upstream closed the connection before the body ended")]
+    UnexpectedEof,
+}
+
+/// What the buffer gave.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    Data(Bytes),
+    NeedMore,
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Length(u64),
+    Close,
+    /// Reading a chunk size: its value so far, whether a digit was seen,
+    /// whether the extensions began, and the line's length so far.
+    Size {
+        value: u64,
+        digits: bool,
+        ext: bool,
+        line: usize,
+    },
+    /// `\r` seen at the end of a size line.
+    SizeLf {
+        value: u64,
+    },
+    Data(u64),
+    DataCr,
+    DataLf,
+    /// After the last chunk: trailer lines, then an empty line. `line` is
+    /// the current line's length, `total` all trailer bytes so far.
+    Trailers {
+        line: usize,
+        total: usize,
+    },
+    Done,
+}
+
+/// Decodes one response body.
+#[derive(Debug)]
+pub struct Decoder {
+    state: State,
+}
+
+impl Decoder {
+    pub fn new(framing: Framing) -> Self {
+        let state = match framing {
+            Framing::Empty | Framing::Length(0) => State::Done,
+            Framing::Length(n) => State::Length(n),
+            Framing::Chunked => State::size_start(),
+            Framing::Close => State::Close,
+        };
+        Decoder { state }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Bytes still to come, when the framing says so.
+    pub fn remaining(&self) -> Option<u64> {
+        match self.state {
+            State::Length(n) => Some(n),
+            State::Done => Some(0),
+            _ => None,
+        }
+    }
+
+    /// The next data slice from `buf`, or whether more bytes are needed.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Step, DecodeError> {
+        match self.skip_control(buf)? {
+            Step::NeedMore => {}
+            other => return Ok(other),
+        }
+        let take = |buf: &mut BytesMut, n: u64| buf.split_to(n.min(buf.len() as u64) as usize);
+        match self.state {
+            _ if buf.is_empty() => Ok(Step::NeedMore),
+            State::Length(n) => {
+                let data = take(buf, n);
+                self.state = match n - data.len() as u64 {
+                    0 => State::Done,
+                    left => State::Length(left),
+                };
+                Ok(Step::Data(data.freeze()))
+            }
+            State::Data(n) => {
+                let data = take(buf, n);
+                self.state = match n - data.len() as u64 {
+                    0 => State::DataCr,
+                    left => State::Data(left),
+                };
+                Ok(Step::Data(data.freeze()))
+            }
+            State::Close => Ok(Step::Data(buf.split().freeze())),
+            _ => Ok(Step::NeedMore),
+        }
+    }
+
+    /// Consume chunk sizes, chunk ends and trailers from `buf` up to the
+    /// next data byte: `Done` if the body ended, `NeedMore` otherwise
+    /// (also when data is next). Called after each data slice too, so a
+    /// body whose last chunk came with its data is known to be whole then.
+    pub fn skip_control(&mut self, buf: &mut BytesMut) -> Result<Step, DecodeError> {
+        loop {
+            if self.state == State::Done {
+                return Ok(Step::Done);
+            }
+            if !self.is_control() || buf.is_empty() {
+                return Ok(Step::NeedMore);
+            }
+            // The byte is consumed only once it was accepted: a bad byte
+            // fails every call, not just the first.
+            self.state = self.state.control(buf[0])?;
+            buf.advance(1);
+        }
+    }
+
+    fn is_control(&self) -> bool {
+        !matches!(self.state, State::Length(_) | State::Data(_) | State::Close)
+    }
+
+    /// The connection closed: the end of a close-delimited body, an error
+    /// for any other.
+    pub fn eof(&mut self) -> Result<(), DecodeError> {
+        match self.state {
+            State::Close | State::Done => {
+                self.state = State::Done;
+                Ok(())
+            }
+            _ => Err(DecodeError::UnexpectedEof),
+        }
+    }
+}
+
+impl State {
+    fn size_start() -> Self {
+        State::Size {
+            value: 0,
+            digits: false,
+            ext: false,
+            line: 0,
+        }
+    }
+
+    /// The state after one control byte.
+    fn control(self, b: u8) -> Result<State, DecodeError> {
+        Ok(match self {
+            State::Size {
+                value,
+                digits,
+                ext,
+                line,
+            } => {
+                if line >= MAX_SIZE_LINE {
+                    return Err(DecodeError::ChunkSizeTooLong);
+                }
+                let line = line + 1;
+                match b {
+                    b'\r' if digits => State::SizeLf { value },
+                    b'\n' if digits => State::after_size(value),
+                    _ if ext => State::Size {
+                        value,
+                        digits,
+                        ext,
+                        line,
+                    },
+                    b';' | b' ' | b'\t' if digits => State::Size {
+                        value,
+                        digits,
+                        ext: true,
+                        line,
+                    },
+                    _ => {
+                        let d = (b as char).to_digit(16).ok_or(DecodeError::ChunkSize)?;
+                        let value = value
+                            .checked_mul(16)
+                            .and_then(|v| v.checked_add(u64::from(d)))
+                            .ok_or(DecodeError::ChunkSize)?;
+                        State::Size {
+                            value,
+                            digits: true,
+                            ext,
+                            line,
+                        }
+                    }
+                }
+            }
+            State::SizeLf { value } if b == b'\n' => State::after_size(value),
+            State::SizeLf { .. } => return Err(DecodeError::ChunkSize),
+            State::DataCr if b == b'\r' => State::DataLf,
+            State::DataLf if b == b'\n' => State::size_start(),
+            State::DataCr | State::DataLf => return Err(DecodeError::ChunkEnd),
+            State::Trailers { line, total } => {
+                if total >= MAX_TRAILERS {
+                    return Err(DecodeError::TrailersTooLong);
+                }
+                match b {
+                    b'\n' if line == 0 => State::Done,
+                    b'\n' => State::Trailers {
+                        line: 0,
+                        total: total + 1,
+                    },
+                    // A CR does not count towards the line: "\r\n" alone
+                    // is the empty line that ends the trailers.
+                    b'\r' => State::Trailers {
+                        line,
+                        total: total + 1,
+                    },
+                    _ => State::Trailers {
+                        line: line + 1,
+                        total: total + 1,
+                    },
+                }
+            }
+            State::Length(_) | State::Data(_) | State::Close | State::Done => self,
+        })
+    }
+
+    fn after_size(value: u64) -> State {
+        match value {
+            0 => State::Trailers { line: 0, total: 0 },
+            n => State::Data(n),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decode `wire` fed in pieces of `split` bytes; the data and whether
+    /// the body ended.
+    fn run(framing: Framing, wire: &[u8], split: usize) -> Result<(Vec<u8>, bool), DecodeError> {
+        let mut d = Decoder::new(framing);
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for piece in wire.chunks(split.max(1)) {
+            buf.extend_from_slice(piece);
+            loop {
+                match d.decode(&mut buf)? {
+                    Step::Data(b) => out.extend_from_slice(&b),
+                    Step::NeedMore => break,
+                    Step::Done => return Ok((out, true)),
+                }
+            }
+        }
+        Ok((out, d.is_done()))
+    }
+
+    #[test]
+    fn chunked_with_extensions_and_trailers_at_every_split() {
+        let wire = b"5;name=v\r\nhello\r\n1 \r\n \r\n6\r\nworld!\r\n0\r\nx-trailer: 1\r\n\r\n";
+        for split in 1..=wire.len() {
+            let (data, done) = run(Framing::Chunked, wire, split).unwrap();
+            assert_eq!(data, b"hello world!", "split {split}");
+            assert!(done, "split {split}");
+        }
+    }
+
+    #[test]
+    fn bare_lf_line_ends_are_read() {
+        let (data, done) = run(Framing::Chunked, b"3\nabc\r\n0\n\n", 1).unwrap();
+        assert_eq!((data.as_slice(), done), (&b"abc"[..], true));
+    }
+
+    #[test]
+    fn length_bodies_end_at_their_length() {
+        let (data, done) = run(Framing::Length(5), b"hello", 2).unwrap();
+        assert_eq!((data.as_slice(), done), (&b"hello"[..], true));
+        let mut d = Decoder::new(Framing::Length(3));
+        let mut buf = BytesMut::from(&b"abcdef"[..]);
+        assert_eq!(d.decode(&mut buf), Ok(Step::Data(Bytes::from("abc"))));
+        assert!(d.is_done());
+        assert_eq!(&buf[..], b"def", "bytes past the body are left alone");
+        assert!(Decoder::new(Framing::Empty).is_done());
+    }
+
+    #[test]
+    fn close_delimited_bodies_end_at_eof_only() {
+        let mut d = Decoder::new(Framing::Close);
+        let mut buf = BytesMut::from(&b"abc"[..]);
+        assert_eq!(d.decode(&mut buf), Ok(Step::Data(Bytes::from("abc"))));
+        assert_eq!(d.eof(), Ok(()));
+        assert!(d.is_done());
+        let mut d = Decoder::new(Framing::Length(4));
+        assert_eq!(d.eof(), Err(DecodeError::UnexpectedEof));
+        let mut d = Decoder::new(Framing::Chunked);
+        assert_eq!(d.eof(), Err(DecodeError::UnexpectedEof));
+    }
+
+    #[test]
+    fn malformed_chunks_are_refused() {
+        let bad: [(&[u8], DecodeError); 5] = [
+            (b"xyz\r\n", DecodeError::ChunkSize),
+            (b"\r\n", DecodeError::ChunkSize),
+            (b"11111111111111111\r\n", DecodeError::ChunkSize),
+            (b"3\r\nabcX", DecodeError::ChunkEnd),
+            (b"3\r\nabc\rX", DecodeError::ChunkEnd),
+        ];
+        for (wire, want) in bad {
+            assert_eq!(run(Framing::Chunked, wire, 64), Err(want), "{wire:?}");
+        }
+    }
+
+    /// Size lines and trailers are bounded: an upstream cannot make the
+    /// decoder read forever without producing data.
+    #[test]
+    fn control_bytes_are_bounded() {
+        let mut long = b"1;".to_vec();
+        long.resize(MAX_SIZE_LINE + 10, b'a');
+        assert_eq!(
+            run(Framing::Chunked, &long, 100),
+            Err(DecodeError::ChunkSizeTooLong)
+        );
+        let mut trailers = b"0\r\n".to_vec();
+        for _ in 0..MAX_TRAILERS / 8 + 1 {
+            trailers.extend_from_slice(b"x: yyy\r\n");
+        }
+        assert_eq!(
+            run(Framing::Chunked, &trailers, 100),
+            Err(DecodeError::TrailersTooLong)
+        );
+    }
+
+    /// The last chunk's terminator is consumed right after its data, so the
+    /// body is known to be whole without another read.
+    #[test]
+    fn end_is_seen_right_after_the_last_data() {
+        let mut d = Decoder::new(Framing::Chunked);
+        let mut buf = BytesMut::from(&b"2\r\nok\r\n0\r\n\r\n"[..]);
+        assert_eq!(d.decode(&mut buf), Ok(Step::Data(Bytes::from("ok"))));
+        assert_eq!(d.skip_control(&mut buf), Ok(Step::Done));
+        assert!(buf.is_empty());
+    }
+}

@@ -147,8 +147,8 @@ async fn serve(config: Config) -> ExitCode {
 
 /// The tokio runtime for the CPUs goproxy may use: with one, a
 /// current-thread runtime (no work stealing, no cross-thread wake-ups: the
-/// accept loop, connections and upstream connection tasks share the one
-/// CPU anyway); with more, one worker per CPU.
+/// accept loop, client connections and any HTTP/2 upstream connection
+/// share the one CPU anyway); with more, one worker per CPU.
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cpus == 1 {

@@ -154,12 +154,24 @@ impl HttpClient {
         req: Request<Chunks>,
     ) -> Result<Response<UpstreamBody>, ClientError> {
         let key = Key::of(req.uri()).ok_or(ClientError::NoHost)?;
+        // Only the pooled HTTP/1.1 path is kept inline: the others' futures
+        // (hyper's HTTP/2 handshake above all) are kilobytes, and hyper's
+        // server moves the whole request future once per request.
         if let Some(sender) = self.h2_sender(&key) {
-            return send_h2(sender, req).await;
+            return Box::pin(send_h2(sender, req)).await;
         }
         if let Some(conn) = self.pool.take(&key) {
             return self.send_h1(conn, key, req).await;
         }
+        Box::pin(self.connect_and_send(key, req)).await
+    }
+
+    /// Send `req` on a new connection: HTTP/2 if the upstream picked it.
+    async fn connect_and_send(
+        &self,
+        key: Key,
+        req: Request<Chunks>,
+    ) -> Result<Response<UpstreamBody>, ClientError> {
         let stream = self.connect(req.uri()).await?;
         if stream.connected().is_negotiated_h2() {
             let sender = self.handshake_h2(key, stream).await?;
@@ -303,6 +315,17 @@ mod tests {
         assert!(has(b"\x08http/1.1"), "ALPN offers http/1.1");
         drop(sock);
         assert!(send.await.unwrap().is_err(), "no TLS server there");
+    }
+
+    /// The request future stays small (hyper's server moves it once per
+    /// request): the rare paths are boxed.
+    #[tokio::test]
+    async fn the_request_future_is_small() {
+        let client = build(Duration::from_secs(5)).unwrap();
+        let req = http::Request::post("http://127.0.0.1:9/").body(Chunks::default());
+        let fut = client.request(req.unwrap());
+        let size = std::mem::size_of_val(&fut);
+        assert!(size < 2048, "{size} bytes");
     }
 
     #[test]

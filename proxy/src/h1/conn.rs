@@ -134,6 +134,16 @@ impl Conn {
         Poll::Ready(Ok(n))
     }
 
+    /// Going idle: a read buffer grown by a long body is given up, so an
+    /// idle connection holds at most one first-size block.
+    pub(super) fn rest(&mut self) {
+        if self.read_size > FIRST_READ || self.buf.capacity() > FIRST_READ {
+            self.buf = BytesMut::new();
+            self.read_size = FIRST_READ;
+        }
+        self.idle_since = Instant::now();
+    }
+
     /// Whether an idle connection can no longer be used: the upstream
     /// closed it, reset it, or sent bytes nobody asked for. Never waits.
     pub(super) fn is_stale(&mut self) -> bool {

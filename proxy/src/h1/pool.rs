@@ -12,7 +12,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use http::uri::{Authority, Uri};
-use tokio::time::Instant;
 
 use super::conn::Conn;
 
@@ -68,7 +67,7 @@ impl Pool {
 
     /// Keep `conn` for the next request to `key`.
     pub fn put(&self, key: &Key, mut conn: Box<Conn>) {
-        conn.idle_since = Instant::now();
+        conn.rest();
         let mut idle = self.idle.lock().unwrap();
         let list = match idle.get_mut(key) {
             Some(list) => list,
@@ -103,5 +102,36 @@ impl Pool {
     /// Idle connections kept (tests and diagnostics).
     pub fn idle_count(&self) -> usize {
         self.idle.lock().unwrap().values().map(Vec::len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// An idle connection is handed out until the idle timeout, then
+    /// closed, by `take` and by `prune` alike.
+    #[tokio::test(start_paused = true)]
+    async fn idle_connections_expire() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let key = Key::of(&format!("http://{addr}/v1").parse().unwrap()).unwrap();
+        let pool = Pool::new(Duration::from_secs(50));
+        let mut peers = Vec::new();
+        for _ in 0..2 {
+            pool.put(&key, Conn::plain(TcpStream::connect(addr).await.unwrap()));
+            peers.push(listener.accept().await.unwrap());
+        }
+        tokio::time::advance(Duration::from_secs(49)).await;
+        let conn = pool.take(&key).expect("not expired yet");
+        pool.put(&key, conn); // idle again from now
+        assert_eq!(pool.idle_count(), 2);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        pool.prune();
+        assert_eq!(pool.idle_count(), 1, "the older one expired");
+        tokio::time::advance(Duration::from_secs(50)).await;
+        assert!(pool.take(&key).is_none());
+        assert_eq!(pool.idle_count(), 0);
     }
 }

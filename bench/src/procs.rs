@@ -178,12 +178,36 @@ pub fn children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// The CPUs in a `taskset -c` list such as `1`, `0-3` or `0,2-3` (at
+/// least one).
+pub fn cpu_count(list: &str) -> usize {
+    let count: usize = list
+        .split(',')
+        .map(|part| match part.trim().split_once('-') {
+            Some((a, b)) => match (a.parse::<usize>(), b.parse::<usize>()) {
+                (Ok(a), Ok(b)) if b >= a => b - a + 1,
+                _ => 1,
+            },
+            None => 1,
+        })
+        .sum();
+    count.max(1)
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 impl Env {
+    /// How many CPUs the servers may use: those of `server_cpus`, or all.
+    pub fn cpus(&self) -> usize {
+        match &self.server_cpus {
+            Some(list) => cpu_count(list),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+
     /// `program`, under `taskset -c <server_cpus>` when the servers are pinned.
     pub(crate) fn command(&self, program: &Path) -> Command {
         match &self.server_cpus {
@@ -287,14 +311,14 @@ impl Env {
         self.spawn("goproxy", cmd, ([127, 0, 0, 1], port).into())
     }
 
-    /// One nginx (one worker, like one goproxy runtime on the same CPUs)
-    /// with a `proxy_pass` server per backend, in the deployed `location /`
+    /// One nginx, with a worker per server CPU (as `worker_processes auto`
+    /// in the deployed config; goproxy runs an event loop per CPU), and a `proxy_pass` server per backend, in the deployed `location /`
     /// settings (`nginx/nginx.conf`, without TLS). Returns the server and
     /// the listen address for each backend, in order.
     pub fn nginx(&self, backends: &[SocketAddr]) -> anyhow::Result<(Server, Vec<SocketAddr>)> {
         let root = self.dir.join("nginx");
         std::fs::create_dir_all(root.join("logs"))?;
-        let (conf, listens) = nginx_conf(&root, self.quiet_logs, backends)?;
+        let (conf, listens) = nginx_conf(&root, self.quiet_logs, self.cpus(), backends)?;
         let path = root.join("nginx.conf");
         std::fs::write(&path, conf)?;
         let nginx =
@@ -382,11 +406,12 @@ fn server_block(i: usize, backend: SocketAddr, listen: SocketAddr) -> String {
     )
 }
 
-/// nginx's config for the bench: one worker, proxying to each backend on a
+/// nginx's config for the bench: `workers` workers, proxying to each backend on a
 /// free loopback port (returned in order), buffering off as deployed.
 fn nginx_conf(
     root: &Path,
     quiet_logs: bool,
+    workers: usize,
     backends: &[SocketAddr],
 ) -> anyhow::Result<(String, Vec<SocketAddr>)> {
     let access = if quiet_logs {
@@ -401,7 +426,7 @@ fn nginx_conf(
         )
     };
     let mut conf = format!(
-        "worker_processes 1;\n\
+        "worker_processes {workers};\n\
          worker_rlimit_nofile 65536;\n\
          pid {root}/nginx.pid;\n\
          error_log {root}/logs/error.log warn;\n\
@@ -416,7 +441,7 @@ fn nginx_conf(
          tcp_nodelay on;\n\
          keepalive_requests 1000000;\n\
          {access}\n",
-        root = root.display()
+        root = root.display(),
     );
     let mut listens = Vec::new();
     for (i, backend) in backends.iter().enumerate() {

@@ -136,7 +136,7 @@ async fn serve(config: Config) -> ExitCode {
             });
         }
     };
-    match crate::run(listener, config, shutdown_signal()).await {
+    match crate::run(listener, config, shutdown_signal(), cpus()).await {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(e) => {
             tracing::error!("{e}");
@@ -145,19 +145,17 @@ async fn serve(config: Config) -> ExitCode {
     }
 }
 
-/// The tokio runtime for the CPUs goproxy may use: with one, a
-/// current-thread runtime (no work stealing, no cross-thread wake-ups: the
-/// accept loop, client connections and any HTTP/2 upstream connection
-/// share the one CPU anyway); with more, one worker per CPU.
+/// The main thread's runtime: current-thread, as is each further event
+/// loop [`crate::workers`] starts (one per CPU goproxy may use).
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cpus == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Runtime::new()
-    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// The CPUs goproxy may use (its affinity mask and cgroup CPU quota).
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -97,5 +97,6 @@ pub mod usage_counts;
 #[cfg(test)]
 mod wake_count;
 pub mod window;
+pub mod workers;
 
-pub use server::{bind, run, serve, RunError};
+pub use server::{bind, run, serve, serve_on, RunError};

@@ -35,22 +35,38 @@ pub enum RunError {
 
 /// Serve on `listener` until `shutdown` resolves, then drain: `/health`
 /// answers 503, the listener closes, open requests and streams get up to
-/// `drain_timeout` to finish. Keys are read from the env vars the config names.
+/// `drain_timeout` to finish. Keys are read from the env vars the config
+/// names. `threads` event loops serve ([`serve_on`]).
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()>,
+    threads: usize,
 ) -> Result<(), RunError> {
     let secrets = Secrets::from_env(&config);
-    serve(listener, config, secrets, shutdown).await
+    serve_on(listener, config, secrets, shutdown, threads).await
 }
 
-/// [`run`] with explicit secrets (tests and embedding).
+/// [`run`] with explicit secrets (tests and embedding), on the caller's
+/// runtime alone.
 pub async fn serve(
     listener: TcpListener,
     config: Config,
     secrets: Secrets,
     shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    serve_on(listener, config, secrets, shutdown, 1).await
+}
+
+/// [`serve`] with `threads` event loops: the caller's runtime and
+/// `threads - 1` more ([`crate::workers`]), all accepting on `listener`
+/// and all drained together.
+pub async fn serve_on(
+    listener: TcpListener,
+    config: Config,
+    secrets: Secrets,
+    shutdown: impl Future<Output = ()>,
+    threads: usize,
 ) -> Result<(), RunError> {
     let local = listener.local_addr()?;
     log_startup(&config, &secrets);
@@ -67,11 +83,29 @@ pub async fn serve(
         drain: Cut::new(),
         cut: Cut::new(),
     });
-    tracing::info!(addr = %local, port = app.config.port(), config = %app.config.source(), "goproxy listening");
     let tracker = TaskTracker::new();
-    accept_until(&app, &listener, &tracker, shutdown).await;
+    // The other loops accept until this one stops (after the readiness
+    // delay), and keep their runtimes for their connections until the
+    // drain is over.
+    let accepting = Cut::new();
+    let drained = Cut::new();
+    let workers = {
+        let (app, tracker) = (app.clone(), tracker.clone());
+        let (accepting, drained) = (accepting.clone(), drained.clone());
+        crate::workers::spawn(threads.saturating_sub(1), &listener, move |l| async move {
+            accept_until(&app, &l, &tracker, accepting.cancelled(), Duration::ZERO).await;
+            drop(l);
+            drained.cancelled().await;
+        })
+    };
+    tracing::info!(addr = %local, port = app.config.port(), config = %app.config.source(), threads = workers.len() + 1, "goproxy listening");
+    let delay = app.config.drain_readiness_delay;
+    accept_until(&app, &listener, &tracker, shutdown, delay).await;
+    accepting.cancel();
     drop(listener);
     drain(&app, &tracker).await;
+    drained.cancel();
+    workers.join().await;
     Ok(())
 }
 
@@ -93,13 +127,15 @@ fn log_startup(config: &Config, secrets: &Secrets) {
     }
 }
 
-/// Accept connections until `shutdown` resolves and the readiness delay
-/// (`drain_readiness_delay_secs`, default 0) has passed with `/health` at 503.
+/// Accept connections until `shutdown` resolves and `delay` (the first
+/// loop's is `drain_readiness_delay_secs`, default 0) has passed with
+/// `/health` at 503.
 async fn accept_until(
     app: &Arc<App>,
     listener: &TcpListener,
     tracker: &TaskTracker,
     shutdown: impl Future<Output = ()>,
+    delay: Duration,
 ) {
     let builder = Arc::new(crate::conn::builder(app.config.idle_timeout));
     tokio::pin!(shutdown);
@@ -107,12 +143,13 @@ async fn accept_until(
     loop {
         tokio::select! {
             _ = &mut shutdown, if stop_at.is_none() => {
-                app.draining.store(true, Ordering::SeqCst);
-                tracing::info!(
-                    readiness_delay_secs = app.config.drain_readiness_delay.as_secs_f64(),
-                    "shutdown requested: /health now answers 503"
-                );
-                stop_at = Some(Instant::now() + app.config.drain_readiness_delay);
+                if !app.draining.swap(true, Ordering::SeqCst) {
+                    tracing::info!(
+                        readiness_delay_secs = delay.as_secs_f64(),
+                        "shutdown requested: /health now answers 503"
+                    );
+                }
+                stop_at = Some(Instant::now() + delay);
             }
             _ = tokio::time::sleep_until(stop_at.unwrap_or_else(Instant::now)), if stop_at.is_some() => return,
             accepted = listener.accept() => match accepted {

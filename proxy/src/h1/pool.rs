@@ -6,8 +6,13 @@
 //! closed (or wrote to) since is dropped, as nginx's keepalive cache does.
 //! Nothing is ever sent twice: a request that fails on a reused connection
 //! fails (a POST to an LLM API is not idempotent).
+//!
+//! Each thread keeps its own idle connections (a shard per thread): a
+//! connection is registered with the event loop of the thread that opened
+//! it ([`crate::workers`]), and is only used there.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -15,8 +20,18 @@ use http::uri::{Authority, Uri};
 
 use super::conn::Conn;
 
-/// Most idle connections kept per upstream.
+/// Most idle connections kept per upstream and thread.
 const MAX_IDLE_PER_KEY: usize = 256;
+/// Shards: threads beyond this many share them (still correct, as every
+/// shard is locked; only slower).
+const SHARDS: usize = 64;
+
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// This thread's shard, assigned on first use.
+    static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+}
 
 /// Which connections can serve a URI.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -35,30 +50,38 @@ impl Key {
     }
 }
 
+/// Idle connections to one upstream, most recently used last (boxed: they
+/// move between the pool and response bodies).
+type Idle = Vec<Box<Conn>>;
+
+/// One thread's idle connections.
+type Shard = Mutex<HashMap<Key, Idle>>;
+
 /// The idle connections.
 #[derive(Debug)]
 pub struct Pool {
-    #[expect(
-        clippy::vec_box,
-        reason = "connections move boxed between the pool and response bodies"
-    )]
-    idle: Mutex<HashMap<Key, Vec<Box<Conn>>>>,
+    shards: Box<[Shard]>,
     idle_timeout: Duration,
 }
 
 impl Pool {
     pub fn new(idle_timeout: Duration) -> Self {
         Pool {
-            idle: Mutex::new(HashMap::new()),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             idle_timeout,
         }
+    }
+
+    /// This thread's idle connections.
+    fn mine(&self) -> &Shard {
+        &self.shards[SHARD.with(|s| *s)]
     }
 
     /// The most recently used live connection for `key`, if any. Expired
     /// and stale ones met on the way are closed.
     pub fn take(&self, key: &Key) -> Option<Box<Conn>> {
         loop {
-            let mut conn = self.idle.lock().unwrap().get_mut(key)?.pop()?;
+            let mut conn = self.mine().lock().unwrap().get_mut(key)?.pop()?;
             if conn.idle_since.elapsed() < self.idle_timeout && !conn.is_stale() {
                 return Some(conn);
             }
@@ -68,7 +91,7 @@ impl Pool {
     /// Keep `conn` for the next request to `key`.
     pub fn put(&self, key: &Key, mut conn: Box<Conn>) {
         conn.rest();
-        let mut idle = self.idle.lock().unwrap();
+        let mut idle = self.mine().lock().unwrap();
         let list = match idle.get_mut(key) {
             Some(list) => list,
             None => idle.entry(key.clone()).or_default(),
@@ -82,11 +105,17 @@ impl Pool {
     /// the upstream; run periodically so an idle proxy holds no dead
     /// sockets.
     pub fn prune(&self) {
-        let closed: Vec<Box<Conn>> = {
-            let mut idle = self.idle.lock().unwrap();
+        for shard in self.shards.iter() {
+            self.prune_shard(shard);
+        }
+    }
+
+    fn prune_shard(&self, shard: &Shard) {
+        let closed: Idle = {
+            let mut idle = shard.lock().unwrap();
             let mut closed = Vec::new();
             for list in idle.values_mut() {
-                let (keep, drop): (Vec<Box<Conn>>, Vec<Box<Conn>>) = std::mem::take(list)
+                let (keep, drop): (Idle, Idle) = std::mem::take(list)
                     .into_iter()
                     .partition(|c| c.idle_since.elapsed() < self.idle_timeout);
                 *list = keep;
@@ -101,7 +130,8 @@ impl Pool {
 
     /// Idle connections kept (tests and diagnostics).
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().unwrap().values().map(Vec::len).sum()
+        let count = |s: &Shard| s.lock().unwrap().values().map(Vec::len).sum::<usize>();
+        self.shards.iter().map(count).sum()
     }
 }
 

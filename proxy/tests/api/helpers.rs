@@ -202,7 +202,7 @@ impl TestProxy {
     }
 }
 
-fn default_secrets() -> Secrets {
+pub fn default_secrets() -> Secrets {
     let keys: HashMap<String, Vec<String>> =
         ["wm-openai", "wm-anthropic", "mock-openai", "mock-anthropic"]
             .into_iter()
@@ -221,6 +221,15 @@ pub async fn spawn_proxy(config_json: &str) -> TestProxy {
 pub async fn spawn_proxy_with(
     config_json: &str,
     secrets: impl FnOnce(&Config) -> Secrets,
+) -> TestProxy {
+    spawn_proxy_on(config_json, secrets, 1).await
+}
+
+/// Like [`spawn_proxy_with`], served by `threads` event loops.
+pub async fn spawn_proxy_on(
+    config_json: &str,
+    secrets: impl FnOnce(&Config) -> Secrets,
+    threads: usize,
 ) -> TestProxy {
     let wiremock = MockServer::start().await;
     let mock = MockUpstream::start(
@@ -242,11 +251,12 @@ pub async fn spawn_proxy_with(
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel();
     let server = tokio::spawn(async move {
-        proxy::serve(listener, config, secrets, async {
+        let shutdown = async {
             let _ = rx.await;
-        })
-        .await
-        .expect("server ran");
+        };
+        proxy::serve_on(listener, config, secrets, shutdown, threads)
+            .await
+            .expect("server ran");
     });
     TestProxy {
         addr,

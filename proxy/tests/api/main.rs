@@ -2,6 +2,7 @@
 
 mod binary;
 mod drain;
+mod event_loops;
 mod hardening;
 mod helpers;
 mod raw;

@@ -139,17 +139,67 @@ impl Decoder {
     /// (also when data is next). Called after each data slice too, so a
     /// body whose last chunk came with its data is known to be whole then.
     pub fn skip_control(&mut self, buf: &mut BytesMut) -> Result<Step, DecodeError> {
-        loop {
+        let mut used = 0;
+        let step = loop {
             if self.state == State::Done {
-                return Ok(Step::Done);
+                break Ok(Step::Done);
             }
-            if !self.is_control() || buf.is_empty() {
-                return Ok(Step::NeedMore);
+            let Some(&b) = buf.get(used).filter(|_| self.is_control()) else {
+                break Ok(Step::NeedMore);
+            };
+            let took = self.whole_line(&buf[used..]);
+            if took > 0 {
+                used += took;
+                continue;
             }
-            // The byte is consumed only once it was accepted: a bad byte
+            // A byte is consumed only once it was accepted: a bad byte
             // fails every call, not just the first.
-            self.state = self.state.control(buf[0])?;
-            buf.advance(1);
+            match self.state.control(b) {
+                Ok(next) => self.state = next,
+                Err(e) => break Err(e),
+            }
+            used += 1;
+        };
+        // One advance for all the bytes: `BytesMut::advance` is not free.
+        buf.advance(used);
+        step
+    }
+
+    /// The usual bytes between chunks taken at once: the `\r\n` after a
+    /// chunk's data, or a whole, plain size line. How many bytes that was;
+    /// 0 leaves anything else (a line cut by the read, extensions with a
+    /// stray CR, an error) to the byte-at-a-time path, which decides it.
+    fn whole_line(&mut self, rest: &[u8]) -> usize {
+        match self.state {
+            State::DataCr if rest.starts_with(b"\r\n") => {
+                self.state = State::size_start();
+                2
+            }
+            State::Size {
+                digits: false,
+                line: 0,
+                ..
+            } => {
+                let window = &rest[..rest.len().min(MAX_SIZE_LINE)];
+                let Some(nl) = memchr::memchr(b'\n', window) else {
+                    return 0;
+                };
+                let line = &rest[..nl];
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+                let ext = &line[digits..];
+                let plain_ext = ext.is_empty()
+                    || (matches!(ext[0], b';' | b' ' | b'\t') && !ext.contains(&b'\r'));
+                if digits == 0 || digits > 16 || !plain_ext {
+                    return 0;
+                }
+                let value = line[..digits].iter().fold(0u64, |v, &b| {
+                    v << 4 | u64::from((b as char).to_digit(16).unwrap_or(0))
+                });
+                self.state = State::after_size(value);
+                nl + 1
+            }
+            _ => 0,
         }
     }
 
@@ -181,6 +231,7 @@ impl State {
     }
 
     /// The state after one control byte.
+    #[inline]
     fn control(self, b: u8) -> Result<State, DecodeError> {
         Ok(match self {
             State::Size {
@@ -358,6 +409,31 @@ mod tests {
             run(Framing::Chunked, &trailers, 100),
             Err(DecodeError::TrailersTooLong)
         );
+    }
+
+    /// Whole lines (the fast path) and byte by byte decide alike, on good
+    /// and bad size lines.
+    #[test]
+    fn whole_lines_and_single_bytes_agree() {
+        let lines: [&[u8]; 12] = [
+            b"5\r\nhello\r\n0\r\n\r\n",
+            b"0005\r\nhello\r\n0\r\n\r\n",
+            b"A;x=\"y\"\r\n0123456789\r\n0\r\n\r\n",
+            b"5 \r\nhello\r\n0\n\n",
+            b"5;a\rb\r\nhello\r\n0\r\n\r\n",
+            b"5x\r\nhello\r\n",
+            b"5\r\r\nhello\r\n",
+            b";5\r\nhello\r\n",
+            b"ffffffffffffffff\r\nab",
+            b"10000000000000000\r\nab",
+            b"5\r\nhello\n\r\n",
+            b"-5\r\nhello\r\n",
+        ];
+        for wire in lines {
+            let whole = run(Framing::Chunked, wire, wire.len());
+            let bytes = run(Framing::Chunked, wire, 1);
+            assert_eq!(whole, bytes, "{:?}", String::from_utf8_lossy(wire));
+        }
     }
 
     /// The last chunk's terminator is consumed right after its data, so the

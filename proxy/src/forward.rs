@@ -176,12 +176,18 @@ fn passthrough_response(resp: Response<UpstreamBody>, ctx: RelayContext) -> Resp
         .get(header::CONTENT_TYPE)
         .cloned()
         .unwrap_or(HeaderValue::from_static("application/json"));
-    let length = resp.headers().get(header::CONTENT_LENGTH).cloned();
+    // The length of the body as framed (never the upstream's header as
+    // sent: beside `transfer-encoding`, on a 204, or as a list it does not
+    // describe the body). Passing it on lets the client tell a cut body
+    // from a whole one.
+    let length = resp.body().size_hint().exact();
+    let status = resp.status();
     let mut r = Response::new(passthrough(resp, ctx));
+    *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, content_type);
-    // Passing the length on lets the client tell a cut body from a whole one.
     if let Some(len) = length {
-        r.headers_mut().insert(header::CONTENT_LENGTH, len);
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
     r
 }

@@ -10,7 +10,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::{Buf, BytesMut};
 use hyper_rustls::MaybeHttpsStream;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -52,6 +52,27 @@ pub struct Conn {
     read_size: usize,
     /// When it went back into the pool.
     pub(super) idle_since: Instant,
+    /// How much of the last request went out.
+    sent: Sent,
+}
+
+/// A write error after which the upstream cannot take more, but may have
+/// answered.
+fn is_gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// How much of a request was written.
+#[derive(Debug, Clone, Copy)]
+enum Sent {
+    /// Not all of it (a write failed, or the upstream answered first).
+    Part,
+    /// The upstream answered (or closed) before the body was all written.
+    Answered,
+    Whole,
 }
 
 impl Conn {
@@ -63,6 +84,7 @@ impl Conn {
             buf: BytesMut::new(),
             read_size: FIRST_READ,
             idle_since: Instant::now(),
+            sent: Sent::Whole,
         })
     }
 
@@ -73,25 +95,61 @@ impl Conn {
 
     /// Write the request (its head, then the body's pieces, in one vectored
     /// write where the socket takes it) and read the response head.
+    ///
+    /// An upstream may answer before it read the whole body (a 413 to a big
+    /// request, then a close): while the socket is full, the connection is
+    /// also read, and an answer that came, or that is there when a write
+    /// fails, is returned. The connection is then not reused, since part of
+    /// the request was never sent.
     pub async fn exchange(&mut self, head: &[u8], body: &Chunks) -> Result<Head, H1Error> {
-        self.write_all(head, body).await?;
-        self.read_head().await
+        let mut answer = match self.write_all(head, body).await {
+            Ok(()) => self.read_head().await?,
+            // The upstream is gone; what it said before (a 413, then a
+            // close) may still be there to read. If not, the write's error
+            // is the one to report.
+            Err(e) if is_gone(&e) => match self.read_head().await {
+                Ok(h) => h,
+                Err(_) => return Err(e.into()),
+            },
+            Err(e) => return Err(e.into()),
+        };
+        if !matches!(self.sent, Sent::Whole) {
+            answer.keep_alive = false;
+        }
+        Ok(answer)
     }
 
+    /// Write the request; stops early (`Sent::Answered`) if the upstream
+    /// answers or closes while the socket is full.
     async fn write_all(&mut self, head: &[u8], body: &Chunks) -> io::Result<()> {
         let mut slices: Vec<IoSlice<'_>> = std::iter::once(head)
             .chain(body.pieces())
             .map(IoSlice::new)
             .collect();
         let mut rest = &mut slices[..];
-        while !rest.is_empty() {
-            let n = self.io.write_vectored(rest).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
+        self.sent = Sent::Part;
+        std::future::poll_fn(|cx| {
+            while !rest.is_empty() {
+                match Pin::new(&mut self.io).poll_write_vectored(cx, rest) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(n)) => IoSlice::advance_slices(&mut rest, n),
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => {
+                        // Full: has the upstream answered (or closed)?
+                        std::task::ready!(self.poll_fill(cx))?;
+                        self.sent = Sent::Answered;
+                        return Poll::Ready(Ok(()));
+                    }
+                }
             }
-            IoSlice::advance_slices(&mut rest, n);
+            Poll::Ready(Ok(()))
+        })
+        .await?;
+        if matches!(self.sent, Sent::Part) {
+            self.io.flush().await?;
+            self.sent = Sent::Whole;
         }
-        self.io.flush().await
+        Ok(())
     }
 
     /// The response head; informational (1xx) heads are skipped.

@@ -81,6 +81,7 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut headers);
     let len = match parsed.parse(buf)? {
+        httparse::Status::Complete(len) if len > MAX_HEAD => return Err(HeadError::TooLarge),
         httparse::Status::Complete(len) => len,
         httparse::Status::Partial if buf.len() >= MAX_HEAD => return Err(HeadError::TooLarge),
         httparse::Status::Partial => return Ok(None),
@@ -237,6 +238,12 @@ mod tests {
         let endless = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD));
         assert!(matches!(
             parse_response(endless.as_bytes()),
+            Err(HeadError::TooLarge)
+        ));
+        // The same bound when the whole head came in one read.
+        let whole = format!("{endless}\r\n\r\n");
+        assert!(matches!(
+            parse_response(whole.as_bytes()),
             Err(HeadError::TooLarge)
         ));
     }

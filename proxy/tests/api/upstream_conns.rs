@@ -196,3 +196,99 @@ async fn a_body_cut_by_the_upstream_is_an_error() {
     let up = Canned::start(b"HTTP/1.1 200 OK\r\n\r\nuntil close", true).await;
     assert_eq!(text(post(&client(), &up.url).await).await, "until close");
 }
+
+/// An upstream that answers after reading only the request head (a 413 to
+/// a body too big for it), then keeps the connection open without reading
+/// (`close` false) or closes it.
+async fn early_answer(close: bool) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/v1/chat/completions",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && sock.read(&mut byte).await.unwrap() == 1 {
+            head.push(byte[0]);
+        }
+        sock.write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 2\r\n\r\nno")
+            .await
+            .unwrap();
+        if close {
+            drop(sock);
+        } else {
+            // Hold the connection, reading nothing, past the test's deadline.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+    });
+    url
+}
+
+/// The upstream's early answer is returned, not a timeout or a reset,
+/// whether it keeps the connection open or closes it.
+#[tokio::test]
+async fn an_answer_before_the_whole_body_is_returned() {
+    for close in [false, true] {
+        let url = early_answer(close).await;
+        let mut body = Chunks::default();
+        body.push(Bytes::from(vec![b'x'; 8 << 20])); // over the socket buffers
+        let req = http::Request::post(url).body(body).unwrap();
+        let c = client();
+        let resp = tokio::time::timeout(Duration::from_secs(10), c.request(req))
+            .await
+            .expect("answered before any timeout")
+            .expect("the early answer, not an error");
+        assert_eq!(resp.status(), 413, "close {close}");
+        assert_eq!(text(resp).await, "no");
+        assert_eq!(c.prune_idle(), 0, "half-sent connection not pooled");
+    }
+}
+
+/// Through goproxy: the client gets the body as framed, with a length that
+/// describes it (not the upstream's `content-length` beside
+/// `transfer-encoding`, on a 204, or as a list), and the upstream's 2xx
+/// status.
+#[tokio::test]
+async fn the_client_gets_the_body_as_framed() {
+    let cases: [(&'static [u8], u16, &str); 4] = [
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\ncontent-length: 5\r\n\r\nc\r\n{\"id\":\"abc\"}\r\n0\r\n\r\n",
+            200,
+            "{\"id\":\"abc\"}",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 12, 12\r\n\r\n{\"id\":\"abc\"}",
+            200,
+            "{\"id\":\"abc\"}",
+        ),
+        (
+            b"HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: 12\r\n\r\n{\"id\":\"abc\"}",
+            201,
+            "{\"id\":\"abc\"}",
+        ),
+        (b"HTTP/1.1 204 No Content\r\ncontent-length: 5\r\n\r\n", 204, ""),
+    ];
+    for (answer, status, want) in cases {
+        let up = Canned::start(answer, false).await;
+        let base = up.url.trim_end_matches("/v1/chat/completions").to_string();
+        let p =
+            crate::helpers::spawn_proxy(&crate::helpers::DEFAULT_CONFIG.replace("RAW_BASE", &base))
+                .await;
+        let r = p
+            .post(
+                "/v1/chat/completions",
+                serde_json::json!({"model": "raw-gpt", "messages": []}),
+            )
+            .await;
+        assert_eq!(r.status(), status, "{:?}", String::from_utf8_lossy(answer));
+        let declared = r.content_length();
+        let got = r.text().await.expect("a whole body");
+        assert_eq!(got, want);
+        if let Some(n) = declared {
+            assert_eq!(n as usize, want.len(), "declared length matches the body");
+        }
+        p.shutdown().await;
+    }
+}

@@ -6,6 +6,7 @@
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use hyper_rustls::MaybeHttpsStream;
@@ -52,8 +53,6 @@ pub struct Conn {
     read_size: usize,
     /// When it went back into the pool.
     pub(super) idle_since: Instant,
-    /// How much of the last request went out.
-    sent: Sent,
 }
 
 /// A write error after which the upstream cannot take more, but may have
@@ -65,16 +64,6 @@ fn is_gone(e: &io::Error) -> bool {
     )
 }
 
-/// How much of a request was written.
-#[derive(Debug, Clone, Copy)]
-enum Sent {
-    /// Not all of it (a write failed, or the upstream answered first).
-    Part,
-    /// The upstream answered (or closed) before the body was all written.
-    Answered,
-    Whole,
-}
-
 impl Conn {
     /// Boxed: with TLS state a connection is over a kilobyte, and it moves
     /// between the pool and response bodies.
@@ -84,7 +73,6 @@ impl Conn {
             buf: BytesMut::new(),
             read_size: FIRST_READ,
             idle_since: Instant::now(),
-            sent: Sent::Whole,
         })
     }
 
@@ -102,33 +90,30 @@ impl Conn {
     /// fails, is returned. The connection is then not reused, since part of
     /// the request was never sent.
     pub async fn exchange(&mut self, head: &[u8], body: &Chunks) -> Result<Head, H1Error> {
-        let mut answer = match self.write_all(head, body).await {
-            Ok(()) => self.read_head().await?,
+        let (mut answer, whole) = match self.write_all(head, body).await {
+            Ok(whole) => (self.read_head().await?, whole),
             // The upstream is gone; what it said before (a 413, then a
             // close) may still be there to read. If not, the write's error
             // is the one to report.
             Err(e) if is_gone(&e) => match self.read_head().await {
-                Ok(h) => h,
+                Ok(h) => (h, false),
                 Err(_) => return Err(e.into()),
             },
             Err(e) => return Err(e.into()),
         };
-        if !matches!(self.sent, Sent::Whole) {
-            answer.keep_alive = false;
-        }
+        answer.keep_alive &= whole;
         Ok(answer)
     }
 
-    /// Write the request; stops early (`Sent::Answered`) if the upstream
-    /// answers or closes while the socket is full.
-    async fn write_all(&mut self, head: &[u8], body: &Chunks) -> io::Result<()> {
+    /// Write the request: `true` once all of it went out, `false` if the
+    /// upstream answered (or closed) while the socket was full.
+    async fn write_all(&mut self, head: &[u8], body: &Chunks) -> io::Result<bool> {
         let mut slices: Vec<IoSlice<'_>> = std::iter::once(head)
             .chain(body.pieces())
             .map(IoSlice::new)
             .collect();
         let mut rest = &mut slices[..];
-        self.sent = Sent::Part;
-        std::future::poll_fn(|cx| {
+        let whole = std::future::poll_fn(|cx| {
             while !rest.is_empty() {
                 match Pin::new(&mut self.io).poll_write_vectored(cx, rest) {
                     Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
@@ -137,19 +122,17 @@ impl Conn {
                     Poll::Pending => {
                         // Full: has the upstream answered (or closed)?
                         std::task::ready!(self.poll_fill(cx))?;
-                        self.sent = Sent::Answered;
-                        return Poll::Ready(Ok(()));
+                        return Poll::Ready(Ok(false));
                     }
                 }
             }
-            Poll::Ready(Ok(()))
+            Poll::Ready(Ok(true))
         })
         .await?;
-        if matches!(self.sent, Sent::Part) {
+        if whole {
             self.io.flush().await?;
-            self.sent = Sent::Whole;
         }
-        Ok(())
+        Ok(whole)
     }
 
     /// The response head; informational (1xx) heads are skipped.
@@ -202,9 +185,15 @@ impl Conn {
         self.idle_since = Instant::now();
     }
 
+    /// Whether an idle connection can still be used: idle for less than
+    /// `idle_timeout` and not stale. Never waits.
+    pub(super) fn is_usable(&mut self, idle_timeout: Duration) -> bool {
+        self.idle_since.elapsed() < idle_timeout && !self.is_stale()
+    }
+
     /// Whether an idle connection can no longer be used: the upstream
     /// closed it, reset it, or sent bytes nobody asked for. Never waits.
-    pub(super) fn is_stale(&mut self) -> bool {
+    fn is_stale(&mut self) -> bool {
         if !self.buf.is_empty() {
             return true;
         }

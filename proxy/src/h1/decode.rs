@@ -110,28 +110,24 @@ impl Decoder {
             Step::NeedMore => {}
             other => return Ok(other),
         }
-        let take = |buf: &mut BytesMut, n: u64| buf.split_to(n.min(buf.len() as u64) as usize);
-        match self.state {
-            _ if buf.is_empty() => Ok(Step::NeedMore),
-            State::Length(n) => {
-                let data = take(buf, n);
-                self.state = match n - data.len() as u64 {
-                    0 => State::Done,
-                    left => State::Length(left),
-                };
-                Ok(Step::Data(data.freeze()))
-            }
-            State::Data(n) => {
-                let data = take(buf, n);
-                self.state = match n - data.len() as u64 {
-                    0 => State::DataCr,
-                    left => State::Data(left),
-                };
-                Ok(Step::Data(data.freeze()))
-            }
-            State::Close => Ok(Step::Data(buf.split().freeze())),
-            _ => Ok(Step::NeedMore),
-        }
+        Ok(match self.state {
+            _ if buf.is_empty() => Step::NeedMore,
+            State::Length(n) => self.take(buf, n, State::Done, State::Length),
+            State::Data(n) => self.take(buf, n, State::DataCr, State::Data),
+            State::Close => Step::Data(buf.split().freeze()),
+            _ => Step::NeedMore,
+        })
+    }
+
+    /// Up to `n` data bytes from `buf`; the state after is `end` if that
+    /// was all of them, else `more(left)`.
+    fn take(&mut self, buf: &mut BytesMut, n: u64, end: State, more: fn(u64) -> State) -> Step {
+        let data = buf.split_to(n.min(buf.len() as u64) as usize);
+        self.state = match n - data.len() as u64 {
+            0 => end,
+            left => more(left),
+        };
+        Step::Data(data.freeze())
     }
 
     /// Consume chunk sizes, chunk ends and trailers from `buf` up to the

@@ -82,7 +82,7 @@ impl Pool {
     pub fn take(&self, key: &Key) -> Option<Box<Conn>> {
         loop {
             let mut conn = self.mine().lock().unwrap().get_mut(key)?.pop()?;
-            if conn.idle_since.elapsed() < self.idle_timeout && !conn.is_stale() {
+            if conn.is_usable(self.idle_timeout) {
                 return Some(conn);
             }
         }
@@ -115,12 +115,7 @@ impl Pool {
             let mut idle = shard.lock().unwrap();
             let mut closed = Vec::new();
             for list in idle.values_mut() {
-                let (keep, drop): (Idle, Idle) = std::mem::take(list)
-                    .into_iter()
-                    .partition(|c| c.idle_since.elapsed() < self.idle_timeout);
-                *list = keep;
-                closed.extend(drop);
-                list.retain_mut(|c| !c.is_stale());
+                closed.extend(list.extract_if(.., |c| !c.is_usable(self.idle_timeout)));
             }
             idle.retain(|_, list| !list.is_empty());
             closed

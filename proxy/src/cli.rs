@@ -87,7 +87,7 @@ pub fn main() -> ExitCode {
         return healthcheck(&rt, &config, timeout_secs);
     }
     telemetry::init(cli.log_format);
-    rt.block_on(serve(config))
+    rt.block_on(crate::log_batch::batched(serve(config)))
 }
 
 /// `--check-config`: the summary and warnings, or why the file is refused.
@@ -150,6 +150,7 @@ async fn serve(config: Config) -> ExitCode {
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .on_thread_park(crate::log_batch::flush)
         .build()
 }
 

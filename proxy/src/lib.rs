@@ -31,6 +31,7 @@
 //! - [`healthcheck`]: the `goproxy healthcheck` subcommand.
 //! - [`telemetry`]: tracing setup (text or JSON).
 //! - [`log_line`]: the text log line, written cheaply.
+//! - [`log_batch`]: log lines written in batches per event loop, bounded in delay.
 //! - [`peer`]: the client address, rendered once per connection.
 //! - [`cli`]: flags, subcommands and exit codes.
 //!
@@ -79,6 +80,7 @@ pub mod error;
 pub mod forward;
 pub mod h1;
 pub mod healthcheck;
+pub mod log_batch;
 pub mod log_line;
 pub mod metrics;
 pub mod passthrough;

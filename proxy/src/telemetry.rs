@@ -13,11 +13,13 @@ pub enum LogFormat {
 }
 
 /// Install the global subscriber. `RUST_LOG` filters (default `info`).
+/// Lines go to stderr, batched per event loop ([`crate::log_batch`]).
 pub fn init(format: LogFormat) {
+    crate::log_batch::flush_on_panic();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::log_batch::Stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match format {
         LogFormat::Text => builder

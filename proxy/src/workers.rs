@@ -59,17 +59,18 @@ where
 {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .on_thread_park(crate::log_batch::flush)
         .build()
     {
         Ok(rt) => rt,
         Err(e) => return tracing::error!(error = %e, "cannot start a worker runtime"),
     };
-    rt.block_on(async move {
+    rt.block_on(crate::log_batch::batched(async move {
         match TcpListener::from_std(listener) {
             Ok(listener) => serve(listener).await,
             Err(e) => tracing::error!(error = %e, "cannot register the listener"),
         }
-    });
+    }));
 }
 
 impl Workers {

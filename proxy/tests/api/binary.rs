@@ -392,3 +392,83 @@ async fn upstream_error_text_is_logged_redacted() {
     );
     assert!(!logs.contains(UPSTREAM_KEY) && !logs.contains(CLIENT_KEY));
 }
+
+/// Request lines are written while goproxy serves, not held until it
+/// exits: the event loops batch their lines but write them before they go
+/// idle (and within 100 ms when busy). Every line arrives whole, though
+/// two loops write to the one stderr.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_lines_are_written_while_serving_and_whole() {
+    let upstream = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "x", "choices": [],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 4}
+        })))
+        .mount(&upstream)
+        .await;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(dir.path(), port, &upstream.uri());
+    let mut child = spawn_binary(&cfg, "text");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.0.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    wait_healthy(&client, port).await;
+    let requests = (0..8).map(|_| {
+        client
+            .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+            .bearer_auth(CLIENT_KEY)
+            .json(&json!({"model": "m", "messages": []}))
+            .send()
+    });
+    for r in futures_util::future::join_all(requests).await {
+        assert_eq!(r.unwrap().status(), 200);
+    }
+    // goproxy is still running: the 8 lines must come now.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    while seen
+        .iter()
+        .filter(|l: &&String| l.contains(" completion "))
+        .count()
+        < 8
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!(
+                "8 request lines not written while serving; got:\n{}",
+                seen.join("\n")
+            ),
+        }
+    }
+    assert!(child.0.try_wait().unwrap().is_none(), "still serving");
+    sigterm(&child.0);
+    assert_eq!(
+        wait_exit(&mut child.0, Duration::from_secs(10)).code(),
+        Some(0)
+    );
+    reader.join().unwrap();
+    seen.extend(rx.try_iter());
+    for line in &seen {
+        let ts = line.split_once(' ').map_or("", |(ts, _)| ts);
+        assert!(
+            ts.starts_with("20") && ts.ends_with('Z'),
+            "a whole line: {line}"
+        );
+    }
+    assert!(
+        seen.iter().any(|l| l.contains("drained; exiting")),
+        "{seen:?}"
+    );
+}

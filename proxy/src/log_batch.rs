@@ -1,0 +1,300 @@
+//! Log lines written to stderr in batches, one `write` per batch, from
+//! each event loop's own buffer.
+//!
+//! Why: every request logs one line. Written at once, that is one system
+//! call per request (a seventh of goproxy's), and with two event loops the
+//! two threads queue on std's stderr lock: strace counted 0.4 futex calls
+//! per request at concurrency 16, each a thread put to sleep and woken.
+//! nginx's workers are processes, so they never share a lock; its own
+//! answer to the system call is `access_log ... buffer=`.
+//!
+//! How long a line may wait is bounded: an event loop's buffer is written
+//! when the loop is about to sleep (the runtime's park hook, so a quiet
+//! loop writes each line as it comes), when it would pass [`MAX_BATCH`]
+//! bytes, when its oldest line is [`MAX_AGE`] old (checked on each line
+//! and by a ticker while serving), and when serving ends. A warning or an
+//! error is written at once, after what was buffered before it. Threads
+//! that are not event loops (and every thread before [`batched`] runs)
+//! write each line at once.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::future::Future;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use tracing_subscriber::fmt::MakeWriter;
+
+/// Largest batch: a write of up to `PIPE_BUF` bytes to a pipe (docker's
+/// log driver reads one) is never interleaved with another thread's.
+pub const MAX_BATCH: usize = 4096;
+/// Longest a line waits in a busy loop's buffer.
+pub const MAX_AGE: Duration = Duration::from_millis(100);
+
+/// The lines one thread has not written yet.
+#[derive(Debug, Default)]
+pub struct Batch {
+    buf: Vec<u8>,
+    /// When the oldest buffered line came.
+    since: Option<Instant>,
+    /// Whether this thread buffers at all (an event loop while serving).
+    on: bool,
+}
+
+impl Batch {
+    /// Add one whole line; returns the bytes to write now, if any. Lines
+    /// keep their order: what is buffered goes out before an urgent line,
+    /// and before a line that would not fit.
+    pub fn push(&mut self, line: &[u8], urgent: bool, now: Instant) -> Option<Vec<u8>> {
+        if !self.on || urgent || line.len() > MAX_BATCH {
+            self.buf.extend_from_slice(line);
+            return self.take();
+        }
+        let out = if self.buf.len() + line.len() > MAX_BATCH {
+            self.take()
+        } else {
+            None
+        };
+        self.buf.extend_from_slice(line);
+        let since = *self.since.get_or_insert(now);
+        match out {
+            Some(out) => Some(out),
+            None if now.saturating_duration_since(since) >= MAX_AGE => self.take(),
+            None => None,
+        }
+    }
+
+    /// Everything buffered, if anything.
+    pub fn take(&mut self) -> Option<Vec<u8>> {
+        self.since = None;
+        (!self.buf.is_empty())
+            .then(|| std::mem::replace(&mut self.buf, Vec::with_capacity(MAX_BATCH)))
+    }
+
+    /// Whether the oldest buffered line is `MAX_AGE` old.
+    pub fn is_due(&self, now: Instant) -> bool {
+        self.since
+            .is_some_and(|s| now.saturating_duration_since(s) >= MAX_AGE)
+    }
+}
+
+thread_local! {
+    static BATCH: RefCell<Batch> = RefCell::new(Batch::default());
+}
+
+/// A duplicate of stderr's descriptor: writes through `&File` take no
+/// lock (each is one `write`, whole lines only), where `std::io::Stderr`
+/// serialises every thread on one mutex.
+static STDERR: LazyLock<Option<File>> = LazyLock::new(|| {
+    std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .map(File::from)
+});
+
+fn write_out(bytes: &[u8]) {
+    let _ = match STDERR.as_ref() {
+        Some(mut f) => f.write_all(bytes),
+        None => std::io::stderr().write_all(bytes),
+    };
+}
+
+/// Write this thread's buffered lines now (the park hook and the ticker
+/// call it; a no-op on an empty buffer).
+pub fn flush() {
+    if let Some(out) = BATCH.with(|b| b.try_borrow_mut().ok().and_then(|mut b| b.take())) {
+        write_out(&out);
+    }
+}
+
+/// Buffers this thread's lines until dropped, then writes them.
+struct On;
+
+impl On {
+    fn start() -> On {
+        BATCH.with(|b| b.borrow_mut().on = true);
+        On
+    }
+}
+
+impl Drop for On {
+    fn drop(&mut self) {
+        BATCH.with(|b| b.borrow_mut().on = false);
+        flush();
+    }
+}
+
+/// Run `serve` with this thread's lines batched (see the module docs):
+/// a ticker writes lines [`MAX_AGE`] old while `serve` keeps the loop
+/// busy, and what is left is written when `serve` ends or is dropped.
+/// The runtime should also call [`flush`] before it parks.
+pub async fn batched<F: Future>(serve: F) -> F::Output {
+    let _on = On::start();
+    let ticker = async {
+        let mut tick = tokio::time::interval(MAX_AGE);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if BATCH.with(|b| b.borrow().is_due(Instant::now())) {
+                flush();
+            }
+        }
+    };
+    tokio::select! {
+        biased;
+        out = serve => out,
+        never = ticker => never,
+    }
+}
+
+/// Write a panicking thread's buffered lines before the panic message (a
+/// release build aborts on panic, so nothing would unwind to flush them).
+pub fn flush_on_panic() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        flush();
+        previous(info);
+    }));
+}
+
+/// The subscriber's writer: one [`Line`] per event.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stderr;
+
+/// One event's line on its way into the thread's batch.
+#[derive(Debug)]
+pub struct Line {
+    urgent: bool,
+}
+
+impl Write for Line {
+    /// tracing-subscriber formats an event whole, then writes it with one
+    /// `write_all`: `buf` is the whole line.
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let now = Instant::now();
+        let out = BATCH.with(|b| match b.try_borrow_mut() {
+            Ok(mut b) => b.push(buf, self.urgent, now),
+            // Only if logging re-entered itself: write it alone.
+            Err(_) => Some(buf.to_vec()),
+        });
+        if let Some(out) = out {
+            write_out(&out);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Stderr {
+    type Writer = Line;
+
+    fn make_writer(&'a self) -> Line {
+        Line { urgent: true }
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Line {
+        Line {
+            urgent: *meta.level() <= tracing::Level::WARN,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn on() -> Batch {
+        Batch {
+            on: true,
+            ..Batch::default()
+        }
+    }
+
+    /// Off (not an event loop), every line goes out at once.
+    #[test]
+    fn off_writes_each_line() {
+        let mut b = Batch::default();
+        let now = Instant::now();
+        assert_eq!(b.push(b"a\n", false, now).as_deref(), Some(&b"a\n"[..]));
+        assert_eq!(b.take(), None);
+    }
+
+    /// On, lines wait; an urgent line takes the buffered ones with it, in
+    /// order.
+    #[test]
+    fn urgent_line_goes_out_after_the_buffered_ones() {
+        let mut b = on();
+        let now = Instant::now();
+        assert_eq!(b.push(b"info 1\n", false, now), None);
+        assert_eq!(b.push(b"info 2\n", false, now), None);
+        let out = b.push(b"warn\n", true, now).unwrap();
+        assert_eq!(out, b"info 1\ninfo 2\nwarn\n");
+        assert_eq!(b.take(), None);
+    }
+
+    /// No batch passes MAX_BATCH: the line that would not fit starts the
+    /// next one; a line longer than that goes out alone, after the buffer.
+    #[test]
+    fn batches_stay_within_the_bound() {
+        let mut b = on();
+        let now = Instant::now();
+        let line = vec![b'x'; 1000];
+        let mut written = Vec::new();
+        for _ in 0..10 {
+            if let Some(out) = b.push(&line, false, now) {
+                assert!(out.len() <= MAX_BATCH);
+                written.push(out.len());
+            }
+        }
+        assert_eq!(written, [4000, 4000]);
+        let long = vec![b'y'; MAX_BATCH + 1];
+        let out = b.push(&long, false, now).unwrap();
+        assert_eq!(
+            out.len(),
+            2000 + MAX_BATCH + 1,
+            "buffer first, then the long line"
+        );
+    }
+
+    /// A line that finds the oldest one MAX_AGE old takes the batch out.
+    #[test]
+    fn old_lines_go_out_with_the_next() {
+        let mut b = on();
+        let t0 = Instant::now();
+        assert_eq!(b.push(b"a\n", false, t0), None);
+        assert!(!b.is_due(t0 + MAX_AGE / 2));
+        assert_eq!(b.push(b"b\n", false, t0 + MAX_AGE / 2), None);
+        assert!(b.is_due(t0 + MAX_AGE));
+        assert_eq!(b.push(b"c\n", false, t0 + MAX_AGE).unwrap(), b"a\nb\nc\n");
+        assert!(!b.is_due(t0 + MAX_AGE * 3), "empty again");
+    }
+
+    /// While `batched` serves, lines wait in the thread's buffer; the
+    /// ticker writes them once due; what is left is written at the end.
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn batched_buffers_while_serving_and_writes_at_the_end() {
+        let buffered = || BATCH.with(|b| b.borrow().buf.len());
+        batched(async {
+            let mut line = Line { urgent: false };
+            line.write_all(b"log_batch test: a line the ticker writes\n")
+                .unwrap();
+            assert!(buffered() > 0, "buffered");
+            tokio::time::sleep(MAX_AGE * 2).await;
+            assert_eq!(buffered(), 0, "the ticker wrote it");
+            line.write_all(b"log_batch test: a line written at the end\n")
+                .unwrap();
+            assert!(buffered() > 0);
+        })
+        .await;
+        assert_eq!(buffered(), 0, "written at the end");
+        assert!(!BATCH.with(|b| b.borrow().on), "off again");
+    }
+}

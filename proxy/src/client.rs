@@ -12,7 +12,6 @@
 //! TCP settings are the ones reqwest used: `TCP_NODELAY`, keepalive probes
 //! after 15 s every 15 s, 3 retries.
 
-use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -62,7 +61,7 @@ struct H2Conn {
     last_used: Instant,
 }
 
-type H2Conns = Mutex<HashMap<Key, H2Conn>>;
+type H2Conns = Mutex<foldhash::HashMap<Key, H2Conn>>;
 
 /// The upstream client.
 pub struct HttpClient {
@@ -117,7 +116,7 @@ pub fn build_with_roots(
     let client = HttpClient {
         connector,
         pool: Arc::new(Pool::new(POOL_IDLE)),
-        h2: Arc::new(Mutex::new(HashMap::new())),
+        h2: Arc::new(Mutex::new(foldhash::HashMap::default())),
     };
     if tokio::runtime::Handle::try_current().is_ok() {
         tokio::spawn(prune(

@@ -6,7 +6,7 @@
 //! `goproxy_cost_total`, `goproxy_open_streams`. The text is OpenMetrics
 //! (Prometheus reads it; it ends with `# EOF`).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::OnceLock;
 use std::time::Duration;

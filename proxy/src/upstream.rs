@@ -5,7 +5,7 @@
 //! redirects, ignores proxy env vars, and nothing from the client's request
 //! (Host header, absolute URI, body fields) is used to build the URL.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

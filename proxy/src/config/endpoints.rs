@@ -1,7 +1,7 @@
 //! The `endpoints` section, and env var names (also used by
 //! `client_api_keys_env`).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use serde_json::Value;
 

@@ -60,7 +60,7 @@ mod raw;
 pub mod timeouts;
 pub mod types;
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The `models` section: ids and aliases, reasoning, prices, upstream ids
 //! and weights, and which endpoint serves each model per route.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use serde_json::Value;
 
@@ -226,7 +226,7 @@ fn serving(
             ));
         }
     }
-    let mut served = HashMap::new();
+    let mut served = HashMap::default();
     for f in Format::ALL {
         let candidates = upstream
             .map(|u| format!("{u}-{f}"))

@@ -1,6 +1,6 @@
 //! The validated config's parts: wire formats, endpoints, models, prices.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::fmt;
 
 /// The wire format of a request, chosen by the route it arrived on.

@@ -11,7 +11,6 @@
 //! connection is registered with the event loop of the thread that opened
 //! it ([`crate::workers`]), and is only used there.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -55,7 +54,9 @@ impl Key {
 type Idle = Vec<Box<Conn>>;
 
 /// One thread's idle connections.
-type Shard = Mutex<HashMap<Key, Idle>>;
+/// (foldhash: SipHash, per byte of the authority, twice a request, was
+/// 4% of a small request's instructions.)
+type Shard = Mutex<foldhash::HashMap<Key, Idle>>;
 
 /// The idle connections.
 #[derive(Debug)]

@@ -12,17 +12,18 @@
 //! when the loop is about to sleep (the runtime's park hook, so a quiet
 //! loop writes each line as it comes), when it would pass [`MAX_BATCH`]
 //! bytes, when its oldest line is [`MAX_AGE`] old (checked on each line
-//! and by a ticker while serving), and when serving ends. A warning or an
+//! and by a timer while serving), and when serving ends. A warning or an
 //! error is written at once, after what was buffered before it. Threads
 //! that are not event loops (and every thread before [`batched`] runs)
 //! write each line at once.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fs::File;
 use std::future::Future;
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::sync::LazyLock;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -84,6 +85,8 @@ impl Batch {
 
 thread_local! {
     static BATCH: RefCell<Batch> = RefCell::new(Batch::default());
+    /// The age timer's waker while it waits for a first line.
+    static TIMER: Cell<Option<Waker>> = const { Cell::new(None) };
 }
 
 /// A duplicate of stderr's descriptor: writes through `&File` take no
@@ -104,7 +107,7 @@ fn write_out(bytes: &[u8]) {
     };
 }
 
-/// Write this thread's buffered lines now (the park hook and the ticker
+/// Write this thread's buffered lines now (the park hook and the age timer
 /// call it; a no-op on an empty buffer).
 pub fn flush() {
     if let Some(out) = BATCH.with(|b| b.try_borrow_mut().ok().and_then(|mut b| b.take())) {
@@ -130,25 +133,43 @@ impl Drop for On {
 }
 
 /// Run `serve` with this thread's lines batched (see the module docs):
-/// a ticker writes lines [`MAX_AGE`] old while `serve` keeps the loop
+/// a timer writes lines [`MAX_AGE`] old while `serve` keeps the loop
 /// busy, and what is left is written when `serve` ends or is dropped.
 /// The runtime should also call [`flush`] before it parks.
 pub async fn batched<F: Future>(serve: F) -> F::Output {
     let _on = On::start();
-    let ticker = async {
-        let mut tick = tokio::time::interval(MAX_AGE);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if BATCH.with(|b| b.borrow().is_due(Instant::now())) {
-                flush();
-            }
-        }
-    };
     tokio::select! {
         biased;
         out = serve => out,
-        never = ticker => never,
+        never = age_timer() => match never {},
+    }
+}
+
+/// Writes the buffer when its oldest line is `MAX_AGE` old. It sleeps
+/// without a timer while the buffer is empty (an idle loop is not woken;
+/// an interval here cost every loop ten wakeups a second, each three
+/// system calls), and a line entering an empty buffer wakes it.
+async fn age_timer() -> std::convert::Infallible {
+    loop {
+        let oldest = std::future::poll_fn(|cx| match BATCH.with(|b| b.borrow().since) {
+            Some(since) => Poll::Ready(since),
+            None => {
+                TIMER.with(|t| t.set(Some(cx.waker().clone())));
+                Poll::Pending
+            }
+        })
+        .await;
+        tokio::time::sleep_until(oldest + MAX_AGE).await;
+        if BATCH.with(|b| b.borrow().is_due(Instant::now())) {
+            flush();
+        }
+    }
+}
+
+/// Wake the age timer if it sleeps on an empty buffer.
+fn wake_age_timer() {
+    if let Some(w) = TIMER.with(Cell::take) {
+        w.wake();
     }
 }
 
@@ -182,8 +203,9 @@ impl Write for Line {
             // Only if logging re-entered itself: write it alone.
             Err(_) => Some(buf.to_vec()),
         });
-        if let Some(out) = out {
-            write_out(&out);
+        match out {
+            Some(out) => write_out(&out),
+            None => wake_age_timer(),
         }
         Ok(buf.len())
     }
@@ -278,17 +300,30 @@ mod tests {
     }
 
     /// While `batched` serves, lines wait in the thread's buffer; the
-    /// ticker writes them once due; what is left is written at the end.
+    /// age timer writes them once due, and waits unarmed while idle; what is left is written at the end.
     #[tokio::test(flavor = "current_thread", start_paused = true)]
     async fn batched_buffers_while_serving_and_writes_at_the_end() {
         let buffered = || BATCH.with(|b| b.borrow().buf.len());
         batched(async {
             let mut line = Line { urgent: false };
-            line.write_all(b"log_batch test: a line the ticker writes\n")
+            line.write_all(b"log_batch test: a line the timer writes\n")
                 .unwrap();
             assert!(buffered() > 0, "buffered");
             tokio::time::sleep(MAX_AGE * 2).await;
-            assert_eq!(buffered(), 0, "the ticker wrote it");
+            assert_eq!(buffered(), 0, "the age timer wrote it");
+            // Idle (nothing buffered), the timer waits for a line, unarmed.
+            tokio::time::sleep(MAX_AGE * 10).await;
+            let waiting = TIMER.with(|t| {
+                let w = t.take();
+                let waiting = w.is_some();
+                t.set(w);
+                waiting
+            });
+            assert!(waiting, "the timer waits for a line");
+            line.write_all(b"log_batch test: a line that wakes the timer\n")
+                .unwrap();
+            tokio::time::sleep(MAX_AGE + Duration::from_millis(1)).await;
+            assert_eq!(buffered(), 0, "woken, the timer wrote it on time");
             line.write_all(b"log_batch test: a line written at the end\n")
                 .unwrap();
             assert!(buffered() > 0);

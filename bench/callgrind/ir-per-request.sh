@@ -3,12 +3,15 @@
 # a shared, loaded machine, unlike wall-clock figures).
 # usage: bench/callgrind/ir-per-request.sh GOPROXY_BIN LABEL {small|big|sse}.json N
 # e.g.   bench/callgrind/ir-per-request.sh target/release/goproxy after big.json 100
+# With `nginx` as GOPROXY_BIN, the same for nginx (one worker, no master;
+# the bench's server block: buffering off, upstream keepalive, access log
+# on), to compare like with like.
 # Needs valgrind, curl, python3 and target/release/mock-upstream. One
 # keep-alive connection: 20 warm-up requests, counters zeroed, N requests,
 # counters dumped; prints total Ir / N. Scratch files go to /tmp/goproxy-cg.
 set -e
 HERE=$(cd "$(dirname "$0")" && pwd); ROOT=$(cd "$HERE/../.." && pwd)
-BIN=$(realpath "$1"); LABEL=$2; BODY=$3; N=$4
+BIN=$(realpath "$(command -v "$1" || echo "$1")"); LABEL=$2; BODY=$3; N=$4
 W=/tmp/goproxy-cg; mkdir -p $W; (cd $W && python3 "$HERE/bodies.py")
 MP=$((19000 + RANDOM % 500)); GP=$((MP+600))
 D=$W/run-$LABEL; rm -rf $D; mkdir -p $D
@@ -22,7 +25,30 @@ cat > $D/cfg.json <<J
    "input_price_per_mtok": 1.0, "output_price_per_mtok": 2.0, "billing_multiplier": 1.0}]}
 J
 cd $D
-PROXY_API_KEY=k BENCH_UPSTREAM_KEY=u RUST_LOG=info valgrind --tool=callgrind --compress-strings=no --compress-pos=no --separate-threads=no --callgrind-out-file=$D/cg.out.%p $BIN --config $D/cfg.json 2>$D/gp.log &
+CG=(valgrind --tool=callgrind --compress-strings=no --compress-pos=no --separate-threads=no --callgrind-out-file=$D/cg.out.%p)
+if [ "$(basename "$BIN")" = nginx ]; then
+  mkdir -p $D/logs
+  cat > $D/nginx.conf <<J
+worker_processes 1; master_process off; daemon off;
+pid $D/nginx.pid; error_log $D/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+ client_body_temp_path $D/cb; proxy_temp_path $D/p; fastcgi_temp_path $D/f; uwsgi_temp_path $D/u; scgi_temp_path $D/s;
+ sendfile on; tcp_nodelay on; keepalive_requests 1000000;
+ access_log $D/logs/access.log;
+ upstream b { server 127.0.0.1:$MP; keepalive 32; }
+ server { listen 127.0.0.1:$GP; client_max_body_size 20m;
+  location = /health { return 200; }
+  location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection "";
+   proxy_set_header Host \$host; proxy_set_header X-Real-IP \$remote_addr;
+   proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto \$scheme;
+   proxy_buffering off; proxy_request_buffering off; } }
+}
+J
+  "${CG[@]}" "$BIN" -c $D/nginx.conf -p $D 2>$D/gp.log &
+else
+  PROXY_API_KEY=k BENCH_UPSTREAM_KEY=u RUST_LOG=info "${CG[@]}" $BIN --config $D/cfg.json 2>$D/gp.log &
+fi
 GPID=$!
 for i in $(seq 300); do curl -s -o /dev/null http://127.0.0.1:$GP/health && break; sleep 0.2; done
 URL=http://127.0.0.1:$GP/v1/chat/completions

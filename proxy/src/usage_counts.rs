@@ -7,7 +7,6 @@
 //! anything else (a string, a float, `null`, an object) counts as absent
 //! instead of failing the whole object.
 
-use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -49,19 +48,19 @@ impl<'de> Visitor<'de> for CountsVisitor {
 
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Counts, M::Error> {
         let mut c = Counts::default();
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            let slot = match key.as_ref() {
-                "prompt_tokens" => &mut c.prompt,
-                "completion_tokens" => &mut c.completion,
-                "input_tokens" => &mut c.input,
-                "output_tokens" => &mut c.output,
-                "cache_creation_input_tokens" => &mut c.cache_write,
-                "cache_read_input_tokens" => &mut c.cache_read,
-                "prompt_tokens_details" => {
+        while let Some(key) = map.next_key::<Field>()? {
+            let slot = match key {
+                Field::PromptTokens => &mut c.prompt,
+                Field::CompletionTokens => &mut c.completion,
+                Field::InputTokens => &mut c.input,
+                Field::OutputTokens => &mut c.output,
+                Field::CacheCreationInputTokens => &mut c.cache_write,
+                Field::CacheReadInputTokens => &mut c.cache_read,
+                Field::PromptTokensDetails => {
                     c.cached = map.next_value::<Details>()?.0;
                     continue;
                 }
-                _ => {
+                Field::Other => {
                     map.next_value::<IgnoredAny>()?;
                     continue;
                 }
@@ -70,6 +69,32 @@ impl<'de> Visitor<'de> for CountsVisitor {
         }
         Ok(c)
     }
+}
+
+/// A usage object's key, matched where it lies in the input (a key read
+/// as `Cow<str>` is always copied into a `String`: serde's `Cow` impl
+/// deserialises the owned form).
+#[derive(serde::Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum Field {
+    PromptTokens,
+    CompletionTokens,
+    InputTokens,
+    OutputTokens,
+    CacheCreationInputTokens,
+    CacheReadInputTokens,
+    PromptTokensDetails,
+    #[serde(other)]
+    Other,
+}
+
+/// A key of `prompt_tokens_details` (or of any object met as a count).
+#[derive(serde::Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum DetailsField {
+    CachedTokens,
+    #[serde(other)]
+    Other,
 }
 
 /// A count: a non-negative integer, anything else absent.
@@ -127,8 +152,8 @@ impl<'de> Visitor<'de> for AnyValue {
     }
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Option<u64>, M::Error> {
         let mut cached = None;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            if self.details && key == "cached_tokens" {
+        while let Some(key) = map.next_key::<DetailsField>()? {
+            if self.details && matches!(key, DetailsField::CachedTokens) {
                 cached = map.next_value::<Lenient>()?.0;
             } else {
                 map.next_value::<IgnoredAny>()?;
@@ -170,6 +195,11 @@ mod tests {
             let c = Counts::deserialize(&json!({"prompt_tokens_details": not_details})).unwrap();
             assert_eq!(c.cached, None, "{not_details}");
         }
+        // Keys are matched after unescaping, as a `String` would be.
+        let escaped =
+            r#"{"completion\u005ftokens": 3, "prompt_tokens_details": {"cached\u005ftokens": 2}}"#;
+        let c: Counts = serde_json::from_str(escaped).unwrap();
+        assert_eq!((c.completion, c.cached), (Some(3), Some(2)));
         assert!(serde_json::from_str::<Counts>("[1]").is_err());
         assert!(serde_json::from_str::<Counts>("null").is_err());
     }

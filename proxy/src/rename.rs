@@ -74,8 +74,8 @@ impl<'a> ClientBody<'a> {
             .map_err(|_| ProxyError::BadRequest("request body is not UTF-8".into()))?;
         let top = parse(text)?;
         let missing = || ProxyError::BadRequest("missing string field \"model\"".into());
-        let model = match top.model.map(|m| serde_json::from_str::<Value>(m.get())) {
-            Some(Ok(Value::String(s))) if !s.is_empty() => s,
+        let model = match top.model.map(|m| json_str(m.get())) {
+            Some(Some(s)) if !s.is_empty() => s,
             _ => return Err(missing()),
         };
         Ok(ClientBody {
@@ -101,7 +101,7 @@ impl<'a> ClientBody<'a> {
         let upstream_id = model.pick_upstream_id().to_string();
         let mut s = Splices::default();
         if let Some(m) = top.model {
-            s.replace(body, m, json!(upstream_id).to_string());
+            s.replace(body, m, json_string(&upstream_id));
         }
         match format {
             Format::OpenAi => openai(top, body, open, model, system_prompt, &mut s),
@@ -157,6 +157,35 @@ impl Splices {
 }
 
 /// Where `part` (a sub-slice of `whole`, as `Raw::get` returns) starts.
+/// The string a JSON token denotes, or `None` if it is not a string. A
+/// token with nothing to unescape is cut out of the quotes as it is
+/// (parsing it into a `Value` was 1k instructions a request).
+fn json_str(token: &str) -> Option<String> {
+    match token.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(inner) if plain(inner) => Some(inner.to_owned()),
+        _ => serde_json::from_str::<String>(token).ok(),
+    }
+}
+
+/// `s` as a JSON string token.
+fn json_string(s: &str) -> String {
+    if plain(s) {
+        let mut out = String::with_capacity(s.len() + 2);
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+        out
+    } else {
+        json!(s).to_string()
+    }
+}
+
+/// Whether `s` reads the same inside JSON quotes (no quote, backslash or
+/// control character).
+fn plain(s: &str) -> bool {
+    !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
 fn offset(whole: &str, part: &str) -> usize {
     part.as_ptr() as usize - whole.as_ptr() as usize
 }
@@ -262,6 +291,30 @@ mod tests {
             "t",
         )
         .unwrap()
+    }
+
+    /// The shortcuts read and write JSON strings as serde_json does.
+    #[test]
+    fn json_strings_as_serde_json_reads_and_writes_them() {
+        for s in [
+            "gpt-4o",
+            "",
+            "a\"b",
+            "back\\slash",
+            "tab\there",
+            "nl\n",
+            "ünï 模型",
+            "\u{7f}",
+            "\u{1}",
+        ] {
+            assert_eq!(json_string(s), serde_json::to_string(s).unwrap(), "{s:?}");
+            let token = serde_json::to_string(s).unwrap();
+            assert_eq!(json_str(&token).as_deref(), Some(s), "{token}");
+        }
+        assert_eq!(json_str(r#""a\u0062c""#).as_deref(), Some("abc"));
+        for not_a_string in ["12", "null", "{}", "[\"a\"]", "\"", "\"a\\\""] {
+            assert_eq!(json_str(not_a_string), None, "{not_a_string}");
+        }
     }
 
     fn rewrite(body: Value, format: Format, sp: Option<&str>) -> (Value, String) {

@@ -270,15 +270,47 @@ pub async fn unpinned_c16(args: &Args, env: &Env, f: &mut Figures) -> anyhow::Re
     ];
     let warmup = Duration::from_secs_f64(args.warmup_secs);
     let duration = Duration::from_secs_f64(args.duration_secs);
+    // Where the CPU goes: each proxy's own CPU time and context switches
+    // per request (over warm-up and measured time alike, so per request
+    // at the cell's rate), and the mock's.
+    let mut nginx_pids = vec![nginx.pid()];
+    nginx_pids.extend(procs::children(nginx.pid()));
+    let proxy_pids = |target: &str| match target {
+        "goproxy" => vec![goproxy.pid()],
+        "nginx" => nginx_pids.clone(),
+        _ => Vec::new(),
+    };
     for run in 0..args.runs {
         for i in 0..3 {
             let (target, addr) = addrs[(i + run) % 3];
+            let pids = proxy_pids(target);
+            let (cpu, mock_cpu) = (
+                procs::CpuMeter::start(&pids),
+                procs::CpuMeter::start(&[mock.pid()]),
+            );
+            let switches = procs::context_switches(&pids);
             let cell = load::closed_loop(addr, 16, warmup, duration).await;
+            let requests = cell.throughput * (warmup + duration).as_secs_f64();
+            let per_req = |x: f64| x / requests.max(1.0);
+            let (cpu_us, mock_us) = (
+                per_req(cpu.stop().0 as f64 / 1e3),
+                per_req(mock_cpu.stop().0 as f64 / 1e3),
+            );
+            let switches = per_req(procs::context_switches(&pids).saturating_sub(switches) as f64);
             let p99 = quantile(&cell.latency, 0.99) as f64 / 1e6;
             f.push(format!("unpinned/c16/{target}/rps"), cell.throughput);
             f.push(format!("unpinned/c16/{target}/p99_ms"), p99);
+            f.push(
+                format!("unpinned/c16/{target}/mock_cpu_us_per_req"),
+                mock_us,
+            );
+            if !pids.is_empty() {
+                f.push(format!("unpinned/c16/{target}/cpu_us_per_req"), cpu_us);
+                f.push(format!("unpinned/c16/{target}/switches_per_req"), switches);
+            }
             crate::log(format!(
-                "run {} unpinned c16 {target:<8} {:.0} req/s, p99 {p99:.3} ms, {} errors",
+                "run {} unpinned c16 {target:<8} {:.0} req/s, p99 {p99:.3} ms, {} errors; \
+                 per request: proxy {cpu_us:.1} us on CPU and {switches:.2} context switches, mock {mock_us:.1} us",
                 run + 1,
                 cell.throughput,
                 cell.errors
@@ -369,6 +401,22 @@ fn latency_rows(f: &Figures) -> [Row; 4] {
     ]
 }
 
+/// What each proxy spent per request in the unpinned cell (no verdict:
+/// they say where the throughput went).
+fn unpinned_cost_rows(f: &Figures) -> [Row; 2] {
+    let row = |name, key: &str| (name, spread(f, key), 1, "", None);
+    [
+        row(
+            "c16 unpinned: goproxy CPU per request (us)",
+            "unpinned/c16/goproxy/cpu_us_per_req",
+        ),
+        row(
+            "c16 unpinned: nginx CPU per request (us)",
+            "unpinned/c16/nginx/cpu_us_per_req",
+        ),
+    ]
+}
+
 /// What goproxy costs: CPU per relayed event and memory.
 fn resource_rows(f: &Figures) -> [Row; 4] {
     let cpu = ratio(
@@ -412,7 +460,10 @@ fn resource_rows(f: &Figures) -> [Row; 4] {
 
 /// The issue-12 section of the report: each figure, its target and verdict.
 pub fn markdown(f: &Figures) -> String {
-    let rows = latency_rows(f).into_iter().chain(resource_rows(f));
+    let rows = latency_rows(f)
+        .into_iter()
+        .chain(unpinned_cost_rows(f))
+        .chain(resource_rows(f));
     let mut out = String::from(
         "\n## Issue 12 targets\n\nmedian [min..max] over runs; ratios and differences paired per run.\n\n| figure | measured | target | status |\n| --- | --- | --- | --- |\n",
     );

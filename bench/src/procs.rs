@@ -160,6 +160,30 @@ fn thread_cpu_ns(pid: u32) -> BTreeMap<u32, u64> {
     .collect()
 }
 
+/// Context switches of every thread of the processes, voluntary (a thread
+/// waited: for I/O, a lock, a timer) and not (preempted), summed.
+pub fn context_switches(pids: &[u32]) -> u64 {
+    let of_thread = |status: String| -> u64 {
+        status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum()
+    };
+    pids.iter()
+        .flat_map(|p| {
+            let tasks = std::fs::read_dir(format!("/proc/{p}/task"))
+                .into_iter()
+                .flatten();
+            tasks.filter_map(move |e| {
+                let tid = e.ok()?.file_name();
+                let path = format!("/proc/{p}/task/{}/status", tid.to_str()?);
+                std::fs::read_to_string(path).ok().map(of_thread)
+            })
+        })
+        .sum()
+}
+
 /// Direct children of a process (nginx's workers under its master).
 pub fn children(pid: u32) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {

@@ -47,33 +47,42 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Add one whole line; returns the bytes to write now, if any. Lines
-    /// keep their order: what is buffered goes out before an urgent line,
-    /// and before a line that would not fit.
-    pub fn push(&mut self, line: &[u8], urgent: bool, now: Instant) -> Option<Vec<u8>> {
+    /// Add one whole line, handing `out` what is to be written now (the
+    /// buffer is kept and reused: no allocation per line or per batch).
+    /// Lines keep their order: what is buffered goes out before an urgent
+    /// line, and before a line that would not fit. Returns whether the
+    /// line stayed in the buffer.
+    pub fn push(
+        &mut self,
+        line: &[u8],
+        urgent: bool,
+        now: Instant,
+        mut out: impl FnMut(&[u8]),
+    ) -> bool {
         if !self.on || urgent || line.len() > MAX_BATCH {
             self.buf.extend_from_slice(line);
-            return self.take();
+            self.drain(out);
+            return false;
         }
-        let out = if self.buf.len() + line.len() > MAX_BATCH {
-            self.take()
-        } else {
-            None
-        };
+        if self.buf.len() + line.len() > MAX_BATCH {
+            self.drain(&mut out);
+        }
         self.buf.extend_from_slice(line);
         let since = *self.since.get_or_insert(now);
-        match out {
-            Some(out) => Some(out),
-            None if now.saturating_duration_since(since) >= MAX_AGE => self.take(),
-            None => None,
+        if now.saturating_duration_since(since) >= MAX_AGE {
+            self.drain(out);
+            return false;
         }
+        true
     }
 
-    /// Everything buffered, if anything.
-    pub fn take(&mut self) -> Option<Vec<u8>> {
+    /// Hand `out` everything buffered, if anything, and empty the buffer.
+    pub fn drain(&mut self, mut out: impl FnMut(&[u8])) {
         self.since = None;
-        (!self.buf.is_empty())
-            .then(|| std::mem::replace(&mut self.buf, Vec::with_capacity(MAX_BATCH)))
+        if !self.buf.is_empty() {
+            out(&self.buf);
+            self.buf.clear();
+        }
     }
 
     /// Whether the oldest buffered line is `MAX_AGE` old.
@@ -110,9 +119,11 @@ fn write_out(bytes: &[u8]) {
 /// Write this thread's buffered lines now (the park hook and the age timer
 /// call it; a no-op on an empty buffer).
 pub fn flush() {
-    if let Some(out) = BATCH.with(|b| b.try_borrow_mut().ok().and_then(|mut b| b.take())) {
-        write_out(&out);
-    }
+    BATCH.with(|b| {
+        if let Ok(mut b) = b.try_borrow_mut() {
+            b.drain(write_out);
+        }
+    });
 }
 
 /// Buffers this thread's lines until dropped, then writes them.
@@ -198,14 +209,16 @@ impl Write for Line {
     /// `write_all`: `buf` is the whole line.
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let now = Instant::now();
-        let out = BATCH.with(|b| match b.try_borrow_mut() {
-            Ok(mut b) => b.push(buf, self.urgent, now),
+        let kept = BATCH.with(|b| match b.try_borrow_mut() {
+            Ok(mut b) => b.push(buf, self.urgent, now, write_out),
             // Only if logging re-entered itself: write it alone.
-            Err(_) => Some(buf.to_vec()),
+            Err(_) => {
+                write_out(buf);
+                false
+            }
         });
-        match out {
-            Some(out) => write_out(&out),
-            None => wake_age_timer(),
+        if kept {
+            wake_age_timer();
         }
         Ok(buf.len())
     }
@@ -233,6 +246,22 @@ impl<'a> MakeWriter<'a> for Stderr {
 mod tests {
     use super::*;
 
+    /// What one push hands out to be written, write by write.
+    fn push(b: &mut Batch, line: &[u8], urgent: bool, now: Instant) -> Vec<Vec<u8>> {
+        let mut writes = Vec::new();
+        let kept = b.push(line, urgent, now, |w| writes.push(w.to_vec()));
+        // Kept: the line ends the buffer; not kept: it went out with it.
+        assert_eq!(kept, b.buf.ends_with(line) && !b.buf.is_empty());
+        assert!(kept || b.buf.is_empty());
+        writes
+    }
+
+    fn taken(b: &mut Batch) -> Vec<Vec<u8>> {
+        let mut writes = Vec::new();
+        b.drain(|w| writes.push(w.to_vec()));
+        writes
+    }
+
     fn on() -> Batch {
         Batch {
             on: true,
@@ -245,8 +274,8 @@ mod tests {
     fn off_writes_each_line() {
         let mut b = Batch::default();
         let now = Instant::now();
-        assert_eq!(b.push(b"a\n", false, now).as_deref(), Some(&b"a\n"[..]));
-        assert_eq!(b.take(), None);
+        assert_eq!(push(&mut b, b"a\n", false, now), [b"a\n"]);
+        assert!(taken(&mut b).is_empty());
     }
 
     /// On, lines wait; an urgent line takes the buffered ones with it, in
@@ -255,11 +284,13 @@ mod tests {
     fn urgent_line_goes_out_after_the_buffered_ones() {
         let mut b = on();
         let now = Instant::now();
-        assert_eq!(b.push(b"info 1\n", false, now), None);
-        assert_eq!(b.push(b"info 2\n", false, now), None);
-        let out = b.push(b"warn\n", true, now).unwrap();
-        assert_eq!(out, b"info 1\ninfo 2\nwarn\n");
-        assert_eq!(b.take(), None);
+        assert!(push(&mut b, b"info 1\n", false, now).is_empty());
+        assert!(push(&mut b, b"info 2\n", false, now).is_empty());
+        assert_eq!(
+            push(&mut b, b"warn\n", true, now),
+            [b"info 1\ninfo 2\nwarn\n"]
+        );
+        assert!(taken(&mut b).is_empty());
     }
 
     /// No batch passes MAX_BATCH: the line that would not fit starts the
@@ -271,14 +302,14 @@ mod tests {
         let line = vec![b'x'; 1000];
         let mut written = Vec::new();
         for _ in 0..10 {
-            if let Some(out) = b.push(&line, false, now) {
+            for out in push(&mut b, &line, false, now) {
                 assert!(out.len() <= MAX_BATCH);
                 written.push(out.len());
             }
         }
         assert_eq!(written, [4000, 4000]);
         let long = vec![b'y'; MAX_BATCH + 1];
-        let out = b.push(&long, false, now).unwrap();
+        let out = push(&mut b, &long, false, now).concat();
         assert_eq!(
             out.len(),
             2000 + MAX_BATCH + 1,
@@ -291,11 +322,11 @@ mod tests {
     fn old_lines_go_out_with_the_next() {
         let mut b = on();
         let t0 = Instant::now();
-        assert_eq!(b.push(b"a\n", false, t0), None);
+        assert!(push(&mut b, b"a\n", false, t0).is_empty());
         assert!(!b.is_due(t0 + MAX_AGE / 2));
-        assert_eq!(b.push(b"b\n", false, t0 + MAX_AGE / 2), None);
+        assert!(push(&mut b, b"b\n", false, t0 + MAX_AGE / 2).is_empty());
         assert!(b.is_due(t0 + MAX_AGE));
-        assert_eq!(b.push(b"c\n", false, t0 + MAX_AGE).unwrap(), b"a\nb\nc\n");
+        assert_eq!(push(&mut b, b"c\n", false, t0 + MAX_AGE), [b"a\nb\nc\n"]);
         assert!(!b.is_due(t0 + MAX_AGE * 3), "empty again");
     }
 

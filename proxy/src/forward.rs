@@ -57,7 +57,7 @@ pub async fn forward(
         request_id: id,
         peer: peer.clone(),
         status: resp.status().as_u16(),
-        head_ms: started.elapsed().as_secs_f64() * 1000.0,
+        head_ms: crate::log_line::millis(started.elapsed()),
         model: model.id.clone(),
         upstream_model,
         endpoint: endpoint.name.clone(),

@@ -199,6 +199,13 @@ impl Visit for Fields {
     }
 }
 
+/// A duration in milliseconds to the microsecond, for log lines: `0.488`
+/// where the nanoseconds gave `0.48840600000000006` (and a longer float
+/// to format, per request).
+pub fn millis(d: std::time::Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
+}
+
 /// Whether `ryu` writes `value` as `Debug` does: finite, and zero or in
 /// Debug's plain-decimal range (outside it Debug writes `1e16`, `1e-5`).
 fn ryu_matches_debug(value: f64) -> bool {
@@ -288,6 +295,21 @@ mod tests {
             };
             f.float(v);
             assert_eq!(f.line, format!("{v:?}"), "{v:e}");
+        }
+    }
+
+    /// Latencies are logged to the microsecond.
+    #[test]
+    fn millis_are_to_the_microsecond() {
+        use std::time::Duration;
+        let cases = [
+            (488_406, "0.488"),
+            (1_999, "0.001"),
+            (12_345_678_901, "12345.678"),
+            (0, "0.0"),
+        ];
+        for (nanos, text) in cases {
+            assert_eq!(format!("{:?}", millis(Duration::from_nanos(nanos))), text);
         }
     }
 

@@ -66,7 +66,7 @@ pub async fn handle(
     // (it has a model) gets its line when its body ends ("completion" or
     // "stream finished", with these fields too); any other request here.
     let status = resp.status().as_u16();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let latency_ms = crate::log_line::millis(started.elapsed());
     match model.as_deref() {
         Some(model) => {
             tracing::debug!(request_id = id, %peer, %method, route, status, model, latency_ms, "request")

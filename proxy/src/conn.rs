@@ -43,16 +43,15 @@ pub const CUT_GRACE: Duration = Duration::from_secs(2);
 const H2_PING: Duration = Duration::from_secs(20);
 
 /// The hyper connection builder with every timer goproxy relies on.
-pub fn builder(idle_timeout: Duration) -> auto::Builder<TokioExecutor> {
+pub fn builder() -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
-    // hyper's header-read timer also runs while a keep-alive connection is
-    // idle, and defaults to 30 s: shorter than nginx's 60 s keepalive_timeout,
-    // so nginx would reuse connections we are closing and answer 502. Set it
-    // to idle_timeout (75 s by default, validated > 60 s).
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(idle_timeout)
-        .keep_alive(true);
+    // No HTTP/1 timer: hyper's header-read timeout (30 s by default once a
+    // timer is set) would close keep-alive connections sooner than nginx's
+    // 60 s keepalive_timeout, and nginx would answer 502 on them. The
+    // watchdog in `serve` bounds a slow or silent header read instead
+    // (request_read_timeout, then idle_timeout), without a timer armed and
+    // dropped per request, as hyper's is.
+    b.http1().keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(H2_PING)

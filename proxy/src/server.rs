@@ -137,7 +137,7 @@ async fn accept_until(
     shutdown: impl Future<Output = ()>,
     delay: Duration,
 ) {
-    let builder = Arc::new(crate::conn::builder(app.config.idle_timeout));
+    let builder = Arc::new(crate::conn::builder());
     tokio::pin!(shutdown);
     let mut stop_at: Option<Instant> = None;
     loop {

@@ -167,6 +167,46 @@ async fn silent_connection_is_closed_after_request_read_timeout() {
     open_until_then_closed(&mut s, Duration::from_millis(4_900), Duration::from_secs(2)).await;
 }
 
+/// A head trickled a byte a second, never finished, is closed when no
+/// request has begun for `request_read_timeout_secs` (5 s here), and after
+/// a request for `idle_timeout_secs` (75 s): bytes that never make a
+/// request do not keep a connection open (hyper's own header timer is off).
+#[tokio::test(start_paused = true)]
+async fn trickled_head_is_closed_at_the_read_and_idle_timeouts() {
+    let p = spawn_proxy(&config_5s()).await;
+    for after_a_request in [false, true] {
+        let mut s = TcpStream::connect(p.addr).await.unwrap();
+        if after_a_request {
+            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let mut buf = [0u8; 1024];
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        }
+        let (mut rd, mut wr) = s.into_split();
+        let trickle = tokio::spawn(async move {
+            let _ = wr
+                .write_all(b"POST /v1/chat/completions HTTP/1.1\r\nx-a: ")
+                .await;
+            for _ in 0..200 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if wr.write_all(b"a").await.is_err() {
+                    break;
+                }
+            }
+        });
+        let bound = Duration::from_secs(if after_a_request { 75 } else { 5 });
+        tokio::time::sleep(bound - Duration::from_millis(100)).await;
+        assert!(!is_closed(rd.as_ref()), "closed before {bound:?}");
+        // The close, within the bound plus the 1 s goodbye.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let mut rest = Vec::new();
+        let _ = settle("the close", rd.read_to_end(&mut rest)).await;
+        trickle.abort();
+    }
+}
+
 /// Only the HTTP/2 preface, then silence: closed at the same bound.
 #[tokio::test(start_paused = true)]
 async fn h2_preface_only_is_closed() {

@@ -51,8 +51,8 @@ impl Batch {
     /// Add one whole line, handing `out` what is to be written now (the
     /// buffer is kept and reused: no allocation per line or per batch).
     /// Lines keep their order: what is buffered goes out before an urgent
-    /// line, and before a line that would not fit. Returns whether the
-    /// line stayed in the buffer.
+    /// line (with it, if both fit in one batch), and before a line that
+    /// would not fit. Returns whether the line stayed in the buffer.
     pub fn push(
         &mut self,
         line: &[u8],
@@ -60,15 +60,16 @@ impl Batch {
         now: Instant,
         mut out: impl FnMut(&[u8]),
     ) -> bool {
-        if !self.on || urgent || line.len() > MAX_BATCH {
-            self.buf.extend_from_slice(line);
-            self.drain(out);
-            return false;
-        }
+        // What would not fit beside the line goes out first: no write but
+        // a single over-long line passes MAX_BATCH.
         if self.buf.len() + line.len() > MAX_BATCH {
             self.drain(&mut out);
         }
         self.buf.extend_from_slice(line);
+        if !self.on || urgent || line.len() > MAX_BATCH {
+            self.drain(out);
+            return false;
+        }
         let since = *self.since.get_or_insert(now);
         if now.saturating_duration_since(since) >= MAX_AGE {
             self.drain(out);
@@ -310,12 +311,20 @@ mod tests {
         }
         assert_eq!(written, [4000, 4000]);
         let long = vec![b'y'; MAX_BATCH + 1];
-        let out = push(&mut b, &long, false, now).concat();
+        let lens = |w: Vec<Vec<u8>>| w.iter().map(Vec::len).collect::<Vec<_>>();
+        let out = lens(push(&mut b, &long, false, now));
         assert_eq!(
-            out.len(),
-            2000 + MAX_BATCH + 1,
-            "buffer first, then the long line"
+            out,
+            [2000, MAX_BATCH + 1],
+            "the buffer, then the long line alone"
         );
+        // An urgent line goes out with the buffer only if both fit.
+        push(&mut b, &vec![b'z'; 3000], false, now);
+        let out = lens(push(&mut b, &vec![b'w'; 2000], true, now));
+        assert_eq!(out, [3000, 2000]);
+        push(&mut b, &vec![b'z'; 1000], false, now);
+        let out = lens(push(&mut b, &vec![b'w'; 2000], true, now));
+        assert_eq!(out, [3000]);
     }
 
     /// A line that finds the oldest one MAX_AGE old takes the batch out.

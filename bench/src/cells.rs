@@ -268,11 +268,6 @@ pub async fn unpinned_c16(args: &Args, env: &Env, f: &mut Figures) -> anyhow::Re
         ("goproxy", goproxy.addr),
         ("nginx", listens[0]),
     ];
-    let warmup = Duration::from_secs_f64(args.warmup_secs);
-    let duration = Duration::from_secs_f64(args.duration_secs);
-    // Where the CPU goes: each proxy's own CPU time and context switches
-    // per request (over warm-up and measured time alike, so per request
-    // at the cell's rate), and the mock's.
     let mut nginx_pids = vec![nginx.pid()];
     nginx_pids.extend(procs::children(nginx.pid()));
     let proxy_pids = |target: &str| match target {
@@ -284,37 +279,8 @@ pub async fn unpinned_c16(args: &Args, env: &Env, f: &mut Figures) -> anyhow::Re
         for i in 0..3 {
             let (target, addr) = addrs[(i + run) % 3];
             let pids = proxy_pids(target);
-            let (cpu, mock_cpu) = (
-                procs::CpuMeter::start(&pids),
-                procs::CpuMeter::start(&[mock.pid()]),
-            );
-            let switches = procs::context_switches(&pids);
-            let cell = load::closed_loop(addr, 16, warmup, duration).await;
-            let requests = cell.throughput * (warmup + duration).as_secs_f64();
-            let per_req = |x: f64| x / requests.max(1.0);
-            let (cpu_us, mock_us) = (
-                per_req(cpu.stop().0 as f64 / 1e3),
-                per_req(mock_cpu.stop().0 as f64 / 1e3),
-            );
-            let switches = per_req(procs::context_switches(&pids).saturating_sub(switches) as f64);
-            let p99 = quantile(&cell.latency, 0.99) as f64 / 1e6;
-            f.push(format!("unpinned/c16/{target}/rps"), cell.throughput);
-            f.push(format!("unpinned/c16/{target}/p99_ms"), p99);
-            f.push(
-                format!("unpinned/c16/{target}/mock_cpu_us_per_req"),
-                mock_us,
-            );
-            if !pids.is_empty() {
-                f.push(format!("unpinned/c16/{target}/cpu_us_per_req"), cpu_us);
-                f.push(format!("unpinned/c16/{target}/switches_per_req"), switches);
-            }
-            crate::log(format!(
-                "run {} unpinned c16 {target:<8} {:.0} req/s, p99 {p99:.3} ms, {} errors; \
-                 per request: proxy {cpu_us:.1} us on CPU and {switches:.2} context switches, mock {mock_us:.1} us",
-                run + 1,
-                cell.throughput,
-                cell.errors
-            ));
+            let m = metered_c16(args, addr, &pids, mock.pid()).await;
+            m.record(f, run, target, !pids.is_empty());
         }
     }
     drop((nginx, goproxy, mock));
@@ -324,6 +290,64 @@ pub async fn unpinned_c16(args: &Args, env: &Env, f: &mut Figures) -> anyhow::Re
             .output();
     }
     Ok(())
+}
+
+/// One c16 closed loop, with where the CPU went: the proxy's own CPU time
+/// and context switches per request (over warm-up and measured time
+/// alike, so per request at the cell's rate), and the mock's CPU time.
+struct Metered {
+    cell: load::Cell,
+    cpu_us: f64,
+    mock_us: f64,
+    switches: f64,
+}
+
+async fn metered_c16(args: &Args, addr: SocketAddr, pids: &[u32], mock: u32) -> Metered {
+    let warmup = Duration::from_secs_f64(args.warmup_secs);
+    let duration = Duration::from_secs_f64(args.duration_secs);
+    let (cpu, mock_cpu) = (
+        procs::CpuMeter::start(pids),
+        procs::CpuMeter::start(&[mock]),
+    );
+    let switches = procs::context_switches(pids);
+    let cell = load::closed_loop(addr, 16, warmup, duration).await;
+    let requests = cell.throughput * (warmup + duration).as_secs_f64();
+    let per_req = |x: f64| x / requests.max(1.0);
+    Metered {
+        cpu_us: per_req(cpu.stop().0 as f64 / 1e3),
+        mock_us: per_req(mock_cpu.stop().0 as f64 / 1e3),
+        switches: per_req(procs::context_switches(pids).saturating_sub(switches) as f64),
+        cell,
+    }
+}
+
+impl Metered {
+    /// Into the figures and the log; the proxy's own figures only for a
+    /// proxy (`direct` has none).
+    fn record(&self, f: &mut Figures, run: usize, target: &str, proxy: bool) {
+        let Metered {
+            cell,
+            cpu_us,
+            mock_us,
+            switches,
+        } = self;
+        let p99 = quantile(&cell.latency, 0.99) as f64 / 1e6;
+        let key = |name: &str| format!("unpinned/c16/{target}/{name}");
+        f.push(key("rps"), cell.throughput);
+        f.push(key("p99_ms"), p99);
+        f.push(key("mock_cpu_us_per_req"), *mock_us);
+        if proxy {
+            f.push(key("cpu_us_per_req"), *cpu_us);
+            f.push(key("switches_per_req"), *switches);
+        }
+        crate::log(format!(
+            "run {} unpinned c16 {target:<8} {:.0} req/s, p99 {p99:.3} ms, {} errors; \
+             per request: proxy {cpu_us:.1} us on CPU and {switches:.2} context switches, mock {mock_us:.1} us",
+            run + 1,
+            cell.throughput,
+            cell.errors
+        ));
+    }
 }
 
 /// The CPU list a process may run on (`taskset -c -p`), e.g. `0`.

@@ -105,6 +105,46 @@ async fn wait_healthy(client: &reqwest::Client, port: u16) {
     .await;
 }
 
+/// The binary serving the test config against `upstream`, healthy, with
+/// a client for it (the config's directory lives as long as it does).
+struct Serving {
+    child: ChildGuard,
+    port: u16,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+async fn serving(upstream: &str) -> Serving {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(dir.path(), port, upstream);
+    let child = spawn_binary(&cfg, "text");
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    wait_healthy(&client, port).await;
+    Serving {
+        child,
+        port,
+        client,
+        _dir: dir,
+    }
+}
+
+impl Serving {
+    /// A non-streamed completion for model `m`, with the client key.
+    async fn completion(&self) -> reqwest::Response {
+        self.client
+            .post(format!(
+                "http://127.0.0.1:{}/v1/chat/completions",
+                self.port
+            ))
+            .bearer_auth(CLIENT_KEY)
+            .json(&json!({"model": "m", "messages": []}))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
 fn sigterm(child: &Child) {
     let ok = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -364,28 +404,17 @@ async fn upstream_error_text_is_logged_redacted() {
         )
         .mount(&upstream)
         .await;
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config_file(dir.path(), port, &upstream.uri());
-    let mut child = spawn_binary(&cfg, "text");
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    wait_healthy(&client, port).await;
-    let r = client
-        .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
-        .bearer_auth(CLIENT_KEY)
-        .json(&json!({"model": "m", "messages": []}))
-        .send()
-        .await
-        .unwrap();
+    let mut s = serving(&upstream.uri()).await;
+    let r = s.completion().await;
     assert_eq!(r.status(), 502);
     let text = r.text().await.unwrap();
     assert!(!text.contains(UPSTREAM_KEY));
-    sigterm(&child.0);
+    sigterm(&s.child.0);
     assert_eq!(
-        wait_exit(&mut child.0, Duration::from_secs(10)).code(),
+        wait_exit(&mut s.child.0, Duration::from_secs(10)).code(),
         Some(0)
     );
-    let logs = child.stderr();
+    let logs = s.child.stderr();
     assert!(
         logs.contains("Incorrect API key provided: [REDACTED]"),
         "{logs}"
@@ -407,12 +436,9 @@ async fn request_lines_are_written_while_serving_and_whole() {
         })))
         .mount(&upstream)
         .await;
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config_file(dir.path(), port, &upstream.uri());
-    let mut child = spawn_binary(&cfg, "text");
+    let mut s = serving(&upstream.uri()).await;
     let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.0.stderr.take().unwrap();
+    let stderr = s.child.0.stderr.take().unwrap();
     let reader = std::thread::spawn(move || {
         use std::io::BufRead;
         for line in std::io::BufReader::new(stderr).lines() {
@@ -422,17 +448,9 @@ async fn request_lines_are_written_while_serving_and_whole() {
             }
         }
     });
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    wait_healthy(&client, port).await;
-    let requests = (0..8).map(|_| {
-        client
-            .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
-            .bearer_auth(CLIENT_KEY)
-            .json(&json!({"model": "m", "messages": []}))
-            .send()
-    });
+    let requests = (0..8).map(|_| s.completion());
     for r in futures_util::future::join_all(requests).await {
-        assert_eq!(r.unwrap().status(), 200);
+        assert_eq!(r.status(), 200);
     }
     // goproxy is still running: the 8 lines must come now.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -452,10 +470,10 @@ async fn request_lines_are_written_while_serving_and_whole() {
             ),
         }
     }
-    assert!(child.0.try_wait().unwrap().is_none(), "still serving");
-    sigterm(&child.0);
+    assert!(s.child.0.try_wait().unwrap().is_none(), "still serving");
+    sigterm(&s.child.0);
     assert_eq!(
-        wait_exit(&mut child.0, Duration::from_secs(10)).code(),
+        wait_exit(&mut s.child.0, Duration::from_secs(10)).code(),
         Some(0)
     );
     reader.join().unwrap();

@@ -4,7 +4,7 @@
 //! the request handler ([`crate::routes`]) holds a [`Busy`]. A leaf module,
 //! so the two need not import each other.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,6 +20,10 @@ pub struct Activity {
     idle_since: Mutex<Instant>,
     /// Notified on every begin and end of a request: the watchdog wakes.
     pub changed: Notify,
+    /// Set when the watchdog (idle, drain) wants the connection closed:
+    /// no new request is read, what is in progress may finish.
+    closing: AtomicBool,
+    close: Notify,
 }
 
 /// Held while a request is in progress (handler, then response body).
@@ -44,6 +48,8 @@ impl Activity {
             opened: now,
             idle_since: Mutex::new(now),
             changed: Notify::new(),
+            closing: AtomicBool::new(false),
+            close: Notify::new(),
         })
     }
 
@@ -52,6 +58,29 @@ impl Activity {
         self.requests.fetch_add(1, Ordering::SeqCst);
         self.changed.notify_one();
         Busy(self.clone())
+    }
+
+    /// Ask the connection to close once what is in progress is done.
+    pub fn request_close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.close.notify_waiters();
+    }
+
+    pub fn closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once [`Activity::request_close`] was called.
+    pub async fn close_requested(&self) {
+        let notified = self.close.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read: a close between the two is
+        // not missed.
+        notified.as_mut().enable();
+        if self.closing() {
+            return;
+        }
+        notified.await;
     }
 
     pub fn busy(&self) -> bool {

@@ -1,10 +1,10 @@
-//! One client connection: served by hyper, watched so that no state lasts
-//! forever.
+//! One client connection: served by [`crate::serve`] (HTTP/1.1 itself,
+//! HTTP/2 through hyper), watched so that no state lasts forever.
 //!
-//! hyper bounds some states itself (HTTP/1 header reads, HTTP/2 keep-alive
-//! pings) but not all: the HTTP/1-or-2 sniff of `auto::Builder`, an HTTP/2
-//! connection that sent only its preface, and an idle HTTP/2 connection have
-//! no timeout of their own. So every connection counts the requests it has
+//! Neither side bounds every state itself: a head that never ends, the
+//! HTTP/1-or-2 sniff, an HTTP/2 connection that sent only its preface, and
+//! an idle HTTP/2 connection have no timeout of their own (hyper's HTTP/2
+//! keep-alive pings notice dead peers). So every connection counts the requests it has
 //! in progress ([`Busy`] guards, held until the response body is dropped),
 //! and a watchdog closes it when nothing is in progress for too long:
 //! `request_read_timeout` before the first request, `idle_timeout` after one.
@@ -20,16 +20,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::activity::Activity;
 use crate::app::App;
 use crate::peer::Peer;
-use crate::routes::handle;
 
 pub use crate::activity::Busy;
 
@@ -42,18 +40,13 @@ pub const CUT_GRACE: Duration = Duration::from_secs(2);
 /// open stream is noticed within 40 s.
 const H2_PING: Duration = Duration::from_secs(20);
 
-/// The hyper connection builder with every timer goproxy relies on.
-pub fn builder() -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    // No HTTP/1 timer: hyper's header-read timeout (30 s by default once a
-    // timer is set) would close keep-alive connections sooner than nginx's
-    // 60 s keepalive_timeout, and nginx would answer 502 on them. The
-    // watchdog in `serve` bounds a slow or silent header read instead
-    // (request_read_timeout, then idle_timeout), without a timer armed and
-    // dropped per request, as hyper's is.
-    b.http1().keep_alive(true);
-    b.http2()
-        .timer(TokioTimer::new())
+/// hyper's HTTP/2 connection builder with the keep-alive pings goproxy
+/// relies on. (HTTP/1.1 has no timer of its own: the watchdog in `serve`
+/// bounds a slow or silent head, request_read_timeout then idle_timeout,
+/// never shorter than nginx's 60 s keepalive_timeout.)
+pub fn builder() -> http2::Builder<TokioExecutor> {
+    let mut b = http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new())
         .keep_alive_interval(H2_PING)
         .keep_alive_timeout(H2_PING);
     b
@@ -69,18 +62,14 @@ enum Close {
 /// Serve one accepted connection until it ends or is closed.
 pub async fn serve(
     app: Arc<App>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builder: Arc<http2::Builder<TokioExecutor>>,
     stream: TcpStream,
     peer: SocketAddr,
 ) {
     let activity = Activity::new();
     let peer = Peer::new(peer);
-    let svc = {
-        let (app, activity) = (app.clone(), activity.clone());
-        let peer = peer.clone();
-        service_fn(move |req| handle(app.clone(), peer.clone(), req, activity.begin()))
-    };
-    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    let conn =
+        crate::serve::connection(app.clone(), builder, stream, peer.clone(), activity.clone());
     tokio::pin!(conn);
     let cfg = &app.config;
     // One timer, armed at the idle deadline and looked at only when it
@@ -94,12 +83,7 @@ pub async fn serve(
     let why = loop {
         tokio::select! {
             biased;
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    tracing::debug!(%peer, error = %e, "connection ended with error");
-                }
-                return;
-            }
+            () = conn.as_mut() => return,
             _ = &mut timer => {
                 let now = Instant::now();
                 match activity.idle_deadline(cfg.request_read_timeout, cfg.idle_timeout) {
@@ -113,7 +97,7 @@ pub async fn serve(
         }
     };
     tracing::debug!(%peer, reason = ?why, busy = activity.busy(), "closing connection");
-    conn.as_mut().graceful_shutdown();
+    activity.request_close();
     // Busy: let its requests finish (the drain timeout bounds them via the
     // cut). Then, or if idle from the start, a short bounded goodbye.
     while activity.busy() {

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use http::{header, HeaderMap, HeaderValue, Request, Response};
 use hyper::body::Body as _;
-use hyper::body::Incoming;
 use tokio::time::{timeout, Instant};
 
 use crate::app::App;
@@ -20,6 +19,7 @@ use crate::passthrough::passthrough;
 use crate::peer::Peer;
 use crate::read_body::read_body;
 use crate::rename::ClientBody;
+use crate::serve::ReqBody;
 use crate::stream::{relay, RelayContext};
 use crate::upstream_body::UpstreamBody;
 
@@ -35,7 +35,7 @@ pub async fn forward(
     id: u64,
     peer: &Peer,
     format: Format,
-    req: Request<Incoming>,
+    req: Request<ReqBody>,
     started: Instant,
 ) -> Handled {
     app.secrets

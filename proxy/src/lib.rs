@@ -88,6 +88,7 @@ pub mod peer;
 pub mod read_body;
 pub mod rename;
 pub mod routes;
+pub mod serve;
 pub mod server;
 pub mod stream;
 pub mod telemetry;

@@ -5,10 +5,10 @@
 //! buffer size at once) is kept as that frame, not copied; only a body in
 //! several frames is joined.
 
+use crate::serve::ReqBody;
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::config::Config;
@@ -43,7 +43,7 @@ impl Pieces {
 
 /// Read the whole client body within the limits of `config`.
 pub async fn read_body(
-    mut body: Incoming,
+    mut body: ReqBody,
     headers: &HeaderMap,
     config: &Config,
 ) -> Result<Bytes, ProxyError> {

@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
@@ -17,6 +16,7 @@ use crate::config::Format;
 use crate::error::ProxyError;
 use crate::forward::forward;
 use crate::peer::Peer;
+use crate::serve::ReqBody;
 
 pub use crate::error::Handled;
 
@@ -38,7 +38,7 @@ fn route_label(path: &str) -> &'static str {
 pub async fn handle(
     app: Arc<App>,
     peer: Peer,
-    req: Request<Incoming>,
+    req: Request<ReqBody>,
     busy: Busy,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
@@ -83,7 +83,7 @@ async fn dispatch(
     id: u64,
     peer: &Peer,
     route: &'static str,
-    req: Request<Incoming>,
+    req: Request<ReqBody>,
     started: Instant,
 ) -> Handled {
     match (route, req.method()) {

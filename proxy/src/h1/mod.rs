@@ -25,7 +25,7 @@ use http::{Request, Response};
 
 pub use body::H1Body;
 pub use conn::{Conn, H1Error, Io};
-pub use decode::{DecodeError, Framing};
+pub use decode::{DecodeError, Decoder, Framing, Step};
 pub use head::HeadError;
 pub use pool::{Key, Pool};
 

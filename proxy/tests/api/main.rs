@@ -5,6 +5,7 @@ mod drain;
 mod event_loops;
 mod hardening;
 mod helpers;
+mod http1;
 mod raw;
 mod routing;
 mod security;

@@ -1,0 +1,154 @@
+//! The body of a client request: read from the socket by goproxy's own
+//! HTTP/1.1 server side, or by hyper's HTTP/2 server. One type for the
+//! handlers either way.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Frame, Incoming, SizeHint};
+
+use crate::body::BodyError;
+use crate::h1::Step;
+
+use super::wire::Wire;
+
+/// What an interim `100 Continue` looks like on the wire.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Bodies of a `content-length` up to this are handed on in one frame.
+pub const WHOLE_BODY: u64 = 1024 * 1024;
+
+/// A request body.
+#[derive(Debug)]
+pub enum ReqBody {
+    H1(H1ReqBody),
+    H2(Incoming),
+}
+
+/// An HTTP/1.1 request body: decoded straight out of the connection's read
+/// buffer, one frame per read (a body already read with its head is one
+/// frame, not copied).
+#[derive(Debug)]
+pub struct H1ReqBody {
+    wire: Arc<Wire>,
+}
+
+impl H1ReqBody {
+    pub(super) fn new(wire: Arc<Wire>) -> Self {
+        H1ReqBody { wire }
+    }
+}
+
+/// Why a request body could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("the client's request body: {0}")]
+pub struct ReqBodyError(String);
+
+fn fail(e: impl std::fmt::Display) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    Poll::Ready(Some(Err(Box::new(ReqBodyError(e.to_string())))))
+}
+
+impl hyper::body::Body for H1ReqBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let wire = &self.wire;
+        let mut inbound = wire.inbound();
+        if inbound.owe_continue && !inbound.body.is_done() && inbound.buf.is_empty() {
+            // The client waits for this before it sends the body. Small
+            // enough for any socket buffer; a full one means a client that
+            // stopped reading, and its body then fails on the timeout.
+            std::task::ready!(wire.stream.poll_write_ready(cx)).ok();
+            match wire.stream.try_write(CONTINUE) {
+                Ok(n) if n == CONTINUE.len() => inbound.owe_continue = false,
+                Ok(_) => return fail("interim response cut"),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Poll::Pending,
+                Err(e) => return fail(e),
+            }
+        }
+        inbound.owe_continue = false;
+        loop {
+            let inbound = &mut *inbound;
+            // A body of known, moderate length is handed on whole, as one
+            // slice of the buffer: the handler then never joins pieces.
+            let whole_pending = inbound
+                .body
+                .remaining()
+                .is_some_and(|n| n <= WHOLE_BODY && (inbound.buf.len() as u64) < n);
+            let step = if whole_pending {
+                // Room for all of it at once: the buffer grows by one copy
+                // at most (the handler checked the declared length first).
+                // (The read's own spare room is asked for on top, or the
+                // last few KB would grow it once more.)
+                let n = inbound.body.remaining().unwrap_or(0) as usize;
+                let want = n.saturating_sub(inbound.buf.len()) + super::wire::MIN_SPARE;
+                inbound.buf.reserve(want);
+                Ok(Step::NeedMore)
+            } else {
+                inbound.body.decode(&mut inbound.buf)
+            };
+            match step {
+                Ok(Step::Data(data)) => {
+                    // A body whose end came with its data is whole now.
+                    let _ = inbound.body.skip_control(&mut inbound.buf);
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Ok(Step::Done) => return Poll::Ready(None),
+                Ok(Step::NeedMore) => {}
+                Err(e) => return fail(e),
+            }
+            match wire.poll_fill(inbound, cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => return fail("the client closed the connection"),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return fail(e),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.wire.inbound().body.is_done()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.wire.inbound().body.remaining() {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+impl hyper::body::Body for ReqBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            ReqBody::H1(b) => Pin::new(b).poll_frame(cx),
+            ReqBody::H2(b) => Pin::new(b).poll_frame(cx).map_err(BodyError::from),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ReqBody::H1(b) => b.is_end_stream(),
+            ReqBody::H2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ReqBody::H1(b) => b.size_hint(),
+            ReqBody::H2(b) => b.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! goproxy's own HTTP/1.1 server side; HTTP/2 clients (prior knowledge)
+//! are handed to hyper's HTTP/2 server.
+//!
+//! Why not hyper's HTTP/1 server: per request it cost about 15k
+//! instructions of goproxy's ~49k (parse, head, dispatch), and per relayed
+//! SSE event about 1.6k (the chunk size through `core::fmt`, a `BufList`),
+//! where nginx spends ~0.7k on the whole event (`bench/callgrind`). That
+//! was the gap in the small-request and SSE ratios against nginx. Here one
+//! task drives the connection: it parses a head (`httparse`, hyper's
+//! parser), calls the handler inline, and writes the response with what is
+//! ready gathered into one write. The parts that are easy to get wrong are
+//! kept small and tested on their own: head framing refuses anything a
+//! proxy in front could read another way ([`head`]), bodies are decoded by
+//! the same bounded decoder as upstream bodies ([`crate::h1::Decoder`]),
+//! and a connection carries another request only after a whole body.
+//!
+//! Timeouts stay where they were: the connection's watchdog
+//! ([`crate::conn`]) bounds a silent or slow head, the request body reader
+//! ([`crate::read_body`]) silence in a body, the relay an upstream's.
+
+mod body;
+mod date;
+mod head;
+mod rewind;
+mod wire;
+mod write;
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use http::{Method, Request};
+use hyper::body::Incoming;
+use hyper::server::conn::http2;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::activity::Activity;
+use crate::app::App;
+use crate::h1::{Decoder, Framing, Step};
+use crate::peer::Peer;
+use crate::routes::handle;
+
+pub use body::{H1ReqBody, ReqBody, ReqBodyError, WHOLE_BODY};
+pub use head::{HeadError, MAX_HEAD};
+
+use head::{parse_request, Head};
+use rewind::Rewind;
+use wire::Wire;
+use write::{send, Asked};
+
+/// What an HTTP/2 client sends first (RFC 9113 section 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// First read block of a connection.
+const FIRST_READ: usize = 8 * 1024;
+/// A connection's response buffer is given back above this size.
+const KEEP_OUT: usize = 64 * 1024;
+/// How long a closing connection reads (and drops) what the client still
+/// sends, so the close does not reset the answer away before it is read.
+const LINGER: Duration = Duration::from_secs(1);
+/// Most bytes read and dropped while lingering.
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// Serve one connection in HTTP/1.1 or HTTP/2 until it ends, or until
+/// `activity` is told to close and what is in progress has finished.
+pub async fn connection(
+    app: Arc<App>,
+    h2: Arc<http2::Builder<TokioExecutor>>,
+    stream: TcpStream,
+    peer: Peer,
+    activity: Arc<Activity>,
+) {
+    let wire = Arc::new(Wire::new(stream, BytesMut::with_capacity(FIRST_READ)));
+    loop {
+        let n = {
+            let buf = &wire.inbound().buf;
+            let n = buf.len().min(H2_PREFACE.len());
+            if buf[..n] != H2_PREFACE[..n] {
+                break;
+            }
+            n
+        };
+        if n == H2_PREFACE.len() {
+            let Ok(wire) = Arc::try_unwrap(wire) else {
+                return;
+            };
+            return serve_h2(app, &h2, wire, peer, activity).await;
+        }
+        if !read_more(&wire, &activity).await {
+            return;
+        }
+    }
+    serve_h1(app, wire, peer, activity).await;
+}
+
+/// Hand the connection to hyper's HTTP/2 server, preface and all.
+async fn serve_h2(
+    app: Arc<App>,
+    h2: &http2::Builder<TokioExecutor>,
+    wire: Wire,
+    peer: Peer,
+    activity: Arc<Activity>,
+) {
+    let (stream, read) = wire.into_parts();
+    let svc = {
+        let activity = activity.clone();
+        service_fn(move |req: Request<Incoming>| {
+            let req = req.map(ReqBody::H2);
+            handle(app.clone(), peer.clone(), req, activity.begin())
+        })
+    };
+    let conn = h2.serve_connection(TokioIo::new(Rewind::new(read.freeze(), stream)), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "HTTP/2 connection ended with error");
+            }
+        }
+        () = activity.close_requested() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// Serve HTTP/1.1 requests one after another on `wire`.
+async fn serve_h1(app: Arc<App>, wire: Arc<Wire>, peer: Peer, activity: Arc<Activity>) {
+    let mut out = BytesMut::new();
+    loop {
+        let head = match next_head(&wire, &activity).await {
+            Ok(Some(head)) => head,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "refused a request head");
+                reject(&wire, &mut out, e).await;
+                return close(wire).await;
+            }
+        };
+        let busy = activity.begin();
+        let Head {
+            request,
+            framing,
+            keep_alive,
+            expect_continue,
+        } = head;
+        {
+            let mut inbound = wire.inbound();
+            inbound.body = Decoder::new(framing);
+            inbound.owe_continue = expect_continue;
+        }
+        let asked = Asked {
+            version: request.version(),
+            keep_alive,
+            head_only: request.method() == Method::HEAD,
+        };
+        let request = request.map(|()| ReqBody::H1(H1ReqBody::new(wire.clone())));
+        let Ok(response) = handle(app.clone(), peer.clone(), request, busy).await;
+        // A body the handler left unread is skipped if it is all here;
+        // otherwise the connection cannot carry another request.
+        let whole = skip_buffered_body(&wire);
+        let asked = Asked {
+            keep_alive: asked.keep_alive && whole && !activity.closing(),
+            ..asked
+        };
+        match send(&wire, &mut out, response, asked).await {
+            Ok(true) if !activity.closing() => {}
+            Ok(_) => return close(wire).await,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "response not sent whole");
+                return;
+            }
+        }
+        if out.capacity() > KEEP_OUT {
+            out = BytesMut::new();
+        }
+        if !matches!(framing, Framing::Empty | Framing::Length(..=wire::KEEP_BUF)) {
+            wire.shrink();
+        }
+    }
+}
+
+/// The next request head: `None` when the client closed between requests
+/// or the connection was told to close while waiting for one.
+async fn next_head(wire: &Wire, activity: &Activity) -> Result<Option<Head>, HeadError> {
+    loop {
+        {
+            let mut inbound = wire.inbound();
+            if let Some(head) = parse_request(&mut inbound.buf)? {
+                return Ok(Some(head));
+            }
+        }
+        if activity.closing() || !read_more(wire, activity).await {
+            return Ok(None);
+        }
+    }
+}
+
+/// Read more into the buffer: `false` at end of stream, on a read error,
+/// or when the connection is told to close first.
+async fn read_more(wire: &Wire, activity: &Activity) -> bool {
+    let read = poll_fn(|cx| {
+        let mut inbound = wire.inbound();
+        wire.poll_fill(&mut inbound, cx)
+    });
+    tokio::select! {
+        biased;
+        r = read => matches!(r, Ok(n) if n > 0),
+        () = activity.close_requested() => false,
+    }
+}
+
+/// Consume what is buffered of a body the handler did not read; whether
+/// the body is now whole.
+fn skip_buffered_body(wire: &Wire) -> bool {
+    let mut inbound = wire.inbound();
+    let inbound = &mut *inbound;
+    inbound.owe_continue = false;
+    loop {
+        match inbound.body.decode(&mut inbound.buf) {
+            Ok(Step::Data(_)) => {}
+            Ok(Step::Done) => return true,
+            Ok(Step::NeedMore) | Err(_) => return inbound.body.is_done(),
+        }
+    }
+}
+
+/// Answer a refused head with its status and nothing else.
+async fn reject(wire: &Wire, out: &mut BytesMut, e: HeadError) {
+    let status = e.status();
+    out.clear();
+    out.put_slice(b"HTTP/1.1 ");
+    out.put_slice(status.as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.put_slice(b"\r\n");
+    date::put_date(out);
+    out.put_slice(b"content-length: 0\r\nconnection: close\r\n\r\n");
+    let _ = wire.write_all(&mut [std::io::IoSlice::new(out)]).await;
+}
+
+/// Close after a whole response: say goodbye with a FIN, and read what the
+/// client still sends for a moment, so that unread request bytes do not
+/// make the kernel reset the connection before the answer is read.
+async fn close(wire: Arc<Wire>) {
+    let Ok(wire) = Arc::try_unwrap(wire) else {
+        return;
+    };
+    let (mut stream, _) = wire.into_parts();
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let linger = async {
+        let mut dropped = 0;
+        let mut sink = [0u8; 8192];
+        while dropped < LINGER_BYTES {
+            match tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => dropped += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, linger).await;
+}

@@ -1,0 +1,144 @@
+//! The client socket of one HTTP/1.1 connection, shared by the connection's
+//! driver (heads, responses) and the request body it hands to the handler
+//! (which reads the rest of the request). All of it runs in the
+//! connection's one task, so the lock is never contended; it is there
+//! because the body must be `'static` and `Send` to sit in a
+//! `Request`.
+
+use std::io::{self, IoSlice};
+use std::sync::{Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use tokio::net::TcpStream;
+
+use crate::h1::Decoder;
+
+use super::head::MAX_HEAD;
+
+/// Spare buffer room below which the next read gets a new block.
+pub const MIN_SPARE: usize = 4 * 1024;
+/// A request body over this size has its read buffer let go after it.
+pub const KEEP_BUF: u64 = 32 * 1024;
+/// Read block size: most request bodies of an LLM API arrive in one.
+const READ_BLOCK: usize = 16 * 1024;
+
+/// The socket and what was read from it but not used yet.
+#[derive(Debug)]
+pub struct Wire {
+    pub stream: TcpStream,
+    inbound: Mutex<Inbound>,
+}
+
+/// Bytes read but not used, and where the current request's body is.
+#[derive(Debug)]
+pub struct Inbound {
+    pub buf: BytesMut,
+    /// The current request's body; done between requests.
+    pub body: Decoder,
+    /// `100 Continue` is owed before the body is read.
+    pub owe_continue: bool,
+    /// The client closed its side (or the socket failed).
+    pub eof: bool,
+}
+
+impl Wire {
+    pub fn new(stream: TcpStream, buf: BytesMut) -> Self {
+        Wire {
+            stream,
+            inbound: Mutex::new(Inbound {
+                buf,
+                body: Decoder::new(crate::h1::Framing::Empty),
+                owe_continue: false,
+                eof: false,
+            }),
+        }
+    }
+
+    /// The socket and the bytes read from it but not used.
+    pub fn into_parts(self) -> (TcpStream, BytesMut) {
+        let inbound = self.inbound.into_inner().unwrap_or_else(|p| p.into_inner());
+        (self.stream, inbound.buf)
+    }
+
+    /// Between requests, after a large body: the buffer it was read into
+    /// (up to [`super::body::WHOLE_BODY`]) is let go once nothing is left
+    /// in it, so an idle connection holds little.
+    pub fn shrink(&self) {
+        let mut inbound = self.inbound();
+        if inbound.buf.is_empty() {
+            inbound.buf = BytesMut::new();
+        }
+    }
+
+    pub fn inbound(&self) -> MutexGuard<'_, Inbound> {
+        // Never poisoned in practice (nothing panics under it); a poisoned
+        // lock still holds consistent bytes.
+        self.inbound.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Read what the socket has into `inbound.buf`: `Ready(Ok(n))` with
+    /// `n == 0` at end of stream, `Pending` when nothing is there yet.
+    pub fn poll_fill(
+        &self,
+        inbound: &mut Inbound,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        if inbound.eof {
+            return Poll::Ready(Ok(0));
+        }
+        loop {
+            std::task::ready!(self.stream.poll_read_ready(cx))?;
+            if inbound.buf.capacity() - inbound.buf.len() < MIN_SPARE {
+                inbound.buf.reserve(READ_BLOCK);
+            }
+            match self.stream.try_read_buf(&mut inbound.buf) {
+                Ok(0) => {
+                    inbound.eof = true;
+                    return Poll::Ready(Ok(0));
+                }
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => {
+                    inbound.eof = true;
+                    return Poll::Ready(Err(e));
+                }
+            }
+        }
+    }
+
+    /// While a response is being sent: read ahead (a pipelined request)
+    /// up to the head bound, and resolve once the client has gone.
+    pub fn poll_gone(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut inbound = self.inbound();
+        loop {
+            if !inbound.body.is_done() || inbound.buf.len() >= MAX_HEAD {
+                // The unread body (or a full buffer) is not ours to read
+                // now; a write will notice a client that went away.
+                return Poll::Pending;
+            }
+            match self.poll_fill(&mut inbound, cx) {
+                Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(()),
+                Poll::Ready(Ok(_)) => continue,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// Write all of `bufs`, waiting for the socket as needed.
+    pub async fn write_all(&self, bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+        let mut bufs = &mut bufs[..];
+        IoSlice::advance_slices(&mut bufs, 0);
+        while !bufs.is_empty() {
+            match self.stream.try_write_vectored(bufs) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.stream.writable().await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}

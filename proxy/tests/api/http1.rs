@@ -1,0 +1,230 @@
+//! goproxy's own HTTP/1.1 server side, spoken to byte by byte: pipelined
+//! requests, chunked and `100-continue` bodies, unread bodies, `HEAD`,
+//! HTTP/1.0, and heads a proxy in front could read another way.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use crate::helpers::{spawn_proxy, CLIENT_KEY, DEFAULT_CONFIG};
+
+/// One response read off `s`: its head (as text) and its body (chunked
+/// bodies decoded). `head_only` for the answer to `HEAD`.
+async fn response(s: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool) -> (String, Vec<u8>) {
+    let deadline = Duration::from_secs(10);
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        read_some(s, buf, deadline).await;
+    };
+    let head = String::from_utf8(buf.drain(..end).collect()).unwrap();
+    let lower = head.to_ascii_lowercase();
+    if head_only || head.starts_with("HTTP/1.1 100") {
+        return (head, Vec::new());
+    }
+    if lower.contains("transfer-encoding: chunked") {
+        let mut body = Vec::new();
+        loop {
+            let line_end = loop {
+                if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                read_some(s, buf, deadline).await;
+            };
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&buf[..line_end]).unwrap(), 16).unwrap();
+            while buf.len() < line_end + 2 + size + 2 {
+                read_some(s, buf, deadline).await;
+            }
+            body.extend_from_slice(&buf[line_end + 2..line_end + 2 + size]);
+            buf.drain(..line_end + 2 + size + 2);
+            if size == 0 {
+                return (head, body);
+            }
+        }
+    }
+    let len: usize = lower
+        .split("content-length: ")
+        .nth(1)
+        .and_then(|r| r.split("\r\n").next())
+        .map_or(0, |n| n.parse().unwrap());
+    while buf.len() < len {
+        read_some(s, buf, deadline).await;
+    }
+    (head, buf.drain(..len).collect())
+}
+
+async fn read_some(s: &mut TcpStream, buf: &mut Vec<u8>, deadline: Duration) {
+    let n = timeout(deadline, s.read_buf(buf))
+        .await
+        .expect("goproxy answered in time")
+        .unwrap();
+    assert!(
+        n > 0,
+        "closed early; read so far: {:?}",
+        String::from_utf8_lossy(buf)
+    );
+}
+
+/// Whether goproxy closes `s` (read returns end of stream) soon.
+async fn closed(s: &mut TcpStream) -> bool {
+    let mut rest = Vec::new();
+    matches!(
+        timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await,
+        Ok(Ok(_)) | Ok(Err(_))
+    )
+}
+
+fn completion_body() -> String {
+    r#"{"model":"stream-gpt","stream":false,"messages":[{"role":"user","content":"hi"}]}"#.into()
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_on_one_connection() {
+    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    let body = completion_body();
+    let both = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {CLIENT_KEY}\r\ncontent-length: {}\r\n\r\n{body}GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+        body.len()
+    );
+    s.write_all(both.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let (head, out) = response(&mut s, &mut buf, false).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("\r\ndate: "), "{head}");
+    let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(json["model"], "stream-gpt", "{json}");
+    let (head, out) = response(&mut s, &mut buf, false).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(String::from_utf8_lossy(&out).contains("ok"), "{out:?}");
+    // Still open for a third.
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(response(&mut s, &mut buf, false)
+        .await
+        .0
+        .starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn chunked_and_expect_continue_bodies_are_read() {
+    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    let body = completion_body();
+    let (a, b) = body.split_at(10);
+    let chunked = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {CLIENT_KEY}\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:X};ext=1\r\n{b}\r\n0\r\n\r\n",
+        a.len(),
+        b.len()
+    );
+    s.write_all(chunked.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let (head, _) = response(&mut s, &mut buf, false).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+
+    let expect = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {CLIENT_KEY}\r\nexpect: 100-continue\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(expect.as_bytes()).await.unwrap();
+    let (head, _) = response(&mut s, &mut buf, false).await;
+    assert_eq!(head, "HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(body.as_bytes()).await.unwrap();
+    let (head, _) = response(&mut s, &mut buf, false).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+}
+
+/// A refused request whose body came along is answered, and the body
+/// skipped: the connection carries the next request.
+#[tokio::test]
+async fn an_unread_body_is_skipped_and_the_connection_kept() {
+    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    let body = completion_body();
+    let req = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\ncontent-length: {}\r\n\r\n{body}GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    assert!(response(&mut s, &mut buf, false)
+        .await
+        .0
+        .starts_with("HTTP/1.1 401"));
+    assert!(response(&mut s, &mut buf, false)
+        .await
+        .0
+        .starts_with("HTTP/1.1 200"));
+}
+
+/// A body the handler did not read and that is not all here yet: the
+/// answer says `connection: close`, and the connection is closed.
+#[tokio::test]
+async fn an_unread_body_still_coming_closes_the_connection() {
+    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    let req = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\ncontent-length: 1000\r\n\r\n{\"model\"";
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let (head, _) = response(&mut s, &mut buf, false).await;
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    assert!(head.contains("connection: close\r\n"), "{head}");
+    assert!(closed(&mut s).await);
+}
+
+#[tokio::test]
+async fn head_gets_no_body_and_http_1_0_is_closed_after_its_answer() {
+    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let (head, _) = response(&mut s, &mut buf, true).await;
+    assert!(head.starts_with("HTTP/1.1 405"), "{head}");
+    let (head, _) = response(&mut s, &mut buf, false).await;
+    assert!(
+        head.starts_with("HTTP/1.1 200"),
+        "the HEAD answer had no body: {head}"
+    );
+
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"GET /health HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut all = Vec::new();
+    timeout(Duration::from_secs(5), s.read_to_end(&mut all))
+        .await
+        .expect("closed after the answer")
+        .unwrap();
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(!text.contains("chunked"), "{text}");
+}
+
+/// Heads that a proxy in front and goproxy could frame differently are
+/// answered 400 and the connection closed, so nothing after them is taken
+/// as a request.
+#[tokio::test]
+async fn ambiguous_heads_are_refused_and_closed() {
+    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    for head in [
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\ntransfer-encoding: chunked, identity\r\n\r\n",
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\ncontent-length: 4\r\ncontent-length: 5\r\n\r\n",
+        "GET /health HTTP/1.1\r\nHost: x\r\nbad header line\r\n\r\n",
+    ] {
+        let mut s = TcpStream::connect(p.addr).await.unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut buf = Vec::new();
+        let (answer, _) = response(&mut s, &mut buf, false).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{head:?}: {answer}");
+        assert!(answer.contains("connection: close"), "{answer}");
+        assert!(closed(&mut s).await, "{head:?}");
+        assert!(!String::from_utf8_lossy(&buf).contains("HTTP/1.1 200"), "{head:?}");
+    }
+}

@@ -64,11 +64,8 @@ impl hyper::body::Body for H1ReqBody {
             // The client waits for this before it sends the body. Small
             // enough for any socket buffer; a full one means a client that
             // stopped reading, and its body then fails on the timeout.
-            std::task::ready!(wire.stream.poll_write_ready(cx)).ok();
-            match wire.stream.try_write(CONTINUE) {
-                Ok(n) if n == CONTINUE.len() => inbound.owe_continue = false,
-                Ok(_) => return fail("interim response cut"),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Poll::Pending,
+            match std::task::ready!(inbound.poll_write_small(cx, CONTINUE)) {
+                Ok(()) => inbound.owe_continue = false,
                 Err(e) => return fail(e),
             }
         }
@@ -103,7 +100,7 @@ impl hyper::body::Body for H1ReqBody {
                 Ok(Step::NeedMore) => {}
                 Err(e) => return fail(e),
             }
-            match wire.poll_fill(inbound, cx) {
+            match inbound.poll_fill(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(0)) => return fail("the client closed the connection"),
                 Poll::Ready(Ok(_)) => {}

@@ -202,10 +202,7 @@ async fn next_head(wire: &Wire, activity: &Activity) -> Result<Option<Head>, Hea
 /// Read more into the buffer: `false` at end of stream, on a read error,
 /// or when the connection is told to close first.
 async fn read_more(wire: &Wire, activity: &Activity) -> bool {
-    let read = poll_fn(|cx| {
-        let mut inbound = wire.inbound();
-        wire.poll_fill(&mut inbound, cx)
-    });
+    let read = poll_fn(|cx| wire.inbound().poll_fill(cx));
     tokio::select! {
         biased;
         r = read => matches!(r, Ok(n) if n > 0),

@@ -3,13 +3,18 @@
 //! (which reads the rest of the request). All of it runs in the
 //! connection's one task, so the lock is never contended; it is there
 //! because the body must be `'static` and `Send` to sit in a
-//! `Request`.
+//! `Request`. The socket is inside the lock too: reads go through
+//! `AsyncRead`, which takes `&mut` and, unlike `try_read`, knows that a
+//! short read emptied the socket (no extra `EAGAIN` read per request).
 
+use std::future::poll_fn;
 use std::io::{self, IoSlice};
+use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
+use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
 use crate::h1::Decoder;
@@ -26,13 +31,14 @@ const READ_BLOCK: usize = 16 * 1024;
 /// The socket and what was read from it but not used yet.
 #[derive(Debug)]
 pub struct Wire {
-    pub stream: TcpStream,
     inbound: Mutex<Inbound>,
 }
 
-/// Bytes read but not used, and where the current request's body is.
+/// The socket, bytes read but not used, and where the current request's
+/// body is.
 #[derive(Debug)]
 pub struct Inbound {
+    stream: TcpStream,
     pub buf: BytesMut,
     /// The current request's body; done between requests.
     pub body: Decoder,
@@ -45,8 +51,8 @@ pub struct Inbound {
 impl Wire {
     pub fn new(stream: TcpStream, buf: BytesMut) -> Self {
         Wire {
-            stream,
             inbound: Mutex::new(Inbound {
+                stream,
                 buf,
                 body: Decoder::new(crate::h1::Framing::Empty),
                 owe_continue: false,
@@ -58,7 +64,7 @@ impl Wire {
     /// The socket and the bytes read from it but not used.
     pub fn into_parts(self) -> (TcpStream, BytesMut) {
         let inbound = self.inbound.into_inner().unwrap_or_else(|p| p.into_inner());
-        (self.stream, inbound.buf)
+        (inbound.stream, inbound.buf)
     }
 
     /// Between requests, after a large body: the buffer it was read into
@@ -77,36 +83,6 @@ impl Wire {
         self.inbound.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Read what the socket has into `inbound.buf`: `Ready(Ok(n))` with
-    /// `n == 0` at end of stream, `Pending` when nothing is there yet.
-    pub fn poll_fill(
-        &self,
-        inbound: &mut Inbound,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<usize>> {
-        if inbound.eof {
-            return Poll::Ready(Ok(0));
-        }
-        loop {
-            std::task::ready!(self.stream.poll_read_ready(cx))?;
-            if inbound.buf.capacity() - inbound.buf.len() < MIN_SPARE {
-                inbound.buf.reserve(READ_BLOCK);
-            }
-            match self.stream.try_read_buf(&mut inbound.buf) {
-                Ok(0) => {
-                    inbound.eof = true;
-                    return Poll::Ready(Ok(0));
-                }
-                Ok(n) => return Poll::Ready(Ok(n)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => {
-                    inbound.eof = true;
-                    return Poll::Ready(Err(e));
-                }
-            }
-        }
-    }
-
     /// While a response is being sent: read ahead (a pipelined request)
     /// up to the head bound, and resolve once the client has gone.
     pub fn poll_gone(&self, cx: &mut Context<'_>) -> Poll<()> {
@@ -117,7 +93,7 @@ impl Wire {
                 // now; a write will notice a client that went away.
                 return Poll::Pending;
             }
-            match self.poll_fill(&mut inbound, cx) {
+            match inbound.poll_fill(cx) {
                 Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(()),
                 Poll::Ready(Ok(_)) => continue,
                 Poll::Pending => return Poll::Pending,
@@ -130,15 +106,55 @@ impl Wire {
         let mut bufs = &mut bufs[..];
         IoSlice::advance_slices(&mut bufs, 0);
         while !bufs.is_empty() {
-            match self.stream.try_write_vectored(bufs) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => IoSlice::advance_slices(&mut bufs, n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.stream.writable().await?;
-                }
-                Err(e) => return Err(e),
+            let n = poll_fn(|cx| {
+                let mut inbound = self.inbound();
+                Pin::new(&mut inbound.stream).poll_write_vectored(cx, bufs)
+            })
+            .await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
             }
+            IoSlice::advance_slices(&mut bufs, n);
         }
         Ok(())
+    }
+}
+
+impl Inbound {
+    /// Read what the socket has into `buf`: `Ready(Ok(n))` with `n == 0`
+    /// at end of stream, `Pending` when nothing is there yet.
+    pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.eof {
+            return Poll::Ready(Ok(0));
+        }
+        if self.buf.capacity() - self.buf.len() < MIN_SPARE {
+            self.buf.reserve(READ_BLOCK);
+        }
+        match std::task::ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut self.stream),
+            cx,
+            &mut self.buf
+        )) {
+            Ok(0) => {
+                self.eof = true;
+                Poll::Ready(Ok(0))
+            }
+            Ok(n) => Poll::Ready(Ok(n)),
+            Err(e) => {
+                self.eof = true;
+                Poll::Ready(Err(e))
+            }
+        }
+    }
+
+    /// Write `bytes` now if the socket takes all of them (an interim
+    /// response); `Pending` while it is full.
+    pub fn poll_write_small(&mut self, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<()>> {
+        let n = std::task::ready!(Pin::new(&mut self.stream).poll_write(cx, bytes))?;
+        if n == bytes.len() {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Ready(Err(io::ErrorKind::WriteZero.into()))
+        }
     }
 }

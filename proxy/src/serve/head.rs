@@ -73,15 +73,16 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<Head>, HeadError> {
     // can be slices of it once it is split off (no copy per value).
     let base = buf.as_ptr() as usize;
     let path = span(base, parsed.path.unwrap_or("").as_bytes());
-    let mut spans = Vec::with_capacity(parsed.headers.len());
-    for h in parsed.headers.iter() {
-        spans.push((span(base, h.name.as_bytes()), span(base, h.value)));
+    let mut spans = [((0, 0), (0, 0)); MAX_HEADERS];
+    let count = parsed.headers.len();
+    for (slot, h) in spans.iter_mut().zip(parsed.headers.iter()) {
+        *slot = (span(base, h.name.as_bytes()), span(base, h.value));
     }
     let head = buf.split_to(len).freeze();
     let uri =
         Uri::from_maybe_shared(head.slice(path.0..path.1)).map_err(|_| HeadError::Malformed)?;
-    let mut map = HeaderMap::with_capacity(spans.len());
-    for (name, value) in spans {
+    let mut map = HeaderMap::with_capacity(count);
+    for &(name, value) in &spans[..count] {
         let name =
             HeaderName::from_bytes(&head[name.0..name.1]).map_err(|_| HeadError::Malformed)?;
         let value = HeaderValue::from_maybe_shared(head.slice(value.0..value.1))

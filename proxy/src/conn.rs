@@ -1,4 +1,4 @@
-//! One client connection: served by [`crate::serve`] (HTTP/1.1 itself,
+//! One client connection: served by [`mod@crate::serve`] (HTTP/1.1 itself,
 //! HTTP/2 through hyper), watched so that no state lasts forever.
 //!
 //! Neither side bounds every state itself: a head that never ends, the

@@ -10,7 +10,7 @@
 //! parser), calls the handler inline, and writes the response with what is
 //! ready gathered into one write. The parts that are easy to get wrong are
 //! kept small and tested on their own: head framing refuses anything a
-//! proxy in front could read another way ([`head`]), bodies are decoded by
+//! proxy in front could read another way ([`HeadError`]), bodies are decoded by
 //! the same bounded decoder as upstream bodies ([`crate::h1::Decoder`]),
 //! and a connection carries another request only after a whole body.
 //!

@@ -49,9 +49,13 @@ pub struct Head {
     pub expect_continue: bool,
 }
 
+/// Where a header's name and value sit in the head: byte ranges.
+pub type Spans = Vec<((usize, usize), (usize, usize))>;
+
 /// Parse a request head from the start of `buf` and remove it from `buf`;
-/// `None` (nothing removed) if more bytes are needed.
-pub fn parse_request(buf: &mut BytesMut) -> Result<Option<Head>, HeadError> {
+/// `None` (nothing removed) if more bytes are needed. `spans` is scratch
+/// room, kept by the connection so a request allocates none.
+pub fn parse_request(buf: &mut BytesMut, spans: &mut Spans) -> Result<Option<Head>, HeadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
     let len = match parsed.parse(buf) {
@@ -73,16 +77,15 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<Head>, HeadError> {
     // can be slices of it once it is split off (no copy per value).
     let base = buf.as_ptr() as usize;
     let path = span(base, parsed.path.unwrap_or("").as_bytes());
-    let mut spans = [((0, 0), (0, 0)); MAX_HEADERS];
-    let count = parsed.headers.len();
-    for (slot, h) in spans.iter_mut().zip(parsed.headers.iter()) {
-        *slot = (span(base, h.name.as_bytes()), span(base, h.value));
+    spans.clear();
+    for h in parsed.headers.iter() {
+        spans.push((span(base, h.name.as_bytes()), span(base, h.value)));
     }
     let head = buf.split_to(len).freeze();
     let uri =
         Uri::from_maybe_shared(head.slice(path.0..path.1)).map_err(|_| HeadError::Malformed)?;
-    let mut map = HeaderMap::with_capacity(count);
-    for &(name, value) in &spans[..count] {
+    let mut map = HeaderMap::with_capacity(spans.len());
+    for &(name, value) in spans.iter() {
         let name =
             HeaderName::from_bytes(&head[name.0..name.1]).map_err(|_| HeadError::Malformed)?;
         let value = HeaderValue::from_maybe_shared(head.slice(value.0..value.1))
@@ -184,7 +187,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Option<Head>, HeadError> {
-        parse_request(&mut BytesMut::from(text))
+        parse_request(&mut BytesMut::from(text), &mut Spans::new())
     }
 
     fn head(text: &str) -> Head {
@@ -196,7 +199,7 @@ mod tests {
         let mut buf = BytesMut::from(
             "POST /v1/chat/completions?x=1 HTTP/1.1\r\nHost: a\r\nX-Key: v\r\ncontent-length: 2\r\n\r\n{}GET",
         );
-        let h = parse_request(&mut buf).unwrap().unwrap();
+        let h = parse_request(&mut buf, &mut Spans::new()).unwrap().unwrap();
         assert_eq!(&buf[..], b"{}GET");
         let r = &h.request;
         assert_eq!(r.method(), Method::POST);
@@ -212,7 +215,9 @@ mod tests {
     fn a_cut_head_needs_more_and_leaves_the_buffer() {
         let text = "GET /health HTTP/1.1\r\nHost: a\r\n";
         let mut buf = BytesMut::from(text);
-        assert!(parse_request(&mut buf).unwrap().is_none());
+        assert!(parse_request(&mut buf, &mut Spans::new())
+            .unwrap()
+            .is_none());
         assert_eq!(&buf[..], text.as_bytes());
     }
 

@@ -47,7 +47,7 @@ use crate::routes::handle;
 pub use body::{H1ReqBody, ReqBody, ReqBodyError, WHOLE_BODY};
 pub use head::{HeadError, MAX_HEAD};
 
-use head::{parse_request, Head};
+use head::{parse_request, Head, Spans};
 use rewind::Rewind;
 use wire::Wire;
 use write::{send, Asked};
@@ -130,8 +130,9 @@ async fn serve_h2(
 /// Serve HTTP/1.1 requests one after another on `wire`.
 async fn serve_h1(app: Arc<App>, wire: Arc<Wire>, peer: Peer, activity: Arc<Activity>) {
     let mut out = BytesMut::new();
+    let mut spans = Spans::new();
     loop {
-        let head = match next_head(&wire, &activity).await {
+        let head = match next_head(&wire, &activity, &mut spans).await {
             Ok(Some(head)) => head,
             Ok(None) => return,
             Err(e) => {
@@ -185,11 +186,15 @@ async fn serve_h1(app: Arc<App>, wire: Arc<Wire>, peer: Peer, activity: Arc<Acti
 
 /// The next request head: `None` when the client closed between requests
 /// or the connection was told to close while waiting for one.
-async fn next_head(wire: &Wire, activity: &Activity) -> Result<Option<Head>, HeadError> {
+async fn next_head(
+    wire: &Wire,
+    activity: &Activity,
+    spans: &mut Spans,
+) -> Result<Option<Head>, HeadError> {
     loop {
         {
             let mut inbound = wire.inbound();
-            if let Some(head) = parse_request(&mut inbound.buf)? {
+            if let Some(head) = parse_request(&mut inbound.buf, spans)? {
                 return Ok(Some(head));
             }
         }

@@ -76,6 +76,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod conn;
+pub mod direct_line;
 pub mod error;
 pub mod forward;
 pub mod h1;

@@ -206,6 +206,13 @@ pub struct Line {
     urgent: bool,
 }
 
+impl Line {
+    /// A line at info level (not urgent: it waits for its batch).
+    pub fn info() -> Line {
+        Line { urgent: false }
+    }
+}
+
 impl Write for Line {
     /// tracing-subscriber formats an event whole, then writes it with one
     /// `write_all`: `buf` is the whole line.

@@ -80,6 +80,12 @@ fn timestamp(w: &mut Writer<'_>) -> fmt::Result {
     }
 }
 
+/// [`timestamp`] into a string (the direct line's; a `String` never
+/// refuses a write).
+pub(crate) fn timestamp_into(line: &mut String) {
+    let _ = timestamp(&mut Writer::new(line));
+}
+
 /// 10000-01-01T00:00:00Z: humantime formats instants before it.
 const HUMANTIME_END: u64 = 253_402_300_800;
 
@@ -99,7 +105,7 @@ impl<'w> FormatFields<'w> for LineFields {
 }
 
 /// Room for a request's info line without growing.
-const LINE_CAPACITY: usize = 512;
+pub(crate) const LINE_CAPACITY: usize = 512;
 
 /// Writes `message name=value ...` as the default visitor does: the
 /// message bare, strings quoted and escaped (`Debug`), the rest by `Debug`.
@@ -129,18 +135,39 @@ impl Fields {
 
     /// `value` as `Debug` writes it.
     fn float(&mut self, value: f64) {
-        if ryu_matches_debug(value) {
-            self.line.push_str(ryu::Buffer::new().format_finite(value));
-        } else {
-            self.debug(&value);
-        }
+        push_float(&mut self.line, value);
     }
 
-    /// `value` by `Debug`. A `String` never refuses a write; a `Debug`
-    /// impl that reports an error leaves what it wrote, and the line is
-    /// still logged (not dropped).
+    /// `value` by `Debug`.
     fn debug(&mut self, value: &dyn fmt::Debug) {
-        let _ = fmt::Write::write_fmt(&mut self.line, format_args!("{value:?}"));
+        push_debug(&mut self.line, value);
+    }
+}
+
+/// `value` by `Debug`. A `String` never refuses a write; a `Debug` impl
+/// that reports an error leaves what it wrote, and the line is still
+/// logged (not dropped).
+fn push_debug(line: &mut String, value: &dyn fmt::Debug) {
+    let _ = fmt::Write::write_fmt(line, format_args!("{value:?}"));
+}
+
+/// `value` as `Debug` writes it.
+pub(crate) fn push_float(line: &mut String, value: f64) {
+    if ryu_matches_debug(value) {
+        line.push_str(ryu::Buffer::new().format_finite(value));
+    } else {
+        push_debug(line, &value);
+    }
+}
+
+/// A string field's value as `Debug` writes it: quoted, escaped.
+pub(crate) fn push_quoted(line: &mut String, value: &str) {
+    if plain(value) {
+        line.push('"');
+        line.push_str(value);
+        line.push('"');
+    } else {
+        push_debug(line, &value);
     }
 }
 
@@ -157,12 +184,8 @@ impl Visit for Fields {
         }
         if field.name() == "message" {
             self.line.push_str(value);
-        } else if plain(value) {
-            self.line.push('"');
-            self.line.push_str(value);
-            self.line.push('"');
         } else {
-            self.debug(&value);
+            push_quoted(&mut self.line, value);
         }
     }
 
@@ -358,6 +381,51 @@ mod tests {
             }
         }
         panic!("the timestamps never agreed on the second");
+    }
+
+    /// The direct line ([`crate::direct_line`]) is the macro's line, with
+    /// every kind of field it writes.
+    #[test]
+    fn direct_lines_are_the_macros_lines() {
+        let buf = Buf::default();
+        let sub = tracing_subscriber::fmt()
+            .with_writer(buf.clone())
+            .with_ansi(false)
+            .event_format(Lines::default())
+            .fmt_fields(LineFields)
+            .finish();
+        let outcome = "a \"b\"\n";
+        tracing::subscriber::with_default(sub, || {
+            tracing::info!(
+                request_id = 7u64,
+                peer = %"127.0.0.1:4711",
+                route = "/v1/chat/completions",
+                latency_ms = 0.25,
+                outcome,
+                first_chunk_ms = None::<u64>,
+                duration_ms = Some(12u64),
+                cost = 1e-7,
+                "completion"
+            )
+        });
+        crate::direct_line::enable();
+        let target = module_path!();
+        let mut d = crate::direct_line::DirectLine::info(target, "completion", || true).unwrap();
+        d.u64("request_id", 7)
+            .raw("peer", "127.0.0.1:4711")
+            .str("route", "/v1/chat/completions")
+            .f64("latency_ms", 0.25)
+            .str("outcome", outcome)
+            .opt_u64("first_chunk_ms", None)
+            .opt_u64("duration_ms", Some(12))
+            .f64("cost", 1e-7);
+        let theirs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let after_stamp = |l: &str| l.split_once(' ').unwrap().1.trim_end().to_string();
+        assert_eq!(after_stamp(d.text()), after_stamp(&theirs));
+        assert!(
+            theirs.contains(r#"outcome="a \"b\"\n" duration_ms=12 cost=1e-7"#),
+            "{theirs}"
+        );
     }
 
     /// The same bytes as tracing-subscriber's default text format.

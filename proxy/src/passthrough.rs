@@ -110,6 +110,11 @@ impl Drop for Passthrough {
         let usage = self.tail.usage();
         let cost = usage.cost(&ctx.prices);
         ctx.metrics.usage(&ctx.model, &usage, cost);
+        let done = (self.outcome, &usage, cost, self.bytes);
+        let enabled = || tracing::enabled!(tracing::Level::INFO);
+        if let Some(d) = ctx.direct_line(module_path!(), "completion", done, enabled) {
+            return d.send();
+        }
         tracing::info!(
             request_id = ctx.request_id,
             peer = %ctx.peer,

@@ -18,6 +18,13 @@ impl Peer {
     }
 }
 
+impl Peer {
+    /// The rendered address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

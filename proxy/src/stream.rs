@@ -21,6 +21,7 @@ use crate::alarm::Alarm;
 use crate::body::{Body, BodyError};
 use crate::cancel::{Cancelled, Cut};
 use crate::config::{Format, Prices};
+use crate::direct_line::DirectLine;
 use crate::error::stream_error_event;
 use crate::metrics::Metrics;
 use crate::peer::Peer;
@@ -177,6 +178,39 @@ struct Relay {
     first_chunk_at: Option<Duration>,
 }
 
+impl RelayContext {
+    /// The relayed request's info line with the fields both relays log,
+    /// in the macro's order, written directly ([`crate::direct_line`]);
+    /// `None` when the caller logs through the macro instead.
+    pub(crate) fn direct_line(
+        &self,
+        target: &str,
+        message: &str,
+        done: (&str, &Usage, f64, u64),
+        enabled: impl FnOnce() -> bool,
+    ) -> Option<DirectLine> {
+        let (outcome, usage, cost, bytes) = done;
+        let mut d = DirectLine::info(target, message, enabled)?;
+        d.u64("request_id", self.request_id)
+            .raw("peer", self.peer.as_str())
+            .raw("method", http::Method::POST.as_str())
+            .str("route", self.format.route())
+            .u64("status", self.status.into())
+            .f64("latency_ms", self.head_ms)
+            .raw("model", &self.model)
+            .raw("upstream_model", &self.upstream_model)
+            .raw("endpoint", &self.endpoint)
+            .str("outcome", outcome)
+            .u64("input_tokens", usage.input)
+            .u64("output_tokens", usage.output)
+            .u64("cache_write_tokens", usage.cache_write)
+            .u64("cache_read_tokens", usage.cache_read)
+            .f64("cost", cost)
+            .u64("bytes", bytes);
+        Some(d)
+    }
+}
+
 impl Drop for Relay {
     fn drop(&mut self) {
         let ctx = &self.ctx;
@@ -191,6 +225,15 @@ impl Drop for Relay {
             Outcome::UpstreamStalled => "upstream_stalled",
             Outcome::DrainCut => "drain_cut",
         };
+        let first_chunk_ms = self.first_chunk_at.map(|d| d.as_millis() as u64);
+        let duration_ms = ctx.started.elapsed().as_millis() as u64;
+        let done = (outcome, &usage, cost, self.bytes);
+        let enabled = || tracing::enabled!(tracing::Level::INFO);
+        if let Some(mut d) = ctx.direct_line(module_path!(), "stream finished", done, enabled) {
+            d.opt_u64("first_chunk_ms", first_chunk_ms)
+                .u64("duration_ms", duration_ms);
+            return d.send();
+        }
         tracing::info!(
             request_id = ctx.request_id,
             peer = %ctx.peer,
@@ -208,8 +251,8 @@ impl Drop for Relay {
             cache_read_tokens = usage.cache_read,
             cost,
             bytes = self.bytes,
-            first_chunk_ms = self.first_chunk_at.map(|d| d.as_millis() as u64),
-            duration_ms = ctx.started.elapsed().as_millis() as u64,
+            first_chunk_ms,
+            duration_ms,
             "stream finished"
         );
     }

@@ -17,15 +17,22 @@ pub enum LogFormat {
 pub fn init(format: LogFormat) {
     crate::log_batch::flush_on_panic();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(crate::log_batch::Stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        .with_ansi(ansi);
     let _ = match format {
-        LogFormat::Text => builder
-            .event_format(crate::log_line::Lines::default())
-            .fmt_fields(crate::log_line::LineFields)
-            .try_init(),
+        LogFormat::Text => {
+            let installed = builder
+                .event_format(crate::log_line::Lines::default())
+                .fmt_fields(crate::log_line::LineFields)
+                .try_init();
+            if installed.is_ok() && !ansi {
+                crate::direct_line::enable();
+            }
+            installed
+        }
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
 }

@@ -98,3 +98,76 @@ impl DirectLine {
         &self.line
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// What the subscriber wrote.
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buf {
+        type Writer = Buf;
+        fn make_writer(&'a self) -> Buf {
+            self.clone()
+        }
+    }
+
+    /// The direct line is the macro's line, with
+    /// every kind of field it writes.
+    #[test]
+    fn direct_lines_are_the_macros_lines() {
+        let buf = Buf::default();
+        let sub = tracing_subscriber::fmt()
+            .with_writer(buf.clone())
+            .with_ansi(false)
+            .event_format(crate::log_line::Lines::default())
+            .fmt_fields(crate::log_line::LineFields)
+            .finish();
+        let outcome = "a \"b\"\n";
+        tracing::subscriber::with_default(sub, || {
+            tracing::info!(
+                request_id = 7u64,
+                peer = %"127.0.0.1:4711",
+                route = "/v1/chat/completions",
+                latency_ms = 0.25,
+                outcome,
+                first_chunk_ms = None::<u64>,
+                duration_ms = Some(12u64),
+                cost = 1e-7,
+                "completion"
+            )
+        });
+        enable();
+        let target = module_path!();
+        let mut d = DirectLine::info(target, "completion", || true).unwrap();
+        d.u64("request_id", 7)
+            .raw("peer", "127.0.0.1:4711")
+            .str("route", "/v1/chat/completions")
+            .f64("latency_ms", 0.25)
+            .str("outcome", outcome)
+            .opt_u64("first_chunk_ms", None)
+            .opt_u64("duration_ms", Some(12))
+            .f64("cost", 1e-7);
+        let theirs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let after_stamp = |l: &str| l.split_once(' ').unwrap().1.trim_end().to_string();
+        assert_eq!(after_stamp(d.text()), after_stamp(&theirs));
+        assert!(
+            theirs.contains(r#"outcome="a \"b\"\n" duration_ms=12 cost=1e-7"#),
+            "{theirs}"
+        );
+    }
+}

@@ -19,7 +19,7 @@ use crate::passthrough::passthrough;
 use crate::peer::Peer;
 use crate::read_body::read_body;
 use crate::rename::ClientBody;
-use crate::serve::ReqBody;
+use crate::req_body::ReqBody;
 use crate::stream::{relay, RelayContext};
 use crate::upstream_body::UpstreamBody;
 

@@ -88,6 +88,7 @@ pub mod passthrough;
 pub mod peer;
 pub mod read_body;
 pub mod rename;
+pub mod req_body;
 pub mod routes;
 pub mod serve;
 pub mod server;
@@ -101,6 +102,7 @@ pub mod usage_counts;
 #[cfg(test)]
 mod wake_count;
 pub mod window;
+pub mod wire;
 pub mod workers;
 
 pub use server::{bind, run, serve, serve_on, RunError};

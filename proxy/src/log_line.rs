@@ -383,51 +383,6 @@ mod tests {
         panic!("the timestamps never agreed on the second");
     }
 
-    /// The direct line ([`crate::direct_line`]) is the macro's line, with
-    /// every kind of field it writes.
-    #[test]
-    fn direct_lines_are_the_macros_lines() {
-        let buf = Buf::default();
-        let sub = tracing_subscriber::fmt()
-            .with_writer(buf.clone())
-            .with_ansi(false)
-            .event_format(Lines::default())
-            .fmt_fields(LineFields)
-            .finish();
-        let outcome = "a \"b\"\n";
-        tracing::subscriber::with_default(sub, || {
-            tracing::info!(
-                request_id = 7u64,
-                peer = %"127.0.0.1:4711",
-                route = "/v1/chat/completions",
-                latency_ms = 0.25,
-                outcome,
-                first_chunk_ms = None::<u64>,
-                duration_ms = Some(12u64),
-                cost = 1e-7,
-                "completion"
-            )
-        });
-        crate::direct_line::enable();
-        let target = module_path!();
-        let mut d = crate::direct_line::DirectLine::info(target, "completion", || true).unwrap();
-        d.u64("request_id", 7)
-            .raw("peer", "127.0.0.1:4711")
-            .str("route", "/v1/chat/completions")
-            .f64("latency_ms", 0.25)
-            .str("outcome", outcome)
-            .opt_u64("first_chunk_ms", None)
-            .opt_u64("duration_ms", Some(12))
-            .f64("cost", 1e-7);
-        let theirs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-        let after_stamp = |l: &str| l.split_once(' ').unwrap().1.trim_end().to_string();
-        assert_eq!(after_stamp(d.text()), after_stamp(&theirs));
-        assert!(
-            theirs.contains(r#"outcome="a \"b\"\n" duration_ms=12 cost=1e-7"#),
-            "{theirs}"
-        );
-    }
-
     /// The same bytes as tracing-subscriber's default text format.
     #[test]
     fn lines_match_the_default_format() {

@@ -5,7 +5,7 @@
 //! buffer size at once) is kept as that frame, not copied; only a body in
 //! several frames is joined.
 
-use crate::serve::ReqBody;
+use crate::req_body::ReqBody;
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap};
 use http_body_util::BodyExt;

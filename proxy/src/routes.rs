@@ -16,7 +16,7 @@ use crate::config::Format;
 use crate::error::ProxyError;
 use crate::forward::forward;
 use crate::peer::Peer;
-use crate::serve::ReqBody;
+use crate::req_body::ReqBody;
 
 pub use crate::error::Handled;
 

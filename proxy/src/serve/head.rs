@@ -7,10 +7,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri, Version};
 
 use crate::h1::Framing;
+use crate::wire::MAX_HEAD;
 
-/// Largest request head accepted (an LLM API request head is a few hundred
-/// bytes; nginx's own default buffers hold 1 KB, then 4 x 8 KB).
-pub const MAX_HEAD: usize = 64 * 1024;
 /// Most request headers accepted (hyper's default).
 const MAX_HEADERS: usize = 100;
 

@@ -18,11 +18,9 @@
 //! ([`crate::conn`]) bounds a silent or slow head, the request body reader
 //! ([`crate::read_body`]) silence in a body, the relay an upstream's.
 
-mod body;
 mod date;
 mod head;
 mod rewind;
-mod wire;
 mod write;
 
 use std::future::poll_fn;
@@ -44,12 +42,12 @@ use crate::h1::{Decoder, Framing, Step};
 use crate::peer::Peer;
 use crate::routes::handle;
 
-pub use body::{H1ReqBody, ReqBody, ReqBodyError, WHOLE_BODY};
-pub use head::{HeadError, MAX_HEAD};
+pub use head::HeadError;
 
+use crate::req_body::{H1ReqBody, ReqBody};
+use crate::wire::{self, Wire};
 use head::{parse_request, Head, Spans};
 use rewind::Rewind;
-use wire::Wire;
 use write::{send, Asked};
 
 /// What an HTTP/2 client sends first (RFC 9113 section 3.4).

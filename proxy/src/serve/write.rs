@@ -16,7 +16,7 @@ use hyper::body::Body as _;
 use crate::body::Body;
 
 use super::date::put_date;
-use super::wire::Wire;
+use crate::wire::Wire;
 
 /// Data frames up to this size are copied next to the head or chunk
 /// framing (one write); larger ones are written from where they are.

@@ -12,7 +12,7 @@ use hyper::body::{Frame, Incoming, SizeHint};
 use crate::body::BodyError;
 use crate::h1::Step;
 
-use super::wire::Wire;
+use crate::wire::{Wire, MIN_SPARE};
 
 /// What an interim `100 Continue` looks like on the wire.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -36,7 +36,7 @@ pub struct H1ReqBody {
 }
 
 impl H1ReqBody {
-    pub(super) fn new(wire: Arc<Wire>) -> Self {
+    pub fn new(wire: Arc<Wire>) -> Self {
         H1ReqBody { wire }
     }
 }
@@ -84,7 +84,7 @@ impl hyper::body::Body for H1ReqBody {
                 // (The read's own spare room is asked for on top, or the
                 // last few KB would grow it once more.)
                 let n = inbound.body.remaining().unwrap_or(0) as usize;
-                let want = n.saturating_sub(inbound.buf.len()) + super::wire::MIN_SPARE;
+                let want = n.saturating_sub(inbound.buf.len()) + MIN_SPARE;
                 inbound.buf.reserve(want);
                 Ok(Step::NeedMore)
             } else {

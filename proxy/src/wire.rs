@@ -1,5 +1,5 @@
-//! The client socket of one HTTP/1.1 connection, shared by the connection's
-//! driver (heads, responses) and the request body it hands to the handler
+//! The client socket of one HTTP/1.1 connection ([`mod@crate::serve`]),
+//! shared by the connection's driver (heads, responses) and the request body it hands to the handler
 //! (which reads the rest of the request). All of it runs in the
 //! connection's one task, so the lock is never contended; it is there
 //! because the body must be `'static` and `Send` to sit in a
@@ -19,8 +19,10 @@ use tokio::net::TcpStream;
 
 use crate::h1::Decoder;
 
-use super::head::MAX_HEAD;
-
+/// Largest request head accepted (an LLM API request head is a few hundred
+/// bytes; nginx's own default buffers hold 1 KB, then 4 x 8 KB); also how
+/// far a connection reads ahead while it answers.
+pub const MAX_HEAD: usize = 64 * 1024;
 /// Spare buffer room below which the next read gets a new block.
 pub const MIN_SPARE: usize = 4 * 1024;
 /// A request body over this size has its read buffer let go after it.
@@ -68,7 +70,7 @@ impl Wire {
     }
 
     /// Between requests, after a large body: the buffer it was read into
-    /// (up to [`super::body::WHOLE_BODY`]) is let go once nothing is left
+    /// (up to [`crate::req_body::WHOLE_BODY`]) is let go once nothing is left
     /// in it, so an idle connection holds little.
     pub fn shrink(&self) {
         let mut inbound = self.inbound();

@@ -4,12 +4,14 @@
 //! the request handler ([`crate::routes`]) holds a [`Busy`]. A leaf module,
 //! so the two need not import each other.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+use crate::cancel::Cut;
 
 /// What one connection is doing, shared by its requests and its watchdog.
 #[derive(Debug)]
@@ -22,8 +24,7 @@ pub struct Activity {
     pub changed: Notify,
     /// Set when the watchdog (idle, drain) wants the connection closed:
     /// no new request is read, what is in progress may finish.
-    closing: AtomicBool,
-    close: Notify,
+    close: Cut,
 }
 
 /// Held while a request is in progress (handler, then response body).
@@ -48,8 +49,7 @@ impl Activity {
             opened: now,
             idle_since: Mutex::new(now),
             changed: Notify::new(),
-            closing: AtomicBool::new(false),
-            close: Notify::new(),
+            close: Cut::new(),
         })
     }
 
@@ -62,25 +62,16 @@ impl Activity {
 
     /// Ask the connection to close once what is in progress is done.
     pub fn request_close(&self) {
-        self.closing.store(true, Ordering::SeqCst);
-        self.close.notify_waiters();
+        self.close.cancel();
     }
 
     pub fn closing(&self) -> bool {
-        self.closing.load(Ordering::SeqCst)
+        self.close.is_cancelled()
     }
 
     /// Resolves once [`Activity::request_close`] was called.
     pub async fn close_requested(&self) {
-        let notified = self.close.notified();
-        tokio::pin!(notified);
-        // Registered before the flag is read: a close between the two is
-        // not missed.
-        notified.as_mut().enable();
-        if self.closing() {
-            return;
-        }
-        notified.await;
+        self.close.cancelled().await
     }
 
     pub fn busy(&self) -> bool {

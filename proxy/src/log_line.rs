@@ -236,16 +236,15 @@ fn ryu_matches_debug(value: f64) -> bool {
     value == 0.0 || (1e-4..1e16).contains(&a)
 }
 
+/// A writer that keeps what a test subscriber wrote.
 #[cfg(test)]
-mod tests {
+pub(crate) mod capture {
     use std::sync::{Arc, Mutex};
 
     use tracing_subscriber::fmt::MakeWriter;
 
-    use super::*;
-
     #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
+    pub struct Buf(pub Arc<Mutex<Vec<u8>>>);
 
     impl std::io::Write for Buf {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
@@ -263,6 +262,12 @@ mod tests {
             self.clone()
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::capture::Buf;
+    use super::*;
 
     fn events() {
         let peer: std::net::SocketAddr = "127.0.0.1:4711".parse().unwrap();

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http_body_util::Either;
 use hyper::body::{Frame, Incoming, SizeHint};
 
 use crate::body::BodyError;
@@ -20,12 +21,8 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// Bodies of a `content-length` up to this are handed on in one frame.
 pub const WHOLE_BODY: u64 = 1024 * 1024;
 
-/// A request body.
-#[derive(Debug)]
-pub enum ReqBody {
-    H1(H1ReqBody),
-    H2(Incoming),
-}
+/// A request body: ours (HTTP/1.1) or hyper's (HTTP/2).
+pub type ReqBody = Either<H1ReqBody, Incoming>;
 
 /// An HTTP/1.1 request body: decoded straight out of the connection's read
 /// buffer, one frame per read (a body already read with its head is one
@@ -117,35 +114,6 @@ impl hyper::body::Body for H1ReqBody {
         match self.wire.inbound().body.remaining() {
             Some(n) => SizeHint::with_exact(n),
             None => SizeHint::default(),
-        }
-    }
-}
-
-impl hyper::body::Body for ReqBody {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        match self.get_mut() {
-            ReqBody::H1(b) => Pin::new(b).poll_frame(cx),
-            ReqBody::H2(b) => Pin::new(b).poll_frame(cx).map_err(BodyError::from),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            ReqBody::H1(b) => b.is_end_stream(),
-            ReqBody::H2(b) => b.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            ReqBody::H1(b) => b.size_hint(),
-            ReqBody::H2(b) => b.size_hint(),
         }
     }
 }

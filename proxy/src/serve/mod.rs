@@ -106,7 +106,7 @@ async fn serve_h2(
     let svc = {
         let activity = activity.clone();
         service_fn(move |req: Request<Incoming>| {
-            let req = req.map(ReqBody::H2);
+            let req = req.map(ReqBody::Right);
             handle(app.clone(), peer.clone(), req, activity.begin())
         })
     };
@@ -156,7 +156,7 @@ async fn serve_h1(app: Arc<App>, wire: Arc<Wire>, peer: Peer, activity: Arc<Acti
             keep_alive,
             head_only: request.method() == Method::HEAD,
         };
-        let request = request.map(|()| ReqBody::H1(H1ReqBody::new(wire.clone())));
+        let request = request.map(|()| ReqBody::Left(H1ReqBody::new(wire.clone())));
         let Ok(response) = handle(app.clone(), peer.clone(), request, busy).await;
         // A body the handler left unread is skipped if it is all here;
         // otherwise the connection cannot carry another request.

@@ -82,16 +82,23 @@ fn completion_body() -> String {
     r#"{"model":"stream-gpt","stream":false,"messages":[{"role":"user","content":"hi"}]}"#.into()
 }
 
+/// A completion request with `key`, its body, then a `/health` request,
+/// in one piece (pipelined).
+fn completion_then_health(key: &str) -> String {
+    let body = completion_body();
+    format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\ncontent-length: {}\r\n\r\n{body}GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+        body.len()
+    )
+}
+
 #[tokio::test]
 async fn pipelined_requests_are_answered_in_order_on_one_connection() {
     let p = spawn_proxy(DEFAULT_CONFIG).await;
     let mut s = TcpStream::connect(p.addr).await.unwrap();
-    let body = completion_body();
-    let both = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {CLIENT_KEY}\r\ncontent-length: {}\r\n\r\n{body}GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
-        body.len()
-    );
-    s.write_all(both.as_bytes()).await.unwrap();
+    s.write_all(completion_then_health(CLIENT_KEY).as_bytes())
+        .await
+        .unwrap();
     let mut buf = Vec::new();
     let (head, out) = response(&mut s, &mut buf, false).await;
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
@@ -145,12 +152,9 @@ async fn chunked_and_expect_continue_bodies_are_read() {
 async fn an_unread_body_is_skipped_and_the_connection_kept() {
     let p = spawn_proxy(DEFAULT_CONFIG).await;
     let mut s = TcpStream::connect(p.addr).await.unwrap();
-    let body = completion_body();
-    let req = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\ncontent-length: {}\r\n\r\n{body}GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
+    s.write_all(completion_then_health("wrong").as_bytes())
+        .await
+        .unwrap();
     let mut buf = Vec::new();
     assert!(response(&mut s, &mut buf, false)
         .await

@@ -9,13 +9,15 @@
 # Needs valgrind, curl, python3 and target/release/mock-upstream. One
 # keep-alive connection: 20 warm-up requests, counters zeroed, N requests,
 # counters dumped; prints total Ir / N. Scratch files go to /tmp/goproxy-cg.
+# CHUNK_DELAY_MS (default 0) spaces the mock's SSE events: at 0 they come
+# in one read, at 2 each comes alone (one wake-up per event).
 set -e
 HERE=$(cd "$(dirname "$0")" && pwd); ROOT=$(cd "$HERE/../.." && pwd)
 BIN=$(realpath "$(command -v "$1" || echo "$1")"); LABEL=$2; BODY=$3; N=$4
 W=/tmp/goproxy-cg; mkdir -p $W; (cd $W && python3 "$HERE/bodies.py")
 MP=$((19000 + RANDOM % 500)); GP=$((MP+600))
 D=$W/run-$LABEL; rm -rf $D; mkdir -p $D
-$ROOT/target/release/mock-upstream --listen 127.0.0.1:$MP --chunks 50 --chunk-delay-ms 0 >$D/mock.log 2>&1 &
+$ROOT/target/release/mock-upstream --listen 127.0.0.1:$MP --chunks 50 --chunk-delay-ms ${CHUNK_DELAY_MS:-0} >$D/mock.log 2>&1 &
 MPID=$!
 cat > $D/cfg.json <<J
 {"port": $GP, "host": "127.0.0.1",

@@ -95,6 +95,13 @@ impl Wire {
                 // now; a write will notice a client that went away.
                 return Poll::Pending;
             }
+            // Readiness first: the client almost never sends while its
+            // answer streams, and a readiness check costs about half a
+            // read attempt through the buffer (~90 instructions per SSE
+            // event).
+            if !inbound.eof && inbound.stream.poll_read_ready(cx).is_pending() {
+                return Poll::Pending;
+            }
             match inbound.poll_fill(cx) {
                 Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(()),
                 Poll::Ready(Ok(_)) => continue,

@@ -134,7 +134,22 @@ impl Decoder {
     /// next data byte: `Done` if the body ended, `NeedMore` otherwise
     /// (also when data is next). Called after each data slice too, so a
     /// body whose last chunk came with its data is known to be whole then.
+    #[inline]
     pub fn skip_control(&mut self, buf: &mut BytesMut) -> Result<Step, DecodeError> {
+        // Most calls find nothing to do (an empty buffer between SSE events,
+        // data next): answered inline, without the loop's set-up.
+        if buf.is_empty() || !self.is_control() {
+            return Ok(if self.state == State::Done {
+                Step::Done
+            } else {
+                Step::NeedMore
+            });
+        }
+        self.skip_control_bytes(buf)
+    }
+
+    /// [`Self::skip_control`] on a buffer that starts with control bytes.
+    fn skip_control_bytes(&mut self, buf: &mut BytesMut) -> Result<Step, DecodeError> {
         let mut used = 0;
         let step = loop {
             if self.state == State::Done {
@@ -157,7 +172,9 @@ impl Decoder {
             used += 1;
         };
         // One advance for all the bytes: `BytesMut::advance` is not free.
-        buf.advance(used);
+        if used > 0 {
+            buf.advance(used);
+        }
         step
     }
 
@@ -176,6 +193,9 @@ impl Decoder {
                 line: 0,
                 ..
             } => {
+                if let Some(took) = self.plain_size_line(rest) {
+                    return took;
+                }
                 let window = &rest[..rest.len().min(MAX_SIZE_LINE)];
                 let Some(nl) = memchr::memchr(b'\n', window) else {
                     return 0;
@@ -199,6 +219,32 @@ impl Decoder {
         }
     }
 
+    /// `<hex>\r\n`, the size line of nearly every chunk, read in one pass
+    /// (no `memchr` set-up for a line of a few bytes); how many bytes it
+    /// took, or `None` to leave the line to [`Self::whole_line`]'s general
+    /// path (extensions, a line cut by the read, over 16 digits).
+    fn plain_size_line(&mut self, rest: &[u8]) -> Option<usize> {
+        let mut value = 0u64;
+        for (i, &b) in rest.iter().enumerate() {
+            let digit = match b {
+                b'0'..=b'9' => b - b'0',
+                b'a'..=b'f' => b - b'a' + 10,
+                b'A'..=b'F' => b - b'A' + 10,
+                b'\r' if i > 0 && rest.get(i + 1) == Some(&b'\n') => {
+                    self.state = State::after_size(value);
+                    return Some(i + 2);
+                }
+                _ => return None,
+            };
+            if i == 16 {
+                return None;
+            }
+            value = value << 4 | u64::from(digit);
+        }
+        None
+    }
+
+    #[inline]
     fn is_control(&self) -> bool {
         !matches!(self.state, State::Length(_) | State::Data(_) | State::Close)
     }
@@ -411,8 +457,10 @@ mod tests {
     /// and bad size lines.
     #[test]
     fn whole_lines_and_single_bytes_agree() {
-        let lines: [&[u8]; 12] = [
+        let lines: [&[u8]; 14] = [
             b"5\r\nhello\r\n0\r\n\r\n",
+            b"aB\r\n0123456789a\r\n0\r\n\r\n",
+            b"0000000000000000a\r\n0123456789\r\n0\r\n\r\n",
             b"0005\r\nhello\r\n0\r\n\r\n",
             b"A;x=\"y\"\r\n0123456789\r\n0\r\n\r\n",
             b"5 \r\nhello\r\n0\n\n",

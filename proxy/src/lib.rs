@@ -83,6 +83,7 @@ pub mod h1;
 pub mod healthcheck;
 pub mod log_batch;
 pub mod log_line;
+pub mod log_time;
 pub mod metrics;
 pub mod passthrough;
 pub mod peer;

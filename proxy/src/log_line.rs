@@ -64,19 +64,13 @@ where
 }
 
 /// Now, as tracing-subscriber's `SystemTime` writes it
-/// (`2026-11-27T10:51:37.720033Z`), but through humantime, which fills a
-/// byte buffer, instead of a dozen `fmt` calls (~2k instructions a line).
-/// Before 1970 or from year 10000 on (humantime refuses both),
-/// tracing-subscriber's own formatter writes it.
+/// (`2026-11-27T10:51:37.720033Z`), by [`crate::log_time`]; an instant it
+/// cannot write (before 1970, from the year 10000 on) is left to
+/// tracing-subscriber's own formatter.
 fn timestamp(w: &mut Writer<'_>) -> fmt::Result {
-    let now = std::time::SystemTime::now();
-    let in_range = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .is_ok_and(|d| d.as_secs() < HUMANTIME_END);
-    if in_range {
-        write!(w, "{}", humantime::format_rfc3339_micros(now))
-    } else {
-        SystemTime.format_time(w)
+    match crate::log_time::write(std::time::SystemTime::now(), w) {
+        Ok(()) => Ok(()),
+        Err(_) => SystemTime.format_time(w),
     }
 }
 
@@ -85,9 +79,6 @@ fn timestamp(w: &mut Writer<'_>) -> fmt::Result {
 pub(crate) fn timestamp_into(line: &mut String) {
     let _ = timestamp(&mut Writer::new(line));
 }
-
-/// 10000-01-01T00:00:00Z: humantime formats instants before it.
-const HUMANTIME_END: u64 = 253_402_300_800;
 
 /// The field format (also used for span fields by the fallback).
 #[derive(Debug, Default)]

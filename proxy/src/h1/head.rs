@@ -13,6 +13,8 @@ use super::decode::Framing;
 pub const MAX_HEAD: usize = 64 * 1024;
 /// Most response headers accepted.
 const MAX_HEADERS: usize = 128;
+/// Headers of the first parse attempt (an LLM API answers with 10-30).
+const FEW_HEADERS: usize = 32;
 
 /// Why a response head was refused.
 #[derive(Debug, thiserror::Error)]
@@ -78,9 +80,22 @@ pub fn write_request(req: &Request<impl Sized>, body_len: usize, out: &mut Bytes
 /// Parse a response head from the start of `buf`: the head and its length
 /// in bytes, or `None` if more bytes are needed.
 pub fn parse_response(buf: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut headers);
-    let len = match parsed.parse(buf)? {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    // httparse fills its header array before parsing (its uninitialised
+    // variant is for requests only): most upstream heads fit the small
+    // array, and only one with more headers pays for the large one.
+    let mut few = [httparse::EMPTY_HEADER; FEW_HEADERS];
+    let mut many;
+    let mut parsed = httparse::Response::new(&mut few);
+    let mut status = parsed.parse(buf);
+    if let Err(httparse::Error::TooManyHeaders) = status {
+        many = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        parsed = httparse::Response::new(&mut many);
+        status = parsed.parse(buf);
+    }
+    let len = match status? {
         httparse::Status::Complete(len) if len > MAX_HEAD => return Err(HeadError::TooLarge),
         httparse::Status::Complete(len) => len,
         httparse::Status::Partial if buf.len() >= MAX_HEAD => return Err(HeadError::TooLarge),
@@ -246,5 +261,25 @@ mod tests {
             parse_response(whole.as_bytes()),
             Err(HeadError::TooLarge)
         ));
+    }
+
+    /// A head with more headers than the first, small attempt holds is
+    /// read whole by the second; one over the bound is refused.
+    #[test]
+    fn header_counts_up_to_the_bound_are_read() {
+        let with = |n: usize| {
+            let lines: String = (0..n).map(|i| format!("x-h{i}: v{i}\r\n")).collect();
+            format!("HTTP/1.1 200 OK\r\n{lines}content-length: 0\r\n\r\n")
+        };
+        for n in [FEW_HEADERS - 1, FEW_HEADERS, MAX_HEADERS - 1] {
+            let h = head(&with(n));
+            assert_eq!(h.response.headers().len(), n + 1, "{n} headers");
+            assert_eq!(
+                h.response.headers()[format!("x-h{}", n - 1)],
+                format!("v{}", n - 1)
+            );
+        }
+        assert!(parse_response(with(MAX_HEADERS).as_bytes()).is_err());
+        assert!(parse_response(b"").unwrap().is_none());
     }
 }

@@ -328,8 +328,9 @@ mod tests {
     /// all sent: after a flush that yielded, the body is polled again, not
     /// trusted to wake the task (a wake-up spent during the flush would
     /// stall the stream). The producer can only run ahead by one chunk, so
-    /// a stall is a deadlock the timeout catches.
-    #[tokio::test]
+    /// a stall is a deadlock the timeout catches. Paused time: the reader
+    /// starts, and the timeout fires, once every task is stuck.
+    #[tokio::test(start_paused = true)]
     async fn chunks_ready_during_a_blocked_flush_are_sent() {
         use futures_util::StreamExt;
         use tokio::io::AsyncReadExt;
@@ -356,7 +357,8 @@ mod tests {
         let body: Body =
             http_body_util::BodyExt::boxed_unsync(http_body_util::StreamBody::new(frames.boxed()));
         let reader = tokio::spawn(async move {
-            // Let the socket buffers fill before reading.
+            // Let the socket buffers fill before reading: the sleep ends
+            // when nothing else can run (the writer waits on the socket).
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             let mut all = Vec::new();
             let mut buf = vec![0u8; 64 * 1024];

@@ -69,8 +69,8 @@ where
 /// tracing-subscriber's own formatter.
 fn timestamp(w: &mut Writer<'_>) -> fmt::Result {
     match crate::log_time::write(std::time::SystemTime::now(), w) {
-        Ok(()) => Ok(()),
-        Err(_) => SystemTime.format_time(w),
+        Some(written) => written,
+        None => SystemTime.format_time(w),
     }
 }
 

@@ -19,18 +19,17 @@ thread_local! {
     static CACHED: Cell<(u64, [u8; PREFIX])> = const { Cell::new((u64::MAX, [0; PREFIX])) };
 }
 
-/// Write `now` as tracing-subscriber's `SystemTime` does; `Err` (nothing
+/// Write `now` as tracing-subscriber's `SystemTime` does; `None` (nothing
 /// written) for an instant humantime cannot format (before 1970, from the
 /// year 10000 on), which the caller then leaves to tracing-subscriber.
-pub fn write(now: SystemTime, w: &mut impl fmt::Write) -> Result<(), OutOfRange> {
-    let since = now.duration_since(UNIX_EPOCH).map_err(|_| OutOfRange)?;
+pub fn write(now: SystemTime, w: &mut impl fmt::Write) -> Option<fmt::Result> {
+    let since = now.duration_since(UNIX_EPOCH).ok()?;
     let secs = since.as_secs();
     if secs >= HUMANTIME_END {
-        return Err(OutOfRange);
+        return None;
     }
-    let prefix = prefix(secs, now);
     let mut out = [0u8; PREFIX + 8];
-    out[..PREFIX].copy_from_slice(&prefix);
+    out[..PREFIX].copy_from_slice(&prefix(secs, now));
     out[PREFIX] = b'.';
     let mut micros = since.subsec_micros();
     for digit in out[PREFIX + 1..PREFIX + 7].iter_mut().rev() {
@@ -38,14 +37,13 @@ pub fn write(now: SystemTime, w: &mut impl fmt::Write) -> Result<(), OutOfRange>
         micros /= 10;
     }
     out[PREFIX + 7] = b'Z';
-    // ASCII digits and punctuation only.
-    let text = std::str::from_utf8(&out).map_err(|_| OutOfRange)?;
-    w.write_str(text).map_err(|_| OutOfRange)
+    // ASCII digits and punctuation only: the check cannot fail.
+    Some(
+        std::str::from_utf8(&out)
+            .map_err(|_| fmt::Error)
+            .and_then(|text| w.write_str(text)),
+    )
 }
-
-/// The instant could not be written here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OutOfRange;
 
 /// `secs`' prefix, from this thread's cache or formatted anew.
 fn prefix(secs: u64, now: SystemTime) -> [u8; PREFIX] {
@@ -68,7 +66,7 @@ mod tests {
 
     fn ours(t: SystemTime) -> String {
         let mut s = String::new();
-        write(t, &mut s).unwrap();
+        write(t, &mut s).unwrap().unwrap();
         s
     }
 
@@ -100,9 +98,9 @@ mod tests {
     fn out_of_range_instants_are_refused() {
         let mut s = String::new();
         let before = UNIX_EPOCH - Duration::from_secs(1);
-        assert_eq!(write(before, &mut s), Err(OutOfRange));
+        assert_eq!(write(before, &mut s), None);
         let after = UNIX_EPOCH + Duration::from_secs(HUMANTIME_END);
-        assert_eq!(write(after, &mut s), Err(OutOfRange));
+        assert_eq!(write(after, &mut s), None);
         assert!(s.is_empty());
     }
 }

@@ -25,13 +25,12 @@ trap 'kill $SPID $MPID 2>/dev/null; wait 2>/dev/null' EXIT
 cd $D
 . "$HERE/servers.sh"
 start_under_callgrind "$BIN"
-GPID=$SPID
 URL=http://127.0.0.1:$GP/v1/chat/completions
 args=(); for i in $(seq $N); do args+=($URL); done
 curl -s -o /dev/null -H 'authorization: Bearer k' -H 'content-type: application/json' --data-binary @$W/$BODY "${args[@]:0:20}" >/dev/null
-callgrind_control -z $GPID >/dev/null
+callgrind_control -z $SPID >/dev/null
 curl -s -o $D/last.out -H 'authorization: Bearer k' -H 'content-type: application/json' --data-binary @$W/$BODY "${args[@]}" >/dev/null
-callgrind_control -d $GPID >/dev/null
+callgrind_control -d $SPID >/dev/null
 sleep 1
 TOT=$(dumped_ir)
 echo "$LABEL $BODY Ir/request: $((TOT / N))  (total $TOT over $N)"

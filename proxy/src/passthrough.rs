@@ -105,8 +105,12 @@ struct Passthrough {
 
 impl Drop for Passthrough {
     fn drop(&mut self) {
-        if self.outcome == "client_disconnected" && self.expected == Some(self.bytes) {
-            self.outcome = "complete";
+        if self.outcome == "client_disconnected" {
+            self.outcome = if self.expected == Some(self.bytes) {
+                "complete"
+            } else {
+                self.ctx.open_outcome()
+            };
         }
         let ctx = &self.ctx;
         let usage = self.tail.usage();

@@ -179,6 +179,22 @@ struct Relay {
 }
 
 impl RelayContext {
+    /// Why a body still open is being dropped: the drain's cut (the
+    /// connection was closed after its grace), a client that read nothing
+    /// for `send_timeout_secs`, or else a client that went away. The first
+    /// two are warnings: the client got a cut response.
+    pub(crate) fn open_outcome(&self) -> &'static str {
+        if self.cut.is_cancelled() {
+            tracing::warn!(request_id = self.request_id, peer = %self.peer, endpoint = %self.endpoint, "response cut by the drain timeout");
+            "drain_cut"
+        } else if self.peer.stopped_reading() {
+            tracing::warn!(request_id = self.request_id, peer = %self.peer, endpoint = %self.endpoint, "client stopped reading the response (send_timeout_secs); connection closed");
+            "client_stopped_reading"
+        } else {
+            "client_disconnected"
+        }
+    }
+
     /// The relayed request's info line with the fields both relays log,
     /// in the macro's order, written directly ([`crate::direct_line`]);
     /// `None` when the caller logs through the macro instead.
@@ -219,7 +235,7 @@ impl Drop for Relay {
         let cost = usage.cost(&ctx.prices);
         ctx.metrics.usage(&ctx.model, &usage, cost);
         let outcome = match self.outcome {
-            Outcome::Open => "client_disconnected",
+            Outcome::Open => ctx.open_outcome(),
             Outcome::Complete => "complete",
             Outcome::UpstreamError => "upstream_error",
             Outcome::UpstreamStalled => "upstream_stalled",

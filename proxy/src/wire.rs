@@ -12,12 +12,14 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
 use crate::h1::Decoder;
+use crate::peer::Peer;
 
 /// Largest request head accepted (an LLM API request head is a few hundred
 /// bytes; nginx's own default buffers hold 1 KB, then 4 x 8 KB); also how
@@ -34,6 +36,12 @@ const READ_BLOCK: usize = 16 * 1024;
 #[derive(Debug)]
 pub struct Wire {
     inbound: Mutex<Inbound>,
+    /// Longest one write may wait for the client to take bytes
+    /// (`send_timeout_secs`, like nginx's `send_timeout`).
+    send_timeout: Duration,
+    /// Told when that timeout fires, before the response body is dropped,
+    /// so the body's log line says why.
+    peer: Peer,
 }
 
 /// The socket, bytes read but not used, and where the current request's
@@ -51,8 +59,10 @@ pub struct Inbound {
 }
 
 impl Wire {
-    pub fn new(stream: TcpStream, buf: BytesMut) -> Self {
+    pub fn new(stream: TcpStream, buf: BytesMut, send_timeout: Duration, peer: Peer) -> Self {
         Wire {
+            send_timeout,
+            peer,
             inbound: Mutex::new(Inbound {
                 stream,
                 buf,
@@ -110,22 +120,52 @@ impl Wire {
         }
     }
 
-    /// Write all of `bufs`, waiting for the socket as needed.
+    /// Write all of `bufs`, waiting for the socket as needed, but never
+    /// longer than the send timeout for one write: a client that stops
+    /// reading (its window full) would otherwise hold the response, its
+    /// upstream stream and the connection forever, since nothing else is
+    /// polled while a write waits. `TimedOut` then closes the connection.
     pub async fn write_all(&self, bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
         let mut bufs = &mut bufs[..];
         IoSlice::advance_slices(&mut bufs, 0);
         while !bufs.is_empty() {
-            let n = poll_fn(|cx| {
-                let mut inbound = self.inbound();
-                Pin::new(&mut inbound.stream).poll_write_vectored(cx, bufs)
-            })
-            .await?;
+            // The timer is armed only once a write has to wait: the usual
+            // write goes straight into the socket buffer.
+            let n = match poll_fn(|cx| Poll::Ready(self.poll_write(cx, bufs))).await {
+                Poll::Ready(n) => n?,
+                Poll::Pending => {
+                    let wait = poll_fn(|cx| self.poll_write(cx, bufs));
+                    match tokio::time::timeout(self.send_timeout, wait).await {
+                        Ok(n) => n?,
+                        Err(_) => {
+                            self.peer.set_stopped_reading();
+                            return Err(SendTimedOut(self.send_timeout).into());
+                        }
+                    }
+                }
+            };
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
             IoSlice::advance_slices(&mut bufs, n);
         }
         Ok(())
+    }
+
+    fn poll_write(&self, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        let mut inbound = self.inbound();
+        Pin::new(&mut inbound.stream).poll_write_vectored(cx, bufs)
+    }
+}
+
+/// A write waited longer than `send_timeout_secs` for the client to read.
+#[derive(Debug, thiserror::Error)]
+#[error("the client read nothing for {} s (send_timeout_secs)", .0.as_secs_f64())]
+pub struct SendTimedOut(pub Duration);
+
+impl From<SendTimedOut> for io::Error {
+    fn from(e: SendTimedOut) -> Self {
+        io::Error::new(io::ErrorKind::TimedOut, e)
     }
 }
 

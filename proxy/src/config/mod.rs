@@ -30,6 +30,7 @@
 //! | `sse_heartbeat_secs` | 15 | `: ping` comment to the client after this much upstream silence; 0 disables, else 1..3600 |
 //! | `max_body_bytes` | 10485760 | largest client body (then 413) |
 //! | `request_read_timeout_secs` | 60 | wait for a new connection's first request, and longest silence inside a request body (then 408) |
+//! | `send_timeout_secs` | 60 | longest a response write may wait on a client that reads nothing (then the connection is closed; nginx's `send_timeout`) |
 //! | `drain_timeout_secs` | 30 | bound on finishing open requests after SIGTERM; then streams get an error event |
 //! | `drain_readiness_delay_secs` | 0 | keep accepting with `/health` at 503 before closing |
 //! | `idle_timeout_secs` | 75 | client keep-alive idle timeout; must be > 60 (nginx `keepalive_timeout`) |
@@ -87,6 +88,7 @@ const KNOWN: &[&str] = &[
     "first_byte_timeout_secs",
     "stream_idle_timeout_secs",
     "request_read_timeout_secs",
+    "send_timeout_secs",
     "sse_heartbeat_secs",
     "max_body_bytes",
     "drain_timeout_secs",
@@ -119,6 +121,8 @@ pub struct Config {
     /// Wait for a new connection's first request, and longest silence
     /// inside a request body.
     pub request_read_timeout: Duration,
+    /// Longest a response write may wait on a client that reads nothing.
+    pub send_timeout: Duration,
     /// Heartbeat interval on silent streams (`None`: disabled).
     pub sse_heartbeat: Option<Duration>,
     /// Largest client request body in bytes.
@@ -267,6 +271,7 @@ fn validate(top: &Reader<'_>, source: &str) -> Result<Config, ConfigError> {
         first_byte_timeout: t.first_byte,
         stream_idle_timeout: t.stream_idle,
         request_read_timeout: t.request_read,
+        send_timeout: t.send,
         sse_heartbeat: t.sse_heartbeat,
         max_body_bytes: timeouts::max_body_bytes(top)?,
         drain_timeout: t.drain,

@@ -71,7 +71,12 @@ pub async fn connection(
     peer: Peer,
     activity: Arc<Activity>,
 ) {
-    let wire = Arc::new(Wire::new(stream, BytesMut::with_capacity(FIRST_READ)));
+    let wire = Arc::new(Wire::new(
+        stream,
+        BytesMut::with_capacity(FIRST_READ),
+        app.config.send_timeout,
+        peer.clone(),
+    ));
     loop {
         let n = {
             let buf = &wire.inbound().buf;

@@ -303,6 +303,7 @@ async fn flush(wire: &Wire, out: &mut BytesMut) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn chunk_sizes_are_lowercase_hex() {
@@ -359,7 +360,7 @@ mod tests {
         let reader = tokio::spawn(async move {
             // Let the socket buffers fill before reading: the sleep ends
             // when nothing else can run (the writer waits on the socket).
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
             let mut all = Vec::new();
             let mut buf = vec![0u8; 64 * 1024];
             while !all.ends_with(b"0\r\n\r\n") {
@@ -370,7 +371,8 @@ mod tests {
             }
             all
         });
-        let wire = Wire::new(server, BytesMut::new());
+        let peer = crate::peer::Peer::new(listener.local_addr().unwrap());
+        let wire = Wire::new(server, BytesMut::new(), Duration::from_secs(60), peer);
         let asked = Asked {
             version: Version::HTTP_11,
             keep_alive: true,
@@ -378,7 +380,7 @@ mod tests {
         };
         let mut out = BytesMut::new();
         let sent = tokio::time::timeout(
-            std::time::Duration::from_secs(20),
+            Duration::from_secs(20),
             send(&wire, &mut out, Response::new(body), asked),
         )
         .await

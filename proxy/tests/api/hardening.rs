@@ -14,7 +14,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
 
-use crate::helpers::{is_closed, settle, spawn_proxy, wait_for, CLIENT_KEY, DEFAULT_CONFIG};
+use crate::helpers::{
+    is_closed, post_and_never_read, settle, spawn_proxy, wait_for, Logs, CLIENT_KEY, DEFAULT_CONFIG,
+};
 use crate::raw::Script;
 
 const MIB: u64 = 1024 * 1024;
@@ -324,4 +326,69 @@ async fn drain_timeout_cuts_streams_with_an_error_event() {
         took >= Duration::from_secs(5) && took < Duration::from_secs(9),
         "{took:?}"
     );
+}
+
+/// An endless SSE stream of 64 KiB events from the raw upstream.
+fn endless_sse() -> Script {
+    let mut chunk = b"data: ".to_vec();
+    chunk.resize(64 * 1024 - 2, b'x');
+    chunk.extend_from_slice(b"\n\n");
+    Script {
+        content_type: "text/event-stream",
+        chunk,
+        chunks: u64::MAX,
+        ..Script::default()
+    }
+}
+
+/// A client that stops reading a stream (its receive window full) is
+/// closed once a write has waited `send_timeout_secs`: nothing else is
+/// polled while a write waits, so without it the stream, its upstream and
+/// the connection are held forever. The line says why it ended.
+#[tokio::test(start_paused = true)]
+async fn client_that_stops_reading_is_closed_at_the_send_timeout() {
+    let (logs, _guard) = Logs::capture();
+    let config = DEFAULT_CONFIG.replace(
+        "\"drain_timeout_secs\": 5",
+        "\"drain_timeout_secs\": 5, \"send_timeout_secs\": 7",
+    );
+    let p = spawn_proxy(&config).await;
+    p.raw.set(endless_sse());
+    let mut s = post_and_never_read(p.addr, "raw-gpt").await;
+    // Open well past the 1 s stream idle timeout (the upstream is never
+    // silent: goproxy is not reading it), closed after the send timeout.
+    open_until_then_closed(&mut s, Duration::from_secs(6), Duration::from_secs(3)).await;
+    wait_for("the stream's line", Duration::from_secs(5), || async {
+        logs.text().contains("stream finished").then_some(())
+    })
+    .await;
+    let text = logs.text();
+    assert!(
+        text.contains("outcome=\"client_stopped_reading\""),
+        "{text}"
+    );
+    assert!(text.contains("client stopped reading"), "{text}");
+}
+
+/// The drain's cut of a stream whose client reads nothing is a drain cut
+/// in the log (with its warning), not a client that went away.
+#[tokio::test(start_paused = true)]
+async fn drain_cut_of_a_blocked_stream_is_logged_as_such() {
+    let (logs, _guard) = Logs::capture();
+    let mut p = spawn_proxy(DEFAULT_CONFIG).await;
+    p.raw.set(endless_sse());
+    let mut s = post_and_never_read(p.addr, "raw-gpt").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    p.trigger_shutdown();
+    // drain_timeout 5 s, then CUT_GRACE (2 s) to flush: the send timeout
+    // (60 s) is not what closes it.
+    open_until_then_closed(&mut s, Duration::from_secs(4), Duration::from_secs(4)).await;
+    timeout(Duration::from_secs(60), &mut p.server)
+        .await
+        .expect("run returned")
+        .unwrap();
+    let text = logs.text();
+    assert!(text.contains("outcome=\"drain_cut\""), "{text}");
+    assert!(!text.contains("outcome=\"client_disconnected\""), "{text}");
+    assert!(text.contains("response cut by the drain timeout"), "{text}");
 }

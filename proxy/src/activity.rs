@@ -20,6 +20,11 @@ pub struct Activity {
     requests: AtomicU64,
     opened: Instant,
     idle_since: Mutex<Instant>,
+    /// HTTP/2 response bodies that handed hyper a frame and have not been
+    /// polled since, so hyper waits for flow-control window the client does
+    /// not give: their ids and since when ([`crate::serve::h2_watch`]).
+    waiting_on_client: Mutex<Vec<(u64, Instant)>>,
+    next_body: AtomicU64,
     /// Notified on every begin and end of a request: the watchdog wakes.
     pub changed: Notify,
     /// Set when the watchdog (idle, drain) wants the connection closed:
@@ -48,6 +53,8 @@ impl Activity {
             requests: AtomicU64::new(0),
             opened: now,
             idle_since: Mutex::new(now),
+            waiting_on_client: Mutex::new(Vec::new()),
+            next_body: AtomicU64::new(0),
             changed: Notify::new(),
             close: Cut::new(),
         })
@@ -79,6 +86,26 @@ impl Activity {
     }
 
     /// When this connection has been idle too long, or `None` while busy.
+    /// A new id for [`Activity::waits_on_client`].
+    pub fn body_id(&self) -> u64 {
+        self.next_body.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Body `id` waits on the client since `since`, or (`None`) no longer.
+    pub fn waits_on_client(&self, id: u64, since: Option<Instant>) {
+        let mut waiting = self.waiting_on_client.lock().unwrap();
+        waiting.retain(|&(i, _)| i != id);
+        if let Some(t) = since {
+            waiting.push((id, t));
+        }
+    }
+
+    /// Since when the longest-waiting body has waited on the client.
+    pub fn oldest_wait_on_client(&self) -> Option<Instant> {
+        let waiting = self.waiting_on_client.lock().unwrap();
+        waiting.iter().map(|&(_, t)| t).min()
+    }
+
     pub fn idle_deadline(&self, first_request: Duration, idle: Duration) -> Option<Instant> {
         if self.busy() {
             None

@@ -59,6 +59,28 @@ pub fn builder() -> http2::Builder<TokioExecutor> {
 enum Close {
     Idle,
     Drain,
+    /// An HTTP/2 body waited `send_timeout` for window the client never gave.
+    StoppedReading,
+}
+
+/// When the watchdog looks next, or why the connection is to close now.
+/// Idle: at the idle deadline (`request_read_timeout` before the first
+/// request, `idle_timeout` after one). Busy: an HTTP/2 body may be waiting
+/// on the client's window ([`crate::serve::h2_watch`]); that is looked at
+/// at least every half `send_timeout`, so a wait is noticed between one
+/// and one and a half send timeouts.
+fn watch(activity: &Activity, app: &App, now: Instant) -> Result<Instant, Close> {
+    let cfg = &app.config;
+    let look = now + cfg.send_timeout / 2;
+    match activity.idle_deadline(cfg.request_read_timeout, cfg.idle_timeout) {
+        Some(d) if d <= now => Err(Close::Idle),
+        Some(d) => Ok(d.min(look)),
+        None => match activity.oldest_wait_on_client() {
+            Some(t) if now >= t + cfg.send_timeout => Err(Close::StoppedReading),
+            Some(t) => Ok((t + cfg.send_timeout).min(look)),
+            None => Ok(look),
+        },
+    }
 }
 
 /// Serve one accepted connection until it ends or is closed.
@@ -73,33 +95,33 @@ pub async fn serve(
     let conn =
         crate::serve::connection(app.clone(), builder, stream, peer.clone(), activity.clone());
     tokio::pin!(conn);
-    let cfg = &app.config;
-    // One timer, armed at the idle deadline and looked at only when it
-    // fires: per request nothing is polled besides the connection (a
+    // One timer, armed at the next look (`watch`) and looked at only when
+    // it fires: per request nothing is polled besides the connection (a
     // Notify and a fresh timer per wake-up were a measurable share of an
     // SSE event's cost). A deadline that moved on since re-arms it.
-    let first = activity.idle_deadline(cfg.request_read_timeout, cfg.idle_timeout);
     // An `Alarm`, not a bare `Sleep`: the sleep is not polled again on
     // every wake of the connection (~120 instructions per SSE event).
-    let mut timer = Alarm::at(first.unwrap_or_else(|| Instant::now() + cfg.idle_timeout));
+    let now = Instant::now();
+    let mut timer = Alarm::at(watch(&activity, &app, now).unwrap_or(now));
     let mut drain = crate::cancel::Cancelled::new(app.drain.clone());
     let why = loop {
         tokio::select! {
             biased;
             () = conn.as_mut() => return,
-            () = poll_fn(|cx| timer.poll(cx)) => {
-                let now = Instant::now();
-                match activity.idle_deadline(cfg.request_read_timeout, cfg.idle_timeout) {
-                    Some(d) if d <= now => break Close::Idle,
-                    Some(d) => timer.reset(d),
-                    // Busy: once idle again it has idle_timeout from then.
-                    None => timer.reset(now + cfg.idle_timeout),
-                }
-            }
+            () = poll_fn(|cx| timer.poll(cx)) => match watch(&activity, &app, Instant::now()) {
+                Ok(at) => timer.reset(at),
+                Err(why) => break why,
+            },
             _ = &mut drain => break Close::Drain,
         }
     };
     tracing::debug!(%peer, reason = ?why, busy = activity.busy(), "closing connection");
+    if let Close::StoppedReading = why {
+        // Its streams wait on window that will not come: dropping the
+        // connection ends them (their lines say why), a goodbye would not.
+        peer.set_stopped_reading();
+        return;
+    }
     activity.request_close();
     // Busy: let its requests finish (the drain timeout bounds them via the
     // cut). Then, or if idle from the start, a short bounded goodbye.

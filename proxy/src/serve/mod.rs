@@ -19,10 +19,12 @@
 //! ([`crate::read_body`]) silence in a body, the relay an upstream's.
 
 mod date;
+pub mod h2_watch;
 mod head;
 mod rewind;
 mod write;
 
+use std::convert::Infallible;
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,7 +114,12 @@ async fn serve_h2(
         let activity = activity.clone();
         service_fn(move |req: Request<Incoming>| {
             let req = req.map(ReqBody::Right);
-            handle(app.clone(), peer.clone(), req, activity.begin())
+            let activity = activity.clone();
+            let handled = handle(app.clone(), peer.clone(), req, activity.begin());
+            async move {
+                let Ok(resp) = handled.await;
+                Ok::<_, Infallible>(resp.map(|b| h2_watch::watched(b, activity)))
+            }
         })
     };
     let conn = h2.serve_connection(TokioIo::new(Rewind::new(read.freeze(), stream)), svc);

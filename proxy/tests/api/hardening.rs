@@ -392,3 +392,48 @@ async fn drain_cut_of_a_blocked_stream_is_logged_as_such() {
     assert!(!text.contains("outcome=\"client_disconnected\""), "{text}");
     assert!(text.contains("response cut by the drain timeout"), "{text}");
 }
+
+/// An HTTP/2 client that never sends `WINDOW_UPDATE` (it does not read the
+/// body; it still answers pings) leaves hyper waiting for window with the
+/// body unpolled: the connection is closed once that wait passes
+/// `send_timeout_secs` (checked every half of it), and the line says why.
+#[tokio::test(start_paused = true)]
+async fn h2_client_that_gives_no_window_is_closed_at_the_send_timeout() {
+    let (logs, _guard) = Logs::capture();
+    let config = DEFAULT_CONFIG.replace(
+        "\"drain_timeout_secs\": 5",
+        "\"drain_timeout_secs\": 5, \"send_timeout_secs\": 8",
+    );
+    let p = spawn_proxy(&config).await;
+    p.raw.set(endless_sse());
+    let tcp = TcpStream::connect(p.addr).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = http::Request::post("/v1/chat/completions")
+        .header("authorization", format!("Bearer {CLIENT_KEY}"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            br#"{"model":"raw-gpt","stream":true,"messages":[]}"#,
+        )))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    // The body is held, never read: no window goes back.
+    let _body = resp.into_body();
+    tokio::time::sleep(Duration::from_millis(7_900)).await;
+    assert!(!conn.is_finished(), "closed before send_timeout_secs (8 s)");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let _ = settle("the stalled HTTP/2 connection to close", conn).await;
+    wait_for("the stream's line", Duration::from_secs(5), || async {
+        logs.text().contains("stream finished").then_some(())
+    })
+    .await;
+    let text = logs.text();
+    assert!(
+        text.contains("outcome=\"client_stopped_reading\""),
+        "{text}"
+    );
+}

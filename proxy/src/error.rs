@@ -75,6 +75,9 @@ pub enum ProxyError {
     /// The client went silent while sending its request body.
     #[error("the request body was not received in time")]
     ClientTimeout,
+    /// The drain timeout passed before the response began.
+    #[error("the proxy is shutting down; retry the request")]
+    ShuttingDown,
 }
 
 impl ProxyError {
@@ -93,7 +96,7 @@ impl ProxyError {
             RateLimited { .. } | UpstreamStatus(_) | UpstreamFailed | UpstreamTimeout => {
                 Fault::Upstream
             }
-            NoClientKeys => Fault::Internal,
+            NoClientKeys | ShuttingDown => Fault::Internal,
         }
     }
 
@@ -102,7 +105,7 @@ impl ProxyError {
         use ProxyError::*;
         match self {
             Unauthorized => StatusCode::UNAUTHORIZED,
-            NoClientKeys => StatusCode::SERVICE_UNAVAILABLE,
+            NoClientKeys | ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             NotFound(_) | UnknownModel(_) | ModelNotOnRoute { .. } => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ClientTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -166,6 +169,7 @@ impl ProxyError {
             UpstreamStatus(_) | UpstreamFailed => "upstream_error",
             UpstreamTimeout => "upstream_timeout",
             ClientTimeout => "request_timeout",
+            ShuttingDown => "shutting_down",
         }
     }
 

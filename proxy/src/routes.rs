@@ -2,6 +2,7 @@
 //! `/v1/models`); model routes go to [`crate::forward`].
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -35,6 +36,20 @@ fn route_label(path: &str) -> &'static str {
 
 /// Serve one request; `busy` is held until the response body is dropped so
 /// the connection counts as busy while the answer is being sent.
+/// `handled`, or 503 if the drain's cut comes first: a request still waiting
+/// for its upstream's answer, or still sending its body, gets an answer
+/// (and a log line) instead of a connection dropped under it.
+async fn until_cut(app: &App, id: u64, handled: impl Future<Output = Handled>) -> Handled {
+    tokio::select! {
+        biased;
+        h = handled => h,
+        () = app.cut.cancelled() => {
+            tracing::warn!(request_id = id, "request cut by the drain timeout before its response began");
+            Err(ProxyError::ShuttingDown)
+        }
+    }
+}
+
 pub async fn handle(
     app: Arc<App>,
     peer: Peer,
@@ -52,7 +67,9 @@ pub async fn handle(
     } else {
         Format::OpenAi
     };
-    let (resp, model) = match dispatch(&app, id, &peer, route, req, started).await {
+    let (resp, model) = match until_cut(&app, id, dispatch(&app, id, &peer, route, req, started))
+        .await
+    {
         Ok(x) => x,
         Err(e) => {
             if e.status_code().is_server_error() {

@@ -437,3 +437,77 @@ async fn h2_client_that_gives_no_window_is_closed_at_the_send_timeout() {
         "{text}"
     );
 }
+
+/// An upstream that accepts and never answers; its URL.
+async fn silent_upstream() -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1/chat/completions", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    url
+}
+
+/// A request still waiting for its upstream's answer when the drain
+/// timeout passes gets a 503 and a log line, not a connection dropped
+/// under it.
+#[tokio::test(start_paused = true)]
+async fn drain_cut_answers_a_request_waiting_for_its_upstream_with_503() {
+    let (logs, _guard) = Logs::capture();
+    let config = DEFAULT_CONFIG
+        .replace("RAW_BASE/v1/chat/completions", &silent_upstream().await)
+        .replace(
+            "\"first_byte_timeout_secs\": 1",
+            "\"first_byte_timeout_secs\": 60",
+        );
+    let mut p = spawn_proxy(&config).await;
+    let t0 = Instant::now();
+    let asked = p
+        .client
+        .post(p.url("/v1/chat/completions"))
+        .bearer_auth(CLIENT_KEY)
+        .json(&serde_json::json!({"model": "raw-gpt", "messages": []}))
+        .send();
+    let trigger = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        p.trigger_shutdown();
+    };
+    let (r, ()) = tokio::join!(asked, trigger);
+    let r = r.unwrap();
+    assert_eq!(r.status(), 503);
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_secs(6) && took < Duration::from_secs(7),
+        "{took:?}"
+    );
+    let body = r.text().await.unwrap();
+    assert!(body.contains("shutting down"), "{body}");
+    let text = logs.text();
+    assert!(text.contains("request cut by the drain timeout"), "{text}");
+    assert!(text.contains("status=503"), "{text}");
+}
+
+/// A chunked upload still in progress at the drain timeout gets a 503 too.
+#[tokio::test(start_paused = true)]
+async fn drain_cut_answers_an_unfinished_upload_with_503() {
+    let (logs, _guard) = Logs::capture();
+    let mut p = spawn_proxy(DEFAULT_CONFIG).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {CLIENT_KEY}\r\n\
+         content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n5\r\n{{\"mod\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    p.trigger_shutdown();
+    // The drain timeout (5 s) passes; then the answer is on its way.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let answer = settle("the 503", read_to_close(&mut s)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("shutting down"), "{answer}");
+    assert!(logs.text().contains("request cut by the drain timeout"));
+}

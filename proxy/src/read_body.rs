@@ -69,6 +69,9 @@ pub async fn read_body(
             biased;
             f = body.frame() => f,
             _ = &mut timer => {
+                if let Some(t) = arrived(&body) {
+                    last_frame = last_frame.max(t);
+                }
                 if Instant::now() >= last_frame + silence {
                     return Err(ProxyError::ClientTimeout);
                 }
@@ -92,6 +95,15 @@ pub async fn read_body(
             }
             pieces.add(data, capacity);
         }
+    }
+}
+
+/// When bytes last arrived of a body our HTTP/1.1 side holds back to hand
+/// on whole (hyper's HTTP/2 body hands on every frame).
+fn arrived(body: &ReqBody) -> Option<Instant> {
+    match body {
+        http_body_util::Either::Left(h1) => h1.arrived(),
+        http_body_util::Either::Right(_) => None,
     }
 }
 

@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body_util::Either;
 use hyper::body::{Frame, Incoming, SizeHint};
+use tokio::time::Instant;
 
 use crate::body::BodyError;
 use crate::h1::Step;
@@ -30,11 +31,23 @@ pub type ReqBody = Either<H1ReqBody, Incoming>;
 #[derive(Debug)]
 pub struct H1ReqBody {
     wire: Arc<Wire>,
+    /// When bytes of a body held back to be handed on whole last arrived:
+    /// the reader's silence timeout counts from there, not from its last
+    /// frame (a whole body is one frame, however slowly it comes).
+    arrived: Option<Instant>,
 }
 
 impl H1ReqBody {
     pub fn new(wire: Arc<Wire>) -> Self {
-        H1ReqBody { wire }
+        H1ReqBody {
+            wire,
+            arrived: None,
+        }
+    }
+
+    /// When the last bytes of a body not yet handed on arrived.
+    pub fn arrived(&self) -> Option<Instant> {
+        self.arrived
     }
 }
 
@@ -55,7 +68,8 @@ impl hyper::body::Body for H1ReqBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let wire = &self.wire;
+        let this = self.get_mut();
+        let wire = &this.wire;
         let mut inbound = wire.inbound();
         if inbound.owe_continue && !inbound.body.is_done() && inbound.buf.is_empty() {
             // The client waits for this before it sends the body. Small
@@ -100,6 +114,7 @@ impl hyper::body::Body for H1ReqBody {
             match inbound.poll_fill(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(0)) => return fail("the client closed the connection"),
+                Poll::Ready(Ok(_)) if whole_pending => this.arrived = Some(Instant::now()),
                 Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => return fail(e),
             }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use http::{header, HeaderMap, HeaderValue, Request, Response};
 use hyper::body::Body as _;
-use tokio::time::{timeout, Instant};
+use tokio::time::{timeout_at, Instant};
 
 use crate::app::App;
 use crate::auth::redact_prefix;
@@ -28,6 +28,9 @@ use crate::upstream_body::UpstreamBody;
 const ERROR_PREFIX_BYTES: usize = 8 * 1024;
 /// Most characters of an upstream error body logged (after redaction).
 const ERROR_LOG_CHARS: usize = 512;
+/// Longest an upstream error body's prefix is waited for, in all (the
+/// client's error answer waits on it; the body is only logged).
+const ERROR_BODY_TIME: Duration = Duration::from_secs(5);
 
 /// POST a model route upstream and answer with what comes back.
 pub async fn forward(
@@ -139,7 +142,14 @@ async fn read_prefix(
     let mut body = resp.into_body();
     let declared = body.size_hint().exact();
     let mut buf = Vec::new();
-    while let Ok(Some(Ok(chunk))) = timeout(silence, next_data(&mut body)).await {
+    // The client waits for its error answer while this is read: the whole
+    // prefix gets ERROR_BODY_TIME at most, however the upstream trickles it.
+    let deadline = Instant::now() + ERROR_BODY_TIME;
+    loop {
+        let until = deadline.min(Instant::now() + silence);
+        let Ok(Some(Ok(chunk))) = timeout_at(until, next_data(&mut body)).await else {
+            break;
+        };
         let room = limit - buf.len();
         if chunk.len() >= room {
             buf.extend_from_slice(&chunk[..room]);

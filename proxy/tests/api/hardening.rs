@@ -534,3 +534,24 @@ async fn trickling_request_body_is_not_cut_by_the_read_timeout() {
     let out = String::from_utf8_lossy(&out);
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
 }
+
+/// An error body trickled a byte at a time, each within the stream idle
+/// timeout (1 s here), still gets the client its error within the error
+/// body's overall bound (5 s), not after 8 KiB of trickle (about 2 hours).
+#[tokio::test(start_paused = true)]
+async fn trickling_error_body_does_not_delay_the_error_answer() {
+    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    let t0 = Instant::now();
+    let r = p
+        .raw_completion(Script {
+            status: 500,
+            chunk: b"e".to_vec(),
+            chunks: u64::MAX,
+            gap: Duration::from_millis(900),
+            ..Script::default()
+        })
+        .await;
+    assert_eq!(r.status(), 502);
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(6), "{took:?}");
+}

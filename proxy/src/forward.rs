@@ -10,7 +10,6 @@ use hyper::body::Body as _;
 use tokio::time::{timeout_at, Instant};
 
 use crate::app::App;
-use crate::auth::redact_prefix;
 use crate::body::{next_data, Body};
 use crate::config::{Endpoint, Format, Model};
 use crate::error::Handled;
@@ -18,6 +17,7 @@ use crate::error::ProxyError;
 use crate::passthrough::passthrough;
 use crate::peer::Peer;
 use crate::read_body::read_body;
+use crate::redact::redact_prefix;
 use crate::rename::ClientBody;
 use crate::req_body::ReqBody;
 use crate::stream::{relay, RelayContext};

@@ -25,7 +25,8 @@
 //! - [`chunks`]: the upstream request body, slices of the client's bytes.
 //! - [`usage`]: token counts and their price.
 //! - [`usage_counts`]: a `usage` object's counts, read without a JSON tree.
-//! - [`auth`]: secrets from the environment, client authentication, redaction.
+//! - [`auth`]: secrets from the environment, client authentication.
+//! - [`redact`]: what may be logged of upstream text (keys out, one line).
 //! - [`error`]: the request error enum, its status mapping and rendering.
 //! - [`metrics`]: Prometheus counters, histogram and gauge.
 //! - [`healthcheck`]: the `goproxy healthcheck` subcommand.
@@ -88,6 +89,7 @@ pub mod metrics;
 pub mod passthrough;
 pub mod peer;
 pub mod read_body;
+pub mod redact;
 pub mod rename;
 pub mod req_body;
 pub mod routes;

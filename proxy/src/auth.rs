@@ -67,6 +67,35 @@ impl Secrets {
         Secrets::new(read(&config.client_api_keys_env), endpoint_keys)
     }
 
+    /// What is wrong with the environment `config` reads keys from, in the
+    /// operator's terms (variable names, never values): unset or empty
+    /// variables, and values a header cannot carry (every request sending
+    /// one would fail). `--check-config` and startup both report these.
+    pub fn env_problems(config: &Config) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut check = |var: &str, what: &str| match std::env::var_os(var) {
+            None => out.push(format!("{var} ({what}) is not set")),
+            Some(v) => match v.to_str().map(str::trim) {
+                None => out.push(format!("{var} ({what}) is not UTF-8 text")),
+                Some("") => out.push(format!("{var} ({what}) is empty")),
+                Some(v) if v.chars().any(|c| c.is_control()) => out.push(format!(
+                    "{var} ({what}) holds a line break or control character: no request can send it"
+                )),
+                Some(_) => {}
+            },
+        };
+        let clients = &config.client_api_keys_env;
+        for var in clients {
+            check(var, "client key");
+        }
+        for e in config.endpoints() {
+            for var in &e.api_key_env {
+                check(var, &format!("upstream key of endpoint {}", e.name));
+            }
+        }
+        out
+    }
+
     /// Whether any client key is configured.
     pub fn has_client_keys(&self) -> bool {
         !self.client_keys.is_empty()

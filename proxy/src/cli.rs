@@ -98,6 +98,17 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             for w in &c.warnings {
                 eprintln!("warning: {w}");
             }
+            // The file is valid; what goproxy would meet where this runs
+            // (same environment, same machine) is reported, not refused.
+            for p in crate::auth::Secrets::env_problems(&c) {
+                eprintln!("warning: environment: {p}");
+            }
+            if let Err(e) = std::net::TcpListener::bind((c.host(), 0)) {
+                eprintln!(
+                    "warning: host {} cannot be bound on this machine ({e}); goproxy fails to start wherever that is so",
+                    c.host()
+                );
+            }
             ExitCode::from(EXIT_OK)
         }
         Err(e) => {

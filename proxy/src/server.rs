@@ -125,6 +125,9 @@ fn log_startup(config: &Config, secrets: &Secrets) {
             tracing::warn!(endpoint = %e.name, env = ?e.api_key_env, "no upstream key set for endpoint");
         }
     }
+    for p in Secrets::env_problems(config) {
+        tracing::warn!("environment: {p}");
+    }
 }
 
 /// Accept connections until `shutdown` resolves and `delay` (the first

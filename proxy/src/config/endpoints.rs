@@ -5,7 +5,7 @@ use foldhash::HashMap;
 
 use serde_json::Value;
 
-use super::error::{shown, ConfigError};
+use super::error::{shown, shown_unless_key, ConfigError};
 use super::raw::Reader;
 use super::types::{Endpoint, Format};
 
@@ -40,7 +40,7 @@ pub(crate) fn endpoints(
             top.at.entry("endpoints", i, "endpoint", name),
             &format!("endpoints[{i}]"),
         )?;
-        r.unknown_keys(KNOWN, warnings);
+        r.unknown_keys(KNOWN, warnings)?;
         if let Some(e) = endpoint(&r, &out.by_name, warnings)? {
             out.by_name.insert(e.name.clone(), out.list.len());
             out.list.push(e);
@@ -80,6 +80,19 @@ fn endpoint(
                 "must be an absolute http:// or https:// URL (the full URL requests are POSTed to)",
             )
         })?;
+    if url.port() == Some(0) {
+        return Err(r
+            .at
+            .invalid("base_url", shown_url, "port 0 cannot be connected to"));
+    }
+    if matches!(url.path(), "" | "/") {
+        return Err(r.at.invalid(
+            "base_url",
+            shown_url,
+            "has no path: it is the full URL requests are POSTed to, e.g. \
+             https://api.openai.com/v1/chat/completions or https://api.anthropic.com/v1/messages",
+        ));
+    }
     let basic_auth = userinfo_auth(&mut url);
     // A parsed `Url` prints in the form `http::Uri` accepts (percent-encoded,
     // punycode host), so this only fails for what hyper could not send.
@@ -120,23 +133,32 @@ fn endpoint(
     }))
 }
 
-/// `base_url` as shown in errors: `user:password@` becomes `***@`, so a
-/// password in the URL never reaches a message or a log.
+/// `base_url` as shown in errors: `user:password@` becomes `***@` and
+/// query values become `***`, so a password or a `?key=` never reaches a
+/// message or a log. The userinfo ends at the last `@` (a password may
+/// hold `/`, `?` or `#`; hiding a path's `@...` too is the safe mistake).
 fn without_userinfo(base_url: &str) -> String {
     let Some(scheme_end) = base_url.find("://").map(|i| i + 3) else {
         return base_url.to_string();
     };
-    let authority_end = base_url[scheme_end..]
-        .find(['/', '?', '#'])
-        .map_or(base_url.len(), |i| scheme_end + i);
-    match base_url[scheme_end..authority_end].rfind('@') {
-        Some(at) => format!(
-            "{}***{}",
-            &base_url[..scheme_end],
-            &base_url[scheme_end + at..]
-        ),
-        None => base_url.to_string(),
-    }
+    let (head, rest) = base_url.split_at(scheme_end);
+    let rest = match rest.rfind('@') {
+        Some(at) => format!("***{}", &rest[at..]),
+        None => rest.to_string(),
+    };
+    let Some(q) = rest.find('?') else {
+        return format!("{head}{rest}");
+    };
+    let (path, query) = rest.split_at(q + 1);
+    let query = query.split('#').next().unwrap_or("");
+    let masked: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) => format!("{k}=***"),
+            None => pair.to_string(),
+        })
+        .collect();
+    format!("{head}{path}{}", masked.join("&"))
 }
 
 /// Take `user:password@` out of `url` and make it the `Authorization:
@@ -178,7 +200,7 @@ pub(crate) fn env_names(
         Some(other) => {
             return Err(r.at.invalid(
                 key,
-                hidden_or_shown(other),
+                shown_unless_key(other),
                 "expected an environment variable name or a list of them",
             ));
         }
@@ -206,26 +228,13 @@ pub(crate) fn env_names(
             _ => {
                 return Err(r.at.invalid(
                     &field,
-                    shown(n),
+                    shown_unless_key(n),
                     "must be an environment variable name (letters, digits and _, not starting with a digit)",
                 ))
             }
         }
     }
     Ok(Some(out))
-}
-
-fn hidden_or_shown(v: &Value) -> String {
-    let leaks = match v {
-        Value::String(s) => looks_like_key(s),
-        Value::Array(items) => items.iter().any(|i| i.as_str().is_some_and(looks_like_key)),
-        _ => false,
-    };
-    if leaks {
-        "(hidden: it looks like a key)".into()
-    } else {
-        shown(v)
-    }
 }
 
 /// `[A-Za-z_][A-Za-z0-9_]*`.

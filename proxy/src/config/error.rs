@@ -103,14 +103,53 @@ const SHOWN_CHARS: usize = 80;
 
 /// A JSON value as shown in an error: compact, cut after 80 characters.
 pub(crate) fn shown(v: &Value) -> String {
-    let s = v.to_string();
+    // JSON escapes C0 controls but not DEL or C1: written as escapes too,
+    // so a config value cannot put terminal escapes on the operator's screen.
+    let s: String = v
+        .to_string()
+        .chars()
+        .flat_map(|c| {
+            let escaped = c.is_control().then(|| format!("\\u{:04x}", c as u32));
+            escaped.map_or_else(|| vec![c], |e| e.chars().collect())
+        })
+        .collect();
     match s.char_indices().nth(SHOWN_CHARS) {
         Some((i, _)) => format!("{}...", &s[..i]),
         None => s,
     }
 }
 
+/// A number as the operator wrote it in JSON (`1e308`, not 309 digits).
+pub(crate) fn shown_number(n: f64) -> String {
+    let a = n.abs();
+    if a >= 1e15 || (a < 1e-4 && a != 0.0) {
+        format!("{n:e}")
+    } else {
+        n.to_string()
+    }
+}
+
 /// The JSON type of a value in plain words.
+/// [`shown`], unless a string anywhere in `v` looks like a key (someone
+/// pasted a key where a name belongs): then only what kind of value it is.
+pub(crate) fn shown_unless_key(v: &Value) -> String {
+    fn leaks(v: &Value) -> bool {
+        match v {
+            Value::String(s) => super::endpoints::looks_like_key(s),
+            Value::Array(items) => items.iter().any(leaks),
+            Value::Object(m) => m
+                .iter()
+                .any(|(k, v)| leaks(&Value::String(k.clone())) || leaks(v)),
+            _ => false,
+        }
+    }
+    if leaks(v) {
+        format!("({} hidden: it holds what looks like a key)", kind_of(v))
+    } else {
+        shown(v)
+    }
+}
+
 pub(crate) fn kind_of(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",

@@ -60,6 +60,7 @@ mod models;
 mod raw;
 pub mod timeouts;
 pub mod types;
+mod unique_keys;
 
 use foldhash::HashMap;
 use std::net::IpAddr;
@@ -176,6 +177,16 @@ impl Config {
                 message: "the file starts with a UTF-8 byte-order mark (BOM, bytes EF BB BF); save it as UTF-8 without BOM".into(),
             });
         }
+        if text.trim().is_empty() {
+            return Err(ConfigError::Json {
+                source_name: source_name.to_string(),
+                line: 1,
+                column: 1,
+                message: "the file is empty (expected a JSON object {...})".into(),
+            });
+        }
+        serde_json::from_str::<unique_keys::UniqueKeys>(text)
+            .map_err(|e| error::syntax(source_name, &e))?;
         let value: Value =
             serde_json::from_str(text).map_err(|e| error::syntax(source_name, &e))?;
         if !value.is_object() {
@@ -242,15 +253,9 @@ impl Config {
 /// The whole file: each section validated in turn.
 fn validate(top: &Reader<'_>, source: &str) -> Result<Config, ConfigError> {
     let mut warnings = Vec::new();
-    top.unknown_keys(KNOWN, &mut warnings);
+    top.unknown_keys(KNOWN, &mut warnings)?;
     let port = port(top)?;
-    let host = match top.string("host")? {
-        None => IpAddr::from([0, 0, 0, 0]),
-        Some(h) => h.parse().map_err(|_| {
-            top.at
-                .invalid("host", shown(&Value::String(h)), "must be an IP address")
-        })?,
-    };
+    let host = host(top)?;
     let endpoints = endpoints::endpoints(top, &mut warnings)?;
     let models = models::models(top, &endpoints, &mut warnings)?;
     let t = timeouts::timeouts(top)?;
@@ -280,6 +285,31 @@ fn validate(top: &Reader<'_>, source: &str) -> Result<Config, ConfigError> {
         key_cooldown: t.key_cooldown,
         warnings,
     })
+}
+
+/// The bind address: an IP address a TCP listener can have (not multicast
+/// or broadcast). Whether this machine has it is `--check-config`'s to say.
+fn host(top: &Reader<'_>) -> Result<IpAddr, ConfigError> {
+    let Some(h) = top.string("host")? else {
+        return Ok(IpAddr::from([0, 0, 0, 0]));
+    };
+    let shown_h = || shown(&Value::String(h.clone()));
+    let ip: IpAddr = h.parse().map_err(|_| {
+        top.at.invalid(
+            "host",
+            shown_h(),
+            "must be an IP address (0.0.0.0 for every interface, 127.0.0.1 for this host only)",
+        )
+    })?;
+    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    if ip.is_multicast() || broadcast {
+        return Err(top.at.invalid(
+            "host",
+            shown_h(),
+            "is a multicast or broadcast address, which no TCP listener can bind",
+        ));
+    }
+    Ok(ip)
 }
 
 fn port(top: &Reader<'_>) -> Result<u16, ConfigError> {

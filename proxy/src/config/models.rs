@@ -6,7 +6,7 @@ use foldhash::HashMap;
 use serde_json::Value;
 
 use super::endpoints::Endpoints;
-use super::error::{shown, ConfigError};
+use super::error::{kind_of, shown, shown_number, ConfigError};
 use super::raw::Reader;
 use super::types::{Format, Model, Prices, Reasoning};
 
@@ -27,6 +27,9 @@ const KNOWN: &[&str] = &[
     "upstream_model_id",
     "upstream_model_weights",
 ];
+
+/// Anthropic's smallest `thinking.budget_tokens`.
+const MIN_THINKING_BUDGET: u32 = 1024;
 
 /// Validated models and their index by id and alias.
 #[derive(Debug, Default)]
@@ -57,7 +60,7 @@ pub(crate) fn models(
             top.at.entry("models", i, "model", id),
             &format!("models[{i}]"),
         )?;
-        r.unknown_keys(KNOWN, warnings);
+        r.unknown_keys(KNOWN, warnings)?;
         let m = model(&r, endpoints)?;
         register(&r, &m, i, &mut out.by_id)?;
         out.list.push(m);
@@ -101,6 +104,7 @@ fn model(r: &Reader<'_>, endpoints: &Endpoints) -> Result<Model, ConfigError> {
             .at
             .invalid("id", "\"\"", "required, and must not be empty"));
     }
+    plain_name(r, "id", &id)?;
     let kind = r.string("type")?.unwrap_or_else(|| "openai".to_string());
     let reasoning = reasoning(r)?;
     let thinking_budget = match (
@@ -108,17 +112,37 @@ fn model(r: &Reader<'_>, endpoints: &Endpoints) -> Result<Model, ConfigError> {
         reasoning,
     ) {
         (Some(0), _) => None,
+        (Some(b), _) if b < MIN_THINKING_BUDGET => {
+            return Err(r.at.invalid(
+                "thinking_budget",
+                b.to_string(),
+                "must be 0 (off) or at least 1024 tokens (Anthropic refuses smaller budgets)",
+            ))
+        }
         (Some(b), _) => Some(b),
         (None, Some(r)) => Some(r.default_budget()),
         (None, None) => None,
     };
     let upstream = r.string("upstream")?;
     let served = serving(r, endpoints, upstream.as_deref(), &kind, &id)?;
+    let name = r.string("name")?.unwrap_or_else(|| id.clone());
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(r.at.invalid(
+            "name",
+            shown(&Value::String(name.clone())),
+            format!(
+                "must not hold control characters (found U+{:04X})",
+                c as u32
+            ),
+        ));
+    }
+    let aliases = r.list_of_strings("id_aliases")?.unwrap_or_default();
+    for (j, a) in aliases.iter().enumerate() {
+        plain_name(r, &format!("id_aliases[{j}]"), a)?;
+    }
     Ok(Model {
-        name: r.string("name")?.unwrap_or_else(|| id.clone()),
-        aliases: r
-            .get("id_aliases", "a list of strings")?
-            .unwrap_or_default(),
+        name,
+        aliases,
         upstream_ids: upstream_ids(r, &id)?,
         prices: prices(r)?,
         id,
@@ -154,24 +178,54 @@ fn prices(r: &Reader<'_>) -> Result<Prices, ConfigError> {
         } else {
             Err(r
                 .at
-                .invalid(field, v.to_string(), "must be a finite number >= 0"))
+                .invalid(field, shown_number(v), "must be a finite number >= 0"))
         }
     };
     let mult = non_negative("billing_multiplier", 1.0)?;
+    // The product is what is billed: 1e300 x 1e300 is infinite, and a cost
+    // metric of inf or NaN (0 tokens x inf) is no use to anyone.
+    let priced = |field: &str| -> Result<f64, ConfigError> {
+        let price = non_negative(field, 0.0)?;
+        let billed = price * mult;
+        if billed.is_finite() && billed * 1e9 < f64::MAX {
+            Ok(billed)
+        } else {
+            Err(r.at.invalid(
+                field,
+                shown_number(price),
+                format!(
+                    "times billing_multiplier ({}) is too large to bill with",
+                    shown_number(mult)
+                ),
+            ))
+        }
+    };
     Ok(Prices {
-        input: non_negative("input_price_per_mtok", 0.0)? * mult,
-        output: non_negative("output_price_per_mtok", 0.0)? * mult,
-        cache_write: non_negative("cache_write_price_per_mtok", 0.0)? * mult,
-        cache_hit: non_negative("cache_hit_price_per_mtok", 0.0)? * mult,
+        input: priced("input_price_per_mtok")?,
+        output: priced("output_price_per_mtok")?,
+        cache_write: priced("cache_write_price_per_mtok")?,
+        cache_hit: priced("cache_hit_price_per_mtok")?,
     })
 }
 
 /// Upstream ids with weights that a weighted pick can use: finite,
 /// non-negative, with a positive and finite sum.
 fn upstream_ids(r: &Reader<'_>, id: &str) -> Result<Vec<(String, f64)>, ConfigError> {
-    let ids = r
-        .strings("upstream_model_id")?
-        .unwrap_or_else(|| vec![id.to_string()]);
+    let ids = match r.value("upstream_model_id") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(_)) => r.list_of_strings("upstream_model_id")?.unwrap_or_default(),
+        Some(other) => {
+            return Err(r.at.invalid(
+                "upstream_model_id",
+                shown(other),
+                format!(
+                    "expected a string or a list of strings, found {}",
+                    kind_of(other)
+                ),
+            ))
+        }
+        None => vec![id.to_string()],
+    };
     if ids.is_empty() || ids.iter().any(String::is_empty) {
         return Err(r.at.invalid(
             "upstream_model_id",
@@ -179,8 +233,15 @@ fn upstream_ids(r: &Reader<'_>, id: &str) -> Result<Vec<(String, f64)>, ConfigEr
             "must be a non-empty string or a list of non-empty strings",
         ));
     }
+    for (j, u) in ids.iter().enumerate() {
+        if r.value("upstream_model_id").is_some_and(Value::is_array) {
+            plain_name(r, &format!("upstream_model_id[{j}]"), u)?;
+        } else {
+            plain_name(r, "upstream_model_id", u)?;
+        }
+    }
     let field = "upstream_model_weights";
-    let Some(weights) = r.get::<Vec<f64>>(field, "a list of numbers")? else {
+    let Some(weights) = r.list_of_numbers(field)? else {
         return Ok(ids.into_iter().map(|i| (i, 1.0)).collect());
     };
     let show = || shown(r.value(field).unwrap_or(&Value::Null));
@@ -206,7 +267,34 @@ fn upstream_ids(r: &Reader<'_>, id: &str) -> Result<Vec<(String, f64)>, ConfigEr
     Ok(ids.into_iter().zip(weights).collect())
 }
 
-/// Endpoint per format: `<upstream>-F`, then `<type>-F`, then `F`.
+/// A model id, alias or upstream id: it is a metrics label, a log field
+/// and a JSON string on the wire, so no control characters, whitespace,
+/// quotes or backslashes (`gpt-4o`, `claude-3-5-sonnet@20241022`).
+fn plain_name(r: &Reader<'_>, field: &str, name: &str) -> Result<(), ConfigError> {
+    match name
+        .chars()
+        .find(|c| c.is_control() || c.is_whitespace() || matches!(c, '"' | '\\'))
+    {
+        None => Ok(()),
+        Some(c) => Err(r.at.invalid(
+            field,
+            shown(&Value::String(name.into())),
+            format!(
+                "must not hold {} (found U+{:04X}): ids are metrics labels and log fields",
+                if c.is_control() || c.is_whitespace() {
+                    "spaces or control characters"
+                } else {
+                    "quotes or backslashes"
+                },
+                c as u32
+            ),
+        )),
+    }
+}
+
+/// Endpoint per format: `<upstream>` itself when it is an endpoint's name
+/// (for that endpoint's format), then `<upstream>-F`, then `<type>-F`,
+/// then `F`.
 fn serving(
     r: &Reader<'_>,
     endpoints: &Endpoints,
@@ -227,7 +315,16 @@ fn serving(
         }
     }
     let mut served = HashMap::default();
+    let named = upstream
+        .and_then(|u| endpoints.by_name.get(u))
+        .map(|&i| (endpoints.list[i].format, i));
+    if let Some((f, i)) = named {
+        served.insert(f, i);
+    }
     for f in Format::ALL {
+        if served.contains_key(&f) {
+            continue;
+        }
         let candidates = upstream
             .map(|u| format!("{u}-{f}"))
             .into_iter()
@@ -237,9 +334,13 @@ fn serving(
         }
     }
     if served.is_empty() {
+        let (field, value) = match upstream {
+            Some(up) => ("upstream", up),
+            None => ("id", id),
+        };
         return Err(r.at.invalid(
-            "id",
-            shown(&Value::String(id.into())),
+            field,
+            shown(&Value::String(value.into())),
             "no endpoint serves this model (looked for <upstream>-openai|anthropic, <type>-openai|anthropic, openai, anthropic)",
         ));
     }

@@ -9,7 +9,7 @@
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use super::error::{kind_of, shown, At, ConfigError};
+use super::error::{kind_of, shown, shown_unless_key, At, ConfigError};
 
 /// One JSON object being read, with where it sits for error messages.
 pub(crate) struct Reader<'a> {
@@ -23,7 +23,13 @@ impl<'a> Reader<'a> {
     pub fn new(v: &'a Value, at: At, what: &str) -> Result<Self, ConfigError> {
         match v {
             Value::Object(obj) => Ok(Reader { obj, at }),
-            other => Err(at.invalid(
+            // `what` is the entry's whole path (`models[1]`), not a field
+            // under it.
+            other => Err(At {
+                path: String::new(),
+                ..at
+            }
+            .invalid(
                 what,
                 shown(other),
                 format!("expected an object {{...}}, found {}", kind_of(other)),
@@ -65,16 +71,49 @@ impl<'a> Reader<'a> {
         self.get(key, "a number")
     }
 
-    /// A field that is one string or a list of strings.
-    pub fn strings(&self, key: &str) -> Result<Option<Vec<String>>, ConfigError> {
-        match self.value(key) {
-            Some(Value::String(s)) => Ok(Some(vec![s.clone()])),
-            Some(_) => self.get(key, "a string or a list of strings"),
-            None => Ok(None),
-        }
+    /// A list of strings, each element checked on its own, so an error
+    /// names the element (`id_aliases[2]`) and what it is.
+    pub fn list_of_strings(&self, key: &str) -> Result<Option<Vec<String>>, ConfigError> {
+        self.list_of(key, "string", |v| v.as_str().map(str::to_string))
     }
 
-    /// A list field whose entries are objects, each read by the caller.
+    /// A list of numbers, each element checked on its own.
+    pub fn list_of_numbers(&self, key: &str) -> Result<Option<Vec<f64>>, ConfigError> {
+        self.list_of(key, "number", Value::as_f64)
+    }
+
+    fn list_of<T>(
+        &self,
+        key: &str,
+        expected: &str,
+        item: impl Fn(&Value) -> Option<T>,
+    ) -> Result<Option<Vec<T>>, ConfigError> {
+        let Some(v) = self.value(key) else {
+            return Ok(None);
+        };
+        let Value::Array(items) = v else {
+            return Err(self.at.invalid(
+                key,
+                shown(v),
+                format!("expected a list of {expected}s [...], found {}", kind_of(v)),
+            ));
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (j, v) in items.iter().enumerate() {
+            match item(v) {
+                Some(t) => out.push(t),
+                None => {
+                    return Err(self.at.invalid(
+                        &format!("{key}[{j}]"),
+                        shown(v),
+                        format!("expected a {expected}, found {}", kind_of(v)),
+                    ))
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+
     pub fn list(&self, key: &str) -> Result<&'a [Value], ConfigError> {
         match self.value(key) {
             None => Ok(&[]),
@@ -87,12 +126,38 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Warn about keys not in `known` (and not `_comment*`).
-    pub fn unknown_keys(&self, known: &[&str], warnings: &mut Vec<String>) {
+    /// Keys not in `known`: a near miss of a known key (`api_key_envv`,
+    /// `Port`) is refused, since goproxy would silently run without the
+    /// field the operator meant to set; anything else is a warning
+    /// (`_comment...` keys are silent).
+    pub fn unknown_keys(
+        &self,
+        known: &[&str],
+        warnings: &mut Vec<String>,
+    ) -> Result<(), ConfigError> {
         for key in self.obj.keys() {
-            if !key.starts_with("_comment") && !known.contains(&key.as_str()) {
-                warnings.push(format!("unknown key {} ignored", self.at.path_of(key)));
+            if key.starts_with("_comment") || known.contains(&key.as_str()) {
+                continue;
             }
+            if let Some(meant) = near_miss(key, known) {
+                return Err(self.at.invalid(
+                    key,
+                    shown_unless_key(&self.obj[key]),
+                    format!("unknown key; did you mean {meant}? (as written it is ignored)"),
+                ));
+            }
+            warnings.push(format!("unknown key {} ignored", self.at.path_of(key)));
         }
+        Ok(())
     }
+}
+
+/// The known key `key` is a misspelling of: the same but for case and
+/// `-`/`_`, or within two edits of a key at least 6 characters long.
+fn near_miss<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
+    let folded = key.to_ascii_lowercase().replace('-', "_");
+    known
+        .iter()
+        .copied()
+        .find(|k| folded == *k || (k.len() >= 6 && strsim::damerau_levenshtein(&folded, k) <= 2))
 }

@@ -190,7 +190,7 @@ fn run_time_traps_are_refused() {
         ),
         (
             Box::new(|v| v["sse_heartbeat_secs"] = serde_json::json!(1e-9)),
-            "sse_heartbeat_secs = 0.000000001: must be 0 (off)",
+            "sse_heartbeat_secs = 1e-9: must be 0 (off)",
         ),
         (
             Box::new(|v| v["models"] = serde_json::json!([])),
@@ -218,7 +218,7 @@ fn run_time_traps_are_refused() {
         ),
         (
             Box::new(|v| v["connect_timeout_secs"] = serde_json::json!(1e-6)),
-            "connect_timeout_secs = 0.000001",
+            "connect_timeout_secs = 1e-6",
         ),
         (
             Box::new(|v| v["models"][0]["id_aliases"] = serde_json::json!([""])),
@@ -238,6 +238,73 @@ fn run_time_traps_are_refused() {
         (
             Box::new(|v| v["models"][1]["billing_multiplier"] = serde_json::json!(-1)),
             "models[1].billing_multiplier = -1: must be a finite number >= 0 (model \"claude\")",
+        ),
+        (
+            Box::new(|v| {
+                v["models"][0]["billing_multiplier"] = serde_json::json!(1e300);
+                v["models"][0]["input_price_per_mtok"] = serde_json::json!(1e300);
+            }),
+            "models[0].input_price_per_mtok = 1e300: times billing_multiplier (1e300) is too large",
+        ),
+        (
+            Box::new(|v| v["models"][0]["id"] = "gpt\"4o".into()),
+            "models[0].id = \"gpt\\\"4o\": must not hold quotes or backslashes",
+        ),
+        (
+            Box::new(|v| v["models"][0]["id"] = "gpt\n4o".into()),
+            "models[0].id = \"gpt\\n4o\": must not hold spaces or control characters",
+        ),
+        (
+            Box::new(|v| v["models"][0]["id_aliases"] = serde_json::json!(["ok", "b a d"])),
+            "models[0].id_aliases[1] = \"b a d\": must not hold spaces",
+        ),
+        (
+            Box::new(|v| v["models"][0]["upstream_model_id"] = serde_json::json!(["a", "b\u{7f}"])),
+            "models[0].upstream_model_id[1] = \"b\\u007f\": must not hold spaces or control characters",
+        ),
+        (
+            Box::new(|v| v["models"][0]["name"] = "GPT\u{1b}[31m".into()),
+            "models[0].name = \"GPT\\u001b[31m\": must not hold control characters",
+        ),
+        (
+            Box::new(|v| v["models"][0]["id_aliases"] = serde_json::json!(["ok", ["x"]])),
+            "models[0].id_aliases[1] = [\"x\"]: expected a string, found a list (model \"gpt-4o\")",
+        ),
+        (
+            Box::new(|v| v["models"][0]["upstream_model_weights"] = serde_json::json!([1, "2"])),
+            "models[0].upstream_model_weights[1] = \"2\": expected a number, found a string",
+        ),
+        (
+            Box::new(|v| v["models"][1] = serde_json::json!("claude")),
+            "test.json: models[1] = \"claude\": expected an object",
+        ),
+        (
+            Box::new(|v| v["models"][1]["thinking_budget"] = 512.into()),
+            "models[1].thinking_budget = 512: must be 0 (off) or at least 1024",
+        ),
+        (
+            Box::new(|v| v["endpoints"][0]["base_url"] = "https://api.ohmygpt.com:0/v1/chat/completions".into()),
+            "endpoints[0].base_url = \"https://api.ohmygpt.com:0/v1/chat/completions\": port 0",
+        ),
+        (
+            Box::new(|v| v["endpoints"][0]["base_url"] = "https://api.ohmygpt.com".into()),
+            "endpoints[0].base_url = \"https://api.ohmygpt.com\": has no path",
+        ),
+        (
+            Box::new(|v| v["host"] = "224.0.0.1".into()),
+            "host = \"224.0.0.1\": is a multicast or broadcast address",
+        ),
+        (
+            Box::new(|v| v["host"] = "255.255.255.255".into()),
+            "host = \"255.255.255.255\": is a multicast or broadcast address",
+        ),
+        (
+            Box::new(|v| v["endpoints"][0]["api_key_envv"] = "K".into()),
+            "endpoints[0].api_key_envv = \"K\": unknown key; did you mean api_key_env?",
+        ),
+        (
+            Box::new(|v| v["Port"] = 8005.into()),
+            "Port = 8005: unknown key; did you mean port?",
         ),
     ];
     for (patch, expected) in cases {
@@ -306,4 +373,98 @@ fn keys_in_api_key_env_are_refused_unshown() {
         e.contains("= \"MY KEY\": must be an environment variable name"),
         "{e}"
     );
+}
+
+/// The upstream named directly as an endpoint serves the model; a missing
+/// one is blamed on `upstream`, with the model's id.
+#[test]
+fn upstream_naming_an_endpoint_routes_to_it() {
+    let c = with(|v| {
+        v["endpoints"] = serde_json::json!([
+            {"name": "openai", "base_url": "https://a.example/v1/chat/completions"},
+            {"name": "m-openai", "base_url": "https://m.example/v1/chat/completions"}
+        ]);
+        v["models"] = serde_json::json!([{"id": "x", "upstream": "m-openai"}]);
+    })
+    .unwrap();
+    let m = c.model("x").unwrap();
+    assert_eq!(c.endpoint_for(m, Format::OpenAi).unwrap().name, "m-openai");
+    let e = err(|v| {
+        v["endpoints"] = serde_json::json!([
+            {"name": "z-anthropic", "base_url": "https://a.example/v1/messages"}
+        ]);
+        v["models"] = serde_json::json!([{"id": "x", "upstream": "nowhere"}]);
+    });
+    assert!(e.contains("models[0].upstream = \"nowhere\""), "{e}");
+    assert!(e.contains("(model \"x\")"), "{e}");
+}
+
+/// Secrets in wrongly shaped fields and in base_url are never echoed.
+#[test]
+fn secrets_in_config_errors_are_hidden() {
+    let key = "sk-ant-api03-Zq8Wm2Lp5Rt7Yv1Nx4Kc6Bd";
+    let shapes = [
+        serde_json::json!({"k": key}),
+        serde_json::json!([[key]]),
+        serde_json::json!([{"name": key}]),
+    ];
+    for shape in shapes {
+        let e = err(|v| v["endpoints"][0]["api_key_env"] = shape.clone());
+        assert!(!e.contains("Zq8Wm2"), "{e}");
+    }
+    for url in [
+        "https://user:pa/ss0rdZq8Wm2@api.example.com/v1/chat/completions",
+        "https://user:pa#ss0rdZq8Wm2@api.example.com/v1/chat/completions",
+        "https://user:pa?ss0rdZq8Wm2@api.example.com/v1/chat/completions",
+        "https://api.example.com/v1/chat/completions?key=ss0rdZq8Wm2",
+    ] {
+        let e = err(|v| {
+            v["endpoints"][0]["base_url"] = url.into();
+            v["endpoints"][0]["api_key_envv"] = "K".into();
+        });
+        assert!(!e.contains("Zq8Wm2"), "{e}");
+        let e = err(|v| {
+            v["endpoints"][0]["base_url"] = format!("{url}:0")
+                .replace("ftp", "x")
+                .replace("https", "ftp")
+                .into()
+        });
+        assert!(!e.contains("Zq8Wm2"), "{e}");
+    }
+}
+
+/// A key twice in one object is refused at its line; an empty file says so.
+#[test]
+fn duplicate_keys_and_empty_files_are_named() {
+    let text = "{\n  \"port\": 8004,\n  \"port\": 8005\n}";
+    let e = Config::from_json(text, "dup.json").unwrap_err().to_string();
+    assert!(e.starts_with("dup.json:3:"), "{e}");
+    assert!(e.contains("duplicate key \"port\""), "{e}");
+    let nested = GOOD.replace(
+        "\"upstream\": \"ohmygpt\", \"reasoning\"",
+        "\"upstream\": \"ohmygpt\", \"upstream\": \"x\", \"reasoning\"",
+    );
+    let e = Config::from_json(&nested, "dup.json")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("duplicate key \"upstream\""), "{e}");
+    for empty in ["", "  \n"] {
+        let e = Config::from_json(empty, "empty.json")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "empty.json:1:1: the file is empty (expected a JSON object {...})"
+        );
+    }
+}
+
+/// Huge numbers are shown as written, not as 309 digits; DEL is escaped.
+#[test]
+fn values_are_shown_short_and_printable() {
+    let e = err(|v| v["drain_timeout_secs"] = serde_json::json!(1e308));
+    assert!(e.contains("drain_timeout_secs = 1e308: must be"), "{e}");
+    let e = err(|v| v["host"] = "1.2.3.\u{7f}".into());
+    assert!(!e.contains('\u{7f}'), "{e:?}");
+    assert!(e.contains("\\u007f"), "{e}");
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::error::ConfigError;
+use super::error::{shown_number, ConfigError};
 use super::raw::Reader;
 
 /// nginx's default upstream `keepalive_timeout`; our idle timeout must exceed it.
@@ -37,7 +37,7 @@ fn secs(
     if !(s.is_finite() && (min..=max).contains(&s)) {
         return Err(r.at.invalid(
             field,
-            s.to_string(),
+            shown_number(s),
             format!("must be a number of seconds from {min} to {max}"),
         ));
     }
@@ -57,7 +57,7 @@ pub(crate) fn timeouts(r: &Reader<'_>) -> Result<Timeouts, ConfigError> {
     if !(heartbeat == 0.0 || (1.0..=3600.0).contains(&heartbeat)) {
         return Err(r.at.invalid(
             "sse_heartbeat_secs",
-            heartbeat.to_string(),
+            shown_number(heartbeat),
             "must be 0 (off) or a number of seconds from 1 to 3600",
         ));
     }

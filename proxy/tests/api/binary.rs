@@ -190,6 +190,33 @@ fn check_config_accepts_shipped_files() {
         .stdout(predicate::str::contains("port 8004"));
 }
 
+/// --check-config reads the environment goproxy would: unset, empty and
+/// unsendable keys are warned about by variable name, never by value, and
+/// the file is still OK (exit 0).
+#[test]
+fn check_config_reports_the_environment_by_name() {
+    let prod = shipped("config-ohmygpt-prod.json");
+    let out = assert_cmd::Command::new(cargo_bin("goproxy"))
+        .arg("--check-config")
+        .arg(&prod)
+        .env_remove("PROXY_API_KEY")
+        .env("OHMYGPT_API_KEY", "sk-line1\r\nInjected: yes")
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: environment: PROXY_API_KEY (client key) is not set"),
+        "{err}"
+    );
+    assert!(
+        err.contains("holds a line break or control character"),
+        "{err}"
+    );
+    assert!(!err.contains("sk-line1"), "{err}");
+}
+
 /// --check-config exits 2 naming the file, field and value.
 #[test]
 fn check_config_rejects_string_port_with_exit_2() {
@@ -240,7 +267,7 @@ fn check_config_refuses_run_time_traps_in_operator_terms() {
         ({ let mut v = good.clone(); v["user_agent"] = "goproxy\r\nX: 1".into(); v },
          "user_agent = \"goproxy\\r\\nX: 1\": must be printable ASCII on one line"),
         ({ let mut v = good.clone(); v["sse_heartbeat_secs"] = json!(1e-9); v },
-         "sse_heartbeat_secs = 0.000000001: must be 0 (off)"),
+         "sse_heartbeat_secs = 1e-9: must be 0 (off)"),
         ({ let mut v = good.clone(); v["models"] = json!([]); v }, "models = []: at least one model"),
         ({ let mut v = good.clone(); v["client_api_keys_env"] = json!([]); v }, "client_api_keys_env = []"),
         ({ let mut v = good.clone(); v["models"][1]["upstream_model_id"] = json!(5); v },

@@ -104,8 +104,8 @@ async fn dispatch(
     started: Instant,
 ) -> Handled {
     match (route, req.method()) {
-        ("/health", &Method::GET) => Ok((health(app), None)),
-        ("/", &Method::GET) => Ok((info(app), None)),
+        ("/health", &Method::GET | &Method::HEAD) => Ok((health(app), None)),
+        ("/", &Method::GET | &Method::HEAD) => Ok((info(app), None)),
         ("/metrics", &Method::GET) => {
             app.secrets.authenticate(req.headers(), false)?;
             let mut r = Response::new(full(app.metrics.render()));

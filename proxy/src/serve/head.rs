@@ -23,6 +23,12 @@ pub enum HeadError {
     Framing,
     #[error("HTTP version not supported")]
     Version,
+    #[error("request line over {} bytes", MAX_HEAD / 2)]
+    UriTooLong,
+    #[error("HTTP/1.1 request without exactly one Host header")]
+    Host,
+    #[error("transfer coding other than chunked")]
+    Coding,
 }
 
 impl HeadError {
@@ -31,7 +37,9 @@ impl HeadError {
         match self {
             HeadError::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             HeadError::Version => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
-            HeadError::Malformed | HeadError::Framing => StatusCode::BAD_REQUEST,
+            HeadError::UriTooLong => StatusCode::URI_TOO_LONG,
+            HeadError::Coding => StatusCode::NOT_IMPLEMENTED,
+            HeadError::Malformed | HeadError::Framing | HeadError::Host => StatusCode::BAD_REQUEST,
         }
     }
 }
@@ -63,9 +71,9 @@ pub fn parse_request(buf: &mut BytesMut, spans: &mut Spans) -> Result<Option<Hea
     let mut headers = [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut []);
     let len = match parsed.parse_with_uninit_headers(buf, &mut headers) {
-        Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => return Err(HeadError::TooLarge),
+        Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => return Err(too_large(buf)),
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(HeadError::TooLarge),
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(too_large(buf)),
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
         Err(httparse::Error::Version) => return Err(HeadError::Version),
@@ -101,6 +109,13 @@ pub fn parse_request(buf: &mut BytesMut, spans: &mut Spans) -> Result<Option<Hea
     *request.uri_mut() = uri;
     *request.version_mut() = version;
     *request.headers_mut() = map;
+    // RFC 9112 section 3.2: an HTTP/1.1 request has one Host, or gets 400.
+    if version == Version::HTTP_11 {
+        let mut hosts = request.headers().get_all(header::HOST).iter();
+        if hosts.next().is_none() || hosts.next().is_some() {
+            return Err(HeadError::Host);
+        }
+    }
     let framing = framing(request.headers(), version)?;
     let keep_alive = keep_alive(request.headers(), version);
     let expect_continue = version == Version::HTTP_11
@@ -114,6 +129,15 @@ pub fn parse_request(buf: &mut BytesMut, spans: &mut Spans) -> Result<Option<Hea
         keep_alive,
         expect_continue,
     }))
+}
+
+/// A head over the bound: 414 when the request line alone is the
+/// problem (unfinished, or over half the bound), else 431.
+fn too_large(buf: &[u8]) -> HeadError {
+    match memchr::memchr(b'\n', buf) {
+        Some(end) if end <= MAX_HEAD / 2 => HeadError::TooLarge,
+        _ => HeadError::UriTooLong,
+    }
 }
 
 /// The byte range of `part` (a slice of the buffer at `base`).
@@ -141,6 +165,11 @@ fn framing(h: &HeaderMap, version: Version) -> Result<Framing, HeadError> {
                     return Err(HeadError::Framing);
                 }
                 last_chunked = coding.eq_ignore_ascii_case(b"chunked");
+                if !last_chunked {
+                    // gzip, deflate...: goproxy decodes none (RFC 9112
+                    // section 6.1: 501), and would pass them on as JSON.
+                    return Err(HeadError::Coding);
+                }
             }
         }
         return if last_chunked {
@@ -227,49 +256,73 @@ mod tests {
 
     #[test]
     fn framing_and_keep_alive_follow_rfc_9112() {
-        let h = head("POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n");
+        let h = head("POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n");
         assert_eq!(h.framing, Framing::Chunked);
-        let h = head("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n");
+        let h = head("POST / HTTP/1.1\r\nhost: a\r\nTransfer-Encoding: Chunked\r\n\r\n");
         assert_eq!(h.framing, Framing::Chunked);
-        let h = head("POST / HTTP/1.1\r\ncontent-length: 3, 3\r\n\r\n");
+        let h = head("POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 3, 3\r\n\r\n");
         assert_eq!(h.framing, Framing::Length(3));
-        assert_eq!(head("GET / HTTP/1.1\r\n\r\n").framing, Framing::Empty);
-        assert!(!head("GET / HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n").keep_alive);
+        assert_eq!(
+            head("GET / HTTP/1.1\r\nhost: a\r\n\r\n").framing,
+            Framing::Empty
+        );
+        assert!(
+            !head("GET / HTTP/1.1\r\nhost: a\r\nConnection: keep-alive, Close\r\n\r\n").keep_alive
+        );
         assert!(!head("GET / HTTP/1.0\r\n\r\n").keep_alive);
         assert!(head("GET / HTTP/1.0\r\nconnection: Keep-Alive\r\n\r\n").keep_alive);
-        assert!(head("POST / HTTP/1.1\r\nexpect: 100-Continue\r\n\r\n").expect_continue);
+        assert!(head("POST / HTTP/1.1\r\nhost: a\r\nexpect: 100-Continue\r\n\r\n").expect_continue);
         assert!(!head("POST / HTTP/1.0\r\nexpect: 100-continue\r\n\r\n").expect_continue);
     }
 
     #[test]
     fn heads_read_two_ways_are_refused() {
         for text in [
-            "POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n",
-            "POST / HTTP/1.1\r\ntransfer-encoding: chunked, gzip\r\n\r\n",
-            "POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n",
-            "POST / HTTP/1.1\r\ntransfer-encoding: gzip\r\n\r\n",
-            "POST / HTTP/1.1\r\ntransfer-encoding: ,\r\n\r\n",
+            "POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n",
+            "POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked, gzip\r\n\r\n",
+            "POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: ,\r\n\r\n",
             "POST / HTTP/1.0\r\ntransfer-encoding: chunked\r\n\r\n",
-            "POST / HTTP/1.1\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\n",
-            "POST / HTTP/1.1\r\ncontent-length: -1\r\n\r\n",
-            "POST / HTTP/1.1\r\ncontent-length: +1\r\n\r\n",
-            "POST / HTTP/1.1\r\ncontent-length: 99999999999999999999\r\n\r\n",
-            "POST / HTTP/1.1\r\ncontent-length:\r\n\r\n",
+            "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\n",
+            "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: -1\r\n\r\n",
+            "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: +1\r\n\r\n",
+            "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 99999999999999999999\r\n\r\n",
+            "POST / HTTP/1.1\r\nhost: a\r\ncontent-length:\r\n\r\n",
         ] {
             assert_eq!(parse(text).unwrap_err(), HeadError::Framing, "{text:?}");
         }
     }
 
+    /// RFC 9112: one Host in HTTP/1.1 (400), codings goproxy cannot
+    /// decode (501), a request line over the bound (414).
+    #[test]
+    fn host_codings_and_long_uris_get_their_status() {
+        let bad = |t: &str| parse(t).unwrap_err().status().as_u16();
+        assert_eq!(bad("GET / HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(bad("GET / HTTP/1.1\r\nhost: a\r\nHost: b\r\n\r\n"), 400);
+        assert!(head("GET / HTTP/1.0\r\n\r\n").request.headers().is_empty());
+        for te in ["gzip, chunked", "gzip", "deflate,chunked"] {
+            let t = format!("POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: {te}\r\n\r\n");
+            assert_eq!(bad(&t), 501, "{te}");
+        }
+        let long = format!("GET /{} HTTP/1.1\r\nhost: a\r\n\r\n", "a".repeat(70 * 1024));
+        assert_eq!(bad(&long), 414);
+        assert_eq!(bad(&long[..MAX_HEAD + 10]), 414);
+    }
+
     #[test]
     fn malformed_and_oversized_heads_get_their_status() {
         let bad = |t: &str| parse(t).unwrap_err().status().as_u16();
-        assert_eq!(bad("GET / HTTP/1.1\r\nbad header\r\n\r\n"), 400);
-        assert_eq!(bad("GET / HTTP/1.1\r\n: no-name\r\n\r\n"), 400);
-        assert_eq!(bad("GET /\x7f HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(bad("GET / HTTP/1.1\r\nhost: a\r\nbad header\r\n\r\n"), 400);
+        assert_eq!(bad("GET / HTTP/1.1\r\nhost: a\r\n: no-name\r\n\r\n"), 400);
+        assert_eq!(bad("GET /\x7f HTTP/1.1\r\nhost: a\r\n\r\n"), 400);
         assert_eq!(bad("GET / HTTP/2.0\r\n\r\n"), 505);
         let many: String = (0..=MAX_HEADERS).map(|i| format!("x{i}: v\r\n")).collect();
-        assert_eq!(bad(&format!("GET / HTTP/1.1\r\n{many}\r\n")), 431);
-        let endless = format!("GET / HTTP/1.1\r\nx: {}", "a".repeat(MAX_HEAD));
+        assert_eq!(
+            bad(&format!("GET / HTTP/1.1\r\nhost: a\r\n{many}\r\n")),
+            431
+        );
+        let endless = format!("GET / HTTP/1.1\r\nhost: a\r\nx: {}", "a".repeat(MAX_HEAD));
         assert_eq!(bad(&endless), 431);
         // The same bound when the whole head came in one read.
         assert_eq!(bad(&format!("{endless}\r\n\r\n")), 431);

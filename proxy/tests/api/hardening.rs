@@ -21,12 +21,26 @@ use crate::raw::Script;
 
 const MIB: u64 = 1024 * 1024;
 
-/// Config with `request_read_timeout_secs` 5 (the default is 60).
-fn config_5s() -> String {
+/// The test config with `extra` fields (`"name": value, ...`) added.
+fn config_with(extra: &str) -> String {
     DEFAULT_CONFIG.replace(
         "\"drain_timeout_secs\": 5",
-        "\"drain_timeout_secs\": 5, \"request_read_timeout_secs\": 5",
+        &format!("\"drain_timeout_secs\": 5, {extra}"),
     )
+}
+
+/// Config with `request_read_timeout_secs` 5 (the default is 60).
+fn config_5s() -> String {
+    config_with("\"request_read_timeout_secs\": 5")
+}
+
+/// The captured logs once a relayed body's line is written.
+async fn once_finished(logs: &Logs) -> String {
+    wait_for("the stream's line", Duration::from_secs(5), || async {
+        logs.text().contains("stream finished").then_some(())
+    })
+    .await;
+    logs.text()
 }
 
 /// `s` is still open after `open_for`, and closed `then` later.
@@ -348,21 +362,13 @@ fn endless_sse() -> Script {
 #[tokio::test(start_paused = true)]
 async fn client_that_stops_reading_is_closed_at_the_send_timeout() {
     let (logs, _guard) = Logs::capture();
-    let config = DEFAULT_CONFIG.replace(
-        "\"drain_timeout_secs\": 5",
-        "\"drain_timeout_secs\": 5, \"send_timeout_secs\": 7",
-    );
-    let p = spawn_proxy(&config).await;
+    let p = spawn_proxy(&config_with("\"send_timeout_secs\": 7")).await;
     p.raw.set(endless_sse());
     let mut s = post_and_never_read(p.addr, "raw-gpt").await;
     // Open well past the 1 s stream idle timeout (the upstream is never
     // silent: goproxy is not reading it), closed after the send timeout.
     open_until_then_closed(&mut s, Duration::from_secs(6), Duration::from_secs(3)).await;
-    wait_for("the stream's line", Duration::from_secs(5), || async {
-        logs.text().contains("stream finished").then_some(())
-    })
-    .await;
-    let text = logs.text();
+    let text = once_finished(&logs).await;
     assert!(
         text.contains("outcome=\"client_stopped_reading\""),
         "{text}"
@@ -400,11 +406,7 @@ async fn drain_cut_of_a_blocked_stream_is_logged_as_such() {
 #[tokio::test(start_paused = true)]
 async fn h2_client_that_gives_no_window_is_closed_at_the_send_timeout() {
     let (logs, _guard) = Logs::capture();
-    let config = DEFAULT_CONFIG.replace(
-        "\"drain_timeout_secs\": 5",
-        "\"drain_timeout_secs\": 5, \"send_timeout_secs\": 8",
-    );
-    let p = spawn_proxy(&config).await;
+    let p = spawn_proxy(&config_with("\"send_timeout_secs\": 8")).await;
     p.raw.set(endless_sse());
     let tcp = TcpStream::connect(p.addr).await.unwrap();
     let (mut send, conn) =
@@ -427,11 +429,7 @@ async fn h2_client_that_gives_no_window_is_closed_at_the_send_timeout() {
     assert!(!conn.is_finished(), "closed before send_timeout_secs (8 s)");
     tokio::time::sleep(Duration::from_secs(5)).await;
     let _ = settle("the stalled HTTP/2 connection to close", conn).await;
-    wait_for("the stream's line", Duration::from_secs(5), || async {
-        logs.text().contains("stream finished").then_some(())
-    })
-    .await;
-    let text = logs.text();
+    let text = once_finished(&logs).await;
     assert!(
         text.contains("outcome=\"client_stopped_reading\""),
         "{text}"

@@ -34,6 +34,26 @@ fn config_5s() -> String {
     config_with("\"request_read_timeout_secs\": 5")
 }
 
+/// An HTTP/2 client connection (prior knowledge) and its driving task.
+async fn h2_connect<B>(
+    addr: std::net::SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<B>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+)
+where
+    B: hyper::body::Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    (send, tokio::spawn(conn))
+}
+
 /// The captured logs once a relayed body's line is written.
 async fn once_finished(logs: &Logs) -> String {
     wait_for("the stream's line", Duration::from_secs(5), || async {
@@ -239,12 +259,7 @@ async fn h2_preface_only_is_closed() {
 #[tokio::test(start_paused = true)]
 async fn idle_h2_connection_is_closed_after_idle_timeout() {
     let p = spawn_proxy(DEFAULT_CONFIG).await;
-    let tcp = TcpStream::connect(p.addr).await.unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    let conn = tokio::spawn(conn);
+    let (mut send, conn) = h2_connect(p.addr).await;
     let req = http::Request::get("/health")
         .body(Empty::<bytes::Bytes>::new())
         .unwrap();
@@ -408,12 +423,7 @@ async fn h2_client_that_gives_no_window_is_closed_at_the_send_timeout() {
     let (logs, _guard) = Logs::capture();
     let p = spawn_proxy(&config_with("\"send_timeout_secs\": 8")).await;
     p.raw.set(endless_sse());
-    let tcp = TcpStream::connect(p.addr).await.unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    let conn = tokio::spawn(conn);
+    let (mut send, conn) = h2_connect(p.addr).await;
     let req = http::Request::post("/v1/chat/completions")
         .header("authorization", format!("Bearer {CLIENT_KEY}"))
         .header("content-type", "application/json")

@@ -322,23 +322,44 @@ pub fn is_closed(s: &tokio::net::TcpStream) -> bool {
     matches!(s.try_read(&mut buf), Ok(0))
 }
 
-/// The log lines goproxy writes while the guard lives, as text. Tests run
-/// on a current-thread runtime and goproxy serves on it (one event loop),
-/// so a thread-local subscriber sees every line.
+/// The log lines goproxy writes on this thread while the guard lives, as
+/// text. Tests run on a current-thread runtime and goproxy serves on it
+/// (one event loop), so the thread's lines are the test's. One global
+/// subscriber sends each line to its thread's capture: per-thread
+/// subscribers (`set_default`) share tracing's global callsite cache, and
+/// tests running side by side then lost lines now and then.
 #[derive(Debug, Clone, Default)]
 pub struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
 
+thread_local! {
+    static CAPTURE: std::cell::RefCell<Option<Logs>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Stops this thread's capture when dropped.
+#[derive(Debug)]
+pub struct Capturing(());
+
+impl Drop for Capturing {
+    fn drop(&mut self) {
+        CAPTURE.with(|c| c.borrow_mut().take());
+    }
+}
+
 impl Logs {
-    /// Start capturing at INFO and above; lines go here until the guard drops.
-    pub fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
+    /// Start capturing this thread's lines at INFO and above.
+    pub fn capture() -> (Logs, Capturing) {
+        static GLOBAL: std::sync::Once = std::sync::Once::new();
+        GLOBAL.call_once(|| {
+            let sub = tracing_subscriber::fmt()
+                .with_writer(|| ThreadCapture)
+                .with_ansi(false)
+                .with_max_level(tracing::Level::INFO)
+                .finish();
+            tracing::subscriber::set_global_default(sub).expect("no other global subscriber");
+        });
         let logs = Logs::default();
-        let sub = tracing_subscriber::fmt()
-            .with_writer(logs.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .finish();
-        let guard = tracing::subscriber::set_default(sub);
-        (logs, guard)
+        CAPTURE.with(|c| *c.borrow_mut() = Some(logs.clone()));
+        (logs, Capturing(()))
     }
 
     pub fn text(&self) -> String {
@@ -346,20 +367,20 @@ impl Logs {
     }
 }
 
-impl std::io::Write for Logs {
+/// Writes into the current thread's capture, if any.
+struct ThreadCapture;
+
+impl std::io::Write for ThreadCapture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
+        CAPTURE.with(|c| {
+            if let Some(logs) = &*c.borrow() {
+                logs.0.lock().unwrap().extend_from_slice(buf);
+            }
+        });
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
     }
 }
 

@@ -72,28 +72,37 @@ impl Secrets {
     /// variables, and values a header cannot carry (every request sending
     /// one would fail). `--check-config` and startup both report these.
     pub fn env_problems(config: &Config) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut check = |var: &str, what: &str| match std::env::var_os(var) {
-            None => out.push(format!("{var} ({what}) is not set")),
-            Some(v) => match v.to_str().map(str::trim) {
-                None => out.push(format!("{var} ({what}) is not UTF-8 text")),
-                Some("") => out.push(format!("{var} ({what}) is empty")),
-                Some(v) if v.chars().any(|c| c.is_control()) => out.push(format!(
-                    "{var} ({what}) holds a line break or control character: no request can send it"
-                )),
-                Some(_) => {}
-            },
+        // Each variable once, with everything that reads it.
+        let mut vars: Vec<(String, Vec<String>)> = Vec::new();
+        let mut uses = |var: &str, what: String| match vars.iter_mut().find(|(v, _)| v == var) {
+            Some((_, whats)) => whats.push(what),
+            None => vars.push((var.to_string(), vec![what])),
         };
-        let clients = &config.client_api_keys_env;
-        for var in clients {
-            check(var, "client key");
+        for var in &config.client_api_keys_env {
+            uses(var, "client key".into());
         }
         for e in config.endpoints() {
             for var in &e.api_key_env {
-                check(var, &format!("upstream key of endpoint {}", e.name));
+                uses(var, format!("upstream key of endpoint {}", e.name));
             }
         }
-        out
+        vars.into_iter()
+            .filter_map(|(var, whats)| {
+                let what = whats.join(", ");
+                let problem = match std::env::var_os(&var) {
+                    None => "is not set",
+                    Some(v) => match v.to_str().map(str::trim) {
+                        None => "is not UTF-8 text",
+                        Some("") => "is empty",
+                        Some(v) if v.chars().any(|c| c.is_control()) => {
+                            "holds a line break or control character: no request can send it"
+                        }
+                        Some(_) => return None,
+                    },
+                };
+                Some(format!("{var} ({what}) {problem}"))
+            })
+            .collect()
     }
 
     /// Whether any client key is configured.

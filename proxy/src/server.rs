@@ -44,6 +44,9 @@ pub async fn run(
     threads: usize,
 ) -> Result<(), RunError> {
     let secrets = Secrets::from_env(&config);
+    for p in Secrets::env_problems(&config) {
+        tracing::warn!("environment: {p}");
+    }
     serve_on(listener, config, secrets, shutdown, threads).await
 }
 
@@ -124,9 +127,6 @@ fn log_startup(config: &Config, secrets: &Secrets) {
             // Names only: the config refuses values that look like keys.
             tracing::warn!(endpoint = %e.name, env = ?e.api_key_env, "no upstream key set for endpoint");
         }
-    }
-    for p in Secrets::env_problems(config) {
-        tracing::warn!("environment: {p}");
     }
 }
 

@@ -17,6 +17,8 @@ const KNOWN: &[&str] = &["name", "base_url", "api_key_env"];
 pub(crate) struct Endpoints {
     pub list: Vec<Endpoint>,
     pub by_name: HashMap<String, usize>,
+    /// Names that serve no format (warned about, not loaded).
+    pub unused: Vec<String>,
 }
 
 /// Validate every entry of `endpoints`.
@@ -41,26 +43,28 @@ pub(crate) fn endpoints(
             &format!("endpoints[{i}]"),
         )?;
         r.unknown_keys(KNOWN, warnings)?;
-        if let Some(e) = endpoint(&r, &out.by_name, warnings)? {
-            out.by_name.insert(e.name.clone(), out.list.len());
-            out.list.push(e);
+        match endpoint(&r, &out.by_name, warnings)? {
+            Ok(e) => {
+                out.by_name.insert(e.name.clone(), out.list.len());
+                out.list.push(e);
+            }
+            Err(unused) => out.unused.push(unused),
         }
     }
     Ok(out)
 }
 
-/// One endpoint; `None` (with a warning) when its name serves no format.
+/// One endpoint; `Err(name)` (with a warning) when its name serves no
+/// format.
 fn endpoint(
     r: &Reader<'_>,
     seen: &HashMap<String, usize>,
     warnings: &mut Vec<String>,
-) -> Result<Option<Endpoint>, ConfigError> {
-    let name = r.string("name")?.unwrap_or_default();
-    if name.is_empty() {
-        return Err(r
-            .at
-            .invalid("name", "\"\"", "required, and must not be empty"));
-    }
+) -> Result<Result<Endpoint, String>, ConfigError> {
+    let Some(name) = r.string("name")? else {
+        return Err(r.at.invalid("name", "(missing)", "required"));
+    };
+    super::models::plain_name(r, "name", &name)?;
     if seen.contains_key(&name) {
         return Err(r.at.invalid(
             "name",
@@ -68,8 +72,15 @@ fn endpoint(
             "duplicate endpoint name",
         ));
     }
-    let base_url = r.string("base_url")?.unwrap_or_default();
+    let Some(base_url) = r.string("base_url")? else {
+        return Err(r.at.invalid(
+            "base_url",
+            "(missing)",
+            "required: the full URL requests are POSTed to",
+        ));
+    };
     let shown_url = shown(&Value::String(without_userinfo(&base_url)));
+    written_plainly(r, &base_url, &shown_url)?;
     let mut url = url::Url::parse(&base_url)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
@@ -80,6 +91,9 @@ fn endpoint(
                 "must be an absolute http:// or https:// URL (the full URL requests are POSTed to)",
             )
         })?;
+    if let Some(why) = unreachable_host(&url) {
+        return Err(r.at.invalid("base_url", shown_url, why));
+    }
     if url.port() == Some(0) {
         return Err(r
             .at
@@ -111,7 +125,7 @@ fn endpoint(
         warnings.push(format!(
             "endpoint {name} is never used: names must be <line>-openai, <line>-anthropic, openai or anthropic"
         ));
-        return Ok(None);
+        return Ok(Err(name));
     };
     // An OpenAI endpoint sends its key as `Authorization: Bearer`; with
     // `user:password@` in the URL too, the upstream would get two
@@ -124,7 +138,7 @@ fn endpoint(
              Authorization; keep one (remove user:password@ from base_url, or api_key_env)",
         ));
     }
-    Ok(Some(Endpoint {
+    Ok(Ok(Endpoint {
         name,
         uri,
         basic_auth,
@@ -138,8 +152,11 @@ fn endpoint(
 /// message or a log. The userinfo ends at the last `@` (a password may
 /// hold `/`, `?` or `#`; hiding a path's `@...` too is the safe mistake).
 fn without_userinfo(base_url: &str) -> String {
-    let Some(scheme_end) = base_url.find("://").map(|i| i + 3) else {
-        return base_url.to_string();
+    // After `scheme://`, or after `scheme:` when the slashes are missing
+    // or backslashes (URL parsers accept both forms).
+    let scheme_end = match base_url.find("://") {
+        Some(i) => i + 3,
+        None => base_url.find(':').map_or(0, |i| i + 1),
     };
     let (head, rest) = base_url.split_at(scheme_end);
     let rest = match rest.rfind('@') {
@@ -159,6 +176,66 @@ fn without_userinfo(base_url: &str) -> String {
         })
         .collect();
     format!("{head}{path}{}", masked.join("&"))
+}
+
+/// `base_url` as URL parsers agree on it: `http://` or `https://` then no
+/// whitespace, control characters or backslashes. A parser quietly drops
+/// or percent-encodes those (and reads `http:///v1/x` as host `v1`), so
+/// the URL used would not be the one written.
+fn written_plainly(r: &Reader<'_>, base_url: &str, shown_url: &str) -> Result<(), ConfigError> {
+    let lower = base_url.get(..8).unwrap_or(base_url).to_ascii_lowercase();
+    let after_scheme = if lower.starts_with("https://") {
+        8
+    } else if lower.starts_with("http://") {
+        7
+    } else {
+        return Err(r.at.invalid(
+            "base_url",
+            shown_url,
+            "must start with http:// or https:// (the full URL requests are POSTed to)",
+        ));
+    };
+    let odd = base_url
+        .chars()
+        .find(|&c| c.is_whitespace() || c.is_control() || c == '\\');
+    if let Some(c) = odd {
+        return Err(r.at.invalid(
+            "base_url",
+            shown_url,
+            format!(
+                "holds U+{:04X} (a space, control character or backslash): write it percent-encoded",
+                c as u32
+            ),
+        ));
+    }
+    if matches!(
+        base_url[after_scheme..].chars().next(),
+        None | Some('/' | '?' | '#')
+    ) {
+        return Err(r.at.invalid("base_url", shown_url, "has no host"));
+    }
+    Ok(())
+}
+
+/// Why `url`'s host can never be connected to: multicast, broadcast, the
+/// unspecified address, or a name of dots alone.
+fn unreachable_host(url: &url::Url) -> Option<&'static str> {
+    let ip = match url.host()? {
+        url::Host::Domain(d) if d.trim_matches('.').is_empty() => {
+            return Some("has no host name (only dots)")
+        }
+        url::Host::Domain(_) => return None,
+        url::Host::Ipv4(v4) if v4.is_broadcast() => return Some("is a broadcast address"),
+        url::Host::Ipv4(v4) => std::net::IpAddr::V4(v4),
+        url::Host::Ipv6(v6) => std::net::IpAddr::V6(v6),
+    };
+    if ip.is_multicast() {
+        Some("is a multicast address, which TCP cannot connect to")
+    } else if ip.is_unspecified() {
+        Some("is the unspecified address (0.0.0.0 or ::), not a host to connect to")
+    } else {
+        None
+    }
 }
 
 /// Take `user:password@` out of `url` and make it the `Authorization:

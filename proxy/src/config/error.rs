@@ -166,10 +166,13 @@ pub(crate) fn syntax(source: &str, e: &serde_json::Error) -> ConfigError {
     // serde_json says e.g. "expected `,` or `}` at line 3 column 5"; the
     // position is already in front, so keep only the words.
     let full = e.to_string();
-    let message = match full.rfind(" at line ") {
+    let mut message = match full.rfind(" at line ") {
         Some(i) => full[..i].to_string(),
         None => full,
     };
+    if message == "recursion limit exceeded" {
+        message = "nested more than 128 levels deep".into();
+    }
     ConfigError::Json {
         source_name: source.to_string(),
         line: e.line(),

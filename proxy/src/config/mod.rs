@@ -329,10 +329,22 @@ fn port(top: &Reader<'_>) -> Result<u16, ConfigError> {
 
 /// A `User-Agent` every upstream request can carry: visible ASCII and
 /// spaces only (a CR/LF would fail every request).
+/// Longest `user_agent`: far below the 8 KB header limits of upstreams.
+const MAX_USER_AGENT: usize = 1024;
+
 fn user_agent(top: &Reader<'_>) -> Result<Option<HeaderValue>, ConfigError> {
     let Some(ua) = top.string("user_agent")?.filter(|s| !s.is_empty()) else {
         return Ok(None);
     };
+    if ua.len() > MAX_USER_AGENT {
+        return Err(top.at.invalid(
+            "user_agent",
+            shown(&Value::String(ua)),
+            format!(
+                "must be at most {MAX_USER_AGENT} characters (upstreams refuse longer headers)"
+            ),
+        ));
+    }
     let ok = ua.chars().all(|c| c == ' ' || c.is_ascii_graphic());
     match HeaderValue::from_str(&ua) {
         Ok(v) if ok => Ok(Some(v)),

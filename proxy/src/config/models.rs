@@ -30,6 +30,9 @@ const KNOWN: &[&str] = &[
 
 /// Anthropic's smallest `thinking.budget_tokens`.
 const MIN_THINKING_BUDGET: u32 = 1024;
+/// Largest budget: goproxy asks for `max_tokens` = budget + 4000, and
+/// Anthropic's largest `max_tokens` (128k output) must hold it.
+const MAX_THINKING_BUDGET: u32 = 124_000;
 
 /// Validated models and their index by id and alias.
 #[derive(Debug, Default)]
@@ -98,40 +101,48 @@ fn register(
 }
 
 fn model(r: &Reader<'_>, endpoints: &Endpoints) -> Result<Model, ConfigError> {
-    let id = r.string("id")?.unwrap_or_default();
-    if id.is_empty() {
-        return Err(r
-            .at
-            .invalid("id", "\"\"", "required, and must not be empty"));
-    }
+    let Some(id) = r.string("id")? else {
+        return Err(r.at.invalid("id", "(missing)", "required"));
+    };
     plain_name(r, "id", &id)?;
     let kind = r.string("type")?.unwrap_or_else(|| "openai".to_string());
+    plain_name(r, "type", &kind)?;
     let reasoning = reasoning(r)?;
-    let thinking_budget = match (
-        r.get::<u32>("thinking_budget", "a whole number of tokens")?,
-        reasoning,
-    ) {
-        (Some(0), _) => None,
-        (Some(b), _) if b < MIN_THINKING_BUDGET => {
-            return Err(r.at.invalid(
+    let thinking_budget =
+        match (
+            r.whole("thinking_budget", "tokens", u64::from(MAX_THINKING_BUDGET))?
+                .map(|b| b as u32),
+            reasoning,
+        ) {
+            (Some(0), _) => None,
+            (Some(b), _) if b < MIN_THINKING_BUDGET => return Err(r.at.invalid(
                 "thinking_budget",
                 b.to_string(),
-                "must be 0 (off) or at least 1024 tokens (Anthropic refuses smaller budgets)",
-            ))
-        }
-        (Some(b), _) => Some(b),
-        (None, Some(r)) => Some(r.default_budget()),
-        (None, None) => None,
-    };
+                "must be 0 (off) or from 1024 to 124000 tokens (Anthropic refuses smaller budgets)",
+            )),
+            (Some(b), _) => Some(b),
+            (None, Some(r)) => Some(r.default_budget()),
+            (None, None) => None,
+        };
     let upstream = r.string("upstream")?;
+    if let Some(up) = &upstream {
+        plain_name(r, "upstream", up)?;
+    }
     let served = serving(r, endpoints, upstream.as_deref(), &kind, &id)?;
     let name = r.string("name")?.unwrap_or_else(|| id.clone());
-    if let Some(c) = name.chars().find(|c| c.is_control()) {
+    if name.trim().is_empty() {
+        return Err(r.at.invalid(
+            "name",
+            shown(&Value::String(name)),
+            "must not be empty (leave it out to show the id)",
+        ));
+    }
+    if let Some(c) = name.chars().find(|&c| c.is_control() || is_invisible(c)) {
         return Err(r.at.invalid(
             "name",
             shown(&Value::String(name.clone())),
             format!(
-                "must not hold control characters (found U+{:04X})",
+                "must not hold control or invisible characters (found U+{:04X})",
                 c as u32
             ),
         ));
@@ -174,7 +185,7 @@ fn prices(r: &Reader<'_>) -> Result<Prices, ConfigError> {
     let non_negative = |field: &str, default: f64| -> Result<f64, ConfigError> {
         let v = r.number(field)?.unwrap_or(default);
         if v.is_finite() && v >= 0.0 {
-            Ok(v)
+            Ok(v + 0.0) // -0.0 is 0
         } else {
             Err(r
                 .at
@@ -226,10 +237,10 @@ fn upstream_ids(r: &Reader<'_>, id: &str) -> Result<Vec<(String, f64)>, ConfigEr
         }
         None => vec![id.to_string()],
     };
-    if ids.is_empty() || ids.iter().any(String::is_empty) {
+    if ids.is_empty() {
         return Err(r.at.invalid(
             "upstream_model_id",
-            shown(r.value("upstream_model_id").unwrap_or(&Value::Null)),
+            "[]",
             "must be a non-empty string or a list of non-empty strings",
         ));
     }
@@ -256,8 +267,15 @@ fn upstream_ids(r: &Reader<'_>, id: &str) -> Result<Vec<(String, f64)>, ConfigEr
             ),
         ));
     }
+    if let Some(j) = weights.iter().position(|w| !w.is_finite() || *w < 0.0) {
+        return Err(r.at.invalid(
+            &format!("{field}[{j}]"),
+            shown_number(weights[j]),
+            "must be a finite number >= 0",
+        ));
+    }
     let sum: f64 = weights.iter().sum();
-    if weights.iter().any(|w| !w.is_finite() || *w < 0.0) || !(sum > 0.0 && sum.is_finite()) {
+    if !(sum > 0.0 && sum.is_finite()) {
         return Err(r.at.invalid(
             field,
             show(),
@@ -267,29 +285,40 @@ fn upstream_ids(r: &Reader<'_>, id: &str) -> Result<Vec<(String, f64)>, ConfigEr
     Ok(ids.into_iter().zip(weights).collect())
 }
 
-/// A model id, alias or upstream id: it is a metrics label, a log field
-/// and a JSON string on the wire, so no control characters, whitespace,
-/// quotes or backslashes (`gpt-4o`, `claude-3-5-sonnet@20241022`).
-fn plain_name(r: &Reader<'_>, field: &str, name: &str) -> Result<(), ConfigError> {
+/// A model id, alias, upstream id, type or endpoint name: it is a metrics
+/// label, a log field and JSON on the wire, so printable ASCII without
+/// spaces, quotes or backslashes (`gpt-4o`, `claude-3-5-sonnet@20241022`,
+/// `qwen2.5:7b`). Non-ASCII is refused too: invisible and bidirectional
+/// characters would make two ids look the same, or a log line lie.
+pub(crate) fn plain_name(r: &Reader<'_>, field: &str, name: &str) -> Result<(), ConfigError> {
+    if name.trim().is_empty() {
+        return Err(r.at.invalid(
+            field,
+            shown(&Value::String(name.into())),
+            "must not be empty",
+        ));
+    }
     match name
         .chars()
-        .find(|c| c.is_control() || c.is_whitespace() || matches!(c, '"' | '\\'))
+        .find(|c| !c.is_ascii_graphic() || matches!(c, '"' | '\\'))
     {
         None => Ok(()),
         Some(c) => Err(r.at.invalid(
             field,
             shown(&Value::String(name.into())),
             format!(
-                "must not hold {} (found U+{:04X}): ids are metrics labels and log fields",
-                if c.is_control() || c.is_whitespace() {
-                    "spaces or control characters"
-                } else {
-                    "quotes or backslashes"
-                },
+                "must be printable ASCII without spaces, quotes or backslashes (found U+{:04X}): \
+                 it is a metrics label and a log field",
                 c as u32
             ),
         )),
     }
+}
+
+/// Format and bidirectional controls, zero-width characters, the BOM.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}'
+        | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
 }
 
 /// Endpoint per format: `<upstream>` itself when it is an endpoint's name
@@ -304,6 +333,17 @@ fn serving(
 ) -> Result<HashMap<Format, usize>, ConfigError> {
     let known = |n: &str| endpoints.by_name.contains_key(n);
     if let Some(up) = upstream {
+        let unused = |n: &str| endpoints.unused.iter().any(|u| u == n);
+        if unused(up) {
+            return Err(r.at.invalid(
+                "upstream",
+                shown(&Value::String(up.into())),
+                format!(
+                    "names endpoint {up}, which is not loaded: endpoint names must be \
+                     <line>-openai, <line>-anthropic, openai or anthropic"
+                ),
+            ));
+        }
         if !(known(up) || Format::ALL.iter().any(|f| known(&format!("{up}-{f}")))) {
             return Err(r.at.invalid(
                 "upstream",

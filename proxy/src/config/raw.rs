@@ -71,6 +71,22 @@ impl<'a> Reader<'a> {
         self.get(key, "a number")
     }
 
+    /// A whole number from 0 to `max` (`what` it counts: "tokens"), with
+    /// the range in the error for a fraction, a negative or a huge number.
+    pub fn whole(&self, key: &str, what: &str, max: u64) -> Result<Option<u64>, ConfigError> {
+        let Some(v) = self.value(key) else {
+            return Ok(None);
+        };
+        match v.as_u64() {
+            Some(n) if n <= max => Ok(Some(n)),
+            _ => Err(self.at.invalid(
+                key,
+                shown(v),
+                format!("must be a whole number of {what} from 0 to {max}"),
+            )),
+        }
+    }
+
     /// A list of strings, each element checked on its own, so an error
     /// names the element (`id_aliases[2]`) and what it is.
     pub fn list_of_strings(&self, key: &str) -> Result<Option<Vec<String>>, ConfigError> {
@@ -139,25 +155,46 @@ impl<'a> Reader<'a> {
             if key.starts_with("_comment") || known.contains(&key.as_str()) {
                 continue;
             }
+            let shown_key = shown_field(key);
             if let Some(meant) = near_miss(key, known) {
                 return Err(self.at.invalid(
-                    key,
+                    &shown_key,
                     shown_unless_key(&self.obj[key]),
                     format!("unknown key; did you mean {meant}? (as written it is ignored)"),
                 ));
             }
-            warnings.push(format!("unknown key {} ignored", self.at.path_of(key)));
+            warnings.push(format!(
+                "unknown key {} ignored",
+                self.at.path_of(&shown_key)
+            ));
         }
         Ok(())
     }
 }
 
 /// The known key `key` is a misspelling of: the same but for case and
-/// `-`/`_`, or within two edits of a key at least 6 characters long.
+/// `-`/`_`, or within two edits (one for keys under 6 characters:
+/// `hots`, `prot`, `nmae`; a swap of neighbours is one edit).
 fn near_miss<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
     let folded = key.to_ascii_lowercase().replace('-', "_");
-    known
-        .iter()
-        .copied()
-        .find(|k| folded == *k || (k.len() >= 6 && strsim::damerau_levenshtein(&folded, k) <= 2))
+    known.iter().copied().find(|k| {
+        let allowed = if k.len() >= 6 { 2 } else { 1 };
+        folded == *k || (k.len() >= 3 && strsim::damerau_levenshtein(&folded, k) <= allowed)
+    })
+}
+
+/// A key as an error or warning shows it: as it is when plain, else
+/// quoted and escaped, and hidden when it looks like a pasted secret.
+fn shown_field(key: &str) -> String {
+    if super::endpoints::looks_like_key(key) {
+        return "(a key that looks like a secret)".into();
+    }
+    if key
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        key.to_string()
+    } else {
+        shown(&Value::String(key.into()))
+    }
 }

@@ -233,7 +233,7 @@ fn run_time_traps_are_refused() {
         ),
         (
             Box::new(|v| v["endpoints"][0]["base_url"] = "ftp://user:s3cret@x/y".into()),
-            "endpoints[0].base_url = \"ftp://***@x/y\": must be an absolute",
+            "endpoints[0].base_url = \"ftp://***@x/y\": must start with http:// or https://",
         ),
         (
             Box::new(|v| v["models"][1]["billing_multiplier"] = serde_json::json!(-1)),
@@ -248,23 +248,23 @@ fn run_time_traps_are_refused() {
         ),
         (
             Box::new(|v| v["models"][0]["id"] = "gpt\"4o".into()),
-            "models[0].id = \"gpt\\\"4o\": must not hold quotes or backslashes",
+            "models[0].id = \"gpt\\\"4o\": must be printable ASCII",
         ),
         (
             Box::new(|v| v["models"][0]["id"] = "gpt\n4o".into()),
-            "models[0].id = \"gpt\\n4o\": must not hold spaces or control characters",
+            "models[0].id = \"gpt\\n4o\": must be printable ASCII",
         ),
         (
             Box::new(|v| v["models"][0]["id_aliases"] = serde_json::json!(["ok", "b a d"])),
-            "models[0].id_aliases[1] = \"b a d\": must not hold spaces",
+            "models[0].id_aliases[1] = \"b a d\": must be printable ASCII",
         ),
         (
             Box::new(|v| v["models"][0]["upstream_model_id"] = serde_json::json!(["a", "b\u{7f}"])),
-            "models[0].upstream_model_id[1] = \"b\\u007f\": must not hold spaces or control characters",
+            "models[0].upstream_model_id[1] = \"b\\u007f\": must be printable ASCII",
         ),
         (
             Box::new(|v| v["models"][0]["name"] = "GPT\u{1b}[31m".into()),
-            "models[0].name = \"GPT\\u001b[31m\": must not hold control characters",
+            "models[0].name = \"GPT\\u001b[31m\": must not hold control or invisible characters",
         ),
         (
             Box::new(|v| v["models"][0]["id_aliases"] = serde_json::json!(["ok", ["x"]])),
@@ -280,7 +280,7 @@ fn run_time_traps_are_refused() {
         ),
         (
             Box::new(|v| v["models"][1]["thinking_budget"] = 512.into()),
-            "models[1].thinking_budget = 512: must be 0 (off) or at least 1024",
+            "models[1].thinking_budget = 512: must be 0 (off) or from 1024 to 124000 tokens",
         ),
         (
             Box::new(|v| v["endpoints"][0]["base_url"] = "https://api.ohmygpt.com:0/v1/chat/completions".into()),
@@ -305,6 +305,82 @@ fn run_time_traps_are_refused() {
         (
             Box::new(|v| v["Port"] = 8005.into()),
             "Port = 8005: unknown key; did you mean port?",
+        ),
+        (
+            Box::new(|v| v["hots"] = "127.0.0.1".into()),
+            "hots = \"127.0.0.1\": unknown key; did you mean host?",
+        ),
+        (
+            Box::new(|v| v["endpoints"][0]["nmae"] = "x".into()),
+            "endpoints[0].nmae = \"x\": unknown key; did you mean name?",
+        ),
+        (
+            Box::new(|v| v["endpoints"][0]["name"] = "\u{1b}[31mX-openai".into()),
+            "endpoints[0].name = \"\\u001b[31mX-openai\": must be printable ASCII",
+        ),
+        (
+            Box::new(|v| v["models"][0]["id"] = "gpt\u{200b}4o".into()),
+            "models[0].id = \"gpt\u{200b}4o\": must be printable ASCII",
+        ),
+        (
+            Box::new(|v| v["models"][0]["name"] = "GPT \u{202e}4o".into()),
+            "models[0].name = \"GPT \u{202e}4o\": must not hold control or invisible characters",
+        ),
+        (
+            Box::new(|v| v["models"][0]["name"] = "  ".into()),
+            "models[0].name = \"  \": must not be empty",
+        ),
+        (
+            Box::new(|v| v["models"][0]["upstream"] = "".into()),
+            "models[0].upstream = \"\": must not be empty",
+        ),
+        (
+            Box::new(|v| v["models"][0]["type"] = "openai\n".into()),
+            "models[0].type = \"openai\\n\": must be printable ASCII",
+        ),
+        (
+            Box::new(|v| v["models"][0].as_object_mut().unwrap().remove("id").map(|_| ()).unwrap()),
+            "models[0].id = (missing): required",
+        ),
+        (
+            Box::new(|v| v["models"][1]["thinking_budget"] = 200_000.into()),
+            "models[1].thinking_budget = 200000: must be a whole number of tokens from 0 to 124000",
+        ),
+        (
+            Box::new(|v| v["models"][1]["thinking_budget"] = (-1).into()),
+            "models[1].thinking_budget = -1: must be a whole number of tokens from 0 to 124000",
+        ),
+        (
+            Box::new(|v| v["models"][0]["upstream_model_weights"] = serde_json::json!([1, -1])),
+            "models[0].upstream_model_weights[1] = -1: must be a finite number >= 0",
+        ),
+        (
+            Box::new(|v| v["models"][0]["upstream_model_id"] = serde_json::json!(["ok", ""])),
+            "models[0].upstream_model_id[1] = \"\": must not be empty",
+        ),
+        (
+            Box::new(|v| v["endpoints"][0]["base_url"] = "http://224.0.0.1/v1/chat/completions".into()),
+            "is a multicast address",
+        ),
+        (
+            Box::new(|v| v["endpoints"][0]["base_url"] = "http://0.0.0.0/v1/chat/completions".into()),
+            "is the unspecified address",
+        ),
+        (
+            Box::new(|v| v["endpoints"][0]["base_url"] = "http:///v1/chat/completions".into()),
+            "endpoints[0].base_url = \"http:///v1/chat/completions\": has no host",
+        ),
+        (
+            Box::new(|v| v["endpoints"][0]["base_url"] = "http://./v1/chat/completions".into()),
+            "has no host name (only dots)",
+        ),
+        (
+            Box::new(|v| v["endpoints"][0]["base_url"] = "https://api.ohmygpt.com/v1/chat completions".into()),
+            "holds U+0020 (a space, control character or backslash)",
+        ),
+        (
+            Box::new(|v| v["user_agent"] = "x".repeat(2000).into()),
+            "user_agent = \"xxxx",
         ),
     ];
     for (patch, expected) in cases {
@@ -413,6 +489,9 @@ fn secrets_in_config_errors_are_hidden() {
         assert!(!e.contains("Zq8Wm2"), "{e}");
     }
     for url in [
+        "http:\\\\user:ss0rdZq8Wm2@127.0.0.1:9001\\v1",
+        "https:user:ss0rdZq8Wm2@api.example.com/v1/chat/completions",
+        "https:/user:ss0rdZq8Wm2@api.example.com/v1/chat/completions",
         "https://user:pa/ss0rdZq8Wm2@api.example.com/v1/chat/completions",
         "https://user:pa#ss0rdZq8Wm2@api.example.com/v1/chat/completions",
         "https://user:pa?ss0rdZq8Wm2@api.example.com/v1/chat/completions",
@@ -467,4 +546,30 @@ fn values_are_shown_short_and_printable() {
     let e = err(|v| v["host"] = "1.2.3.\u{7f}".into());
     assert!(!e.contains('\u{7f}'), "{e:?}");
     assert!(e.contains("\\u007f"), "{e}");
+}
+
+/// An upstream naming an endpoint that is not loaded says why; a pasted
+/// secret as a key is not echoed; deep nesting is named in plain words.
+#[test]
+fn odd_names_keys_and_nesting_are_explained() {
+    let e = err(|v| {
+        v["endpoints"][1]["name"] = "bad".into();
+        v["models"][1]["upstream"] = "bad".into();
+    });
+    assert!(e.contains("names endpoint bad, which is not loaded"), "{e}");
+    let secret = "sk-proj-Zq8Wm2Lp5Rt7Yv1Nx4Kc6Bd";
+    let c = with(|v| v[secret] = 1.into()).unwrap();
+    assert!(!c.warnings.join(" ").contains("Zq8Wm2"), "{:?}", c.warnings);
+    let text = GOOD.replacen(
+        "\"port\": 8004",
+        &format!("\"{secret}\": 1, \"{secret}\": 2, \"port\": 8004"),
+        1,
+    );
+    let e = Config::from_json(&text, "t.json").unwrap_err().to_string();
+    assert!(e.contains("duplicate key") && !e.contains("Zq8Wm2"), "{e}");
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    let e = Config::from_json(&deep, "t.json").unwrap_err().to_string();
+    assert!(e.contains("nested more than 128 levels deep"), "{e}");
+    let c = with(|v| v["\u{1b}[31mX"] = 1.into()).unwrap();
+    assert!(!c.warnings.join(" ").contains('\u{1b}'), "{:?}", c.warnings);
 }

@@ -56,7 +56,8 @@ impl<'de> Visitor<'de> for Walk {
         while let Some(key) = map.next_key::<String>()? {
             if !seen.insert(key.clone()) {
                 return Err(de::Error::custom(format!(
-                    "duplicate key {key:?} in one object (JSON keeps only the last; remove one)"
+                    "duplicate key {} in one object (JSON keeps only the last; remove one)",
+                    super::error::shown_unless_key(&serde_json::Value::String(key))
                 )));
             }
             map.next_value::<UniqueKeys>()?;

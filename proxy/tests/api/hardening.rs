@@ -563,3 +563,30 @@ async fn trickling_error_body_does_not_delay_the_error_answer() {
     let took = t0.elapsed();
     assert!(took < Duration::from_secs(6), "{took:?}");
 }
+
+/// The same over HTTP/2, where the handler runs in a task of hyper's that
+/// nothing polls at the cut: it waits on the cut itself.
+#[tokio::test(start_paused = true)]
+async fn drain_cut_answers_a_waiting_http2_request_with_503() {
+    let config = DEFAULT_CONFIG
+        .replace("RAW_BASE/v1/chat/completions", &silent_upstream().await)
+        .replace(
+            "\"first_byte_timeout_secs\": 1",
+            "\"first_byte_timeout_secs\": 60",
+        );
+    let mut p = spawn_proxy(&config).await;
+    let (mut send, _conn) = h2_connect(p.addr).await;
+    let req = http::Request::post("/v1/chat/completions")
+        .header("authorization", format!("Bearer {CLIENT_KEY}"))
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            br#"{"model":"raw-gpt","messages":[]}"#,
+        )))
+        .unwrap();
+    let asked = send.send_request(req);
+    let trigger = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        p.trigger_shutdown();
+    };
+    let (r, ()) = tokio::join!(asked, trigger);
+    assert_eq!(r.unwrap().status(), 503);
+}

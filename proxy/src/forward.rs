@@ -147,8 +147,12 @@ async fn read_prefix(
     let deadline = Instant::now() + ERROR_BODY_TIME;
     loop {
         let until = deadline.min(Instant::now() + silence);
-        let Ok(Some(Ok(chunk))) = timeout_at(until, next_data(&mut body)).await else {
-            break;
+        let chunk = match timeout_at(until, next_data(&mut body)).await {
+            Ok(Some(Ok(chunk))) => chunk,
+            // The body's clean end: what was read is all of it.
+            Ok(None) => return (buf, false),
+            // Timed out, or broke: the last token may be a key cut short.
+            Ok(Some(Err(_))) | Err(_) => return (buf, true),
         };
         let room = limit - buf.len();
         if chunk.len() >= room {
@@ -158,7 +162,6 @@ async fn read_prefix(
         }
         buf.extend_from_slice(&chunk);
     }
-    (buf, false)
 }
 
 fn is_sse(headers: &HeaderMap) -> bool {

@@ -19,6 +19,10 @@ pub struct Usage {
     pub cache_read: u64,
 }
 
+/// Most tokens one response can count in any field: 100 million, ten
+/// times the largest context window offered today.
+pub const MAX_TOKENS: u64 = 100_000_000;
+
 impl Usage {
     /// Fold in the usage carried by one JSON body or SSE `data:` payload.
     /// Anthropic counts are cumulative (`message_start`, then
@@ -43,12 +47,27 @@ impl Usage {
     }
 
     /// Fold in the counts of one `usage` object (see [`Usage::observe`]).
+    /// A count no response can have (over [`MAX_TOKENS`]) is taken as
+    /// absent: an upstream reporting `u64::MAX` would otherwise bill ~1.8e13
+    /// and wrap the token counters.
     pub fn apply(&mut self, c: &Counts) {
-        if let Some(prompt) = c.prompt {
+        let plausible = |n: Option<u64>| n.filter(|&n| n <= MAX_TOKENS);
+        let c = &Counts {
+            prompt: plausible(c.prompt),
+            cached: plausible(c.cached),
+            completion: plausible(c.completion),
+            input: plausible(c.input),
+            output: plausible(c.output),
+            cache_write: plausible(c.cache_write),
+            cache_read: plausible(c.cache_read),
+        };
+        if c.prompt.is_some() || c.completion.is_some() {
             // OpenAI: prompt_tokens includes cached tokens.
-            let cached = c.cached.unwrap_or(0);
-            self.cache_read = cached;
-            self.input = prompt.saturating_sub(cached);
+            if let Some(prompt) = c.prompt {
+                let cached = c.cached.unwrap_or(0);
+                self.cache_read = cached;
+                self.input = prompt.saturating_sub(cached);
+            }
             if let Some(x) = c.completion {
                 self.output = x;
             }
@@ -82,6 +101,24 @@ impl Usage {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Counts no response can have are not billed (they would bill ~1.8e13
+    /// and wrap the token counters); the plausible ones beside them are.
+    #[test]
+    fn implausible_counts_are_ignored() {
+        let mut u = Usage::default();
+        u.observe(&json!({"usage": {"prompt_tokens": u64::MAX, "completion_tokens": 7}}));
+        assert_eq!((u.input, u.output), (0, 7));
+        u.observe(&json!({"usage": {"input_tokens": 12, "output_tokens": MAX_TOKENS + 1}}));
+        assert_eq!((u.input, u.output), (12, 7));
+        let cost = u.cost(&crate::config::Prices {
+            input: 1.0,
+            output: 1.0,
+            cache_write: 0.0,
+            cache_hit: 0.0,
+        });
+        assert!(cost < 1.0, "{cost}");
+    }
 
     #[test]
     fn anthropic_stream_usage_accumulates() {

@@ -23,7 +23,7 @@ pub enum HeadError {
     Framing,
     #[error("HTTP version not supported")]
     Version,
-    #[error("request line over {} bytes", MAX_HEAD / 2)]
+    #[error("request target over {} bytes", MAX_HEAD / 2)]
     UriTooLong,
     #[error("HTTP/1.1 request without exactly one Host header")]
     Host,
@@ -74,11 +74,21 @@ pub fn parse_request(buf: &mut BytesMut, spans: &mut Spans) -> Result<Option<Hea
         Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => return Err(too_large(buf)),
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(too_large(buf)),
+        // A request line alone over half the bound: 414 without waiting for
+        // the rest of the head.
+        Ok(httparse::Status::Partial)
+            if buf.len() > MAX_HEAD / 2 && too_large(buf) == HeadError::UriTooLong =>
+        {
+            return Err(HeadError::UriTooLong)
+        }
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
         Err(httparse::Error::Version) => return Err(HeadError::Version),
         Err(_) => return Err(HeadError::Malformed),
     };
+    if parsed.path.map_or(0, str::len) > MAX_HEAD / 2 {
+        return Err(HeadError::UriTooLong);
+    }
     let method = Method::from_bytes(parsed.method.unwrap_or("").as_bytes())
         .map_err(|_| HeadError::Malformed)?;
     let version = match parsed.version {
@@ -309,6 +319,14 @@ mod tests {
         let long = format!("GET /{} HTTP/1.1\r\nhost: a\r\n\r\n", "a".repeat(70 * 1024));
         assert_eq!(bad(&long), 414);
         assert_eq!(bad(&long[..MAX_HEAD + 10]), 414);
+        // Over half the bound: 414 whether the head is whole or not yet.
+        let half = format!("GET /{} HTTP/1.1\r\nhost: a\r\n\r\n", "a".repeat(40 * 1024));
+        assert_eq!(bad(&half), 414);
+        assert_eq!(bad(&half[..40 * 1024]), 414);
+        assert!(
+            parse(&half[..20 * 1024]).unwrap().is_none(),
+            "still reading"
+        );
     }
 
     #[test]

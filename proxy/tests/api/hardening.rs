@@ -590,3 +590,24 @@ async fn drain_cut_answers_a_waiting_http2_request_with_503() {
     let (r, ()) = tokio::join!(asked, trigger);
     assert_eq!(r.unwrap().status(), 503);
 }
+
+/// An error body that stalls (or breaks) mid-token is logged without its
+/// last token: it may be a key cut short, too short to recognise.
+#[tokio::test(start_paused = true)]
+async fn a_stalled_error_body_loses_its_last_token_in_the_log() {
+    let (logs, _guard) = Logs::capture();
+    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    let r = p
+        .raw_completion(Script {
+            status: 401,
+            chunk: b"Incorrect API key provided: Zq8XkP3".to_vec(),
+            chunks: 2,
+            gap: Duration::from_secs(30),
+            ..Script::default()
+        })
+        .await;
+    assert_eq!(r.status(), 502);
+    let text = logs.text();
+    assert!(text.contains("Incorrect API key provided:"), "{text}");
+    assert!(!text.contains("Zq8XkP3"), "{text}");
+}

@@ -20,6 +20,7 @@ use crate::read_body::read_body;
 use crate::redact::redact_prefix;
 use crate::rename::ClientBody;
 use crate::req_body::ReqBody;
+use crate::request_line::Resolved;
 use crate::stream::{relay, RelayContext};
 use crate::upstream_body::UpstreamBody;
 
@@ -33,13 +34,14 @@ const ERROR_LOG_CHARS: usize = 512;
 const ERROR_BODY_TIME: Duration = Duration::from_secs(5);
 
 /// POST a model route upstream and answer with what comes back.
-pub async fn forward(
-    app: &Arc<App>,
+pub async fn forward<'a>(
+    app: &'a Arc<App>,
     id: u64,
     peer: &Peer,
     format: Format,
     req: Request<ReqBody>,
     started: Instant,
+    resolved: &Resolved<'a>,
 ) -> Handled {
     app.secrets
         .authenticate(req.headers(), format == Format::Anthropic)?;
@@ -47,6 +49,7 @@ pub async fn forward(
     let raw = read_body(body, &parts.headers, &app.config).await?;
     let client_body = ClientBody::parse(&raw)?;
     let (model, endpoint) = route(app, format, &client_body.model)?;
+    resolved.set(model, endpoint);
     let (out, upstream_model) =
         client_body.rewrite(model, format, app.config.system_prompt.as_deref());
 

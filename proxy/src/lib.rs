@@ -11,6 +11,7 @@
 //! - [`app`]: the shared state of one server.
 //! - [`routes`]: routing and the small handlers.
 //! - [`forward`]: the model routes: client body in, upstream answer out.
+//! - [`request_line`]: the request's line when no body logs it (errors, 499).
 //! - [`read_body`]: the client body, within its size and time limits.
 //! - [`rename`]: the client body rewritten for the upstream, without a JSON tree.
 //! - [`toplevel`]: a JSON object's top-level members, by a structural scan.
@@ -92,6 +93,7 @@ pub mod read_body;
 pub mod redact;
 pub mod rename;
 pub mod req_body;
+pub mod request_line;
 pub mod routes;
 pub mod serve;
 pub mod server;

@@ -20,6 +20,7 @@ use crate::error::ProxyError;
 use crate::forward::forward;
 use crate::peer::Peer;
 use crate::req_body::ReqBody;
+use crate::request_line::{Abandoned, Line, Resolved};
 
 pub use crate::error::Handled;
 
@@ -98,12 +99,25 @@ pub async fn handle(
         Format::OpenAi
     };
     let h1 = matches!(req.body(), ReqBody::Left(_));
-    let handled = std::pin::pin!(dispatch(&app, id, &peer, route, req, started));
-    let (resp, model) = match until_cut(&app, id, h1, handled).await {
+    let resolved = Resolved::default();
+    let line = Line {
+        id,
+        peer: &peer,
+        method: &method,
+        route,
+        started,
+        resolved: &resolved,
+    };
+    let mut abandoned = Abandoned::new(&line, &app);
+    let handled = std::pin::pin!(dispatch(&app, id, &peer, route, req, started, &resolved));
+    let handled = until_cut(&app, id, h1, handled).await;
+    abandoned.disarm();
+    let (resp, model) = match handled {
         Ok(x) => x,
         Err(e) => {
             if e.status_code().is_server_error() {
-                tracing::warn!(request_id = id, error = %e, fault = ?e.fault(), "request failed");
+                let (model, endpoint) = resolved.names();
+                tracing::warn!(request_id = id, model, endpoint, error = %e, fault = ?e.fault(), "request failed");
             }
             (e.into_response(format), None)
         }
@@ -113,25 +127,25 @@ pub async fn handle(
     // (it has a model) gets its line when its body ends ("completion" or
     // "stream finished", with these fields too); any other request here.
     let status = resp.status().as_u16();
-    let latency_ms = crate::log_line::millis(started.elapsed());
     match model.as_deref() {
         Some(model) => {
+            let latency_ms = crate::log_line::millis(started.elapsed());
             tracing::debug!(request_id = id, %peer, %method, route, status, model, latency_ms, "request")
         }
-        None => {
-            tracing::info!(request_id = id, %peer, %method, route, status, model = "", latency_ms, "request")
-        }
+        None => line.write(status),
     }
+    drop(abandoned);
     Ok(resp.map(|b| with_guard(b, busy)))
 }
 
-async fn dispatch(
-    app: &Arc<App>,
+async fn dispatch<'a>(
+    app: &'a Arc<App>,
     id: u64,
     peer: &Peer,
     route: &'static str,
     req: Request<ReqBody>,
     started: Instant,
+    resolved: &Resolved<'a>,
 ) -> Handled {
     match (route, req.method()) {
         ("/health", &Method::GET | &Method::HEAD) => Ok((health(app), None)),
@@ -150,10 +164,10 @@ async fn dispatch(
             Ok((models(app), None))
         }
         ("/v1/chat/completions", &Method::POST) => {
-            forward(app, id, peer, Format::OpenAi, req, started).await
+            forward(app, id, peer, Format::OpenAi, req, started, resolved).await
         }
         ("/v1/messages", &Method::POST) => {
-            forward(app, id, peer, Format::Anthropic, req, started).await
+            forward(app, id, peer, Format::Anthropic, req, started, resolved).await
         }
         ("other", _) => Err(ProxyError::NotFound(route_safe_path(req.uri().path()))),
         _ => Err(ProxyError::MethodNotAllowed),

@@ -25,8 +25,10 @@ mod rewind;
 mod write;
 
 use std::convert::Infallible;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
@@ -169,7 +171,12 @@ async fn serve_h1(app: Arc<App>, wire: Arc<Wire>, peer: Peer, activity: Arc<Acti
             head_only: request.method() == Method::HEAD,
         };
         let request = request.map(|()| ReqBody::Left(H1ReqBody::new(wire.clone())));
-        let Ok(response) = handle(app.clone(), peer.clone(), request, busy).await;
+        let handled = std::pin::pin!(handle(app.clone(), peer.clone(), request, busy));
+        let Some(Ok(response)) = unless_gone(&wire, handled).await else {
+            // The client closed while its answer was prepared: dropping the
+            // handler cancels the upstream request and logs it as 499.
+            return;
+        };
         // A body the handler left unread is skipped if it is all here;
         // otherwise the connection cannot carry another request.
         let whole = skip_buffered_body(&wire);
@@ -192,6 +199,20 @@ async fn serve_h1(app: Arc<App>, wire: Arc<Wire>, peer: Peer, activity: Arc<Acti
             wire.shrink();
         }
     }
+}
+
+/// `handled`, or `None` once the client closed its connection while
+/// waiting (looked at only after the whole request body was read: see
+/// [`Wire::poll_gone`]), as nginx stops an upstream request whose client
+/// left. Pinned by the caller: the handler's future is a few KB.
+async fn unless_gone<F: Future>(wire: &Wire, mut handled: Pin<&mut F>) -> Option<F::Output> {
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = handled.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        wire.poll_gone(cx).map(|()| None)
+    })
+    .await
 }
 
 /// The next request head: `None` when the client closed between requests

@@ -611,3 +611,97 @@ async fn a_stalled_error_body_loses_its_last_token_in_the_log() {
     assert!(text.contains("Incorrect API key provided:"), "{text}");
     assert!(!text.contains("Zq8XkP3"), "{text}");
 }
+
+/// A relayed request that fails still names its model and endpoint in its
+/// line and its warning.
+#[tokio::test(start_paused = true)]
+async fn a_failed_relayed_request_names_its_model_and_endpoint() {
+    let (logs, _guard) = Logs::capture();
+    let config = DEFAULT_CONFIG.replace("RAW_BASE/v1/chat/completions", &silent_upstream().await);
+    let p = spawn_proxy(&config).await;
+    let r = p
+        .post(
+            "/v1/chat/completions",
+            serde_json::json!({"model": "raw-gpt", "messages": []}),
+        )
+        .await;
+    assert_eq!(r.status(), 504);
+    let text = logs.text();
+    let line = text
+        .lines()
+        .find(|l| l.contains("status=504"))
+        .expect(&text);
+    assert!(
+        line.contains("model=\"raw-gpt\"") && line.contains("endpoint=\"raw-openai\""),
+        "{line}"
+    );
+    let warn = text
+        .lines()
+        .find(|l| l.contains("request failed"))
+        .expect(&text);
+    assert!(warn.contains("endpoint=\"raw-openai\""), "{warn}");
+}
+
+/// A client that closes while goproxy waits for the upstream's answer:
+/// the upstream request is dropped (its connection closed), and the line
+/// says 499 with the model. Over HTTP/1.1 the closed socket is noticed;
+/// over HTTP/2 the stream's reset drops the handler.
+#[tokio::test(start_paused = true)]
+async fn a_client_that_leaves_while_waiting_is_logged_499_and_the_upstream_dropped() {
+    let (logs, _guard) = Logs::capture();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1/chat/completions", l.local_addr().unwrap());
+    let config = DEFAULT_CONFIG
+        .replace("RAW_BASE/v1/chat/completions", &url)
+        .replace(
+            "\"first_byte_timeout_secs\": 1",
+            "\"first_byte_timeout_secs\": 60",
+        );
+    let p = spawn_proxy(&config).await;
+    let body = r#"{"model":"raw-gpt","messages":[]}"#;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    let req = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {CLIENT_KEY}\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let (mut upstream, _) = l.accept().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(s);
+    let mut sink = Vec::new();
+    settle(
+        "the upstream request to be dropped",
+        upstream.read_to_end(&mut sink),
+    )
+    .await
+    .unwrap();
+    let text = logs.text();
+    assert!(text.contains("status=499"), "{text}");
+    assert!(text.contains("model=\"raw-gpt\""), "{text}");
+
+    let (mut send, _conn) = h2_connect(p.addr).await;
+    let req = http::Request::post("/v1/chat/completions")
+        .header("authorization", format!("Bearer {CLIENT_KEY}"))
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            body.as_bytes(),
+        )))
+        .unwrap();
+    let asked = send.send_request(req);
+    let (mut upstream, _) = tokio::select! {
+        a = l.accept() => a.unwrap(),
+        _ = asked => panic!("answered"),
+    };
+    // `asked` dropped above: the stream is reset.
+    let mut sink = Vec::new();
+    settle(
+        "the HTTP/2 upstream request to be dropped",
+        upstream.read_to_end(&mut sink),
+    )
+    .await
+    .unwrap();
+    wait_for("the second 499", Duration::from_secs(5), || async {
+        (logs.text().matches("status=499").count() == 2).then_some(())
+    })
+    .await;
+}

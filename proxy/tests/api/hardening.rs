@@ -446,6 +446,17 @@ async fn h2_client_that_gives_no_window_is_closed_at_the_send_timeout() {
     );
 }
 
+/// The test config with `raw-gpt` served by the upstream at `url`, and
+/// `first_byte_timeout_secs` as given.
+fn raw_model_at(url: &str, first_byte_secs: u32) -> String {
+    DEFAULT_CONFIG
+        .replace("RAW_BASE/v1/chat/completions", url)
+        .replace(
+            "\"first_byte_timeout_secs\": 1",
+            &format!("\"first_byte_timeout_secs\": {first_byte_secs}"),
+        )
+}
+
 /// An upstream that accepts and never answers; its URL.
 async fn silent_upstream() -> String {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -465,12 +476,7 @@ async fn silent_upstream() -> String {
 #[tokio::test(start_paused = true)]
 async fn drain_cut_answers_a_request_waiting_for_its_upstream_with_503() {
     let (logs, _guard) = Logs::capture();
-    let config = DEFAULT_CONFIG
-        .replace("RAW_BASE/v1/chat/completions", &silent_upstream().await)
-        .replace(
-            "\"first_byte_timeout_secs\": 1",
-            "\"first_byte_timeout_secs\": 60",
-        );
+    let config = raw_model_at(&silent_upstream().await, 60);
     let mut p = spawn_proxy(&config).await;
     let t0 = Instant::now();
     let asked = p
@@ -568,12 +574,7 @@ async fn trickling_error_body_does_not_delay_the_error_answer() {
 /// nothing polls at the cut: it waits on the cut itself.
 #[tokio::test(start_paused = true)]
 async fn drain_cut_answers_a_waiting_http2_request_with_503() {
-    let config = DEFAULT_CONFIG
-        .replace("RAW_BASE/v1/chat/completions", &silent_upstream().await)
-        .replace(
-            "\"first_byte_timeout_secs\": 1",
-            "\"first_byte_timeout_secs\": 60",
-        );
+    let config = raw_model_at(&silent_upstream().await, 60);
     let mut p = spawn_proxy(&config).await;
     let (mut send, _conn) = h2_connect(p.addr).await;
     let req = http::Request::post("/v1/chat/completions")
@@ -651,12 +652,7 @@ async fn a_client_that_leaves_while_waiting_is_logged_499_and_the_upstream_dropp
     let (logs, _guard) = Logs::capture();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1/chat/completions", l.local_addr().unwrap());
-    let config = DEFAULT_CONFIG
-        .replace("RAW_BASE/v1/chat/completions", &url)
-        .replace(
-            "\"first_byte_timeout_secs\": 1",
-            "\"first_byte_timeout_secs\": 60",
-        );
+    let config = raw_model_at(&url, 60);
     let p = spawn_proxy(&config).await;
     let body = r#"{"model":"raw-gpt","messages":[]}"#;
     let mut s = TcpStream::connect(p.addr).await.unwrap();

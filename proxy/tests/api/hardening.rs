@@ -618,7 +618,7 @@ async fn a_stalled_error_body_loses_its_last_token_in_the_log() {
 #[tokio::test(start_paused = true)]
 async fn a_failed_relayed_request_names_its_model_and_endpoint() {
     let (logs, _guard) = Logs::capture();
-    let config = DEFAULT_CONFIG.replace("RAW_BASE/v1/chat/completions", &silent_upstream().await);
+    let config = raw_model_at(&silent_upstream().await, 1);
     let p = spawn_proxy(&config).await;
     let r = p
         .post(

@@ -72,24 +72,44 @@ impl Secrets {
     /// variables, and values a header cannot carry (every request sending
     /// one would fail). `--check-config` and startup both report these.
     pub fn env_problems(config: &Config) -> Vec<String> {
-        // Each variable once, with everything that reads it.
-        let mut vars: Vec<(String, Vec<String>)> = Vec::new();
-        let mut uses = |var: &str, what: String| match vars.iter_mut().find(|(v, _)| v == var) {
-            Some((_, whats)) => whats.push(what),
-            None => vars.push((var.to_string(), vec![what])),
-        };
-        for var in &config.client_api_keys_env {
-            uses(var, "client key".into());
-        }
-        for e in config.endpoints() {
-            for var in &e.api_key_env {
-                uses(var, format!("upstream key of endpoint {}", e.name));
+        // Each variable once, with everything that reads it: whether it is
+        // a client key, and the endpoints it is an upstream key of.
+        let mut vars: Vec<(&str, bool, Vec<&str>)> = Vec::new();
+        let names = config.client_api_keys_env.iter().map(|v| (v, None));
+        let upstream = config.endpoints().iter().flat_map(|e| {
+            e.api_key_env
+                .iter()
+                .map(move |v| (v, Some(e.name.as_str())))
+        });
+        for (var, endpoint) in names.chain(upstream) {
+            let i = match vars.iter().position(|(v, ..)| v == var) {
+                Some(i) => i,
+                None => {
+                    vars.push((var, false, Vec::new()));
+                    vars.len() - 1
+                }
+            };
+            match endpoint {
+                None => vars[i].1 = true,
+                Some(e) => vars[i].2.push(e),
             }
         }
         vars.into_iter()
-            .filter_map(|(var, whats)| {
-                let what = whats.join(", ");
-                let problem = match std::env::var_os(&var) {
+            .filter_map(|(var, client, endpoints)| {
+                let mut what = Vec::new();
+                if client {
+                    what.push("client key".to_string());
+                }
+                match endpoints.len() {
+                    0 => {}
+                    1 => what.push(format!("upstream key of endpoint {}", endpoints[0])),
+                    _ => what.push(format!(
+                        "upstream key of endpoints {}",
+                        endpoints.join(", ")
+                    )),
+                }
+                let what = what.join("; ");
+                let problem = match std::env::var_os(var) {
                     None => "is not set",
                     Some(v) => match v.to_str().map(str::trim) {
                         None => "is not UTF-8 text",

@@ -65,6 +65,13 @@ pub(crate) fn models(
         )?;
         r.unknown_keys(KNOWN, warnings)?;
         let m = model(&r, endpoints)?;
+        if r.value("thinking_budget").is_some() && !m.endpoints.contains_key(&Format::Anthropic) {
+            warnings.push(format!(
+                "{} is ignored: model {} is served on no Anthropic route",
+                r.at.path_of("thinking_budget"),
+                m.id
+            ));
+        }
         register(&r, &m, i, &mut out.by_id)?;
         out.list.push(m);
     }

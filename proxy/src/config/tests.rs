@@ -573,3 +573,19 @@ fn odd_names_keys_and_nesting_are_explained() {
     let c = with(|v| v["\u{1b}[31mX"] = 1.into()).unwrap();
     assert!(!c.warnings.join(" ").contains('\u{1b}'), "{:?}", c.warnings);
 }
+
+/// A thinking budget that no route can use is warned about.
+#[test]
+fn thinking_budget_without_an_anthropic_route_is_warned() {
+    let c = with(|v| {
+        v["endpoints"] = serde_json::json!([
+            {"name": "x-openai", "base_url": "https://a.example/v1/chat/completions"}
+        ]);
+        v["models"] = serde_json::json!([{"id": "m", "upstream": "x", "thinking_budget": 2048}]);
+    })
+    .unwrap();
+    assert_eq!(
+        c.warnings,
+        vec!["models[0].thinking_budget is ignored: model m is served on no Anthropic route"]
+    );
+}

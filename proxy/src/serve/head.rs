@@ -29,6 +29,8 @@ pub enum HeadError {
     Host,
     #[error("transfer coding other than chunked")]
     Coding,
+    #[error("an expectation other than 100-continue")]
+    Expectation,
 }
 
 impl HeadError {
@@ -39,6 +41,7 @@ impl HeadError {
             HeadError::Version => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
             HeadError::UriTooLong => StatusCode::URI_TOO_LONG,
             HeadError::Coding => StatusCode::NOT_IMPLEMENTED,
+            HeadError::Expectation => StatusCode::EXPECTATION_FAILED,
             HeadError::Malformed | HeadError::Framing | HeadError::Host => StatusCode::BAD_REQUEST,
         }
     }
@@ -129,11 +132,17 @@ pub fn parse_request(buf: &mut BytesMut, spans: &mut Spans) -> Result<Option<Hea
     }
     let framing = framing(request.headers(), version)?;
     let keep_alive = keep_alive(request.headers(), version);
-    let expect_continue = version == Version::HTTP_11
-        && request
-            .headers()
-            .get(header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    // RFC 9110 section 10.1.1: 100-continue is the only expectation; any
+    // other is answered 417 rather than silently ignored.
+    let expect = request.headers().get(header::EXPECT);
+    if expect.is_some_and(|v| {
+        !v.as_bytes()
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"100-continue")
+    }) {
+        return Err(HeadError::Expectation);
+    }
+    let expect_continue = version == Version::HTTP_11 && expect.is_some();
     Ok(Some(Head {
         request,
         framing,
@@ -312,6 +321,10 @@ mod tests {
         assert_eq!(bad("GET / HTTP/1.1\r\n\r\n"), 400);
         assert_eq!(bad("GET / HTTP/1.1\r\nhost: a\r\nHost: b\r\n\r\n"), 400);
         assert!(head("GET / HTTP/1.0\r\n\r\n").request.headers().is_empty());
+        assert_eq!(
+            bad("POST / HTTP/1.1\r\nhost: a\r\nexpect: 200-ok\r\n\r\n"),
+            417
+        );
         for te in ["gzip, chunked", "gzip", "deflate,chunked"] {
             let t = format!("POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: {te}\r\n\r\n");
             assert_eq!(bad(&t), 501, "{te}");

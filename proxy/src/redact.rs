@@ -84,7 +84,14 @@ fn redact_decoded(text: &str, secrets: &Secrets) -> String {
 /// of a key too short to recognise.
 pub fn redact_prefix(prefix: &[u8], cut: bool, max_chars: usize, secrets: &Secrets) -> String {
     let text = String::from_utf8_lossy(prefix);
-    let text = decode(&text);
+    // A cut body's last token goes before decoding as well as after: an
+    // escape or a UTF-8 sequence cut in half (`Zq8XkP3%4`, `\u00`, a lone
+    // 0xC3) is no key character, and would shelter the fragment before it.
+    let text = if cut {
+        decode(text.trim_end_matches(|c| is_key_char(c) || matches!(c, '%' | '\\' | '\u{fffd}')))
+    } else {
+        decode(&text)
+    };
     let whole = if cut {
         text.trim_end_matches(is_key_char)
     } else {

@@ -158,6 +158,7 @@ async fn accept_until(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
+                    bound_unsent(&stream);
                     tracker.spawn(crate::conn::serve(app.clone(), builder.clone(), stream, peer));
                 }
                 Err(e) => {
@@ -168,6 +169,21 @@ async fn accept_until(
             },
         }
     }
+}
+
+/// Unsent bytes a client connection may queue in the kernel: the socket
+/// reports writable again once under half of it.
+const NOTSENT_LOWAT: u32 = 16 * 1024;
+
+/// Bound what waits unsent in the kernel for a client (`TCP_NOTSENT_LOWAT`;
+/// Linux, ignored elsewhere). Without it a slow but steady reader sees no
+/// write progress until a third of a multi-megabyte send buffer drained:
+/// at 200 KB/s that was longer than a 3 s `send_timeout_secs`. With it,
+/// a write can go on every ~8-16 KB the client reads, so the send timeout
+/// cuts only a client that reads (almost) nothing, and an SSE stream's
+/// backlog stays in goproxy, not minutes deep in the kernel.
+fn bound_unsent(stream: &tokio::net::TcpStream) {
+    let _ = socket2::SockRef::from(stream).set_tcp_notsent_lowat(NOTSENT_LOWAT);
 }
 
 /// Close idle connections now, let busy ones finish for `drain_timeout`,
@@ -237,4 +253,22 @@ pub async fn bind(config: &Config) -> Result<TcpListener, BindError> {
             BindError::Other { port, host, source }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// Client sockets get the unsent bound (a slow but steady reader then
+    /// makes write progress every ~8-16 KB it reads; measured: a 200 KB/s
+    /// reader was cut at a 3 s send timeout without it, and kept with it).
+    #[tokio::test]
+    async fn client_sockets_bound_their_unsent_bytes() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _c = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        super::bound_unsent(&s);
+        let lowat = socket2::SockRef::from(&s).tcp_notsent_lowat().unwrap();
+        assert_eq!(lowat, super::NOTSENT_LOWAT);
+    }
 }

@@ -95,6 +95,12 @@ fn no_key_fragment_at_either_boundary() {
     assert_eq!(logged, "error: bad key ");
     let logged = redact_prefix(b"error: sk-abcd", true, 512, &s);
     assert_eq!(logged, "error: ");
+    // An escape or a UTF-8 sequence cut in half shelters nothing.
+    for tail in [&b"%4"[..], b"%", b"\\", b"\\u00", b"\xc3"] {
+        let body = [&b"provided: Zq8XkP3"[..], tail].concat();
+        let logged = redact_prefix(&body, true, 512, &s);
+        assert_eq!(logged, "provided: ", "{:?}", String::from_utf8_lossy(tail));
+    }
 }
 
 /// Newlines, terminal escapes and DEL in a body cannot forge log lines.

@@ -57,7 +57,7 @@ pub async fn forward<'a>(
     let resp = app.upstream.send(endpoint, &parts.headers, out).await?;
     app.metrics.upstream_latency(sent.elapsed());
     if !resp.status().is_success() {
-        return Err(upstream_error(app, id, endpoint, resp).await);
+        return Err(upstream_error(app, id, model, endpoint, resp).await);
     }
     let ctx = RelayContext {
         request_id: id,
@@ -108,6 +108,7 @@ fn route<'a>(
 async fn upstream_error(
     app: &App,
     id: u64,
+    model: &Model,
     endpoint: &Endpoint,
     resp: Response<UpstreamBody>,
 ) -> ProxyError {
@@ -120,6 +121,7 @@ async fn upstream_error(
     let (prefix, cut) = read_prefix(resp, ERROR_PREFIX_BYTES, app.config.stream_idle_timeout).await;
     tracing::warn!(
         request_id = id,
+        model = %model.id,
         endpoint = %endpoint.name,
         upstream_status = status.as_u16(),
         body = %redact_prefix(&prefix, cut, ERROR_LOG_CHARS, &app.secrets),

@@ -103,6 +103,9 @@ const SHOWN_CHARS: usize = 80;
 
 /// A JSON value as shown in an error: compact, cut after 80 characters.
 pub(crate) fn shown(v: &Value) -> String {
+    if let Some(f) = v.as_f64().filter(|_| v.is_f64()) {
+        return shown_number(f);
+    }
     // JSON escapes C0 controls but not DEL or C1: written as escapes too,
     // so a config value cannot put terminal escapes on the operator's screen.
     let s: String = v

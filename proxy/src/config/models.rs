@@ -117,8 +117,12 @@ fn model(r: &Reader<'_>, endpoints: &Endpoints) -> Result<Model, ConfigError> {
     let reasoning = reasoning(r)?;
     let thinking_budget =
         match (
-            r.whole("thinking_budget", "tokens", u64::from(MAX_THINKING_BUDGET))?
-                .map(|b| b as u32),
+            r.whole(
+                "thinking_budget",
+                "tokens",
+                0..=u64::from(MAX_THINKING_BUDGET),
+            )?
+            .map(|b| b as u32),
             reasoning,
         ) {
             (Some(0), _) => None,

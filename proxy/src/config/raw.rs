@@ -71,18 +71,27 @@ impl<'a> Reader<'a> {
         self.get(key, "a number")
     }
 
-    /// A whole number from 0 to `max` (`what` it counts: "tokens"), with
+    /// A whole number in `range` (`what` it counts: "tokens"), with
     /// the range in the error for a fraction, a negative or a huge number.
-    pub fn whole(&self, key: &str, what: &str, max: u64) -> Result<Option<u64>, ConfigError> {
+    pub fn whole(
+        &self,
+        key: &str,
+        what: &str,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<Option<u64>, ConfigError> {
         let Some(v) = self.value(key) else {
             return Ok(None);
         };
         match v.as_u64() {
-            Some(n) if n <= max => Ok(Some(n)),
+            Some(n) if range.contains(&n) => Ok(Some(n)),
             _ => Err(self.at.invalid(
                 key,
                 shown(v),
-                format!("must be a whole number of {what} from 0 to {max}"),
+                format!(
+                    "must be a whole number of {what} from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
             )),
         }
     }

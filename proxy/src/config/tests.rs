@@ -307,6 +307,14 @@ fn run_time_traps_are_refused() {
             "Port = 8005: unknown key; did you mean port?",
         ),
         (
+            Box::new(|v| v["max_body_bytes"] = serde_json::json!(1e308)),
+            "max_body_bytes = 1e308: must be a whole number of bytes from 1 to 1073741824",
+        ),
+        (
+            Box::new(|v| v["max_body_bytes"] = 0.into()),
+            "max_body_bytes = 0: must be a whole number of bytes from 1 to 1073741824",
+        ),
+        (
             Box::new(|v| v["hots"] = "127.0.0.1".into()),
             "hots = \"127.0.0.1\": unknown key; did you mean host?",
         ),

@@ -77,13 +77,9 @@ pub(crate) fn timeouts(r: &Reader<'_>) -> Result<Timeouts, ConfigError> {
 
 /// `max_body_bytes`: 1 byte to 1 GiB, default 10 MiB.
 pub(crate) fn max_body_bytes(r: &Reader<'_>) -> Result<usize, ConfigError> {
+    const MAX: u64 = 1 << 30;
     let n = r
-        .get::<u64>("max_body_bytes", "a whole number of bytes")?
+        .whole("max_body_bytes", "bytes", 1..=MAX)?
         .unwrap_or(10 * 1024 * 1024);
-    if n == 0 || n > 1 << 30 {
-        return Err(r
-            .at
-            .invalid("max_body_bytes", n.to_string(), "must be in 1..=1073741824"));
-    }
     Ok(n as usize)
 }

@@ -87,15 +87,15 @@ pub fn redact_prefix(prefix: &[u8], cut: bool, max_chars: usize, secrets: &Secre
     // A cut body's last token goes before decoding as well as after: an
     // escape or a UTF-8 sequence cut in half (`Zq8XkP3%4`, `\u00`, a lone
     // 0xC3) is no key character, and would shelter the fragment before it.
-    let text = if cut {
-        decode(text.trim_end_matches(|c| is_key_char(c) || matches!(c, '%' | '\\' | '\u{fffd}')))
-    } else {
-        decode(&text)
-    };
+    let decoded;
     let whole = if cut {
-        text.trim_end_matches(is_key_char)
+        decoded = decode(
+            text.trim_end_matches(|c| is_key_char(c) || matches!(c, '%' | '\\' | '\u{fffd}')),
+        );
+        decoded.trim_end_matches(is_key_char)
     } else {
-        &text
+        decoded = decode(&text);
+        &decoded
     };
     let red = redact_decoded(whole, secrets);
     let shown = match red.char_indices().nth(max_chars) {

@@ -37,8 +37,6 @@ fn route_label(path: &str) -> &'static str {
     }
 }
 
-/// Serve one request; `busy` is held until the response body is dropped so
-/// the connection counts as busy while the answer is being sent.
 /// `handled`, or 503 if the drain's cut comes first: a request still waiting
 /// for its upstream's answer, or still sending its body, gets an answer
 /// (and a log line) instead of a connection dropped under it.
@@ -81,6 +79,8 @@ async fn until_cut<F: Future<Output = Handled>>(
     }
 }
 
+/// Serve one request; `busy` is held until the response body is dropped so
+/// the connection counts as busy while the answer is being sent.
 pub async fn handle(
     app: Arc<App>,
     peer: Peer,

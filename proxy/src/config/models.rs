@@ -91,10 +91,8 @@ fn register(
             .enumerate()
             .map(|(j, a)| (format!("id_aliases[{j}]"), a)),
     );
+    // Each name is already a `plain_name` (not empty).
     for (field, name) in names {
-        if name.is_empty() {
-            return Err(r.at.invalid(&field, "\"\"", "must not be empty"));
-        }
         if let Some(&other) = by_id.get(name) {
             return Err(r.at.invalid(
                 &field,
@@ -115,16 +113,13 @@ fn model(r: &Reader<'_>, endpoints: &Endpoints) -> Result<Model, ConfigError> {
     let kind = r.string("type")?.unwrap_or_else(|| "openai".to_string());
     plain_name(r, "type", &kind)?;
     let reasoning = reasoning(r)?;
+    let budget = r.whole(
+        "thinking_budget",
+        "tokens",
+        0..=u64::from(MAX_THINKING_BUDGET),
+    )?;
     let thinking_budget =
-        match (
-            r.whole(
-                "thinking_budget",
-                "tokens",
-                0..=u64::from(MAX_THINKING_BUDGET),
-            )?
-            .map(|b| b as u32),
-            reasoning,
-        ) {
+        match (budget.map(|b| b as u32), reasoning) {
             (Some(0), _) => None,
             (Some(b), _) if b < MIN_THINKING_BUDGET => return Err(r.at.invalid(
                 "thinking_budget",
@@ -234,8 +229,17 @@ fn prices(r: &Reader<'_>) -> Result<Prices, ConfigError> {
 /// non-negative, with a positive and finite sum.
 fn upstream_ids(r: &Reader<'_>, id: &str) -> Result<Vec<(String, f64)>, ConfigError> {
     let ids = match r.value("upstream_model_id") {
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(_)) => r.list_of_strings("upstream_model_id")?.unwrap_or_default(),
+        Some(Value::String(s)) => {
+            plain_name(r, "upstream_model_id", s)?;
+            vec![s.clone()]
+        }
+        Some(Value::Array(_)) => {
+            let ids = r.list_of_strings("upstream_model_id")?.unwrap_or_default();
+            for (j, u) in ids.iter().enumerate() {
+                plain_name(r, &format!("upstream_model_id[{j}]"), u)?;
+            }
+            ids
+        }
         Some(other) => {
             return Err(r.at.invalid(
                 "upstream_model_id",
@@ -246,6 +250,7 @@ fn upstream_ids(r: &Reader<'_>, id: &str) -> Result<Vec<(String, f64)>, ConfigEr
                 ),
             ))
         }
+        // The model's own id, already a plain name.
         None => vec![id.to_string()],
     };
     if ids.is_empty() {
@@ -254,13 +259,6 @@ fn upstream_ids(r: &Reader<'_>, id: &str) -> Result<Vec<(String, f64)>, ConfigEr
             "[]",
             "must be a non-empty string or a list of non-empty strings",
         ));
-    }
-    for (j, u) in ids.iter().enumerate() {
-        if r.value("upstream_model_id").is_some_and(Value::is_array) {
-            plain_name(r, &format!("upstream_model_id[{j}]"), u)?;
-        } else {
-            plain_name(r, "upstream_model_id", u)?;
-        }
     }
     let field = "upstream_model_weights";
     let Some(weights) = r.list_of_numbers(field)? else {

@@ -27,6 +27,8 @@ pub enum HeadError {
     UriTooLong,
     #[error("HTTP/1.1 request without exactly one Host header")]
     Host,
+    #[error("Host header that is not a host with an optional port")]
+    HostValue,
     #[error("transfer coding other than chunked")]
     Coding,
     #[error("an expectation other than 100-continue")]
@@ -42,7 +44,9 @@ impl HeadError {
             HeadError::UriTooLong => StatusCode::URI_TOO_LONG,
             HeadError::Coding => StatusCode::NOT_IMPLEMENTED,
             HeadError::Expectation => StatusCode::EXPECTATION_FAILED,
-            HeadError::Malformed | HeadError::Framing | HeadError::Host => StatusCode::BAD_REQUEST,
+            HeadError::Malformed | HeadError::Framing | HeadError::Host | HeadError::HostValue => {
+                StatusCode::BAD_REQUEST
+            }
         }
     }
 }
@@ -115,7 +119,12 @@ pub fn parse_request(buf: &mut BytesMut, spans: &mut Spans) -> Result<Option<Hea
     let mut hosts = 0;
     for &(name, value) in spans.iter() {
         let name = &head[name.0..name.1];
-        hosts += usize::from(name.eq_ignore_ascii_case(b"host"));
+        if name.eq_ignore_ascii_case(b"host") {
+            hosts += 1;
+            if !valid_host(&head[value.0..value.1]) {
+                return Err(HeadError::HostValue);
+            }
+        }
         let name = HeaderName::from_bytes(name).map_err(|_| HeadError::Malformed)?;
         let value = HeaderValue::from_maybe_shared(head.slice(value.0..value.1))
             .map_err(|_| HeadError::Malformed)?;
@@ -149,6 +158,37 @@ pub fn parse_request(buf: &mut BytesMut, spans: &mut Spans) -> Result<Option<Hea
         keep_alive,
         expect_continue,
     }))
+}
+
+/// Whether a Host value is `uri-host [ ":" port ]` (RFC 9110 section 7.2,
+/// RFC 3986 section 3.2.2) with a host that is not empty: an invalid one
+/// is answered 400 (RFC 9110 says so; nginx's "client sent invalid host
+/// header"). A value with spaces, slashes, `@` or control characters is
+/// never a host, and must not reach a log or an upstream as one.
+fn valid_host(value: &[u8]) -> bool {
+    let value = value.trim_ascii();
+    let (host, port) = match value.iter().rposition(|&b| b == b':') {
+        // A colon inside an IP literal is not the port's.
+        Some(i) if !value[i..].contains(&b']') => (&value[..i], Some(&value[i + 1..])),
+        _ => (value, None),
+    };
+    if port.is_some_and(|p| p.len() > 5 || !p.iter().all(u8::is_ascii_digit)) {
+        return false;
+    }
+    match host {
+        [] => false,
+        // IPv6 or IPvFuture: hex digits, colons, dots, and sub-delims.
+        [b'[', literal @ .., b']'] => {
+            !literal.is_empty() && literal.iter().all(|&b| b == b':' || reg_name_byte(b))
+        }
+        _ => host.iter().all(|&b| reg_name_byte(b) || b == b'%'),
+    }
+}
+
+/// `unreserved / sub-delims` of RFC 3986: the bytes of a `reg-name` besides
+/// `%` escapes.
+fn reg_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b)
 }
 
 /// A head over the bound: 414 when the request line alone is the
@@ -320,6 +360,39 @@ mod tests {
         let bad = |t: &str| parse(t).unwrap_err().status().as_u16();
         assert_eq!(bad("GET / HTTP/1.1\r\n\r\n"), 400);
         assert_eq!(bad("GET / HTTP/1.1\r\nhost: a\r\nHost: b\r\n\r\n"), 400);
+        for host in [
+            "",
+            "a b",
+            "a/b",
+            "a\\b",
+            "user@a",
+            "a:b",
+            "a:123456",
+            "[",
+            "[]",
+            "a\tb",
+            "caf\u{e9}",
+            "\"a\"",
+            "a:8004:1",
+        ] {
+            let t = format!("GET / HTTP/1.1\r\nhost: {host}\r\n\r\n");
+            assert_eq!(parse(&t).unwrap_err(), HeadError::HostValue, "{host:?}");
+        }
+        assert_eq!(bad("GET / HTTP/1.0\r\nhost: a b\r\n\r\n"), 400);
+        for host in [
+            "chat.trollllm.xyz",
+            "goproxy:8004",
+            "127.0.0.1:8005",
+            "[::1]",
+            "[::1]:8004",
+            "a-b_c.~",
+            "xn--bcher-kva.example",
+            "a:",
+            "a ",
+        ] {
+            let t = format!("GET / HTTP/1.1\r\nhost: {host}\r\n\r\n");
+            assert!(parse(&t).is_ok(), "{host:?}");
+        }
         assert!(head("GET / HTTP/1.0\r\n\r\n").request.headers().is_empty());
         assert_eq!(
             bad("POST / HTTP/1.1\r\nhost: a\r\nexpect: 200-ok\r\n\r\n"),

@@ -148,7 +148,7 @@ async fn serve_h1(app: Arc<App>, wire: Arc<Wire>, peer: Peer, activity: Arc<Acti
             Ok(Some(head)) => head,
             Ok(None) => return,
             Err(e) => {
-                tracing::debug!(%peer, error = %e, "refused a request head");
+                log_refused(&app, &peer, e);
                 reject(&wire, &mut out, e).await;
                 return close(wire).await;
             }
@@ -259,6 +259,18 @@ fn skip_buffered_body(wire: &Wire) -> bool {
             Ok(Step::NeedMore) | Err(_) => return inbound.body.is_done(),
         }
     }
+}
+
+/// A refused head's line at INFO and its count under the route label
+/// `refused_head`: the 400s an attacker or a broken client causes show in
+/// the log and in `/metrics`, as they do in nginx's access log.
+fn log_refused(app: &App, peer: &Peer, e: HeadError) {
+    let id = app
+        .next_id
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let status = e.status().as_u16();
+    app.metrics.request("refused_head", status);
+    tracing::info!(request_id = id, %peer, status, reason = %e, "request head refused");
 }
 
 /// Answer a refused head with its status and nothing else.

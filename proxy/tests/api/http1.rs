@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use crate::helpers::{spawn_proxy, CLIENT_KEY, DEFAULT_CONFIG};
+use crate::helpers::{spawn_proxy, Logs, CLIENT_KEY, DEFAULT_CONFIG};
 
 /// One response read off `s`: its head (as text) and its body (chunked
 /// bodies decoded). `head_only` for the answer to `HEAD`.
@@ -233,4 +233,49 @@ async fn ambiguous_heads_are_refused_and_closed() {
         assert!(closed(&mut s).await, "{head:?}");
         assert!(!String::from_utf8_lossy(&buf).contains("HTTP/1.1 200"), "{head:?}");
     }
+}
+
+/// A Host that is not a host (spaces, a path, user info, empty) is
+/// answered 400 as RFC 9110 says, and every refused head has its INFO
+/// line (peer, status, why) and its count in `/metrics`, as nginx logs
+/// its 400s; before, refused heads showed nowhere but at DEBUG.
+#[tokio::test]
+async fn refused_heads_are_logged_and_counted() {
+    let (logs, _guard) = Logs::capture();
+    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    for host in ["a b", "x/../y", "user@x", ""] {
+        let mut s = TcpStream::connect(p.addr).await.unwrap();
+        let head = format!("GET /health HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        s.write_all(head.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let (answer, _) = response(&mut s, &mut buf, false).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{host:?}: {answer}");
+    }
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"GET /health HTTP/2.0\r\n\r\n").await.unwrap();
+    let (answer, _) = response(&mut s, &mut Vec::new(), false).await;
+    assert!(answer.starts_with("HTTP/1.1 505"), "{answer}");
+
+    let metrics = p.metrics().await;
+    assert!(
+        metrics.contains(r#"goproxy_requests_total{route="refused_head",status="400"} 4"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"goproxy_requests_total{route="refused_head",status="505"} 1"#),
+        "{metrics}"
+    );
+    let text = logs.text();
+    let lines: Vec<_> = text
+        .lines()
+        .filter(|l| l.contains("request head refused"))
+        .collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(
+        lines[0].contains("status=400") && lines[0].contains("127.0.0.1"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].contains("not a host"), "{}", lines[0]);
+    assert!(lines[4].contains("status=505"), "{}", lines[4]);
 }

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 use crate::server::BindError;
+use crate::shutdown::Shutdown;
 use crate::telemetry::{self, LogFormat};
 
 /// Exit code: clean exit (including after a drain).
@@ -147,7 +148,9 @@ async fn serve(config: Config) -> ExitCode {
             });
         }
     };
-    match crate::run(listener, config, shutdown_signal(), cpus()).await {
+    let shutdown = Shutdown::new();
+    tokio::spawn(shutdown.clone().on_signals());
+    match crate::run(listener, config, shutdown, cpus()).await {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(e) => {
             tracing::error!("{e}");
@@ -168,27 +171,4 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 /// The CPUs goproxy may use (its affinity mask and cgroup CPU quota).
 fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -6,6 +6,7 @@
 //!
 //! - [`config`]: read, parse and validate the JSON config into [`config::Config`].
 //! - [`server`]: accept loop and graceful drain; [`run`].
+//! - [`shutdown`]: the first signal drains, a second cuts now.
 //! - [`conn`]: one client connection and the timeouts of each of its states.
 //! - [`activity`]: what a connection has in progress ([`activity::Busy`] guards).
 //! - [`app`]: the shared state of one server.
@@ -65,7 +66,8 @@
 //! a POST nginx will not retry). On SIGTERM/SIGINT `/health` turns 503, the
 //! listener closes, idle connections close at once, and open requests and
 //! streams get `drain_timeout_secs` (default 30 s) to finish; streams still
-//! open then end with an SSE error event, and the process exits 0.
+//! open then end with an SSE error event, and the process exits 0. A second
+//! SIGTERM/SIGINT during the drain cuts at once, as the drain timeout would.
 
 pub mod activity;
 pub mod alarm;
@@ -97,6 +99,7 @@ pub mod request_line;
 pub mod routes;
 pub mod serve;
 pub mod server;
+pub mod shutdown;
 pub mod stream;
 pub mod telemetry;
 pub mod toplevel;
@@ -111,3 +114,4 @@ pub mod wire;
 pub mod workers;
 
 pub use server::{bind, run, serve, serve_on, RunError};
+pub use shutdown::Shutdown;

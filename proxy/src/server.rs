@@ -17,6 +17,7 @@ use crate::cancel::Cut;
 use crate::config::Config;
 use crate::conn::{CLOSE_GRACE, CUT_GRACE};
 use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
 use crate::upstream::Upstream;
 
 pub use crate::app::App;
@@ -33,14 +34,14 @@ pub enum RunError {
     Listener(#[from] std::io::Error),
 }
 
-/// Serve on `listener` until `shutdown` resolves, then drain: `/health`
+/// Serve on `listener` until `shutdown` asks for the drain: `/health`
 /// answers 503, the listener closes, open requests and streams get up to
-/// `drain_timeout` to finish. Keys are read from the env vars the config
+/// `drain_timeout` to finish, or until `shutdown` asks for the cut. Keys are read from the env vars the config
 /// names. `threads` event loops serve ([`serve_on`]).
 pub async fn run(
     listener: TcpListener,
     config: Config,
-    shutdown: impl Future<Output = ()>,
+    shutdown: Shutdown,
     threads: usize,
 ) -> Result<(), RunError> {
     let secrets = Secrets::from_env(&config);
@@ -56,7 +57,7 @@ pub async fn serve(
     listener: TcpListener,
     config: Config,
     secrets: Secrets,
-    shutdown: impl Future<Output = ()>,
+    shutdown: Shutdown,
 ) -> Result<(), RunError> {
     serve_on(listener, config, secrets, shutdown, 1).await
 }
@@ -68,7 +69,7 @@ pub async fn serve_on(
     listener: TcpListener,
     config: Config,
     secrets: Secrets,
-    shutdown: impl Future<Output = ()>,
+    shutdown: Shutdown,
     threads: usize,
 ) -> Result<(), RunError> {
     let local = listener.local_addr()?;
@@ -96,17 +97,19 @@ pub async fn serve_on(
         let (app, tracker) = (app.clone(), tracker.clone());
         let (accepting, drained) = (accepting.clone(), drained.clone());
         crate::workers::spawn(threads.saturating_sub(1), &listener, move |l| async move {
-            accept_until(&app, &l, &tracker, accepting.cancelled(), Duration::ZERO).await;
+            let stop = (accepting.cancelled(), std::future::pending());
+            accept_until(&app, &l, &tracker, stop, Duration::ZERO).await;
             drop(l);
             drained.cancelled().await;
         })
     };
     tracing::info!(addr = %local, port = app.config.port(), config = %app.config.source(), threads = workers.len() + 1, "goproxy listening");
     let delay = app.config.drain_readiness_delay;
-    accept_until(&app, &listener, &tracker, shutdown, delay).await;
+    let stop = (shutdown.drain_asked(), shutdown.cut_asked());
+    accept_until(&app, &listener, &tracker, stop, delay).await;
     accepting.cancel();
     drop(listener);
-    drain(&app, &tracker).await;
+    drain(&app, &tracker, &shutdown).await;
     drained.cancel();
     workers.join().await;
     Ok(())
@@ -130,21 +133,23 @@ fn log_startup(config: &Config, secrets: &Secrets) {
     }
 }
 
-/// Accept connections until `shutdown` resolves and `delay` (the first
-/// loop's is `drain_readiness_delay_secs`, default 0) has passed with
-/// `/health` at 503.
+/// Accept connections until the first of `stop` resolves and `delay` (the
+/// first loop's is `drain_readiness_delay_secs`, default 0) has passed with
+/// `/health` at 503, or until the second of `stop` (the cut) resolves.
 async fn accept_until(
     app: &Arc<App>,
     listener: &TcpListener,
     tracker: &TaskTracker,
-    shutdown: impl Future<Output = ()>,
+    stop: (impl Future<Output = ()>, impl Future<Output = ()>),
     delay: Duration,
 ) {
     let builder = Arc::new(crate::conn::builder());
-    tokio::pin!(shutdown);
+    let (shutdown, cut) = stop;
+    tokio::pin!(shutdown, cut);
     let mut stop_at: Option<Instant> = None;
     loop {
         tokio::select! {
+            () = &mut cut => return,
             _ = &mut shutdown, if stop_at.is_none() => {
                 if !app.draining.swap(true, Ordering::SeqCst) {
                     tracing::info!(
@@ -186,9 +191,10 @@ fn bound_unsent(stream: &tokio::net::TcpStream) {
     let _ = socket2::SockRef::from(stream).set_tcp_notsent_lowat(NOTSENT_LOWAT);
 }
 
-/// Close idle connections now, let busy ones finish for `drain_timeout`,
-/// then cut what is left (streams get an error event) and return.
-async fn drain(app: &App, tracker: &TaskTracker) {
+/// Close idle connections now, let busy ones finish for `drain_timeout`
+/// (or until `shutdown` asks for the cut), then cut what is left (streams
+/// get an error event) and return.
+async fn drain(app: &App, tracker: &TaskTracker, shutdown: &Shutdown) {
     app.draining.store(true, Ordering::SeqCst);
     tracker.close();
     tracing::info!(
@@ -198,17 +204,23 @@ async fn drain(app: &App, tracker: &TaskTracker) {
         "listener closed, draining"
     );
     app.drain.cancel();
-    if tokio::time::timeout(app.config.drain_timeout, tracker.wait())
-        .await
-        .is_ok()
-    {
-        tracing::info!("drained; exiting");
-        return;
+    tokio::select! {
+        r = tokio::time::timeout(app.config.drain_timeout, tracker.wait()) => {
+            if r.is_ok() {
+                tracing::info!("drained; exiting");
+                return;
+            }
+            tracing::warn!(
+                open_streams = app.metrics.open_stream_count(),
+                "drain timeout reached; cutting open streams with an error event"
+            );
+        }
+        () = shutdown.cut_asked() => tracing::warn!(
+            open_connections = tracker.len(),
+            open_streams = app.metrics.open_stream_count(),
+            "cut asked for: cutting open streams with an error event"
+        ),
     }
-    tracing::warn!(
-        open_streams = app.metrics.open_stream_count(),
-        "drain timeout reached; cutting open streams with an error event"
-    );
     app.cut.cancel();
     // Every connection task ends within CUT_GRACE (or CLOSE_GRACE) of the cut.
     let bound = CUT_GRACE + CLOSE_GRACE;

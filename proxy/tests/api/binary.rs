@@ -146,8 +146,12 @@ impl Serving {
 }
 
 fn sigterm(child: &Child) {
+    signal(child, "-TERM");
+}
+
+fn signal(child: &Child, which: &str) {
     let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([which, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(ok.success());
@@ -516,4 +520,59 @@ async fn request_lines_are_written_while_serving_and_whole() {
         seen.iter().any(|l| l.contains("drained; exiting")),
         "{seen:?}"
     );
+}
+
+/// SIGTERM drains; a second signal (here SIGINT, Ctrl-C) during the drain
+/// cuts the open stream at once with its SSE error event, and the process
+/// exits 0 long before the 10 s drain timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_cuts_the_drain_short() {
+    let mock = MockUpstream::start(
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        MockConfig {
+            chunks: 600,
+            chunk_delay: Duration::from_millis(100),
+            ..MockConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut s = serving(&format!("http://{}", mock.addr())).await;
+    let r = s
+        .client
+        .post(format!("http://127.0.0.1:{}/v1/chat/completions", s.port))
+        .bearer_auth(CLIENT_KEY)
+        .json(&json!({"model": "m", "stream": true, "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    let mut stream = r.bytes_stream();
+    let mut body = stream.next().await.unwrap().unwrap().to_vec();
+    sigterm(&s.child.0);
+    let health = format!("http://127.0.0.1:{}/health", s.port);
+    wait_for("/health to turn 503", Duration::from_secs(10), || async {
+        let r = s.client.get(&health).send().await;
+        r.map_or(true, |r| r.status() == 503).then_some(())
+    })
+    .await;
+    // The drain timeout is 10 s and the stream would run for a minute:
+    // only the cut ends it within 5 s.
+    signal(&s.child.0, "-INT");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(chunk))) => body.extend_from_slice(&chunk),
+            Ok(_) => break,
+            Err(_) => panic!("the stream was not cut within 5 s of the second signal"),
+        }
+    }
+    let status = wait_exit(&mut s.child.0, Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0));
+    let body = String::from_utf8(body).unwrap();
+    assert!(body.contains("the proxy is shutting down"), "{body}");
+    assert!(!body.contains("[DONE]"), "{body}");
+    let logs = s.child.stderr();
+    assert!(logs.contains("SIGTERM received"), "{logs}");
+    assert!(logs.contains("SIGINT received during the drain"), "{logs}");
+    assert!(logs.contains("drain_cut"), "{logs}");
 }

@@ -357,6 +357,44 @@ async fn drain_timeout_cuts_streams_with_an_error_event() {
     );
 }
 
+/// A second signal during the drain cuts at once what the drain timeout
+/// would cut later: the open stream gets its SSE error event, and `run`
+/// returns long before the drain timeout (5 s here).
+#[tokio::test(start_paused = true)]
+async fn a_second_signal_cuts_the_drain_short() {
+    let (logs, _guard) = Logs::capture();
+    let mut p = spawn_proxy(DEFAULT_CONFIG).await;
+    let (mut s, mut body) = p
+        .open_stream(MockConfig {
+            chunks: 100,
+            chunk_delay: Duration::from_millis(500),
+            ..MockConfig::default()
+        })
+        .await;
+    let t0 = Instant::now();
+    p.trigger_shutdown();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    p.cut_now();
+    while let Some(Ok(c)) = s.next().await {
+        body.extend_from_slice(&c);
+    }
+    let body = String::from_utf8(body).unwrap();
+    assert!(
+        body.ends_with("\n\n") && body.contains("the proxy is shutting down"),
+        "{body}"
+    );
+    timeout(Duration::from_secs(60), &mut p.server)
+        .await
+        .expect("run returned")
+        .unwrap();
+    let took = t0.elapsed();
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    let text = logs.text();
+    assert!(text.contains("cut asked for"), "{text}");
+    assert!(text.contains("outcome=\"drain_cut\""), "{text}");
+    assert!(!text.contains("drain timeout reached"), "{text}");
+}
+
 /// An endless SSE stream of 64 KiB events from the raw upstream.
 fn endless_sse() -> Script {
     let mut chunk = b"data: ".to_vec();

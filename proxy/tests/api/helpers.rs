@@ -11,7 +11,6 @@ use proxy::auth::Secrets;
 use proxy::config::Config;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wiremock::MockServer;
 
@@ -117,8 +116,15 @@ pub struct TestProxy {
     pub slow: SlowSse,
     pub raw: RawUpstream,
     pub client: reqwest::Client,
-    shutdown: Option<oneshot::Sender<()>>,
+    stop: proxy::Shutdown,
     pub server: JoinHandle<()>,
+}
+
+/// A dropped proxy drains, as a dropped shutdown sender made it before.
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        self.stop.drain();
+    }
 }
 
 impl TestProxy {
@@ -173,16 +179,17 @@ impl TestProxy {
 
     /// Signal shutdown without waiting.
     pub fn trigger_shutdown(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        self.stop.drain();
+    }
+
+    /// A second signal: cut what is open now.
+    pub fn cut_now(&self) {
+        self.stop.cut_now();
     }
 
     /// Ask the server to drain and wait (bounded) for `run` to return.
     pub async fn shutdown(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        self.stop.drain();
         tokio::time::timeout(Duration::from_secs(10), &mut self.server)
             .await
             .expect("server drained in time")
@@ -249,11 +256,9 @@ pub async fn spawn_proxy_on(
     let secrets = secrets(&config);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel();
+    let stop = proxy::Shutdown::new();
+    let shutdown = stop.clone();
     let server = tokio::spawn(async move {
-        let shutdown = async {
-            let _ = rx.await;
-        };
         proxy::serve_on(listener, config, secrets, shutdown, threads)
             .await
             .expect("server ran");
@@ -265,7 +270,7 @@ pub async fn spawn_proxy_on(
         slow,
         raw,
         client: reqwest::Client::builder().no_proxy().build().unwrap(),
-        shutdown: Some(tx),
+        stop,
         server,
     }
 }

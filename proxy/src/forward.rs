@@ -51,7 +51,7 @@ pub async fn forward<'a>(
     let (model, endpoint) = route(app, format, &client_body.model)?;
     resolved.set(model, endpoint);
     let (out, upstream_model) =
-        client_body.rewrite(model, format, app.config.system_prompt.as_deref());
+        client_body.rewrite(model, format, app.config.system_prompt.as_deref())?;
 
     let sent = Instant::now();
     let resp = app.upstream.send(endpoint, &parts.headers, out).await?;

@@ -89,13 +89,14 @@ impl<'a> ClientBody<'a> {
     /// Rewrite for the upstream: model id mapping, system prompt, reasoning
     /// effort and stream usage (OpenAI), thinking budget with
     /// `max_tokens >= budget + 4000` (Anthropic). Returns the new body and
-    /// the upstream model id chosen.
+    /// the upstream model id chosen. 400 for a thinking budget too large
+    /// to add 4000 to.
     pub fn rewrite(
         &self,
         model: &Model,
         format: Format,
         system_prompt: Option<&str>,
-    ) -> (Chunks, String) {
+    ) -> Result<(Chunks, String), ProxyError> {
         let (body, top) = (self.text, &self.top);
         let open = body.find('{').map_or(0, |i| i + 1);
         let upstream_id = model.pick_upstream_id().to_string();
@@ -105,9 +106,9 @@ impl<'a> ClientBody<'a> {
         }
         match format {
             Format::OpenAi => openai(top, body, open, model, system_prompt, &mut s),
-            Format::Anthropic => anthropic(top, body, open, model, system_prompt, &mut s),
+            Format::Anthropic => anthropic(top, body, open, model, system_prompt, &mut s)?,
         }
-        (s.apply(self.raw), upstream_id)
+        Ok((s.apply(self.raw), upstream_id))
     }
 }
 
@@ -213,10 +214,23 @@ fn openai(
     if let (Some(r), None) = (model.reasoning, top.reasoning_effort) {
         s.insert(open, format!("\"reasoning_effort\":\"{}\",", r.as_str()));
     }
-    // Ask for usage in the stream so it can be priced.
+    // Ask for usage in the stream so it can be priced: always, whatever
+    // the client wrote there (`include_usage: false` or `null` would make
+    // the stream free). The client's other stream options are kept.
     let streaming = top.stream.is_some_and(|v| v.get() == "true");
-    if streaming && top.stream_options.is_none() {
-        s.insert(open, "\"stream_options\":{\"include_usage\":true},".into());
+    if !streaming {
+        return;
+    }
+    match top.stream_options {
+        None => s.insert(open, "\"stream_options\":{\"include_usage\":true},".into()),
+        Some(v) => match serde_json::from_str::<Value>(v.get()) {
+            Ok(Value::Object(o)) if o.get("include_usage") == Some(&Value::Bool(true)) => {}
+            Ok(Value::Object(mut o)) => {
+                o.insert("include_usage".into(), Value::Bool(true));
+                s.replace(body, v, Value::Object(o).to_string());
+            }
+            _ => s.replace(body, v, "{\"include_usage\":true}".into()),
+        },
     }
 }
 
@@ -227,7 +241,7 @@ fn anthropic(
     model: &Model,
     system_prompt: Option<&str>,
     s: &mut Splices,
-) {
+) -> Result<(), ProxyError> {
     if let Some(sp) = system_prompt {
         system(top.system, body, open, sp, s);
     }
@@ -248,14 +262,17 @@ fn anthropic(
         }
         _ => None,
     };
-    let Some(b) = budget else { return };
-    let min = b + 4000;
+    let Some(b) = budget else { return Ok(()) };
+    let min = b.checked_add(4000).ok_or_else(|| {
+        ProxyError::BadRequest(format!("thinking.budget_tokens {b} is too large"))
+    })?;
     let current = top.max_tokens.and_then(|v| v.get().parse::<u64>().ok());
     match top.max_tokens {
         Some(v) if current.unwrap_or(0) < min => s.replace(body, v, min.to_string()),
         None => s.insert(open, format!("\"max_tokens\":{min},")),
         Some(_) => {}
     }
+    Ok(())
 }
 
 /// Prepend the configured system prompt to Anthropic's `system` (absent,
@@ -322,7 +339,8 @@ mod tests {
         let raw = Bytes::from(body.to_string());
         let (out, id) = ClientBody::parse(&raw)
             .unwrap()
-            .rewrite(c.model("c").unwrap(), format, sp);
+            .rewrite(c.model("c").unwrap(), format, sp)
+            .unwrap();
         (
             serde_json::from_slice(&out.to_vec()).expect("valid JSON out"),
             id,
@@ -365,6 +383,56 @@ mod tests {
         assert_eq!(body["reasoning_effort"], "medium");
     }
 
+    /// A stream always asks for usage, whatever the client's
+    /// `stream_options` say (else `include_usage: false` made it free);
+    /// the client's other options are kept.
+    #[test]
+    fn stream_usage_is_asked_for_whatever_the_client_wrote() {
+        for opts in [
+            json!({"include_usage": false}),
+            json!(null),
+            json!(false),
+            json!("x"),
+            json!({}),
+            json!({"include_usage": true}),
+        ] {
+            let body = json!({"model":"c","stream":true,"stream_options":opts,"messages":[]});
+            let (body, _) = rewrite(body, Format::OpenAi, None);
+            assert_eq!(
+                body["stream_options"],
+                json!({"include_usage": true}),
+                "{opts}"
+            );
+        }
+        let body = json!({"model":"c","stream":true,"stream_options":{"include_usage":false,"x":1},"messages":[]});
+        let (body, _) = rewrite(body, Format::OpenAi, None);
+        assert_eq!(
+            body["stream_options"],
+            json!({"include_usage": true, "x": 1})
+        );
+        let body = json!({"model":"c","stream":false,"stream_options":{"include_usage":false},"messages":[]});
+        let (body, _) = rewrite(body, Format::OpenAi, None);
+        assert_eq!(body["stream_options"], json!({"include_usage": false}));
+    }
+
+    /// A thinking budget too large to add 4000 to is a 400, not a panic
+    /// (debug) or a wrapped `max_tokens` (release).
+    #[test]
+    fn a_thinking_budget_at_the_edge_is_400() {
+        let c = config();
+        let body = json!({"model":"c","thinking":{"type":"enabled","budget_tokens":u64::MAX},"messages":[]});
+        let raw = Bytes::from(body.to_string());
+        let e = ClientBody::parse(&raw)
+            .unwrap()
+            .rewrite(c.model("c").unwrap(), Format::Anthropic, None)
+            .unwrap_err();
+        assert_eq!(e.status_code(), 400);
+        assert!(e.to_string().contains("budget_tokens"), "{e}");
+        let body = json!({"model":"c","thinking":{"type":"enabled","budget_tokens":u64::MAX - 4000},"messages":[]});
+        let (body, _) = rewrite(body, Format::Anthropic, None);
+        assert_eq!(body["max_tokens"], u64::MAX);
+    }
+
     /// Everything the rewrite does not touch stays byte for byte.
     #[test]
     fn untouched_bytes_survive_exactly() {
@@ -372,10 +440,10 @@ mod tests {
             br#" { "messages" : [ {"content":"\u00e9 \"model\": 1"} ],"model":"c" ,"x":1.50}"#,
         );
         let c = config();
-        let (out, _) =
-            ClientBody::parse(&raw)
-                .unwrap()
-                .rewrite(c.model("c").unwrap(), Format::OpenAi, None);
+        let (out, _) = ClientBody::parse(&raw)
+            .unwrap()
+            .rewrite(c.model("c").unwrap(), Format::OpenAi, None)
+            .unwrap();
         assert_eq!(
             std::str::from_utf8(&out.to_vec()).unwrap(),
             r#" {"reasoning_effort":"medium", "messages" : [ {"content":"\u00e9 \"model\": 1"} ],"model":"claude-up" ,"x":1.50}"#

@@ -8,7 +8,8 @@
 //! whose handler is dropped unfinished (an HTTP/1.1 client that closed
 //! while goproxy waited for the upstream, an HTTP/2 stream reset) is
 //! logged by [`Abandoned`] with status 499, nginx's "client closed
-//! request"; dropping the handler cancels its upstream request.
+//! request"; dropping the handler cancels its upstream request. One
+//! dropped by a panic is logged 500.
 
 use std::sync::OnceLock;
 
@@ -92,9 +93,80 @@ impl<'a> Abandoned<'a> {
 
 impl Drop for Abandoned<'_> {
     fn drop(&mut self) {
-        if self.armed {
-            self.app.metrics.request(self.line.route, 499);
-            self.line.write(499);
+        if !self.armed {
+            return;
         }
+        // A handler unwinding from a panic is goproxy's fault, not a
+        // client that left: 500, as the panic's own message says why.
+        let status = if std::thread::panicking() { 500 } else { 499 };
+        self.app.metrics.request(self.line.route, status);
+        self.line.write(status);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::auth::Secrets;
+    use crate::cancel::Cut;
+    use crate::config::Config;
+    use crate::metrics::Metrics;
+    use crate::upstream::Upstream;
+
+    fn app() -> App {
+        let config = Config::from_json(
+            r#"{"port": 1, "endpoints": [{"name":"openai","base_url":"http://127.0.0.1:1/v1/chat/completions"}],
+                "models": [{"id":"m","type":"openai"}]}"#,
+            "t",
+        )
+        .unwrap();
+        let secrets = Secrets::new(Vec::new(), Default::default());
+        App {
+            upstream: Upstream::new(&config, &secrets).unwrap(),
+            metrics: Arc::new(Metrics::new()),
+            config,
+            secrets,
+            started: Instant::now(),
+            draining: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+            drain: Cut::new(),
+            cut: Cut::new(),
+        }
+    }
+
+    /// An unfinished handler is the client's leaving (499), unless it was
+    /// dropped by a panic (500: goproxy's fault); a finished one is not
+    /// logged here.
+    #[test]
+    fn dropped_handlers_are_499_and_panicked_ones_500() {
+        let app = app();
+        let peer = Peer::new("127.0.0.1:9".parse().unwrap());
+        let resolved = Resolved::default();
+        let line = Line {
+            id: 1,
+            peer: &peer,
+            method: &Method::POST,
+            route: "/v1/chat/completions",
+            started: Instant::now(),
+            resolved: &resolved,
+        };
+        drop(Abandoned::new(&line, &app));
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _guard = Abandoned::new(&line, &app);
+            panic!("a handler bug");
+        }));
+        assert!(panicked.is_err());
+        Abandoned::new(&line, &app).disarm();
+        let text = app.metrics.render();
+        let count = |status| {
+            format!(
+                "goproxy_requests_total{{route=\"/v1/chat/completions\",status=\"{status}\"}} 1"
+            )
+        };
+        assert!(text.contains(&count(499)), "{text}");
+        assert!(text.contains(&count(500)), "{text}");
     }
 }

@@ -59,6 +59,13 @@ pub async fn forward<'a>(
     if !resp.status().is_success() {
         return Err(upstream_error(app, id, model, endpoint, resp).await);
     }
+    if let Some(coding) = content_coding(resp.headers()) {
+        // Asked for identity: a coded answer cannot have its usage read or
+        // events added, and relaying it without its header (as before) gave
+        // the client bytes it could not read.
+        tracing::warn!(request_id = id, model = %model.id, endpoint = %endpoint.name, content_encoding = %coding, "upstream answered with a content coding though asked for identity; answered 502");
+        return Err(ProxyError::UpstreamFailed);
+    }
     let ctx = RelayContext {
         request_id: id,
         peer: peer.clone(),
@@ -167,6 +174,21 @@ async fn read_prefix(
         }
         buf.extend_from_slice(&chunk);
     }
+}
+
+/// The answer's content coding, unless none or `identity` (shown escaped:
+/// it is the upstream's text).
+fn content_coding(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(header::CONTENT_ENCODING)?;
+    let coded = v
+        .as_bytes()
+        .split(|&b| b == b',')
+        .any(|c| !c.trim_ascii().is_empty() && !c.trim_ascii().eq_ignore_ascii_case(b"identity"));
+    coded.then(|| {
+        String::from_utf8_lossy(v.as_bytes())
+            .escape_default()
+            .to_string()
+    })
 }
 
 fn is_sse(headers: &HeaderMap) -> bool {

@@ -167,7 +167,8 @@ impl Upstream {
     }
 
     /// The upstream request: the headers reqwest sent before (`accept: */*`,
-    /// basic auth from the URL's userinfo) plus ours.
+    /// basic auth from the URL's userinfo) plus ours (`accept-encoding:
+    /// identity`, keys, user agent, Anthropic's version and beta).
     fn request(
         &self,
         endpoint: &Endpoint,
@@ -180,6 +181,13 @@ impl Upstream {
         *req.uri_mut() = endpoint.uri.clone();
         let h = req.headers_mut();
         h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        // goproxy reads usage out of the answer and writes SSE events into
+        // it: a compressed body would be unreadable, and no Accept-Encoding
+        // at all lets an upstream pick any coding (RFC 9110 section 12.5.3).
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
         h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),

@@ -421,3 +421,44 @@ async fn single_key_429_is_passed_through_without_benching() {
     assert_eq!(r.status(), 200);
     p.shutdown().await;
 }
+
+/// Upstreams are asked for `accept-encoding: identity` (goproxy reads usage
+/// out of the answer); an answer coded anyway is a 502 with a warning, not
+/// compressed bytes relayed without their `content-encoding` (which the
+/// client could not read) and an unbilled request.
+#[tokio::test]
+async fn upstream_answers_are_asked_for_and_held_to_identity() {
+    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    Mock::given(method("POST"))
+        .and(header("accept-encoding", "identity"))
+        .and(body_partial_json(
+            json!({"messages": [{"content": "gzip"}]}),
+        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-encoding", "gzip")
+                .set_body_raw(vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0], "application/json"),
+        )
+        .mount(&p.wiremock)
+        .await;
+    Mock::given(method("POST"))
+        .and(header("accept-encoding", "identity"))
+        .and(body_partial_json(
+            json!({"messages": [{"content": "plain"}]}),
+        ))
+        .respond_with(chat_ok().insert_header("content-encoding", "identity"))
+        .mount(&p.wiremock)
+        .await;
+    let ask = |content: &str| {
+        p.post(
+            "/v1/chat/completions",
+            json!({"model": "gpt-4o", "messages": [{"role": "user", "content": content}]}),
+        )
+    };
+    assert_eq!(ask("plain").await.status(), 200);
+    let r = ask("gzip").await;
+    assert_eq!(r.status(), 502);
+    assert!(r.headers().get("content-encoding").is_none());
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "upstream_error", "{v}");
+}

@@ -37,9 +37,9 @@ pub enum ProxyError {
     /// No such route.
     #[error("no route for {0}")]
     NotFound(String),
-    /// Route exists, method does not.
+    /// Route exists, method does not; the methods it has (`Allow`).
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed(&'static str),
     /// Body is not the JSON we need.
     #[error("{0}")]
     BadRequest(String),
@@ -87,7 +87,7 @@ impl ProxyError {
         match self {
             Unauthorized
             | NotFound(_)
-            | MethodNotAllowed
+            | MethodNotAllowed(_)
             | BadRequest(_)
             | PayloadTooLarge(_)
             | UnknownModel(_)
@@ -107,7 +107,7 @@ impl ProxyError {
             Unauthorized => StatusCode::UNAUTHORIZED,
             NoClientKeys | ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             NotFound(_) | UnknownModel(_) | ModelNotOnRoute { .. } => StatusCode::NOT_FOUND,
-            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             BadRequest(_) => StatusCode::BAD_REQUEST,
             PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -146,6 +146,7 @@ impl ProxyError {
             400 => "invalid_request_error",
             401 => "authentication_error",
             404 => "not_found_error",
+            405 => "invalid_request_error",
             408 => "timeout_error",
             413 => "request_too_large",
             429 => "rate_limit_error",
@@ -161,7 +162,8 @@ impl ProxyError {
         match self {
             Unauthorized => "invalid_api_key",
             NoClientKeys => "proxy_not_configured",
-            NotFound(_) | MethodNotAllowed => "not_found",
+            NotFound(_) => "not_found",
+            MethodNotAllowed(_) => "method_not_allowed",
             BadRequest(_) => "invalid_request",
             PayloadTooLarge(_) => "request_too_large",
             UnknownModel(_) | ModelNotOnRoute { .. } => "model_not_found",
@@ -186,9 +188,17 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if let ProxyError::RateLimited { retry_after_secs } = self {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        match self {
+            ProxyError::RateLimited { retry_after_secs } => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            // RFC 9110 section 15.5.6: a 405 says what the route allows.
+            ProxyError::MethodNotAllowed(allow) => {
+                resp.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            _ => {}
         }
         resp
     }

@@ -170,7 +170,9 @@ async fn dispatch<'a>(
             forward(app, id, peer, Format::Anthropic, req, started, resolved).await
         }
         ("other", _) => Err(ProxyError::NotFound(route_safe_path(req.uri().path()))),
-        _ => Err(ProxyError::MethodNotAllowed),
+        ("/health" | "/", _) => Err(ProxyError::MethodNotAllowed("GET, HEAD")),
+        ("/metrics" | "/v1/models", _) => Err(ProxyError::MethodNotAllowed("GET")),
+        _ => Err(ProxyError::MethodNotAllowed("POST")),
     }
 }
 

@@ -250,6 +250,19 @@ async fn client_errors_map_to_statuses() {
         .await
         .unwrap();
     assert_eq!(r.status(), 405);
+    // RFC 9110 section 15.5.6: a 405 says what the route allows.
+    assert_eq!(r.headers()["allow"], "POST");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "method_not_allowed");
+    for (path, allow) in [
+        ("/health", "GET, HEAD"),
+        ("/", "GET, HEAD"),
+        ("/metrics", "GET"),
+    ] {
+        let r = p.client.delete(p.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 405, "{path}");
+        assert_eq!(r.headers()["allow"], allow, "{path}");
+    }
 
     // slow-gpt has only an OpenAI endpoint.
     let r = p

@@ -66,8 +66,10 @@
 //! a POST nginx will not retry). On SIGTERM/SIGINT `/health` turns 503, the
 //! listener closes, idle connections close at once, and open requests and
 //! streams get `drain_timeout_secs` (default 30 s) to finish; streams still
-//! open then end with an SSE error event, and the process exits 0. A second
-//! SIGTERM/SIGINT during the drain cuts at once, as the drain timeout would.
+//! open then end with an SSE error event, and the process exits 0. SIGQUIT
+//! and SIGHUP drain too (goproxy has no reload); SIGUSR1 and SIGUSR2 are
+//! logged and ignored. A second signal during the drain cuts at once, as
+//! the drain timeout would.
 
 pub mod activity;
 pub mod alarm;

@@ -1,5 +1,6 @@
-//! When the server stops: the first SIGTERM or SIGINT drains (open requests
-//! and streams get `drain_timeout_secs`), a second one cuts what is still
+//! When the server stops: the first SIGTERM or SIGINT (or SIGQUIT, SIGHUP)
+//! drains (open requests and streams get `drain_timeout_secs`), a second
+//! one cuts what is still
 //! open at once, as it would be cut at the drain timeout: streams end with
 //! their SSE error event, waiting requests get a 503, and the process exits
 //! within a few seconds. An operator who pressed Ctrl-C, or a script that
@@ -56,11 +57,15 @@ impl Shutdown {
     }
 }
 
-/// SIGTERM and SIGINT, one after another. Each is one stream kept for the
-/// whole run: a signal that comes between two waits is not lost.
+/// The signals goproxy takes, each one stream kept for the whole run (a
+/// signal that comes between two waits is not lost): SIGTERM, SIGINT,
+/// SIGQUIT (nginx's graceful stop) and SIGHUP (a lost terminal; nginx's
+/// reload, which goproxy does not have: under a restart policy the drain
+/// and exit reload it) stop; SIGUSR1 and SIGUSR2 are logged and ignored
+/// (their default action killed goproxy on the spot, streams and all).
 struct Signals {
     #[cfg(unix)]
-    streams: Option<(Signal, Signal)>,
+    streams: Vec<(Signal, &'static str, bool)>,
 }
 
 #[cfg(unix)]
@@ -70,20 +75,39 @@ impl Signals {
     fn new() -> Self {
         Signals {
             #[cfg(unix)]
-            streams: signal(SignalKind::terminate())
-                .and_then(|term| Ok((term, signal(SignalKind::interrupt())?)))
-                .ok(),
+            streams: [
+                (SignalKind::terminate(), "SIGTERM", true),
+                (SignalKind::interrupt(), "SIGINT", true),
+                (SignalKind::quit(), "SIGQUIT", true),
+                (SignalKind::hangup(), "SIGHUP", true),
+                (SignalKind::user_defined1(), "SIGUSR1", false),
+                (SignalKind::user_defined2(), "SIGUSR2", false),
+            ]
+            .into_iter()
+            .filter_map(|(kind, name, stops)| Some((signal(kind).ok()?, name, stops)))
+            .collect(),
         }
     }
 
-    /// The next signal's name.
+    /// The next signal that stops goproxy, by name.
     async fn next(&mut self) -> &'static str {
         #[cfg(unix)]
-        if let Some((term, int)) = self.streams.as_mut() {
-            return tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
-            };
+        if !self.streams.is_empty() {
+            loop {
+                let (name, stops) = std::future::poll_fn(|cx| {
+                    for (s, name, stops) in &mut self.streams {
+                        if s.poll_recv(cx).is_ready() {
+                            return std::task::Poll::Ready((*name, *stops));
+                        }
+                    }
+                    std::task::Poll::Pending
+                })
+                .await;
+                if stops {
+                    return name;
+                }
+                tracing::info!("{name} received and ignored (goproxy logs to stderr and has no reload: restart it to load a new config)");
+            }
         }
         let _ = tokio::signal::ctrl_c().await;
         "SIGINT"

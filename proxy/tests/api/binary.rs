@@ -576,3 +576,49 @@ async fn a_second_signal_cuts_the_drain_short() {
     assert!(logs.contains("SIGINT received during the drain"), "{logs}");
     assert!(logs.contains("drain_cut"), "{logs}");
 }
+
+/// SIGUSR1 and SIGUSR2 are logged and ignored (their default action killed
+/// goproxy on the spot, open streams and all); SIGHUP drains and exits 0
+/// like SIGTERM (a lost terminal; under a restart policy, a reload).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usr_signals_are_ignored_and_hup_drains() {
+    let upstream = MockServer::start().await;
+    let mut s = serving(&upstream.uri()).await;
+    let stderr = s.child.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_line = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(what) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no line with {what:?} within 10 s"),
+            }
+        }
+    };
+    for sig in ["USR1", "USR2"] {
+        signal(&s.child.0, &format!("-{sig}"));
+        wait_line(&format!("SIG{sig} received and ignored"));
+    }
+    let health = format!("http://127.0.0.1:{}/health", s.port);
+    assert_eq!(s.client.get(&health).send().await.unwrap().status(), 200);
+    signal(&s.child.0, "-HUP");
+    wait_line("SIGHUP received");
+    assert_eq!(
+        wait_exit(&mut s.child.0, Duration::from_secs(10)).code(),
+        Some(0)
+    );
+    wait_line("drained; exiting");
+    drop(rx);
+    reader.join().unwrap();
+}

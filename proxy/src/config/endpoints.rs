@@ -239,23 +239,22 @@ fn unreachable_host(url: &url::Url) -> Option<&'static str> {
 }
 
 /// Take `user:password@` out of `url` and make it the `Authorization:
-/// Basic` value reqwest derived from it (percent-decoded).
+/// Basic` value reqwest derived from it: the percent-decoded bytes as they
+/// are (RFC 7617 leaves their charset to the server; a byte that is not
+/// UTF-8, `%ff`, dropped the whole header before, silently).
 fn userinfo_auth(url: &mut url::Url) -> Option<http::HeaderValue> {
     use base64::Engine as _;
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8()
-            .ok()
-            .map(|c| c.into_owned())
-    };
-    let user = decode(url.username())?;
-    let password = url.password().and_then(decode);
+    let decode = |s: &str| percent_encoding::percent_decode_str(s).collect::<Vec<u8>>();
+    let user = decode(url.username());
+    let password = url.password().map(decode);
     if user.is_empty() && password.is_none() {
         return None;
     }
     let _ = url.set_username("");
     let _ = url.set_password(None);
-    let plain = format!("{user}:{}", password.unwrap_or_default());
+    let mut plain = user;
+    plain.push(b':');
+    plain.extend_from_slice(&password.unwrap_or_default());
     let encoded = base64::engine::general_purpose::STANDARD.encode(plain);
     let mut v = http::HeaderValue::try_from(format!("Basic {encoded}")).ok()?;
     v.set_sensitive(true);

@@ -597,3 +597,36 @@ fn thinking_budget_without_an_anthropic_route_is_warned() {
         vec!["models[0].thinking_budget is ignored: model m is served on no Anthropic route"]
     );
 }
+
+/// `user:password@` in a base_url becomes `Authorization: Basic` of the
+/// percent-decoded bytes as they are: a byte that is not UTF-8 (`%ff`)
+/// dropped the whole header, or the password, without a word.
+#[test]
+fn base_url_credentials_keep_every_byte() {
+    use base64::Engine as _;
+    for (userinfo, plain) in [
+        ("user:pw", &b"user:pw"[..]),
+        ("%ff:pwSECRET", b"\xff:pwSECRET"),
+        ("user:%ffpw", b"user:\xffpw"),
+        ("user", b"user:"),
+        (":pw", b":pw"),
+    ] {
+        let c = with(|v| {
+            v["endpoints"][0]["base_url"] =
+                format!("http://{userinfo}@127.0.0.1:9/v1/chat/completions").into();
+            v["endpoints"][0].as_object_mut().unwrap().remove("api_key_env");
+        })
+        .unwrap();
+        let e = &c.endpoints()[0];
+        let want = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(plain)
+        );
+        assert_eq!(
+            e.basic_auth.as_ref().map(|h| h.as_bytes()),
+            Some(want.as_bytes()),
+            "{userinfo}"
+        );
+        assert_eq!(e.uri.to_string(), "http://127.0.0.1:9/v1/chat/completions");
+    }
+}

@@ -51,14 +51,8 @@ impl Secrets {
 
     /// Read the env vars the config names. Unset or empty vars are skipped.
     pub fn from_env(config: &Config) -> Self {
-        let read = |names: &[String]| -> Vec<String> {
-            names
-                .iter()
-                .filter_map(|n| std::env::var(n).ok())
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-                .collect()
-        };
+        let read =
+            |names: &[String]| distinct_keys(names.iter().filter_map(|n| std::env::var(n).ok()));
         let endpoint_keys = config
             .endpoints()
             .iter()
@@ -94,7 +88,8 @@ impl Secrets {
                 Some(e) => vars[i].2.push(e),
             }
         }
-        vars.into_iter()
+        let mut problems: Vec<String> = vars
+            .into_iter()
             .filter_map(|(var, client, endpoints)| {
                 let mut what = Vec::new();
                 if client {
@@ -122,7 +117,9 @@ impl Secrets {
                 };
                 Some(format!("{var} ({what}) {problem}"))
             })
-            .collect()
+            .collect();
+        problems.extend(same_keys(config));
+        problems
     }
 
     /// Whether any client key is configured.
@@ -181,9 +178,54 @@ impl Secrets {
     }
 }
 
+/// Values read from key variables: trimmed, empty ones skipped, and a value
+/// two variables hold kept once (rotating to "another" key that is the same
+/// one retried a rate-limited key against itself).
+fn distinct_keys(values: impl Iterator<Item = String>) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    for v in values {
+        let v = v.trim();
+        if !v.is_empty() && !keys.iter().any(|k| k == v) {
+            keys.push(v.to_string());
+        }
+    }
+    keys
+}
+
+/// Variables of one endpoint's rotation that hold the same key as an
+/// earlier one: named, never shown. The key is used once.
+fn same_keys(config: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in config.endpoints() {
+        let values: Vec<Option<String>> = e
+            .api_key_env
+            .iter()
+            .map(|n| std::env::var(n).ok().map(|v| v.trim().to_string()))
+            .collect();
+        for (j, v) in values.iter().enumerate() {
+            let Some(v) = v.as_deref().filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            if let Some(i) = values[..j].iter().position(|o| o.as_deref() == Some(v)) {
+                out.push(format!(
+                    "{} holds the same key as {} (upstream keys of endpoint {}): it is used once",
+                    e.api_key_env[j], e.api_key_env[i], e.name
+                ));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_two_variables_hold_is_kept_once() {
+        let read = ["k1", " k2\n", "", "k1", "k2", "k3"].map(String::from);
+        assert_eq!(distinct_keys(read.into_iter()), ["k1", "k2", "k3"]);
+    }
 
     fn secrets() -> Secrets {
         Secrets::new(vec!["client-key-1".into()], HashMap::new())

@@ -300,7 +300,18 @@ pub(crate) fn env_names(
                     "must be the NAME of an environment variable; put the key itself in that variable, never in this file",
                 ))
             }
-            Some(s) if is_env_name(s) => out.push(s.to_string()),
+            Some(s) if is_env_name(s) => {
+                // The same variable twice would be one key tried twice (a
+                // rate-limited key retried against itself).
+                if let Some(first) = out.iter().position(|o: &String| o == s) {
+                    return Err(r.at.invalid(
+                        &field,
+                        shown_unless_key(n),
+                        format!("is already listed as {key}[{first}]: list each variable once"),
+                    ));
+                }
+                out.push(s.to_string())
+            }
             _ => {
                 return Err(r.at.invalid(
                     &field,

@@ -614,7 +614,10 @@ fn base_url_credentials_keep_every_byte() {
         let c = with(|v| {
             v["endpoints"][0]["base_url"] =
                 format!("http://{userinfo}@127.0.0.1:9/v1/chat/completions").into();
-            v["endpoints"][0].as_object_mut().unwrap().remove("api_key_env");
+            v["endpoints"][0]
+                .as_object_mut()
+                .unwrap()
+                .remove("api_key_env");
         })
         .unwrap();
         let e = &c.endpoints()[0];

@@ -221,6 +221,47 @@ fn check_config_reports_the_environment_by_name() {
     assert!(!err.contains("sk-line1"), "{err}");
 }
 
+/// Two variables of one endpoint's rotation holding the same key are named
+/// (never shown): the key is used once, not retried against itself after a
+/// 429. The same variable listed twice is refused at its index.
+#[test]
+fn check_config_names_variables_holding_the_same_key() {
+    let prod = shipped("config-ohmygpt-prod.json");
+    let out = assert_cmd::Command::new(cargo_bin("goproxy"))
+        .arg("--check-config")
+        .arg(&prod)
+        .env("PROXY_API_KEY", "client-key-0001")
+        .env("OHMYGPT_API_KEY", "sk-same-key-0123456789")
+        .env("OHMYGPT_API_KEY_2", " sk-same-key-0123456789\n")
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("OHMYGPT_API_KEY_2 holds the same key as OHMYGPT_API_KEY (upstream keys of endpoint ohmygpt-openai): it is used once"),
+        "{err}"
+    );
+    assert!(!err.contains("sk-same-key"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&prod).unwrap().replacen(
+        "[\"OHMYGPT_API_KEY\", \"OHMYGPT_API_KEY_2\"]",
+        "[\"OHMYGPT_API_KEY\", \"OHMYGPT_API_KEY\"]",
+        1,
+    );
+    let path = dir.path().join("dup.json");
+    std::fs::write(&path, text).unwrap();
+    assert_cmd::Command::new(cargo_bin("goproxy"))
+        .arg("--check-config")
+        .arg(&path)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+        "endpoints[0].api_key_env[1] = \"OHMYGPT_API_KEY\": is already listed as api_key_env[0]",
+    ));
+}
+
 /// --check-config exits 2 naming the file, field and value.
 #[test]
 fn check_config_rejects_string_port_with_exit_2() {

@@ -5,7 +5,7 @@
 //! buffer size at once) is kept as that frame, not copied; only a body in
 //! several frames is joined.
 
-use crate::req_body::ReqBody;
+use crate::req_body::{ReqBody, ReqBodyError};
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap};
 use http_body_util::BodyExt;
@@ -81,6 +81,9 @@ pub async fn read_body(
         };
         let frame = match next {
             None => return Ok(pieces.into_bytes()),
+            Some(Err(e)) if matches!(e.downcast_ref(), Some(ReqBodyError::TooLarge)) => {
+                return Err(ProxyError::PayloadTooLarge(limit));
+            }
             Some(Err(_)) => {
                 return Err(ProxyError::BadRequest(
                     "could not read the request body".into(),

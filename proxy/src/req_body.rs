@@ -31,6 +31,10 @@ pub type ReqBody = Either<H1ReqBody, Incoming>;
 #[derive(Debug)]
 pub struct H1ReqBody {
     wire: Arc<Wire>,
+    /// Most body bytes accepted (`max_body_bytes`), and how many were
+    /// handed on: a body whose framing promises more is refused at once.
+    limit: u64,
+    handed: u64,
     /// When bytes of a body held back to be handed on whole last arrived:
     /// the reader's silence timeout counts from there, not from its last
     /// frame (a whole body is one frame, however slowly it comes).
@@ -38,9 +42,11 @@ pub struct H1ReqBody {
 }
 
 impl H1ReqBody {
-    pub fn new(wire: Arc<Wire>) -> Self {
+    pub fn new(wire: Arc<Wire>, limit: u64) -> Self {
         H1ReqBody {
             wire,
+            limit,
+            handed: 0,
             arrived: None,
         }
     }
@@ -53,11 +59,19 @@ impl H1ReqBody {
 
 /// Why a request body could not be read.
 #[derive(Debug, thiserror::Error)]
-#[error("the client's request body: {0}")]
-pub struct ReqBodyError(String);
+pub enum ReqBodyError {
+    /// Broken framing, a closed or failed connection.
+    #[error("the client's request body: {0}")]
+    Broken(String),
+    /// A chunk size (or a length) promising more than the limit: refused
+    /// before its bytes arrive, as nginx answers 413 at the chunk's size
+    /// line (the client otherwise waited, sending, for a timeout).
+    #[error("the client's request body is larger than the limit")]
+    TooLarge,
+}
 
 fn fail(e: impl std::fmt::Display) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-    Poll::Ready(Some(Err(Box::new(ReqBodyError(e.to_string())))))
+    Poll::Ready(Some(Err(Box::new(ReqBodyError::Broken(e.to_string())))))
 }
 
 impl hyper::body::Body for H1ReqBody {
@@ -103,6 +117,7 @@ impl hyper::body::Body for H1ReqBody {
             };
             match step {
                 Ok(Step::Data(data)) => {
+                    this.handed += data.len() as u64;
                     // A body whose end came with its data is whole now.
                     let _ = inbound.body.skip_control(&mut inbound.buf);
                     return Poll::Ready(Some(Ok(Frame::data(data))));
@@ -110,6 +125,9 @@ impl hyper::body::Body for H1ReqBody {
                 Ok(Step::Done) => return Poll::Ready(None),
                 Ok(Step::NeedMore) => {}
                 Err(e) => return fail(e),
+            }
+            if this.handed.saturating_add(inbound.body.at_least()) > this.limit {
+                return Poll::Ready(Some(Err(Box::new(ReqBodyError::TooLarge))));
             }
             match inbound.poll_fill(cx) {
                 Poll::Pending => return Poll::Pending,

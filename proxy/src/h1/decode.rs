@@ -104,6 +104,15 @@ impl Decoder {
         }
     }
 
+    /// Data bytes the framing says must still come: the rest of a length,
+    /// or of the chunk being read (a chunk size line promises its data).
+    pub fn at_least(&self) -> u64 {
+        match self.state {
+            State::Length(n) | State::Data(n) | State::SizeLf { value: n } => n,
+            _ => 0,
+        }
+    }
+
     /// The next data slice from `buf`, or whether more bytes are needed.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Step, DecodeError> {
         match self.skip_control(buf)? {

@@ -170,7 +170,8 @@ async fn serve_h1(app: Arc<App>, wire: Arc<Wire>, peer: Peer, activity: Arc<Acti
             keep_alive,
             head_only: request.method() == Method::HEAD,
         };
-        let request = request.map(|()| ReqBody::Left(H1ReqBody::new(wire.clone())));
+        let limit = app.config.max_body_bytes as u64;
+        let request = request.map(|()| ReqBody::Left(H1ReqBody::new(wire.clone(), limit)));
         let handled = std::pin::pin!(handle(app.clone(), peer.clone(), request, busy));
         let Some(Ok(response)) = unless_gone(&wire, handled).await else {
             // The client closed while its answer was prepared: dropping the

@@ -279,3 +279,28 @@ async fn refused_heads_are_logged_and_counted() {
     assert!(lines[0].contains("not a host"), "{}", lines[0]);
     assert!(lines[4].contains("status=505"), "{}", lines[4]);
 }
+
+/// A chunk whose size line promises more than `max_body_bytes` (4096
+/// here) is answered 413 at once, as nginx does, not after the client has
+/// sent it or the read timeout passed: one chunk too big, and a second
+/// chunk that takes the body over the limit.
+#[tokio::test]
+async fn a_chunk_promising_too_much_is_413_at_once() {
+    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {CLIENT_KEY}\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    let first = format!("800\r\n{}\r\n", "a".repeat(0x800));
+    for body in [
+        "ffffffffffff\r\nabc".to_string(),
+        format!("{first}900\r\nab"),
+    ] {
+        let mut s = TcpStream::connect(p.addr).await.unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(body.as_bytes()).await.unwrap();
+        // The rest is never sent: the answer must not wait for it.
+        let (answer, _) = response(&mut s, &mut Vec::new(), false).await;
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert!(answer.contains("connection: close"), "{answer}");
+    }
+}

@@ -1,7 +1,9 @@
 //! Non-SSE upstream bodies, passed to the client chunk by chunk as they
 //! arrive: memory stays bounded whatever the upstream sends (a 1 GiB answer
 //! is never held). Usage is read from a bounded tail of the body, where
-//! OpenAI and Anthropic both put their `usage` object.
+//! OpenAI and Anthropic both put their `usage` object, or else from its
+//! first 16 KiB (a gateway that writes it first); a `usage` in the middle
+//! of a body over ~80 KiB is not read.
 //!
 //! If the upstream breaks, stalls for `stream_idle_timeout` between two
 //! chunks, or the drain cuts the body, the body ends with an error: hyper
@@ -32,53 +34,85 @@ use crate::usage_counts::Counts;
 const MAX_ROUNDS: usize = 4;
 /// Bytes of the body's end kept for reading usage.
 const TAIL_BYTES: usize = 64 * 1024;
+/// Bytes of the body's start kept, once the body outgrew the tail: a
+/// gateway that writes `usage` first (re-serialised JSON) is still read.
+const HEAD_BYTES: usize = 16 * 1024;
 
-/// Keeps the last 64 KiB (up to twice that between trims) of a body.
+/// Keeps the last 64 KiB (up to twice that between trims) of a body, and
+/// its first 16 KiB once they fall out of that tail.
 #[derive(Debug, Default)]
 pub struct Tail {
     buf: Vec<u8>,
+    /// The body's first bytes, filled from what the tail lets go (a body
+    /// the tail holds whole is not copied twice).
+    head: Vec<u8>,
 }
 
 impl Tail {
     /// Remember the end of `chunk`.
     pub fn feed(&mut self, chunk: &[u8]) {
         if chunk.len() >= TAIL_BYTES {
+            let (dropped, kept) = chunk.split_at(chunk.len() - TAIL_BYTES);
+            self.let_go(self.buf.len());
+            self.keep_head(dropped);
             self.buf.clear();
-            self.buf
-                .extend_from_slice(&chunk[chunk.len() - TAIL_BYTES..]);
+            self.buf.extend_from_slice(kept);
             return;
         }
         if self.buf.len() + chunk.len() > 2 * TAIL_BYTES {
             let keep = TAIL_BYTES.saturating_sub(chunk.len());
-            self.buf.drain(..self.buf.len() - keep);
+            self.let_go(self.buf.len() - keep);
         }
         self.buf.extend_from_slice(chunk);
     }
 
-    /// The usage of the last `"usage": {...}` object in the tail (a key in
-    /// the JSON, not the word inside a string: `\"usage\"` is skipped).
-    pub fn usage(&self) -> Usage {
-        let mut usage = Usage::default();
-        let needle = USAGE_KEY.needle();
-        let mut end = self.buf.len();
-        while let Some(at) = USAGE_KEY.rfind(&self.buf[..end]) {
-            end = at;
-            if at > 0 && self.buf[at - 1] == b'\\' {
-                continue;
-            }
-            let rest = self.buf[at + needle.len()..].trim_ascii_start();
-            let Some(rest) = rest.strip_prefix(b":") else {
-                continue;
-            };
-            // Read in place (no `Value` tree); not an object: look further back.
-            let mut de = serde_json::Deserializer::from_slice(rest);
-            if let Ok(counts) = Counts::deserialize(&mut de) {
-                usage.apply(&counts);
-                return usage;
-            }
-        }
-        usage
+    /// Drop the tail's first `n` bytes, keeping what the head still lacks.
+    fn let_go(&mut self, n: usize) {
+        let want = HEAD_BYTES.saturating_sub(self.head.len()).min(n);
+        self.head.extend_from_slice(&self.buf[..want]);
+        self.buf.drain(..n);
     }
+
+    /// Body bytes that never were in the tail: the head's share of them.
+    fn keep_head(&mut self, dropped: &[u8]) {
+        let want = HEAD_BYTES
+            .saturating_sub(self.head.len())
+            .min(dropped.len());
+        self.head.extend_from_slice(&dropped[..want]);
+    }
+
+    /// The usage of the last `"usage": {...}` object in the tail, or else
+    /// in the head (a key in the JSON, not the word inside a string:
+    /// `\"usage\"` is skipped).
+    pub fn usage(&self) -> Usage {
+        usage_in(&self.buf)
+            .or_else(|| usage_in(&self.head))
+            .unwrap_or_default()
+    }
+}
+
+/// The usage of the last `"usage": {...}` object in `buf`.
+fn usage_in(buf: &[u8]) -> Option<Usage> {
+    let needle = USAGE_KEY.needle();
+    let mut end = buf.len();
+    while let Some(at) = USAGE_KEY.rfind(&buf[..end]) {
+        end = at;
+        if at > 0 && buf[at - 1] == b'\\' {
+            continue;
+        }
+        let rest = buf[at + needle.len()..].trim_ascii_start();
+        let Some(rest) = rest.strip_prefix(b":") else {
+            continue;
+        };
+        // Read in place (no `Value` tree); not an object: look further back.
+        let mut de = serde_json::Deserializer::from_slice(rest);
+        if let Ok(counts) = Counts::deserialize(&mut de) {
+            let mut usage = Usage::default();
+            usage.apply(&counts);
+            return Some(usage);
+        }
+    }
+    None
 }
 
 /// The `"usage"` key, searched for backwards: the searcher is built once
@@ -258,6 +292,33 @@ mod tests {
             let u = t.usage();
             assert_eq!((u.input, u.output), (9, 4), "split {split}");
         }
+    }
+
+    /// A body that writes `usage` first (a gateway's re-serialised JSON)
+    /// and outgrows the tail still has its usage read, from its head;
+    /// the head is kept only once the tail let the start go.
+    #[test]
+    fn usage_written_first_is_read_from_the_head() {
+        let filler = "x".repeat(300 * 1024);
+        let text = format!(
+            "{{\"usage\":{{\"prompt_tokens\":7,\"completion_tokens\":2}},\"choices\":[{{\"message\":{{\"content\":\"{filler}\"}}}}]}}"
+        );
+        for split in [1, 1000, 16_384, 65_535, 70_001, 1 << 20] {
+            let mut t = Tail::default();
+            for c in text.as_bytes().chunks(split) {
+                t.feed(c);
+            }
+            assert_eq!(t.head.len(), HEAD_BYTES, "split {split}");
+            assert_eq!(&t.head[..], &text.as_bytes()[..HEAD_BYTES], "split {split}");
+            let u = t.usage();
+            assert_eq!((u.input, u.output), (7, 2), "split {split}");
+        }
+        let mut t = Tail::default();
+        t.feed(br#"{"usage":{"prompt_tokens":7,"completion_tokens":2}}"#);
+        assert!(
+            t.head.is_empty(),
+            "a body the tail holds is not copied twice"
+        );
     }
 
     #[test]

@@ -47,10 +47,10 @@ pub enum ProxyError {
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
     /// Model id/alias unknown.
-    #[error("model {0:?} does not exist")]
+    #[error("model {} does not exist", json_quoted(.0))]
     UnknownModel(String),
     /// Model known but not served in this route's format.
-    #[error("model {model:?} is not served on the {format} route")]
+    #[error("model {} is not served on the {format} route", json_quoted(model))]
     ModelNotOnRoute {
         /// Requested model.
         model: String,
@@ -204,6 +204,12 @@ impl ProxyError {
     }
 }
 
+/// A client's text quoted as a JSON string (`"ok\u001b[31m"`): what it
+/// sent, readable, with no Rust escapes (`\u{1b}`) in a JSON answer.
+fn json_quoted(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
 /// An error body in OpenAI or Anthropic shape.
 pub fn error_body(format: Format, kind: &str, code: &str, message: &str) -> serde_json::Value {
     match format {
@@ -224,6 +230,14 @@ pub fn stream_error_event(format: Format, message: &str) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A client's model name is shown as a JSON string, escapes and all,
+    /// not with Rust's `\u{1b}`.
+    #[test]
+    fn client_text_in_messages_is_json_quoted() {
+        let e = ProxyError::UnknownModel("ok\u{1b}[31m\n\"x".into());
+        assert_eq!(e.to_string(), r#"model "ok\u001b[31m\n\"x" does not exist"#);
+    }
 
     #[test]
     fn statuses_map_in_one_place() {

@@ -258,7 +258,8 @@ fn percent_decode(text: &str) -> String {
 }
 
 /// Control characters (C0, DEL, C1, line and paragraph separators) written
-/// as escapes: one log line, no terminal escapes.
+/// as JSON escapes (`\u001b`): one log line, no terminal escapes, and text
+/// a reader of JSON or of the upstream's own body recognises.
 fn escape_controls(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -267,7 +268,7 @@ fn escape_controls(text: &str) -> String {
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
             c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
-                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+                let _ = write!(out, "\\u{:04x}", c as u32);
             }
             c => out.push(c),
         }

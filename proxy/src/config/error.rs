@@ -104,6 +104,11 @@ const SHOWN_CHARS: usize = 80;
 /// A JSON value as shown in an error: compact, cut after 80 characters.
 pub(crate) fn shown(v: &Value) -> String {
     if let Some(f) = v.as_f64().filter(|_| v.is_f64()) {
+        // A whole number written as a fraction (`1048576.0`, `1e3`) shows
+        // as one, so "must be a whole number" does not contradict it.
+        if f.fract() == 0.0 && f.abs() < 1e15 {
+            return format!("{f:.1}");
+        }
         return shown_number(f);
     }
     // JSON escapes C0 controls but not DEL or C1: written as escapes too,

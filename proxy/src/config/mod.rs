@@ -321,7 +321,10 @@ fn port(top: &Reader<'_>) -> Result<u16, ConfigError> {
             None => Err(top.at.invalid(
                 "port",
                 shown(v),
-                "must be an integer in 1..=65535 (not a string or a fraction)",
+                format!(
+                    "must be an integer in 1..=65535 (not a string or a fraction){}",
+                    raw::written_plainly(v)
+                ),
             )),
         },
     }

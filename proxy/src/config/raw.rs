@@ -84,15 +84,15 @@ impl<'a> Reader<'a> {
         };
         match v.as_u64() {
             Some(n) if range.contains(&n) => Ok(Some(n)),
-            _ => Err(self.at.invalid(
-                key,
-                shown(v),
-                format!(
+            _ => {
+                let mut why = format!(
                     "must be a whole number of {what} from {} to {}",
                     range.start(),
                     range.end()
-                ),
-            )),
+                );
+                why.push_str(&written_plainly(v));
+                Err(self.at.invalid(key, shown(v), why))
+            }
         }
     }
 
@@ -205,5 +205,17 @@ fn shown_field(key: &str) -> String {
         key.to_string()
     } else {
         shown(&Value::String(key.into()))
+    }
+}
+
+/// For a whole number written as a fraction or with an exponent
+/// (`1048576.0`, `1e3`: JSON keeps no trace of how, so the value shows as
+/// `1048576`), what to write instead; empty otherwise.
+pub(crate) fn written_plainly(v: &Value) -> String {
+    match v.as_f64() {
+        Some(f) if v.is_f64() && f.fract() == 0.0 && f.abs() < 1e15 => {
+            format!(" (write it without a decimal point or exponent: {f})")
+        }
+        _ => String::new(),
     }
 }

@@ -633,3 +633,25 @@ fn base_url_credentials_keep_every_byte() {
         assert_eq!(e.uri.to_string(), "http://127.0.0.1:9/v1/chat/completions");
     }
 }
+
+/// A whole number written as a fraction or with an exponent shows as one,
+/// with what to write instead (it showed as `1048576`, then "must be a
+/// whole number" contradicted it).
+#[test]
+fn whole_numbers_written_as_fractions_say_how_to_write_them() {
+    let e = err(|v| v["max_body_bytes"] = serde_json::json!(1048576.0));
+    assert!(
+        e.contains("max_body_bytes = 1048576.0: must be a whole number of bytes from 1 to 1073741824 (write it without a decimal point or exponent: 1048576)"),
+        "{e}"
+    );
+    let e = with(|v| v["port"] = serde_json::json!(1e3))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("port = 1000.0: must be an integer in 1..=65535 (not a string or a fraction) (write it without a decimal point or exponent: 1000)"), "{e}");
+    let e = err(|v| v["max_body_bytes"] = serde_json::json!(1.5));
+    assert!(
+        e.contains("max_body_bytes = 1.5: must be a whole number of bytes from 1 to 1073741824"),
+        "{e}"
+    );
+    assert!(!e.contains("write it"), "{e}");
+}

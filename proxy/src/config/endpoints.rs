@@ -94,6 +94,16 @@ fn endpoint(
     if let Some(why) = unreachable_host(&url) {
         return Err(r.at.invalid("base_url", shown_url, why));
     }
+    if has_dot_segments(&base_url) {
+        return Err(r.at.invalid(
+            "base_url",
+            shown_url,
+            format!(
+                "has . or .. path segments, which are resolved before sending: requests would go to {}; write that path",
+                url.path()
+            ),
+        ));
+    }
     if url.port() == Some(0) {
         return Err(r
             .at
@@ -127,6 +137,12 @@ fn endpoint(
         ));
         return Ok(Err(name));
     };
+    if let Some(other) = other_routes_path(format, url.path()) {
+        warnings.push(format!(
+            "endpoint {name} is an {format} endpoint but its base_url path {} is the {other} route's: are the URLs of -openai and -anthropic swapped?",
+            url.path()
+        ));
+    }
     // An OpenAI endpoint sends its key as `Authorization: Bearer`; with
     // `user:password@` in the URL too, the upstream would get two
     // Authorization headers and refuse every request.
@@ -217,8 +233,33 @@ fn written_plainly(r: &Reader<'_>, base_url: &str, shown_url: &str) -> Result<()
     Ok(())
 }
 
+/// Whether the written URL's path has `.` or `..` segments (also as `%2e`):
+/// URL parsers resolve them, so the path sent is not the one written.
+fn has_dot_segments(base_url: &str) -> bool {
+    let rest = base_url.split_once("://").map_or(base_url, |(_, r)| r);
+    let path = rest.find('/').map_or("", |i| &rest[i..]);
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    path.split('/').any(|seg| {
+        let seg = seg.to_ascii_lowercase().replace("%2e", ".");
+        seg == "." || seg == ".."
+    })
+}
+
+/// The other format's name when `path` ends the way that format's route
+/// does (`/messages` on an OpenAI endpoint, `/chat/completions` on an
+/// Anthropic one).
+fn other_routes_path(format: Format, path: &str) -> Option<Format> {
+    let path = path.trim_end_matches('/');
+    match format {
+        Format::OpenAi if path.ends_with("/messages") => Some(Format::Anthropic),
+        Format::Anthropic if path.ends_with("/chat/completions") => Some(Format::OpenAi),
+        _ => None,
+    }
+}
+
 /// Why `url`'s host can never be connected to: multicast, broadcast, the
-/// unspecified address, or a name of dots alone.
+/// unspecified address, or a name of dots alone. An IPv4-mapped IPv6
+/// address (`[::ffff:224.0.0.1]`) is judged as the IPv4 address it is.
 fn unreachable_host(url: &url::Url) -> Option<&'static str> {
     let ip = match url.host()? {
         url::Host::Domain(d) if d.trim_matches('.').is_empty() => {
@@ -227,9 +268,11 @@ fn unreachable_host(url: &url::Url) -> Option<&'static str> {
         url::Host::Domain(_) => return None,
         url::Host::Ipv4(v4) if v4.is_broadcast() => return Some("is a broadcast address"),
         url::Host::Ipv4(v4) => std::net::IpAddr::V4(v4),
-        url::Host::Ipv6(v6) => std::net::IpAddr::V6(v6),
+        url::Host::Ipv6(v6) => std::net::IpAddr::V6(v6).to_canonical(),
     };
-    if ip.is_multicast() {
+    if matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast()) {
+        Some("is a broadcast address")
+    } else if ip.is_multicast() {
         Some("is a multicast address, which TCP cannot connect to")
     } else if ip.is_unspecified() {
         Some("is the unspecified address (0.0.0.0 or ::), not a host to connect to")

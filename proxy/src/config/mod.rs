@@ -301,8 +301,10 @@ fn host(top: &Reader<'_>) -> Result<IpAddr, ConfigError> {
             "must be an IP address (0.0.0.0 for every interface, 127.0.0.1 for this host only)",
         )
     })?;
-    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
-    if ip.is_multicast() || broadcast {
+    // An IPv4-mapped IPv6 address is judged as the IPv4 address it is.
+    let canonical = ip.to_canonical();
+    let broadcast = matches!(canonical, IpAddr::V4(v4) if v4.is_broadcast());
+    if canonical.is_multicast() || broadcast {
         return Err(top.at.invalid(
             "host",
             shown_h(),

@@ -655,3 +655,52 @@ fn whole_numbers_written_as_fractions_say_how_to_write_them() {
     );
     assert!(!e.contains("write it"), "{e}");
 }
+
+/// IPv4-mapped IPv6 addresses are judged as the IPv4 address they are,
+/// a base_url path with `.` or `..` segments (resolved before sending) is
+/// refused with the path it would become, and swapped endpoint URLs are
+/// warned about.
+#[test]
+fn mapped_addresses_dot_segments_and_swapped_urls() {
+    let url = |u: &str| {
+        let u = u.to_string();
+        err(move |v| v["endpoints"][0]["base_url"] = u.into())
+    };
+    let e = err(|v| v["host"] = "::ffff:224.0.0.1".into());
+    assert!(
+        e.contains("host = \"::ffff:224.0.0.1\": is a multicast or broadcast address"),
+        "{e}"
+    );
+    let e = url("http://[::ffff:224.0.0.1]:9/v1/chat/completions");
+    assert!(e.contains("is a multicast address"), "{e}");
+    let e = url("http://[::ffff:0.0.0.0]:9/v1/chat/completions");
+    assert!(e.contains("is the unspecified address"), "{e}");
+    let e = url("http://[::ffff:255.255.255.255]:9/v1/chat/completions");
+    assert!(e.contains("is a broadcast address"), "{e}");
+    for dots in [
+        "http://127.0.0.1:9/v1/../../chat/completions",
+        "http://127.0.0.1:9/v1/%2E%2e/v1/chat/completions",
+        "http://127.0.0.1:9/./v1/chat/completions",
+    ] {
+        let e = url(dots);
+        assert!(e.contains("has . or .. path segments"), "{dots}: {e}");
+    }
+    let e = url("http://127.0.0.1:9/v1/../../chat/completions");
+    assert!(e.contains("requests would go to /chat/completions"), "{e}");
+    // Dots inside a segment are a name, not a segment.
+    with(|v| v["endpoints"][0]["base_url"] = "http://127.0.0.1:9/v1.2/..x/chat/completions".into())
+        .unwrap();
+
+    let c = with(|v| {
+        v["endpoints"][0]["base_url"] = "https://api.ohmygpt.com/v1/messages".into();
+        v["endpoints"][1]["base_url"] = "https://api.ohmygpt.com/v1/chat/completions".into();
+    })
+    .unwrap();
+    let w = c.warnings.join("\n");
+    assert!(w.contains("endpoint ohmygpt-openai is an openai endpoint but its base_url path /v1/messages is the anthropic route's"), "{w}");
+    assert!(
+        w.contains("endpoint ohmygpt-anthropic is a anthropic endpoint")
+            || w.contains("endpoint ohmygpt-anthropic is an anthropic endpoint"),
+        "{w}"
+    );
+}

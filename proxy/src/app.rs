@@ -36,3 +36,23 @@ pub struct App {
     /// error event and are logged as `drain_cut`.
     pub cut: Cut,
 }
+
+impl App {
+    /// A server's state for `config` and `secrets`, not draining; fails
+    /// only if the upstream HTTP client cannot be built.
+    pub fn new(config: Config, secrets: Secrets) -> Result<Self, rustls::Error> {
+        Ok(App {
+            upstream: Upstream::new(&config, &secrets)?,
+            metrics: Arc::new(Metrics::with_models(
+                config.models().iter().map(|m| m.id.as_str()),
+            )),
+            config,
+            secrets,
+            started: Instant::now(),
+            draining: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+            drain: Cut::new(),
+            cut: Cut::new(),
+        })
+    }
+}

@@ -106,15 +106,9 @@ impl Drop for Abandoned<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, AtomicU64};
-    use std::sync::Arc;
-
     use super::*;
     use crate::auth::Secrets;
-    use crate::cancel::Cut;
     use crate::config::Config;
-    use crate::metrics::Metrics;
-    use crate::upstream::Upstream;
 
     fn app() -> App {
         let config = Config::from_json(
@@ -123,18 +117,7 @@ mod tests {
             "t",
         )
         .unwrap();
-        let secrets = Secrets::new(Vec::new(), Default::default());
-        App {
-            upstream: Upstream::new(&config, &secrets).unwrap(),
-            metrics: Arc::new(Metrics::new()),
-            config,
-            secrets,
-            started: Instant::now(),
-            draining: AtomicBool::new(false),
-            next_id: AtomicU64::new(1),
-            drain: Cut::new(),
-            cut: Cut::new(),
-        }
+        App::new(config, Secrets::new(Vec::new(), Default::default())).unwrap()
     }
 
     /// An unfinished handler is the client's leaving (499), unless it was

@@ -4,7 +4,7 @@
 //! [`crate::routes`].
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,9 +16,7 @@ use crate::auth::Secrets;
 use crate::cancel::Cut;
 use crate::config::Config;
 use crate::conn::{CLOSE_GRACE, CUT_GRACE};
-use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
-use crate::upstream::Upstream;
 
 pub use crate::app::App;
 pub use crate::routes::handle;
@@ -74,19 +72,7 @@ pub async fn serve_on(
 ) -> Result<(), RunError> {
     let local = listener.local_addr()?;
     log_startup(&config, &secrets);
-    let app = Arc::new(App {
-        upstream: Upstream::new(&config, &secrets)?,
-        metrics: Arc::new(Metrics::with_models(
-            config.models().iter().map(|m| m.id.as_str()),
-        )),
-        config,
-        secrets,
-        started: Instant::now(),
-        draining: AtomicBool::new(false),
-        next_id: AtomicU64::new(1),
-        drain: Cut::new(),
-        cut: Cut::new(),
-    });
+    let app = Arc::new(App::new(config, secrets)?);
     let tracker = TaskTracker::new();
     // The other loops accept until this one stops (after the readiness
     // delay), and keep their runtimes for their connections until the

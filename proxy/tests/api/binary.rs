@@ -145,6 +145,17 @@ impl Serving {
     }
 }
 
+/// The streaming mock with `chunks` events 100 ms apart.
+async fn sse_mock(chunks: usize) -> MockUpstream {
+    let config = MockConfig {
+        chunks,
+        chunk_delay: Duration::from_millis(100),
+        ..MockConfig::default()
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    MockUpstream::start(listener, config).await.unwrap()
+}
+
 fn sigterm(child: &Child) {
     signal(child, "-TERM");
 }
@@ -194,22 +205,31 @@ fn check_config_accepts_shipped_files() {
         .stdout(predicate::str::contains("port 8004"));
 }
 
+/// What `--check-config` of the shipped prod file says on stderr (it
+/// must still exit 0) with each variable set to its value, or removed.
+fn checked_prod_stderr(env: &[(&str, Option<&str>)]) -> String {
+    let mut cmd = assert_cmd::Command::new(cargo_bin("goproxy"));
+    cmd.arg("--check-config")
+        .arg(shipped("config-ohmygpt-prod.json"));
+    for (name, value) in env {
+        match value {
+            Some(v) => cmd.env(name, v),
+            None => cmd.env_remove(name),
+        };
+    }
+    let out = cmd.assert().code(0).get_output().clone();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// --check-config reads the environment goproxy would: unset, empty and
 /// unsendable keys are warned about by variable name, never by value, and
 /// the file is still OK (exit 0).
 #[test]
 fn check_config_reports_the_environment_by_name() {
-    let prod = shipped("config-ohmygpt-prod.json");
-    let out = assert_cmd::Command::new(cargo_bin("goproxy"))
-        .arg("--check-config")
-        .arg(&prod)
-        .env_remove("PROXY_API_KEY")
-        .env("OHMYGPT_API_KEY", "sk-line1\r\nInjected: yes")
-        .assert()
-        .code(0)
-        .get_output()
-        .clone();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = checked_prod_stderr(&[
+        ("PROXY_API_KEY", None),
+        ("OHMYGPT_API_KEY", Some("sk-line1\r\nInjected: yes")),
+    ]);
     assert!(
         err.contains("warning: environment: PROXY_API_KEY (client key) is not set"),
         "{err}"
@@ -226,18 +246,12 @@ fn check_config_reports_the_environment_by_name() {
 /// 429. The same variable listed twice is refused at its index.
 #[test]
 fn check_config_names_variables_holding_the_same_key() {
+    let err = checked_prod_stderr(&[
+        ("PROXY_API_KEY", Some("client-key-0001")),
+        ("OHMYGPT_API_KEY", Some("sk-same-key-0123456789")),
+        ("OHMYGPT_API_KEY_2", Some(" sk-same-key-0123456789\n")),
+    ]);
     let prod = shipped("config-ohmygpt-prod.json");
-    let out = assert_cmd::Command::new(cargo_bin("goproxy"))
-        .arg("--check-config")
-        .arg(&prod)
-        .env("PROXY_API_KEY", "client-key-0001")
-        .env("OHMYGPT_API_KEY", "sk-same-key-0123456789")
-        .env("OHMYGPT_API_KEY_2", " sk-same-key-0123456789\n")
-        .assert()
-        .code(0)
-        .get_output()
-        .clone();
-    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("OHMYGPT_API_KEY_2 holds the same key as OHMYGPT_API_KEY (upstream keys of endpoint ohmygpt-openai): it is used once"),
         "{err}"
@@ -368,16 +382,7 @@ fn port_in_use_is_exit_3() {
 /// process exits 0, and no key appears anywhere in its logs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthcheck_drain_on_sigterm_and_no_secrets_in_logs() {
-    let mock = MockUpstream::start(
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        MockConfig {
-            chunks: 12,
-            chunk_delay: Duration::from_millis(100),
-            ..MockConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let mock = sse_mock(12).await;
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_file(dir.path(), port, &format!("http://{}", mock.addr()));
@@ -568,16 +573,7 @@ async fn request_lines_are_written_while_serving_and_whole() {
 /// exits 0 long before the 10 s drain timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_cuts_the_drain_short() {
-    let mock = MockUpstream::start(
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        MockConfig {
-            chunks: 600,
-            chunk_delay: Duration::from_millis(100),
-            ..MockConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let mock = sse_mock(600).await;
     let mut s = serving(&format!("http://{}", mock.addr())).await;
     let r = s
         .client

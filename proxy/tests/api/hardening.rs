@@ -323,20 +323,21 @@ async fn drain_does_not_wait_for_a_silent_connection() {
     );
 }
 
-/// A stream still open at the drain timeout ends with an SSE error event
-/// (not a silent cut), and `run` returns shortly after.
-#[tokio::test(start_paused = true)]
-async fn drain_timeout_cuts_streams_with_an_error_event() {
-    let mut p = spawn_proxy(DEFAULT_CONFIG).await;
-    let (mut s, mut body) = p
-        .open_stream(MockConfig {
-            chunks: 100,
-            chunk_delay: Duration::from_millis(500),
-            ..MockConfig::default()
-        })
-        .await;
-    let t0 = Instant::now();
-    p.trigger_shutdown();
+/// A stream of 100 events 500 ms apart: still open at any drain timeout
+/// the tests set.
+fn long_stream() -> MockConfig {
+    MockConfig {
+        chunks: 100,
+        chunk_delay: Duration::from_millis(500),
+        ..MockConfig::default()
+    }
+}
+
+/// The rest of an SSE stream, which must end with the drain's error event.
+async fn read_to_the_shutdown_event(
+    s: &mut (impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    mut body: Vec<u8>,
+) -> String {
     while let Some(Ok(c)) = s.next().await {
         body.extend_from_slice(&c);
     }
@@ -345,6 +346,18 @@ async fn drain_timeout_cuts_streams_with_an_error_event() {
         body.ends_with("\n\n") && body.contains("the proxy is shutting down"),
         "{body}"
     );
+    body
+}
+
+/// A stream still open at the drain timeout ends with an SSE error event
+/// (not a silent cut), and `run` returns shortly after.
+#[tokio::test(start_paused = true)]
+async fn drain_timeout_cuts_streams_with_an_error_event() {
+    let mut p = spawn_proxy(DEFAULT_CONFIG).await;
+    let (mut s, body) = p.open_stream(long_stream()).await;
+    let t0 = Instant::now();
+    p.trigger_shutdown();
+    let body = read_to_the_shutdown_event(&mut s, body).await;
     assert!(!body.contains("[DONE]"), "{body}");
     timeout(Duration::from_secs(60), &mut p.server)
         .await
@@ -364,25 +377,12 @@ async fn drain_timeout_cuts_streams_with_an_error_event() {
 async fn a_second_signal_cuts_the_drain_short() {
     let (logs, _guard) = Logs::capture();
     let mut p = spawn_proxy(DEFAULT_CONFIG).await;
-    let (mut s, mut body) = p
-        .open_stream(MockConfig {
-            chunks: 100,
-            chunk_delay: Duration::from_millis(500),
-            ..MockConfig::default()
-        })
-        .await;
+    let (mut s, body) = p.open_stream(long_stream()).await;
     let t0 = Instant::now();
     p.trigger_shutdown();
     tokio::time::sleep(Duration::from_secs(1)).await;
     p.cut_now();
-    while let Some(Ok(c)) = s.next().await {
-        body.extend_from_slice(&c);
-    }
-    let body = String::from_utf8(body).unwrap();
-    assert!(
-        body.ends_with("\n\n") && body.contains("the proxy is shutting down"),
-        "{body}"
-    );
+    read_to_the_shutdown_event(&mut s, body).await;
     timeout(Duration::from_secs(60), &mut p.server)
         .await
         .expect("run returned")

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{header, HeaderMap, HeaderValue, Request, Response};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response};
 use hyper::body::Body as _;
 use tokio::time::{timeout_at, Instant};
 
@@ -63,7 +63,7 @@ pub async fn forward<'a>(
         // Asked for identity: a coded answer cannot have its usage read or
         // events added, and relaying it without its header (as before) gave
         // the client bytes it could not read.
-        tracing::warn!(request_id = id, model = %model.id, endpoint = %endpoint.name, content_encoding = %coding, "upstream answered with a content coding though asked for identity; answered 502");
+        tracing::warn!(request_id = id, model = %model.id, endpoint = %endpoint.name, coding = %coding, "upstream answered with a content or transfer coding though asked for identity; answered 502");
         return Err(ProxyError::UpstreamFailed);
     }
     let ctx = RelayContext {
@@ -176,26 +176,40 @@ async fn read_prefix(
     }
 }
 
-/// The answer's content coding, unless none or `identity` (shown escaped:
-/// it is the upstream's text).
+/// The answer's content or transfer codings, unless none but `identity`
+/// (and `chunked`, a framing goproxy decodes): every field of each is
+/// looked at (`identity` then `gzip` in two fields is still gzip). Shown
+/// escaped: it is the upstream's text.
 fn content_coding(headers: &HeaderMap) -> Option<String> {
-    let v = headers.get(header::CONTENT_ENCODING)?;
-    let coded = v
-        .as_bytes()
-        .split(|&b| b == b',')
-        .any(|c| !c.trim_ascii().is_empty() && !c.trim_ascii().eq_ignore_ascii_case(b"identity"));
-    coded.then(|| {
-        String::from_utf8_lossy(v.as_bytes())
-            .escape_default()
-            .to_string()
-    })
+    let fields =
+        |name: &'static HeaderName| headers.get_all(name).into_iter().map(move |v| (name, v));
+    let mut coded = fields(&header::CONTENT_ENCODING)
+        .chain(fields(&header::TRANSFER_ENCODING))
+        .filter(|(name, v)| {
+            v.as_bytes().split(|&b| b == b',').any(|c| {
+                let c = c.trim_ascii();
+                let chunked =
+                    *name == header::TRANSFER_ENCODING && c.eq_ignore_ascii_case(b"chunked");
+                !c.is_empty() && !chunked && !c.eq_ignore_ascii_case(b"identity")
+            })
+        });
+    let (name, v) = coded.next()?;
+    let text = String::from_utf8_lossy(v.as_bytes())
+        .escape_default()
+        .to_string();
+    Some(format!("{name}: {text}"))
 }
 
+/// Whether the answer is an SSE stream (media types are case-insensitive:
+/// `Text/Event-Stream` is one too, RFC 9110 section 8.3.1).
 fn is_sse(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"))
+    const SSE: &[u8] = b"text/event-stream";
+    headers.get(header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes().trim_ascii_start();
+        v.get(..SSE.len())
+            .is_some_and(|t| t.eq_ignore_ascii_case(SSE))
+            && matches!(v.get(SSE.len()), None | Some(b';' | b' ' | b'\t'))
+    })
 }
 
 fn sse_response(body: Body) -> Response<Body> {

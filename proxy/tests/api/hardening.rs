@@ -739,3 +739,38 @@ async fn a_client_that_leaves_while_waiting_is_logged_499_and_the_upstream_dropp
     })
     .await;
 }
+
+/// A coding in any field is seen: `identity` then `gzip` in two
+/// content-encoding fields, or a transfer coding under `chunked`, is a 502
+/// (each was relayed as 200: bytes the client could not read, unbilled).
+/// An SSE content type is recognised in any case (media types are
+/// case-insensitive), so the stream gets the SSE relay and its headers.
+#[tokio::test]
+async fn codings_in_any_field_and_sse_in_any_case() {
+    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    for sneaked in [
+        "application/json\r\ncontent-encoding: identity\r\ncontent-encoding: gzip",
+        "application/json\r\ntransfer-encoding: gzip",
+        "text/event-stream\r\ncontent-encoding: identity\r\ncontent-encoding: br",
+    ] {
+        let r = p
+            .raw_completion(Script {
+                content_type: sneaked,
+                ..Script::default()
+            })
+            .await;
+        assert_eq!(r.status(), 502, "{sneaked:?}");
+    }
+    let r = p
+        .raw_completion(Script {
+            content_type: "Text/Event-Stream; charset=utf-8",
+            chunk: b"data: {\"choices\":[]}\n\n".to_vec(),
+            last: b"data: {\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":3}}\n\ndata: [DONE]\n\n".to_vec(),
+            ..Script::default()
+        })
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    assert_eq!(r.headers()["x-accel-buffering"], "no");
+    assert!(r.text().await.unwrap().ends_with("data: [DONE]\n\n"));
+}

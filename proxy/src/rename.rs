@@ -38,6 +38,18 @@ struct Top<'a> {
     max_tokens: Option<Raw<'a>>,
 }
 
+/// The top-level keys goproxy reads, as [`Top::slot`] names them.
+const READ: [&str; 8] = [
+    "model",
+    "stream",
+    "stream_options",
+    "reasoning_effort",
+    "messages",
+    "system",
+    "thinking",
+    "max_tokens",
+];
+
 impl<'a> Top<'a> {
     fn slot(&mut self, key: &str) -> Option<&mut Option<Raw<'a>>> {
         Some(match key {
@@ -123,7 +135,26 @@ fn parse(text: &str) -> Result<Top<'_>, ProxyError> {
                 return Err(bad(&format_args!("duplicate field `{key}`")));
             }
             *slot = Some(Raw(value));
+        } else if let Some(name) = READ.iter().find(|n| n.eq_ignore_ascii_case(&key)) {
+            // A gateway that matches keys regardless of case (Go's
+            // encoding/json) would read this one as `name`: goproxy would
+            // then price or rewrite one request and the upstream serve
+            // another (`"Stream":true` streamed without usage).
+            return Err(ProxyError::BadRequest(format!(
+                "field `{}` differs from `{name}` only in case: write it as `{name}`",
+                key.escape_default()
+            )));
         }
+    }
+    // Anything but a boolean would be read one way here (not a stream: no
+    // usage asked for) and perhaps another upstream.
+    if top
+        .stream
+        .is_some_and(|v| !matches!(v.get(), "true" | "false"))
+    {
+        return Err(ProxyError::BadRequest(
+            "field `stream` must be true or false".into(),
+        ));
     }
     Ok(top)
 }
@@ -224,8 +255,17 @@ fn openai(
     match top.stream_options {
         None => s.insert(open, "\"stream_options\":{\"include_usage\":true},".into()),
         Some(v) => match serde_json::from_str::<Value>(v.get()) {
-            Ok(Value::Object(o)) if o.get("include_usage") == Some(&Value::Bool(true)) => {}
+            // Left as it is only when `include_usage: true` is the one key
+            // of that name in any case (`Include_Usage: false` beside it
+            // would win at a case-blind gateway).
+            Ok(Value::Object(o))
+                if o.get("include_usage") == Some(&Value::Bool(true))
+                    && o.keys()
+                        .filter(|k| k.eq_ignore_ascii_case("include_usage"))
+                        .count()
+                        == 1 => {}
             Ok(Value::Object(mut o)) => {
+                o.retain(|k, _| !k.eq_ignore_ascii_case("include_usage"));
                 o.insert("include_usage".into(), Value::Bool(true));
                 s.replace(body, v, Value::Object(o).to_string());
             }
@@ -266,11 +306,22 @@ fn anthropic(
     let min = b.checked_add(4000).ok_or_else(|| {
         ProxyError::BadRequest(format!("thinking.budget_tokens {b} is too large"))
     })?;
-    let current = top.max_tokens.and_then(|v| v.get().parse::<u64>().ok());
     match top.max_tokens {
-        Some(v) if current.unwrap_or(0) < min => s.replace(body, v, min.to_string()),
         None => s.insert(open, format!("\"max_tokens\":{min},")),
-        Some(_) => {}
+        // Any JSON number, as written (`2e4`, `20000.0`): raised only when
+        // below the minimum, never replaced for being written differently.
+        Some(v) => match serde_json::from_str::<Value>(v.get())
+            .ok()
+            .and_then(|n| n.as_f64())
+        {
+            Some(current) if current >= min as f64 => {}
+            Some(_) => s.replace(body, v, min.to_string()),
+            None => {
+                return Err(ProxyError::BadRequest(
+                    "field `max_tokens` must be a number".into(),
+                ))
+            }
+        },
     }
     Ok(())
 }
@@ -413,6 +464,57 @@ mod tests {
         let body = json!({"model":"c","stream":false,"stream_options":{"include_usage":false},"messages":[]});
         let (body, _) = rewrite(body, Format::OpenAi, None);
         assert_eq!(body["stream_options"], json!({"include_usage": false}));
+    }
+
+    /// Keys goproxy reads that differ only in case are refused (a
+    /// case-blind gateway would read them as the real ones), `stream` must
+    /// be a boolean, and `stream_options` is made canonical whatever case
+    /// variants it holds.
+    #[test]
+    fn case_variants_and_non_boolean_streams_are_refused() {
+        for raw in [
+            &br#"{"model":"c","Stream":true}"#[..],
+            br#"{"model":"c","stream":false,"STREAM":true}"#,
+            br#"{"model":"c","Model":"d"}"#,
+            br#"{"model":"c","stream":true,"Stream_Options":{"include_usage":false}}"#,
+            br#"{"model":"c","stream":1}"#,
+            br#"{"model":"c","stream":"true"}"#,
+        ] {
+            let e = ClientBody::parse(&Bytes::from_static(raw)).unwrap_err();
+            assert_eq!(e.status_code(), 400, "{}", String::from_utf8_lossy(raw));
+        }
+        let body = json!({"model":"c","stream":true,"stream_options":{"include_usage":true,"Include_Usage":false},"messages":[]});
+        let (body, _) = rewrite(body, Format::OpenAi, None);
+        assert_eq!(body["stream_options"], json!({"include_usage": true}));
+    }
+
+    /// `max_tokens` written as any JSON number is kept when it is enough,
+    /// raised when not, and refused when not a number (it was replaced by
+    /// the minimum for being written `2e4`).
+    #[test]
+    fn max_tokens_as_written_is_kept_when_enough() {
+        for (written, want) in [
+            ("2e4", json!(20000.0)),
+            ("20000.0", json!(20000.0)),
+            ("100", json!(9000)),
+        ] {
+            let raw = format!(r#"{{"model":"c","max_tokens":{written},"messages":[]}}"#);
+            let c = config();
+            let raw = Bytes::from(raw);
+            let (out, _) = ClientBody::parse(&raw)
+                .unwrap()
+                .rewrite(c.model("c").unwrap(), Format::Anthropic, None)
+                .unwrap();
+            let v: Value = serde_json::from_slice(&out.to_vec()).unwrap();
+            assert_eq!(v["max_tokens"].as_f64(), want.as_f64(), "{written}");
+        }
+        let raw = Bytes::from_static(br#"{"model":"c","max_tokens":"20000","messages":[]}"#);
+        let c = config();
+        let e = ClientBody::parse(&raw)
+            .unwrap()
+            .rewrite(c.model("c").unwrap(), Format::Anthropic, None)
+            .unwrap_err();
+        assert_eq!(e.status_code(), 400);
     }
 
     /// A thinking budget too large to add 4000 to is a 400, not a panic

@@ -59,7 +59,7 @@ async fn until_cut<F: Future<Output = Handled>>(
     let cut = || {
         tracing::warn!(
             request_id = id,
-            "request cut by the drain timeout before its response began"
+            "request cut by the drain (its timeout, or a second signal) before its response began"
         );
         Err(ProxyError::ShuttingDown)
     };

@@ -61,8 +61,10 @@ impl Shutdown {
 /// signal that comes between two waits is not lost): SIGTERM, SIGINT,
 /// SIGQUIT (nginx's graceful stop) and SIGHUP (a lost terminal; nginx's
 /// reload, which goproxy does not have: under a restart policy the drain
-/// and exit reload it) stop; SIGUSR1 and SIGUSR2 are logged and ignored
-/// (their default action killed goproxy on the spot, streams and all).
+/// and exit reload it) stop; SIGUSR1, SIGUSR2 and every other signal whose
+/// default action ends or stops a process (SIGALRM, SIGIO, SIGXFSZ,
+/// SIGTTOU...) are logged and ignored: their default killed goproxy on the
+/// spot, streams and all, or stopped it deaf to SIGTERM.
 struct Signals {
     #[cfg(unix)]
     streams: Vec<(Signal, &'static str, bool)>,
@@ -70,6 +72,29 @@ struct Signals {
 
 #[cfg(unix)]
 use tokio::signal::unix::{signal, Signal, SignalKind};
+
+/// The other signals whose default action ends or stops the process
+/// (Linux numbers; tokio names only the common ones). SIGTRAP and SIGSYS
+/// are left alone: they report faults of the process's own making.
+#[cfg(unix)]
+fn linux_only() -> Vec<(SignalKind, &'static str, bool)> {
+    if !cfg!(target_os = "linux") {
+        return Vec::new();
+    }
+    [
+        (16, "SIGSTKFLT"),
+        (21, "SIGTTIN"),
+        (22, "SIGTTOU"),
+        (24, "SIGXCPU"),
+        (25, "SIGXFSZ"),
+        (26, "SIGVTALRM"),
+        (27, "SIGPROF"),
+        (30, "SIGPWR"),
+    ]
+    .into_iter()
+    .map(|(n, name)| (SignalKind::from_raw(n), name, false))
+    .collect()
+}
 
 impl Signals {
     fn new() -> Self {
@@ -82,8 +107,11 @@ impl Signals {
                 (SignalKind::hangup(), "SIGHUP", true),
                 (SignalKind::user_defined1(), "SIGUSR1", false),
                 (SignalKind::user_defined2(), "SIGUSR2", false),
+                (SignalKind::alarm(), "SIGALRM", false),
+                (SignalKind::io(), "SIGIO", false),
             ]
             .into_iter()
+            .chain(linux_only())
             .filter_map(|(kind, name, stops)| Some((signal(kind).ok()?, name, stops)))
             .collect(),
         }

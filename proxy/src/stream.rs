@@ -185,7 +185,7 @@ impl RelayContext {
     /// two are warnings: the client got a cut response.
     pub(crate) fn open_outcome(&self) -> &'static str {
         if self.cut.is_cancelled() {
-            tracing::warn!(request_id = self.request_id, peer = %self.peer, endpoint = %self.endpoint, "response cut by the drain timeout");
+            tracing::warn!(request_id = self.request_id, peer = %self.peer, endpoint = %self.endpoint, "response cut by the drain (its timeout, or a second signal)");
             "drain_cut"
         } else if self.peer.stopped_reading() {
             tracing::warn!(request_id = self.request_id, peer = %self.peer, endpoint = %self.endpoint, "client stopped reading the response (send_timeout_secs); connection closed");
@@ -316,7 +316,7 @@ impl Relay {
         // the timer in the future; a few rounds are plenty.
         for _ in 0..MAX_ROUNDS {
             if Pin::new(&mut self.cut).poll(cx).is_ready() {
-                tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, "stream cut by the drain timeout");
+                tracing::warn!(request_id = self.ctx.request_id, endpoint = %self.ctx.endpoint, "stream cut by the drain (its timeout, or a second signal)");
                 self.outcome = Outcome::DrainCut;
                 return Poll::Ready(Some(
                     self.error_event("the proxy is shutting down; retry the request"),

@@ -614,9 +614,11 @@ async fn a_second_signal_cuts_the_drain_short() {
     assert!(logs.contains("drain_cut"), "{logs}");
 }
 
-/// SIGUSR1 and SIGUSR2 are logged and ignored (their default action killed
-/// goproxy on the spot, open streams and all); SIGHUP drains and exits 0
-/// like SIGTERM (a lost terminal; under a restart policy, a reload).
+/// SIGUSR1, SIGUSR2 and the other signals whose default ends or stops a
+/// process (SIGALRM, SIGXFSZ, SIGTTOU...) are logged and ignored (their
+/// default killed goproxy on the spot, open streams and all); SIGHUP
+/// drains and exits 0 like SIGTERM (a lost terminal; under a restart
+/// policy, a reload).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usr_signals_are_ignored_and_hup_drains() {
     let upstream = MockServer::start().await;
@@ -643,7 +645,9 @@ async fn usr_signals_are_ignored_and_hup_drains() {
             }
         }
     };
-    for sig in ["USR1", "USR2"] {
+    for sig in [
+        "USR1", "USR2", "ALRM", "IO", "XFSZ", "TTOU", "PWR", "VTALRM",
+    ] {
         signal(&s.child.0, &format!("-{sig}"));
         wait_line(&format!("SIG{sig} received and ignored"));
     }

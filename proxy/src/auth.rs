@@ -119,6 +119,7 @@ impl Secrets {
             })
             .collect();
         problems.extend(same_keys(config));
+        problems.extend(client_keys_upstream(config));
         problems
     }
 
@@ -176,6 +177,35 @@ impl Secrets {
             Err(ProxyError::Unauthorized)
         }
     }
+}
+
+/// Client key variables holding an upstream key: whoever has that key can
+/// use the proxy (and the upstream directly). Named, never shown.
+fn client_keys_upstream(config: &Config) -> Vec<String> {
+    let value = |n: &str| {
+        std::env::var(n)
+            .ok()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let mut out = Vec::new();
+    for client in &config.client_api_keys_env {
+        let Some(key) = value(client) else { continue };
+        for e in config.endpoints() {
+            if let Some(up) = e
+                .api_key_env
+                .iter()
+                .find(|u| value(u).as_deref() == Some(&key))
+            {
+                out.push(format!(
+                    "{client} (client key) holds the same key as {up} (upstream key of endpoint {}): give clients keys of their own",
+                    e.name
+                ));
+                break;
+            }
+        }
+    }
+    out
 }
 
 /// Values read from key variables: trimmed, empty ones skipped, and a value

@@ -72,6 +72,13 @@ pub(crate) fn models(
                 m.id
             ));
         }
+        if r.number("billing_multiplier")? == Some(0.0) {
+            warnings.push(format!(
+                "{} = 0: every request of model {} is billed at 0",
+                r.at.path_of("billing_multiplier"),
+                m.id
+            ));
+        }
         register(&r, &m, i, &mut out.by_id)?;
         out.list.push(m);
     }

@@ -704,3 +704,34 @@ fn mapped_addresses_dot_segments_and_swapped_urls() {
         "{w}"
     );
 }
+
+/// A billing multiplier of 0 bills every request at 0: loaded, with a
+/// warning naming the model. An idle timeout at or under nginx's 60 s says
+/// why whatever its value (-1 was told "from 0 to 3600").
+#[test]
+fn free_models_are_warned_about_and_short_idle_says_why() {
+    let c = with(|v| v["models"][1]["billing_multiplier"] = serde_json::json!(0)).unwrap();
+    let w = c.warnings.join("\n");
+    assert!(
+        w.contains(
+            "models[1].billing_multiplier = 0: every request of model claude is billed at 0"
+        ),
+        "{w}"
+    );
+    for idle in [
+        serde_json::json!(-1),
+        serde_json::json!(0),
+        serde_json::json!(60),
+    ] {
+        let e = err(|v| v["idle_timeout_secs"] = idle.clone());
+        assert!(
+            e.contains("must be longer than nginx's upstream keepalive_timeout (60 s)"),
+            "{idle}: {e}"
+        );
+    }
+    let e = err(|v| v["idle_timeout_secs"] = serde_json::json!(4000));
+    assert!(
+        e.contains("must be a number of seconds from 60 to 3600"),
+        "{e}"
+    );
+}

@@ -45,14 +45,17 @@ fn secs(
 }
 
 pub(crate) fn timeouts(r: &Reader<'_>) -> Result<Timeouts, ConfigError> {
-    let idle = secs(r, "idle_timeout_secs", 75.0, 0.0, 3600.0)?;
-    if idle.as_secs_f64() <= NGINX_KEEPALIVE_SECS {
+    // Checked before the range, so -1 or 0 gets the reason (the range's
+    // "from 0" offered values this refuses).
+    let written = r.number("idle_timeout_secs")?;
+    if let Some(w) = written.filter(|w| *w <= NGINX_KEEPALIVE_SECS) {
         return Err(r.at.invalid(
             "idle_timeout_secs",
-            idle.as_secs_f64().to_string(),
+            shown_number(w),
             "must be longer than nginx's upstream keepalive_timeout (60 s), or nginx reuses connections goproxy is closing and answers 502",
         ));
     }
+    let idle = secs(r, "idle_timeout_secs", 75.0, NGINX_KEEPALIVE_SECS, 3600.0)?;
     let heartbeat = r.number("sse_heartbeat_secs")?.unwrap_or(15.0);
     if !(heartbeat == 0.0 || (1.0..=3600.0).contains(&heartbeat)) {
         return Err(r.at.invalid(

@@ -257,6 +257,15 @@ fn check_config_names_variables_holding_the_same_key() {
         "{err}"
     );
     assert!(!err.contains("sk-same-key"), "{err}");
+    let err = checked_prod_stderr(&[
+        ("PROXY_API_KEY", Some("sk-upstream-key-0123456789")),
+        ("OHMYGPT_API_KEY", Some("sk-upstream-key-0123456789")),
+    ]);
+    assert!(
+        err.contains("PROXY_API_KEY (client key) holds the same key as OHMYGPT_API_KEY (upstream key of endpoint ohmygpt-openai)"),
+        "{err}"
+    );
+    assert!(!err.contains("sk-upstream-key"), "{err}");
 
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(&prod).unwrap().replacen(

@@ -81,16 +81,22 @@ fn endpoint(
     };
     let shown_url = shown(&Value::String(without_userinfo(&base_url)));
     written_plainly(r, &base_url, &shown_url)?;
-    let mut url = url::Url::parse(&base_url)
+    let parsed = url::Url::parse(&base_url);
+    // The parser's own reason where it names one the operator can act on.
+    let why = match &parsed {
+        Err(url::ParseError::InvalidPort) => "has a port that is not a number from 1 to 65535",
+        Err(url::ParseError::InvalidIpv4Address | url::ParseError::InvalidIpv6Address) => {
+            "has a host that is not a valid IP address"
+        }
+        Err(url::ParseError::InvalidDomainCharacter | url::ParseError::IdnaError) => {
+            "has a host name with characters no host name can have"
+        }
+        _ => "must be an absolute http:// or https:// URL (the full URL requests are POSTed to)",
+    };
+    let mut url = parsed
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-        .ok_or_else(|| {
-            r.at.invalid(
-                "base_url",
-                shown_url.clone(),
-                "must be an absolute http:// or https:// URL (the full URL requests are POSTed to)",
-            )
-        })?;
+        .ok_or_else(|| r.at.invalid("base_url", shown_url.clone(), why))?;
     if let Some(why) = unreachable_host(&url) {
         return Err(r.at.invalid("base_url", shown_url, why));
     }

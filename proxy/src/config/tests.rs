@@ -735,3 +735,27 @@ fn free_models_are_warned_about_and_short_idle_says_why() {
         "{e}"
     );
 }
+
+/// A base_url the URL parser refuses says the parser's reason when it is
+/// one the operator can act on (a port of 99999 was "must be an absolute
+/// http:// URL").
+#[test]
+fn base_url_parse_errors_say_what_is_wrong() {
+    for (url, why) in [
+        (
+            "http://127.0.0.1:99999/v1/chat/completions",
+            "has a port that is not a number from 1 to 65535",
+        ),
+        (
+            "http://[::1:/v1/chat/completions",
+            "has a host that is not a valid IP address",
+        ),
+        (
+            "http://exa%mple.com/v1/chat/completions",
+            "has a host name with characters",
+        ),
+    ] {
+        let e = err(|v| v["endpoints"][0]["base_url"] = url.into());
+        assert!(e.contains(why), "{url}: {e}");
+    }
+}

@@ -12,6 +12,7 @@
 //! - [`app`]: the shared state of one server.
 //! - [`routes`]: routing and the small handlers.
 //! - [`forward`]: the model routes: client body in, upstream answer out.
+//! - [`host`]: what a Host header or `:authority` may hold.
 //! - [`request_line`]: the request's line when no body logs it (errors, 499).
 //! - [`read_body`]: the client body, within its size and time limits.
 //! - [`rename`]: the client body rewritten for the upstream, without a JSON tree.
@@ -87,6 +88,7 @@ pub mod error;
 pub mod forward;
 pub mod h1;
 pub mod healthcheck;
+pub mod host;
 pub mod log_batch;
 pub mod log_line;
 pub mod log_time;

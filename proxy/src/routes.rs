@@ -24,6 +24,18 @@ use crate::request_line::{Abandoned, Line, Resolved};
 
 pub use crate::error::Handled;
 
+/// An HTTP/2 request's `:authority` and Host, held to what an HTTP/1.1
+/// Host may be (`serve` checks those): hyper accepts user info there
+/// (`a@b`), which RFC 9113 section 8.3.1 forbids.
+fn h2_host_valid(req: &Request<ReqBody>) -> bool {
+    let authority = req.uri().authority().map(|a| a.as_str().as_bytes());
+    let host = req.headers().get(http::header::HOST).map(|h| h.as_bytes());
+    authority
+        .into_iter()
+        .chain(host)
+        .all(crate::host::valid_host)
+}
+
 /// Route label for metrics (bounded set, never the raw path).
 fn route_label(path: &str) -> &'static str {
     match path {
@@ -147,6 +159,11 @@ async fn dispatch<'a>(
     started: Instant,
     resolved: &Resolved<'a>,
 ) -> Handled {
+    if matches!(req.body(), ReqBody::Right(_)) && !h2_host_valid(&req) {
+        return Err(ProxyError::BadRequest(
+            "the :authority or Host is not a host with an optional port".into(),
+        ));
+    }
     match (route, req.method()) {
         ("/health", &Method::GET | &Method::HEAD) => Ok((health(app), None)),
         ("/", &Method::GET | &Method::HEAD) => Ok((info(app), None)),

@@ -778,3 +778,22 @@ async fn codings_in_any_field_and_sse_in_any_case() {
     assert_eq!(r.headers()["x-accel-buffering"], "no");
     assert!(r.text().await.unwrap().ends_with("data: [DONE]\n\n"));
 }
+
+/// An HTTP/2 `:authority` (or Host) is held to what an HTTP/1.1 Host may
+/// be: user info in it (which hyper lets through and RFC 9113 section
+/// 8.3.1 forbids) is a 400, as `a@b` is over HTTP/1.1.
+#[tokio::test]
+async fn an_h2_authority_with_user_info_is_400() {
+    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    let (mut send, _conn) = h2_connect(p.addr).await;
+    for (uri, status) in [
+        (format!("http://user@{}/health", p.addr), 400),
+        (format!("http://{}/health", p.addr), 200),
+    ] {
+        let req = http::Request::get(uri.as_str())
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let r = send.send_request(req).await.unwrap();
+        assert_eq!(r.status(), status, "{uri}");
+    }
+}

@@ -79,7 +79,8 @@ pub struct SseUsage {
 }
 
 impl SseUsage {
-    /// Feed one chunk of the stream. A line that arrives whole in one chunk
+    /// Feed one chunk of the stream (lines end at LF, CRLF or a lone CR;
+    /// the empty "line" between CR and LF is passed over). A line that arrives whole in one chunk
     /// (the usual case) is looked at in place: only a line split across
     /// chunks is copied, so an event costs no allocation and no copy.
     pub fn feed(&mut self, chunk: &[u8]) {
@@ -87,12 +88,13 @@ impl SseUsage {
         // one search over the chunk then rules out every line it ends, and
         // only the unfinished line after its last newline is kept.
         if self.line.is_empty() && !self.skipping_long_line && USAGE_KEY.find(chunk).is_none() {
-            let after_last_line = memchr::memrchr(b'\n', chunk).map_or(0, |nl| nl + 1);
+            // A line ends at LF, CRLF or a lone CR (the SSE spec's three).
+            let after_last_line = memchr::memrchr2(b'\n', b'\r', chunk).map_or(0, |nl| nl + 1);
             self.keep_unfinished(&chunk[after_last_line..]);
             return;
         }
         let mut rest = chunk;
-        while let Some(nl) = memchr::memchr(b'\n', rest) {
+        while let Some(nl) = memchr::memchr2(b'\n', b'\r', rest) {
             let (part, after) = rest.split_at(nl + 1);
             rest = after;
             if self.skipping_long_line {
@@ -443,6 +445,28 @@ mod tests {
             }
             assert_eq!(p.usage.input, 12, "split {split}");
             assert_eq!(p.usage.output, 7, "split {split}");
+        }
+    }
+
+    /// Lines may end at CRLF or a lone CR too (the SSE spec's three line
+    /// ends): usage is read the same, however the chunks split (with CR
+    /// alone the stream was unbilled).
+    #[test]
+    fn usage_is_read_whatever_the_line_ends() {
+        let lf = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}\n\ndata: {\"type\":\"content_block_delta\"}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":7}}\n\n";
+        for ending in ["\r", "\r\n"] {
+            let text = lf.replace('\n', ending);
+            for split in 1..text.len() {
+                let mut p = SseUsage::default();
+                for chunk in text.as_bytes().chunks(split) {
+                    p.feed(chunk);
+                }
+                assert_eq!(
+                    (p.usage.input, p.usage.output),
+                    (12, 7),
+                    "{ending:?} split {split}"
+                );
+            }
         }
     }
 

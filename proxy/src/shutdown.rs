@@ -1,9 +1,8 @@
 //! When the server stops: the first SIGTERM or SIGINT (or SIGQUIT, SIGHUP)
 //! drains (open requests and streams get `drain_timeout_secs`), a second
-//! one cuts what is still
-//! open at once, as it would be cut at the drain timeout: streams end with
-//! their SSE error event, waiting requests get a 503, and the process exits
-//! within a few seconds. An operator who pressed Ctrl-C, or a script that
+//! one cuts what is still open at once, as it would be cut at the drain
+//! timeout: streams end with their SSE error event, waiting requests get a
+//! 503, and the process exits within a few seconds. An operator who pressed Ctrl-C, or a script that
 //! sent SIGTERM, can say "now" without reaching for SIGKILL, which would
 //! end streams with no event and no log line.
 
@@ -44,8 +43,10 @@ impl Shutdown {
         self.now.cancelled().await
     }
 
-    /// Follow SIGTERM and SIGINT: the first drains, the second cuts. Runs
-    /// until the second (spawn it beside the server).
+    /// Follow SIGTERM, SIGINT, SIGQUIT and SIGHUP: the first drains, the
+    /// second cuts; other signals whose default would end goproxy are
+    /// logged and ignored. Runs until the second (spawn it beside the
+    /// server).
     pub async fn on_signals(self) {
         let mut signals = Signals::new();
         let first = signals.next().await;

@@ -38,18 +38,6 @@ struct Top<'a> {
     max_tokens: Option<Raw<'a>>,
 }
 
-/// The top-level keys goproxy reads, as [`Top::slot`] names them.
-const READ: [&str; 8] = [
-    "model",
-    "stream",
-    "stream_options",
-    "reasoning_effort",
-    "messages",
-    "system",
-    "thinking",
-    "max_tokens",
-];
-
 impl<'a> Top<'a> {
     fn slot(&mut self, key: &str) -> Option<&mut Option<Raw<'a>>> {
         Some(match key {
@@ -135,15 +123,21 @@ fn parse(text: &str) -> Result<Top<'_>, ProxyError> {
                 return Err(bad(&format_args!("duplicate field `{key}`")));
             }
             *slot = Some(Raw(value));
-        } else if let Some(name) = READ.iter().find(|n| n.eq_ignore_ascii_case(&key)) {
+        } else if key.bytes().any(|b| b.is_ascii_uppercase()) {
             // A gateway that matches keys regardless of case (Go's
-            // encoding/json) would read this one as `name`: goproxy would
-            // then price or rewrite one request and the upstream serve
-            // another (`"Stream":true` streamed without usage).
-            return Err(ProxyError::BadRequest(format!(
-                "field `{}` differs from `{name}` only in case: write it as `{name}`",
-                key.escape_default()
-            )));
+            // encoding/json) would read this one as the key goproxy reads:
+            // goproxy would then price or rewrite one request and the
+            // upstream serve another (`"Stream":true` streamed without
+            // usage). The names `slot` knows are lower case, so the key's
+            // lower case is the one it stands for. (Keys written in lower
+            // case, nearly all, cost no allocation here.)
+            let name = key.to_ascii_lowercase();
+            if Top::default().slot(&name).is_some() {
+                return Err(ProxyError::BadRequest(format!(
+                    "field `{}` differs from `{name}` only in case: write it as `{name}`",
+                    key.escape_default()
+                )));
+            }
         }
     }
     // Anything but a boolean would be read one way here (not a stream: no
@@ -310,10 +304,12 @@ fn anthropic(
         None => s.insert(open, format!("\"max_tokens\":{min},")),
         // Any JSON number, as written (`2e4`, `20000.0`): raised only when
         // below the minimum, never replaced for being written differently.
-        Some(v) => match serde_json::from_str::<Value>(v.get())
-            .ok()
-            .and_then(|n| n.as_f64())
-        {
+        // (Digits alone, the usual case, are read without a `Value`.)
+        Some(v) => match plain_u64(v.get()).map(|n| n as f64).or_else(|| {
+            serde_json::from_str::<Value>(v.get())
+                .ok()
+                .and_then(|n| n.as_f64())
+        }) {
             Some(current) if current >= min as f64 => {}
             Some(_) => s.replace(body, v, min.to_string()),
             None => {
@@ -324,6 +320,14 @@ fn anthropic(
         },
     }
     Ok(())
+}
+
+/// `text` as a whole number when it is digits alone (`+5` is not JSON).
+fn plain_u64(text: &str) -> Option<u64> {
+    text.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| text.parse().ok())
+        .flatten()
 }
 
 /// Prepend the configured system prompt to Anthropic's `system` (absent,

@@ -51,8 +51,7 @@ impl Secrets {
 
     /// Read the env vars the config names. Unset or empty vars are skipped.
     pub fn from_env(config: &Config) -> Self {
-        let read =
-            |names: &[String]| distinct_keys(names.iter().filter_map(|n| std::env::var(n).ok()));
+        let read = |names: &[String]| distinct_keys(names.iter().filter_map(|n| env_key(n)));
         let endpoint_keys = config
             .endpoints()
             .iter()
@@ -182,20 +181,14 @@ impl Secrets {
 /// Client key variables holding an upstream key: whoever has that key can
 /// use the proxy (and the upstream directly). Named, never shown.
 fn client_keys_upstream(config: &Config) -> Vec<String> {
-    let value = |n: &str| {
-        std::env::var(n)
-            .ok()
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
     let mut out = Vec::new();
     for client in &config.client_api_keys_env {
-        let Some(key) = value(client) else { continue };
+        let Some(key) = env_key(client) else { continue };
         for e in config.endpoints() {
             if let Some(up) = e
                 .api_key_env
                 .iter()
-                .find(|u| value(u).as_deref() == Some(&key))
+                .find(|u| env_key(u).as_deref() == Some(&key))
             {
                 out.push(format!(
                     "{client} (client key) holds the same key as {up} (upstream key of endpoint {}): give clients keys of their own",
@@ -206,6 +199,14 @@ fn client_keys_upstream(config: &Config) -> Vec<String> {
         }
     }
     out
+}
+
+/// The key a variable holds, trimmed; `None` when unset, not UTF-8 or
+/// empty (as [`Secrets::from_env`] reads it).
+fn env_key(name: &str) -> Option<String> {
+    let v = std::env::var(name).ok()?;
+    let v = v.trim();
+    (!v.is_empty()).then(|| v.to_string())
 }
 
 /// Values read from key variables: trimmed, empty ones skipped, and a value
@@ -227,15 +228,9 @@ fn distinct_keys(values: impl Iterator<Item = String>) -> Vec<String> {
 fn same_keys(config: &Config) -> Vec<String> {
     let mut out = Vec::new();
     for e in config.endpoints() {
-        let values: Vec<Option<String>> = e
-            .api_key_env
-            .iter()
-            .map(|n| std::env::var(n).ok().map(|v| v.trim().to_string()))
-            .collect();
+        let values: Vec<Option<String>> = e.api_key_env.iter().map(|n| env_key(n)).collect();
         for (j, v) in values.iter().enumerate() {
-            let Some(v) = v.as_deref().filter(|v| !v.is_empty()) else {
-                continue;
-            };
+            let Some(v) = v.as_deref() else { continue };
             if let Some(i) = values[..j].iter().position(|o| o.as_deref() == Some(v)) {
                 out.push(format!(
                     "{} holds the same key as {} (upstream keys of endpoint {}): it is used once",

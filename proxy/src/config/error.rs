@@ -103,12 +103,12 @@ const SHOWN_CHARS: usize = 80;
 
 /// A JSON value as shown in an error: compact, cut after 80 characters.
 pub(crate) fn shown(v: &Value) -> String {
+    // A whole number written as a fraction (`1048576.0`, `1e3`) shows as
+    // one, so "must be a whole number" does not contradict it.
+    if let Some(f) = whole_as_fraction(v) {
+        return format!("{f:.1}");
+    }
     if let Some(f) = v.as_f64().filter(|_| v.is_f64()) {
-        // A whole number written as a fraction (`1048576.0`, `1e3`) shows
-        // as one, so "must be a whole number" does not contradict it.
-        if f.fract() == 0.0 && f.abs() < 1e15 {
-            return format!("{f:.1}");
-        }
         return shown_number(f);
     }
     // JSON escapes C0 controls but not DEL or C1: written as escapes too,
@@ -125,6 +125,13 @@ pub(crate) fn shown(v: &Value) -> String {
         Some((i, _)) => format!("{}...", &s[..i]),
         None => s,
     }
+}
+
+/// A whole number written as a fraction or with an exponent (`1048576.0`,
+/// `1e3`; JSON keeps no trace of which), small enough to show in full.
+pub(crate) fn whole_as_fraction(v: &Value) -> Option<f64> {
+    v.as_f64()
+        .filter(|f| v.is_f64() && f.fract() == 0.0 && f.abs() < 1e15)
 }
 
 /// A number as the operator wrote it in JSON (`1e308`, not 309 digits).

@@ -209,13 +209,9 @@ fn shown_field(key: &str) -> String {
 }
 
 /// For a whole number written as a fraction or with an exponent
-/// (`1048576.0`, `1e3`: JSON keeps no trace of how, so the value shows as
-/// `1048576`), what to write instead; empty otherwise.
+/// (`1048576.0`, `1e3`), what to write instead; empty otherwise.
 pub(crate) fn written_plainly(v: &Value) -> String {
-    match v.as_f64() {
-        Some(f) if v.is_f64() && f.fract() == 0.0 && f.abs() < 1e15 => {
-            format!(" (write it without a decimal point or exponent: {f})")
-        }
-        _ => String::new(),
-    }
+    super::error::whole_as_fraction(v).map_or_else(String::new, |f| {
+        format!(" (write it without a decimal point or exponent: {f})")
+    })
 }

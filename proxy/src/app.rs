@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
 use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 
 use crate::auth::Secrets;
 use crate::cancel::Cut;
@@ -35,6 +36,9 @@ pub struct App {
     /// Cancelled when the drain timeout is reached: open streams end with an
     /// error event and are logged as `drain_cut`.
     pub cut: Cut,
+    /// The connections, and the answers read on after their client left
+    /// ([`crate::read_on`]): the drain waits for all of them.
+    pub tasks: TaskTracker,
 }
 
 impl App {
@@ -53,6 +57,7 @@ impl App {
             next_id: AtomicU64::new(1),
             drain: Cut::new(),
             cut: Cut::new(),
+            tasks: TaskTracker::new(),
         })
     }
 }

@@ -78,6 +78,14 @@ impl DirectLine {
         self
     }
 
+    /// A string field left out when `None`.
+    pub fn opt_str(&mut self, name: &str, value: Option<&str>) -> &mut Self {
+        if let Some(v) = value {
+            self.str(name, v);
+        }
+        self
+    }
+
     pub fn f64(&mut self, name: &str, value: f64) -> &mut Self {
         self.name(name);
         crate::log_line::push_float(&mut self.line, value);
@@ -125,6 +133,8 @@ mod tests {
                 outcome,
                 first_chunk_ms = None::<u64>,
                 duration_ms = Some(12u64),
+                read_on = None::<&str>,
+                read_end = Some("complete"),
                 cost = 1e-7,
                 "completion"
             )
@@ -139,12 +149,14 @@ mod tests {
             .str("outcome", outcome)
             .opt_u64("first_chunk_ms", None)
             .opt_u64("duration_ms", Some(12))
+            .opt_str("read_on", None)
+            .opt_str("read_end", Some("complete"))
             .f64("cost", 1e-7);
         let theirs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
         let after_stamp = |l: &str| l.split_once(' ').unwrap().1.trim_end().to_string();
         assert_eq!(after_stamp(d.text()), after_stamp(&theirs));
         assert!(
-            theirs.contains(r#"outcome="a \"b\"\n" duration_ms=12 cost=1e-7"#),
+            theirs.contains(r#"outcome="a \"b\"\n" duration_ms=12 read_end="complete" cost=1e-7"#),
             "{theirs}"
         );
     }

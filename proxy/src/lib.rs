@@ -22,6 +22,7 @@
 //! - [`client`]: the pooled upstream HTTP client (hyper + rustls).
 //! - [`stream`]: the SSE relay (chunk by chunk) and usage parsing.
 //! - [`passthrough`]: non-SSE upstream bodies, streamed; usage from the tail.
+//! - [`read_on`]: after a client left mid-answer, the rest read for its usage.
 //! - [`body`]: the response body type.
 //! - [`cancel`]: the drain's cut, checked with one atomic load per poll.
 //! - [`alarm`]: the stall and heartbeat deadlines, not re-registered per chunk.
@@ -96,6 +97,7 @@ pub mod metrics;
 pub mod passthrough;
 pub mod peer;
 pub mod read_body;
+pub mod read_on;
 pub mod redact;
 pub mod rename;
 pub mod req_body;

@@ -17,7 +17,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::Response;
-use http_body_util::BodyExt;
 use hyper::body::{Body as _, Frame};
 use serde::Deserialize;
 use tokio::time::Instant;
@@ -25,6 +24,7 @@ use tokio::time::Instant;
 use crate::alarm::Alarm;
 use crate::body::{Body, BodyError};
 use crate::cancel::Cancelled;
+use crate::read_on::{ReadOn, ReadOnPolicy, ReadsOn};
 use crate::stream::RelayContext;
 use crate::upstream_body::UpstreamBody;
 use crate::usage::Usage;
@@ -129,9 +129,10 @@ struct Passthrough {
     /// The upstream's `content-length`: hyper stops polling once that many
     /// bytes went out, so the end is known by count, not by a final poll.
     expected: Option<u64>,
-    outcome: &'static str,
-    /// Set once the body ended (whole or with an error): nothing follows.
-    ended: bool,
+    /// How the body ended; `None` while it is open.
+    outcome: Option<&'static str>,
+    /// How reading on after the client left ended.
+    read_on: Option<ReadOn>,
     last_chunk: Instant,
     timer: Alarm,
     cut: Cancelled,
@@ -139,20 +140,22 @@ struct Passthrough {
 
 impl Drop for Passthrough {
     fn drop(&mut self) {
-        if self.outcome == "client_disconnected" {
-            self.outcome = if self.expected == Some(self.bytes) {
-                "complete"
-            } else {
-                self.ctx.open_outcome()
-            };
-        }
+        let outcome = match self.outcome {
+            Some(o) => o,
+            None if self.sent_whole() => "complete",
+            None => self.ctx.open_outcome(),
+        };
         let ctx = &self.ctx;
         let usage = self.tail.usage();
         let cost = usage.cost(&ctx.prices);
         ctx.metrics.usage(&ctx.model, &usage, cost);
-        let done = (self.outcome, &usage, cost, self.bytes);
+        let done = (outcome, &usage, cost, self.bytes);
         let enabled = || tracing::enabled!(tracing::Level::INFO);
-        if let Some(d) = ctx.direct_line(module_path!(), "completion", done, enabled) {
+        let read_on = self.read_on.map(|r| r.end.as_str());
+        let read_on_bytes = self.read_on.map(|r| r.bytes);
+        if let Some(mut d) = ctx.direct_line(module_path!(), "completion", done, enabled) {
+            d.opt_str("read_on", read_on)
+                .opt_u64("read_on_bytes", read_on_bytes);
             return d.send();
         }
         tracing::info!(
@@ -165,13 +168,15 @@ impl Drop for Passthrough {
             model = %ctx.model,
             upstream_model = %ctx.upstream_model,
             endpoint = %ctx.endpoint,
-            outcome = self.outcome,
+            outcome,
             input_tokens = usage.input,
             output_tokens = usage.output,
             cache_write_tokens = usage.cache_write,
             cache_read_tokens = usage.cache_read,
             cost,
             bytes = self.bytes,
+            read_on,
+            read_on_bytes,
             "completion"
         );
     }
@@ -182,7 +187,7 @@ impl Passthrough {
     /// timer is not reset per chunk: it fires at the old deadline and is
     /// moved on if a chunk came since. Polled by hyper directly.
     fn poll_next_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BodyError>>> {
-        if self.ended {
+        if self.outcome.is_some() {
             return Poll::Ready(None);
         }
         // Each round either returns or moved the timer into the future.
@@ -203,8 +208,7 @@ impl Passthrough {
                     Err(_) => continue, // trailers
                 },
                 Poll::Ready(None) => {
-                    self.outcome = "complete";
-                    self.ended = true;
+                    self.outcome = Some("complete");
                     return Poll::Ready(None);
                 }
                 Poll::Ready(Some(Err(e))) => {
@@ -232,9 +236,39 @@ impl Passthrough {
 
     /// End the body with an error (hyper then aborts the response).
     fn fail(&mut self, outcome: &'static str, why: &'static str) -> BodyError {
-        self.outcome = outcome;
-        self.ended = true;
+        self.outcome = Some(outcome);
         why.into()
+    }
+
+    /// Every byte the upstream announced went to the client (hyper stops
+    /// polling then, so the end is known by count).
+    fn sent_whole(&self) -> bool {
+        self.expected == Some(self.bytes)
+    }
+}
+
+impl ReadsOn for Passthrough {
+    fn left_open(&mut self) -> Option<ReadOnPolicy> {
+        let policy = &self.ctx.read_on;
+        let open = self.outcome.is_none() && !self.sent_whole();
+        if !open || policy.limit.is_zero() || self.ctx.cut.is_cancelled() {
+            return None;
+        }
+        self.outcome = Some(self.ctx.open_outcome());
+        Some(policy.clone())
+    }
+
+    async fn read_rest(mut self) {
+        let Passthrough {
+            upstream,
+            tail,
+            ctx,
+            ..
+        } = &mut self;
+        let feed = |chunk: &[u8]| tail.feed(chunk);
+        let limit = ctx.read_on.limit;
+        let r = crate::read_on::read_rest(upstream, feed, limit, ctx.idle_timeout, &ctx.cut).await;
+        self.read_on = Some(r);
     }
 }
 
@@ -265,10 +299,10 @@ pub fn passthrough(upstream: Response<UpstreamBody>, ctx: RelayContext) -> Body 
         ctx,
         tail: Tail::default(),
         bytes: 0,
-        outcome: "client_disconnected",
-        ended: false,
+        outcome: None,
+        read_on: None,
     };
-    BodyExt::boxed_unsync(p)
+    crate::read_on::boxed(p)
 }
 
 #[cfg(test)]

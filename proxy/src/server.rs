@@ -73,7 +73,7 @@ pub async fn serve_on(
     let local = listener.local_addr()?;
     log_startup(&config, &secrets);
     let app = Arc::new(App::new(config, secrets)?);
-    let tracker = TaskTracker::new();
+    let tracker = app.tasks.clone();
     // The other loops accept until this one stops (after the readiness
     // delay), and keep their runtimes for their connections until the
     // drain is over.
@@ -184,7 +184,7 @@ async fn drain(app: &App, tracker: &TaskTracker, shutdown: &Shutdown) {
     app.draining.store(true, Ordering::SeqCst);
     tracker.close();
     tracing::info!(
-        open_connections = tracker.len(),
+        open_tasks = tracker.len(),
         open_streams = app.metrics.open_stream_count(),
         drain_timeout_secs = app.config.drain_timeout.as_secs_f64(),
         "listener closed, draining"
@@ -202,7 +202,7 @@ async fn drain(app: &App, tracker: &TaskTracker, shutdown: &Shutdown) {
             );
         }
         () = shutdown.cut_asked() => tracing::warn!(
-            open_connections = tracker.len(),
+            open_tasks = tracker.len(),
             open_streams = app.metrics.open_stream_count(),
             "cut asked for: cutting open streams with an error event"
         ),
@@ -212,7 +212,7 @@ async fn drain(app: &App, tracker: &TaskTracker, shutdown: &Shutdown) {
     let bound = CUT_GRACE + CLOSE_GRACE;
     if tokio::time::timeout(bound, tracker.wait()).await.is_err() {
         tracing::warn!(
-            open_connections = tracker.len(),
+            open_tasks = tracker.len(),
             "connections still open after the cut; exiting anyway"
         );
     }

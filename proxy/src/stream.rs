@@ -1,9 +1,11 @@
 //! SSE relay: upstream chunks go to the client as they arrive (never
 //! buffered), while a side parser reads usage from `data:` lines.
 //!
-//! The relay is a `Stream` that owns the upstream response. When hyper drops
-//! it (the client went away) the upstream response is dropped too, which
-//! closes that upstream connection and so cancels the request.
+//! The relay is a body that owns the upstream response. When hyper drops
+//! it (the client went away) with the upstream still open, the rest is read
+//! for its usage, bounded ([`crate::read_on`]); then, or at once when that
+//! is off, the upstream response is dropped, which closes that upstream
+//! connection and so cancels the request.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,7 +15,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::Response;
-use http_body_util::BodyExt;
 use hyper::body::{Body as _, Frame};
 use tokio::time::Instant;
 
@@ -25,6 +26,7 @@ use crate::direct_line::DirectLine;
 use crate::error::stream_error_event;
 use crate::metrics::Metrics;
 use crate::peer::Peer;
+use crate::read_on::{ReadOn, ReadOnPolicy, ReadsOn};
 use crate::upstream_body::UpstreamBody;
 use crate::usage::Usage;
 
@@ -67,6 +69,8 @@ pub struct RelayContext {
     pub started: Instant,
     /// Cancelled when the drain timeout cuts open streams.
     pub cut: Cut,
+    /// How long to read on after the client left ([`crate::read_on`]).
+    pub read_on: ReadOnPolicy,
 }
 
 /// Reads usage out of SSE text split across arbitrary chunk boundaries.
@@ -178,6 +182,10 @@ struct Relay {
     cut: Cancelled,
     bytes: u64,
     first_chunk_at: Option<Duration>,
+    /// Why the client's side ended, once it left with the upstream open.
+    left: Option<&'static str>,
+    /// How reading on after the client left ended.
+    read_on: Option<ReadOn>,
 }
 
 impl RelayContext {
@@ -232,12 +240,14 @@ impl RelayContext {
 impl Drop for Relay {
     fn drop(&mut self) {
         let ctx = &self.ctx;
-        ctx.metrics.open_streams(-1);
+        if self.left.is_none() {
+            ctx.metrics.open_streams(-1);
+        }
         let usage = self.parser.usage;
         let cost = usage.cost(&ctx.prices);
         ctx.metrics.usage(&ctx.model, &usage, cost);
         let outcome = match self.outcome {
-            Outcome::Open => ctx.open_outcome(),
+            Outcome::Open => self.left.unwrap_or_else(|| ctx.open_outcome()),
             Outcome::Complete => "complete",
             Outcome::UpstreamError => "upstream_error",
             Outcome::UpstreamStalled => "upstream_stalled",
@@ -247,9 +257,13 @@ impl Drop for Relay {
         let duration_ms = ctx.started.elapsed().as_millis() as u64;
         let done = (outcome, &usage, cost, self.bytes);
         let enabled = || tracing::enabled!(tracing::Level::INFO);
+        let read_on = self.read_on.map(|r| r.end.as_str());
+        let read_on_bytes = self.read_on.map(|r| r.bytes);
         if let Some(mut d) = ctx.direct_line(module_path!(), "stream finished", done, enabled) {
             d.opt_u64("first_chunk_ms", first_chunk_ms)
-                .u64("duration_ms", duration_ms);
+                .u64("duration_ms", duration_ms)
+                .opt_str("read_on", read_on)
+                .opt_u64("read_on_bytes", read_on_bytes);
             return d.send();
         }
         tracing::info!(
@@ -271,6 +285,8 @@ impl Drop for Relay {
             bytes = self.bytes,
             first_chunk_ms,
             duration_ms,
+            read_on,
+            read_on_bytes,
             "stream finished"
         );
     }
@@ -411,10 +427,39 @@ pub fn relay(upstream: Response<UpstreamBody>, ctx: RelayContext) -> Body {
         cut,
         bytes: 0,
         first_chunk_at: None,
+        left: None,
+        read_on: None,
     };
     let first = relay.next_check(Instant::now());
     relay.timer.reset(first);
-    BodyExt::boxed_unsync(relay)
+    crate::read_on::boxed(relay)
+}
+
+impl ReadsOn for Relay {
+    fn left_open(&mut self) -> Option<ReadOnPolicy> {
+        let policy = &self.ctx.read_on;
+        if self.outcome != Outcome::Open || policy.limit.is_zero() || self.ctx.cut.is_cancelled() {
+            return None;
+        }
+        self.left = Some(self.ctx.open_outcome());
+        // No longer relayed to anyone: not an open stream (the drain
+        // counts it among its tasks).
+        self.ctx.metrics.open_streams(-1);
+        Some(policy.clone())
+    }
+
+    async fn read_rest(mut self) {
+        let Relay {
+            upstream,
+            parser,
+            ctx,
+            ..
+        } = &mut self;
+        let feed = |chunk: &[u8]| parser.feed(chunk);
+        let limit = ctx.read_on.limit;
+        let r = crate::read_on::read_rest(upstream, feed, limit, ctx.idle_timeout, &ctx.cut).await;
+        self.read_on = Some(r);
+    }
 }
 
 impl hyper::body::Body for Relay {

@@ -31,6 +31,7 @@
 //! | `max_body_bytes` | 10485760 | largest client body (then 413) |
 //! | `request_read_timeout_secs` | 60 | wait for a new connection's first request, and longest silence inside a request body (then 408) |
 //! | `send_timeout_secs` | 60 | longest a response write may wait on a client that reads nothing (then the connection is closed; nginx's `send_timeout`) |
+//! | `read_on_after_disconnect_secs` | 60 | after a client leaves mid-answer, read the upstream's answer on (discarded) this long for its usage, so it is billed; 0 cuts the upstream at once (nginx's `proxy_ignore_client_abort off`) |
 //! | `drain_timeout_secs` | 30 | bound on finishing open requests after SIGTERM; then streams get an error event |
 //! | `drain_readiness_delay_secs` | 0 | keep accepting with `/health` at 503 before closing |
 //! | `idle_timeout_secs` | 75 | client keep-alive idle timeout; must be > 60 (nginx `keepalive_timeout`) |
@@ -90,6 +91,7 @@ const KNOWN: &[&str] = &[
     "stream_idle_timeout_secs",
     "request_read_timeout_secs",
     "send_timeout_secs",
+    "read_on_after_disconnect_secs",
     "sse_heartbeat_secs",
     "max_body_bytes",
     "drain_timeout_secs",
@@ -124,6 +126,9 @@ pub struct Config {
     pub request_read_timeout: Duration,
     /// Longest a response write may wait on a client that reads nothing.
     pub send_timeout: Duration,
+    /// How long an answer is read on after its client left, for its usage
+    /// (zero: not at all).
+    pub read_on_after_disconnect: Duration,
     /// Heartbeat interval on silent streams (`None`: disabled).
     pub sse_heartbeat: Option<Duration>,
     /// Largest client request body in bytes.
@@ -277,6 +282,7 @@ fn validate(top: &Reader<'_>, source: &str) -> Result<Config, ConfigError> {
         stream_idle_timeout: t.stream_idle,
         request_read_timeout: t.request_read,
         send_timeout: t.send,
+        read_on_after_disconnect: t.read_on,
         sse_heartbeat: t.sse_heartbeat,
         max_body_bytes: timeouts::max_body_bytes(top)?,
         drain_timeout: t.drain,

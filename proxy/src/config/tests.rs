@@ -48,6 +48,7 @@ fn good_config_loads() {
     assert_eq!(c.model("claude").unwrap().thinking_budget, Some(10000));
     assert_eq!(c.idle_timeout, Duration::from_secs(75));
     assert_eq!(c.drain_timeout, Duration::from_secs(30));
+    assert_eq!(c.read_on_after_disconnect, Duration::from_secs(60));
     assert_eq!(c.endpoints()[1].api_key_env, vec!["K1", "K2"]);
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     assert_eq!(
@@ -211,6 +212,14 @@ fn run_time_traps_are_refused() {
         (
             Box::new(|v| v["stream_idle_timeout_secs"] = 0.into()),
             "stream_idle_timeout_secs = 0: must be a number of seconds from 1 to 3600",
+        ),
+        (
+            Box::new(|v| v["read_on_after_disconnect_secs"] = serde_json::json!(-1)),
+            "read_on_after_disconnect_secs = -1: must be a number of seconds from 0 to 3600",
+        ),
+        (
+            Box::new(|v| v["read_on_after_disconnect_secs"] = "60".into()),
+            "read_on_after_disconnect_secs",
         ),
         (
             Box::new(|v| v["drain_timeout_secs"] = serde_json::json!(1e9)),

@@ -7,6 +7,7 @@ mod hardening;
 mod helpers;
 mod http1;
 mod raw;
+mod read_on;
 mod routing;
 mod security;
 mod streaming;

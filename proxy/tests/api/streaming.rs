@@ -195,11 +195,17 @@ async fn hanging_upstream_is_504() {
     p.shutdown().await;
 }
 
-/// A client that disconnects mid-stream makes goproxy drop the upstream
-/// response, so the upstream sees its connection close.
+/// With reading on turned off, a client that disconnects mid-stream makes
+/// goproxy drop the upstream response at once, so the upstream sees its
+/// connection close (by default the answer is read on for its usage:
+/// `read_on.rs`).
 #[tokio::test]
 async fn client_disconnect_cancels_upstream() {
-    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    let config = DEFAULT_CONFIG.replace(
+        "\"drain_timeout_secs\": 5",
+        "\"drain_timeout_secs\": 5, \"read_on_after_disconnect_secs\": 0",
+    );
+    let p = spawn_proxy(&config).await;
     let r = p
         .post(
             "/v1/chat/completions",

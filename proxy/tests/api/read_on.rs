@@ -1,0 +1,229 @@
+//! A client that leaves mid-answer is still billed: goproxy reads the rest
+//! of the upstream's answer (bounded) for its usage, and writes the line
+//! once that read ends, saying how.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use tokio::time::{timeout, Instant};
+
+use crate::helpers::{spawn_proxy, wait_for, Logs, TestProxy, DEFAULT_CONFIG};
+use crate::raw::Script;
+
+/// The test config with `extra` fields (`"name": value, ...`) added.
+fn config_with(extra: &str) -> String {
+    DEFAULT_CONFIG.replace(
+        "\"drain_timeout_secs\": 5",
+        &format!("\"drain_timeout_secs\": 5, {extra}"),
+    )
+}
+
+/// The usage event an OpenAI stream ends with (`include_usage`).
+const USAGE_EVENT: &[u8] =
+    b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":40}}\n\ndata: [DONE]\n\n";
+
+/// An OpenAI stream of `events` content events `gap` apart, then its usage.
+fn openai_stream(events: u64, gap: Duration) -> Script {
+    Script {
+        content_type: "text/event-stream",
+        chunk: b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}]}\n\n".to_vec(),
+        chunks: events,
+        gap,
+        last: USAGE_EVENT.to_vec(),
+        ..Script::default()
+    }
+}
+
+/// Open a stream on the raw upstream's model, read its first chunk, and
+/// leave (drop the response). Returns when the client left.
+async fn read_one_chunk_and_leave(p: &TestProxy, script: Script) -> Instant {
+    p.raw.set(script);
+    let r = p
+        .post(
+            "/v1/chat/completions",
+            serde_json::json!({"model": "raw-gpt", "stream": true, "messages": []}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let mut s = r.bytes_stream();
+    s.next().await.expect("a first chunk").expect("readable");
+    drop(s);
+    Instant::now()
+}
+
+/// The request's line, once written (within `within` of virtual time).
+async fn line_of(logs: &Logs, message: &str, within: Duration) -> String {
+    wait_for("the request's line", within, || async {
+        logs.text()
+            .lines()
+            .find(|l| l.contains(message))
+            .map(str::to_owned)
+    })
+    .await
+}
+
+/// The client read one event and left: the rest of the stream, its usage
+/// event included, is read anyway and billed, and the line says so.
+#[tokio::test(start_paused = true)]
+async fn a_stream_left_before_its_usage_event_is_billed() {
+    let (logs, _guard) = Logs::capture();
+    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    let left = read_one_chunk_and_leave(&p, openai_stream(20, Duration::from_millis(200))).await;
+    let line = line_of(&logs, "stream finished", Duration::from_secs(30)).await;
+    assert!(
+        left.elapsed() >= Duration::from_secs(3),
+        "the line waited for the rest of the stream: {line}"
+    );
+    for field in [
+        "outcome=\"client_disconnected\"",
+        "input_tokens=9",
+        "output_tokens=40",
+        "read_on=\"complete\"",
+    ] {
+        assert!(line.contains(field), "{field} missing: {line}");
+    }
+    let metrics = p.metrics().await;
+    assert!(
+        metrics.contains("goproxy_tokens_total{model=\"raw-gpt\",kind=\"output\"} 40"),
+        "{metrics}"
+    );
+}
+
+/// A non-streamed body the client left half-read: its usage, at the end,
+/// is read and billed.
+#[tokio::test(start_paused = true)]
+async fn a_body_left_half_read_is_billed() {
+    let (logs, _guard) = Logs::capture();
+    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    let mut r = p
+        .raw_completion(Script {
+            chunk: vec![b' '; 16 * 1024],
+            chunks: 20,
+            gap: Duration::from_millis(100),
+            last: br#"{"usage":{"prompt_tokens":2,"completion_tokens":3}}"#.to_vec(),
+            ..Script::default()
+        })
+        .await;
+    r.chunk().await.expect("readable").expect("a first chunk");
+    drop(r);
+    let line = line_of(&logs, "completion", Duration::from_secs(30)).await;
+    for field in [
+        "outcome=\"client_disconnected\"",
+        "input_tokens=2",
+        "output_tokens=3",
+        "read_on=\"complete\"",
+    ] {
+        assert!(line.contains(field), "{field} missing: {line}");
+    }
+}
+
+/// An answer that does not end is read on for the limit only, then its
+/// upstream connection is closed.
+#[tokio::test(start_paused = true)]
+async fn reading_on_stops_at_the_limit() {
+    let (logs, _guard) = Logs::capture();
+    let p = spawn_proxy(&config_with("\"read_on_after_disconnect_secs\": 4")).await;
+    let endless = openai_stream(u64::MAX, Duration::from_millis(100));
+    let left = read_one_chunk_and_leave(&p, endless).await;
+    let line = line_of(&logs, "stream finished", Duration::from_secs(30)).await;
+    let waited = left.elapsed();
+    assert!(
+        (Duration::from_secs(4)..Duration::from_secs(5)).contains(&waited),
+        "{waited:?}: {line}"
+    );
+    assert!(line.contains("read_on=\"time_limit\""), "{line}");
+    wait_for(
+        "the upstream to be closed",
+        Duration::from_secs(5),
+        || async { p.raw.peer_closed.load(Ordering::SeqCst).then_some(()) },
+    )
+    .await;
+}
+
+/// An upstream silent for `stream_idle_timeout_secs` (1 s here) ends the
+/// read-on as it ends a relay.
+#[tokio::test(start_paused = true)]
+async fn a_silent_upstream_ends_the_read_on() {
+    let (logs, _guard) = Logs::capture();
+    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    let left = read_one_chunk_and_leave(&p, openai_stream(5, Duration::from_secs(3))).await;
+    let line = line_of(&logs, "stream finished", Duration::from_secs(30)).await;
+    assert!(line.contains("read_on=\"upstream_stalled\""), "{line}");
+    assert!(left.elapsed() < Duration::from_secs(2), "{line}");
+}
+
+/// `read_on_after_disconnect_secs: 0` cuts the upstream when the client
+/// leaves, as before: the line comes at once, with no read-on.
+#[tokio::test(start_paused = true)]
+async fn zero_turns_reading_on_off() {
+    let (logs, _guard) = Logs::capture();
+    let p = spawn_proxy(&config_with("\"read_on_after_disconnect_secs\": 0")).await;
+    let left = read_one_chunk_and_leave(&p, openai_stream(20, Duration::from_millis(200))).await;
+    let line = line_of(&logs, "stream finished", Duration::from_secs(30)).await;
+    assert!(left.elapsed() < Duration::from_millis(500), "{line}");
+    assert!(line.contains("outcome=\"client_disconnected\""), "{line}");
+    assert!(!line.contains("read_on"), "{line}");
+    wait_for(
+        "the upstream to be closed",
+        Duration::from_secs(2),
+        || async { p.raw.peer_closed.load(Ordering::SeqCst).then_some(()) },
+    )
+    .await;
+}
+
+/// The drain waits for a read-on as for a connection, and its cut ends
+/// it: the server still stops within the drain timeout and its grace.
+#[tokio::test(start_paused = true)]
+async fn the_drain_waits_for_a_read_on_then_cuts_it() {
+    let (logs, _guard) = Logs::capture();
+    let mut p = spawn_proxy(DEFAULT_CONFIG).await;
+    let endless = openai_stream(u64::MAX, Duration::from_millis(100));
+    read_one_chunk_and_leave(&p, endless).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!logs.text().contains("stream finished"), "{}", logs.text());
+    let asked = Instant::now();
+    p.trigger_shutdown();
+    timeout(Duration::from_secs(10), &mut p.server)
+        .await
+        .expect("the drain ended")
+        .unwrap();
+    let waited = asked.elapsed();
+    assert!(
+        waited >= Duration::from_secs(5),
+        "the drain waited: {waited:?}"
+    );
+    let line = line_of(&logs, "stream finished", Duration::from_secs(1)).await;
+    assert!(line.contains("read_on=\"drain_cut\""), "{line}");
+    assert!(line.contains("outcome=\"client_disconnected\""), "{line}");
+}
+
+/// An upstream that sends without end as fast as it can is read on for
+/// 64 MiB at most, not for the whole limit.
+#[tokio::test(start_paused = true)]
+async fn reading_on_stops_at_64_mib() {
+    let (logs, _guard) = Logs::capture();
+    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    let mut chunk = b"data: ".to_vec();
+    chunk.resize(64 * 1024 - 2, b'x');
+    chunk.extend_from_slice(b"\n\n");
+    let flood = Script {
+        content_type: "text/event-stream",
+        chunk,
+        chunks: u64::MAX,
+        ..Script::default()
+    };
+    read_one_chunk_and_leave(&p, flood).await;
+    let line = line_of(&logs, "stream finished", Duration::from_secs(30)).await;
+    assert!(line.contains("read_on=\"byte_limit\""), "{line}");
+    let bytes: u64 = line
+        .split("read_on_bytes=")
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("read_on_bytes");
+    assert!(
+        (64 << 20..(64 << 20) + (1 << 20)).contains(&bytes),
+        "{line}"
+    );
+}

@@ -12,6 +12,7 @@ use crate::auth::Secrets;
 use crate::cancel::Cut;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::read_on::ReadOnPolicy;
 use crate::upstream::Upstream;
 
 /// Shared state of one server.
@@ -39,13 +40,17 @@ pub struct App {
     /// The connections, and the answers read on after their client left
     /// ([`crate::read_on`]): the drain waits for all of them.
     pub tasks: TaskTracker,
+    /// How answers are read on after their client left.
+    pub read_on: ReadOnPolicy,
 }
 
 impl App {
     /// A server's state for `config` and `secrets`, not draining; fails
     /// only if the upstream HTTP client cannot be built.
     pub fn new(config: Config, secrets: Secrets) -> Result<Self, rustls::Error> {
+        let tasks = TaskTracker::new();
         Ok(App {
+            read_on: ReadOnPolicy::new(config.read_on_after_disconnect, tasks.clone()),
             upstream: Upstream::new(&config, &secrets)?,
             metrics: Arc::new(Metrics::with_models(
                 config.models().iter().map(|m| m.id.as_str()),
@@ -57,7 +62,7 @@ impl App {
             next_id: AtomicU64::new(1),
             drain: Cut::new(),
             cut: Cut::new(),
-            tasks: TaskTracker::new(),
+            tasks,
         })
     }
 }

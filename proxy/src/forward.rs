@@ -17,7 +17,6 @@ use crate::error::ProxyError;
 use crate::passthrough::passthrough;
 use crate::peer::Peer;
 use crate::read_body::read_body;
-use crate::read_on::ReadOnPolicy;
 use crate::redact::redact_prefix;
 use crate::rename::ClientBody;
 use crate::req_body::ReqBody;
@@ -82,10 +81,7 @@ pub async fn forward<'a>(
         metrics: app.metrics.clone(),
         started,
         cut: app.cut.clone(),
-        read_on: ReadOnPolicy {
-            limit: app.config.read_on_after_disconnect,
-            tasks: app.tasks.clone(),
-        },
+        read_on: app.read_on.clone(),
     };
     let r = if is_sse(resp.headers()) {
         sse_response(relay(resp, ctx))

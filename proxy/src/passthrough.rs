@@ -248,26 +248,29 @@ impl Passthrough {
 }
 
 impl ReadsOn for Passthrough {
-    fn left_open(&mut self) -> Option<ReadOnPolicy> {
+    fn left_open(&mut self) -> Option<&ReadOnPolicy> {
         let policy = &self.ctx.read_on;
         let open = self.outcome.is_none() && !self.sent_whole();
         if !open || policy.limit.is_zero() || self.ctx.cut.is_cancelled() {
             return None;
         }
         self.outcome = Some(self.ctx.open_outcome());
-        Some(policy.clone())
+        Some(&self.ctx.read_on)
     }
 
-    async fn read_rest(mut self) {
+    async fn read_rest(&mut self) -> ReadOn {
         let Passthrough {
             upstream,
             tail,
             ctx,
             ..
-        } = &mut self;
+        } = self;
         let feed = |chunk: &[u8]| tail.feed(chunk);
         let limit = ctx.read_on.limit;
-        let r = crate::read_on::read_rest(upstream, feed, limit, ctx.idle_timeout, &ctx.cut).await;
+        crate::read_on::read_rest(upstream, feed, limit, ctx.idle_timeout, &ctx.cut).await
+    }
+
+    fn read_on_ended(&mut self, r: ReadOn) {
         self.read_on = Some(r);
     }
 }

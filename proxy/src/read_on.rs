@@ -20,12 +20,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
@@ -38,14 +40,34 @@ use crate::upstream_body::UpstreamBody;
 /// worth a core of goproxy for the rest of the limit.
 pub const MAX_BYTES: u64 = 64 * 1024 * 1024;
 
-/// What a relay needs to read on: the limit (zero: never) and the tracker
-/// the drain waits on.
-#[derive(Debug, Clone, Default)]
+/// Most read-ons at once: each holds an upstream connection (a file
+/// descriptor) for up to the limit after its client is gone, so a client
+/// that opens and leaves streams in a loop could otherwise run goproxy out
+/// of descriptors. Past it, the upstream is cut at once, as with read-on
+/// off, and a warning says so.
+pub const MAX_AT_ONCE: usize = 256;
+
+/// What a relay needs to read on: the limit (zero: never), the tracker
+/// the drain waits on, and the permits that bound read-ons at once.
+#[derive(Debug, Clone)]
 pub struct ReadOnPolicy {
     /// Longest read-on after the client left.
     pub limit: Duration,
     /// The server's tasks (connections and read-ons).
     pub tasks: TaskTracker,
+    /// [`MAX_AT_ONCE`] permits, one per read-on.
+    pub permits: Arc<Semaphore>,
+}
+
+impl ReadOnPolicy {
+    /// Read on for `limit`, on `tasks`, at most [`MAX_AT_ONCE`] at once.
+    pub fn new(limit: Duration, tasks: TaskTracker) -> Self {
+        ReadOnPolicy {
+            limit,
+            tasks,
+            permits: Arc::new(Semaphore::new(MAX_AT_ONCE)),
+        }
+    }
 }
 
 /// How a read-on ended (the `read_on` field of the request's line).
@@ -63,6 +85,8 @@ pub enum End {
     UpstreamError,
     /// The drain's cut (its timeout, or a second signal).
     DrainCut,
+    /// Not read on: [`MAX_AT_ONCE`] read-ons were running.
+    TooMany,
 }
 
 impl End {
@@ -75,6 +99,7 @@ impl End {
             End::UpstreamStalled => "upstream_stalled",
             End::UpstreamError => "upstream_error",
             End::DrainCut => "drain_cut",
+            End::TooMany => "too_many",
         }
     }
 }
@@ -132,11 +157,13 @@ pub trait ReadsOn:
 {
     /// The read-on policy, when the client left with the upstream body
     /// still open (not cut by the drain, not ended); `None` otherwise.
-    fn left_open(&mut self) -> Option<ReadOnPolicy>;
+    fn left_open(&mut self) -> Option<&ReadOnPolicy>;
 
-    /// Read the rest of the upstream body for usage; dropping `self`
-    /// afterwards writes the line.
-    fn read_rest(self) -> impl Future<Output = ()> + Send;
+    /// Read the rest of the upstream body for usage ([`read_rest`]).
+    fn read_rest(&mut self) -> impl Future<Output = ReadOn> + Send;
+
+    /// Note how the read-on ended, for the line written on drop.
+    fn read_on_ended(&mut self, r: ReadOn);
 }
 
 /// A relay body that hands itself to a read-on task when dropped while
@@ -159,11 +186,32 @@ impl<R: ReadsOn> Drop for HandOff<R> {
         let Some(policy) = relay.left_open() else {
             return;
         };
+        let (tasks, permit) = (
+            policy.tasks.clone(),
+            policy.permits.clone().try_acquire_owned(),
+        );
+        let Ok(permit) = permit else {
+            tracing::warn!(
+                at_once = MAX_AT_ONCE,
+                "too many answers read on after their clients left: this one's upstream is cut now, and usage it had not sent yet is not billed"
+            );
+            return relay.read_on_ended(ReadOn {
+                end: End::TooMany,
+                bytes: 0,
+            });
+        };
         // Outside a runtime (none to run the task on) the relay just drops:
         // its line says what it saw. A runtime shutting down drops the task
         // at once, with the same result.
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            policy.tasks.spawn_on(relay.read_rest(), &rt);
+            let read_on = async move {
+                let r = relay.read_rest().await;
+                relay.read_on_ended(r);
+                // The line is written and the upstream closed first.
+                drop(relay);
+                drop(permit);
+            };
+            tasks.spawn_on(read_on, &rt);
         }
     }
 }

@@ -436,7 +436,7 @@ pub fn relay(upstream: Response<UpstreamBody>, ctx: RelayContext) -> Body {
 }
 
 impl ReadsOn for Relay {
-    fn left_open(&mut self) -> Option<ReadOnPolicy> {
+    fn left_open(&mut self) -> Option<&ReadOnPolicy> {
         let policy = &self.ctx.read_on;
         if self.outcome != Outcome::Open || policy.limit.is_zero() || self.ctx.cut.is_cancelled() {
             return None;
@@ -445,19 +445,22 @@ impl ReadsOn for Relay {
         // No longer relayed to anyone: not an open stream (the drain
         // counts it among its tasks).
         self.ctx.metrics.open_streams(-1);
-        Some(policy.clone())
+        Some(&self.ctx.read_on)
     }
 
-    async fn read_rest(mut self) {
+    async fn read_rest(&mut self) -> ReadOn {
         let Relay {
             upstream,
             parser,
             ctx,
             ..
-        } = &mut self;
+        } = self;
         let feed = |chunk: &[u8]| parser.feed(chunk);
         let limit = ctx.read_on.limit;
-        let r = crate::read_on::read_rest(upstream, feed, limit, ctx.idle_timeout, &ctx.cut).await;
+        crate::read_on::read_rest(upstream, feed, limit, ctx.idle_timeout, &ctx.cut).await
+    }
+
+    fn read_on_ended(&mut self, r: ReadOn) {
         self.read_on = Some(r);
     }
 }

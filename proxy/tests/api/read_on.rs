@@ -227,3 +227,29 @@ async fn reading_on_stops_at_64_mib() {
         "{line}"
     );
 }
+
+/// Read-ons at once are bounded (each holds an upstream connection): a
+/// client that leaves more streams than that gets the others cut at once,
+/// with a warning, and the line says `too_many`. A slot freed is used
+/// again.
+#[tokio::test(start_paused = true)]
+async fn read_ons_at_once_are_bounded() {
+    let (logs, _guard) = Logs::capture();
+    let p = spawn_proxy(&config_with("\"read_on_after_disconnect_secs\": 30")).await;
+    let endless = || openai_stream(u64::MAX, Duration::from_millis(100));
+    for _ in 0..proxy::read_on::MAX_AT_ONCE {
+        read_one_chunk_and_leave(&p, endless()).await;
+    }
+    assert!(!logs.text().contains("stream finished"), "{}", logs.text());
+    read_one_chunk_and_leave(&p, endless()).await;
+    let line = line_of(&logs, "stream finished", Duration::from_secs(1)).await;
+    assert!(line.contains("read_on=\"too_many\""), "{line}");
+    assert!(logs.text().contains("too many answers read on"));
+    // The first read-ons end at their limit; then there is room again.
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    read_one_chunk_and_leave(&p, openai_stream(3, Duration::from_millis(100))).await;
+    wait_for("a read-on again", Duration::from_secs(5), || async {
+        logs.text().contains("read_on=\"complete\"").then_some(())
+    })
+    .await;
+}

@@ -15,19 +15,12 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
 
 use crate::helpers::{
-    is_closed, post_and_never_read, settle, spawn_proxy, wait_for, Logs, CLIENT_KEY, DEFAULT_CONFIG,
+    config_with, is_closed, post_and_never_read, settle, spawn_proxy, wait_for, Logs, CLIENT_KEY,
+    DEFAULT_CONFIG,
 };
 use crate::raw::Script;
 
 const MIB: u64 = 1024 * 1024;
-
-/// The test config with `extra` fields (`"name": value, ...`) added.
-fn config_with(extra: &str) -> String {
-    DEFAULT_CONFIG.replace(
-        "\"drain_timeout_secs\": 5",
-        &format!("\"drain_timeout_secs\": 5, {extra}"),
-    )
-}
 
 /// Config with `request_read_timeout_secs` 5 (the default is 60).
 fn config_5s() -> String {
@@ -112,12 +105,7 @@ async fn huge_non_sse_body_is_streamed_with_bounded_buffering() {
         stalled_at / MIB
     );
     drop(r);
-    wait_for(
-        "the upstream connection to close",
-        Duration::from_secs(10),
-        || async { p.raw.peer_closed.load(Ordering::SeqCst).then_some(()) },
-    )
-    .await;
+    p.raw.closed(Duration::from_secs(10)).await;
 }
 
 /// `stream_idle_timeout` (1 s here) bounds the silence between chunks, not
@@ -180,12 +168,7 @@ async fn endless_error_body_reads_only_a_prefix() {
         })
         .await;
     assert_eq!(r.status(), 502);
-    wait_for(
-        "goproxy to hang up on the error body",
-        Duration::from_secs(10),
-        || async { p.raw.peer_closed.load(Ordering::SeqCst).then_some(()) },
-    )
-    .await;
+    p.raw.closed(Duration::from_secs(10)).await;
     let taken = p.raw.written.load(Ordering::SeqCst);
     assert!(
         taken < 64 * MIB,

@@ -57,6 +57,14 @@ pub const DEFAULT_CONFIG: &str = r#"{
     "drain_timeout_secs": 5
 }"#;
 
+/// [`DEFAULT_CONFIG`] with `extra` fields (`"name": value, ...`) added.
+pub fn config_with(extra: &str) -> String {
+    DEFAULT_CONFIG.replace(
+        "\"drain_timeout_secs\": 5",
+        &format!("\"drain_timeout_secs\": 5, {extra}"),
+    )
+}
+
 /// A raw TCP server that streams SSE slowly forever and records whether its
 /// peer closed the connection (a write failed): used to show that a client
 /// disconnect reaches the upstream.

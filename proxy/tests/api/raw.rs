@@ -69,6 +69,14 @@ impl RawUpstream {
         raw
     }
 
+    /// Wait (up to `within`) until goproxy closed a connection to it.
+    pub async fn closed(&self, within: Duration) {
+        crate::helpers::wait_for("the upstream connection to close", within, || async {
+            self.peer_closed.load(Ordering::SeqCst).then_some(())
+        })
+        .await
+    }
+
     pub fn set(&self, script: Script) {
         *self.script.lock().unwrap() = script;
     }

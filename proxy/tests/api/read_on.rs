@@ -2,22 +2,13 @@
 //! of the upstream's answer (bounded) for its usage, and writes the line
 //! once that read ends, saying how.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use tokio::time::{timeout, Instant};
 
-use crate::helpers::{spawn_proxy, wait_for, Logs, TestProxy, DEFAULT_CONFIG};
+use crate::helpers::{config_with, spawn_proxy, wait_for, Logs, TestProxy, DEFAULT_CONFIG};
 use crate::raw::Script;
-
-/// The test config with `extra` fields (`"name": value, ...`) added.
-fn config_with(extra: &str) -> String {
-    DEFAULT_CONFIG.replace(
-        "\"drain_timeout_secs\": 5",
-        &format!("\"drain_timeout_secs\": 5, {extra}"),
-    )
-}
 
 /// The usage event an OpenAI stream ends with (`include_usage`).
 const USAGE_EVENT: &[u8] =
@@ -133,12 +124,7 @@ async fn reading_on_stops_at_the_limit() {
         "{waited:?}: {line}"
     );
     assert!(line.contains("read_on=\"time_limit\""), "{line}");
-    wait_for(
-        "the upstream to be closed",
-        Duration::from_secs(5),
-        || async { p.raw.peer_closed.load(Ordering::SeqCst).then_some(()) },
-    )
-    .await;
+    p.raw.closed(Duration::from_secs(5)).await;
 }
 
 /// An upstream silent for `stream_idle_timeout_secs` (1 s here) ends the
@@ -164,12 +150,7 @@ async fn zero_turns_reading_on_off() {
     assert!(left.elapsed() < Duration::from_millis(500), "{line}");
     assert!(line.contains("outcome=\"client_disconnected\""), "{line}");
     assert!(!line.contains("read_on"), "{line}");
-    wait_for(
-        "the upstream to be closed",
-        Duration::from_secs(2),
-        || async { p.raw.peer_closed.load(Ordering::SeqCst).then_some(()) },
-    )
-    .await;
+    p.raw.closed(Duration::from_secs(2)).await;
 }
 
 /// The drain waits for a read-on as for a connection, and its cut ends

@@ -6,7 +6,7 @@ use futures_util::StreamExt;
 use mock_upstream::{Fault, MockConfig};
 use serde_json::json;
 
-use crate::helpers::{spawn_proxy, wait_for, DEFAULT_CONFIG, UPSTREAM_KEY};
+use crate::helpers::{config_with, spawn_proxy, wait_for, DEFAULT_CONFIG, UPSTREAM_KEY};
 
 /// Read a whole streamed body, noting when the first chunk arrived.
 async fn read_stream(r: reqwest::Response, started: Instant) -> (Duration, Duration, String) {
@@ -201,11 +201,7 @@ async fn hanging_upstream_is_504() {
 /// `read_on.rs`).
 #[tokio::test]
 async fn client_disconnect_cancels_upstream() {
-    let config = DEFAULT_CONFIG.replace(
-        "\"drain_timeout_secs\": 5",
-        "\"drain_timeout_secs\": 5, \"read_on_after_disconnect_secs\": 0",
-    );
-    let p = spawn_proxy(&config).await;
+    let p = spawn_proxy(&config_with("\"read_on_after_disconnect_secs\": 0")).await;
     let r = p
         .post(
             "/v1/chat/completions",

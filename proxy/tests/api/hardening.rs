@@ -8,15 +8,14 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use http_body_util::Empty;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use mock_upstream::MockConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
 
 use crate::helpers::{
-    config_with, is_closed, post_and_never_read, settle, spawn_proxy, wait_for, Logs, CLIENT_KEY,
-    DEFAULT_CONFIG,
+    config_with, h2_connect, is_closed, post_and_never_read, settle, spawn_proxy, wait_for, Logs,
+    CLIENT_KEY, DEFAULT_CONFIG,
 };
 use crate::raw::Script;
 
@@ -25,26 +24,6 @@ const MIB: u64 = 1024 * 1024;
 /// Config with `request_read_timeout_secs` 5 (the default is 60).
 fn config_5s() -> String {
     config_with("\"request_read_timeout_secs\": 5")
-}
-
-/// An HTTP/2 client connection (prior knowledge) and its driving task.
-async fn h2_connect<B>(
-    addr: std::net::SocketAddr,
-) -> (
-    hyper::client::conn::http2::SendRequest<B>,
-    tokio::task::JoinHandle<hyper::Result<()>>,
-)
-where
-    B: hyper::body::Body + Unpin + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    (send, tokio::spawn(conn))
 }
 
 /// The captured logs once a relayed body's line is written.

@@ -410,3 +410,25 @@ pub async fn post_and_never_read(addr: SocketAddr, model: &str) -> tokio::net::T
     s.write_all(req.as_bytes()).await.unwrap();
     s
 }
+
+/// An HTTP/2 client connection (prior knowledge) and its driving task.
+pub async fn h2_connect<B>(
+    addr: std::net::SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<B>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+)
+where
+    B: hyper::body::Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    (send, tokio::spawn(conn))
+}

@@ -7,7 +7,9 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use tokio::time::{timeout, Instant};
 
-use crate::helpers::{config_with, spawn_proxy, wait_for, Logs, TestProxy, DEFAULT_CONFIG};
+use crate::helpers::{
+    config_with, h2_connect, spawn_proxy, wait_for, Logs, TestProxy, CLIENT_KEY, DEFAULT_CONFIG,
+};
 use crate::raw::Script;
 
 /// The usage event an OpenAI stream ends with (`include_usage`).
@@ -233,4 +235,29 @@ async fn read_ons_at_once_are_bounded() {
         logs.text().contains("read_on=\"complete\"").then_some(())
     })
     .await;
+}
+
+/// Over HTTP/2 too: a stream the client resets after its first event is
+/// read on and billed.
+#[tokio::test(start_paused = true)]
+async fn an_http2_stream_reset_mid_answer_is_billed() {
+    use http_body_util::BodyExt as _;
+    let (logs, _guard) = Logs::capture();
+    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    p.raw.set(openai_stream(20, Duration::from_millis(200)));
+    let (mut send, _conn) = h2_connect(p.addr).await;
+    let body = r#"{"model":"raw-gpt","stream":true,"messages":[]}"#;
+    let req = http::Request::post("/v1/chat/completions")
+        .header("authorization", format!("Bearer {CLIENT_KEY}"))
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            body.as_bytes(),
+        )))
+        .unwrap();
+    let mut answer = send.send_request(req).await.unwrap().into_body();
+    answer.frame().await.expect("a first event").unwrap();
+    drop(answer);
+    let line = line_of(&logs, "stream finished", Duration::from_secs(30)).await;
+    for field in ["output_tokens=40", "read_on=\"complete\""] {
+        assert!(line.contains(field), "{field} missing: {line}");
+    }
 }

@@ -12,6 +12,13 @@
 //! chunks, and by the drain's cut. Memory stays what the relay's usage
 //! reader already bounds (the chunks themselves are dropped as read).
 //!
+//! An HTTP/1.1 client that leaves before its answer's head is treated
+//! alike: the upstream request goes on for up to the limit (an answer
+//! being generated is billed to the operator whether or not anyone waits
+//! for it), and then its body is read on (so at most twice the limit in
+//! all). Over HTTP/2 hyper drops a reset stream's handler, which cancels
+//! the upstream request (logged 499).
+//!
 //! The relay bodies are wrapped in [`HandOff`]: when hyper drops the body
 //! (the client went away) with the upstream still open, the relay moves
 //! into a task of the server's tracker, so the drain waits for it as for a
@@ -27,7 +34,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
@@ -67,6 +74,22 @@ impl ReadOnPolicy {
             tasks,
             permits: Arc::new(Semaphore::new(MAX_AT_ONCE)),
         }
+    }
+
+    /// A read-on's permit, unless reading on is off or [`MAX_AT_ONCE`]
+    /// read-ons are running (then with a warning).
+    pub fn permit(&self) -> Option<OwnedSemaphorePermit> {
+        if self.limit.is_zero() {
+            return None;
+        }
+        let permit = self.permits.clone().try_acquire_owned().ok();
+        if permit.is_none() {
+            tracing::warn!(
+                at_once = MAX_AT_ONCE,
+                "too many answers read on after their clients left: this one's upstream is cut now, and usage it had not sent yet is not billed"
+            );
+        }
+        permit
     }
 }
 
@@ -186,15 +209,8 @@ impl<R: ReadsOn> Drop for HandOff<R> {
         let Some(policy) = relay.left_open() else {
             return;
         };
-        let (tasks, permit) = (
-            policy.tasks.clone(),
-            policy.permits.clone().try_acquire_owned(),
-        );
-        let Ok(permit) = permit else {
-            tracing::warn!(
-                at_once = MAX_AT_ONCE,
-                "too many answers read on after their clients left: this one's upstream is cut now, and usage it had not sent yet is not billed"
-            );
+        let tasks = policy.tasks.clone();
+        let Some(permit) = policy.permit() else {
             return relay.read_on_ended(ReadOn {
                 end: End::TooMany,
                 bytes: 0,

@@ -31,7 +31,7 @@
 //! | `max_body_bytes` | 10485760 | largest client body (then 413) |
 //! | `request_read_timeout_secs` | 60 | wait for a new connection's first request, and longest silence inside a request body (then 408) |
 //! | `send_timeout_secs` | 60 | longest a response write may wait on a client that reads nothing (then the connection is closed; nginx's `send_timeout`) |
-//! | `read_on_after_disconnect_secs` | 60 | after a client leaves mid-answer, read the upstream's answer on (discarded) this long for its usage, so it is billed; 0 cuts the upstream at once (nginx's `proxy_ignore_client_abort off`) |
+//! | `read_on_after_disconnect_secs` | 60 | after a client leaves mid-answer (or, over HTTP/1.1, while it is prepared), read the upstream's answer on (discarded) this long for its usage, so it is billed; 0 cuts the upstream at once (nginx's `proxy_ignore_client_abort off`) |
 //! | `drain_timeout_secs` | 30 | bound on finishing open requests after SIGTERM; then streams get an error event |
 //! | `drain_readiness_delay_secs` | 0 | keep accepting with `/health` at 503 before closing |
 //! | `idle_timeout_secs` | 75 | client keep-alive idle timeout; must be > 60 (nginx `keepalive_timeout`) |

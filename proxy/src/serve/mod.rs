@@ -172,11 +172,9 @@ async fn serve_h1(app: Arc<App>, wire: Arc<Wire>, peer: Peer, activity: Arc<Acti
         };
         let limit = app.config.max_body_bytes as u64;
         let request = request.map(|()| ReqBody::Left(H1ReqBody::new(wire.clone(), limit)));
-        let handled = std::pin::pin!(handle(app.clone(), peer.clone(), request, busy));
-        let Some(Ok(response)) = unless_gone(&wire, handled).await else {
-            // The client closed while its answer was prepared: dropping the
-            // handler cancels the upstream request and logs it as 499.
-            return;
+        let mut handled = std::pin::pin!(handle(app.clone(), peer.clone(), request, busy));
+        let Some(Ok(response)) = unless_gone(&wire, handled.as_mut()).await else {
+            return after_client_left(&app, handled).await;
         };
         // A body the handler left unread is skipped if it is all here;
         // otherwise the connection cannot carry another request.
@@ -214,6 +212,26 @@ async fn unless_gone<F: Future>(wire: &Wire, mut handled: Pin<&mut F>) -> Option
         wire.poll_gone(cx).map(|()| None)
     })
     .await
+}
+
+/// The client closed while its answer was prepared. With reading on
+/// ([`crate::read_on`]) and a read-on free, the upstream request goes on
+/// for up to the read-on limit (and within its own timeouts and the
+/// drain), and the answer it brings is read on for its usage: a client
+/// cannot leave the operator alone with the upstream's bill for an answer
+/// being generated. Otherwise the handler is dropped when this returns:
+/// the upstream request is cancelled and the request logged 499.
+async fn after_client_left<F: Future>(app: &App, handled: Pin<&mut F>) {
+    if app.cut.is_cancelled() {
+        return;
+    }
+    let Some(permit) = app.read_on.permit() else {
+        return;
+    };
+    let answer = tokio::time::timeout(app.read_on.limit, handled).await;
+    // Its read-on (when the answer is dropped) takes a permit of its own.
+    drop(permit);
+    drop(answer);
 }
 
 /// The next request head: `None` when the client closed between requests

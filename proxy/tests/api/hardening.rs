@@ -647,16 +647,20 @@ async fn a_failed_relayed_request_names_its_model_and_endpoint() {
     assert!(warn.contains("endpoint=\"raw-openai\""), "{warn}");
 }
 
-/// A client that closes while goproxy waits for the upstream's answer:
-/// the upstream request is dropped (its connection closed), and the line
-/// says 499 with the model. Over HTTP/1.1 the closed socket is noticed;
-/// over HTTP/2 the stream's reset drops the handler.
+/// With reading on off, a client that closes while goproxy waits for the
+/// upstream's answer: the upstream request is dropped (its connection
+/// closed), and the line says 499 with the model. Over HTTP/1.1 the closed
+/// socket is noticed; over HTTP/2 the stream's reset drops the handler
+/// (whatever the read-on setting: see `read_on.rs`).
 #[tokio::test(start_paused = true)]
 async fn a_client_that_leaves_while_waiting_is_logged_499_and_the_upstream_dropped() {
     let (logs, _guard) = Logs::capture();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1/chat/completions", l.local_addr().unwrap());
-    let config = raw_model_at(&url, 60);
+    let config = raw_model_at(&url, 60).replace(
+        "\"drain_timeout_secs\": 5",
+        "\"drain_timeout_secs\": 5, \"read_on_after_disconnect_secs\": 0",
+    );
     let p = spawn_proxy(&config).await;
     let body = r#"{"model":"raw-gpt","messages":[]}"#;
     let mut s = TcpStream::connect(p.addr).await.unwrap();

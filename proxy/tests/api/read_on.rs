@@ -261,3 +261,57 @@ async fn an_http2_stream_reset_mid_answer_is_billed() {
         assert!(line.contains(field), "{field} missing: {line}");
     }
 }
+
+/// A client that leaves (HTTP/1.1) while its answer is generated does not
+/// cancel it: the upstream request goes on, its answer is read, and the
+/// usage billed, so a client cannot leave the operator alone with the
+/// upstream's bill. Without reading on this was a 499 and an unbilled
+/// answer.
+#[tokio::test(start_paused = true)]
+async fn a_client_that_leaves_before_the_answer_is_billed_for_it() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (logs, _guard) = Logs::capture();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1/chat/completions", l.local_addr().unwrap());
+    let config = DEFAULT_CONFIG
+        .replace("RAW_BASE/v1/chat/completions", &url)
+        .replace(
+            "\"first_byte_timeout_secs\": 1",
+            "\"first_byte_timeout_secs\": 30",
+        );
+    let p = spawn_proxy(&config).await;
+    let body = r#"{"model":"raw-gpt","messages":[]}"#;
+    let mut client = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let req = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {CLIENT_KEY}\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    client.write_all(req.as_bytes()).await.unwrap();
+    let (mut upstream, _) = l.accept().await.unwrap();
+    let mut head = [0u8; 4096];
+    let _ = upstream.read(&mut head).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(client);
+    // The answer comes 5 s later, as a slow generation's would.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let answer = r#"{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":11}}"#;
+    let reply = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+        answer.len()
+    );
+    upstream
+        .write_all(reply.as_bytes())
+        .await
+        .expect("the upstream request is still open");
+    let line = line_of(&logs, "completion", Duration::from_secs(10)).await;
+    for field in [
+        "outcome=\"client_disconnected\"",
+        "input_tokens=7",
+        "output_tokens=11",
+        "read_on=\"complete\"",
+    ] {
+        assert!(line.contains(field), "{field} missing: {line}");
+    }
+    assert!(!logs.text().contains("status=499"), "{}", logs.text());
+}

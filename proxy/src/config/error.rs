@@ -7,13 +7,13 @@ use serde_json::Value;
 /// Why a config file was refused. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("{path}: cannot read config file: {source}")]
+    /// The file could not be read, or is not a file a config can be.
+    #[error("{path}: cannot read config file: {reason}")]
     Read {
         /// The path as given.
         path: String,
-        /// The I/O error.
-        source: std::io::Error,
+        /// Why, in plain words ([`read_failure`]).
+        reason: String,
     },
     /// The file is not UTF-8, starts with a byte-order mark, is not valid
     /// JSON, or is not a JSON object.
@@ -193,5 +193,25 @@ pub(crate) fn syntax(source: &str, e: &serde_json::Error) -> ConfigError {
         line: e.line(),
         column: e.column(),
         message: format!("invalid JSON: {message}"),
+    }
+}
+
+/// An I/O error reading a config file, in plain words: what is wrong and
+/// what to do, without the OS's error number.
+pub(crate) fn read_failure(e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::NotFound => "no such file (check the path, or --config / CONFIG_PATH)".into(),
+        ErrorKind::PermissionDenied => {
+            "permission denied (goproxy's user must be able to read it)".into()
+        }
+        ErrorKind::IsADirectory => "it is a directory: give the path of the JSON file in it".into(),
+        _ => {
+            let text = e.to_string();
+            match text.find(" (os error") {
+                Some(at) => text[..at].to_lowercase(),
+                None => text,
+            }
+        }
     }
 }

@@ -62,6 +62,7 @@ mod raw;
 pub mod timeouts;
 pub mod types;
 mod unique_keys;
+mod unused;
 
 use foldhash::HashMap;
 use std::net::IpAddr;
@@ -149,9 +150,9 @@ impl Config {
     /// Read and validate a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let name = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+        let bytes = read_bounded(path).map_err(|reason| ConfigError::Read {
             path: name.clone(),
-            source,
+            reason,
         })?;
         let text = std::str::from_utf8(&bytes).map_err(|e| {
             let before = &bytes[..e.valid_up_to()];
@@ -255,6 +256,46 @@ impl Config {
     }
 }
 
+/// Largest config file read: the biggest real one is a few KB; a path to
+/// `/dev/zero` or a log file must not fill the memory.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A config file's bytes: a regular file (a FIFO would block the read
+/// forever, a device never end) of at most [`MAX_FILE_BYTES`].
+fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    // Looked at before opening: opening a FIFO blocks until a writer comes.
+    let meta = std::fs::metadata(path).map_err(|e| error::read_failure(&e))?;
+    if meta.is_dir() {
+        return Err(error::read_failure(
+            &std::io::ErrorKind::IsADirectory.into(),
+        ));
+    }
+    if !meta.is_file() {
+        return Err(
+            "not a regular file (a pipe or a device): give the path of the JSON file".into(),
+        );
+    }
+    let too_big = || {
+        format!(
+            "larger than {} MiB: not a goproxy config",
+            MAX_FILE_BYTES >> 20
+        )
+    };
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_big());
+    }
+    let file = std::fs::File::open(path).map_err(|e| error::read_failure(&e))?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| error::read_failure(&e))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_big());
+    }
+    Ok(bytes)
+}
+
 /// The whole file: each section validated in turn.
 fn validate(top: &Reader<'_>, source: &str) -> Result<Config, ConfigError> {
     let mut warnings = Vec::new();
@@ -263,6 +304,7 @@ fn validate(top: &Reader<'_>, source: &str) -> Result<Config, ConfigError> {
     let host = host(top)?;
     let endpoints = endpoints::endpoints(top, &mut warnings)?;
     let models = models::models(top, &endpoints, &mut warnings)?;
+    unused::check(top, &endpoints, &models, &mut warnings)?;
     let t = timeouts::timeouts(top)?;
     Ok(Config {
         source: source.to_string(),

@@ -39,6 +39,9 @@ const MAX_THINKING_BUDGET: u32 = 124_000;
 pub(crate) struct Models {
     pub list: Vec<Model>,
     pub by_id: HashMap<String, usize>,
+    /// The endpoint names models looked for first and did not find (with
+    /// the model's id): `<upstream or type>-<format>`.
+    pub missing: Vec<(String, String)>,
 }
 
 /// Validate every entry of `models`.
@@ -80,6 +83,13 @@ pub(crate) fn models(
             ));
         }
         register(&r, &m, i, &mut out.by_id)?;
+        let line = r.string("upstream")?.unwrap_or_else(|| m.kind.clone());
+        for f in Format::ALL
+            .into_iter()
+            .filter(|f| !m.endpoints.contains_key(f))
+        {
+            out.missing.push((format!("{line}-{f}"), m.id.clone()));
+        }
         out.list.push(m);
     }
     Ok(out)

@@ -768,3 +768,61 @@ fn base_url_parse_errors_say_what_is_wrong() {
         assert!(e.contains(why), "{url}: {e}");
     }
 }
+
+/// An endpoint name one typo or a case away from the name a line's route
+/// looks for is refused at its field, with the name meant: the check said
+/// OK and every model of the line answered 404 on that route. An endpoint
+/// no model uses, and that is no such near miss, is warned about.
+#[test]
+fn near_miss_endpoint_names_are_refused_and_unused_ones_warned() {
+    for typo in [
+        "ohmygtp-openai",
+        "OHMYGPT-openai",
+        "ohmygpt-OpenAI",
+        "ohmygpt-opnai",
+    ] {
+        let e = err(|v| v["endpoints"][0]["name"] = typo.into());
+        assert!(
+            e.contains(&format!("endpoints[0].name = \"{typo}\"")),
+            "{typo}: {e}"
+        );
+        assert!(e.contains("did you mean ohmygpt-openai?"), "{typo}: {e}");
+    }
+    let c = with(|v| {
+        let spare = serde_json::json!({"name": "spare-openai", "base_url": "https://x.example/v1/chat/completions"});
+        v["endpoints"].as_array_mut().unwrap().push(spare);
+    })
+    .unwrap();
+    assert_eq!(
+        c.warnings,
+        vec!["endpoint spare-openai is used by no model".to_string()]
+    );
+}
+
+/// Files a config cannot be are refused in plain words, at once and with
+/// bounded memory: a directory, a FIFO (opening it would block), a file
+/// over 16 MiB (a device would never end), a missing path; never an OS
+/// error number.
+#[test]
+fn unreadable_config_files_are_refused_in_plain_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.json");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(MAX_FILE_BYTES + 1)
+        .unwrap();
+    let fifo = dir.path().join("fifo.json");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    let cases = [
+        (dir.path().to_path_buf(), "it is a directory"),
+        (fifo, "not a regular file"),
+        (big, "larger than 16 MiB"),
+        (dir.path().join("missing.json"), "no such file"),
+    ];
+    for (path, says) in cases {
+        let e = Config::load(&path).unwrap_err().to_string();
+        assert!(e.contains(says), "{e}");
+        assert!(!e.contains("os error"), "{e}");
+    }
+}

@@ -349,6 +349,16 @@ pub(crate) fn env_names(
                     "must be the NAME of an environment variable; put the key itself in that variable, never in this file",
                 ))
             }
+            Some(s) if is_system_variable(s) => {
+                return Err(r.at.invalid(
+                    &field,
+                    shown_unless_key(n),
+                    format!(
+                        "names the system variable {s}, which holds no key: name the variable \
+                         the key is in (e.g. OPENAI_API_KEY)"
+                    ),
+                ))
+            }
             Some(s) if is_env_name(s) => {
                 // The same variable twice would be one key tried twice (a
                 // rate-limited key retried against itself).
@@ -383,16 +393,62 @@ fn is_env_name(s: &str) -> bool {
 }
 
 /// A value someone pasted instead of a variable name: `sk-`/`sk_` keys,
-/// long tokens with `-`, or long mixed-case tokens with digits (names are
-/// conventionally UPPER_SNAKE_CASE).
+/// long tokens with `-`, long mixed-case tokens with digits, or long
+/// tokens of letters and digits with no `_` (a hex or base32 key; names
+/// are conventionally UPPER_SNAKE_CASE).
 pub(crate) fn looks_like_key(s: &str) -> bool {
     let lower = s.to_ascii_lowercase();
-    let mixed = s.chars().any(|c| c.is_ascii_lowercase())
-        && s.chars().any(|c| c.is_ascii_uppercase())
-        && s.chars().any(|c| c.is_ascii_digit());
+    let has = |f: fn(&char) -> bool| s.chars().any(|c| f(&c));
+    let mixed =
+        has(char::is_ascii_lowercase) && has(char::is_ascii_uppercase) && has(char::is_ascii_digit);
+    let token = has(char::is_ascii_alphabetic) && has(char::is_ascii_digit) && !s.contains('_');
     lower.starts_with("sk-")
         || lower.starts_with("sk_")
         || (s.len() >= 16 && s.contains('-'))
-        || (s.len() >= 20 && mixed)
+        || (s.len() >= 20 && (mixed || token))
         || s.len() > 64
+}
+
+/// Variables the system or goproxy itself sets, never a key: naming one
+/// sent its value (a `PATH`, a home directory) upstream as the key.
+const NOT_KEYS: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "PWD",
+    "OLDPWD",
+    "HOSTNAME",
+    "HOST",
+    "LANG",
+    "LANGUAGE",
+    "TERM",
+    "TZ",
+    "TMPDIR",
+    "MAIL",
+    "SHLVL",
+    "LD_LIBRARY_PATH",
+    "LD_PRELOAD",
+    "RUST_LOG",
+    "RUST_BACKTRACE",
+    "CONFIG_PATH",
+    "GOPROXY_LOG_FORMAT",
+    "DISPLAY",
+    "EDITOR",
+    "VISUAL",
+    "PAGER",
+    "PS1",
+    "HISTFILE",
+    "SSH_AUTH_SOCK",
+    "XDG_RUNTIME_DIR",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+];
+
+/// `s` names a variable the system sets (or a locale `LC_*`), not a key.
+fn is_system_variable(s: &str) -> bool {
+    let upper = s.to_ascii_uppercase();
+    NOT_KEYS.contains(&upper.as_str()) || upper.starts_with("LC_")
 }

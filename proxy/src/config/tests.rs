@@ -450,7 +450,12 @@ fn byte_order_mark_is_named() {
 /// A key pasted where a variable name belongs is refused and never echoed.
 #[test]
 fn keys_in_api_key_env_are_refused_unshown() {
-    for key in ["sk-proj-abcdefghijklmnop1234", "AbCdEfGh1234567890XyZq"] {
+    for key in [
+        "sk-proj-abcdefghijklmnop1234",
+        "AbCdEfGh1234567890XyZq",
+        "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6",
+        "JBSWY3DPEHPK3PXP4Q2ZLMNO",
+    ] {
         let e = err(|v| v["endpoints"][0]["api_key_env"] = key.into());
         assert!(
             e.contains("endpoints[0].api_key_env[0] = (hidden: it looks like a key)"),
@@ -460,6 +465,10 @@ fn keys_in_api_key_env_are_refused_unshown() {
         let e = err(|v| v["client_api_keys_env"] = serde_json::json!(["OK_NAME", key]));
         assert!(e.contains("client_api_keys_env[1] = (hidden"), "{e}");
         assert!(!e.contains(&key[4..]), "{e}");
+    }
+    // Real names, however long, are names.
+    for name in ["OHMYGPT_API_KEY_2", "AZURE_OPENAI_API_KEY_EASTUS2"] {
+        with(|v| v["endpoints"][0]["api_key_env"] = name.into()).expect(name);
     }
     let e = err(|v| v["endpoints"][0]["api_key_env"] = "MY KEY".into());
     assert!(
@@ -824,5 +833,21 @@ fn unreadable_config_files_are_refused_in_plain_words() {
         let e = Config::load(&path).unwrap_err().to_string();
         assert!(e.contains(says), "{e}");
         assert!(!e.contains("os error"), "{e}");
+    }
+}
+
+/// A variable the system sets is no key: `PATH` was sent upstream as one.
+#[test]
+fn system_variables_are_not_keys() {
+    for name in ["PATH", "home", "LC_ALL", "RUST_LOG"] {
+        let e = err(|v| v["endpoints"][1]["api_key_env"] = serde_json::json!(["K1", name]));
+        assert!(
+            e.contains(&format!(
+                "endpoints[1].api_key_env[1] = \"{name}\": names the system variable {name}"
+            )),
+            "{e}"
+        );
+        let e = err(|v| v["client_api_keys_env"] = name.into());
+        assert!(e.contains("client_api_keys_env[0]"), "{e}");
     }
 }

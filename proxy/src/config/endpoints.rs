@@ -148,6 +148,11 @@ fn endpoint(
             "endpoint {name} is an {format} endpoint but its base_url path {} is the {other} route's: are the URLs of -openai and -anthropic swapped?",
             url.path()
         ));
+    } else if let Some(why) = odd_route_path(format, url.path()) {
+        warnings.push(format!(
+            "endpoint {name}: base_url path {} {why}",
+            url.path()
+        ));
     }
     // An OpenAI endpoint sends its key as `Authorization: Bearer`; with
     // `user:password@` in the URL too, the upstream would get two
@@ -261,6 +266,28 @@ fn other_routes_path(format: Format, path: &str) -> Option<Format> {
         Format::Anthropic if path.ends_with("/chat/completions") => Some(Format::OpenAi),
         _ => None,
     }
+}
+
+/// Why a base_url path is unlikely to be the route's full URL: an SDK
+/// style base (`.../v1`, to which SDKs append the route; goproxy POSTs to
+/// base_url as written) or a trailing `/` (most upstreams answer 404,
+/// relayed as "the upstream could not find the requested model").
+fn odd_route_path(format: Format, path: &str) -> Option<String> {
+    let tail = match format {
+        Format::OpenAi => "/chat/completions",
+        Format::Anthropic => "/messages",
+    };
+    if path.ends_with(tail) {
+        return None;
+    }
+    Some(if path.trim_end_matches('/').ends_with(tail) {
+        "ends with /: most upstreams answer 404 there; remove the trailing /".to_string()
+    } else {
+        format!(
+            "does not end with {tail}: base_url is the full URL requests are POSTed to \
+             (an SDK's base URL such as .../v1 needs {tail} added)"
+        )
+    })
 }
 
 /// Why `url`'s host can never be connected to: multicast, broadcast, the

@@ -851,3 +851,40 @@ fn system_variables_are_not_keys() {
         assert!(e.contains("client_api_keys_env[0]"), "{e}");
     }
 }
+
+/// A base_url that is not a route's full URL is warned about: an SDK's
+/// base (`.../v1`) or a trailing `/` passed the check and every request
+/// got the upstream's 404.
+#[test]
+fn base_urls_that_are_not_the_routes_url_are_warned() {
+    let cases = [
+        (
+            0,
+            "https://api.ohmygpt.com/v1",
+            "does not end with /chat/completions",
+        ),
+        (
+            0,
+            "https://api.ohmygpt.com/v1/chat/completions/",
+            "ends with /",
+        ),
+        (
+            1,
+            "https://api.ohmygpt.com/v1",
+            "does not end with /messages",
+        ),
+    ];
+    for (i, url, says) in cases {
+        let c = with(|v| v["endpoints"][i]["base_url"] = url.into()).unwrap();
+        assert!(
+            c.warnings.iter().any(|w| w.contains(says)),
+            "{url}: {:?}",
+            c.warnings
+        );
+    }
+    // Azure's deployment URLs end with the route, their query aside.
+    let azure =
+        "https://x.openai.azure.com/openai/deployments/d/chat/completions?api-version=2024-10-21";
+    let c = with(|v| v["endpoints"][0]["base_url"] = azure.into()).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}

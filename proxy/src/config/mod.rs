@@ -241,11 +241,11 @@ impl Config {
     /// The one-line summary printed by `--check-config`.
     pub fn summary(&self) -> String {
         format!(
-            "config OK: {}: port {}, {} endpoints, {} models",
+            "config OK: {}: port {}, {}, {}",
             self.source,
             self.port,
-            self.endpoints.len(),
-            self.models.len()
+            counted(self.endpoints.len(), "endpoint"),
+            counted(self.models.len(), "model")
         )
     }
 
@@ -253,6 +253,15 @@ impl Config {
     /// changes what `/health` reports).
     pub fn set_port(&mut self, port: u16) {
         self.port = port;
+    }
+}
+
+/// `n` things, in the plural unless one.
+fn counted(n: usize, thing: &str) -> String {
+    if n == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{n} {thing}s")
     }
 }
 
@@ -367,12 +376,16 @@ fn port(top: &Reader<'_>) -> Result<u16, ConfigError> {
         None => Err(top.at.invalid("port", "(missing)", "required")),
         Some(v) => match v.as_u64() {
             Some(p) if (1..=65535).contains(&p) => Ok(p as u16),
-            Some(_) => Err(top.at.invalid("port", shown(v), "must be in 1..=65535")),
+            Some(_) => {
+                Err(top
+                    .at
+                    .invalid("port", shown(v), "must be a port number from 1 to 65535"))
+            }
             None => Err(top.at.invalid(
                 "port",
                 shown(v),
                 format!(
-                    "must be an integer in 1..=65535 (not a string or a fraction){}",
+                    "must be a whole port number from 1 to 65535 (not a string or a fraction){}",
                     raw::written_plainly(v)
                 ),
             )),

@@ -665,7 +665,7 @@ fn whole_numbers_written_as_fractions_say_how_to_write_them() {
     let e = with(|v| v["port"] = serde_json::json!(1e3))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("port = 1000.0: must be an integer in 1..=65535 (not a string or a fraction) (write it without a decimal point or exponent: 1000)"), "{e}");
+    assert!(e.contains("port = 1000.0: must be a whole port number from 1 to 65535 (not a string or a fraction) (write it without a decimal point or exponent: 1000)"), "{e}");
     let e = err(|v| v["max_body_bytes"] = serde_json::json!(1.5));
     assert!(
         e.contains("max_body_bytes = 1.5: must be a whole number of bytes from 1 to 1073741824"),
@@ -747,9 +747,12 @@ fn free_models_are_warned_about_and_short_idle_says_why() {
             "{idle}: {e}"
         );
     }
+    // Not "from 60": 60 itself is refused.
     let e = err(|v| v["idle_timeout_secs"] = serde_json::json!(4000));
     assert!(
-        e.contains("must be a number of seconds from 60 to 3600"),
+        e.contains(
+            "idle_timeout_secs = 4000: must be a number of seconds over 60 and at most 3600"
+        ),
         "{e}"
     );
 }
@@ -887,4 +890,18 @@ fn base_urls_that_are_not_the_routes_url_are_warned() {
         "https://x.openai.azure.com/openai/deployments/d/chat/completions?api-version=2024-10-21";
     let c = with(|v| v["endpoints"][0]["base_url"] = azure.into()).unwrap();
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+/// The summary counts in words: "1 endpoint, 1 model", not "1 endpoints".
+#[test]
+fn summary_says_one_in_the_singular() {
+    let c = with(|v| {
+        v["endpoints"].as_array_mut().unwrap().truncate(1);
+        v["models"].as_array_mut().unwrap().truncate(1);
+    })
+    .unwrap();
+    assert_eq!(
+        c.summary(),
+        "config OK: test.json: port 8004, 1 endpoint, 1 model"
+    );
 }

@@ -56,6 +56,14 @@ pub(crate) fn timeouts(r: &Reader<'_>) -> Result<Timeouts, ConfigError> {
             "must be longer than nginx's upstream keepalive_timeout (60 s), or nginx reuses connections goproxy is closing and answers 502",
         ));
     }
+    if let Some(w) = written.filter(|w| !(w.is_finite() && *w <= 3600.0)) {
+        // Not secs()'s "from 60 to 3600": 60 itself is refused above.
+        return Err(r.at.invalid(
+            "idle_timeout_secs",
+            shown_number(w),
+            "must be a number of seconds over 60 and at most 3600",
+        ));
+    }
     let idle = secs(r, "idle_timeout_secs", 75.0, NGINX_KEEPALIVE_SECS, 3600.0)?;
     let heartbeat = r.number("sse_heartbeat_secs")?.unwrap_or(15.0);
     if !(heartbeat == 0.0 || (1.0..=3600.0).contains(&heartbeat)) {

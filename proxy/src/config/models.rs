@@ -282,6 +282,18 @@ fn upstream_ids(r: &Reader<'_>, id: &str) -> Result<Vec<(String, f64)>, ConfigEr
         return Ok(ids.into_iter().map(|i| (i, 1.0)).collect());
     };
     let show = || shown(r.value(field).unwrap_or(&Value::Null));
+    if weights.len() != ids.len() && r.value("upstream_model_id").is_none() {
+        return Err(r.at.invalid(
+            field,
+            show(),
+            format!(
+                "has {} weights but upstream_model_id is missing (the model's own id is sent): \
+                 list the {} upstream ids the weights are for in upstream_model_id",
+                weights.len(),
+                weights.len()
+            ),
+        ));
+    }
     if weights.len() != ids.len() {
         return Err(r.at.invalid(
             field,
@@ -400,15 +412,29 @@ fn serving(
         }
     }
     if served.is_empty() {
-        let (field, value) = match upstream {
-            Some(up) => ("upstream", up),
-            None => ("id", id),
-        };
-        return Err(r.at.invalid(
-            field,
-            shown(&Value::String(value.into())),
-            "no endpoint serves this model (looked for <upstream>-openai|anthropic, <type>-openai|anthropic, openai, anthropic)",
-        ));
+        let looked: Vec<String> = upstream
+            .into_iter()
+            .chain([kind])
+            .flat_map(|line| Format::ALL.map(|f| format!("{line}-{f}")))
+            .chain(Format::ALL.map(|f| f.as_str().to_string()))
+            .collect();
+        let looked = looked.join(", ");
+        return Err(match upstream {
+            Some(up) => r.at.invalid(
+                "upstream",
+                shown(&Value::String(up.into())),
+                format!("no endpoint serves this model (looked for {looked})"),
+            ),
+            None => r.at.invalid(
+                "upstream",
+                "(missing)",
+                format!(
+                    "no endpoint serves model {id} by its type {kind} (looked for {looked}): \
+                     add \"upstream\": \"<line>\", the part of the endpoint names before \
+                     -openai / -anthropic"
+                ),
+            ),
+        });
     }
     Ok(served)
 }

@@ -131,8 +131,21 @@ fn model_no_endpoint_serves_is_refused() {
         v["models"][1].as_object_mut().unwrap().remove("upstream");
         v["models"][1]["type"] = "gemini".into();
     });
+    // The field to write is named, with the endpoint names looked for
+    // (it blamed `models[1].id`, with placeholders).
     assert!(
-        e.contains("models[1].id = \"claude\": no endpoint serves"),
+        e.contains("models[1].upstream = (missing): no endpoint serves model claude by its type gemini (looked for gemini-openai, gemini-anthropic, openai, anthropic)"),
+        "{e}"
+    );
+    // Weights without the ids they weigh: the ids are what is missing.
+    let e = err(|v| {
+        v["models"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("upstream_model_id");
+    });
+    assert!(
+        e.contains("models[0].upstream_model_weights = [3,1]: has 2 weights but upstream_model_id is missing"),
         "{e}"
     );
 }

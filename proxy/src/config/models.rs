@@ -34,6 +34,9 @@ const MIN_THINKING_BUDGET: u32 = 1024;
 /// Anthropic's largest `max_tokens` (128k output) must hold it.
 const MAX_THINKING_BUDGET: u32 = 124_000;
 
+/// Longest id or name: real model ids are under 64 characters.
+const MAX_NAME: usize = 200;
+
 /// Validated models and their index by id and alias.
 #[derive(Debug, Default)]
 pub(crate) struct Models {
@@ -72,6 +75,15 @@ pub(crate) fn models(
             warnings.push(format!(
                 "{} is ignored: model {} is served on no Anthropic route",
                 r.at.path_of("thinking_budget"),
+                m.id
+            ));
+        }
+        let unpriced = ["input_price_per_mtok", "output_price_per_mtok"]
+            .iter()
+            .all(|f| r.value(f).is_none());
+        if unpriced {
+            warnings.push(format!(
+                "model {} has no input_price_per_mtok or output_price_per_mtok: its requests are counted but cost 0",
                 m.id
             ));
         }
@@ -334,6 +346,16 @@ pub(crate) fn plain_name(r: &Reader<'_>, field: &str, name: &str) -> Result<(), 
             field,
             shown(&Value::String(name.into())),
             "must not be empty",
+        ));
+    }
+    if name.len() > MAX_NAME {
+        return Err(r.at.invalid(
+            field,
+            shown(&Value::String(name.into())),
+            format!(
+                "is {} characters long: at most {MAX_NAME} (it is a metrics label and a log field on every request)",
+                name.len()
+            ),
         ));
     }
     match name

@@ -13,7 +13,8 @@ const GOOD: &str = r#"{
         {"id": "gpt-4o", "type": "openai", "upstream": "ohmygpt", "id_aliases": ["4o"],
          "upstream_model_id": ["a", "b"], "upstream_model_weights": [3, 1],
          "input_price_per_mtok": 2.5, "output_price_per_mtok": 10, "billing_multiplier": 2},
-        {"id": "claude", "type": "anthropic", "upstream": "ohmygpt", "reasoning": "high"}
+        {"id": "claude", "type": "anthropic", "upstream": "ohmygpt", "reasoning": "high",
+         "input_price_per_mtok": 3, "output_price_per_mtok": 15}
     ],
     "system_prompt": "",
     "user_agent": "goproxy"
@@ -620,7 +621,7 @@ fn thinking_budget_without_an_anthropic_route_is_warned() {
         v["endpoints"] = serde_json::json!([
             {"name": "x-openai", "base_url": "https://a.example/v1/chat/completions"}
         ]);
-        v["models"] = serde_json::json!([{"id": "m", "upstream": "x", "thinking_budget": 2048}]);
+        v["models"] = serde_json::json!([{"id": "m", "upstream": "x", "thinking_budget": 2048, "input_price_per_mtok": 1}]);
     })
     .unwrap();
     assert_eq!(
@@ -917,4 +918,23 @@ fn summary_says_one_in_the_singular() {
         c.summary(),
         "config OK: test.json: port 8004, 1 endpoint, 1 model"
     );
+}
+
+/// A model with no prices is warned about (its requests cost 0, which a
+/// reseller notices only on the bill); an id too long for a label is
+/// refused.
+#[test]
+fn unpriced_models_are_warned_and_long_ids_refused() {
+    let c = with(|v| {
+        let m = v["models"][1].as_object_mut().unwrap();
+        m.remove("input_price_per_mtok");
+        m.remove("output_price_per_mtok");
+    })
+    .unwrap();
+    assert_eq!(
+        c.warnings,
+        vec!["model claude has no input_price_per_mtok or output_price_per_mtok: its requests are counted but cost 0".to_string()]
+    );
+    let e = err(|v| v["models"][0]["id"] = "m".repeat(5000).into());
+    assert!(e.contains("is 5000 characters long: at most 200"), "{e}");
 }

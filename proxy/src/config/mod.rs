@@ -183,6 +183,17 @@ impl Config {
                 message: "the file starts with a UTF-8 byte-order mark (BOM, bytes EF BB BF); save it as UTF-8 without BOM".into(),
             });
         }
+        // UTF-16 without its BOM is valid UTF-8 (a NUL after every ASCII
+        // byte) and failed as "key must be a string" at 1:2.
+        if text.as_bytes().iter().take(64).any(|b| *b == 0) {
+            return Err(ConfigError::Json {
+                source_name: source_name.to_string(),
+                line: 1,
+                column: 1,
+                message: "the file holds NUL bytes: it is UTF-16 (or not text); save it as UTF-8"
+                    .into(),
+            });
+        }
         if text.trim().is_empty() {
             return Err(ConfigError::Json {
                 source_name: source_name.to_string(),

@@ -449,6 +449,20 @@ fn type_errors_name_the_field_and_model() {
     }
 }
 
+/// UTF-16 without a byte-order mark is named as such (it failed as
+/// "key must be a string" at 1:2).
+#[test]
+fn utf16_without_a_bom_is_named() {
+    let utf16le: String = GOOD.chars().flat_map(|c| [c, '\0']).collect();
+    let e = Config::from_json(&utf16le, "u16.json")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("u16.json:1:1: the file holds NUL bytes: it is UTF-16"),
+        "{e}"
+    );
+}
+
 /// A byte-order mark is named as such.
 #[test]
 fn byte_order_mark_is_named() {

@@ -397,7 +397,10 @@ fn port(top: &Reader<'_>) -> Result<u16, ConfigError> {
                 shown(v),
                 format!(
                     "must be a whole port number from 1 to 65535 (not a string or a fraction){}",
-                    raw::written_plainly(v)
+                    // Advice only when the plain form is a port.
+                    v.as_f64()
+                        .filter(|f| (1.0..=65535.0).contains(f))
+                        .map_or_else(String::new, |_| raw::written_plainly(v))
                 ),
             )),
         },

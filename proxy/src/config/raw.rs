@@ -90,7 +90,14 @@ impl<'a> Reader<'a> {
                     range.start(),
                     range.end()
                 );
-                why.push_str(&written_plainly(v));
+                // Advice only when the plain form would be accepted: -0.0
+                // was told to be written -0, refused too.
+                let fits = v
+                    .as_f64()
+                    .is_some_and(|f| f >= *range.start() as f64 && f <= *range.end() as f64);
+                if fits {
+                    why.push_str(&written_plainly(v));
+                }
                 Err(self.at.invalid(key, shown(v), why))
             }
         }

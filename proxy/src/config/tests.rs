@@ -690,6 +690,13 @@ fn whole_numbers_written_as_fractions_say_how_to_write_them() {
         e.contains("max_body_bytes = 1048576.0: must be a whole number of bytes from 1 to 1073741824 (write it without a decimal point or exponent: 1048576)"),
         "{e}"
     );
+    // No advice that would be refused too.
+    for out_of_range in [serde_json::json!(-0.0), serde_json::json!(2e9)] {
+        let e = err(|v| v["max_body_bytes"] = out_of_range.clone());
+        assert!(!e.contains("write it without"), "{e}");
+        let e = err(|v| v["port"] = out_of_range.clone());
+        assert!(!e.contains("write it without"), "{e}");
+    }
     let e = with(|v| v["port"] = serde_json::json!(1e3))
         .unwrap_err()
         .to_string();

@@ -86,6 +86,8 @@ pub(crate) fn models(
                 "model {} has no input_price_per_mtok or output_price_per_mtok: its requests are counted but cost 0",
                 m.id
             ));
+        } else {
+            unpriced_cache(&r, &m, warnings);
         }
         if r.number("billing_multiplier")? == Some(0.0) {
             warnings.push(format!(
@@ -105,6 +107,26 @@ pub(crate) fn models(
         out.list.push(m);
     }
     Ok(out)
+}
+
+/// A priced model without cache prices bills cache tokens at 0, and the
+/// client decides how many there are (`cache_control`, a repeated
+/// prefix): cache reads for any model, cache writes for Anthropic's.
+fn unpriced_cache(r: &Reader<'_>, m: &Model, warnings: &mut Vec<String>) {
+    let mut missing = vec![];
+    if r.value("cache_hit_price_per_mtok").is_none() {
+        missing.push("cache_hit_price_per_mtok (cache reads)");
+    }
+    if m.kind == "anthropic" && r.value("cache_write_price_per_mtok").is_none() {
+        missing.push("cache_write_price_per_mtok (cache writes)");
+    }
+    if !missing.is_empty() {
+        warnings.push(format!(
+            "model {} has no {}: those tokens cost 0, and the client decides how many there are",
+            m.id,
+            missing.join(" or ")
+        ));
+    }
 }
 
 /// Index `m` under its id and aliases, refusing duplicates.

@@ -12,9 +12,11 @@ const GOOD: &str = r#"{
     "models": [
         {"id": "gpt-4o", "type": "openai", "upstream": "ohmygpt", "id_aliases": ["4o"],
          "upstream_model_id": ["a", "b"], "upstream_model_weights": [3, 1],
-         "input_price_per_mtok": 2.5, "output_price_per_mtok": 10, "billing_multiplier": 2},
+         "input_price_per_mtok": 2.5, "output_price_per_mtok": 10, "billing_multiplier": 2,
+         "cache_hit_price_per_mtok": 1.25},
         {"id": "claude", "type": "anthropic", "upstream": "ohmygpt", "reasoning": "high",
-         "input_price_per_mtok": 3, "output_price_per_mtok": 15}
+         "input_price_per_mtok": 3, "output_price_per_mtok": 15,
+         "cache_write_price_per_mtok": 3.75, "cache_hit_price_per_mtok": 0.3}
     ],
     "system_prompt": "",
     "user_agent": "goproxy"
@@ -635,7 +637,7 @@ fn thinking_budget_without_an_anthropic_route_is_warned() {
         v["endpoints"] = serde_json::json!([
             {"name": "x-openai", "base_url": "https://a.example/v1/chat/completions"}
         ]);
-        v["models"] = serde_json::json!([{"id": "m", "upstream": "x", "thinking_budget": 2048, "input_price_per_mtok": 1}]);
+        v["models"] = serde_json::json!([{"id": "m", "upstream": "x", "thinking_budget": 2048, "input_price_per_mtok": 1, "cache_hit_price_per_mtok": 0.1}]);
     })
     .unwrap();
     assert_eq!(
@@ -955,6 +957,17 @@ fn unpriced_models_are_warned_and_long_ids_refused() {
     assert_eq!(
         c.warnings,
         vec!["model claude has no input_price_per_mtok or output_price_per_mtok: its requests are counted but cost 0".to_string()]
+    );
+    // Priced, but cache tokens (the client's to cause) are free.
+    let c = with(|v| {
+        let m = v["models"][1].as_object_mut().unwrap();
+        m.remove("cache_write_price_per_mtok");
+        m.remove("cache_hit_price_per_mtok");
+    })
+    .unwrap();
+    assert_eq!(
+        c.warnings,
+        vec!["model claude has no cache_hit_price_per_mtok (cache reads) or cache_write_price_per_mtok (cache writes): those tokens cost 0, and the client decides how many there are".to_string()]
     );
     let e = err(|v| v["models"][0]["id"] = "m".repeat(5000).into());
     assert!(e.contains("is 5000 characters long: at most 200"), "{e}");

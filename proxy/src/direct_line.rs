@@ -78,6 +78,14 @@ impl DirectLine {
         self
     }
 
+    /// A `%value` field left out when `None`.
+    pub fn opt_raw(&mut self, name: &str, value: Option<&str>) -> &mut Self {
+        if let Some(v) = value {
+            self.raw(name, v);
+        }
+        self
+    }
+
     /// A string field left out when `None`.
     pub fn opt_str(&mut self, name: &str, value: Option<&str>) -> &mut Self {
         if let Some(v) = value {
@@ -135,6 +143,8 @@ mod tests {
                 duration_ms = Some(12u64),
                 read_on = None::<&str>,
                 read_end = Some("complete"),
+                unset = None::<bool>,
+                flag = Some(true),
                 cost = 1e-7,
                 "completion"
             )
@@ -151,12 +161,16 @@ mod tests {
             .opt_u64("duration_ms", Some(12))
             .opt_str("read_on", None)
             .opt_str("read_end", Some("complete"))
+            .opt_raw("unset", None)
+            .opt_raw("flag", Some("true"))
             .f64("cost", 1e-7);
         let theirs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
         let after_stamp = |l: &str| l.split_once(' ').unwrap().1.trim_end().to_string();
         assert_eq!(after_stamp(d.text()), after_stamp(&theirs));
         assert!(
-            theirs.contains(r#"outcome="a \"b\"\n" duration_ms=12 read_end="complete" cost=1e-7"#),
+            theirs.contains(
+                r#"outcome="a \"b\"\n" duration_ms=12 read_end="complete" flag=true cost=1e-7"#
+            ),
             "{theirs}"
         );
     }

@@ -80,6 +80,28 @@ pub struct SseUsage {
     skipping_long_line: bool,
     /// Usage seen so far.
     pub usage: Usage,
+    /// Whether an event carried the final output count (OpenAI's usage
+    /// chunk, Anthropic's `message_delta`).
+    final_seen: bool,
+    /// `"delta"` keys seen: content events (OpenAI chunks, Anthropic
+    /// `content_block_delta`), and one or two more.
+    deltas: u64,
+}
+
+impl SseUsage {
+    /// The usage to bill, and whether its output count is an estimate:
+    /// with no final count (the client left and the read-on ended first,
+    /// the upstream broke, or it ignores `include_usage`), at least one
+    /// token per delta event seen, not 0: a client could otherwise read
+    /// most of an answer and leave before its end, unbilled.
+    pub fn billed(&self) -> (Usage, bool) {
+        let mut usage = self.usage;
+        let estimate = !self.final_seen && self.deltas > usage.output;
+        if estimate {
+            usage.output = self.deltas;
+        }
+        (usage, estimate)
+    }
 }
 
 impl SseUsage {
@@ -88,6 +110,7 @@ impl SseUsage {
     /// (the usual case) is looked at in place: only a line split across
     /// chunks is copied, so an event costs no allocation and no copy.
     pub fn feed(&mut self, chunk: &[u8]) {
+        self.deltas += DELTA_KEY.find_iter(chunk).count() as u64;
         // Most chunks are whole content deltas with no `"usage"` in them:
         // one search over the chunk then rules out every line it ends, and
         // only the unfinished line after its last newline is kept.
@@ -145,10 +168,28 @@ impl SseUsage {
             return;
         }
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
-            self.usage.observe(&v);
+            if self.usage.observe(&v) && has_output_count(&v) {
+                self.final_seen = true;
+            }
         }
     }
 }
+
+/// Whether `v` (an event's JSON) has a top-level `usage` with an output
+/// count: the final count, not `message_start`'s opening one.
+fn has_output_count(v: &serde_json::Value) -> bool {
+    let usage = v.get("usage");
+    ["completion_tokens", "output_tokens"].iter().any(|k| {
+        usage
+            .and_then(|u| u.get(k))
+            .and_then(serde_json::Value::as_u64)
+            .is_some()
+    })
+}
+
+/// The `"delta"` key, counted in every chunk (built once).
+static DELTA_KEY: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new(b"\"delta\""));
 
 /// The `"usage"` key, searched for in every `data:` line: the searcher is
 /// built once (building it per line cost more than the search).
@@ -243,7 +284,10 @@ impl Drop for Relay {
         if self.left.is_none() {
             ctx.metrics.open_streams(-1);
         }
-        let usage = self.parser.usage;
+        let (usage, estimated) = self.parser.billed();
+        if estimated {
+            tracing::warn!(request_id = ctx.request_id, endpoint = %ctx.endpoint, output_tokens = usage.output, "stream ended without its final usage: output billed at one token per delta event seen");
+        }
         let cost = usage.cost(&ctx.prices);
         ctx.metrics.usage(&ctx.model, &usage, cost);
         let outcome = match self.outcome {
@@ -263,7 +307,8 @@ impl Drop for Relay {
             d.opt_u64("first_chunk_ms", first_chunk_ms)
                 .u64("duration_ms", duration_ms)
                 .opt_str("read_on", read_on)
-                .opt_u64("read_on_bytes", read_on_bytes);
+                .opt_u64("read_on_bytes", read_on_bytes)
+                .opt_raw("output_tokens_estimated", estimated.then_some("true"));
             return d.send();
         }
         tracing::info!(
@@ -287,6 +332,7 @@ impl Drop for Relay {
             duration_ms,
             read_on,
             read_on_bytes,
+            output_tokens_estimated = estimated.then_some(true),
             "stream finished"
         );
     }
@@ -548,6 +594,37 @@ mod tests {
             p.feed(tail);
             assert_eq!((p.usage.input, p.usage.output), (5, 6), "cut at {cut}");
             assert!(p.line.is_empty(), "cut at {cut}");
+        }
+    }
+
+    /// With no final output count, output is billed at one token per
+    /// delta event seen (it was 0: a client that left before the end, an
+    /// upstream ignoring include_usage, a usage without counts), and says
+    /// it is an estimate; a final count is taken as it is.
+    #[test]
+    fn output_without_its_final_count_is_estimated_from_deltas() {
+        let delta = "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n";
+        let cases = [
+            (delta.repeat(3), (3, true)),
+            (format!("{}data: {{\"choices\":[],\"usage\":{{}}}}\n\n", delta.repeat(3)), (3, true)),
+            (format!("{}data: {{\"usage\":{{\"completion_tokens\":2.0}}}}\n\n", delta.repeat(3)), (3, true)),
+            (format!("{}data: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":5,\"completion_tokens\":2}}}}\n\n", delta.repeat(3)), (2, false)),
+            (
+                "data: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":9,\"output_tokens\":1}}}\n\n".to_string()
+                    + &"data: {\"type\":\"content_block_delta\",\"delta\":{\"text\":\"ab\"}}\n\n".repeat(4),
+                (4, true),
+            ),
+            (
+                "data: {\"type\":\"content_block_delta\",\"delta\":{\"text\":\"ab\"}}\n\n".repeat(4)
+                    + "data: {\"type\":\"message_delta\",\"delta\":{},\"usage\":{\"output_tokens\":11}}\n\n",
+                (11, false),
+            ),
+        ];
+        for (text, want) in cases {
+            let mut p = SseUsage::default();
+            p.feed(text.as_bytes());
+            let (usage, estimated) = p.billed();
+            assert_eq!((usage.output, estimated), want, "{text}");
         }
     }
 

@@ -126,6 +126,16 @@ async fn reading_on_stops_at_the_limit() {
         "{waited:?}: {line}"
     );
     assert!(line.contains("read_on=\"time_limit\""), "{line}");
+    // The usage never came: what was relayed and read is billed, at a
+    // token per content event (about 45 events in 4.5 s), not 0.
+    let output: u64 = line
+        .split(" output_tokens=")
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("output_tokens");
+    assert!((30..60).contains(&output), "{line}");
+    assert!(line.contains("output_tokens_estimated=true"), "{line}");
     p.raw.closed(Duration::from_secs(5)).await;
 }
 

@@ -83,8 +83,9 @@ pub struct SseUsage {
     /// Whether an event carried the final output count (OpenAI's usage
     /// chunk, Anthropic's `message_delta`).
     final_seen: bool,
-    /// `"delta"` keys seen: content events (OpenAI chunks, Anthropic
-    /// `content_block_delta`), and one or two more.
+    /// Chunks with a `"delta"` key: content events (OpenAI chunks,
+    /// Anthropic `content_block_delta`) and one or two more, each counted
+    /// once however many a chunk holds.
     deltas: u64,
 }
 
@@ -110,7 +111,10 @@ impl SseUsage {
     /// (the usual case) is looked at in place: only a line split across
     /// chunks is copied, so an event costs no allocation and no copy.
     pub fn feed(&mut self, chunk: &[u8]) {
-        self.deltas += DELTA_KEY.find_iter(chunk).count() as u64;
+        // One search that stops at the first hit (counting every hit cost
+        // ~200 instructions an event): a chunk of several events counts
+        // once, so the estimate stays a lower bound.
+        self.deltas += u64::from(DELTA_KEY.find(chunk).is_some());
         // Most chunks are whole content deltas with no `"usage"` in them:
         // one search over the chunk then rules out every line it ends, and
         // only the unfinished line after its last newline is kept.
@@ -621,11 +625,27 @@ mod tests {
             ),
         ];
         for (text, want) in cases {
+            // An event a chunk, as upstreams write them.
             let mut p = SseUsage::default();
-            p.feed(text.as_bytes());
+            for event in text.split_inclusive("\n\n") {
+                p.feed(event.as_bytes());
+            }
             let (usage, estimated) = p.billed();
             assert_eq!((usage.output, estimated), want, "{text}");
         }
+        // Events that share a chunk count once: a lower bound.
+        let mut p = SseUsage::default();
+        p.feed(delta.repeat(3).as_bytes());
+        assert_eq!(
+            p.billed(),
+            (
+                Usage {
+                    output: 1,
+                    ..Usage::default()
+                },
+                true
+            )
+        );
     }
 
     /// OpenAI: content deltas carry no usage (and are not parsed); the last

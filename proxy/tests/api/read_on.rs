@@ -45,6 +45,15 @@ async fn read_one_chunk_and_leave(p: &TestProxy, script: Script) -> Instant {
     Instant::now()
 }
 
+/// The number a log line gives `field`.
+fn number(line: &str, field: &str) -> u64 {
+    line.split(&format!(" {field}="))
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {line}"))
+}
+
 /// The request's line, once written (within `within` of virtual time).
 async fn line_of(logs: &Logs, message: &str, within: Duration) -> String {
     wait_for("the request's line", within, || async {
@@ -128,12 +137,7 @@ async fn reading_on_stops_at_the_limit() {
     assert!(line.contains("read_on=\"time_limit\""), "{line}");
     // The usage never came: what was relayed and read is billed, at a
     // token per content event (about 45 events in 4.5 s), not 0.
-    let output: u64 = line
-        .split(" output_tokens=")
-        .nth(1)
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("output_tokens");
+    let output = number(&line, "output_tokens");
     assert!((30..60).contains(&output), "{line}");
     assert!(line.contains("output_tokens_estimated=true"), "{line}");
     p.raw.closed(Duration::from_secs(5)).await;
@@ -209,12 +213,7 @@ async fn reading_on_stops_at_64_mib() {
     read_one_chunk_and_leave(&p, flood).await;
     let line = line_of(&logs, "stream finished", Duration::from_secs(30)).await;
     assert!(line.contains("read_on=\"byte_limit\""), "{line}");
-    let bytes: u64 = line
-        .split("read_on_bytes=")
-        .nth(1)
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("read_on_bytes");
+    let bytes = number(&line, "read_on_bytes");
     assert!(
         (64 << 20..(64 << 20) + (1 << 20)).contains(&bytes),
         "{line}"

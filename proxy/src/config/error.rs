@@ -12,7 +12,7 @@ pub enum ConfigError {
     Read {
         /// The path as given.
         path: String,
-        /// Why, in plain words ([`read_failure`]).
+        /// Why, in plain words (no OS error numbers).
         reason: String,
     },
     /// The file is not UTF-8, starts with a byte-order mark, is not valid

@@ -249,12 +249,10 @@ impl Passthrough {
 
 impl ReadsOn for Passthrough {
     fn left_open(&mut self) -> Option<&ReadOnPolicy> {
-        let policy = &self.ctx.read_on;
-        let open = self.outcome.is_none() && !self.sent_whole();
-        if !open || policy.limit.is_zero() || self.ctx.cut.is_cancelled() {
+        if self.outcome.is_some() || self.sent_whole() {
             return None;
         }
-        self.outcome = Some(self.ctx.open_outcome());
+        self.outcome = Some(self.ctx.read_on_outcome()?);
         Some(&self.ctx.read_on)
     }
 
@@ -265,9 +263,7 @@ impl ReadsOn for Passthrough {
             ctx,
             ..
         } = self;
-        let feed = |chunk: &[u8]| tail.feed(chunk);
-        let limit = ctx.read_on.limit;
-        crate::read_on::read_rest(upstream, feed, limit, ctx.idle_timeout, &ctx.cut).await
+        ctx.read_rest(upstream, |chunk| tail.feed(chunk)).await
     }
 
     fn read_on_ended(&mut self, r: ReadOn) {

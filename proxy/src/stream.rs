@@ -103,9 +103,7 @@ impl SseUsage {
         }
         (usage, estimate)
     }
-}
 
-impl SseUsage {
     /// Feed one chunk of the stream (lines end at LF, CRLF or a lone CR;
     /// the empty "line" between CR and LF is passed over). A line that arrives whole in one chunk
     /// (the usual case) is looked at in place: only a line split across
@@ -248,6 +246,24 @@ impl RelayContext {
         } else {
             "client_disconnected"
         }
+    }
+
+    /// How the client's side of a body dropped open ended, when its
+    /// answer is to be read on: reading on is on and the drain's cut has
+    /// not come (both relays ask this of a body their client left).
+    pub(crate) fn read_on_outcome(&self) -> Option<&'static str> {
+        (!self.read_on.limit.is_zero() && !self.cut.is_cancelled()).then(|| self.open_outcome())
+    }
+
+    /// Read the rest of `upstream` for its usage, within this request's
+    /// read-on limit, idle timeout and cut ([`crate::read_on::read_rest`]).
+    pub(crate) async fn read_rest(
+        &self,
+        upstream: &mut UpstreamBody,
+        feed: impl FnMut(&[u8]),
+    ) -> ReadOn {
+        let limit = self.read_on.limit;
+        crate::read_on::read_rest(upstream, feed, limit, self.idle_timeout, &self.cut).await
     }
 
     /// The relayed request's info line with the fields both relays log,
@@ -487,11 +503,10 @@ pub fn relay(upstream: Response<UpstreamBody>, ctx: RelayContext) -> Body {
 
 impl ReadsOn for Relay {
     fn left_open(&mut self) -> Option<&ReadOnPolicy> {
-        let policy = &self.ctx.read_on;
-        if self.outcome != Outcome::Open || policy.limit.is_zero() || self.ctx.cut.is_cancelled() {
+        if self.outcome != Outcome::Open {
             return None;
         }
-        self.left = Some(self.ctx.open_outcome());
+        self.left = Some(self.ctx.read_on_outcome()?);
         // No longer relayed to anyone: not an open stream (the drain
         // counts it among its tasks).
         self.ctx.metrics.open_streams(-1);
@@ -505,9 +520,7 @@ impl ReadsOn for Relay {
             ctx,
             ..
         } = self;
-        let feed = |chunk: &[u8]| parser.feed(chunk);
-        let limit = ctx.read_on.limit;
-        crate::read_on::read_rest(upstream, feed, limit, ctx.idle_timeout, &ctx.cut).await
+        ctx.read_rest(upstream, |chunk| parser.feed(chunk)).await
     }
 
     fn read_on_ended(&mut self, r: ReadOn) {

@@ -261,10 +261,16 @@ fn has_dot_segments(base_url: &str) -> bool {
 /// Anthropic one).
 fn other_routes_path(format: Format, path: &str) -> Option<Format> {
     let path = path.trim_end_matches('/');
+    Format::ALL
+        .into_iter()
+        .find(|&other| other != format && path.ends_with(route_tail(other)))
+}
+
+/// How a route's full upstream URL ends.
+fn route_tail(format: Format) -> &'static str {
     match format {
-        Format::OpenAi if path.ends_with("/messages") => Some(Format::Anthropic),
-        Format::Anthropic if path.ends_with("/chat/completions") => Some(Format::OpenAi),
-        _ => None,
+        Format::OpenAi => "/chat/completions",
+        Format::Anthropic => "/messages",
     }
 }
 
@@ -273,10 +279,7 @@ fn other_routes_path(format: Format, path: &str) -> Option<Format> {
 /// base_url as written) or a trailing `/` (most upstreams answer 404,
 /// relayed as "the upstream could not find the requested model").
 fn odd_route_path(format: Format, path: &str) -> Option<String> {
-    let tail = match format {
-        Format::OpenAi => "/chat/completions",
-        Format::Anthropic => "/messages",
-    };
+    let tail = route_tail(format);
     if path.ends_with(tail) {
         return None;
     }

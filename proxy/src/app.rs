@@ -4,13 +4,17 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Secrets;
+use crate::body_budget::BodyBudget;
 use crate::cancel::Cut;
 use crate::config::Config;
+use crate::every::Every;
 use crate::metrics::Metrics;
 use crate::read_on::ReadOnPolicy;
 use crate::upstream::Upstream;
@@ -42,6 +46,12 @@ pub struct App {
     pub tasks: TaskTracker,
     /// How answers are read on after their client left.
     pub read_on: ReadOnPolicy,
+    /// Request body bytes all requests may hold at once.
+    pub body_budget: BodyBudget,
+    /// One permit per client connection served (`max_connections`).
+    pub connections: Arc<Semaphore>,
+    /// The warning that the connections reached `max_connections`.
+    pub connections_full_warning: Every,
 }
 
 impl App {
@@ -49,6 +59,8 @@ impl App {
     /// only if the upstream HTTP client cannot be built.
     pub fn new(config: Config, secrets: Secrets) -> Result<Self, rustls::Error> {
         let tasks = TaskTracker::new();
+        let config_budget = config.max_body_bytes_in_flight;
+        let config_connections = config.max_connections;
         Ok(App {
             read_on: ReadOnPolicy::new(config.read_on_after_disconnect, tasks.clone()),
             upstream: Upstream::new(&config, &secrets)?,
@@ -63,6 +75,9 @@ impl App {
             drain: Cut::new(),
             cut: Cut::new(),
             tasks,
+            body_budget: BodyBudget::new(config_budget),
+            connections: Arc::new(Semaphore::new(config_connections)),
+            connections_full_warning: Every::new(Duration::from_secs(10)),
         })
     }
 }

@@ -75,6 +75,9 @@ pub enum ProxyError {
     /// The client went silent while sending its request body.
     #[error("the request body was not received in time")]
     ClientTimeout,
+    /// The request bodies in flight hold all of `max_body_bytes_in_flight`.
+    #[error("the proxy is busy receiving other requests (all of max_body_bytes_in_flight is in use); retry shortly")]
+    Overloaded,
     /// The drain timeout passed before the response began.
     #[error("the proxy is shutting down; retry the request")]
     ShuttingDown,
@@ -96,7 +99,7 @@ impl ProxyError {
             RateLimited { .. } | UpstreamStatus(_) | UpstreamFailed | UpstreamTimeout => {
                 Fault::Upstream
             }
-            NoClientKeys | ShuttingDown => Fault::Internal,
+            NoClientKeys | ShuttingDown | Overloaded => Fault::Internal,
         }
     }
 
@@ -105,7 +108,7 @@ impl ProxyError {
         use ProxyError::*;
         match self {
             Unauthorized => StatusCode::UNAUTHORIZED,
-            NoClientKeys | ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            NoClientKeys | ShuttingDown | Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             NotFound(_) | UnknownModel(_) | ModelNotOnRoute { .. } => StatusCode::NOT_FOUND,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ClientTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -172,6 +175,7 @@ impl ProxyError {
             UpstreamTimeout => "upstream_timeout",
             ClientTimeout => "request_timeout",
             ShuttingDown => "shutting_down",
+            Overloaded => "overloaded",
         }
     }
 
@@ -192,6 +196,12 @@ impl ProxyError {
             ProxyError::RateLimited { retry_after_secs } => {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            // Long enough for other bodies to be sent on; the SDKs back off
+            // further on their own.
+            ProxyError::Overloaded => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(1u32));
             }
             // RFC 9110 section 15.5.6: a 405 says what the route allows.
             ProxyError::MethodNotAllowed(allow) => {

@@ -15,6 +15,7 @@
 //! - [`host`]: what a Host header or `:authority` may hold.
 //! - [`request_line`]: the request's line when no body logs it (errors, 499).
 //! - [`read_body`]: the client body, within its size and time limits.
+//! - [`body_budget`]: the body bytes all requests hold at once.
 //! - [`rename`]: the client body rewritten for the upstream, without a JSON tree.
 //! - [`toplevel`]: a JSON object's top-level members, by a structural scan.
 //! - [`window`]: which of 16 bytes are JSON syntax, as a bit mask (SSE2).
@@ -32,6 +33,7 @@
 //! - [`auth`]: secrets from the environment, client authentication.
 //! - [`redact`]: what may be logged of upstream text (keys out, one line).
 //! - [`error`]: the request error enum, its status mapping and rendering.
+//! - [`every`]: a repeated warning logged at most once a period.
 //! - [`metrics`]: Prometheus counters, histogram and gauge.
 //! - [`healthcheck`]: the `goproxy healthcheck` subcommand.
 //! - [`telemetry`]: tracing setup (text or JSON).
@@ -78,6 +80,7 @@ pub mod alarm;
 pub mod app;
 pub mod auth;
 pub mod body;
+pub mod body_budget;
 pub mod cancel;
 pub mod chunks;
 pub mod cli;
@@ -86,6 +89,7 @@ pub mod config;
 pub mod conn;
 pub mod direct_line;
 pub mod error;
+pub mod every;
 pub mod forward;
 pub mod h1;
 pub mod healthcheck;

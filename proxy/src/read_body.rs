@@ -1,5 +1,6 @@
-//! Reading the client's request body: at most `max_body_bytes`, and at
-//! most `request_read_timeout` of silence between two pieces of it.
+//! Reading the client's request body: at most `max_body_bytes`, at most
+//! `request_read_timeout` of silence between two pieces of it, and only
+//! bytes the shared [`BodyBudget`] has room for.
 //!
 //! A body that arrives in one frame (the usual case: hyper reads up to its
 //! buffer size at once) is kept as that frame, not copied; only a body in
@@ -11,6 +12,7 @@ use http::{header, HeaderMap};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
+use crate::body_budget::{BodyBudget, Held};
 use crate::config::Config;
 use crate::error::ProxyError;
 
@@ -41,12 +43,15 @@ impl Pieces {
     }
 }
 
-/// Read the whole client body within the limits of `config`.
+/// Read the whole client body within the limits of `config`, with its
+/// bytes taken from `budget`: the caller holds the [`Held`] bytes as long
+/// as it holds the body (or copies of it).
 pub async fn read_body(
     mut body: ReqBody,
     headers: &HeaderMap,
     config: &Config,
-) -> Result<Bytes, ProxyError> {
+    budget: &BodyBudget,
+) -> Result<(Bytes, Held), ProxyError> {
     let limit = config.max_body_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -56,6 +61,11 @@ pub async fn read_body(
         return Err(ProxyError::PayloadTooLarge(limit));
     }
     let capacity = declared.map_or(8192, |n| n as usize);
+    // A declared length is taken whole before a byte is read (our HTTP/1.1
+    // side buffers a body of up to 1 MiB for it at once); a chunked body,
+    // as each piece comes.
+    let mut held = Held::default();
+    take(budget, &mut held, declared.map_or(0, |n| n as usize))?;
     let mut pieces = Pieces::default();
     // One timer for the whole body, moved on only when it fires (a timer
     // per frame would cost a timer-wheel entry each); it is not even
@@ -80,7 +90,7 @@ pub async fn read_body(
             }
         };
         let frame = match next {
-            None => return Ok(pieces.into_bytes()),
+            None => return Ok((pieces.into_bytes(), held)),
             Some(Err(e)) if matches!(e.downcast_ref(), Some(ReqBodyError::TooLarge)) => {
                 return Err(ProxyError::PayloadTooLarge(limit));
             }
@@ -93,12 +103,20 @@ pub async fn read_body(
         };
         last_frame = Instant::now();
         if let Ok(data) = frame.into_data() {
-            if pieces.len + data.len() > limit {
+            let len = pieces.len + data.len();
+            if len > limit {
                 return Err(ProxyError::PayloadTooLarge(limit));
             }
+            let more = len.saturating_sub(held.bytes());
+            take(budget, &mut held, more)?;
             pieces.add(data, capacity);
         }
     }
+}
+
+/// Take `n` more bytes from the budget, or answer 503.
+fn take(budget: &BodyBudget, held: &mut Held, n: usize) -> Result<(), ProxyError> {
+    budget.take(held, n).map_err(|_| ProxyError::Overloaded)
 }
 
 /// When bytes last arrived of a body our HTTP/1.1 side holds back to hand

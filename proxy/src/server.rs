@@ -8,7 +8,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use std::net::SocketAddr;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
@@ -146,11 +149,15 @@ async fn accept_until(
                 stop_at = Some(Instant::now() + delay);
             }
             _ = tokio::time::sleep_until(stop_at.unwrap_or_else(Instant::now)), if stop_at.is_some() => return,
-            accepted = listener.accept() => match accepted {
+            (permit, accepted) = admit(app, listener) => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     bound_unsent(&stream);
-                    tracker.spawn(crate::conn::serve(app.clone(), builder.clone(), stream, peer));
+                    let served = crate::conn::serve(app.clone(), builder.clone(), stream, peer);
+                    tracker.spawn(async move {
+                        served.await;
+                        drop(permit);
+                    });
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -160,6 +167,38 @@ async fn accept_until(
             },
         }
     }
+}
+
+/// A connection's permit (`max_connections`), then the connection. At
+/// the limit nothing is accepted until a connection closes: new clients
+/// wait in the kernel's listen backlog, as nginx stops accepting when its
+/// `worker_connections` are used up. Idle connections are not closed to
+/// make room: the nginx in front may be about to reuse one (a 502 for a
+/// POST it will not retry).
+async fn admit(
+    app: &App,
+    listener: &TcpListener,
+) -> (
+    OwnedSemaphorePermit,
+    std::io::Result<(TcpStream, SocketAddr)>,
+) {
+    let permit = match app.connections.clone().try_acquire_owned() {
+        Ok(p) => p,
+        Err(_) => {
+            if app.connections_full_warning.due(Instant::now()) {
+                tracing::warn!(
+                    max_connections = app.config.max_connections,
+                    "connection limit reached: new connections wait in the listen backlog until one closes (raise max_connections if this is expected load)"
+                );
+            }
+            app.connections
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the connection semaphore is never closed")
+        }
+    };
+    (permit, listener.accept().await)
 }
 
 /// Unsent bytes a client connection may queue in the kernel: the socket

@@ -29,6 +29,8 @@
 //! | `stream_idle_timeout_secs` | 300 | longest silence between upstream chunks |
 //! | `sse_heartbeat_secs` | 15 | `: ping` comment to the client after this much upstream silence; 0 disables, else 1..3600 |
 //! | `max_body_bytes` | 10485760 | largest client body (then 413) |
+//! | `max_body_bytes_in_flight` | 268435456, or `max_body_bytes` if larger | request body bytes held at once, all clients together (then 503 with `Retry-After`); at least `max_body_bytes` |
+//! | `max_connections` | 4096 | client connections served at once (more wait in the listen backlog) |
 //! | `request_read_timeout_secs` | 60 | wait for a new connection's first request, and longest silence inside a request body (then 408) |
 //! | `send_timeout_secs` | 60 | longest a response write may wait on a client that reads nothing (then the connection is closed; nginx's `send_timeout`) |
 //! | `read_on_after_disconnect_secs` | 60 | after a client leaves mid-answer (or, over HTTP/1.1, while it is prepared), read the upstream's answer on (discarded) this long for its usage, so it is billed; 0 cuts the upstream at once (nginx's `proxy_ignore_client_abort off`) |
@@ -57,6 +59,7 @@
 
 mod endpoints;
 pub mod error;
+mod limits;
 mod models;
 mod raw;
 pub mod timeouts;
@@ -95,6 +98,8 @@ const KNOWN: &[&str] = &[
     "read_on_after_disconnect_secs",
     "sse_heartbeat_secs",
     "max_body_bytes",
+    "max_body_bytes_in_flight",
+    "max_connections",
     "drain_timeout_secs",
     "drain_readiness_delay_secs",
     "idle_timeout_secs",
@@ -134,6 +139,11 @@ pub struct Config {
     pub sse_heartbeat: Option<Duration>,
     /// Largest client request body in bytes.
     pub max_body_bytes: usize,
+    /// Most request body bytes held at once, all requests together (then 503).
+    pub max_body_bytes_in_flight: usize,
+    /// Most client connections served at once (then new ones wait in the
+    /// listen backlog).
+    pub max_connections: usize,
     /// Bound on draining after SIGTERM.
     pub drain_timeout: Duration,
     /// Idle client keep-alive timeout (longer than nginx's 60 s).
@@ -326,6 +336,7 @@ fn validate(top: &Reader<'_>, source: &str) -> Result<Config, ConfigError> {
     let models = models::models(top, &endpoints, &mut warnings)?;
     unused::check(top, &endpoints, &models, &mut warnings)?;
     let t = timeouts::timeouts(top)?;
+    let l = limits::limits(top)?;
     Ok(Config {
         source: source.to_string(),
         port,
@@ -346,7 +357,9 @@ fn validate(top: &Reader<'_>, source: &str) -> Result<Config, ConfigError> {
         send_timeout: t.send,
         read_on_after_disconnect: t.read_on,
         sse_heartbeat: t.sse_heartbeat,
-        max_body_bytes: timeouts::max_body_bytes(top)?,
+        max_body_bytes: l.max_body_bytes,
+        max_body_bytes_in_flight: l.body_bytes_in_flight,
+        max_connections: l.connections,
         drain_timeout: t.drain,
         idle_timeout: t.idle,
         drain_readiness_delay: t.drain_readiness_delay,

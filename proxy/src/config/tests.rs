@@ -34,6 +34,13 @@ fn err(patch: impl FnOnce(&mut Value)) -> String {
         .to_string()
 }
 
+/// The body budget's default is never below one body.
+#[test]
+fn body_budget_default_follows_a_larger_max_body() {
+    let c = with(|v| v["max_body_bytes"] = (1u64 << 30).into()).unwrap();
+    assert_eq!(c.max_body_bytes_in_flight, 1 << 30);
+}
+
 /// The reference file loads, resolves endpoints and applies defaults.
 #[test]
 fn good_config_loads() {
@@ -50,6 +57,8 @@ fn good_config_loads() {
     );
     assert_eq!(c.model("claude").unwrap().thinking_budget, Some(10000));
     assert_eq!(c.idle_timeout, Duration::from_secs(75));
+    assert_eq!(c.max_body_bytes_in_flight, 256 << 20);
+    assert_eq!(c.max_connections, 4096);
     assert_eq!(c.drain_timeout, Duration::from_secs(30));
     assert_eq!(c.read_on_after_disconnect, Duration::from_secs(60));
     assert_eq!(c.endpoints()[1].api_key_env, vec!["K1", "K2"]);
@@ -338,6 +347,25 @@ fn run_time_traps_are_refused() {
         (
             Box::new(|v| v["max_body_bytes"] = 0.into()),
             "max_body_bytes = 0: must be a whole number of bytes from 1 to 1073741824",
+        ),
+        (
+            Box::new(|v| v["max_connections"] = 0.into()),
+            "max_connections = 0: must be a whole number of connections from 1 to 1048576",
+        ),
+        (
+            Box::new(|v| v["max_body_bytes_in_flight"] = serde_json::json!(-1)),
+            "max_body_bytes_in_flight = -1: must be a whole number of bytes from 1 to 68719476736",
+        ),
+        (
+            Box::new(|v| {
+                v["max_body_bytes"] = 2_000_000.into();
+                v["max_body_bytes_in_flight"] = 1_000_000.into();
+            }),
+            "max_body_bytes_in_flight = 1000000: must be at least max_body_bytes (2000000)",
+        ),
+        (
+            Box::new(|v| v["max_conections"] = 10.into()),
+            "max_conections = 10: unknown key; did you mean max_connections?",
         ),
         (
             Box::new(|v| v["hots"] = "127.0.0.1".into()),

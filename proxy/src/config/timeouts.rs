@@ -87,12 +87,3 @@ pub(crate) fn timeouts(r: &Reader<'_>) -> Result<Timeouts, ConfigError> {
         key_cooldown: secs(r, "key_cooldown_secs", 60.0, 1.0, 86_400.0)?,
     })
 }
-
-/// `max_body_bytes`: 1 byte to 1 GiB, default 10 MiB.
-pub(crate) fn max_body_bytes(r: &Reader<'_>) -> Result<usize, ConfigError> {
-    const MAX: u64 = 1 << 30;
-    let n = r
-        .whole("max_body_bytes", "bytes", 1..=MAX)?
-        .unwrap_or(10 * 1024 * 1024);
-    Ok(n as usize)
-}

@@ -6,6 +6,7 @@ mod event_loops;
 mod hardening;
 mod helpers;
 mod http1;
+mod limits;
 mod raw;
 mod read_on;
 mod routing;

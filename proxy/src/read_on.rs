@@ -12,12 +12,12 @@
 //! chunks, and by the drain's cut. Memory stays what the relay's usage
 //! reader already bounds (the chunks themselves are dropped as read).
 //!
-//! An HTTP/1.1 client that leaves before its answer's head is treated
-//! alike: the upstream request goes on for up to the limit (an answer
-//! being generated is billed to the operator whether or not anyone waits
-//! for it), and then its body is read on (so at most twice the limit in
-//! all). Over HTTP/2 hyper drops a reset stream's handler, which cancels
-//! the upstream request (logged 499).
+//! A client that leaves before its answer's head is treated alike: the
+//! upstream request goes on for up to the limit (an answer being
+//! generated is billed to the operator whether or not anyone waits for
+//! it), and then its body is read on (so at most twice the limit in all).
+//! Over HTTP/2, where hyper drops a reset stream's handler, the handler
+//! is first moved to a task of its own (`serve/h2_reset.rs`).
 //!
 //! The relay bodies are wrapped in [`HandOff`]: when hyper drops the body
 //! (the client went away) with the upstream still open, the relay moves

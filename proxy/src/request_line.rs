@@ -5,9 +5,9 @@
 //!
 //! A failed relayed request still names its model and endpoint: the
 //! handler notes them in [`Resolved`] as soon as it knows them. A request
-//! whose handler is dropped unfinished (an HTTP/1.1 client that closed
-//! while goproxy waited for the upstream, when its answer is not read on
-//! for usage (`serve::after_client_left`); an HTTP/2 stream reset) is
+//! whose handler is dropped unfinished (a client that closed, or reset
+//! its HTTP/2 stream, while goproxy waited for the upstream, when its
+//! answer is not read on for usage: `serve::after_client_left`) is
 //! logged by [`Abandoned`] with status 499, nginx's "client closed
 //! request"; dropping the handler cancels its upstream request. One
 //! dropped by a panic is logged 500.

@@ -19,6 +19,7 @@
 //! ([`crate::read_body`]) silence in a body, the relay an upstream's.
 
 mod date;
+mod h2_reset;
 pub mod h2_watch;
 mod head;
 mod rewind;
@@ -118,6 +119,7 @@ async fn serve_h2(
             let req = req.map(ReqBody::Right);
             let activity = activity.clone();
             let handled = handle(app.clone(), peer.clone(), req, activity.begin());
+            let handled = h2_reset::KeepOnReset::new(app.clone(), handled);
             async move {
                 let Ok(resp) = handled.await;
                 Ok::<_, Infallible>(resp.map(|b| h2_watch::watched(b, activity)))
@@ -214,14 +216,15 @@ async fn unless_gone<F: Future>(wire: &Wire, mut handled: Pin<&mut F>) -> Option
     .await
 }
 
-/// The client closed while its answer was prepared. With reading on
+/// The client closed (or, over HTTP/2, reset its stream: see
+/// [`h2_reset`]) while its answer was prepared. With reading on
 /// ([`crate::read_on`]) and a read-on free, the upstream request goes on
 /// for up to the read-on limit (and within its own timeouts and the
 /// drain), and the answer it brings is read on for its usage: a client
 /// cannot leave the operator alone with the upstream's bill for an answer
 /// being generated. Otherwise the handler is dropped when this returns:
 /// the upstream request is cancelled and the request logged 499.
-async fn after_client_left<F: Future>(app: &App, handled: Pin<&mut F>) {
+async fn after_client_left<F: Future + ?Sized>(app: &App, handled: Pin<&mut F>) {
     if app.cut.is_cancelled() {
         return;
     }

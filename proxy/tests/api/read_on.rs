@@ -324,3 +324,53 @@ async fn a_client_that_leaves_before_the_answer_is_billed_for_it() {
     }
     assert!(!logs.text().contains("status=499"), "{}", logs.text());
 }
+
+/// Over HTTP/2 too: a client that resets its stream while the answer is
+/// generated does not cancel it (hyper drops the stream's handler; goproxy
+/// finishes it on a task of its own), and the answer is billed.
+#[tokio::test(start_paused = true)]
+async fn an_http2_stream_reset_before_the_answer_is_billed_for_it() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (logs, _guard) = Logs::capture();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1/chat/completions", l.local_addr().unwrap());
+    let config = DEFAULT_CONFIG
+        .replace("RAW_BASE/v1/chat/completions", &url)
+        .replace(
+            "\"first_byte_timeout_secs\": 1",
+            "\"first_byte_timeout_secs\": 30",
+        );
+    let p = spawn_proxy(&config).await;
+    let (mut send, _conn) = h2_connect(p.addr).await;
+    let body = r#"{"model":"raw-gpt","messages":[]}"#;
+    let req = http::Request::post("/v1/chat/completions")
+        .header("authorization", format!("Bearer {CLIENT_KEY}"))
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            body.as_bytes(),
+        )))
+        .unwrap();
+    let pending = send.send_request(req);
+    let reset = tokio::spawn(async move {
+        // Dropped before its answer: the client resets the stream.
+        let _ = timeout(Duration::from_secs(1), pending).await;
+    });
+    let (mut upstream, _) = l.accept().await.unwrap();
+    let mut head = [0u8; 4096];
+    let _ = upstream.read(&mut head).await.unwrap();
+    reset.await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let answer = r#"{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":11}}"#;
+    let reply = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+        answer.len()
+    );
+    upstream
+        .write_all(reply.as_bytes())
+        .await
+        .expect("the upstream request is still open");
+    let line = line_of(&logs, "completion", Duration::from_secs(10)).await;
+    for field in ["input_tokens=7", "output_tokens=11", "read_on=\"complete\""] {
+        assert!(line.contains(field), "{field} missing: {line}");
+    }
+    assert!(!logs.text().contains("status=499"), "{}", logs.text());
+}

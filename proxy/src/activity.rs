@@ -106,13 +106,20 @@ impl Activity {
         waiting.iter().map(|&(_, t)| t).min()
     }
 
-    pub fn idle_deadline(&self, first_request: Duration, idle: Duration) -> Option<Instant> {
+    /// Since when nothing is in progress (`None`: busy).
+    pub fn idle_since(&self) -> Option<Instant> {
         if self.busy() {
             None
         } else if self.requests.load(Ordering::SeqCst) == 0 {
-            Some(self.opened + first_request)
+            Some(self.opened)
         } else {
-            Some(*self.idle_since.lock().unwrap() + idle)
+            Some(*self.idle_since.lock().unwrap())
         }
+    }
+
+    pub fn idle_deadline(&self, first_request: Duration, idle: Duration) -> Option<Instant> {
+        let since = self.idle_since()?;
+        let first = self.requests.load(Ordering::SeqCst) == 0;
+        Some(since + if first { first_request } else { idle })
     }
 }

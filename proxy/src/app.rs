@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::every::Every;
 use crate::metrics::Metrics;
 use crate::read_on::ReadOnPolicy;
+use crate::shed::Shed;
 use crate::upstream::Upstream;
 
 /// Shared state of one server.
@@ -52,6 +53,10 @@ pub struct App {
     pub connections: Arc<Semaphore>,
     /// The warning that the connections reached `max_connections`.
     pub connections_full_warning: Every,
+    /// Asks idle connections to close when at `max_connections`.
+    pub shed: Shed,
+    /// The warning that accepting failed (out of file descriptors).
+    pub accept_failed_warning: Every,
 }
 
 impl App {
@@ -78,6 +83,8 @@ impl App {
             body_budget: BodyBudget::new(config_budget),
             connections: Arc::new(Semaphore::new(config_connections)),
             connections_full_warning: Every::new(Duration::from_secs(10)),
+            shed: Shed::new(),
+            accept_failed_warning: Every::new(Duration::from_secs(10)),
         })
     }
 }

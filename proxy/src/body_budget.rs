@@ -5,20 +5,29 @@
 //! whole (the model is renamed before anything goes upstream), so without
 //! a budget for all of them memory grows with the clients: 40 clients
 //! holding 9.9 MB bodies raised RSS to 420 MB. A request takes its bytes
-//! from the budget before they are read (a declared `content-length` at
-//! once, a chunked body frame by frame) and gives them back when it is
-//! done with the body; a request the budget cannot serve now gets a 503
+//! from the budget as they arrive (not its declared length up front: a
+//! client trickling a byte a second would hold a megabyte of budget) and
+//! gives them back when it is done with the body; a request the budget
+//! cannot serve now gets a 503
 //! with `Retry-After`, which the OpenAI and Anthropic SDKs retry. Waiting
 //! instead would let a few slow senders hold everyone else's requests.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use crate::every::Every;
 
 /// The shared budget (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct BodyBudget {
     bytes: Arc<Semaphore>,
+    total: usize,
+    /// The warning that bodies were refused, at most once every 10 s (a
+    /// line per refused request would flood the log under load).
+    warning: Arc<Every>,
 }
 
 /// Bytes one request holds; given back when dropped.
@@ -34,9 +43,27 @@ pub struct Exhausted;
 impl BodyBudget {
     /// A budget of `total` bytes.
     pub fn new(total: usize) -> Self {
+        let total = total.min(Semaphore::MAX_PERMITS);
         BodyBudget {
-            bytes: Arc::new(Semaphore::new(total.min(Semaphore::MAX_PERMITS))),
+            bytes: Arc::new(Semaphore::new(total)),
+            total,
+            warning: Arc::new(Every::new(Duration::from_secs(10))),
         }
+    }
+
+    /// A body was refused for want of room: say so, at most every 10 s.
+    pub fn refused(&self) {
+        if self.warning.due(Instant::now()) {
+            tracing::warn!(
+                max_body_bytes_in_flight = self.total,
+                "request bodies in flight fill max_body_bytes_in_flight: new bodies are answered 503 with Retry-After until some are sent on (raise it if this is expected load)"
+            );
+        }
+    }
+
+    /// Bytes held by requests now.
+    pub fn in_use(&self) -> usize {
+        self.total - self.available()
     }
 
     /// Add `n` bytes to what `held` holds, without waiting.
@@ -68,6 +95,15 @@ impl Held {
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.permit.as_ref().map_or(0, |p| p.num_permits())
+    }
+
+    /// Hold what `other` held too.
+    pub fn absorb(&mut self, other: Held) {
+        match (&mut self.permit, other.permit) {
+            (Some(p), Some(o)) => p.merge(o),
+            (None, o) => self.permit = o,
+            (Some(_), None) => {}
+        }
     }
 }
 

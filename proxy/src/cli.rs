@@ -104,6 +104,11 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             for p in crate::auth::Secrets::env_problems(&c) {
                 eprintln!("warning: environment: {p}");
             }
+            // What goproxy raises its soft limit to: the hard limit.
+            let hard = rlimit::Resource::NOFILE.get_hard().ok();
+            if let Some(p) = hard.and_then(|h| crate::fd_limit::shortfall(h, c.max_connections)) {
+                eprintln!("warning: environment: {p}");
+            }
             if let Err(e) = std::net::TcpListener::bind((c.host(), 0)) {
                 eprintln!(
                     "warning: host {} cannot be bound on this machine ({e}); goproxy fails to start wherever that is so",

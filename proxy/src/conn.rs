@@ -58,6 +58,8 @@ pub fn builder() -> http2::Builder<TokioExecutor> {
 #[derive(Debug, Clone, Copy)]
 enum Close {
     Idle,
+    /// Idle while the server is at `max_connections` ([`crate::shed`]).
+    Shed,
     Drain,
     /// An HTTP/2 body waited `send_timeout` for window the client never gave.
     StoppedReading,
@@ -104,6 +106,7 @@ pub async fn serve(
     let now = Instant::now();
     let mut timer = Alarm::at(watch(&activity, &app, now).unwrap_or(now));
     let mut drain = crate::cancel::Cancelled::new(app.drain.clone());
+    let mut shed = crate::cancel::Cancelled::new(app.shed.next());
     let why = loop {
         tokio::select! {
             biased;
@@ -113,6 +116,13 @@ pub async fn serve(
                 Err(why) => break why,
             },
             _ = &mut drain => break Close::Drain,
+            _ = &mut shed => {
+                let idle = activity.idle_since();
+                if idle.is_some_and(|t| t + crate::shed::MIN_IDLE <= Instant::now()) {
+                    break Close::Shed;
+                }
+                shed = crate::cancel::Cancelled::new(app.shed.next());
+            }
         }
     };
     tracing::debug!(%peer, reason = ?why, busy = activity.busy(), "closing connection");

@@ -24,7 +24,14 @@ pub async fn check(config: &Config, timeout: Duration) -> Result<(), String> {
         .map_err(|e| format!("cannot build the request: {e}"))?;
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let resp = match tokio::time::timeout(timeout, client.get(uri)).await {
-        Err(_) => return Err(format!("GET {url} failed: timed out")),
+        // A connected but unanswered request: goproxy is stuck, or at
+        // max_connections with every connection busy (its log says which).
+        Err(_) => {
+            return Err(format!(
+                "GET {url} failed: no answer within {timeout:?} (goproxy is stuck, or at max_connections = {} with every connection busy: see its log)",
+                config.max_connections
+            ))
+        }
         Ok(Err(e)) => return Err(format!("GET {url} failed: {}", crate::client::describe(&e))),
         Ok(Ok(r)) => r,
     };

@@ -7,6 +7,7 @@
 //! - [`config`]: read, parse and validate the JSON config into [`config::Config`].
 //! - [`server`]: accept loop and graceful drain; [`run`].
 //! - [`shutdown`]: the first signal drains, a second cuts now.
+//! - [`shed`]: at `max_connections`, idle connections are asked to close.
 //! - [`conn`]: one client connection and the timeouts of each of its states.
 //! - [`activity`]: what a connection has in progress ([`activity::Busy`] guards).
 //! - [`app`]: the shared state of one server.
@@ -34,6 +35,7 @@
 //! - [`redact`]: what may be logged of upstream text (keys out, one line).
 //! - [`error`]: the request error enum, its status mapping and rendering.
 //! - [`every`]: a repeated warning logged at most once a period.
+//! - [`fd_limit`]: the open-file limit, raised and checked against `max_connections`.
 //! - [`metrics`]: Prometheus counters, histogram and gauge.
 //! - [`healthcheck`]: the `goproxy healthcheck` subcommand.
 //! - [`telemetry`]: tracing setup (text or JSON).
@@ -90,6 +92,7 @@ pub mod conn;
 pub mod direct_line;
 pub mod error;
 pub mod every;
+pub mod fd_limit;
 pub mod forward;
 pub mod h1;
 pub mod healthcheck;
@@ -109,6 +112,7 @@ pub mod request_line;
 pub mod routes;
 pub mod serve;
 pub mod server;
+pub mod shed;
 pub mod shutdown;
 pub mod stream;
 pub mod telemetry;

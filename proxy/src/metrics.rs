@@ -3,7 +3,8 @@
 //!
 //! Names are the ones dashboards already use: `goproxy_requests_total`,
 //! `goproxy_upstream_latency_seconds`, `goproxy_tokens_total`,
-//! `goproxy_cost_total`, `goproxy_open_streams`. The text is OpenMetrics
+//! `goproxy_cost_total`, `goproxy_open_streams`; and what the limits hold,
+//! `goproxy_open_connections` and `goproxy_body_bytes_in_flight`. The text is OpenMetrics
 //! (Prometheus reads it; it ends with `# EOF`).
 
 use foldhash::HashMap;
@@ -53,6 +54,8 @@ pub struct Metrics {
     tokens: Family<TokenLabels, Counter>,
     cost: Family<ModelLabel, Counter<f64, AtomicU64>>,
     open_streams: Gauge,
+    open_connections: Gauge,
+    body_bytes_in_flight: Gauge,
     /// Usage counters per configured model, resolved on first use.
     by_model: HashMap<String, OnceLock<ModelCounters>>,
 }
@@ -78,6 +81,8 @@ impl Metrics {
         let tokens = Family::<TokenLabels, Counter>::default();
         let cost = Family::<ModelLabel, Counter<f64, AtomicU64>>::default();
         let open_streams = Gauge::default();
+        let open_connections = Gauge::default();
+        let body_bytes_in_flight = Gauge::default();
         // Counters get `_total` appended by the registry.
         registry.register(
             "goproxy_requests",
@@ -100,6 +105,16 @@ impl Metrics {
             "SSE streams being relayed",
             open_streams.clone(),
         );
+        registry.register(
+            "goproxy_open_connections",
+            "Client connections open (at most max_connections)",
+            open_connections.clone(),
+        );
+        registry.register(
+            "goproxy_body_bytes_in_flight",
+            "Request body bytes held (at most max_body_bytes_in_flight)",
+            body_bytes_in_flight.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -107,6 +122,8 @@ impl Metrics {
             tokens,
             cost,
             open_streams,
+            open_connections,
+            body_bytes_in_flight,
             by_model: models.map(|m| (m.to_string(), OnceLock::new())).collect(),
         }
     }
@@ -162,6 +179,13 @@ impl Metrics {
     /// Current number of open streams.
     pub fn open_stream_count(&self) -> i64 {
         self.open_streams.get()
+    }
+
+    /// Set the gauges read off the limits at scrape time (nothing on the
+    /// request path counts them twice).
+    pub fn set_limits_in_use(&self, connections: usize, body_bytes: usize) {
+        self.open_connections.set(connections as i64);
+        self.body_bytes_in_flight.set(body_bytes as i64);
     }
 
     /// The registry in the OpenMetrics text format.

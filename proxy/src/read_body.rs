@@ -61,11 +61,10 @@ pub async fn read_body(
         return Err(ProxyError::PayloadTooLarge(limit));
     }
     let capacity = declared.map_or(8192, |n| n as usize);
-    // A declared length is taken whole before a byte is read (our HTTP/1.1
-    // side buffers a body of up to 1 MiB for it at once); a chunked body,
-    // as each piece comes.
+    // Bytes are taken from the budget as they arrive: by our HTTP/1.1
+    // body itself (it holds a body back to hand it on whole), here for
+    // hyper's HTTP/2 frames.
     let mut held = Held::default();
-    take(budget, &mut held, declared.map_or(0, |n| n as usize))?;
     let mut pieces = Pieces::default();
     // One timer for the whole body, moved on only when it fires (a timer
     // per frame would cost a timer-wheel entry each); it is not even
@@ -90,9 +89,18 @@ pub async fn read_body(
             }
         };
         let frame = match next {
-            None => return Ok((pieces.into_bytes(), held)),
+            None => {
+                if let http_body_util::Either::Left(h1) = &mut body {
+                    held.absorb(h1.take_held());
+                }
+                return Ok((pieces.into_bytes(), held));
+            }
             Some(Err(e)) if matches!(e.downcast_ref(), Some(ReqBodyError::TooLarge)) => {
                 return Err(ProxyError::PayloadTooLarge(limit));
+            }
+            Some(Err(e)) if matches!(e.downcast_ref(), Some(ReqBodyError::Overloaded)) => {
+                budget.refused();
+                return Err(ProxyError::Overloaded);
             }
             Some(Err(_)) => {
                 return Err(ProxyError::BadRequest(
@@ -107,16 +115,16 @@ pub async fn read_body(
             if len > limit {
                 return Err(ProxyError::PayloadTooLarge(limit));
             }
-            let more = len.saturating_sub(held.bytes());
-            take(budget, &mut held, more)?;
+            if matches!(body, http_body_util::Either::Right(_)) {
+                let more = len.saturating_sub(held.bytes());
+                budget.take(&mut held, more).map_err(|_| {
+                    budget.refused();
+                    ProxyError::Overloaded
+                })?;
+            }
             pieces.add(data, capacity);
         }
     }
-}
-
-/// Take `n` more bytes from the budget, or answer 503.
-fn take(budget: &BodyBudget, held: &mut Held, n: usize) -> Result<(), ProxyError> {
-    budget.take(held, n).map_err(|_| ProxyError::Overloaded)
 }
 
 /// When bytes last arrived of a body our HTTP/1.1 side holds back to hand

@@ -12,6 +12,7 @@ use hyper::body::{Frame, Incoming, SizeHint};
 use tokio::time::Instant;
 
 use crate::body::BodyError;
+use crate::body_budget::{BodyBudget, Held};
 use crate::h1::Step;
 
 use crate::wire::{Wire, MIN_SPARE};
@@ -39,15 +40,22 @@ pub struct H1ReqBody {
     /// the reader's silence timeout counts from there, not from its last
     /// frame (a whole body is one frame, however slowly it comes).
     arrived: Option<Instant>,
+    /// The shared body budget, and what this body took from it: the bytes
+    /// that arrived, as they arrive (not the declared length up front: a
+    /// client trickling a byte a second then holds a byte, not a megabyte).
+    budget: BodyBudget,
+    held: Held,
 }
 
 impl H1ReqBody {
-    pub fn new(wire: Arc<Wire>, limit: u64) -> Self {
+    pub fn new(wire: Arc<Wire>, limit: u64, budget: BodyBudget) -> Self {
         H1ReqBody {
             wire,
             limit,
             handed: 0,
             arrived: None,
+            budget,
+            held: Held::default(),
         }
     }
 
@@ -55,6 +63,23 @@ impl H1ReqBody {
     pub fn arrived(&self) -> Option<Instant> {
         self.arrived
     }
+
+    /// The budget this body took, for whoever keeps its bytes.
+    pub fn take_held(&mut self) -> Held {
+        std::mem::take(&mut self.held)
+    }
+}
+
+/// What [`hyper::body::Body::poll_frame`] gives.
+type Polled = Poll<Option<Result<Frame<Bytes>, BodyError>>>;
+
+/// Take from `budget` into `held` up to `received` bytes in all; the
+/// error frame when the budget has no room.
+fn hold(budget: &BodyBudget, held: &mut Held, received: u64) -> Result<(), Polled> {
+    let more = (received as usize).saturating_sub(held.bytes());
+    budget
+        .take(held, more)
+        .map_err(|_| Poll::Ready(Some(Err(Box::new(ReqBodyError::Overloaded) as BodyError))))
 }
 
 /// Why a request body could not be read.
@@ -68,9 +93,12 @@ pub enum ReqBodyError {
     /// line (the client otherwise waited, sending, for a timeout).
     #[error("the client's request body is larger than the limit")]
     TooLarge,
+    /// The bodies in flight hold all of `max_body_bytes_in_flight`.
+    #[error("no room for the client's request body in max_body_bytes_in_flight")]
+    Overloaded,
 }
 
-fn fail(e: impl std::fmt::Display) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+fn fail(e: impl std::fmt::Display) -> Polled {
     Poll::Ready(Some(Err(Box::new(ReqBodyError::Broken(e.to_string())))))
 }
 
@@ -103,6 +131,15 @@ impl hyper::body::Body for H1ReqBody {
                 .body
                 .remaining()
                 .is_some_and(|n| n <= WHOLE_BODY && (inbound.buf.len() as u64) < n);
+            // What of a body of known length is here takes its bytes from
+            // the budget (a chunked body's, as each piece is handed on).
+            let here = inbound
+                .body
+                .remaining()
+                .map_or(0, |n| n.min(inbound.buf.len() as u64));
+            if let Err(refused) = hold(&this.budget, &mut this.held, this.handed + here) {
+                return refused;
+            }
             let step = if whole_pending {
                 // Room for all of it at once: the buffer grows by one copy
                 // at most (the handler checked the declared length first).
@@ -118,6 +155,9 @@ impl hyper::body::Body for H1ReqBody {
             match step {
                 Ok(Step::Data(data)) => {
                     this.handed += data.len() as u64;
+                    if let Err(refused) = hold(&this.budget, &mut this.held, this.handed) {
+                        return refused;
+                    }
                     // A body whose end came with its data is whole now.
                     let _ = inbound.body.skip_control(&mut inbound.buf);
                     return Poll::Ready(Some(Ok(Frame::data(data))));

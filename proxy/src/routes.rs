@@ -127,7 +127,8 @@ pub async fn handle(
     let (resp, model) = match handled {
         Ok(x) => x,
         Err(e) => {
-            if e.status_code().is_server_error() {
+            // An overload is warned of by its limit, once in a while.
+            if e.status_code().is_server_error() && !matches!(e, ProxyError::Overloaded) {
                 let (model, endpoint) = resolved.names();
                 tracing::warn!(request_id = id, model, endpoint, error = %e, fault = ?e.fault(), "request failed");
             }
@@ -169,6 +170,9 @@ async fn dispatch<'a>(
         ("/", &Method::GET | &Method::HEAD) => Ok((info(app), None)),
         ("/metrics", &Method::GET) => {
             app.secrets.authenticate(req.headers(), false)?;
+            let open = app.config.max_connections - app.connections.available_permits();
+            app.metrics
+                .set_limits_in_use(open, app.body_budget.in_use());
             let mut r = Response::new(full(app.metrics.render()));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,

@@ -49,6 +49,11 @@ pub async fn run(
     for p in Secrets::env_problems(&config) {
         tracing::warn!("environment: {p}");
     }
+    if let Some(limit) = crate::fd_limit::raise() {
+        if let Some(p) = crate::fd_limit::shortfall(limit, config.max_connections) {
+            tracing::warn!("environment: {p}");
+        }
+    }
     serve_on(listener, config, secrets, shutdown, threads).await
 }
 
@@ -149,8 +154,8 @@ async fn accept_until(
                 stop_at = Some(Instant::now() + delay);
             }
             _ = tokio::time::sleep_until(stop_at.unwrap_or_else(Instant::now)), if stop_at.is_some() => return,
-            (permit, accepted) = admit(app, listener) => match accepted {
-                Ok((stream, peer)) => {
+            accepted = admit(app, listener) => match accepted {
+                Ok((permit, stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     bound_unsent(&stream);
                     let served = crate::conn::serve(app.clone(), builder.clone(), stream, peer);
@@ -160,8 +165,11 @@ async fn accept_until(
                     });
                 }
                 Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::error!(error = %e, "accept failed");
+                    // EMFILE and friends: back off instead of spinning, and
+                    // say so once in a while, not 10 times a second.
+                    if app.accept_failed_warning.due(Instant::now()) {
+                        tracing::error!(error = %e, open_files_limit = ?crate::fd_limit::soft(), "accept failed (retried every 100 ms; out of file descriptors: raise the open-file limit or lower max_connections)");
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
@@ -169,37 +177,43 @@ async fn accept_until(
     }
 }
 
-/// A connection's permit (`max_connections`), then the connection. At
-/// the limit nothing is accepted until a connection closes: new clients
-/// wait in the kernel's listen backlog, as nginx stops accepting when its
-/// `worker_connections` are used up. Idle connections are not closed to
-/// make room: the nginx in front may be about to reuse one (a 502 for a
-/// POST it will not retry).
+/// The next connection, with its permit (`max_connections`). At the
+/// limit it waits, accepted, for a connection to close (so at most one
+/// beyond the limit is held; more wait in the kernel's listen backlog),
+/// and idle connections are asked to close to make room, every
+/// [`SHED_EVERY`] while it waits, as nginx closes idle keep-alive
+/// connections when its `worker_connections` run out.
 async fn admit(
     app: &App,
     listener: &TcpListener,
-) -> (
-    OwnedSemaphorePermit,
-    std::io::Result<(TcpStream, SocketAddr)>,
-) {
-    let permit = match app.connections.clone().try_acquire_owned() {
-        Ok(p) => p,
-        Err(_) => {
-            if app.connections_full_warning.due(Instant::now()) {
-                tracing::warn!(
-                    max_connections = app.config.max_connections,
-                    "connection limit reached: new connections wait in the listen backlog until one closes (raise max_connections if this is expected load)"
-                );
+) -> std::io::Result<(OwnedSemaphorePermit, TcpStream, SocketAddr)> {
+    let (stream, peer) = listener.accept().await?;
+    if let Ok(permit) = app.connections.clone().try_acquire_owned() {
+        return Ok((permit, stream, peer));
+    }
+    if app.connections_full_warning.due(Instant::now()) {
+        tracing::warn!(
+            max_connections = app.config.max_connections,
+            "connection limit reached: closing connections idle for 1 s or more to make room; new connections wait until one closes (raise max_connections if this is expected load)"
+        );
+    }
+    let room = app.connections.clone().acquire_owned();
+    tokio::pin!(room);
+    loop {
+        app.shed.ask();
+        tokio::select! {
+            permit = &mut room => {
+                let permit = permit.expect("the connection semaphore is never closed");
+                return Ok((permit, stream, peer));
             }
-            app.connections
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("the connection semaphore is never closed")
+            () = tokio::time::sleep(SHED_EVERY) => {}
         }
-    };
-    (permit, listener.accept().await)
+    }
 }
+
+/// How often idle connections are asked again to close while a new one
+/// waits at `max_connections`.
+const SHED_EVERY: Duration = Duration::from_secs(1);
 
 /// Unsent bytes a client connection may queue in the kernel: the socket
 /// reports writable again once under half of it.

@@ -30,7 +30,7 @@
 //! | `sse_heartbeat_secs` | 15 | `: ping` comment to the client after this much upstream silence; 0 disables, else 1..3600 |
 //! | `max_body_bytes` | 10485760 | largest client body (then 413) |
 //! | `max_body_bytes_in_flight` | 268435456, or `max_body_bytes` if larger | request body bytes held at once, all clients together (then 503 with `Retry-After`); at least `max_body_bytes` |
-//! | `max_connections` | 4096 | client connections served at once (more wait in the listen backlog) |
+//! | `max_connections` | 4096 | client connections served at once (idle ones are closed to make room; more wait in the listen backlog) |
 //! | `request_read_timeout_secs` | 60 | wait for a new connection's first request, and longest silence inside a request body (then 408) |
 //! | `send_timeout_secs` | 60 | longest a response write may wait on a client that reads nothing (then the connection is closed; nginx's `send_timeout`) |
 //! | `read_on_after_disconnect_secs` | 60 | after a client leaves mid-answer (or, over HTTP/1.1, while it is prepared), read the upstream's answer on (discarded) this long for its usage, so it is billed; 0 cuts the upstream at once (nginx's `proxy_ignore_client_abort off`) |
@@ -141,8 +141,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Most request body bytes held at once, all requests together (then 503).
     pub max_body_bytes_in_flight: usize,
-    /// Most client connections served at once (then new ones wait in the
-    /// listen backlog).
+    /// Most client connections served at once (then idle ones are closed
+    /// to make room, and new ones wait in the listen backlog).
     pub max_connections: usize,
     /// Bound on draining after SIGTERM.
     pub drain_timeout: Duration,
@@ -262,11 +262,14 @@ impl Config {
     /// The one-line summary printed by `--check-config`.
     pub fn summary(&self) -> String {
         format!(
-            "config OK: {}: port {}, {}, {}",
+            "config OK: {}: port {}, {}, {}; bodies up to {} bytes, {} in flight; {} connections",
             self.source,
             self.port,
             counted(self.endpoints.len(), "endpoint"),
-            counted(self.models.len(), "model")
+            counted(self.models.len(), "model"),
+            self.max_body_bytes,
+            self.max_body_bytes_in_flight,
+            self.max_connections,
         )
     }
 

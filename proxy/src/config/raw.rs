@@ -98,6 +98,11 @@ impl<'a> Reader<'a> {
                 if fits {
                     why.push_str(&written_plainly(v));
                 }
+                if let Some(n) = v.as_str().and_then(|t| quoted_whole(t, what)) {
+                    if range.contains(&n) {
+                        why.push_str(&format!(" (write it as a number, without quotes: {n})"));
+                    }
+                }
                 Err(self.at.invalid(key, shown(v), why))
             }
         }
@@ -221,4 +226,28 @@ pub(crate) fn written_plainly(v: &Value) -> String {
     super::error::whole_as_fraction(v).map_or_else(String::new, |f| {
         format!(" (write it without a decimal point or exponent: {f})")
     })
+}
+
+/// The whole number a quoted value means: `"4096"`, or for bytes a size
+/// with a unit as operators write them elsewhere (`"256MiB"`, `"10 MB"`,
+/// `"1g"`: nginx reads `k`/`m`/`g` as powers of 1024, and so does this).
+fn quoted_whole(text: &str, what: &str) -> Option<u64> {
+    let t = text.trim();
+    if let Ok(n) = t.parse::<u64>() {
+        return Some(n);
+    }
+    if what != "bytes" {
+        return None;
+    }
+    let digits = t.find(|c: char| !c.is_ascii_digit()).filter(|&i| i > 0)?;
+    let n: u64 = t[..digits].parse().ok()?;
+    let unit = t[digits..].trim().to_ascii_lowercase();
+    let shift = match unit.trim_end_matches('b').trim_end_matches('i') {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        _ => return None,
+    };
+    n.checked_mul(1 << shift)
 }

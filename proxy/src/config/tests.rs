@@ -65,7 +65,7 @@ fn good_config_loads() {
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     assert_eq!(
         c.summary(),
-        "config OK: good.json: port 8004, 2 endpoints, 2 models"
+        "config OK: good.json: port 8004, 2 endpoints, 2 models; bodies up to 10485760 bytes, 268435456 in flight; 4096 connections"
     );
 }
 
@@ -362,6 +362,18 @@ fn run_time_traps_are_refused() {
                 v["max_body_bytes_in_flight"] = 1_000_000.into();
             }),
             "max_body_bytes_in_flight = 1000000: must be at least max_body_bytes (2000000)",
+        ),
+        (
+            Box::new(|v| v["max_body_bytes_in_flight"] = "256MiB".into()),
+            "max_body_bytes_in_flight = \"256MiB\": must be a whole number of bytes from 1 to 68719476736 (write it as a number, without quotes: 268435456)",
+        ),
+        (
+            Box::new(|v| v["max_connections"] = "512".into()),
+            "max_connections = \"512\": must be a whole number of connections from 1 to 1048576 (write it as a number, without quotes: 512)",
+        ),
+        (
+            Box::new(|v| v["max_body_bytes"] = "10 MB".into()),
+            "max_body_bytes = \"10 MB\": must be a whole number of bytes from 1 to 1073741824 (write it as a number, without quotes: 10485760)",
         ),
         (
             Box::new(|v| v["max_conections"] = 10.into()),
@@ -967,7 +979,7 @@ fn summary_says_one_in_the_singular() {
     .unwrap();
     assert_eq!(
         c.summary(),
-        "config OK: test.json: port 8004, 1 endpoint, 1 model"
+        "config OK: test.json: port 8004, 1 endpoint, 1 model; bodies up to 10485760 bytes, 268435456 in flight; 4096 connections"
     );
 }
 

@@ -173,7 +173,8 @@ async fn serve_h1(app: Arc<App>, wire: Arc<Wire>, peer: Peer, activity: Arc<Acti
             head_only: request.method() == Method::HEAD,
         };
         let limit = app.config.max_body_bytes as u64;
-        let request = request.map(|()| ReqBody::Left(H1ReqBody::new(wire.clone(), limit)));
+        let budget = app.body_budget.clone();
+        let request = request.map(|()| ReqBody::Left(H1ReqBody::new(wire.clone(), limit, budget)));
         let mut handled = std::pin::pin!(handle(app.clone(), peer.clone(), request, busy));
         let Some(Ok(response)) = unless_gone(&wire, handled.as_mut()).await else {
             return after_client_left(&app, handled).await;

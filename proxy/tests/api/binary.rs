@@ -188,7 +188,7 @@ fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
 fn check_config_accepts_shipped_files() {
     let prod = shipped("config-ohmygpt-prod.json");
     let expected = format!(
-        "config OK: {}: port 8004, 2 endpoints, 9 models\n",
+        "config OK: {}: port 8004, 2 endpoints, 9 models; bodies up to 10485760 bytes, 268435456 in flight; 4096 connections\n",
         prod.display()
     );
     assert_cmd::Command::new(cargo_bin("goproxy"))

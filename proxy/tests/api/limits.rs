@@ -53,7 +53,7 @@ async fn bodies_past_the_budget_get_503_until_it_is_given_back() {
     a.write_all(head("content-length: 4000").as_bytes())
         .await
         .unwrap();
-    a.write_all(&held.as_bytes()[..100]).await.unwrap();
+    a.write_all(&held.as_bytes()[..3500]).await.unwrap();
 
     let answer = wait_for("the 503", Duration::from_secs(10), || async {
         let a = status_of(p.addr, 2000).await;
@@ -65,7 +65,7 @@ async fn bodies_past_the_budget_get_503_until_it_is_given_back() {
     // A body that fits beside the held one is served.
     assert!(status_of(p.addr, 900).await.starts_with("HTTP/1.1 200"));
 
-    a.write_all(&held.as_bytes()[100..]).await.unwrap();
+    a.write_all(&held.as_bytes()[3500..]).await.unwrap();
     let mut first = vec![0u8; 64];
     let n = a.read(&mut first).await.unwrap();
     assert!(first[..n].starts_with(b"HTTP/1.1 200"));
@@ -77,6 +77,21 @@ async fn bodies_past_the_budget_get_503_until_it_is_given_back() {
             .then_some(())
     })
     .await;
+}
+
+/// A body takes what has arrived of it, not its declared length: a client
+/// that declares 4000 bytes and trickles them holds a few bytes of the
+/// budget, not 4000 (or a byte a second would lock everyone out).
+#[tokio::test]
+async fn a_trickled_body_holds_only_what_arrived() {
+    let p = spawn_proxy(&config_with(r#""max_body_bytes_in_flight": 5000"#)).await;
+    let mut a = TcpStream::connect(p.addr).await.unwrap();
+    a.write_all(head("content-length: 4000").as_bytes())
+        .await
+        .unwrap();
+    a.write_all(&body_of(4000).as_bytes()[..10]).await.unwrap();
+    // A body that fits beside 10 bytes, not beside 4000, is served.
+    assert!(status_of(p.addr, 4000).await.starts_with("HTTP/1.1 200"));
 }
 
 /// A chunked body takes from the budget as its chunks arrive, and a
@@ -127,13 +142,23 @@ async fn a_budget_below_max_body_bytes_is_refused() {
 }
 
 /// At `max_connections` a new connection is not served until one of the
-/// open ones closes, and the operator is told once.
+/// open ones closes (those busy are not closed for it), and the operator
+/// is told once.
 #[tokio::test]
 async fn connections_past_the_limit_wait_for_one_to_close() {
     let (logs, _guard) = Logs::capture();
     let p = spawn_proxy(&config_with(r#""max_connections": 2"#)).await;
-    let first = TcpStream::connect(p.addr).await.unwrap();
-    let _second = TcpStream::connect(p.addr).await.unwrap();
+    // Two connections busy sending a body: not idle, so not closed.
+    let busy = || async {
+        let mut s = TcpStream::connect(p.addr).await.unwrap();
+        s.write_all(head("content-length: 1000").as_bytes())
+            .await
+            .unwrap();
+        s.write_all(b"{").await.unwrap();
+        s
+    };
+    let first = busy().await;
+    let _second = busy().await;
     let mut third = TcpStream::connect(p.addr).await.unwrap();
     third
         .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -158,4 +183,62 @@ async fn connections_past_the_limit_wait_for_one_to_close() {
         .expect("served once a connection closed")
         .unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+}
+
+/// At `max_connections` connections idle for a second or more are closed
+/// to make room (a client that sent one request and keeps its connection
+/// would otherwise hold a slot for the whole keep-alive), and the one
+/// waiting is served.
+#[tokio::test]
+async fn idle_connections_are_closed_to_make_room() {
+    let p = spawn_proxy(&config_with(r#""max_connections": 2"#)).await;
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(p.addr).await.unwrap();
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 1024];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        idle.push(s);
+    }
+    let mut third = TcpStream::connect(p.addr).await.unwrap();
+    third
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = timeout(Duration::from_secs(10), third.read(&mut buf))
+        .await
+        .expect("served once idle connections were closed")
+        .unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    for s in &mut idle {
+        let n = timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("the idle connection was closed")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "closed without another answer");
+    }
+}
+
+/// `/metrics` says what the limits hold now.
+#[tokio::test]
+async fn metrics_show_what_the_limits_hold() {
+    let p = spawn_proxy(&config_with(r#""max_body_bytes_in_flight": 5000"#)).await;
+    let mut a = TcpStream::connect(p.addr).await.unwrap();
+    a.write_all(head("content-length: 4000").as_bytes())
+        .await
+        .unwrap();
+    a.write_all(&body_of(4000).as_bytes()[..1234])
+        .await
+        .unwrap();
+    let text = wait_for("1234 bytes held", Duration::from_secs(10), || async {
+        let m = p.metrics().await;
+        m.contains("goproxy_body_bytes_in_flight 1234").then_some(m)
+    })
+    .await;
+    // The body's connection and the scrape's own.
+    assert!(text.contains("goproxy_open_connections 2"), "{text}");
 }

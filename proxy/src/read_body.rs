@@ -1,5 +1,7 @@
 //! Reading the client's request body: at most `max_body_bytes`, at most
-//! `request_read_timeout` of silence between two pieces of it, and only
+//! `request_read_timeout` of silence between two pieces of it, on average
+//! at least [`MIN_RATE`] bytes a second once that much time has passed
+//! (a grace), and only
 //! bytes the shared [`BodyBudget`] has room for.
 //!
 //! A body that arrives in one frame (the usual case: hyper reads up to its
@@ -10,6 +12,8 @@ use crate::req_body::{ReqBody, ReqBodyError};
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap};
 use http_body_util::BodyExt;
+use std::time::Duration;
+
 use tokio::time::Instant;
 
 use crate::body_budget::{BodyBudget, Held};
@@ -69,22 +73,16 @@ pub async fn read_body(
     // One timer for the whole body, moved on only when it fires (a timer
     // per frame would cost a timer-wheel entry each); it is not even
     // registered while frames are ready.
-    let silence = config.request_read_timeout;
-    let timer = tokio::time::sleep(silence);
+    let mut clock = Clock::new(config.request_read_timeout);
+    let timer = tokio::time::sleep_until(clock.first_look());
     tokio::pin!(timer);
-    let mut last_frame = Instant::now();
     loop {
         let next = tokio::select! {
             biased;
             f = body.frame() => f,
             _ = &mut timer => {
-                if let Some(t) = arrived(&body) {
-                    last_frame = last_frame.max(t);
-                }
-                if Instant::now() >= last_frame + silence {
-                    return Err(ProxyError::ClientTimeout);
-                }
-                timer.as_mut().reset(last_frame + silence);
+                let (arrived, received) = progress(&body, pieces.len);
+                timer.as_mut().reset(clock.look(Instant::now(), arrived, received)?);
                 continue;
             }
         };
@@ -109,7 +107,7 @@ pub async fn read_body(
             }
             Some(Ok(frame)) => frame,
         };
-        last_frame = Instant::now();
+        clock.frame(Instant::now());
         if let Ok(data) = frame.into_data() {
             let len = pieces.len + data.len();
             if len > limit {
@@ -128,11 +126,69 @@ pub async fn read_body(
 }
 
 /// When bytes last arrived of a body our HTTP/1.1 side holds back to hand
-/// on whole (hyper's HTTP/2 body hands on every frame).
-fn arrived(body: &ReqBody) -> Option<Instant> {
+/// on whole (hyper's HTTP/2 body hands on every frame), and how many bytes
+/// of the body arrived so far (`handed`: what was handed on).
+fn progress(body: &ReqBody, handed: usize) -> (Option<Instant>, u64) {
     match body {
-        http_body_util::Either::Left(h1) => h1.arrived(),
-        http_body_util::Either::Right(_) => None,
+        http_body_util::Either::Left(h1) => (h1.arrived(), h1.received().max(handed as u64)),
+        http_body_util::Either::Right(_) => (None, handed as u64),
+    }
+}
+
+/// Slowest average a body may arrive at once `request_read_timeout` has
+/// passed (Kestrel's `MinRequestBodyDataRate`, whose grace is 5 s).
+/// Silence alone let a client trickling a byte a second hold its
+/// connection (and its handler) for as long as it liked: at
+/// `max_connections` a few KB/s from one key holder locked everyone out.
+pub const MIN_RATE: u64 = 240;
+
+/// The two bounds on reading a body: silence, and average rate after the
+/// same time as grace.
+#[derive(Debug)]
+struct Clock {
+    start: Instant,
+    last_frame: Instant,
+    silence: Duration,
+}
+
+impl Clock {
+    fn new(silence: Duration) -> Self {
+        let now = Instant::now();
+        Clock {
+            start: now,
+            last_frame: now,
+            silence,
+        }
+    }
+
+    /// The first time to look (neither bound can end a body before):
+    /// most bodies are whole long before.
+    fn first_look(&self) -> Instant {
+        self.start + self.silence
+    }
+
+    fn frame(&mut self, now: Instant) {
+        self.last_frame = now;
+    }
+
+    /// At `now`, with bytes last `arrived` and `received` in all: the
+    /// next time to look, or the 408 (silent too long, or too slow).
+    fn look(
+        &mut self,
+        now: Instant,
+        arrived: Option<Instant>,
+        received: u64,
+    ) -> Result<Instant, ProxyError> {
+        if let Some(t) = arrived {
+            self.last_frame = self.last_frame.max(t);
+        }
+        let quiet_until = self.last_frame + self.silence;
+        let slow_at =
+            self.start + self.silence + Duration::from_secs_f64(received as f64 / MIN_RATE as f64);
+        if now >= quiet_until || now >= slow_at {
+            return Err(ProxyError::ClientTimeout);
+        }
+        Ok(quiet_until.min(slow_at))
     }
 }
 
@@ -141,6 +197,25 @@ mod tests {
     use super::*;
 
     /// One frame is kept as it is; several are joined in order.
+    /// Silence ends a body at `request_read_timeout`, a trickle once its
+    /// average falls under MIN_RATE after as long; a steady body goes on.
+    #[test]
+    fn clock_ends_silent_and_trickling_bodies() {
+        let s = |n| Duration::from_secs(n);
+        let mut c = Clock::new(s(5));
+        let t0 = c.start;
+        assert_eq!(c.first_look(), t0 + s(5));
+        // 240 bytes by 5 s: on time until 6 s.
+        assert_eq!(c.look(t0 + s(5), Some(t0 + s(5)), 240).unwrap(), t0 + s(6));
+        assert!(c.look(t0 + s(6), Some(t0 + s(6)), 240).is_err(), "too slow");
+        let mut c = Clock::new(s(60));
+        let t0 = c.start;
+        // 10 MB arrived by 5 s, then silence: the silence bound.
+        let next = c.look(t0 + s(5), Some(t0 + s(5)), 10_000_000).unwrap();
+        assert_eq!(next, t0 + s(65));
+        assert!(c.look(t0 + s(65), None, 10_000_000).is_err(), "silent");
+    }
+
     #[test]
     fn pieces_keep_one_frame_and_join_several() {
         let one = Bytes::from_static(b"{\"a\":1}");

@@ -64,6 +64,11 @@ impl H1ReqBody {
         self.arrived
     }
 
+    /// Bytes of this body that arrived so far.
+    pub fn received(&self) -> u64 {
+        self.held.bytes() as u64
+    }
+
     /// The budget this body took, for whoever keeps its bytes.
     pub fn take_held(&mut self) -> Held {
         std::mem::take(&mut self.held)

@@ -531,22 +531,26 @@ async fn drain_cut_answers_an_unfinished_upload_with_503() {
 }
 
 /// `request_read_timeout_secs` is the longest silence inside a body, not a
-/// deadline for all of it: a content-length body trickling in a byte
-/// every 3 s (timeout 5 s) for well over 5 s is read whole and answered.
+/// deadline for all of it: a content-length body trickling in a piece
+/// every 3 s (timeout 5 s, and above the minimum average rate of 240
+/// bytes a second) for well over 5 s is read whole and answered.
 #[tokio::test(start_paused = true)]
 async fn trickling_request_body_is_not_cut_by_the_read_timeout() {
     let p = spawn_proxy(&config_5s()).await;
     let mut s = TcpStream::connect(p.addr).await.unwrap();
-    let body = br#"{"model":"stream-gpt","messages":[]}"#;
+    let body = format!(
+        r#"{{"model":"stream-gpt","messages":[],"pad":"{}"}}"#,
+        "x".repeat(3500)
+    );
     let head = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {CLIENT_KEY}\r\n\
          content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).await.unwrap();
-    for b in body {
+    for piece in body.as_bytes().chunks(900) {
         tokio::time::sleep(Duration::from_secs(3)).await;
-        s.write_all(&[*b]).await.unwrap();
+        s.write_all(piece).await.unwrap();
     }
     let out = settle("the answer", read_to_close(&mut s)).await;
     let out = String::from_utf8_lossy(&out);

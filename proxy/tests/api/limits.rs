@@ -242,3 +242,53 @@ async fn metrics_show_what_the_limits_hold() {
     // The body's connection and the scrape's own.
     assert!(text.contains("goproxy_open_connections 2"), "{text}");
 }
+
+/// Send `body` after `head` (the connection then closes), `per_second`
+/// bytes each second of (paused) time, and read the answer.
+async fn trickle(addr: std::net::SocketAddr, body: &str, per_second: usize) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let framing = format!("content-length: {}\r\nconnection: close", body.len());
+    s.write_all(head(&framing).as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    for piece in body.as_bytes().chunks(per_second) {
+        if s.write_all(piece).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut first = [0u8; 1];
+        match s.try_read(&mut first) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            // Answered (or closed) before the body was whole.
+            Ok(n) => {
+                out.extend_from_slice(&first[..n]);
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = settle("the answer", async {
+        let _ = timeout(Duration::from_secs(30), s.read_to_end(&mut out)).await;
+    })
+    .await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A body trickled slower than 240 bytes a second on average (once
+/// `request_read_timeout_secs`, 5 s here, has passed) is answered 408,
+/// though it is never silent for long: a byte a second held a connection
+/// for as long as the client liked. One at 300 bytes a second is read
+/// whole.
+#[tokio::test(start_paused = true)]
+async fn a_body_slower_than_the_minimum_rate_gets_408() {
+    let p = spawn_proxy(&config_with(r#""request_read_timeout_secs": 5"#)).await;
+    let started = tokio::time::Instant::now();
+    let slow = trickle(p.addr, &body_of(4000), 100).await;
+    assert!(slow.starts_with("HTTP/1.1 408"), "{slow}");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(12),
+        "cut after {took:?}, not soon after the 5 s grace"
+    );
+    let steady = trickle(p.addr, &body_of(4000), 300).await;
+    assert!(steady.starts_with("HTTP/1.1 200"), "{steady}");
+}

@@ -41,6 +41,16 @@ async fn status_of(addr: std::net::SocketAddr, len: usize) -> String {
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
+/// Send a `len`-byte body again and again (within 10 s) until its answer
+/// starts with `status`.
+async fn until_answered(addr: std::net::SocketAddr, len: usize, status: &str) -> String {
+    wait_for(status, Duration::from_secs(10), || async {
+        let a = status_of(addr, len).await;
+        a.starts_with(status).then_some(a)
+    })
+    .await
+}
+
 /// While one client holds most of the budget with a body it is still
 /// sending, another request that does not fit is answered 503 with
 /// `Retry-After` at once; when the first body is whole and answered, the
@@ -55,11 +65,7 @@ async fn bodies_past_the_budget_get_503_until_it_is_given_back() {
         .unwrap();
     a.write_all(&held.as_bytes()[..3500]).await.unwrap();
 
-    let answer = wait_for("the 503", Duration::from_secs(10), || async {
-        let a = status_of(p.addr, 2000).await;
-        a.starts_with("HTTP/1.1 503").then_some(a)
-    })
-    .await;
+    let answer = until_answered(p.addr, 2000, "HTTP/1.1 503").await;
     assert!(answer.contains("retry-after: 1"), "{answer}");
     assert!(answer.contains("max_body_bytes_in_flight"), "{answer}");
     // A body that fits beside the held one is served.
@@ -70,13 +76,7 @@ async fn bodies_past_the_budget_get_503_until_it_is_given_back() {
     let n = a.read(&mut first).await.unwrap();
     assert!(first[..n].starts_with(b"HTTP/1.1 200"));
     drop(a);
-    wait_for("the budget back", Duration::from_secs(10), || async {
-        status_of(p.addr, 2000)
-            .await
-            .starts_with("HTTP/1.1 200")
-            .then_some(())
-    })
-    .await;
+    until_answered(p.addr, 2000, "HTTP/1.1 200").await;
 }
 
 /// A body takes what has arrived of it, not its declared length: a client
@@ -107,21 +107,9 @@ async fn chunked_bodies_take_as_they_come_and_give_back_when_cut() {
     a.write_all(format!("{:x}\r\n{part}\r\n", part.len()).as_bytes())
         .await
         .unwrap();
-    wait_for("the 503", Duration::from_secs(10), || async {
-        status_of(p.addr, 2000)
-            .await
-            .starts_with("HTTP/1.1 503")
-            .then_some(())
-    })
-    .await;
+    until_answered(p.addr, 2000, "HTTP/1.1 503").await;
     drop(a);
-    wait_for("the budget back", Duration::from_secs(10), || async {
-        status_of(p.addr, 2000)
-            .await
-            .starts_with("HTTP/1.1 200")
-            .then_some(())
-    })
-    .await;
+    until_answered(p.addr, 2000, "HTTP/1.1 200").await;
 }
 
 /// A budget smaller than one body is refused at load time.

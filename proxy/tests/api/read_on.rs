@@ -271,6 +271,46 @@ async fn an_http2_stream_reset_mid_answer_is_billed() {
     }
 }
 
+/// A proxy whose `raw-gpt` upstream is the returned listener, answered by
+/// the test itself (with 30 s for the answer's head).
+async fn proxy_with_own_upstream() -> (TestProxy, tokio::net::TcpListener) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1/chat/completions", l.local_addr().unwrap());
+    let config = DEFAULT_CONFIG
+        .replace("RAW_BASE/v1/chat/completions", &url)
+        .replace(
+            "\"first_byte_timeout_secs\": 1",
+            "\"first_byte_timeout_secs\": 30",
+        );
+    (spawn_proxy(&config).await, l)
+}
+
+/// The client left: 5 s later, as a slow generation's would, the upstream
+/// answers with usage, and the request's line must bill it.
+async fn answer_late_and_check_billed(logs: &Logs, mut upstream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt as _;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let answer = r#"{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":11}}"#;
+    let reply = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+        answer.len()
+    );
+    upstream
+        .write_all(reply.as_bytes())
+        .await
+        .expect("the upstream request is still open");
+    let line = line_of(logs, "completion", Duration::from_secs(10)).await;
+    for field in [
+        "outcome=\"client_disconnected\"",
+        "input_tokens=7",
+        "output_tokens=11",
+        "read_on=\"complete\"",
+    ] {
+        assert!(line.contains(field), "{field} missing: {line}");
+    }
+    assert!(!logs.text().contains("status=499"), "{}", logs.text());
+}
+
 /// A client that leaves (HTTP/1.1) while its answer is generated does not
 /// cancel it: the upstream request goes on, its answer is read, and the
 /// usage billed, so a client cannot leave the operator alone with the
@@ -280,15 +320,7 @@ async fn an_http2_stream_reset_mid_answer_is_billed() {
 async fn a_client_that_leaves_before_the_answer_is_billed_for_it() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let (logs, _guard) = Logs::capture();
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/v1/chat/completions", l.local_addr().unwrap());
-    let config = DEFAULT_CONFIG
-        .replace("RAW_BASE/v1/chat/completions", &url)
-        .replace(
-            "\"first_byte_timeout_secs\": 1",
-            "\"first_byte_timeout_secs\": 30",
-        );
-    let p = spawn_proxy(&config).await;
+    let (p, l) = proxy_with_own_upstream().await;
     let body = r#"{"model":"raw-gpt","messages":[]}"#;
     let mut client = tokio::net::TcpStream::connect(p.addr).await.unwrap();
     let req = format!(
@@ -302,27 +334,7 @@ async fn a_client_that_leaves_before_the_answer_is_billed_for_it() {
     let _ = upstream.read(&mut head).await.unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     drop(client);
-    // The answer comes 5 s later, as a slow generation's would.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let answer = r#"{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":11}}"#;
-    let reply = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
-        answer.len()
-    );
-    upstream
-        .write_all(reply.as_bytes())
-        .await
-        .expect("the upstream request is still open");
-    let line = line_of(&logs, "completion", Duration::from_secs(10)).await;
-    for field in [
-        "outcome=\"client_disconnected\"",
-        "input_tokens=7",
-        "output_tokens=11",
-        "read_on=\"complete\"",
-    ] {
-        assert!(line.contains(field), "{field} missing: {line}");
-    }
-    assert!(!logs.text().contains("status=499"), "{}", logs.text());
+    answer_late_and_check_billed(&logs, upstream).await;
 }
 
 /// Over HTTP/2 too: a client that resets its stream while the answer is
@@ -330,17 +342,9 @@ async fn a_client_that_leaves_before_the_answer_is_billed_for_it() {
 /// finishes it on a task of its own), and the answer is billed.
 #[tokio::test(start_paused = true)]
 async fn an_http2_stream_reset_before_the_answer_is_billed_for_it() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::io::AsyncReadExt as _;
     let (logs, _guard) = Logs::capture();
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/v1/chat/completions", l.local_addr().unwrap());
-    let config = DEFAULT_CONFIG
-        .replace("RAW_BASE/v1/chat/completions", &url)
-        .replace(
-            "\"first_byte_timeout_secs\": 1",
-            "\"first_byte_timeout_secs\": 30",
-        );
-    let p = spawn_proxy(&config).await;
+    let (p, l) = proxy_with_own_upstream().await;
     let (mut send, _conn) = h2_connect(p.addr).await;
     let body = r#"{"model":"raw-gpt","messages":[]}"#;
     let req = http::Request::post("/v1/chat/completions")
@@ -358,19 +362,5 @@ async fn an_http2_stream_reset_before_the_answer_is_billed_for_it() {
     let mut head = [0u8; 4096];
     let _ = upstream.read(&mut head).await.unwrap();
     reset.await.unwrap();
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let answer = r#"{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":11}}"#;
-    let reply = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
-        answer.len()
-    );
-    upstream
-        .write_all(reply.as_bytes())
-        .await
-        .expect("the upstream request is still open");
-    let line = line_of(&logs, "completion", Duration::from_secs(10)).await;
-    for field in ["input_tokens=7", "output_tokens=11", "read_on=\"complete\""] {
-        assert!(line.contains(field), "{field} missing: {line}");
-    }
-    assert!(!logs.text().contains("status=499"), "{}", logs.text());
+    answer_late_and_check_billed(&logs, upstream).await;
 }

@@ -428,13 +428,7 @@ async fn h2_client_that_gives_no_window_is_closed_at_the_send_timeout() {
     let p = spawn_proxy(&config_with("\"send_timeout_secs\": 8")).await;
     p.raw.set(endless_sse());
     let (mut send, conn) = h2_connect(p.addr).await;
-    let req = http::Request::post("/v1/chat/completions")
-        .header("authorization", format!("Bearer {CLIENT_KEY}"))
-        .header("content-type", "application/json")
-        .body(http_body_util::Full::new(bytes::Bytes::from_static(
-            br#"{"model":"raw-gpt","stream":true,"messages":[]}"#,
-        )))
-        .unwrap();
+    let req = crate::helpers::h2_post(r#"{"model":"raw-gpt","stream":true,"messages":[]}"#);
     let resp = send.send_request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
     // The body is held, never read: no window goes back.
@@ -585,12 +579,7 @@ async fn drain_cut_answers_a_waiting_http2_request_with_503() {
     let config = raw_model_at(&silent_upstream().await, 60);
     let mut p = spawn_proxy(&config).await;
     let (mut send, _conn) = h2_connect(p.addr).await;
-    let req = http::Request::post("/v1/chat/completions")
-        .header("authorization", format!("Bearer {CLIENT_KEY}"))
-        .body(http_body_util::Full::new(bytes::Bytes::from_static(
-            br#"{"model":"raw-gpt","messages":[]}"#,
-        )))
-        .unwrap();
+    let req = crate::helpers::h2_post(r#"{"model":"raw-gpt","messages":[]}"#);
     let asked = send.send_request(req);
     let trigger = async {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -667,13 +656,7 @@ async fn a_client_that_leaves_while_waiting_is_logged_499_and_the_upstream_dropp
     );
     let p = spawn_proxy(&config).await;
     let body = r#"{"model":"raw-gpt","messages":[]}"#;
-    let mut s = TcpStream::connect(p.addr).await.unwrap();
-    let req = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {CLIENT_KEY}\r\n\
-         content-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
+    let s = crate::helpers::post_raw(p.addr, body).await;
     let (mut upstream, _) = l.accept().await.unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     drop(s);
@@ -689,12 +672,7 @@ async fn a_client_that_leaves_while_waiting_is_logged_499_and_the_upstream_dropp
     assert!(text.contains("model=\"raw-gpt\""), "{text}");
 
     let (mut send, _conn) = h2_connect(p.addr).await;
-    let req = http::Request::post("/v1/chat/completions")
-        .header("authorization", format!("Bearer {CLIENT_KEY}"))
-        .body(http_body_util::Full::new(bytes::Bytes::from_static(
-            body.as_bytes(),
-        )))
-        .unwrap();
+    let req = crate::helpers::h2_post(body);
     let asked = send.send_request(req);
     let (mut upstream, _) = tokio::select! {
         a = l.accept() => a.unwrap(),

@@ -400,7 +400,16 @@ impl std::io::Write for ThreadCapture {
 /// Send a streaming completion for `model` on a raw socket and read
 /// nothing back: a client that stopped reading.
 pub async fn post_and_never_read(addr: SocketAddr, model: &str) -> tokio::net::TcpStream {
-    let body = format!(r#"{{"model":"{model}","stream":true,"messages":[]}}"#);
+    post_raw(
+        addr,
+        &format!(r#"{{"model":"{model}","stream":true,"messages":[]}}"#),
+    )
+    .await
+}
+
+/// POST `body` as a chat completion on a new raw connection (HTTP/1.1,
+/// the test key), and return the connection unread.
+pub async fn post_raw(addr: SocketAddr, body: &str) -> tokio::net::TcpStream {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let req = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {CLIENT_KEY}\r\n\
@@ -409,6 +418,18 @@ pub async fn post_and_never_read(addr: SocketAddr, model: &str) -> tokio::net::T
     );
     s.write_all(req.as_bytes()).await.unwrap();
     s
+}
+
+/// A chat completion request with `body` and the test key, for an
+/// HTTP/2 client ([`h2_connect`]).
+pub fn h2_post(body: &'static str) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    http::Request::post("/v1/chat/completions")
+        .header("authorization", format!("Bearer {CLIENT_KEY}"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            body.as_bytes(),
+        )))
+        .unwrap()
 }
 
 /// An HTTP/2 client connection (prior knowledge) and its driving task.

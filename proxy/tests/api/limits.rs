@@ -26,6 +26,27 @@ fn body_of(len: usize) -> String {
     format!("{start}{}{end}", "x".repeat(len - start.len() - end.len()))
 }
 
+/// A proxy whose bodies may hold 5000 bytes in all (4096 each).
+async fn budget_of_5000() -> TestProxy {
+    spawn_proxy(&config_with(r#""max_body_bytes_in_flight": 5000"#)).await
+}
+
+/// A connection that sent a request head with `framing`, and no body yet.
+async fn begin(addr: std::net::SocketAddr, framing: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(head(framing).as_bytes()).await.unwrap();
+    s
+}
+
+/// A connection that asked for `/health`.
+async fn health_asked(addr: std::net::SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    s
+}
+
 /// Write a whole request with a `content-length` body on a new connection
 /// and read the status line of its answer.
 async fn status_of(addr: std::net::SocketAddr, len: usize) -> String {
@@ -57,12 +78,9 @@ async fn until_answered(addr: std::net::SocketAddr, len: usize, status: &str) ->
 /// budget is back and the same request goes through.
 #[tokio::test]
 async fn bodies_past_the_budget_get_503_until_it_is_given_back() {
-    let p = spawn_proxy(&config_with(r#""max_body_bytes_in_flight": 5000"#)).await;
+    let p = budget_of_5000().await;
     let held = body_of(4000);
-    let mut a = TcpStream::connect(p.addr).await.unwrap();
-    a.write_all(head("content-length: 4000").as_bytes())
-        .await
-        .unwrap();
+    let mut a = begin(p.addr, "content-length: 4000").await;
     a.write_all(&held.as_bytes()[..3500]).await.unwrap();
 
     let answer = until_answered(p.addr, 2000, "HTTP/1.1 503").await;
@@ -84,11 +102,8 @@ async fn bodies_past_the_budget_get_503_until_it_is_given_back() {
 /// budget, not 4000 (or a byte a second would lock everyone out).
 #[tokio::test]
 async fn a_trickled_body_holds_only_what_arrived() {
-    let p = spawn_proxy(&config_with(r#""max_body_bytes_in_flight": 5000"#)).await;
-    let mut a = TcpStream::connect(p.addr).await.unwrap();
-    a.write_all(head("content-length: 4000").as_bytes())
-        .await
-        .unwrap();
+    let p = budget_of_5000().await;
+    let mut a = begin(p.addr, "content-length: 4000").await;
     a.write_all(&body_of(4000).as_bytes()[..10]).await.unwrap();
     // A body that fits beside 10 bytes, not beside 4000, is served.
     assert!(status_of(p.addr, 4000).await.starts_with("HTTP/1.1 200"));
@@ -98,11 +113,8 @@ async fn a_trickled_body_holds_only_what_arrived() {
 /// client that leaves mid-body gives its bytes back.
 #[tokio::test]
 async fn chunked_bodies_take_as_they_come_and_give_back_when_cut() {
-    let p = spawn_proxy(&config_with(r#""max_body_bytes_in_flight": 5000"#)).await;
-    let mut a = TcpStream::connect(p.addr).await.unwrap();
-    a.write_all(head("transfer-encoding: chunked").as_bytes())
-        .await
-        .unwrap();
+    let p = budget_of_5000().await;
+    let mut a = begin(p.addr, "transfer-encoding: chunked").await;
     let part = &body_of(4000)[..3500];
     a.write_all(format!("{:x}\r\n{part}\r\n", part.len()).as_bytes())
         .await
@@ -138,20 +150,13 @@ async fn connections_past_the_limit_wait_for_one_to_close() {
     let p = spawn_proxy(&config_with(r#""max_connections": 2"#)).await;
     // Two connections busy sending a body: not idle, so not closed.
     let busy = || async {
-        let mut s = TcpStream::connect(p.addr).await.unwrap();
-        s.write_all(head("content-length: 1000").as_bytes())
-            .await
-            .unwrap();
+        let mut s = begin(p.addr, "content-length: 1000").await;
         s.write_all(b"{").await.unwrap();
         s
     };
     let first = busy().await;
     let _second = busy().await;
-    let mut third = TcpStream::connect(p.addr).await.unwrap();
-    third
-        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let mut third = health_asked(p.addr).await;
     let mut buf = vec![0u8; 1024];
     assert!(
         timeout(Duration::from_millis(500), third.read(&mut buf))
@@ -182,20 +187,13 @@ async fn idle_connections_are_closed_to_make_room() {
     let p = spawn_proxy(&config_with(r#""max_connections": 2"#)).await;
     let mut idle = Vec::new();
     for _ in 0..2 {
-        let mut s = TcpStream::connect(p.addr).await.unwrap();
-        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
+        let mut s = health_asked(p.addr).await;
         let mut buf = vec![0u8; 1024];
         let n = s.read(&mut buf).await.unwrap();
         assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
         idle.push(s);
     }
-    let mut third = TcpStream::connect(p.addr).await.unwrap();
-    third
-        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let mut third = health_asked(p.addr).await;
     let mut buf = vec![0u8; 1024];
     let n = timeout(Duration::from_secs(10), third.read(&mut buf))
         .await
@@ -214,11 +212,8 @@ async fn idle_connections_are_closed_to_make_room() {
 /// `/metrics` says what the limits hold now.
 #[tokio::test]
 async fn metrics_show_what_the_limits_hold() {
-    let p = spawn_proxy(&config_with(r#""max_body_bytes_in_flight": 5000"#)).await;
-    let mut a = TcpStream::connect(p.addr).await.unwrap();
-    a.write_all(head("content-length: 4000").as_bytes())
-        .await
-        .unwrap();
+    let p = budget_of_5000().await;
+    let mut a = begin(p.addr, "content-length: 4000").await;
     a.write_all(&body_of(4000).as_bytes()[..1234])
         .await
         .unwrap();

@@ -8,7 +8,7 @@ use futures_util::StreamExt as _;
 use tokio::time::{timeout, Instant};
 
 use crate::helpers::{
-    config_with, h2_connect, spawn_proxy, wait_for, Logs, TestProxy, CLIENT_KEY, DEFAULT_CONFIG,
+    config_with, h2_connect, spawn_proxy, wait_for, Logs, TestProxy, DEFAULT_CONFIG,
 };
 use crate::raw::Script;
 
@@ -255,13 +255,7 @@ async fn an_http2_stream_reset_mid_answer_is_billed() {
     let p = spawn_proxy(DEFAULT_CONFIG).await;
     p.raw.set(openai_stream(20, Duration::from_millis(200)));
     let (mut send, _conn) = h2_connect(p.addr).await;
-    let body = r#"{"model":"raw-gpt","stream":true,"messages":[]}"#;
-    let req = http::Request::post("/v1/chat/completions")
-        .header("authorization", format!("Bearer {CLIENT_KEY}"))
-        .body(http_body_util::Full::new(bytes::Bytes::from_static(
-            body.as_bytes(),
-        )))
-        .unwrap();
+    let req = crate::helpers::h2_post(r#"{"model":"raw-gpt","stream":true,"messages":[]}"#);
     let mut answer = send.send_request(req).await.unwrap().into_body();
     answer.frame().await.expect("a first event").unwrap();
     drop(answer);
@@ -318,17 +312,10 @@ async fn answer_late_and_check_billed(logs: &Logs, mut upstream: tokio::net::Tcp
 /// answer.
 #[tokio::test(start_paused = true)]
 async fn a_client_that_leaves_before_the_answer_is_billed_for_it() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::io::AsyncReadExt as _;
     let (logs, _guard) = Logs::capture();
     let (p, l) = proxy_with_own_upstream().await;
-    let body = r#"{"model":"raw-gpt","messages":[]}"#;
-    let mut client = tokio::net::TcpStream::connect(p.addr).await.unwrap();
-    let req = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {CLIENT_KEY}\r\n\
-         content-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    client.write_all(req.as_bytes()).await.unwrap();
+    let client = crate::helpers::post_raw(p.addr, r#"{"model":"raw-gpt","messages":[]}"#).await;
     let (mut upstream, _) = l.accept().await.unwrap();
     let mut head = [0u8; 4096];
     let _ = upstream.read(&mut head).await.unwrap();
@@ -346,13 +333,7 @@ async fn an_http2_stream_reset_before_the_answer_is_billed_for_it() {
     let (logs, _guard) = Logs::capture();
     let (p, l) = proxy_with_own_upstream().await;
     let (mut send, _conn) = h2_connect(p.addr).await;
-    let body = r#"{"model":"raw-gpt","messages":[]}"#;
-    let req = http::Request::post("/v1/chat/completions")
-        .header("authorization", format!("Bearer {CLIENT_KEY}"))
-        .body(http_body_util::Full::new(bytes::Bytes::from_static(
-            body.as_bytes(),
-        )))
-        .unwrap();
+    let req = crate::helpers::h2_post(r#"{"model":"raw-gpt","messages":[]}"#);
     let pending = send.send_request(req);
     let reset = tokio::spawn(async move {
         // Dropped before its answer: the client resets the stream.

@@ -34,8 +34,8 @@ pub fn shortfall(limit: u64, max_connections: usize) -> Option<String> {
     let need = needed(max_connections);
     (limit < need).then(|| {
         format!(
-            "the open-file limit (ulimit -n, hard limit included) is {limit}, and max_connections = {max_connections} may need {need} (a client and an upstream connection each, and spares): at about {} connections accepting fails; raise the limit (compose: `ulimits: nofile:`) or lower max_connections",
-            limit.saturating_sub(SPARE) / 2
+            "the open-file limit (ulimit -n, hard limit included) is {limit}, and max_connections = {max_connections} may need {need} (a client and an upstream connection each, and spares): from about {} busy connections accepting may fail; raise the limit (compose: `ulimits: nofile:`) or lower max_connections",
+            limit / 2
         )
     })
 }
@@ -50,7 +50,7 @@ mod tests {
         let s = shortfall(1024, 4096).unwrap();
         assert!(s.contains("is 1024"), "{s}");
         assert!(s.contains("may need 8512"), "{s}");
-        assert!(s.contains("at about 352 connections"), "{s}");
+        assert!(s.contains("from about 512 busy connections"), "{s}");
     }
 
     /// Raising never lowers the limit, and the soft limit reads back.

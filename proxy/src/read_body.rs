@@ -1,7 +1,7 @@
 //! Reading the client's request body: at most `max_body_bytes`, at most
-//! `request_read_timeout` of silence between two pieces of it, on average
-//! at least [`MIN_RATE`] bytes a second once that much time has passed
-//! (a grace), and only
+//! `request_read_timeout` of silence between two pieces of it, at least
+//! [`MIN_RATE`] bytes a second once that much time has passed (a grace),
+//! and only
 //! bytes the shared [`BodyBudget`] has room for.
 //!
 //! A body that arrives in one frame (the usual case: hyper reads up to its
@@ -135,36 +135,42 @@ fn progress(body: &ReqBody, handed: usize) -> (Option<Instant>, u64) {
     }
 }
 
-/// Slowest average a body may arrive at once `request_read_timeout` has
-/// passed (Kestrel's `MinRequestBodyDataRate`, whose grace is 5 s).
-/// Silence alone let a client trickling a byte a second hold its
-/// connection (and its handler) for as long as it liked: at
-/// `max_connections` a few KB/s from one key holder locked everyone out.
+/// Slowest a body may keep arriving once `request_read_timeout` has
+/// passed (the figure of Kestrel's `MinRequestBodyDataRate`). Silence
+/// alone let a client trickling a byte a second hold its connection (and
+/// its handler) for as long as it liked: at `max_connections` a few KB/s
+/// from one key holder locked everyone out.
 pub const MIN_RATE: u64 = 240;
 
-/// The two bounds on reading a body: silence, and average rate after the
-/// same time as grace.
+/// The two bounds on reading a body: silence, and rate. Each byte earns
+/// the body 1/[`MIN_RATE`] s more, but never more than
+/// `request_read_timeout` beyond its last bytes: an average since the
+/// start let a body sent fast and then trickled a byte every few seconds
+/// bank an hour (and hold its budget) on its first megabyte.
 #[derive(Debug)]
 struct Clock {
-    start: Instant,
     last_frame: Instant,
     silence: Duration,
+    /// When the body is too slow, unless more bytes come.
+    due: Instant,
+    /// Bytes already earned time for.
+    credited: u64,
 }
 
 impl Clock {
     fn new(silence: Duration) -> Self {
         let now = Instant::now();
         Clock {
-            start: now,
             last_frame: now,
             silence,
+            due: now + silence,
+            credited: 0,
         }
     }
 
-    /// The first time to look (neither bound can end a body before):
-    /// most bodies are whole long before.
+    /// The first time to look: most bodies are whole long before.
     fn first_look(&self) -> Instant {
-        self.start + self.silence
+        self.due
     }
 
     fn frame(&mut self, now: Instant) {
@@ -183,12 +189,13 @@ impl Clock {
             self.last_frame = self.last_frame.max(t);
         }
         let quiet_until = self.last_frame + self.silence;
-        let slow_at =
-            self.start + self.silence + Duration::from_secs_f64(received as f64 / MIN_RATE as f64);
-        if now >= quiet_until || now >= slow_at {
+        let earned = received.saturating_sub(self.credited) as f64 / MIN_RATE as f64;
+        self.credited = received;
+        self.due = (self.due + Duration::from_secs_f64(earned)).min(quiet_until);
+        if now >= self.due {
             return Err(ProxyError::ClientTimeout);
         }
-        Ok(quiet_until.min(slow_at))
+        Ok(self.due)
     }
 }
 
@@ -196,26 +203,52 @@ impl Clock {
 mod tests {
     use super::*;
 
-    /// One frame is kept as it is; several are joined in order.
-    /// Silence ends a body at `request_read_timeout`, a trickle once its
-    /// average falls under MIN_RATE after as long; a steady body goes on.
+    /// Silence ends a body at `request_read_timeout`; so does a trickle
+    /// under MIN_RATE once it has used up the time its bytes earned, which
+    /// is never more than `request_read_timeout` past its last bytes; a
+    /// steady body goes on.
     #[test]
     fn clock_ends_silent_and_trickling_bodies() {
         let s = |n| Duration::from_secs(n);
         let mut c = Clock::new(s(5));
-        let t0 = c.start;
+        let t0 = c.last_frame;
         assert_eq!(c.first_look(), t0 + s(5));
-        // 240 bytes by 5 s: on time until 6 s.
+        // 240 bytes by 5 s: one second more.
         assert_eq!(c.look(t0 + s(5), Some(t0 + s(5)), 240).unwrap(), t0 + s(6));
         assert!(c.look(t0 + s(6), Some(t0 + s(6)), 240).is_err(), "too slow");
+
+        // 24,000 bytes at once, then a byte every 4 s: the burst earns
+        // 5 s past its last bytes, not 100 s.
+        let mut c = Clock::new(s(5));
+        let t0 = c.last_frame;
+        let next = c.look(t0 + s(5), Some(t0 + s(4)), 24_001).unwrap();
+        assert_eq!(next, t0 + s(9));
+        let next = c.look(t0 + s(9), Some(t0 + s(8)), 24_002).unwrap();
+        assert!(next < t0 + s(10), "a byte earns 1/240 s: {next:?}");
+        let e = c.look(next, None, 24_002);
+        assert!(e.is_err(), "the trickle after the burst is cut");
+
+        // 900 bytes every 3 s (300 B/s) goes on.
+        let mut c = Clock::new(s(5));
+        let t0 = c.last_frame;
+        let (mut at, mut got) = (c.first_look(), 0);
+        for k in 1..=20u64 {
+            while t0 + s(3 * k) > at {
+                let last = t0 + s(3 * (k - 1));
+                at = c.look(at, Some(last), got).expect("steady");
+            }
+            got += 900;
+        }
+
+        // 10 MB at once, then silence: the silence bound.
         let mut c = Clock::new(s(60));
-        let t0 = c.start;
-        // 10 MB arrived by 5 s, then silence: the silence bound.
-        let next = c.look(t0 + s(5), Some(t0 + s(5)), 10_000_000).unwrap();
+        let t0 = c.last_frame;
+        let next = c.look(t0 + s(60), Some(t0 + s(5)), 10_000_000).unwrap();
         assert_eq!(next, t0 + s(65));
         assert!(c.look(t0 + s(65), None, 10_000_000).is_err(), "silent");
     }
 
+    /// One frame is kept as it is; several are joined in order.
     #[test]
     fn pieces_keep_one_frame_and_join_several() {
         let one = Bytes::from_static(b"{\"a\":1}");

@@ -34,12 +34,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 use crate::body::BodyError;
 use crate::cancel::Cut;
+use crate::every::Every;
 use crate::upstream_body::UpstreamBody;
 
 /// Most a read-on reads: an answer's usage comes within this (a
@@ -62,8 +63,10 @@ pub struct ReadOnPolicy {
     pub limit: Duration,
     /// The server's tasks (connections and read-ons).
     pub tasks: TaskTracker,
-    /// [`MAX_AT_ONCE`] permits, one per read-on.
-    pub permits: Arc<Semaphore>,
+    /// [`MAX_AT_ONCE`] permits, one per read-on, and the warning when
+    /// they run out (at most every 10 s: a client resetting thousands of
+    /// HTTP/2 streams a second otherwise wrote a warning for each).
+    pub permits: Arc<(Semaphore, Every)>,
 }
 
 impl ReadOnPolicy {
@@ -72,24 +75,45 @@ impl ReadOnPolicy {
         ReadOnPolicy {
             limit,
             tasks,
-            permits: Arc::new(Semaphore::new(MAX_AT_ONCE)),
+            permits: Arc::new((
+                Semaphore::new(MAX_AT_ONCE),
+                Every::new(Duration::from_secs(10)),
+            )),
         }
     }
 
     /// A read-on's permit, unless reading on is off or [`MAX_AT_ONCE`]
     /// read-ons are running (then with a warning).
-    pub fn permit(&self) -> Option<OwnedSemaphorePermit> {
+    pub fn permit(&self) -> Option<ReadOnPermit> {
         if self.limit.is_zero() {
             return None;
         }
-        let permit = self.permits.clone().try_acquire_owned().ok();
-        if permit.is_none() {
-            tracing::warn!(
-                at_once = MAX_AT_ONCE,
-                "too many answers read on after their clients left: this one's upstream is cut now, and usage it had not sent yet is not billed"
-            );
+        let (permits, warning) = &*self.permits;
+        match permits.try_acquire() {
+            Ok(permit) => {
+                permit.forget();
+                Some(ReadOnPermit(self.permits.clone()))
+            }
+            Err(_) => {
+                if warning.due(Instant::now()) {
+                    tracing::warn!(
+                        at_once = MAX_AT_ONCE,
+                        "too many answers read on after their clients left: upstreams past that are cut at once, and usage they had not sent yet is not billed (warned at most every 10 s)"
+                    );
+                }
+                None
+            }
         }
-        permit
+    }
+}
+
+/// One read-on's place among [`MAX_AT_ONCE`], given back when dropped.
+#[derive(Debug)]
+pub struct ReadOnPermit(Arc<(Semaphore, Every)>);
+
+impl Drop for ReadOnPermit {
+    fn drop(&mut self) {
+        self.0 .0.add_permits(1);
     }
 }
 

@@ -168,7 +168,7 @@ async fn accept_until(
                     // EMFILE and friends: back off instead of spinning, and
                     // say so once in a while, not 10 times a second.
                     if app.accept_failed_warning.due(Instant::now()) {
-                        tracing::error!(error = %e, open_files_limit = ?crate::fd_limit::soft(), "accept failed (retried every 100 ms; out of file descriptors: raise the open-file limit or lower max_connections)");
+                        tracing::error!(error = %e, open_files_limit = crate::fd_limit::soft().unwrap_or(0), "accept failed (retried every 100 ms; out of file descriptors: raise the open-file limit or lower max_connections)");
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -179,7 +179,8 @@ async fn accept_until(
 
 /// The next connection, with its permit (`max_connections`). At the
 /// limit it waits, accepted, for a connection to close (so at most one
-/// beyond the limit is held; more wait in the kernel's listen backlog),
+/// per event loop beyond the limit is held; more wait in the kernel's
+/// listen backlog),
 /// and idle connections are asked to close to make room, every
 /// [`SHED_EVERY`] while it waits, as nginx closes idle keep-alive
 /// connections when its `worker_connections` run out.

@@ -31,7 +31,7 @@
 //! | `max_body_bytes` | 10485760 | largest client body (then 413) |
 //! | `max_body_bytes_in_flight` | 268435456, or `max_body_bytes` if larger | request body bytes held at once, all clients together (then 503 with `Retry-After`); at least `max_body_bytes` |
 //! | `max_connections` | 4096 | client connections served at once (idle ones are closed to make room; more wait in the listen backlog) |
-//! | `request_read_timeout_secs` | 60 | wait for a new connection's first request, longest silence inside a request body, and after as long a body must have averaged 240 bytes/s (then 408) |
+//! | `request_read_timeout_secs` | 60 | wait for a new connection's first request, longest silence inside a request body, and after as long a body must keep coming at 240 bytes/s (then 408) |
 //! | `send_timeout_secs` | 60 | longest a response write may wait on a client that reads nothing (then the connection is closed; nginx's `send_timeout`) |
 //! | `read_on_after_disconnect_secs` | 60 | after a client leaves mid-answer (or, over HTTP/1.1, while it is prepared), read the upstream's answer on (discarded) this long for its usage, so it is billed; 0 cuts the upstream at once (nginx's `proxy_ignore_client_abort off`) |
 //! | `drain_timeout_secs` | 30 | bound on finishing open requests after SIGTERM; then streams get an error event |

@@ -275,3 +275,30 @@ async fn a_body_slower_than_the_minimum_rate_gets_408() {
     let steady = trickle(p.addr, &body_of(4000), 300).await;
     assert!(steady.starts_with("HTTP/1.1 200"), "{steady}");
 }
+
+/// A body sent fast and then trickled does not bank time on its first
+/// bytes: 3,000 bytes at once earned 12.5 s at 240 bytes a second when
+/// the rate was an average since the start (a megabyte earned an hour,
+/// holding its budget); now the trickle after them is cut within a few
+/// seconds of the grace.
+#[tokio::test(start_paused = true)]
+async fn a_burst_then_a_trickle_gets_408_soon() {
+    let p = spawn_proxy(&config_with(r#""request_read_timeout_secs": 5"#)).await;
+    let started = tokio::time::Instant::now();
+    let body = body_of(4000);
+    let mut s = begin(p.addr, "content-length: 4000\r\nconnection: close").await;
+    s.write_all(&body.as_bytes()[..3000]).await.unwrap();
+    let mut first = [0u8; 1];
+    for b in &body.as_bytes()[3000..3010] {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if s.try_read(&mut first).is_ok() || s.write_all(&[*b]).await.is_err() {
+            break;
+        }
+    }
+    let took = started.elapsed();
+    let mut out = Vec::new();
+    settle("the answer", s.read_to_end(&mut out)).await.unwrap();
+    let out = String::from_utf8_lossy(&out);
+    assert!(first == *b"H" && out.starts_with("TTP/1.1 408"), "{out}");
+    assert!(took < Duration::from_secs(12), "cut after {took:?}");
+}

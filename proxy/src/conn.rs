@@ -24,6 +24,7 @@ use std::time::Duration;
 use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{timeout, Instant};
 
 use crate::activity::Activity;
@@ -85,12 +86,14 @@ fn watch(activity: &Activity, app: &App, now: Instant) -> Result<Instant, Close>
     }
 }
 
-/// Serve one accepted connection until it ends or is closed.
+/// Serve one accepted connection until it ends or is closed, holding its
+/// `max_connections` slot.
 pub async fn serve(
     app: Arc<App>,
     builder: Arc<http2::Builder<TokioExecutor>>,
     stream: TcpStream,
     peer: SocketAddr,
+    _slot: OwnedSemaphorePermit,
 ) {
     let activity = Activity::new();
     let peer = Peer::new(peer);

@@ -158,11 +158,12 @@ async fn accept_until(
                 Ok((permit, stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     bound_unsent(&stream);
-                    let served = crate::conn::serve(app.clone(), builder.clone(), stream, peer);
-                    tracker.spawn(async move {
-                        served.await;
-                        drop(permit);
-                    });
+                    // The permit goes into the connection's own future: a
+                    // wrapping `async` block that awaited it laid the
+                    // connection's future out twice (+10 KB a connection,
+                    // +10 MB at 1024 streams).
+                    let served = crate::conn::serve(app.clone(), builder.clone(), stream, peer, permit);
+                    tracker.spawn(served);
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning, and

@@ -4,7 +4,7 @@
 //! the request handler ([`crate::routes`]) holds a [`Busy`]. A leaf module,
 //! so the two need not import each other.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +27,9 @@ pub struct Activity {
     next_body: AtomicU64,
     /// Notified on every begin and end of a request: the watchdog wakes.
     pub changed: Notify,
+    /// Part of a request head has arrived: not idle for [`crate::shed`],
+    /// though no request is in progress yet.
+    head_begun: AtomicBool,
     /// Set when the watchdog (idle, drain) wants the connection closed:
     /// no new request is read, what is in progress may finish.
     close: Cut,
@@ -56,6 +59,7 @@ impl Activity {
             waiting_on_client: Mutex::new(Vec::new()),
             next_body: AtomicU64::new(0),
             changed: Notify::new(),
+            head_begun: AtomicBool::new(false),
             close: Cut::new(),
         })
     }
@@ -83,6 +87,16 @@ impl Activity {
 
     pub fn busy(&self) -> bool {
         self.in_flight.load(Ordering::SeqCst) > 0
+    }
+
+    /// Note whether part of a request head has arrived.
+    pub fn set_head_begun(&self, begun: bool) {
+        self.head_begun.store(begun, Ordering::SeqCst);
+    }
+
+    /// Whether part of a request head has arrived (and no whole head yet).
+    pub fn head_begun(&self) -> bool {
+        self.head_begun.load(Ordering::SeqCst)
     }
 
     /// When this connection has been idle too long, or `None` while busy.

@@ -120,7 +120,9 @@ pub async fn serve(
             },
             _ = &mut drain => break Close::Drain,
             _ = &mut shed => {
-                let idle = activity.idle_since();
+                // Not one whose next request head is arriving: closing it
+                // would lose that request.
+                let idle = activity.idle_since().filter(|_| !activity.head_begun());
                 if idle.is_some_and(|t| t + crate::shed::MIN_IDLE <= Instant::now()) {
                     break Close::Shed;
                 }

@@ -4,11 +4,10 @@
 //! [`crate::routes`].
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::net::SocketAddr;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
@@ -181,9 +180,8 @@ async fn accept_until(
 /// The next connection, with its permit (`max_connections`). At the
 /// limit it waits, accepted, for a connection to close (so at most one
 /// per event loop beyond the limit is held; more wait in the kernel's
-/// listen backlog),
-/// and idle connections are asked to close to make room, every
-/// [`SHED_EVERY`] while it waits, as nginx closes idle keep-alive
+/// listen backlog), and idle connections are asked to close to make room
+/// every [`SHED_EVERY`] while it waits, as nginx closes idle keep-alive
 /// connections when its `worker_connections` run out.
 async fn admit(
     app: &App,

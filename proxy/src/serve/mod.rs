@@ -245,11 +245,22 @@ async fn next_head(
     activity: &Activity,
     spans: &mut Spans,
 ) -> Result<Option<Head>, HeadError> {
+    // Marked only when a head takes more than one read (rare), so the
+    // usual request costs nothing here.
+    let mut begun = false;
     loop {
         {
             let mut inbound = wire.inbound();
-            if let Some(head) = parse_request(&mut inbound.buf, spans)? {
+            let parsed = parse_request(&mut inbound.buf, spans);
+            if begun && !matches!(parsed, Ok(None)) {
+                activity.set_head_begun(false);
+            }
+            if let Some(head) = parsed? {
                 return Ok(Some(head));
+            }
+            if !begun && !inbound.buf.is_empty() {
+                begun = true;
+                activity.set_head_begun(true);
             }
         }
         if activity.closing() || !read_more(wire, activity).await {

@@ -302,3 +302,33 @@ async fn a_burst_then_a_trickle_gets_408_soon() {
     assert!(first == *b"H" && out.starts_with("TTP/1.1 408"), "{out}");
     assert!(took < Duration::from_secs(12), "cut after {took:?}");
 }
+
+/// Shedding passes over a connection whose next request head is arriving
+/// (closing it would lose that request): the idle one makes room, and
+/// the half-sent head is answered when it is whole.
+#[tokio::test]
+async fn a_head_being_sent_is_not_closed_to_make_room() {
+    let p = spawn_proxy(&config_with(r#""max_connections": 2"#)).await;
+    let mut buf = vec![0u8; 1024];
+    let mut idle = health_asked(p.addr).await;
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let mut half = TcpStream::connect(p.addr).await.unwrap();
+    half.write_all(b"GET /health HTTP/1.1\r\nHo").await.unwrap();
+    let mut third = health_asked(p.addr).await;
+    let n = timeout(Duration::from_secs(10), third.read(&mut buf))
+        .await
+        .expect("served once the idle connection was closed")
+        .unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    half.write_all(b"st: x\r\n\r\n").await.unwrap();
+    let n = timeout(Duration::from_secs(5), half.read(&mut buf))
+        .await
+        .expect("the half-sent head is answered")
+        .unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+}

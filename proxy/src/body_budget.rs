@@ -8,9 +8,9 @@
 //! from the budget as they arrive (not its declared length up front: a
 //! client trickling a byte a second would hold a megabyte of budget) and
 //! gives them back when it is done with the body; a request the budget
-//! cannot serve now gets a 503
-//! with `Retry-After`, which the OpenAI and Anthropic SDKs retry. Waiting
-//! instead would let a few slow senders hold everyone else's requests.
+//! cannot serve now gets a 503 with `Retry-After`, which the OpenAI and
+//! Anthropic SDKs retry. Waiting instead would let a few slow senders
+//! hold everyone else's requests.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,38 +51,42 @@ impl BodyBudget {
         }
     }
 
+    /// Bytes held by requests now.
+    pub fn in_use(&self) -> usize {
+        self.total - self.available()
+    }
+
+    /// Make `held` hold `received` bytes in all (what a body has
+    /// received so far), without waiting. When the budget has no room, the
+    /// refusal is warned of here, at most every 10 s.
+    pub fn hold(&self, held: &mut Held, received: usize) -> Result<(), Exhausted> {
+        let n = received.saturating_sub(held.bytes());
+        if n == 0 {
+            return Ok(());
+        }
+        // One body is at most 1 GiB (`max_body_bytes`), so one take fits.
+        let more = u32::try_from(n)
+            .ok()
+            .and_then(|n| self.bytes.clone().try_acquire_many_owned(n).ok());
+        let Some(more) = more else {
+            self.refused();
+            return Err(Exhausted);
+        };
+        match &mut held.permit {
+            Some(p) => p.merge(more),
+            None => held.permit = Some(more),
+        }
+        Ok(())
+    }
+
     /// A body was refused for want of room: say so, at most every 10 s.
-    pub fn refused(&self) {
+    fn refused(&self) {
         if self.warning.due(Instant::now()) {
             tracing::warn!(
                 max_body_bytes_in_flight = self.total,
                 "request bodies in flight fill max_body_bytes_in_flight: new bodies are answered 503 with Retry-After until some are sent on (raise it if this is expected load)"
             );
         }
-    }
-
-    /// Bytes held by requests now.
-    pub fn in_use(&self) -> usize {
-        self.total - self.available()
-    }
-
-    /// Add `n` bytes to what `held` holds, without waiting.
-    pub fn take(&self, held: &mut Held, n: usize) -> Result<(), Exhausted> {
-        if n == 0 {
-            return Ok(());
-        }
-        // One body is at most 1 GiB (`max_body_bytes`), so one take fits.
-        let n = u32::try_from(n).map_err(|_| Exhausted)?;
-        let more = self
-            .bytes
-            .clone()
-            .try_acquire_many_owned(n)
-            .map_err(|_| Exhausted)?;
-        match &mut held.permit {
-            Some(p) => p.merge(more),
-            None => held.permit = Some(more),
-        }
-        Ok(())
     }
 
     /// Bytes not held by any request now.
@@ -111,22 +115,22 @@ impl Held {
 mod tests {
     use super::*;
 
-    /// Takes add up, fail without waiting past the total, and come back
-    /// when the holder is dropped.
+    /// Holds grow to what was received, fail without waiting past the
+    /// total, and come back when the holder is dropped.
     #[test]
-    fn takes_add_up_and_come_back_on_drop() {
+    fn holds_grow_and_come_back_on_drop() {
         let budget = BodyBudget::new(100);
         let mut a = Held::default();
-        budget.take(&mut a, 60).unwrap();
-        budget.take(&mut a, 30).unwrap();
+        budget.hold(&mut a, 60).unwrap();
+        budget.hold(&mut a, 90).unwrap();
         assert_eq!(a.bytes(), 90);
         let mut b = Held::default();
-        assert_eq!(budget.take(&mut b, 11), Err(Exhausted));
-        budget.take(&mut b, 10).unwrap();
+        assert_eq!(budget.hold(&mut b, 11), Err(Exhausted));
+        budget.hold(&mut b, 10).unwrap();
         assert_eq!(budget.available(), 0);
         drop(a);
         assert_eq!(budget.available(), 90);
-        budget.take(&mut b, 0).unwrap();
-        assert_eq!(b.bytes(), 10);
+        budget.hold(&mut b, 5).unwrap();
+        assert_eq!(b.bytes(), 10, "never less than it holds");
     }
 }

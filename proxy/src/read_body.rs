@@ -1,8 +1,7 @@
 //! Reading the client's request body: at most `max_body_bytes`, at most
 //! `request_read_timeout` of silence between two pieces of it, at least
 //! [`MIN_RATE`] bytes a second once that much time has passed (a grace),
-//! and only
-//! bytes the shared [`BodyBudget`] has room for.
+//! and only bytes the shared [`BodyBudget`] has room for.
 //!
 //! A body that arrives in one frame (the usual case: hyper reads up to its
 //! buffer size at once) is kept as that frame, not copied; only a body in
@@ -13,7 +12,6 @@ use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap};
 use http_body_util::BodyExt;
 use std::time::Duration;
-
 use tokio::time::Instant;
 
 use crate::body_budget::{BodyBudget, Held};
@@ -97,7 +95,6 @@ pub async fn read_body(
                 return Err(ProxyError::PayloadTooLarge(limit));
             }
             Some(Err(e)) if matches!(e.downcast_ref(), Some(ReqBodyError::Overloaded)) => {
-                budget.refused();
                 return Err(ProxyError::Overloaded);
             }
             Some(Err(_)) => {
@@ -114,11 +111,9 @@ pub async fn read_body(
                 return Err(ProxyError::PayloadTooLarge(limit));
             }
             if matches!(body, http_body_util::Either::Right(_)) {
-                let more = len.saturating_sub(held.bytes());
-                budget.take(&mut held, more).map_err(|_| {
-                    budget.refused();
-                    ProxyError::Overloaded
-                })?;
+                budget
+                    .hold(&mut held, len)
+                    .map_err(|_| ProxyError::Overloaded)?;
             }
             pieces.add(data, capacity);
         }

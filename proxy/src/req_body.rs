@@ -78,12 +78,10 @@ impl H1ReqBody {
 /// What [`hyper::body::Body::poll_frame`] gives.
 type Polled = Poll<Option<Result<Frame<Bytes>, BodyError>>>;
 
-/// Take from `budget` into `held` up to `received` bytes in all; the
-/// error frame when the budget has no room.
+/// [`BodyBudget::hold`], or the error frame when the budget has no room.
 fn hold(budget: &BodyBudget, held: &mut Held, received: u64) -> Result<(), Polled> {
-    let more = (received as usize).saturating_sub(held.bytes());
     budget
-        .take(held, more)
+        .hold(held, received as usize)
         .map_err(|_| Poll::Ready(Some(Err(Box::new(ReqBodyError::Overloaded) as BodyError))))
 }
 

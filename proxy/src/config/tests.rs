@@ -988,25 +988,22 @@ fn summary_says_one_in_the_singular() {
 /// refused.
 #[test]
 fn unpriced_models_are_warned_and_long_ids_refused() {
-    let c = with(|v| {
-        let m = v["models"][1].as_object_mut().unwrap();
-        m.remove("input_price_per_mtok");
-        m.remove("output_price_per_mtok");
-    })
-    .unwrap();
+    // The warnings of the config with these prices of models[1] removed.
+    let without = |prices: [&str; 2]| {
+        with(|v| {
+            let m = v["models"][1].as_object_mut().unwrap();
+            prices.iter().for_each(|p| drop(m.remove(*p)));
+        })
+        .unwrap()
+        .warnings
+    };
     assert_eq!(
-        c.warnings,
+        without(["input_price_per_mtok", "output_price_per_mtok"]),
         vec!["model claude has no input_price_per_mtok or output_price_per_mtok: its requests are counted but cost 0".to_string()]
     );
     // Priced, but cache tokens (the client's to cause) are free.
-    let c = with(|v| {
-        let m = v["models"][1].as_object_mut().unwrap();
-        m.remove("cache_write_price_per_mtok");
-        m.remove("cache_hit_price_per_mtok");
-    })
-    .unwrap();
     assert_eq!(
-        c.warnings,
+        without(["cache_write_price_per_mtok", "cache_hit_price_per_mtok"]),
         vec!["model claude has no cache_hit_price_per_mtok (cache reads) or cache_write_price_per_mtok (cache writes): those tokens cost 0, and the client decides how many there are".to_string()]
     );
     let e = err(|v| v["models"][0]["id"] = "m".repeat(5000).into());

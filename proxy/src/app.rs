@@ -26,7 +26,7 @@ pub struct App {
     /// The validated config.
     pub config: Config,
     /// Client and upstream keys.
-    pub secrets: Secrets,
+    pub secrets: Arc<Secrets>,
     /// The upstream client and key rings.
     pub upstream: Upstream,
     /// This server's metrics (one registry per server).
@@ -73,7 +73,7 @@ impl App {
                 config.models().iter().map(|m| m.id.as_str()),
             )),
             config,
-            secrets,
+            secrets: Arc::new(secrets),
             started: Instant::now(),
             draining: AtomicBool::new(false),
             next_id: AtomicU64::new(1),

@@ -17,7 +17,7 @@ use crate::error::ProxyError;
 use crate::passthrough::passthrough;
 use crate::peer::Peer;
 use crate::read_body::read_body;
-use crate::redact::redact_prefix;
+use crate::redact::{redact_prefix, ERROR_LOG_CHARS};
 use crate::rename::ClientBody;
 use crate::req_body::ReqBody;
 use crate::request_line::Resolved;
@@ -27,8 +27,6 @@ use crate::upstream_body::UpstreamBody;
 /// Most bytes of an upstream error body read for the log (the rest is
 /// never read: a hostile upstream cannot make goproxy buffer it).
 const ERROR_PREFIX_BYTES: usize = 8 * 1024;
-/// Most characters of an upstream error body logged (after redaction).
-const ERROR_LOG_CHARS: usize = 512;
 /// Longest an upstream error body's prefix is waited for, in all (the
 /// client's error answer waits on it; the body is only logged).
 const ERROR_BODY_TIME: Duration = Duration::from_secs(5);
@@ -84,6 +82,7 @@ pub async fn forward<'a>(
         started,
         cut: app.cut.clone(),
         read_on: app.read_on.clone(),
+        secrets: app.secrets.clone(),
     };
     let r = if is_sse(resp.headers()) {
         sse_response(relay(resp, ctx))

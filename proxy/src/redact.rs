@@ -25,6 +25,8 @@ use std::fmt::Write as _;
 
 use crate::auth::Secrets;
 
+/// Most characters of upstream error text logged (after redaction).
+pub const ERROR_LOG_CHARS: usize = 512;
 /// Shortest piece of a configured secret that marks a token as holding it.
 const FRAGMENT: usize = 8;
 /// Shortest part of a token that can be a random secret by its shape.

@@ -19,6 +19,7 @@ use hyper::body::{Body as _, Frame};
 use tokio::time::Instant;
 
 use crate::alarm::Alarm;
+use crate::auth::Secrets;
 use crate::body::{Body, BodyError};
 use crate::cancel::{Cancelled, Cut};
 use crate::config::{Format, Prices};
@@ -27,6 +28,7 @@ use crate::error::stream_error_event;
 use crate::metrics::Metrics;
 use crate::peer::Peer;
 use crate::read_on::{ReadOn, ReadOnPolicy, ReadsOn};
+use crate::redact::{redact_prefix, ERROR_LOG_CHARS};
 use crate::upstream_body::UpstreamBody;
 use crate::usage::Usage;
 
@@ -71,6 +73,8 @@ pub struct RelayContext {
     pub cut: Cut,
     /// How long to read on after the client left ([`crate::read_on`]).
     pub read_on: ReadOnPolicy,
+    /// What an upstream's error event is redacted of before it is logged.
+    pub secrets: Arc<Secrets>,
 }
 
 /// Reads usage out of SSE text split across arbitrary chunk boundaries.
@@ -87,6 +91,11 @@ pub struct SseUsage {
     /// Anthropic `content_block_delta`) and one or two more, each counted
     /// once however many a chunk holds.
     deltas: u64,
+    /// The first error event of the stream (its data, at most
+    /// [`ERROR_KEPT`] bytes): an answer that began `200` and then failed
+    /// (OpenAI's `{"error": ...}`, Anthropic's `{"type": "error", ...}`,
+    /// `{"object": "error", ...}` of vLLM and others).
+    pub error: Option<Bytes>,
 }
 
 impl SseUsage {
@@ -113,10 +122,16 @@ impl SseUsage {
         // ~200 instructions an event): a chunk of several events counts
         // once, so the estimate stays a lower bound.
         self.deltas += u64::from(DELTA_KEY.find(chunk).is_some());
-        // Most chunks are whole content deltas with no `"usage"` in them:
-        // one search over the chunk then rules out every line it ends, and
-        // only the unfinished line after its last newline is kept.
-        if self.line.is_empty() && !self.skipping_long_line && USAGE_KEY.find(chunk).is_none() {
+        // Most chunks are whole content deltas with no `"usage"` and no
+        // `"error"` in them (content text has its quotes escaped): a search
+        // for each rules out every line the chunk ends, and only the
+        // unfinished line after its last newline is kept.
+        let error_unseen = self.error.is_none();
+        if self.line.is_empty()
+            && !self.skipping_long_line
+            && USAGE_KEY.find(chunk).is_none()
+            && !(error_unseen && ERROR_KEY.find(chunk).is_some())
+        {
             // A line ends at LF, CRLF or a lone CR (the SSE spec's three).
             let after_last_line = memchr::memrchr2(b'\n', b'\r', chunk).map_or(0, |nl| nl + 1);
             self.keep_unfinished(&chunk[after_last_line..]);
@@ -163,19 +178,43 @@ impl SseUsage {
         if data.is_empty() || data == b"[DONE]" {
             return;
         }
-        // Only events that carry a `"usage"` key matter (OpenAI's last chunk,
-        // Anthropic's message_start / message_delta); skipping the JSON parse
-        // of every content delta is most of the relay's per-chunk CPU.
-        if USAGE_KEY.find(data).is_none() {
+        // Only events that carry a `"usage"` key (OpenAI's last chunk,
+        // Anthropic's message_start / message_delta) or an `"error"` matter;
+        // skipping the JSON parse of every content delta is most of the
+        // relay's per-chunk CPU.
+        let usage = USAGE_KEY.find(data).is_some();
+        let error = self.error.is_none() && ERROR_KEY.find(data).is_some();
+        if !(usage || error) {
             return;
         }
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
-            if self.usage.observe(&v) && has_output_count(&v) {
-                self.final_seen = true;
-            }
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else {
+            return;
+        };
+        if usage && self.usage.observe(&v) && has_output_count(&v) {
+            self.final_seen = true;
+        }
+        if error && is_error_event(&v) {
+            self.error = Some(Bytes::copy_from_slice(&data[..data.len().min(ERROR_KEPT)]));
         }
     }
 }
+
+/// Most bytes of an error event kept for the log (it is redacted and cut
+/// to the log's length when written).
+const ERROR_KEPT: usize = 8 * 1024;
+
+/// Whether `v` (an event's JSON) reports an error: a top-level `error`
+/// member (OpenAI, and OpenRouter's chunks that also carry a last delta),
+/// or `type` / `object` saying `"error"` (Anthropic; vLLM and others).
+fn is_error_event(v: &serde_json::Value) -> bool {
+    let says_error = |k| v.get(k).and_then(serde_json::Value::as_str) == Some("error");
+    v.get("error").is_some_and(|e| !e.is_null()) || says_error("type") || says_error("object")
+}
+
+/// The `"error"` key or value, searched for in every chunk until an error
+/// event was seen (built once).
+static ERROR_KEY: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new(b"\"error\""));
 
 /// Whether `v` (an event's JSON) has a top-level `usage` with an output
 /// count: the final count, not `message_start`'s opening one.
@@ -310,8 +349,16 @@ impl Drop for Relay {
         }
         let cost = usage.cost(&ctx.prices);
         ctx.metrics.usage(&ctx.model, &usage, cost);
+        if let Some(error) = &self.parser.error {
+            let cut = error.len() == ERROR_KEPT;
+            let error = redact_prefix(error, cut, ERROR_LOG_CHARS, &ctx.secrets);
+            tracing::warn!(request_id = ctx.request_id, endpoint = %ctx.endpoint, error, "upstream sent an error event in its stream");
+        }
         let outcome = match self.outcome {
             Outcome::Open => self.left.unwrap_or_else(|| ctx.open_outcome()),
+            // The upstream ended the stream itself, after saying it failed:
+            // the client got a 200 that holds an error.
+            Outcome::Complete if self.parser.error.is_some() => "upstream_error_event",
             Outcome::Complete => "complete",
             Outcome::UpstreamError => "upstream_error",
             Outcome::UpstreamStalled => "upstream_stalled",
@@ -659,6 +706,52 @@ mod tests {
                 true
             )
         );
+    }
+
+    /// An error event is kept whatever its shape (OpenAI's, Anthropic's,
+    /// vLLM's, OpenRouter's chunk that also has a delta) and however the
+    /// stream is cut; the word in content, a `finish_reason` of `"error"`
+    /// alone and `"error": null` are not errors.
+    #[test]
+    fn error_events_are_kept_in_every_shape() {
+        let delta = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"an \\\"error\\\" word\"}}]}\n\n";
+        let errors = [
+            "data: {\"error\":{\"message\":\"The server had an error\",\"type\":\"server_error\"}}\n\n",
+            "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
+            "data: {\"object\":\"error\",\"message\":\"engine died\",\"code\":500}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"\"},\"finish_reason\":\"error\"}],\"error\":{\"message\":\"provider down\"}}\n\n",
+        ];
+        for error in errors {
+            let text = format!("{delta}{delta}{error}data: [DONE]\n\n");
+            for split in 1..text.len() {
+                let mut p = SseUsage::default();
+                for chunk in text.as_bytes().chunks(split) {
+                    p.feed(chunk);
+                }
+                let kept = p
+                    .error
+                    .as_deref()
+                    .unwrap_or_else(|| panic!("{error} split {split}"));
+                let data = error.split("data: ").nth(1).unwrap().trim_end();
+                assert_eq!(kept, data.as_bytes(), "split {split}");
+            }
+        }
+        let not_errors = [
+            delta,
+            "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"error\"}]}\n\n",
+            "data: {\"choices\":[],\"error\":null,\"usage\":{\"completion_tokens\":2}}\n\n",
+            "event: error\n\n",
+        ];
+        for text in not_errors {
+            let mut p = SseUsage::default();
+            p.feed(text.as_bytes());
+            assert_eq!(p.error, None, "{text}");
+        }
+        // The first error is the one kept.
+        let mut p = SseUsage::default();
+        p.feed(errors[1].as_bytes());
+        p.feed(errors[2].as_bytes());
+        assert!(p.error.unwrap().ends_with(b"\"Overloaded\"}}"));
     }
 
     /// OpenAI: content deltas carry no usage (and are not parsed); the last

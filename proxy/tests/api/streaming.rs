@@ -6,7 +6,8 @@ use futures_util::StreamExt;
 use mock_upstream::{Fault, MockConfig};
 use serde_json::json;
 
-use crate::helpers::{config_with, spawn_proxy, wait_for, DEFAULT_CONFIG, UPSTREAM_KEY};
+use crate::helpers::{config_with, spawn_proxy, wait_for, Logs, DEFAULT_CONFIG, UPSTREAM_KEY};
+use crate::raw::Script;
 
 /// Read a whole streamed body, noting when the first chunk arrived.
 async fn read_stream(r: reqwest::Response, started: Instant) -> (Duration, Duration, String) {
@@ -295,4 +296,62 @@ async fn stalled_stream_ends_with_error_event() {
     assert!(total < Duration::from_millis(2500), "{total:?}");
     assert!(body.contains("the upstream stream stalled"), "{body}");
     p.shutdown().await;
+}
+
+/// An upstream that answered 200 and then reported a failure in an event
+/// of its stream (OpenAI's shape, Anthropic's, vLLM's) before ending it:
+/// the client gets the event as sent, the line's outcome says
+/// `upstream_error_event` instead of `complete`, and a warning gives the
+/// upstream's words with its key redacted.
+#[tokio::test]
+async fn an_error_event_in_a_stream_is_logged_as_one() {
+    let (logs, _guard) = Logs::capture();
+    let errors = [
+        format!("data: {{\"error\":{{\"message\":\"The server had an error (key {UPSTREAM_KEY})\",\"type\":\"server_error\"}}}}\n\n"),
+        "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n".to_owned(),
+        "data: {\"object\":\"error\",\"message\":\"engine died\",\"code\":500}\n\n".to_owned(),
+    ];
+    for (n, error) in errors.iter().enumerate() {
+        // A proxy each: the raw upstream answers once a connection.
+        let p = spawn_proxy(DEFAULT_CONFIG).await;
+        p.raw.set(Script {
+            content_type: "text/event-stream",
+            chunk: b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}]}\n\n"
+                .to_vec(),
+            chunks: 2,
+            gap: Duration::from_millis(20),
+            last: error.as_bytes().to_vec(),
+            ..Script::default()
+        });
+        let r = p
+            .post(
+                "/v1/chat/completions",
+                json!({"model": "raw-gpt", "stream": true, "messages": []}),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        let (_, _, body) = read_stream(r, Instant::now()).await;
+        assert!(body.ends_with(error.as_str()), "{body}");
+        wait_for("the stream's line", Duration::from_secs(5), || async {
+            let text = logs.text();
+            (text.matches("stream finished").count() > n).then_some(())
+        })
+        .await;
+    }
+    let text = logs.text();
+    let outcomes = text.matches("outcome=\"upstream_error_event\"").count();
+    assert_eq!(outcomes, errors.len(), "{text}");
+    assert!(!text.contains("outcome=\"complete\""), "{text}");
+    let warnings: Vec<_> = text
+        .lines()
+        .filter(|l| l.contains("upstream sent an error event in its stream"))
+        .collect();
+    assert_eq!(warnings.len(), errors.len(), "{text}");
+    for words in ["The server had an error", "Overloaded", "engine died"] {
+        assert!(
+            warnings.iter().any(|l| l.contains(words)),
+            "{words}: {text}"
+        );
+    }
+    assert!(!text.contains(UPSTREAM_KEY), "{text}");
 }

@@ -25,7 +25,8 @@ use crate::alarm::Alarm;
 use crate::body::{Body, BodyError};
 use crate::cancel::Cancelled;
 use crate::read_on::{ReadOn, ReadOnPolicy, ReadsOn};
-use crate::stream::RelayContext;
+use crate::redact::{redact_prefix, ERROR_LOG_CHARS};
+use crate::stream::{is_error_event, RelayContext};
 use crate::upstream_body::UpstreamBody;
 use crate::usage::Usage;
 use crate::usage_counts::Counts;
@@ -84,10 +85,17 @@ impl Tail {
     /// The usage of the last `"usage": {...}` object in the tail, or else
     /// in the head (a key in the JSON, not the word inside a string:
     /// `\"usage\"` is skipped).
-    pub fn usage(&self) -> Usage {
-        usage_in(&self.buf)
-            .or_else(|| usage_in(&self.head))
-            .unwrap_or_default()
+    pub fn usage(&self) -> Option<Usage> {
+        usage_in(&self.buf).or_else(|| usage_in(&self.head))
+    }
+
+    /// The body, if it was `bytes` long in all, the tail holds it whole,
+    /// and it is an error object (an upstream or gateway that answers
+    /// `200` and says in the body that it failed).
+    pub fn error_body(&self, bytes: u64) -> Option<&[u8]> {
+        let whole = self.head.is_empty() && bytes == self.buf.len() as u64;
+        let v: serde_json::Value = serde_json::from_slice(&self.buf).ok().filter(|_| whole)?;
+        is_error_event(&v).then_some(&self.buf[..])
     }
 }
 
@@ -140,13 +148,23 @@ struct Passthrough {
 
 impl Drop for Passthrough {
     fn drop(&mut self) {
-        let outcome = match self.outcome {
+        let mut outcome = match self.outcome {
             Some(o) => o,
             None if self.sent_whole() => "complete",
             None => self.ctx.open_outcome(),
         };
         let ctx = &self.ctx;
-        let usage = self.tail.usage();
+        let found = self.tail.usage();
+        // A whole answer without usage may be a failure said in a 200 (only
+        // then is the body parsed whole: an answer has its usage).
+        if let (None, "complete") = (found, outcome) {
+            if let Some(body) = self.tail.error_body(self.bytes) {
+                let error = redact_prefix(body, false, ERROR_LOG_CHARS, &ctx.secrets);
+                tracing::warn!(request_id = ctx.request_id, endpoint = %ctx.endpoint, status = ctx.status, error, "upstream answered a success status with an error body");
+                outcome = "upstream_error_body";
+            }
+        }
+        let usage = found.unwrap_or_default();
         let cost = usage.cost(&ctx.prices);
         ctx.metrics.usage(&ctx.model, &usage, cost);
         let done = (outcome, &usage, cost, self.bytes);
@@ -322,7 +340,7 @@ mod tests {
                 t.feed(c);
             }
             assert!(t.buf.len() <= 2 * TAIL_BYTES);
-            let u = t.usage();
+            let u = t.usage().unwrap();
             assert_eq!((u.input, u.output), (9, 4), "split {split}");
         }
     }
@@ -343,7 +361,7 @@ mod tests {
             }
             assert_eq!(t.head.len(), HEAD_BYTES, "split {split}");
             assert_eq!(&t.head[..], &text.as_bytes()[..HEAD_BYTES], "split {split}");
-            let u = t.usage();
+            let u = t.usage().unwrap();
             assert_eq!((u.input, u.output), (7, 2), "split {split}");
         }
         let mut t = Tail::default();
@@ -358,10 +376,40 @@ mod tests {
     fn anthropic_usage_and_no_usage() {
         let mut t = Tail::default();
         t.feed(br#"{"content":[{"type":"text","text":"hi"}],"usage":{"input_tokens":3,"output_tokens":5}}"#);
-        assert_eq!((t.usage().input, t.usage().output), (3, 5));
+        let u = t.usage().unwrap();
+        assert_eq!((u.input, u.output), (3, 5));
         let mut t = Tail::default();
         t.feed(br#"{"content":"\"usage\": {\"input_tokens\":3}"}"#);
-        assert_eq!(t.usage(), Usage::default());
+        assert_eq!(t.usage(), None);
+    }
+
+    /// A whole body that is an error object is one (each shape); an
+    /// answer, a cut body, or one the tail does not hold whole is not.
+    #[test]
+    fn error_bodies_are_told_from_answers() {
+        let errors: [&[u8]; 3] = [
+            br#"{"error":{"message":"no capacity","code":503}}"#,
+            br#"{"type":"error","error":{"type":"overloaded_error"}}"#,
+            br#"{"object":"error","message":"engine died"}"#,
+        ];
+        for e in errors {
+            let mut t = Tail::default();
+            t.feed(e);
+            assert_eq!(
+                t.error_body(e.len() as u64),
+                Some(e),
+                "{}",
+                e.escape_ascii()
+            );
+            assert_eq!(t.error_body(e.len() as u64 + 1), None, "not whole");
+        }
+        let answer = br#"{"choices":[{"message":{"content":"\"error\""}}],"error":null}"#;
+        let mut t = Tail::default();
+        t.feed(answer);
+        assert_eq!(t.error_body(answer.len() as u64), None);
+        let mut t = Tail::default();
+        t.feed(&errors[0][..10]);
+        assert_eq!(t.error_body(10), None, "not JSON");
     }
 
     /// A later `"usage"` that is not an object is passed over; OpenAI's
@@ -370,7 +418,7 @@ mod tests {
     fn usage_that_is_not_an_object_is_skipped() {
         let mut t = Tail::default();
         t.feed(br#"{"usage":{"prompt_tokens":10,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":4}},"meta":{"usage":"n/a"}}"#);
-        let u = t.usage();
+        let u = t.usage().unwrap();
         assert_eq!((u.input, u.output, u.cache_read), (6, 5, 4));
     }
 }

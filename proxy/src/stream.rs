@@ -203,10 +203,11 @@ impl SseUsage {
 /// to the log's length when written).
 const ERROR_KEPT: usize = 8 * 1024;
 
-/// Whether `v` (an event's JSON) reports an error: a top-level `error`
-/// member (OpenAI, and OpenRouter's chunks that also carry a last delta),
-/// or `type` / `object` saying `"error"` (Anthropic; vLLM and others).
-fn is_error_event(v: &serde_json::Value) -> bool {
+/// Whether `v` (an event's or a body's JSON) reports an error: a
+/// top-level `error` member (OpenAI, and OpenRouter's chunks that also
+/// carry a last delta), or `type` / `object` saying `"error"` (Anthropic;
+/// vLLM and others).
+pub(crate) fn is_error_event(v: &serde_json::Value) -> bool {
     let says_error = |k| v.get(k).and_then(serde_json::Value::as_str) == Some("error");
     v.get("error").is_some_and(|e| !e.is_null()) || says_error("type") || says_error("object")
 }

@@ -355,3 +355,43 @@ async fn an_error_event_in_a_stream_is_logged_as_one() {
     }
     assert!(!text.contains(UPSTREAM_KEY), "{text}");
 }
+
+/// The same for a non-streamed answer: a `200` whose body is an error
+/// object is passed on as sent, logged with outcome `upstream_error_body`
+/// and warned of with the upstream's words redacted; a `200` answer
+/// without usage stays `complete`.
+#[tokio::test]
+async fn an_error_body_in_a_200_is_logged_as_one() {
+    let (logs, _guard) = Logs::capture();
+    let error = format!(
+        "{{\"error\":{{\"message\":\"no capacity for key {UPSTREAM_KEY}\",\"code\":503}}}}"
+    );
+    for (n, body) in [error.as_str(), "{\"choices\":[]}"].into_iter().enumerate() {
+        let p = spawn_proxy(DEFAULT_CONFIG).await;
+        let r = p
+            .raw_completion(Script {
+                chunk: body.as_bytes().to_vec(),
+                ..Script::default()
+            })
+            .await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), body);
+        wait_for("the answer's line", Duration::from_secs(5), || async {
+            (logs.text().matches("outcome=").count() > n).then_some(())
+        })
+        .await;
+    }
+    let text = logs.text();
+    assert_eq!(
+        text.matches("outcome=\"upstream_error_body\"").count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(text.matches("outcome=\"complete\"").count(), 1, "{text}");
+    let warning = text
+        .lines()
+        .find(|l| l.contains("upstream answered a success status with an error body"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(warning.contains("no capacity for key"), "{warning}");
+    assert!(!text.contains(UPSTREAM_KEY), "{text}");
+}

@@ -94,6 +94,7 @@ pub mod error;
 pub mod every;
 pub mod fd_limit;
 pub mod forward;
+pub mod gone;
 pub mod h1;
 pub mod healthcheck;
 pub mod host;

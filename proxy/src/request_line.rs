@@ -10,7 +10,9 @@
 //! answer is not read on for usage: `serve::after_client_left`) is
 //! logged by [`Abandoned`] with status 499, nginx's "client closed
 //! request"; dropping the handler cancels its upstream request. One
-//! dropped by a panic is logged 500.
+//! dropped by a panic is logged 500. When the upstream request went on
+//! for the usage, or was refused that, the line's `read_on` says how it
+//! ended ([`crate::gone`]).
 
 use std::sync::OnceLock;
 
@@ -19,6 +21,7 @@ use tokio::time::Instant;
 
 use crate::app::App;
 use crate::config::{Endpoint, Model};
+use crate::gone::Gone;
 use crate::peer::Peer;
 
 /// The model and endpoint a relayed request resolved to, once known.
@@ -53,6 +56,12 @@ pub struct Line<'a> {
 impl Line<'_> {
     /// The request's line at INFO, with its status.
     pub fn write(&self, status: u16) {
+        self.write_read_on(status, None);
+    }
+
+    /// The request's line, with how reading on ended for a client that
+    /// left before its answer began ([`crate::gone`]).
+    pub fn write_read_on(&self, status: u16, read_on: Option<&str>) {
         let (model, endpoint) = self.resolved.names();
         let latency_ms = crate::log_line::millis(self.started.elapsed());
         tracing::info!(
@@ -64,6 +73,7 @@ impl Line<'_> {
             model,
             endpoint,
             latency_ms,
+            read_on,
             "request"
         );
     }
@@ -101,7 +111,11 @@ impl Drop for Abandoned<'_> {
         // client that left: 500, as the panic's own message says why.
         let status = if std::thread::panicking() { 500 } else { 499 };
         self.app.metrics.request(self.line.route, status);
-        self.line.write(status);
+        let read_on = match crate::gone::current() {
+            Some(Gone::Dropped(end)) => Some(end.as_str()),
+            _ => None,
+        };
+        self.line.write_read_on(status, read_on);
     }
 }
 

@@ -18,7 +18,9 @@ use crate::body::{full, with_guard, Body};
 use crate::config::Format;
 use crate::error::ProxyError;
 use crate::forward::forward;
+use crate::gone::Gone;
 use crate::peer::Peer;
+use crate::read_on::End;
 use crate::req_body::ReqBody;
 use crate::request_line::{Abandoned, Line, Resolved};
 
@@ -124,28 +126,36 @@ pub async fn handle(
     let handled = std::pin::pin!(dispatch(&app, id, &peer, route, req, started, &resolved));
     let handled = until_cut(&app, id, h1, handled).await;
     abandoned.disarm();
-    let (resp, model) = match handled {
-        Ok(x) => x,
+    // A client that left before its answer began, whose upstream request
+    // went on for the usage: nobody receives this answer.
+    let gone = crate::gone::current() == Some(Gone::ReadingOn);
+    let (resp, model, read_on) = match handled {
+        Ok((resp, model)) => (resp, model, None),
         Err(e) => {
             // An overload is warned of by its limit, once in a while.
             if e.status_code().is_server_error() && !matches!(e, ProxyError::Overloaded) {
                 let (model, endpoint) = resolved.names();
                 tracing::warn!(request_id = id, model, endpoint, error = %e, fault = ?e.fault(), "request failed");
             }
-            (e.into_response(format), None)
+            let read_on = crate::gone::end_of(&e).filter(|_| gone);
+            (e.into_response(format), None, read_on)
         }
     };
-    app.metrics.request(route, resp.status().as_u16());
     // One info line per request, like nginx's access log: a relayed answer
     // (it has a model) gets its line when its body ends ("completion" or
-    // "stream finished", with these fields too); any other request here.
-    let status = resp.status().as_u16();
+    // "stream finished", with these fields too); any other request here,
+    // as 499 if its client left.
+    let status = match model {
+        None if gone => 499,
+        _ => resp.status().as_u16(),
+    };
+    app.metrics.request(route, status);
     match model.as_deref() {
         Some(model) => {
             let latency_ms = crate::log_line::millis(started.elapsed());
             tracing::debug!(request_id = id, %peer, %method, route, status, model, latency_ms, "request")
         }
-        None => line.write(status),
+        None => line.write_read_on(status, read_on.map(End::as_str)),
     }
     drop(abandoned);
     Ok(resp.map(|b| with_guard(b, busy)))

@@ -58,7 +58,9 @@ impl<T: Send + 'static> Drop for KeepOnReset<T> {
         }
         let app = self.app.clone();
         self.app.tasks.spawn(async move {
-            super::after_client_left(&app, handler.as_mut()).await;
+            if let Some(end) = super::after_client_left(&app, handler.as_mut()).await {
+                crate::gone::with(crate::gone::Gone::Dropped(end), || drop(handler));
+            }
         });
     }
 }

@@ -43,8 +43,10 @@ use tokio::net::TcpStream;
 
 use crate::activity::Activity;
 use crate::app::App;
+use crate::gone::{self, Gone};
 use crate::h1::{Decoder, Framing, Step};
 use crate::peer::Peer;
+use crate::read_on::End;
 use crate::routes::handle;
 
 pub use head::HeadError;
@@ -175,9 +177,14 @@ async fn serve_h1(app: Arc<App>, wire: Arc<Wire>, peer: Peer, activity: Arc<Acti
         let limit = app.config.max_body_bytes as u64;
         let budget = app.body_budget.clone();
         let request = request.map(|()| ReqBody::Left(H1ReqBody::new(wire.clone(), limit, budget)));
-        let mut handled = std::pin::pin!(handle(app.clone(), peer.clone(), request, busy));
-        let Some(Ok(response)) = unless_gone(&wire, handled.as_mut()).await else {
-            return after_client_left(&app, handled).await;
+        // In an `Option`, so a handler whose client left can be dropped
+        // here, under the note of why it was not read on (`Pin::set`).
+        let mut handled = std::pin::pin!(Some(handle(app.clone(), peer.clone(), request, busy)));
+        let Some(Ok(response)) = unless_gone(&wire, running(handled.as_mut())).await else {
+            if let Some(end) = after_client_left(&app, running(handled.as_mut())).await {
+                gone::with(Gone::Dropped(end), || handled.set(None));
+            }
+            return;
         };
         // A body the handler left unread is skipped if it is all here;
         // otherwise the connection cannot carry another request.
@@ -225,17 +232,32 @@ async fn unless_gone<F: Future>(wire: &Wire, mut handled: Pin<&mut F>) -> Option
 /// cannot leave the operator alone with the upstream's bill for an answer
 /// being generated. Otherwise the handler is dropped when this returns:
 /// the upstream request is cancelled and the request logged 499.
-async fn after_client_left<F: Future + ?Sized>(app: &App, handled: Pin<&mut F>) {
+///
+/// Each poll of the handler runs under the note that its client left
+/// ([`gone`]), so its line says 499 (and how reading on ended), not the
+/// status of an answer nobody receives. Returns why the handler, still
+/// unfinished, is to be dropped: the caller drops it under that note.
+async fn after_client_left<F: Future + ?Sized>(app: &App, mut handled: Pin<&mut F>) -> Option<End> {
+    if app.read_on.limit.is_zero() {
+        return None;
+    }
     if app.cut.is_cancelled() {
-        return;
+        return Some(End::DrainCut);
     }
     let Some(permit) = app.read_on.permit() else {
-        return;
+        return Some(End::TooMany);
     };
-    let answer = tokio::time::timeout(app.read_on.limit, handled).await;
+    let polled = poll_fn(|cx| gone::with(Gone::ReadingOn, || handled.as_mut().poll(cx)));
+    let answer = tokio::time::timeout(app.read_on.limit, polled).await;
     // Its read-on (when the answer is dropped) takes a permit of its own.
     drop(permit);
-    drop(answer);
+    answer.err().map(|_| End::TimeLimit)
+}
+
+/// The handler of `slot`, not dropped yet.
+fn running<F>(slot: Pin<&mut Option<F>>) -> Pin<&mut F> {
+    slot.as_pin_mut()
+        .expect("the handler is dropped only after its last poll")
 }
 
 /// The next request head: `None` when the client closed between requests

@@ -244,6 +244,17 @@ async fn read_ons_at_once_are_bounded() {
     })
     .await;
     assert_eq!(logs.text().matches("too many answers read on").count(), 1);
+    // A client that leaves before its answer began is not read on either,
+    // and its line says so.
+    p.mock.set_config(mock_upstream::MockConfig {
+        fault: mock_upstream::Fault::Hang,
+        ..Default::default()
+    });
+    let client = crate::helpers::post_raw(p.addr, r#"{"model":"stream-gpt","messages":[]}"#).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(client);
+    let line = line_of(&logs, "status=499", Duration::from_secs(1)).await;
+    assert!(line.contains("read_on=\"too_many\""), "{line}");
     // The first read-ons end at their limit; then there is room again.
     tokio::time::sleep(Duration::from_secs(31)).await;
     read_one_chunk_and_leave(&p, openai_stream(3, Duration::from_millis(100))).await;
@@ -275,9 +286,14 @@ async fn an_http2_stream_reset_mid_answer_is_billed() {
 /// A proxy whose `raw-gpt` upstream is the returned listener, answered by
 /// the test itself (with 30 s for the answer's head).
 async fn proxy_with_own_upstream() -> (TestProxy, tokio::net::TcpListener) {
+    proxy_with_own_upstream_and("\"read_on_after_disconnect_secs\": 60").await
+}
+
+/// The same, with `extra` fields (`"name": value, ...`) in the config.
+async fn proxy_with_own_upstream_and(extra: &str) -> (TestProxy, tokio::net::TcpListener) {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1/chat/completions", l.local_addr().unwrap());
-    let config = DEFAULT_CONFIG
+    let config = config_with(extra)
         .replace("RAW_BASE/v1/chat/completions", &url)
         .replace(
             "\"first_byte_timeout_secs\": 1",
@@ -351,4 +367,70 @@ async fn an_http2_stream_reset_before_the_answer_is_billed_for_it() {
     let _ = upstream.read(&mut head).await.unwrap();
     reset.await.unwrap();
     answer_late_and_check_billed(&logs, upstream).await;
+}
+
+/// A client that left before its answer began, whose upstream request
+/// goes on for the usage, over HTTP/1.1 (`h2`: false) or HTTP/2: it sends
+/// its request and leaves (resets its stream) a second after goproxy
+/// forwarded it. The returned socket is the upstream's side.
+async fn leave_before_the_answer(
+    p: &TestProxy,
+    l: &tokio::net::TcpListener,
+    h2: bool,
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncReadExt as _;
+    let body = r#"{"model":"raw-gpt","messages":[]}"#;
+    let client = if h2 {
+        let (mut send, conn) = h2_connect(p.addr).await;
+        let pending = send.send_request(crate::helpers::h2_post(body));
+        tokio::spawn(async move {
+            let _ = timeout(Duration::from_secs(1), pending).await;
+            drop(conn);
+        })
+    } else {
+        let client = crate::helpers::post_raw(p.addr, body).await;
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            drop(client);
+        })
+    };
+    let (mut upstream, _) = l.accept().await.unwrap();
+    let _ = upstream.read(&mut [0u8; 4096]).await.unwrap();
+    client.await.unwrap();
+    upstream
+}
+
+/// Its line says 499 and how reading on ended, not the status of an answer
+/// nobody received: the read-on limit passed (`time_limit`), the upstream
+/// did not answer within `first_byte_timeout_secs` (`upstream_stalled`,
+/// where the line said 504), or the drain cut it (`drain_cut`, where it
+/// said 503 "retry").
+#[tokio::test(start_paused = true)]
+async fn a_read_on_before_the_answer_says_how_it_ended() {
+    for h2 in [false, true] {
+        for (extra, end) in [
+            ("\"read_on_after_disconnect_secs\": 5", "time_limit"),
+            ("\"read_on_after_disconnect_secs\": 60", "upstream_stalled"),
+        ] {
+            let (logs, _guard) = Logs::capture();
+            let (p, l) = proxy_with_own_upstream_and(extra).await;
+            let _upstream = leave_before_the_answer(&p, &l, h2).await;
+            let line = line_of(&logs, "status=", Duration::from_secs(60)).await;
+            for field in ["status=499".to_owned(), format!("read_on=\"{end}\"")] {
+                assert!(line.contains(&field), "h2 {h2}: {field} missing: {line}");
+            }
+        }
+
+        let (logs, _guard) = Logs::capture();
+        let (mut p, l) = proxy_with_own_upstream().await;
+        let _upstream = leave_before_the_answer(&p, &l, h2).await;
+        p.trigger_shutdown();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        p.cut_now();
+        let line = line_of(&logs, "status=", Duration::from_secs(5)).await;
+        for field in ["status=499", "read_on=\"drain_cut\""] {
+            assert!(line.contains(field), "h2 {h2}: {field} missing: {line}");
+        }
+        assert!(!logs.text().contains("status=503"), "{}", logs.text());
+    }
 }

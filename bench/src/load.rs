@@ -17,7 +17,10 @@ use hyper_util::rt::TokioIo;
 pub const CLIENT_KEY: &str = "bench-client-key";
 
 const COMPLETION: &str = r#"{"model":"bench-model","messages":[{"role":"user","content":"Say hello in eight words."}],"stream":false}"#;
-const STREAMED: &str = r#"{"model":"bench-model","messages":[{"role":"user","content":"Say hello in eight words."}],"stream":true}"#;
+/// Asks for usage as OpenAI's SDKs do when they want it (goproxy asks for
+/// it anyway): the mock then sends `"usage":null` in every chunk, as
+/// OpenAI does, to nginx as to goproxy.
+const STREAMED: &str = r#"{"model":"bench-model","messages":[{"role":"user","content":"Say hello in eight words."}],"stream":true,"stream_options":{"include_usage":true}}"#;
 
 /// Bound on any one request or stream, so no loop can hang.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

@@ -200,8 +200,14 @@ async fn completion(format: Format, body: &Value, state: &State) -> Response<Bod
         return json_response(StatusCode::OK, value);
     }
 
+    // As OpenAI does: a stream that asked for usage has `"usage": null` in
+    // every chunk before the last.
+    let null_usage = body
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        == Some(true);
     let steps = match format {
-        Format::OpenAi => openai_events(n, &model, prompt_tokens, &config, reset_after),
+        Format::OpenAi => openai_events(n, &model, prompt_tokens, &config, reset_after, null_usage),
         Format::Anthropic => anthropic_events(n, &model, prompt_tokens, &config, reset_after),
     };
     let mut response = Response::new(sse_body(steps));
@@ -259,12 +265,17 @@ fn openai_events(
     prompt_tokens: usize,
     config: &MockConfig,
     reset_after: Option<usize>,
+    null_usage: bool,
 ) -> Vec<Step> {
     let id = format!("chatcmpl-mock-{n}");
     let created = unix_now();
     let chunk = |delta: Value, finish: Value| {
-        json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        let mut c = json!({"id": id, "object": "chat.completion.chunk", "created": created,
+               "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+        if null_usage {
+            c["usage"] = Value::Null;
+        }
+        c
     };
     let mut steps = Vec::new();
     for i in 0..config.chunks {

@@ -23,6 +23,7 @@
 //! - [`upstream`]: sending upstream, with key rotation.
 //! - [`client`]: the pooled upstream HTTP client (hyper + rustls).
 //! - [`stream`]: the SSE relay (chunk by chunk) and usage parsing.
+//! - [`sse_words`]: the words a relayed chunk holds (`"usage"`...), in one pass.
 //! - [`passthrough`]: non-SSE upstream bodies, streamed; usage from the tail.
 //! - [`read_on`]: after a client left mid-answer, the rest read for its usage.
 //! - [`body`]: the response body type.
@@ -115,6 +116,7 @@ pub mod serve;
 pub mod server;
 pub mod shed;
 pub mod shutdown;
+pub mod sse_words;
 pub mod stream;
 pub mod telemetry;
 pub mod toplevel;

@@ -9,7 +9,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -29,6 +29,7 @@ use crate::metrics::Metrics;
 use crate::peer::Peer;
 use crate::read_on::{ReadOn, ReadOnPolicy, ReadsOn};
 use crate::redact::{redact_prefix, ERROR_LOG_CHARS};
+use crate::sse_words::words;
 use crate::upstream_body::UpstreamBody;
 use crate::usage::Usage;
 
@@ -118,16 +119,15 @@ impl SseUsage {
     /// (the usual case) is looked at in place: only a line split across
     /// chunks is copied, so an event costs no allocation and no copy.
     pub fn feed(&mut self, chunk: &[u8]) {
-        // One search that stops at the first hit (counting every hit cost
-        // ~200 instructions an event): a chunk of several events counts
-        // once, so the estimate stays a lower bound.
-        self.deltas += u64::from(DELTA_KEY.find(chunk).is_some());
+        // One pass for the three words ([`words`]). A chunk of several
+        // delta events counts once, so the estimate stays a lower bound.
+        let words = words(chunk);
+        self.deltas += u64::from(words.delta);
         // Most chunks are whole content deltas with no `"usage"` and no
-        // `"error"` in them (content text has its quotes escaped): a search
-        // for each rules out every line the chunk ends, and only the
-        // unfinished line after its last newline is kept.
-        let worth_reading =
-            has_value(&USAGE_KEY, chunk) || (self.error.is_none() && has_value(&ERROR_KEY, chunk));
+        // `"error"` in them, or only `null` ones (content text has its
+        // quotes escaped): that rules out every line the chunk ends, and
+        // only the unfinished line after its last newline is kept.
+        let worth_reading = words.usage || (words.error && self.error.is_none());
         if self.line.is_empty() && !self.skipping_long_line && !worth_reading {
             // A line ends at LF, CRLF or a lone CR (the SSE spec's three).
             let after_last_line = memchr::memrchr2(b'\n', b'\r', chunk).map_or(0, |nl| nl + 1);
@@ -179,8 +179,8 @@ impl SseUsage {
         // Anthropic's message_start / message_delta) or an `"error"` matter;
         // skipping the JSON parse of every content delta is most of the
         // relay's per-chunk CPU.
-        let usage = has_value(&USAGE_KEY, data);
-        let error = self.error.is_none() && has_value(&ERROR_KEY, data);
+        let words = words(data);
+        let (usage, error) = (words.usage, words.error && self.error.is_none());
         if !(usage || error) {
             return;
         }
@@ -209,28 +209,6 @@ pub(crate) fn is_error_event(v: &serde_json::Value) -> bool {
     v.get("error").is_some_and(|e| !e.is_null()) || says_error("type") || says_error("object")
 }
 
-/// Whether `hay` holds the word `finder` looks for (`"usage"`, `"error"`)
-/// other than as a key whose value is `null`. OpenAI sends `"usage":null`
-/// in every chunk of a stream that asked for usage (goproxy always asks):
-/// taken for usage events, every chunk was split into lines and parsed
-/// whole (9,159 instructions an event against 2,759, callgrind).
-fn has_value(finder: &memchr::memmem::Finder<'_>, hay: &[u8]) -> bool {
-    let after = |at: usize| &hay[at + finder.needle().len()..];
-    finder.find_iter(hay).any(|at| !is_null_member(after(at)))
-}
-
-/// Whether `rest`, what follows a key's closing quote, is `: null`.
-fn is_null_member(rest: &[u8]) -> bool {
-    rest.trim_ascii_start()
-        .strip_prefix(b":")
-        .is_some_and(|v| v.trim_ascii_start().starts_with(b"null"))
-}
-
-/// The `"error"` key or value, searched for in every chunk until an error
-/// event was seen (built once).
-static ERROR_KEY: LazyLock<memchr::memmem::Finder<'static>> =
-    LazyLock::new(|| memchr::memmem::Finder::new(b"\"error\""));
-
 /// Whether `v` (an event's JSON) has a top-level `usage` with an output
 /// count: the final count, not `message_start`'s opening one.
 fn has_output_count(v: &serde_json::Value) -> bool {
@@ -242,15 +220,6 @@ fn has_output_count(v: &serde_json::Value) -> bool {
             .is_some()
     })
 }
-
-/// The `"delta"` key, counted in every chunk (built once).
-static DELTA_KEY: LazyLock<memchr::memmem::Finder<'static>> =
-    LazyLock::new(|| memchr::memmem::Finder::new(b"\"delta\""));
-
-/// The `"usage"` key, searched for in every `data:` line: the searcher is
-/// built once (building it per line cost more than the search).
-static USAGE_KEY: LazyLock<memchr::memmem::Finder<'static>> =
-    LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
 
 /// How a stream ended, for the log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -786,10 +755,10 @@ mod tests {
             (b"{}", false),
         ];
         for (hay, want) in cases {
-            assert_eq!(has_value(&USAGE_KEY, hay), want, "{}", hay.escape_ascii());
+            assert_eq!(words(hay).usage, want, "{}", hay.escape_ascii());
         }
-        assert!(!has_value(&ERROR_KEY, b"{\"error\": null}"));
-        assert!(has_value(&ERROR_KEY, b"{\"type\":\"error\"}"));
+        assert!(!words(b"{\"error\": null}").error);
+        assert!(words(b"{\"type\":\"error\"}").error);
         let content = "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}],\"usage\":null}\n\n";
         let last =
             "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":4}}\n\n";

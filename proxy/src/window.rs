@@ -17,6 +17,15 @@ pub fn quote_or_escape(w: &[u8; WIDTH]) -> u32 {
     imp::quote_or_escape(w)
 }
 
+/// From a quote to the quote that closes a five-letter word after it.
+pub const PAIR: usize = 6;
+
+/// Bit `k` is set if `w[k]` and `w[k + PAIR]` are both `"`: where a
+/// five-letter word between quotes (`"usage"`) may start.
+pub fn quote_pairs(w: &[u8; WIDTH + PAIR]) -> u32 {
+    imp::quote_pairs(w)
+}
+
 /// `"`, `{`, `}`, `[` or `]`: the byte class of [`structural`], one byte
 /// at a time (for the tail shorter than a window).
 pub fn is_structural(c: u8) -> bool {
@@ -36,8 +45,8 @@ pub fn at(b: &[u8], at: usize) -> Option<&[u8; WIDTH]> {
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 mod imp {
     use safe_arch::{
-        bitor_m128i, cmp_eq_mask_i8_m128i, load_unaligned_m128i, m128i, move_mask_i8_m128i,
-        set_splat_i8_m128i,
+        bitand_m128i, bitor_m128i, cmp_eq_mask_i8_m128i, load_unaligned_m128i, m128i,
+        move_mask_i8_m128i, set_splat_i8_m128i,
     };
 
     fn eq(v: m128i, c: u8) -> m128i {
@@ -56,6 +65,13 @@ mod imp {
     pub fn quote_or_escape(w: &[u8; 16]) -> u32 {
         let v = load_unaligned_m128i(w);
         move_mask_i8_m128i(bitor_m128i(eq(v, b'"'), eq(v, b'\\'))) as u32
+    }
+
+    pub fn quote_pairs(w: &[u8; 16 + super::PAIR]) -> u32 {
+        let at = |k: usize| -> &[u8; 16] { w[k..k + 16].try_into().expect("16 bytes") };
+        let first = eq(load_unaligned_m128i(at(0)), b'"');
+        let second = eq(load_unaligned_m128i(at(super::PAIR)), b'"');
+        move_mask_i8_m128i(bitand_m128i(first, second)) as u32
     }
 }
 
@@ -76,6 +92,12 @@ mod imp {
     pub fn quote_or_escape(w: &[u8; 16]) -> u32 {
         mask(w, is_quote_or_escape)
     }
+
+    pub fn quote_pairs(w: &[u8; 16 + super::PAIR]) -> u32 {
+        (0..16).fold(0, |m, k| {
+            m | (u32::from(w[k] == b'"' && w[k + super::PAIR] == b'"') << k)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -93,6 +115,12 @@ mod tests {
                 let q = matches!(c, b'"' | b'\\');
                 assert_eq!(structural(&w), u32::from(s) << lane, "{c} at {lane}");
                 assert_eq!(quote_or_escape(&w), u32::from(q) << lane, "{c} at {lane}");
+                let mut p = [b'"'; WIDTH + PAIR];
+                p[lane] = c;
+                let want = (0..WIDTH).fold(0, |m, k| {
+                    m | (u32::from(p[k] == b'"' && p[k + PAIR] == b'"') << k)
+                });
+                assert_eq!(quote_pairs(&p), want, "{c} at {lane}");
             }
         }
     }

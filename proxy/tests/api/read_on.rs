@@ -196,8 +196,11 @@ async fn the_drain_waits_for_a_read_on_then_cuts_it() {
 }
 
 /// An upstream that sends without end as fast as it can is read on for
-/// 64 MiB at most, not for the whole limit.
-#[tokio::test(start_paused = true)]
+/// 64 MiB at most, not for the whole limit. In real time: with the clock
+/// paused, tokio may move it on to the next timer (the 1 s stall) while
+/// both sides wait on their sockets; the test failed once in about twenty
+/// runs.
+#[tokio::test]
 async fn reading_on_stops_at_64_mib() {
     let (logs, _guard) = Logs::capture();
     let p = spawn_proxy(DEFAULT_CONFIG).await;

@@ -92,10 +92,10 @@ pub struct SseUsage {
     /// Anthropic `content_block_delta`) and one or two more, each counted
     /// once however many a chunk holds.
     deltas: u64,
-    /// The first error event of the stream (its data, at most
-    /// [`ERROR_KEPT`] bytes): an answer that began `200` and then failed
-    /// (OpenAI's `{"error": ...}`, Anthropic's `{"type": "error", ...}`,
-    /// `{"object": "error", ...}` of vLLM and others).
+    /// The first error event of the stream (its data, at most 8 KiB): an
+    /// answer that began `200` and then failed (OpenAI's `{"error": ...}`,
+    /// Anthropic's `{"type": "error", ...}`, `{"object": "error", ...}` of
+    /// vLLM and others).
     pub error: Option<Bytes>,
 }
 

@@ -35,7 +35,7 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TokenLabels {
+struct ModelKindLabels {
     model: String,
     kind: &'static str,
 }
@@ -51,11 +51,12 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     upstream_latency: Histogram,
-    tokens: Family<TokenLabels, Counter>,
+    tokens: Family<ModelKindLabels, Counter>,
     cost: Family<ModelLabel, Counter<f64, AtomicU64>>,
     open_streams: Gauge,
     open_connections: Gauge,
     body_bytes_in_flight: Gauge,
+    upstream_error_answers: Family<ModelKindLabels, Counter>,
     /// Usage counters per configured model, resolved on first use.
     by_model: HashMap<String, OnceLock<ModelCounters>>,
 }
@@ -78,11 +79,12 @@ impl Metrics {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let upstream_latency = Histogram::new(BUCKETS);
-        let tokens = Family::<TokenLabels, Counter>::default();
+        let tokens = Family::<ModelKindLabels, Counter>::default();
         let cost = Family::<ModelLabel, Counter<f64, AtomicU64>>::default();
         let open_streams = Gauge::default();
         let open_connections = Gauge::default();
         let body_bytes_in_flight = Gauge::default();
+        let upstream_error_answers = Family::<ModelKindLabels, Counter>::default();
         // Counters get `_total` appended by the registry.
         registry.register(
             "goproxy_requests",
@@ -115,6 +117,11 @@ impl Metrics {
             "Request body bytes held (at most max_body_bytes_in_flight)",
             body_bytes_in_flight.clone(),
         );
+        registry.register(
+            "goproxy_upstream_error_answers",
+            "Answers relayed with a 2xx status in which the upstream reported an error, by model and kind (event: in a stream; body: the whole body)",
+            upstream_error_answers.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -124,6 +131,7 @@ impl Metrics {
             open_streams,
             open_connections,
             body_bytes_in_flight,
+            upstream_error_answers,
             by_model: models.map(|m| (m.to_string(), OnceLock::new())).collect(),
         }
     }
@@ -153,7 +161,7 @@ impl Metrics {
     /// The token and cost counters of `model`.
     fn model(&self, model: &str) -> ModelCounters {
         let token = |kind| {
-            let labels = TokenLabels {
+            let labels = ModelKindLabels {
                 model: model.to_string(),
                 kind,
             };
@@ -169,6 +177,17 @@ impl Metrics {
             cache_read: token("cache_read"),
             cost: self.cost.get_or_create(&cost).clone(),
         }
+    }
+
+    /// An answer relayed as a success in which the upstream reported an
+    /// error (`kind`: `event` in a stream, `body` the whole body). Rare:
+    /// its label set is built each time.
+    pub fn upstream_error_answer(&self, model: &str, kind: &'static str) {
+        let labels = ModelKindLabels {
+            model: model.to_string(),
+            kind,
+        };
+        self.upstream_error_answers.get_or_create(&labels).inc();
     }
 
     /// A stream started (+1) or ended (-1).
@@ -242,6 +261,14 @@ mod tests {
         assert!(text.contains("goproxy_upstream_latency_seconds_bucket{le=\"0.025\"} 0"));
         assert!(text.contains("goproxy_tokens_total{model=\"claude\",kind=\"output\"} 4"));
         assert!(text.contains("goproxy_cost_total{model=\"claude\"} 0.5"));
+        m.upstream_error_answer("claude", "event");
+        let text = m.render();
+        assert!(
+            text.contains(
+                "goproxy_upstream_error_answers_total{model=\"claude\",kind=\"event\"} 1"
+            ),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 

@@ -161,6 +161,7 @@ impl Drop for Passthrough {
             if let Some(body) = self.tail.error_body(self.bytes) {
                 let error = redact_prefix(body, false, ERROR_LOG_CHARS, &ctx.secrets);
                 tracing::warn!(request_id = ctx.request_id, endpoint = %ctx.endpoint, status = ctx.status, error, "upstream answered a success status with an error body");
+                ctx.metrics.upstream_error_answer(&ctx.model, "body");
                 outcome = "upstream_error_body";
             }
         }

@@ -1,7 +1,7 @@
-//! Which of the three words the SSE relay looks for in every chunk it
-//! passes on the chunk holds, in one pass: `"delta"` (a content event, for
-//! the output estimate), and `"usage"` and `"error"` with a value other
-//! than `null` (an event worth parsing).
+//! The three words the SSE relay looks for in every chunk it passes on,
+//! found in one pass: `"delta"` (a content event, for the output
+//! estimate), and `"usage"` and `"error"` with a value other than `null`
+//! (an event worth parsing).
 //!
 //! All three are five letters between two quotes, so a word can start only
 //! at a quote with another quote six bytes on: [`window::quote_pairs`]

@@ -337,6 +337,7 @@ impl Drop for Relay {
             let cut = error.len() == ERROR_KEPT;
             let error = redact_prefix(error, cut, ERROR_LOG_CHARS, &ctx.secrets);
             tracing::warn!(request_id = ctx.request_id, endpoint = %ctx.endpoint, error, "upstream sent an error event in its stream");
+            ctx.metrics.upstream_error_answer(&ctx.model, "event");
         }
         let outcome = match self.outcome {
             Outcome::Open => self.left.unwrap_or_else(|| ctx.open_outcome()),

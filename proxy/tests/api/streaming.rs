@@ -301,8 +301,8 @@ async fn stalled_stream_ends_with_error_event() {
 /// An upstream that answered 200 and then reported a failure in an event
 /// of its stream (OpenAI's shape, Anthropic's, vLLM's) before ending it:
 /// the client gets the event as sent, the line's outcome says
-/// `upstream_error_event` instead of `complete`, and a warning gives the
-/// upstream's words with its key redacted.
+/// `upstream_error_event` instead of `complete`, `/metrics` counts it, and
+/// a warning gives the upstream's words with its key redacted.
 #[tokio::test]
 async fn an_error_event_in_a_stream_is_logged_as_one() {
     let (logs, _guard) = Logs::capture();
@@ -337,6 +337,9 @@ async fn an_error_event_in_a_stream_is_logged_as_one() {
             (text.matches("stream finished").count() > n).then_some(())
         })
         .await;
+        let m = p.metrics().await;
+        let counted = "goproxy_upstream_error_answers_total{model=\"raw-gpt\",kind=\"event\"} 1";
+        assert!(m.contains(counted), "{m}");
     }
     let text = logs.text();
     let outcomes = text.matches("outcome=\"upstream_error_event\"").count();
@@ -357,9 +360,9 @@ async fn an_error_event_in_a_stream_is_logged_as_one() {
 }
 
 /// The same for a non-streamed answer: a `200` whose body is an error
-/// object is passed on as sent, logged with outcome `upstream_error_body`
-/// and warned of with the upstream's words redacted; a `200` answer
-/// without usage stays `complete`.
+/// object is passed on as sent, logged with outcome `upstream_error_body`,
+/// counted, and warned of with the upstream's words redacted; a `200`
+/// answer without usage stays `complete`.
 #[tokio::test]
 async fn an_error_body_in_a_200_is_logged_as_one() {
     let (logs, _guard) = Logs::capture();
@@ -380,6 +383,9 @@ async fn an_error_body_in_a_200_is_logged_as_one() {
             (logs.text().matches("outcome=").count() > n).then_some(())
         })
         .await;
+        let m = p.metrics().await;
+        let counted = "goproxy_upstream_error_answers_total{model=\"raw-gpt\",kind=\"body\"} 1";
+        assert_eq!(m.contains(counted), n == 0, "{m}");
     }
     let text = logs.text();
     assert_eq!(

@@ -25,8 +25,7 @@ use crate::alarm::Alarm;
 use crate::body::{Body, BodyError};
 use crate::cancel::Cancelled;
 use crate::read_on::{ReadOn, ReadOnPolicy, ReadsOn};
-use crate::redact::{redact_prefix, ERROR_LOG_CHARS};
-use crate::stream::{is_error_event, RelayContext};
+use crate::stream::{is_error_event, ErrorAnswer, RelayContext};
 use crate::upstream_body::UpstreamBody;
 use crate::usage::Usage;
 use crate::usage_counts::Counts;
@@ -159,9 +158,7 @@ impl Drop for Passthrough {
         // then is the body parsed whole: an answer has its usage).
         if let (None, "complete") = (found, outcome) {
             if let Some(body) = self.tail.error_body(self.bytes) {
-                let error = redact_prefix(body, false, ERROR_LOG_CHARS, &ctx.secrets);
-                tracing::warn!(request_id = ctx.request_id, endpoint = %ctx.endpoint, status = ctx.status, error, "upstream answered a success status with an error body");
-                ctx.metrics.upstream_error_answer(&ctx.model, "body");
+                ctx.error_answer(ErrorAnswer::Body, body, false);
                 outcome = "upstream_error_body";
             }
         }

@@ -254,7 +254,35 @@ struct Relay {
     read_on: Option<ReadOn>,
 }
 
+/// Where an answer relayed as a success reported an upstream error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrorAnswer {
+    /// An error event in an SSE stream.
+    Event,
+    /// A whole body that is an error object.
+    Body,
+}
+
 impl RelayContext {
+    /// An answer relayed as a success in which the upstream reported an
+    /// error: warned of with the upstream's words (`text`, its first bytes
+    /// if `cut`) redacted, and counted in `/metrics`.
+    pub(crate) fn error_answer(&self, kind: ErrorAnswer, text: &[u8], cut: bool) {
+        let error = redact_prefix(text, cut, ERROR_LOG_CHARS, &self.secrets);
+        let (id, endpoint) = (self.request_id, &self.endpoint);
+        let label = match kind {
+            ErrorAnswer::Event => {
+                tracing::warn!(request_id = id, %endpoint, error, "upstream sent an error event in its stream");
+                "event"
+            }
+            ErrorAnswer::Body => {
+                tracing::warn!(request_id = id, %endpoint, status = self.status, error, "upstream answered a success status with an error body");
+                "body"
+            }
+        };
+        self.metrics.upstream_error_answer(&self.model, label);
+    }
+
     /// Why a body still open is being dropped: the drain's cut (the
     /// connection was closed after its grace), a client that read nothing
     /// for `send_timeout_secs`, or else a client that went away. The first
@@ -334,10 +362,7 @@ impl Drop for Relay {
         let cost = usage.cost(&ctx.prices);
         ctx.metrics.usage(&ctx.model, &usage, cost);
         if let Some(error) = &self.parser.error {
-            let cut = error.len() == ERROR_KEPT;
-            let error = redact_prefix(error, cut, ERROR_LOG_CHARS, &ctx.secrets);
-            tracing::warn!(request_id = ctx.request_id, endpoint = %ctx.endpoint, error, "upstream sent an error event in its stream");
-            ctx.metrics.upstream_error_answer(&ctx.model, "event");
+            ctx.error_answer(ErrorAnswer::Event, error, error.len() == ERROR_KEPT);
         }
         let outcome = match self.outcome {
             Outcome::Open => self.left.unwrap_or_else(|| ctx.open_outcome()),

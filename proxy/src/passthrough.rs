@@ -92,8 +92,12 @@ impl Tail {
     /// and it is an error object (an upstream or gateway that answers
     /// `200` and says in the body that it failed).
     pub fn error_body(&self, bytes: u64) -> Option<&[u8]> {
+        // Not parsed at all unless whole (up to 128 KiB for nothing).
         let whole = self.head.is_empty() && bytes == self.buf.len() as u64;
-        let v: serde_json::Value = serde_json::from_slice(&self.buf).ok().filter(|_| whole)?;
+        if !whole {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&self.buf).ok()?;
         is_error_event(&v).then_some(&self.buf[..])
     }
 }

@@ -19,7 +19,8 @@
 //! - [`body_budget`]: the body bytes all requests hold at once.
 //! - [`rename`]: the client body rewritten for the upstream, without a JSON tree.
 //! - [`toplevel`]: a JSON object's top-level members, by a structural scan.
-//! - [`window`]: which of 16 bytes are JSON syntax, as a bit mask (SSE2).
+//! - [`in_string`]: which bytes of JSON text are inside strings, 64 at a time.
+//! - [`window`]: which of 16 or 64 bytes are JSON syntax, as bit masks (SSE2).
 //! - [`upstream`]: sending upstream, with key rotation.
 //! - [`client`]: the pooled upstream HTTP client (hyper + rustls).
 //! - [`stream`]: the SSE relay (chunk by chunk) and usage parsing.
@@ -99,6 +100,7 @@ pub mod gone;
 pub mod h1;
 pub mod healthcheck;
 pub mod host;
+pub mod in_string;
 pub mod log_batch;
 pub mod log_line;
 pub mod log_time;

@@ -1,15 +1,29 @@
-//! Which of 16 bytes are JSON syntax, as a bit mask: one SSE2 compare per
-//! byte class on x86_64 (through `safe_arch`, so no `unsafe` here), a plain
-//! loop elsewhere. [`crate::toplevel`] steps through a body a window at a
-//! time instead of a byte at a time.
+//! Which of 16 (or 64) bytes are JSON syntax, as a bit mask: one SSE2
+//! compare per byte class on x86_64 (through `safe_arch`, so no `unsafe`
+//! here), a plain loop elsewhere. [`crate::toplevel`] steps through a body
+//! a window or a block at a time instead of a byte at a time.
 
 /// Bytes per window.
 pub const WIDTH: usize = 16;
 
-/// Bit `k` is set if `w[k]` is `"`, `{`, `}`, `[` or `]`: what matters
-/// outside a string.
-pub fn structural(w: &[u8; WIDTH]) -> u32 {
-    imp::structural(w)
+/// Bytes per block of [`block`].
+pub const BLOCK: usize = 64;
+
+/// The bytes of a block that matter to JSON's structure: bit `k` for byte
+/// `k`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Masks {
+    /// `"`.
+    pub quote: u64,
+    /// `\`.
+    pub backslash: u64,
+    /// `{`, `}`, `[` and `]`.
+    pub bracket: u64,
+}
+
+/// The quotes, backslashes and brackets of 64 bytes.
+pub fn block(b: &[u8; BLOCK]) -> Masks {
+    imp::block(b)
 }
 
 /// Bit `k` is set if `w[k]` is `"` or `\`: what matters inside a string.
@@ -26,10 +40,9 @@ pub fn quote_pairs(w: &[u8; WIDTH + PAIR]) -> u32 {
     imp::quote_pairs(w)
 }
 
-/// `"`, `{`, `}`, `[` or `]`: the byte class of [`structural`], one byte
-/// at a time (for the tail shorter than a window).
-pub fn is_structural(c: u8) -> bool {
-    matches!(c, b'"' | b'{' | b'}' | b'[' | b']')
+/// `{`, `}`, `[` or `]`.
+pub fn is_bracket(c: u8) -> bool {
+    matches!(c, b'{' | b'}' | b'[' | b']')
 }
 
 /// `"` or `\`: the byte class of [`quote_or_escape`], one byte at a time.
@@ -53,13 +66,24 @@ mod imp {
         cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(c as i8))
     }
 
-    pub fn structural(w: &[u8; 16]) -> u32 {
-        let v = load_unaligned_m128i(w);
-        // `[` | 0x20 is `{` and `]` | 0x20 is `}` (and no other byte maps
-        // to either), so two compares find all four brackets.
-        let folded = bitor_m128i(v, set_splat_i8_m128i(0x20));
-        let brackets = bitor_m128i(eq(folded, b'{'), eq(folded, b'}'));
-        move_mask_i8_m128i(bitor_m128i(eq(v, b'"'), brackets)) as u32
+    pub fn block(b: &[u8; 64]) -> super::Masks {
+        let mut m = super::Masks {
+            quote: 0,
+            backslash: 0,
+            bracket: 0,
+        };
+        for (k, w) in b.chunks_exact(16).enumerate() {
+            let v = load_unaligned_m128i(w.try_into().expect("16 bytes"));
+            // `[` | 0x20 is `{` and `]` | 0x20 is `}` (and no other byte
+            // maps to either), so two compares find all four brackets.
+            let folded = bitor_m128i(v, set_splat_i8_m128i(0x20));
+            let brackets = bitor_m128i(eq(folded, b'{'), eq(folded, b'}'));
+            let bits = |x: m128i| u64::from(move_mask_i8_m128i(x) as u16) << (16 * k);
+            m.quote |= bits(eq(v, b'"'));
+            m.backslash |= bits(eq(v, b'\\'));
+            m.bracket |= bits(brackets);
+        }
+        m
     }
 
     pub fn quote_or_escape(w: &[u8; 16]) -> u32 {
@@ -77,20 +101,24 @@ mod imp {
 
 #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
 mod imp {
-    use super::{is_quote_or_escape, is_structural};
+    use super::{is_bracket, is_quote_or_escape, Masks};
 
-    fn mask(w: &[u8; 16], hit: impl Fn(u8) -> bool) -> u32 {
+    fn mask(w: &[u8], hit: impl Fn(u8) -> bool) -> u64 {
         w.iter()
             .enumerate()
-            .fold(0, |m, (k, &c)| m | (u32::from(hit(c)) << k))
+            .fold(0, |m, (k, &c)| m | (u64::from(hit(c)) << k))
     }
 
-    pub fn structural(w: &[u8; 16]) -> u32 {
-        mask(w, is_structural)
+    pub fn block(b: &[u8; 64]) -> Masks {
+        Masks {
+            quote: mask(b, |c| c == b'"'),
+            backslash: mask(b, |c| c == b'\\'),
+            bracket: mask(b, is_bracket),
+        }
     }
 
     pub fn quote_or_escape(w: &[u8; 16]) -> u32 {
-        mask(w, is_quote_or_escape)
+        mask(w, is_quote_or_escape) as u32
     }
 
     pub fn quote_pairs(w: &[u8; 16 + super::PAIR]) -> u32 {
@@ -111,9 +139,7 @@ mod tests {
             for lane in 0..WIDTH {
                 let mut w = [b'a'; WIDTH];
                 w[lane] = c;
-                let s = matches!(c, b'"' | b'{' | b'}' | b'[' | b']');
                 let q = matches!(c, b'"' | b'\\');
-                assert_eq!(structural(&w), u32::from(s) << lane, "{c} at {lane}");
                 assert_eq!(quote_or_escape(&w), u32::from(q) << lane, "{c} at {lane}");
                 let mut p = [b'"'; WIDTH + PAIR];
                 p[lane] = c;
@@ -121,6 +147,17 @@ mod tests {
                     m | (u32::from(p[k] == b'"' && p[k + PAIR] == b'"') << k)
                 });
                 assert_eq!(quote_pairs(&p), want, "{c} at {lane}");
+            }
+            for lane in 0..BLOCK {
+                let mut b = [b'a'; BLOCK];
+                b[lane] = c;
+                let bit = |hit: bool| u64::from(hit) << lane;
+                let want = Masks {
+                    quote: bit(c == b'"'),
+                    backslash: bit(c == b'\\'),
+                    bracket: bit(matches!(c, b'{' | b'}' | b'[' | b']')),
+                };
+                assert_eq!(block(&b), want, "{c} at {lane}");
             }
         }
     }

@@ -99,13 +99,7 @@ mod tests {
     /// finds.
     #[test]
     fn blocks_agree_with_a_byte_at_a_time_reader() {
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::test_rng::xorshift(0x9E37_79B9_7F4A_7C15);
         let alphabet = *b"\\\\\\\"\"[]{}ab";
         for round in 0..3000 {
             let len = 1 + (next() % 300) as usize;

@@ -121,6 +121,8 @@ pub mod shutdown;
 pub mod sse_words;
 pub mod stream;
 pub mod telemetry;
+#[cfg(test)]
+mod test_rng;
 pub mod toplevel;
 pub mod upstream;
 pub mod upstream_body;

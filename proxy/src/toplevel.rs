@@ -265,13 +265,7 @@ mod tests {
     /// 64-byte blocks: each is found exactly, and cut short it is refused.
     #[test]
     fn random_nested_values_are_found_exactly() {
-        let mut seed = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::test_rng::xorshift(0x2545_F491_4F6C_DD1D);
         for round in 0..400 {
             let value = serde_json::to_string(&random_value(&mut next, 4)).unwrap();
             let pad = " ".repeat(round % 64);

@@ -25,6 +25,12 @@ pub enum Fault {
     Internal,
 }
 
+/// nginx's 499: never sent (the client has gone), only logged and counted.
+pub const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
+    Ok(s) => s,
+    Err(_) => panic!("499 is a status code"),
+};
+
 /// Everything that can end a request with an error response.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -75,6 +81,11 @@ pub enum ProxyError {
     /// The client went silent while sending its request body.
     #[error("the request body was not received in time")]
     ClientTimeout,
+    /// The client's connection closed before its request body ended:
+    /// nobody is left to answer, and the line says 499 (nginx's "client
+    /// closed request"), as for an HTTP/2 client that resets its stream.
+    #[error("the client closed the connection before its request body ended")]
+    ClientGone,
     /// The request bodies in flight hold all of `max_body_bytes_in_flight`.
     #[error("the proxy is busy receiving other requests (all of max_body_bytes_in_flight is in use); retry shortly")]
     Overloaded,
@@ -95,7 +106,8 @@ impl ProxyError {
             | PayloadTooLarge(_)
             | UnknownModel(_)
             | ModelNotOnRoute { .. }
-            | ClientTimeout => Fault::Downstream,
+            | ClientTimeout
+            | ClientGone => Fault::Downstream,
             RateLimited { .. } | UpstreamStatus(_) | UpstreamFailed | UpstreamTimeout => {
                 Fault::Upstream
             }
@@ -112,6 +124,7 @@ impl ProxyError {
             NotFound(_) | UnknownModel(_) | ModelNotOnRoute { .. } => StatusCode::NOT_FOUND,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ClientTimeout => StatusCode::REQUEST_TIMEOUT,
+            ClientGone => CLIENT_CLOSED_REQUEST,
             BadRequest(_) => StatusCode::BAD_REQUEST,
             PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -174,6 +187,7 @@ impl ProxyError {
             UpstreamStatus(_) | UpstreamFailed => "upstream_error",
             UpstreamTimeout => "upstream_timeout",
             ClientTimeout => "request_timeout",
+            ClientGone => "client_closed_request",
             ShuttingDown => "shutting_down",
             Overloaded => "overloaded",
         }
@@ -253,6 +267,7 @@ mod tests {
     fn statuses_map_in_one_place() {
         assert_eq!(ProxyError::Unauthorized.status_code(), 401);
         assert_eq!(ProxyError::PayloadTooLarge(1).status_code(), 413);
+        assert_eq!(ProxyError::ClientGone.status_code(), 499);
         assert_eq!(ProxyError::UpstreamStatus(500).status_code(), 502);
         assert_eq!(ProxyError::UpstreamStatus(401).status_code(), 502);
         assert_eq!(ProxyError::UpstreamTimeout.status_code(), 504);

@@ -97,6 +97,9 @@ pub async fn read_body(
             Some(Err(e)) if matches!(e.downcast_ref(), Some(ReqBodyError::Overloaded)) => {
                 return Err(ProxyError::Overloaded);
             }
+            Some(Err(e)) if matches!(e.downcast_ref(), Some(ReqBodyError::Gone)) => {
+                return Err(ProxyError::ClientGone);
+            }
             Some(Err(_)) => {
                 return Err(ProxyError::BadRequest(
                     "could not read the request body".into(),

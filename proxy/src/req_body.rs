@@ -88,9 +88,13 @@ fn hold(budget: &BodyBudget, held: &mut Held, received: u64) -> Result<(), Polle
 /// Why a request body could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReqBodyError {
-    /// Broken framing, a closed or failed connection.
+    /// Broken framing.
     #[error("the client's request body: {0}")]
     Broken(String),
+    /// The connection closed or failed before the body's end: the client
+    /// left, as an HTTP/2 client that resets its stream does.
+    #[error("the client closed the connection before its request body ended")]
+    Gone,
     /// A chunk size (or a length) promising more than the limit: refused
     /// before its bytes arrive, as nginx answers 413 at the chunk's size
     /// line (the client otherwise waited, sending, for a timeout).
@@ -99,6 +103,10 @@ pub enum ReqBodyError {
     /// The bodies in flight hold all of `max_body_bytes_in_flight`.
     #[error("no room for the client's request body in max_body_bytes_in_flight")]
     Overloaded,
+}
+
+fn gone() -> Polled {
+    Poll::Ready(Some(Err(Box::new(ReqBodyError::Gone))))
 }
 
 fn fail(e: impl std::fmt::Display) -> Polled {
@@ -122,7 +130,7 @@ impl hyper::body::Body for H1ReqBody {
             // stopped reading, and its body then fails on the timeout.
             match std::task::ready!(inbound.poll_write_small(cx, CONTINUE)) {
                 Ok(()) => inbound.owe_continue = false,
-                Err(e) => return fail(e),
+                Err(_) => return gone(),
             }
         }
         inbound.owe_continue = false;
@@ -174,10 +182,10 @@ impl hyper::body::Body for H1ReqBody {
             }
             match inbound.poll_fill(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(0)) => return fail("the client closed the connection"),
+                Poll::Ready(Ok(0)) => return gone(),
                 Poll::Ready(Ok(_)) if whole_pending => this.arrived = Some(Instant::now()),
                 Poll::Ready(Ok(_)) => {}
-                Poll::Ready(Err(e)) => return fail(e),
+                Poll::Ready(Err(_)) => return gone(),
             }
         }
     }

@@ -43,6 +43,7 @@ use tokio::net::TcpStream;
 
 use crate::activity::Activity;
 use crate::app::App;
+use crate::error::CLIENT_CLOSED_REQUEST;
 use crate::gone::{self, Gone};
 use crate::h1::{Decoder, Framing, Step};
 use crate::peer::Peer;
@@ -186,6 +187,11 @@ async fn serve_h1(app: Arc<App>, wire: Arc<Wire>, peer: Peer, activity: Arc<Acti
             }
             return;
         };
+        // The client left mid-body: its line says 499, nobody is there
+        // to read an answer.
+        if response.status() == CLIENT_CLOSED_REQUEST {
+            return;
+        }
         // A body the handler left unread is skipped if it is all here;
         // otherwise the connection cannot carry another request.
         let whole = skip_buffered_body(&wire);

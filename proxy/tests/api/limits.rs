@@ -124,6 +124,41 @@ async fn chunked_bodies_take_as_they_come_and_give_back_when_cut() {
     until_answered(p.addr, 2000, "HTTP/1.1 200").await;
 }
 
+/// A client that leaves mid-body is logged and counted 499, as an HTTP/2
+/// client that resets its stream is (it was a 400 to nobody); one that
+/// only stops sending (half-close) is sent nothing, not a 499.
+#[tokio::test]
+async fn a_client_that_leaves_mid_body_is_499() {
+    let (logs, _guard) = Logs::capture();
+    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    for framing in ["content-length: 1000", "transfer-encoding: chunked"] {
+        let mut s = begin(p.addr, framing).await;
+        let part = if framing.starts_with("content") {
+            "{\"model\""
+        } else {
+            "8\r\n{\"model\"\r\n"
+        };
+        s.write_all(part.as_bytes()).await.unwrap();
+        s.shutdown().await.unwrap();
+        let mut answer = Vec::new();
+        timeout(Duration::from_secs(10), s.read_to_end(&mut answer))
+            .await
+            .expect("the connection closes")
+            .unwrap();
+        assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    }
+    wait_for("two 499 lines", Duration::from_secs(5), || async {
+        (logs.text().matches("status=499").count() == 2).then_some(())
+    })
+    .await;
+    assert!(!logs.text().contains("status=400"), "{}", logs.text());
+    let metrics = p.metrics().await;
+    assert!(
+        metrics.contains(r#"route="/v1/chat/completions",status="499"} 2"#),
+        "{metrics}"
+    );
+}
+
 /// A budget smaller than one body is refused at load time.
 #[tokio::test]
 async fn a_budget_below_max_body_bytes_is_refused() {

@@ -34,7 +34,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
@@ -63,10 +63,12 @@ pub struct ReadOnPolicy {
     pub limit: Duration,
     /// The server's tasks (connections and read-ons).
     pub tasks: TaskTracker,
-    /// [`MAX_AT_ONCE`] permits, one per read-on, and the warning when
-    /// they run out (at most every 10 s: a client resetting thousands of
-    /// HTTP/2 streams a second otherwise wrote a warning for each).
-    pub permits: Arc<(Semaphore, Every)>,
+    /// [`MAX_AT_ONCE`] permits, one per read-on.
+    permits: Arc<Semaphore>,
+    /// The warning when they run out, at most every 10 s (a client
+    /// resetting thousands of HTTP/2 streams a second otherwise wrote a
+    /// warning for each).
+    warning: Arc<Every>,
 }
 
 impl ReadOnPolicy {
@@ -75,10 +77,8 @@ impl ReadOnPolicy {
         ReadOnPolicy {
             limit,
             tasks,
-            permits: Arc::new((
-                Semaphore::new(MAX_AT_ONCE),
-                Every::new(Duration::from_secs(10)),
-            )),
+            permits: Arc::new(Semaphore::new(MAX_AT_ONCE)),
+            warning: Arc::new(Every::new(Duration::from_secs(10))),
         }
     }
 
@@ -88,14 +88,10 @@ impl ReadOnPolicy {
         if self.limit.is_zero() {
             return None;
         }
-        let (permits, warning) = &*self.permits;
-        match permits.try_acquire() {
-            Ok(permit) => {
-                permit.forget();
-                Some(ReadOnPermit(self.permits.clone()))
-            }
+        match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
             Err(_) => {
-                if warning.due(Instant::now()) {
+                if self.warning.due(Instant::now()) {
                     tracing::warn!(
                         at_once = MAX_AT_ONCE,
                         "too many answers read on after their clients left: upstreams past that are cut at once, and usage they had not sent yet is not billed (warned at most every 10 s)"
@@ -108,14 +104,7 @@ impl ReadOnPolicy {
 }
 
 /// One read-on's place among [`MAX_AT_ONCE`], given back when dropped.
-#[derive(Debug)]
-pub struct ReadOnPermit(Arc<(Semaphore, Every)>);
-
-impl Drop for ReadOnPermit {
-    fn drop(&mut self) {
-        self.0 .0.add_permits(1);
-    }
-}
+pub type ReadOnPermit = OwnedSemaphorePermit;
 
 /// How a read-on ended (the `read_on` field of the request's line).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,20 +4,17 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::Admission;
 use crate::auth::Secrets;
 use crate::body_budget::BodyBudget;
 use crate::cancel::Cut;
 use crate::config::Config;
-use crate::every::Every;
 use crate::metrics::Metrics;
 use crate::read_on::ReadOnPolicy;
-use crate::shed::Shed;
 use crate::upstream::Upstream;
 
 /// Shared state of one server.
@@ -49,14 +46,9 @@ pub struct App {
     pub read_on: ReadOnPolicy,
     /// Request body bytes all requests may hold at once.
     pub body_budget: BodyBudget,
-    /// One permit per client connection served (`max_connections`).
-    pub connections: Arc<Semaphore>,
-    /// The warning that the connections reached `max_connections`.
-    pub connections_full_warning: Every,
-    /// Asks idle connections to close when at `max_connections`.
-    pub shed: Shed,
-    /// The warning that accepting failed (out of file descriptors).
-    pub accept_failed_warning: Every,
+    /// Client connections: `max_connections`, and idle ones closed to
+    /// make room.
+    pub admission: Admission,
 }
 
 impl App {
@@ -81,10 +73,7 @@ impl App {
             cut: Cut::new(),
             tasks,
             body_budget: BodyBudget::new(config_budget),
-            connections: Arc::new(Semaphore::new(config_connections)),
-            connections_full_warning: Every::new(Duration::from_secs(10)),
-            shed: Shed::new(),
-            accept_failed_warning: Every::new(Duration::from_secs(10)),
+            admission: Admission::new(config_connections),
         })
     }
 }

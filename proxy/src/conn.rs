@@ -109,7 +109,7 @@ pub async fn serve(
     let now = Instant::now();
     let mut timer = Alarm::at(watch(&activity, &app, now).unwrap_or(now));
     let mut drain = crate::cancel::Cancelled::new(app.drain.clone());
-    let mut shed = crate::cancel::Cancelled::new(app.shed.next());
+    let mut shed = crate::cancel::Cancelled::new(app.admission.shed().next());
     let why = loop {
         tokio::select! {
             biased;
@@ -126,7 +126,7 @@ pub async fn serve(
                 if idle.is_some_and(|t| t + crate::shed::MIN_IDLE <= Instant::now()) {
                     break Close::Shed;
                 }
-                shed = crate::cancel::Cancelled::new(app.shed.next());
+                shed = crate::cancel::Cancelled::new(app.admission.shed().next());
             }
         }
     };

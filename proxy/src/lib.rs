@@ -10,6 +10,7 @@
 //! - [`shed`]: at `max_connections`, idle connections are asked to close.
 //! - [`conn`]: one client connection and the timeouts of each of its states.
 //! - [`activity`]: what a connection has in progress ([`activity::Busy`] guards).
+//! - [`admission`]: client connections admitted up to `max_connections`.
 //! - [`app`]: the shared state of one server.
 //! - [`routes`]: routing and the small handlers.
 //! - [`forward`]: the model routes: client body in, upstream answer out.
@@ -80,6 +81,7 @@
 //! the drain timeout would.
 
 pub mod activity;
+pub mod admission;
 pub mod alarm;
 pub mod app;
 pub mod auth;

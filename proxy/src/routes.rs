@@ -180,9 +180,8 @@ async fn dispatch<'a>(
         ("/", &Method::GET | &Method::HEAD) => Ok((info(app), None)),
         ("/metrics", &Method::GET) => {
             app.secrets.authenticate(req.headers(), false)?;
-            let open = app.config.max_connections - app.connections.available_permits();
             app.metrics
-                .set_limits_in_use(open, app.body_budget.in_use());
+                .set_limits_in_use(app.admission.open(), app.body_budget.in_use());
             let mut r = Response::new(full(app.metrics.render()));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,

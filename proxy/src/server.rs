@@ -4,13 +4,11 @@
 //! [`crate::routes`].
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
@@ -153,7 +151,7 @@ async fn accept_until(
                 stop_at = Some(Instant::now() + delay);
             }
             _ = tokio::time::sleep_until(stop_at.unwrap_or_else(Instant::now)), if stop_at.is_some() => return,
-            accepted = admit(app, listener) => match accepted {
+            accepted = app.admission.admit(listener) => match accepted {
                 Ok((permit, stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     bound_unsent(&stream);
@@ -165,55 +163,14 @@ async fn accept_until(
                     tracker.spawn(served);
                 }
                 Err(e) => {
-                    // EMFILE and friends: back off instead of spinning, and
-                    // say so once in a while, not 10 times a second.
-                    if app.accept_failed_warning.due(Instant::now()) {
-                        tracing::error!(error = %e, open_files_limit = crate::fd_limit::soft().unwrap_or(0), "accept failed (retried every 100 ms; out of file descriptors: raise the open-file limit or lower max_connections)");
-                    }
+                    // EMFILE and friends: back off instead of spinning.
+                    app.admission.accept_failed(&e);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
         }
     }
 }
-
-/// The next connection, with its permit (`max_connections`). At the
-/// limit it waits, accepted, for a connection to close (so at most one
-/// per event loop beyond the limit is held; more wait in the kernel's
-/// listen backlog), and idle connections are asked to close to make room
-/// every [`SHED_EVERY`] while it waits, as nginx closes idle keep-alive
-/// connections when its `worker_connections` run out.
-async fn admit(
-    app: &App,
-    listener: &TcpListener,
-) -> std::io::Result<(OwnedSemaphorePermit, TcpStream, SocketAddr)> {
-    let (stream, peer) = listener.accept().await?;
-    if let Ok(permit) = app.connections.clone().try_acquire_owned() {
-        return Ok((permit, stream, peer));
-    }
-    if app.connections_full_warning.due(Instant::now()) {
-        tracing::warn!(
-            max_connections = app.config.max_connections,
-            "connection limit reached: closing connections idle for 1 s or more to make room; new connections wait until one closes (raise max_connections if this is expected load)"
-        );
-    }
-    let room = app.connections.clone().acquire_owned();
-    tokio::pin!(room);
-    loop {
-        app.shed.ask();
-        tokio::select! {
-            permit = &mut room => {
-                let permit = permit.expect("the connection semaphore is never closed");
-                return Ok((permit, stream, peer));
-            }
-            () = tokio::time::sleep(SHED_EVERY) => {}
-        }
-    }
-}
-
-/// How often idle connections are asked again to close while a new one
-/// waits at `max_connections`.
-const SHED_EVERY: Duration = Duration::from_secs(1);
 
 /// Unsent bytes a client connection may queue in the kernel: the socket
 /// reports writable again once under half of it.

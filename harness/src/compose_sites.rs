@@ -61,7 +61,7 @@ impl ComposeFile {
 
     /// The first line after the first `skip` lines that contains `needle`
     /// outside a comment.
-    fn line_with(&self, needle: &str, skip: usize) -> Option<usize> {
+    pub(crate) fn line_with(&self, needle: &str, skip: usize) -> Option<usize> {
         self.text
             .lines()
             .enumerate()
@@ -74,7 +74,7 @@ impl ComposeFile {
 impl ComposeFile {
     /// The 0-based line of `name:` as a service key (indented, under
     /// `services:`), 0 if not found: where its values are searched from.
-    fn service_line(&self, name: &str) -> usize {
+    pub(crate) fn service_line(&self, name: &str) -> usize {
         let key = format!("{name}:");
         let quoted = [format!("\"{name}\":"), format!("'{name}':")];
         self.text

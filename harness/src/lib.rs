@@ -56,6 +56,7 @@ pub mod cli;
 pub mod compose;
 pub mod compose_env;
 pub mod compose_file;
+pub mod compose_grace;
 pub mod compose_sites;
 pub mod deploy;
 pub mod docker;

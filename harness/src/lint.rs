@@ -6,11 +6,15 @@
 //! compose are read by their own rules ([`crate::nginx`],
 //! [`crate::compose_file`]); goproxy's address in nginx is found through
 //! the compose service that runs goproxy, never by an upstream's name.
+//! goproxy's shutdown (its drain) must also fit in the `stop_grace_period`
+//! compose gives it, or docker SIGKILLs it mid-drain at the switch.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::check::{Checks, Phase};
 use crate::compose_file::{ComposeFile, ComposeFileError};
+use crate::compose_grace::{Grace, COMPOSE_DEFAULT_GRACE};
 use crate::nginx::{goproxy, NginxConfig, NginxError, PathMap};
 use crate::ports::{self, PortSite};
 
@@ -58,6 +62,10 @@ pub enum LintError {
     /// Files that name different ports, one line each.
     #[error("{}", .0.join("\n"))]
     Mismatch(Vec<String>),
+    /// `stop_grace_period`s shorter than goproxy's drain, or unreadable,
+    /// one line each.
+    #[error("{}", .0.join("\n"))]
+    GraceTooShort(Vec<String>),
 }
 
 /// What a byte-order mark does to a goproxy JSON, for [`LintError::ByteOrderMark`].
@@ -217,6 +225,121 @@ pub async fn run(targets: &LintTargets, checks: &mut Checks) {
             ports_agree(targets)
         })
         .await;
+    const GRACE: &str = "lint.drain-fits-grace";
+    let Ok(config) = proxy::config::Config::load(&targets.prod_config) else {
+        let why = "not judged: the prod config does not load (lint.goproxy-config-prod says why)";
+        return checks.skip(Phase::Lint, GRACE, why);
+    };
+    let shutdown = Shutdown::of(targets, &config);
+    match graces(targets) {
+        // Nothing written to judge: compose's default, said when short.
+        Ok(g) if g.is_empty() && COMPOSE_DEFAULT_GRACE <= shutdown.needed => {
+            let note = format!(
+                "not judged: no compose file sets stop_grace_period for service {}, so \
+                 compose's default applies: docker SIGKILLs goproxy {} s after SIGTERM, but \
+                 {}; {} under `{}:`",
+                targets.service,
+                COMPOSE_DEFAULT_GRACE.as_secs(),
+                shutdown.why,
+                shutdown.fix,
+                targets.service,
+            );
+            checks.skip(Phase::Lint, GRACE, &note);
+        }
+        found => {
+            checks
+                .run(Phase::Lint, GRACE, async {
+                    drain_fits_grace(&shutdown, found?)
+                })
+                .await;
+        }
+    }
+}
+
+/// How long goproxy's shutdown may take, said in the operator's terms:
+/// after SIGTERM it keeps `/health` at 503 for `drain_readiness_delay_secs`,
+/// lets open requests finish for up to `drain_timeout_secs`, then gives
+/// cut streams 2 s to flush their error event.
+#[derive(Debug)]
+pub struct Shutdown {
+    pub needed: Duration,
+    why: String,
+    fix: String,
+}
+
+impl Shutdown {
+    pub fn of(targets: &LintTargets, config: &proxy::config::Config) -> Self {
+        let needed = config.drain_readiness_delay + config.drain_timeout + proxy::conn::CUT_GRACE;
+        Shutdown {
+            needed,
+            why: format!(
+                "goproxy's shutdown takes up to {} s ({} s drain_readiness_delay_secs + {} s \
+                 drain_timeout_secs in {} + {} s for cut streams to flush)",
+                needed.as_secs(),
+                config.drain_readiness_delay.as_secs(),
+                config.drain_timeout.as_secs(),
+                targets.prod_config.display(),
+                proxy::conn::CUT_GRACE.as_secs(),
+            ),
+            fix: format!(
+                "set stop_grace_period to at least {}s",
+                needed.as_secs() + 1
+            ),
+        }
+    }
+}
+
+/// Every `stop_grace_period` the compose files set for goproxy's service.
+pub fn graces(targets: &LintTargets) -> Result<Vec<Grace>, LintError> {
+    let mut out = Vec::new();
+    for path in &targets.compose_files {
+        out.extend(ComposeFile::load(path)?.stop_grace_period(&targets.service));
+    }
+    Ok(out)
+}
+
+/// goproxy's shutdown fits in every `stop_grace_period` set for its
+/// service: docker SIGKILLs it when the period runs out, which drops every
+/// stream still open without its error event. An override file that does
+/// not set the period keeps another file's; with none set, compose's 10 s
+/// default applies.
+pub fn drain_fits_grace(shutdown: &Shutdown, graces: Vec<Grace>) -> Result<String, LintError> {
+    let Shutdown { needed, why, fix } = shutdown;
+    if graces.is_empty() {
+        return Ok(format!(
+            "no stop_grace_period set: compose's default {} s covers it; {why}",
+            COMPOSE_DEFAULT_GRACE.as_secs()
+        ));
+    }
+    let short: Vec<String> = graces
+        .iter()
+        .filter(|g| g.period.is_none_or(|p| p <= *needed))
+        .map(|g| match g.period {
+            Some(p) => format!(
+                "{}: stop_grace_period {} ({} s) is not longer than {why}: docker SIGKILLs \
+                 goproxy with streams still open; {fix}",
+                g.site,
+                g.written,
+                p.as_secs_f64()
+            ),
+            None => format!(
+                "{}: stop_grace_period {} is not a duration compose reads (a string such as \
+                 360s, 6m or 1m30s); {why}; {fix}",
+                g.site, g.written
+            ),
+        })
+        .collect();
+    if !short.is_empty() {
+        return Err(LintError::GraceTooShort(short));
+    }
+    let sites: Vec<String> = graces
+        .iter()
+        .map(|g| format!("{} {}", g.site, g.written))
+        .collect();
+    Ok(format!(
+        "stop_grace_period ({}) covers it: {why}",
+        sites.join(", ")
+    ))
 }
 
 /// Loads and validates a goproxy config with goproxy's own code.

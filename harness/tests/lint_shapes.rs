@@ -58,6 +58,13 @@ fn wrap(upstream_and_servers: &str) -> String {
     format!("user www-data;\nevents {{}}\nhttp {{\n{upstream_and_servers}\n}}\n")
 }
 
+/// nginx with an upstream on 8004, the prod JSON's port.
+fn nginx_8004() -> String {
+    wrap(&format!(
+        "    upstream goproxy {{ server goproxy:8004; }}\n{PASS}"
+    ))
+}
+
 const PASS: &str = "    server { listen 443 ssl; location / { proxy_pass http://goproxy; } }";
 
 fn assert_names(err: &str, want: &[&str]) {
@@ -93,9 +100,7 @@ fn half_done_change_is_no_go_naming_both_files_and_lines() {
 /// A port written as a string, or no port at all, is refused.
 #[test]
 fn string_port_and_missing_port_are_no_go() {
-    let nginx = wrap(&format!(
-        "    upstream goproxy {{ server goproxy:8004; }}\n{PASS}"
-    ));
+    let nginx = nginx_8004();
     let t = Tree::new(&nginx).json(|j| j.replace("\"port\": 8004", "\"port\": \"8004\""));
     assert_names(&t.lint().unwrap_err(), &["not a TCP port"]);
     let t = Tree::new(&nginx).json(|j| j.replace("\"port\": 8004,", ""));
@@ -158,9 +163,7 @@ fn no_route_to_goproxy_names_what_nginx_proxies_to() {
 /// is read, and an image tag is not a port.
 #[test]
 fn compose_shapes() {
-    let nginx = wrap(&format!(
-        "    upstream goproxy {{ server goproxy:8004; }}\n{PASS}"
-    ));
+    let nginx = nginx_8004();
     let ok = "services:\n  goproxy:\n    image: registry.example/goproxy:1.4.2\n    expose: [\"8004\"]\n";
     let t = Tree::new(&nginx).file("docker-compose.yml", ok);
     assert!(t.lint().is_ok(), "{:?}", t.lint());
@@ -177,9 +180,7 @@ fn compose_shapes() {
 /// A JSON config that starts with a byte-order mark is named as such.
 #[test]
 fn bom_is_named() {
-    let nginx = wrap(&format!(
-        "    upstream goproxy {{ server goproxy:8004; }}\n{PASS}"
-    ));
+    let nginx = nginx_8004();
     let t = Tree::new(&nginx).json(|j| format!("\u{feff}{j}"));
     let out = lint::validate_goproxy_config(Path::new(&t.path("proxy/config-ohmygpt-prod.json")));
     assert_names(&out.unwrap_err().to_string(), &["byte-order mark"]);
@@ -199,4 +200,109 @@ fn include_mounted_by_compose() {
         &t.lint().unwrap_err(),
         &[&format!("{}:2 says 8005", t.path("conf.d/goproxy.conf"))],
     );
+}
+
+/// The grace check's result for a tree: its status and evidence, as the
+/// report shows them.
+fn grace_of(t: &Tree) -> (harness::check::Status, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut checks = harness::check::Checks::new(true);
+    rt.block_on(lint::run(
+        &LintTargets::from_root(t.dir.path()),
+        &mut checks,
+    ));
+    let r = checks
+        .results()
+        .iter()
+        .find(|r| r.name == "lint.drain-fits-grace")
+        .expect("the grace check is recorded")
+        .clone();
+    (r.status, r.evidence)
+}
+
+/// goproxy's drain must end before docker's SIGKILL: a `stop_grace_period`
+/// at or under the drain (330 s in the prod JSON, + 2 s to flush) is
+/// no-go at its file and line, however it is written; an override that
+/// does not set it keeps the base file's; one that sets less is named.
+#[test]
+fn a_grace_period_shorter_than_the_drain_is_no_go() {
+    use harness::check::Status;
+    let nginx = nginx_8004();
+    let base = |grace: &str| {
+        format!("services:\n  goproxy:\n    image: goproxy:1\n    stop_grace_period: {grace}\n  nginx:\n    image: nginx:1\n    stop_grace_period: 5s\n")
+    };
+    for ok in ["360s", "6m", "5m33s", "\"1h\""] {
+        let t = Tree::new(&nginx).file("docker-compose.yml", &base(ok));
+        assert_eq!(grace_of(&t).0, Status::Pass, "{ok}: {:?}", grace_of(&t));
+    }
+    for (bad, says) in [
+        (
+            "30s",
+            "stop_grace_period 30s (30 s) is not longer than goproxy's shutdown",
+        ),
+        ("332s", "(332 s) is not longer"),
+        ("5m", "(300 s)"),
+        ("330", "not a duration compose reads"),
+        ("6 minutes", "not a duration compose reads"),
+    ] {
+        let t = Tree::new(&nginx).file("docker-compose.yml", &base(bad));
+        let (status, evidence) = grace_of(&t);
+        assert_eq!(status, Status::Fail, "{bad}: {evidence}");
+        assert_names(
+            &evidence,
+            &[
+                &format!("{}:4", t.path("docker-compose.yml")),
+                says,
+                "330 s drain_timeout_secs",
+                "at least 333s",
+            ],
+        );
+    }
+    let t = Tree::new(&nginx)
+        .file("docker-compose.yml", &base("360s"))
+        .file(
+            "docker-compose.override.yml",
+            "services:\n  goproxy:\n    environment:\n      RUST_LOG: debug\n",
+        );
+    assert_eq!(grace_of(&t).0, Status::Pass, "{:?}", grace_of(&t));
+    let t = Tree::new(&nginx)
+        .file("docker-compose.yml", &base("360s"))
+        .file(
+            "docker-compose.override.yml",
+            "services:\n  goproxy:\n    stop_grace_period: 10s\n",
+        );
+    let (status, evidence) = grace_of(&t);
+    assert_eq!(status, Status::Fail, "{evidence}");
+    assert_names(
+        &evidence,
+        &[&format!("{}:3", t.path("docker-compose.override.yml"))],
+    );
+    assert!(!evidence.contains("docker-compose.yml:4"), "{evidence}");
+}
+
+/// With no `stop_grace_period` anywhere, compose's 10 s default applies:
+/// said (not judged) when the drain is longer, passed when it fits.
+#[test]
+fn an_unset_grace_period_is_said_not_judged() {
+    use harness::check::Status;
+    let nginx = nginx_8004();
+    let compose = "services:\n  goproxy:\n    image: goproxy:1\n";
+    let t = Tree::new(&nginx).file("docker-compose.yml", compose);
+    let (status, evidence) = grace_of(&t);
+    assert_eq!(status, Status::Skip, "{evidence}");
+    assert_names(
+        &evidence,
+        &[
+            "compose's default",
+            "10 s",
+            "at least 333s",
+            "under `goproxy:`",
+        ],
+    );
+    let t = Tree::new(&nginx)
+        .file("docker-compose.yml", compose)
+        .json(|j| j.replace("\"drain_timeout_secs\": 330", "\"drain_timeout_secs\": 5"));
+    assert_eq!(grace_of(&t).0, Status::Pass, "{:?}", grace_of(&t));
 }

@@ -134,6 +134,13 @@ impl Report {
                 c.duration.as_secs_f64(),
                 first_line(&c.evidence)
             );
+            // A failure names every file and line at fault, one a line:
+            // all of them, under its row (the JSON report has them too).
+            if c.status == Status::Fail {
+                for more in c.evidence.lines().skip(1) {
+                    let _ = writeln!(out, "{:>w$}{more}", "", w = 34 + name_w);
+                }
+            }
         }
         let f = &self.figures;
         if let (Some(sent), Some(failed)) = (f.switch_requests, f.switch_failed_requests) {

@@ -29,6 +29,9 @@ pub enum ComposeFileError {
     NoServices { path: PathBuf },
 }
 
+/// How many anchors deep `<<` merges are followed.
+const MERGE_DEPTH: usize = 8;
+
 /// One compose file, parsed.
 #[derive(Debug, Clone)]
 pub struct ComposeFile {
@@ -38,6 +41,8 @@ pub struct ComposeFile {
     pub services: BTreeMap<String, Value>,
     /// The same before interpolation: the text to find a value's line by.
     pub(crate) raw_services: BTreeMap<String, Value>,
+    /// The top-level `include:`, interpolated (compose v2.20+).
+    pub(crate) include: Option<Value>,
 }
 
 impl ComposeFile {
@@ -72,11 +77,17 @@ impl ComposeFile {
         // a file: it is not part of the document (and moves no line).
         let body = text.strip_prefix('\u{feff}').unwrap_or(&text);
         let mut raw: Value = serde_norway::from_str(body).map_err(yaml)?;
-        // Compose applies `<<: *defaults`: what the anchor says, the service says.
-        raw.apply_merge().map_err(yaml)?;
+        // Compose applies `<<: *defaults`: what the anchor says, the service
+        // says. A merge brings the anchor's own `<<` along (`x-b: {<<: *a}`
+        // merged into a service), so merge again until none is left; a
+        // chain deeper than this is not a compose file anyone writes.
+        for _ in 0..MERGE_DEPTH {
+            raw.apply_merge().map_err(yaml)?;
+        }
         let mut doc = raw.clone();
         crate::compose_env::interpolate(&mut doc, env);
         Ok(Self {
+            include: doc.get("include").cloned(),
             services: services_of(path, &doc)?,
             raw_services: services_of(path, &raw)?,
             path: path.to_path_buf(),

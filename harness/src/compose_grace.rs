@@ -9,6 +9,9 @@ use serde_norway::Value;
 
 use crate::compose_file::ComposeFile;
 
+/// How many `extends` deep a service's value is looked for.
+const EXTENDS_DEPTH: usize = 8;
+
 /// What compose waits after SIGTERM when no file sets `stop_grace_period`.
 pub const COMPOSE_DEFAULT_GRACE: Duration = Duration::from_secs(10);
 
@@ -24,23 +27,64 @@ pub struct Grace {
 }
 
 impl ComposeFile {
-    /// `service`'s `stop_grace_period` in this file, if it sets one.
+    /// `service`'s `stop_grace_period` in this file, if it sets one (its
+    /// own key, a merge key's or `extends`'s in the same file).
     pub fn stop_grace_period(&self, service: &str) -> Option<Grace> {
-        let value = self.services.get(service)?.get("stop_grace_period")?;
-        let line = self
-            .line_with("stop_grace_period", self.service_line(service))
-            .or_else(|| self.line_with("stop_grace_period", 0))
-            .unwrap_or(0);
-        let (written, period) = match value {
-            Value::String(s) => (s.clone(), parse_duration(s)),
-            // The compose schema wants a string: a bare number is refused.
-            other => (
-                serde_norway::to_string(other)
-                    .unwrap_or_default()
-                    .trim()
-                    .to_string(),
-                None,
+        self.grace_through_extends(service, EXTENDS_DEPTH)
+    }
+
+    /// The service's own value, else that of the service it `extends`
+    /// (in this file or in `file:`, relative to this one), as compose
+    /// fills in what the extending service leaves out.
+    fn grace_through_extends(&self, service: &str, depth: usize) -> Option<Grace> {
+        let def = self.services.get(service)?;
+        if def.get("stop_grace_period").is_some() {
+            return self.own_grace(service);
+        }
+        let (file, base) = match def.get("extends")? {
+            Value::String(base) => (None, base.as_str()),
+            ext => (
+                ext.get("file").and_then(Value::as_str),
+                ext.get("service").and_then(Value::as_str)?,
             ),
+        };
+        let depth = depth.checked_sub(1)?;
+        match file {
+            None => self.grace_through_extends(base, depth),
+            Some(file) => {
+                let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
+                ComposeFile::load(&dir.join(file))
+                    .ok()?
+                    .grace_through_extends(base, depth)
+            }
+        }
+    }
+
+    /// What this file writes for `service` itself (or through a merge key).
+    fn own_grace(&self, service: &str) -> Option<Grace> {
+        let value = self.services.get(service)?.get("stop_grace_period")?;
+        let raw = self
+            .raw_services
+            .get(service)
+            .and_then(|s| s.get("stop_grace_period"));
+        let line = self.grace_line(service);
+        let (written, period) = match untagged(value) {
+            // `!reset`: compose's default again.
+            None => ("!reset".to_string(), Some(COMPOSE_DEFAULT_GRACE)),
+            Some(Value::String(s)) => (s.clone(), parse_duration(s)),
+            // The compose schema wants a string: a bare number is refused.
+            Some(other) => (yaml_text(other), None),
+        };
+        // Quoted when blank or padded (else the padding cannot be seen);
+        // what the line writes first when interpolation changed it.
+        let shown = if written.is_empty() || written.trim() != written {
+            format!("{written:?}")
+        } else {
+            written.clone()
+        };
+        let written = match raw.and_then(untagged) {
+            Some(Value::String(r)) if *r != written => format!("{r} (= \"{written}\")"),
+            _ => shown,
         };
         Some(Grace {
             site: format!("{}:{line}", self.path.display()),
@@ -48,28 +92,172 @@ impl ComposeFile {
             period,
         })
     }
+
+    /// The line that writes `service`'s `stop_grace_period`, found by
+    /// indentation in the `services:` block (so a `goproxy:` under another
+    /// service's `depends_on`, or the words in a label or a command, are
+    /// not taken for it); the service's own line when the value comes from
+    /// a merge key; the old text search when the file is not laid out in
+    /// blocks.
+    fn grace_line(&self, service: &str) -> usize {
+        let lines: Vec<&str> = self
+            .text
+            .lines()
+            .map(|l| l.trim_end_matches('\r'))
+            .collect();
+        match block_key_line(&lines, service, "stop_grace_period") {
+            Some((line, true)) => line,
+            // From a merge key: where an anchor's block writes it.
+            Some((line, false)) => anchor_key_line(&lines, "stop_grace_period").unwrap_or(line),
+            None => self
+                .line_with("stop_grace_period", self.service_line(service))
+                .unwrap_or(0),
+        }
+    }
 }
 
-/// A duration in Go's syntax: one or more decimal numbers each with a unit
-/// (`ns`, `us`, `µs`, `ms`, `s`, `m`, `h`), or `0`.
+impl ComposeFile {
+    /// The files this one's top-level `include:` names (a path, a list of
+    /// paths, or `{path: ...}` entries), relative to this file.
+    pub fn included(&self) -> Vec<std::path::PathBuf> {
+        let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
+        let Some(Value::Sequence(entries)) = self.include.as_ref() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            match e {
+                Value::String(p) => out.push(dir.join(p)),
+                other => match other.get("path") {
+                    Some(Value::String(p)) => out.push(dir.join(p)),
+                    Some(Value::Sequence(ps)) => {
+                        out.extend(ps.iter().filter_map(Value::as_str).map(|p| dir.join(p)))
+                    }
+                    _ => {}
+                },
+            }
+        }
+        out
+    }
+}
+
+/// `value` without a compose merge tag: `!override x` is `x`; `!reset`
+/// is nothing.
+fn untagged(value: &Value) -> Option<&Value> {
+    match value {
+        Value::Tagged(t) if t.tag == "reset" => None,
+        Value::Tagged(t) if t.tag == "override" => Some(&t.value),
+        v => Some(v),
+    }
+}
+
+fn yaml_text(v: &Value) -> String {
+    serde_norway::to_string(v)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Indentation and key of a block-mapping line (not blank, not a comment).
+fn key_of(line: &str) -> Option<(usize, &str, &str)> {
+    let t = line.trim_start_matches([' ', '\t']);
+    if t.is_empty() || t.starts_with('#') {
+        return None;
+    }
+    let indent = line.len() - t.len();
+    let (key, rest) = match t.as_bytes()[0] {
+        q @ (b'"' | b'\'') => {
+            let end = t[1..].find(q as char)? + 1;
+            (&t[1..end], t[end + 1..].strip_prefix(':')?)
+        }
+        _ => {
+            let colon = t.find(':')?;
+            (t[..colon].trim_end(), &t[colon + 1..])
+        }
+    };
+    Some((indent, key, rest))
+}
+
+/// The 1-based line of `key:` directly under `service:` under the
+/// top-level `services:`, and `true`; the service's own line and `false`
+/// if it does not write `key` itself as a block key. `None` if the file
+/// has no block-style `services:` with that service.
+fn block_key_line(lines: &[&str], service: &str, key: &str) -> Option<(usize, bool)> {
+    let services = top_level(lines).find(|(_, k)| *k == "services")?.0;
+    let start = children(lines, services).find(|(_, k)| *k == service)?.0;
+    let own = children(lines, start).find(|(_, k)| *k == key);
+    // A flow mapping on the service's line (`goproxy: {..., key: v}`).
+    let flow = lines[start].contains(&format!("{key}:"));
+    Some(match own {
+        Some((i, _)) => (i + 1, true),
+        None => (start + 1, flow),
+    })
+}
+
+/// The 1-based line of `key:` directly under a top-level block other than
+/// `services:` (an `x-` anchor a service merges).
+fn anchor_key_line(lines: &[&str], key: &str) -> Option<usize> {
+    top_level(lines)
+        .filter(|(_, k)| *k != "services")
+        .find_map(|(i, _)| children(lines, i).find(|(_, k)| *k == key))
+        .map(|(i, _)| i + 1)
+}
+
+/// The top-level block keys, with their 0-based lines.
+fn top_level<'a>(lines: &'a [&'a str]) -> impl Iterator<Item = (usize, &'a str)> + 'a {
+    (0..lines.len())
+        .filter_map(|i| key_of(lines[i]).map(|(indent, k, _)| (i, indent, k)))
+        .filter(|(_, indent, _)| *indent == 0)
+        .map(|(i, _, k)| (i, k))
+}
+
+/// The keys directly under the block key at line `parent` (those indented
+/// as the first line under it), with their 0-based lines.
+fn children<'a>(
+    lines: &'a [&'a str],
+    parent: usize,
+) -> impl Iterator<Item = (usize, &'a str)> + 'a {
+    let at = key_of(lines[parent]).map_or(0, |(indent, _, _)| indent);
+    let mut under = (parent + 1..lines.len())
+        .filter_map(move |i| key_of(lines[i]).map(|(indent, k, _)| (i, indent, k)))
+        .take_while(move |(_, indent, _)| *indent > at)
+        .peekable();
+    let own = under.peek().map(|(_, indent, _)| *indent);
+    under
+        .filter(move |(_, indent, _)| Some(*indent) == own)
+        .map(|(i, _, k)| (i, k))
+}
+
+/// A duration as Go's `time.ParseDuration` reads it (compose v2 uses
+/// it; compose v1's parser agrees on what operators write): an optional
+/// sign, then one or more decimal numbers each with a unit (`ns`, `us`,
+/// `µs`, `μs`, `ms`, `s`, `m`, `h`), or `0`; nothing around it, and no
+/// more than Go's ~292 years. A negative one is refused here (no grace
+/// at all), as a value compose reads but that cannot hold a drain.
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    let mut rest = text.trim();
-    if rest == "0" {
+    let unsigned = text.strip_prefix('+').unwrap_or(text);
+    if unsigned == "0" {
         return Some(Duration::ZERO);
     }
+    let mut rest = unsigned;
     let mut total = 0.0f64;
     while !rest.is_empty() {
         let digits = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(rest.len());
-        let number: f64 = rest[..digits].parse().ok()?;
+        // Go takes `6.` and `.5` but not a lone `.`.
+        let number = match &rest[..digits] {
+            "" | "." => return None,
+            n if n.starts_with('.') => format!("0{n}").parse::<f64>().ok()?,
+            n => n.trim_end_matches('.').parse::<f64>().ok()?,
+        };
         rest = &rest[digits..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(rest.len());
         let seconds = match &rest[..unit_len] {
             "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1e-6,
             "ms" => 1e-3,
             "s" => 1.0,
             "m" => 60.0,
@@ -79,9 +267,16 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         rest = &rest[unit_len..];
         total += number * seconds;
     }
-    Duration::try_from_secs_f64(total)
-        .ok()
-        .filter(|_| !text.trim().is_empty())
+    // i64 nanoseconds, Go's limit.
+    (!unsigned.is_empty() && total <= 9_223_372_036.854_775)
+        .then(|| Duration::try_from_secs_f64(total).ok())
+        .flatten()
+}
+
+/// What docker waits for a `stop_grace_period`: whole seconds (compose
+/// hands docker the period's seconds, rounded down).
+pub fn docker_wait(period: Duration) -> Duration {
+    Duration::from_secs(period.as_secs())
 }
 
 #[cfg(test)]
@@ -107,7 +302,34 @@ mod tests {
                 "{text}"
             );
         }
-        for bad in ["", "360", "6 m", "1d", "s", "-5s", "1..5s", "abc"] {
+        for (text, secs) in [
+            ("+6m", 360.0),
+            ("6.m", 360.0),
+            (".5h", 1800.0),
+            ("1\u{3bc}s", 1e-6),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Some(Duration::from_secs_f64(secs)),
+                "{text}"
+            );
+        }
+        for bad in [
+            "",
+            "360",
+            "6 m",
+            "1d",
+            "s",
+            "-5s",
+            "1..5s",
+            "abc",
+            " 6m",
+            "6m\t",
+            "6M",
+            ".s",
+            "2562048h",
+            "9223372037s",
+        ] {
             assert_eq!(parse_duration(bad), None, "{bad:?}");
         }
     }
@@ -120,7 +342,7 @@ mod tests {
         assert_eq!(g.site, "dc.yml:8");
         assert_eq!(
             (g.written.as_str(), g.period),
-            ("6m", Some(Duration::from_secs(360)))
+            ("${GRACE:-6m} (= \"6m\")", Some(Duration::from_secs(360)))
         );
         let merged = f.stop_grace_period("other").unwrap();
         assert_eq!(

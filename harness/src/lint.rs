@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::check::{Checks, Phase};
 use crate::compose_file::{ComposeFile, ComposeFileError};
-use crate::compose_grace::{Grace, COMPOSE_DEFAULT_GRACE};
+use crate::compose_grace::{docker_wait, Grace, COMPOSE_DEFAULT_GRACE};
 use crate::nginx::{goproxy, NginxConfig, NginxError, PathMap};
 use crate::ports::{self, PortSite};
 
@@ -233,6 +233,13 @@ pub async fn run(targets: &LintTargets, checks: &mut Checks) {
     let shutdown = Shutdown::of(targets, &config);
     match graces(targets) {
         // Nothing written to judge: compose's default, said when short.
+        Ok(g) if g.is_empty() && !defined(targets) => {
+            let note = format!(
+                "not judged: no compose file defines service {} (--service names goproxy's)",
+                targets.service
+            );
+            checks.skip(Phase::Lint, GRACE, &note);
+        }
         Ok(g) if g.is_empty() && COMPOSE_DEFAULT_GRACE <= shutdown.needed => {
             let note = format!(
                 "not judged: no compose file sets stop_grace_period for service {}, so \
@@ -256,6 +263,15 @@ pub async fn run(targets: &LintTargets, checks: &mut Checks) {
     }
 }
 
+/// Whether a compose file (that reads) defines `targets.service`.
+fn defined(targets: &LintTargets) -> bool {
+    targets
+        .compose_files
+        .iter()
+        .filter_map(|p| ComposeFile::load(p).ok())
+        .any(|f| f.defines(&targets.service))
+}
+
 /// How long goproxy's shutdown may take, said in the operator's terms:
 /// after SIGTERM it keeps `/health` at 503 for `drain_readiness_delay_secs`,
 /// lets open requests finish for up to `drain_timeout_secs`, then gives
@@ -270,17 +286,27 @@ pub struct Shutdown {
 impl Shutdown {
     pub fn of(targets: &LintTargets, config: &proxy::config::Config) -> Self {
         let needed = config.drain_readiness_delay + config.drain_timeout + proxy::conn::CUT_GRACE;
+        // A field the file leaves out is goproxy's default, not the file's.
+        let written: serde_json::Value = std::fs::read_to_string(&targets.prod_config)
+            .ok()
+            .and_then(|t| serde_json::from_str(t.trim_start_matches('\u{feff}')).ok())
+            .unwrap_or_default();
+        let field = |name: &str, value: Duration| match written.get(name) {
+            Some(_) => format!("{} s {name}", secs(value)),
+            None => format!("{} s {name} (goproxy's default)", secs(value)),
+        };
         Shutdown {
             needed,
             why: format!(
-                "goproxy's shutdown takes up to {} s ({} s drain_readiness_delay_secs + {} s \
-                 drain_timeout_secs in {} + {} s for cut streams to flush)",
-                needed.as_secs(),
-                config.drain_readiness_delay.as_secs(),
-                config.drain_timeout.as_secs(),
+                "goproxy's shutdown takes up to {} s ({} + {} in {} + {} s for cut streams to \
+                 flush)",
+                secs(needed),
+                field("drain_readiness_delay_secs", config.drain_readiness_delay),
+                field("drain_timeout_secs", config.drain_timeout),
                 targets.prod_config.display(),
-                proxy::conn::CUT_GRACE.as_secs(),
+                secs(proxy::conn::CUT_GRACE),
             ),
+            // Docker waits whole seconds: the least that is longer.
             fix: format!(
                 "set stop_grace_period to at least {}s",
                 needed.as_secs() + 1
@@ -289,12 +315,28 @@ impl Shutdown {
     }
 }
 
-/// Every `stop_grace_period` the compose files set for goproxy's service.
+/// Seconds as an operator writes them: `330`, `1.5`.
+fn secs(d: Duration) -> String {
+    let s = format!("{:.3}", d.as_secs_f64());
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// Every `stop_grace_period` the compose files set for goproxy's service,
+/// the files they `include:` too.
 pub fn graces(targets: &LintTargets) -> Result<Vec<Grace>, LintError> {
     let mut out = Vec::new();
-    for path in &targets.compose_files {
-        out.extend(ComposeFile::load(path)?.stop_grace_period(&targets.service));
+    let mut files = targets.compose_files.clone();
+    let mut seen = std::collections::BTreeSet::new();
+    // Bounded: each file is read once, however the includes loop.
+    while let Some(path) = files.pop() {
+        if !seen.insert(path.clone()) {
+            continue;
+        }
+        let f = ComposeFile::load(&path)?;
+        files.extend(f.included());
+        out.extend(f.stop_grace_period(&targets.service));
     }
+    out.sort_by(|a, b| a.site.cmp(&b.site));
     Ok(out)
 }
 
@@ -313,14 +355,14 @@ pub fn drain_fits_grace(shutdown: &Shutdown, graces: Vec<Grace>) -> Result<Strin
     }
     let short: Vec<String> = graces
         .iter()
-        .filter(|g| g.period.is_none_or(|p| p <= *needed))
+        .filter(|g| g.period.is_none_or(|p| docker_wait(p) <= *needed))
         .map(|g| match g.period {
             Some(p) => format!(
-                "{}: stop_grace_period {} ({} s) is not longer than {why}: docker SIGKILLs \
-                 goproxy with streams still open; {fix}",
+                "{}: stop_grace_period {} (docker waits {} s) is not longer than {why}: \
+                 docker SIGKILLs goproxy with streams still open; {fix}",
                 g.site,
                 g.written,
-                p.as_secs_f64()
+                docker_wait(p).as_secs()
             ),
             None => format!(
                 "{}: stop_grace_period {} is not a duration compose reads (a string such as \

@@ -233,19 +233,26 @@ fn a_grace_period_shorter_than_the_drain_is_no_go() {
     let base = |grace: &str| {
         format!("services:\n  goproxy:\n    image: goproxy:1\n    stop_grace_period: {grace}\n  nginx:\n    image: nginx:1\n    stop_grace_period: 5s\n")
     };
-    for ok in ["360s", "6m", "5m33s", "\"1h\""] {
+    for ok in ["360s", "6m", "5m33s", "\"1h\"", "+6m", "!override 6m"] {
         let t = Tree::new(&nginx).file("docker-compose.yml", &base(ok));
         assert_eq!(grace_of(&t).0, Status::Pass, "{ok}: {:?}", grace_of(&t));
     }
     for (bad, says) in [
         (
             "30s",
-            "stop_grace_period 30s (30 s) is not longer than goproxy's shutdown",
+            "stop_grace_period 30s (docker waits 30 s) is not longer than goproxy's shutdown",
         ),
-        ("332s", "(332 s) is not longer"),
-        ("5m", "(300 s)"),
+        ("332s", "(docker waits 332 s) is not longer"),
+        // Docker is handed whole seconds.
+        ("332.9s", "(docker waits 332 s)"),
+        ("5m", "(docker waits 300 s)"),
         ("330", "not a duration compose reads"),
         ("6 minutes", "not a duration compose reads"),
+        ("\" 6m\"", "stop_grace_period \" 6m\" is not a duration"),
+        (
+            "!reset null",
+            "stop_grace_period !reset (docker waits 10 s)",
+        ),
     ] {
         let t = Tree::new(&nginx).file("docker-compose.yml", &base(bad));
         let (status, evidence) = grace_of(&t);
@@ -305,4 +312,61 @@ fn an_unset_grace_period_is_said_not_judged() {
         .file("docker-compose.yml", compose)
         .json(|j| j.replace("\"drain_timeout_secs\": 330", "\"drain_timeout_secs\": 5"));
     assert_eq!(grace_of(&t).0, Status::Pass, "{:?}", grace_of(&t));
+}
+
+/// Where compose takes the value from, the check does too, and names the
+/// line that writes it: the service's own key (not a `goproxy:` under
+/// another service's `depends_on`, nor the words in a label or command),
+/// an anchor merged two deep, a service it `extends` (in the same file or
+/// another), a file it `include`s.
+#[test]
+fn the_grace_period_is_found_where_compose_finds_it() {
+    use harness::check::Status;
+    // What the case is, its files (name, text), and the site to be named.
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 5] = [
+        (
+            "own key after another service's depends_on",
+            &[("docker-compose.yml", "services:\n  nginx:\n    depends_on:\n      goproxy:\n        condition: service_healthy\n    labels: {stop_grace_period: 6m}\n    stop_grace_period: 6m\n  goproxy:\n    image: x\n    command: |\n      stop_grace_period: 6m\n    stop_grace_period: 30s\n")],
+            "docker-compose.yml:12",
+        ),
+        (
+            "merge keys two deep",
+            &[("docker-compose.yml", "x-a: &a\n  stop_grace_period: 30s\nx-b: &b\n  <<: *a\n  restart: always\nservices:\n  goproxy:\n    <<: *b\n    image: x\n")],
+            "docker-compose.yml:2",
+        ),
+        (
+            "extends in the same file",
+            &[("docker-compose.yml", "services:\n  base:\n    image: x\n    stop_grace_period: 30s\n  goproxy:\n    extends: base\n")],
+            "docker-compose.yml:4",
+        ),
+        (
+            "extends from another file",
+            &[
+                ("docker-compose.yml", "services:\n  goproxy:\n    extends:\n      file: common.yml\n      service: base\n"),
+                ("common.yml", "services:\n  base:\n    image: x\n    stop_grace_period: 30s\n"),
+            ],
+            "common.yml:4",
+        ),
+        (
+            "include",
+            &[
+                ("docker-compose.yml", "include:\n  - goproxy.yml\nservices:\n  nginx:\n    image: n\n"),
+                ("goproxy.yml", "services:\n  goproxy:\n    image: x\n    stop_grace_period: 30s\n"),
+            ],
+            "goproxy.yml:4",
+        ),
+    ];
+    for (what, files, site) in cases {
+        let mut t = Tree::new(&nginx_8004());
+        for (name, text) in files {
+            t = t.file(name, text);
+        }
+        let (status, evidence) = grace_of(&t);
+        assert_eq!(status, Status::Fail, "{what}: {evidence}");
+        assert_names(
+            &evidence,
+            &[&format!("{}: stop_grace_period 30s", t.path(site))],
+        );
+    }
 }

@@ -248,24 +248,47 @@ fn openai(
     }
     match top.stream_options {
         None => s.insert(open, "\"stream_options\":{\"include_usage\":true},".into()),
-        Some(v) => match serde_json::from_str::<Value>(v.get()) {
-            // Left as it is only when `include_usage: true` is the one key
-            // of that name in any case (`Include_Usage: false` beside it
-            // would win at a case-blind gateway).
-            Ok(Value::Object(o))
-                if o.get("include_usage") == Some(&Value::Bool(true))
-                    && o.keys()
-                        .filter(|k| k.eq_ignore_ascii_case("include_usage"))
-                        .count()
-                        == 1 => {}
-            Ok(Value::Object(mut o)) => {
-                o.retain(|k, _| !k.eq_ignore_ascii_case("include_usage"));
-                o.insert("include_usage".into(), Value::Bool(true));
-                s.replace(body, v, Value::Object(o).to_string());
-            }
-            _ => s.replace(body, v, "{\"include_usage\":true}".into()),
+        Some(v) => match with_usage(v.get()) {
+            Some(Some(text)) => s.replace(body, v, text),
+            Some(None) => {}
+            // Not an object (`null`, most often): the option alone.
+            None => s.replace(body, v, "{\"include_usage\":true}".into()),
         },
     }
+}
+
+/// `stream_options` (an object's text) asking for usage: `None` if it is
+/// not an object goproxy can read; `Some(None)` if it is right as written
+/// (its one key named `include_usage` in any case is that, and `true`: an
+/// `Include_Usage: false` beside it would win at a case-blind gateway);
+/// else `"include_usage":true` and the client's other members exactly as
+/// written (a `Value` rounded numbers and dropped what it could not hold).
+fn with_usage(text: &str) -> Option<Option<String>> {
+    let members = members(text).ok()?;
+    let usage: Vec<_> = members
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("include_usage"))
+        .collect();
+    if let [(key, value)] = usage[..] {
+        if key == "include_usage" && *value == "true" {
+            return Some(None);
+        }
+    }
+    let mut out = String::from("{\"include_usage\":true");
+    let mut from = text.find('{')? + 1;
+    for (key, value) in &members {
+        let end = offset(text, value) + value.len();
+        // The member as written: its key (quotes, escapes), `:`, value.
+        let written =
+            text[from..end].trim_start_matches(|c: char| c == ',' || c.is_ascii_whitespace());
+        if !key.eq_ignore_ascii_case("include_usage") {
+            out.push(',');
+            out.push_str(written);
+        }
+        from = end;
+    }
+    out.push('}');
+    Some(Some(out))
 }
 
 fn anthropic(
@@ -387,6 +410,49 @@ mod tests {
         for not_a_string in ["12", "null", "{}", "[\"a\"]", "\"", "\"a\\\""] {
             assert_eq!(json_str(not_a_string), None, "{not_a_string}");
         }
+    }
+
+    /// The client's other stream options reach the upstream exactly as
+    /// written: numbers past f64, escapes, key order, duplicates, deep
+    /// nesting (they were parsed into a `Value` and written back, which
+    /// rounded them, or replaced them all when it could not hold them).
+    #[test]
+    fn other_stream_options_are_kept_as_written() {
+        let c = config();
+        for (opts, want) in [
+            (
+                r#"{"keep":1, "x":123456789012345678901234567890}"#,
+                r#"{"include_usage":true,"keep":1,"x":123456789012345678901234567890}"#,
+            ),
+            (
+                r#"{ "b":1E2,"a":"\u00e9\/","include_usage":false,"b":2 }"#,
+                r#"{"include_usage":true,"b":1E2,"a":"\u00e9\/","b":2}"#,
+            ),
+            (
+                r#"{"x":"\ud800"}"#,
+                r#"{"include_usage":true,"x":"\ud800"}"#,
+            ),
+            (r#"{"include_usage":true}"#, r#"{"include_usage":true}"#),
+            (r#"{"Include_Usage":true}"#, r#"{"include_usage":true}"#),
+            ("null", r#"{"include_usage":true}"#),
+        ] {
+            let raw =
+                format!(r#"{{"model":"c","stream":true,"stream_options":{opts},"messages":[]}}"#);
+            let (out, _) = ClientBody::parse(&Bytes::from(raw))
+                .unwrap()
+                .rewrite(c.model("c").unwrap(), Format::OpenAi, None)
+                .unwrap();
+            let text = String::from_utf8(out.to_vec()).unwrap();
+            assert!(
+                text.contains(&format!(r#""stream_options":{want}"#)),
+                "{opts}: {text}"
+            );
+        }
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(
+            with_usage(&format!(r#"{{"x":{deep}}}"#)).unwrap().unwrap(),
+            format!(r#"{{"include_usage":true,"x":{deep}}}"#)
+        );
     }
 
     fn rewrite(body: Value, format: Format, sp: Option<&str>) -> (Value, String) {

@@ -7,18 +7,35 @@ use std::path::Path;
 
 use serde_norway::Value;
 
-/// `KEY=VALUE` lines of an `.env` file (missing file: nothing).
+/// `KEY=VALUE` (or `KEY: VALUE`) lines of an `.env` file as compose reads
+/// them (missing file: nothing): a value not in single quotes may name
+/// variables (`${G2}`, `${G:-6m}`), looked up among the lines above it,
+/// then the process environment.
 pub fn read_dotenv(path: &Path) -> BTreeMap<String, String> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return BTreeMap::new();
     };
-    text.lines()
+    let mut env = BTreeMap::new();
+    let lines = text
+        .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| l.strip_prefix("export ").map_or(l, str::trim_start))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), dotenv_value(v.trim()).to_string()))
-        .collect()
+        .map(|l| l.strip_prefix("export ").map_or(l, str::trim_start));
+    for line in lines {
+        let Some(sep) = line.find(['=', ':']) else {
+            continue;
+        };
+        let (key, raw) = (line[..sep].trim(), line[sep + 1..].trim());
+        let value = dotenv_value(raw);
+        let value = if raw.starts_with('\'') {
+            value.to_string()
+        } else {
+            let above = |k: &str| env.get(k).cloned().or_else(|| std::env::var(k).ok());
+            substitute(value, &above)
+        };
+        env.insert(key.to_string(), value);
+    }
+    env
 }
 
 /// One `.env` value as compose reads it: inside its quotes when quoted;
@@ -145,9 +162,21 @@ mod tests {
         assert_eq!(dotenv_value("'x'"), "x");
         let dir = std::env::temp_dir().join(format!("dotenv-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(".env"), "export PORT=8004 # new\n").unwrap();
+        std::fs::write(
+            dir.join(".env"),
+            "export PORT=8004 # new\nG2=6m\nGRACE=${G2}\nG3=${NONE_SUCH_VAR_X:-5m}\nLIT='${G2}'\nCOLON: 30s\n",
+        )
+        .unwrap();
         let env = read_dotenv(&dir.join(".env"));
         std::fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(env.get("PORT").map(String::as_str), Some("8004"));
+        let get = |k: &str| env.get(k).map(String::as_str);
+        assert_eq!(get("PORT"), Some("8004"));
+        assert_eq!(
+            (get("GRACE"), get("G3")),
+            (Some("6m"), Some("5m")),
+            "expanded"
+        );
+        assert_eq!(get("LIT"), Some("${G2}"), "single quotes are literal");
+        assert_eq!(get("COLON"), Some("30s"), "KEY: value");
     }
 }

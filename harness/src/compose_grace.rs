@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_norway::Value;
 
 use crate::compose_file::ComposeFile;
+use crate::compose_lines::{anchor_key_line, block_key_line};
 
 /// How many `extends` deep a service's value is looked for.
 const EXTENDS_DEPTH: usize = 8;
@@ -100,15 +101,12 @@ impl ComposeFile {
     /// a merge key; the old text search when the file is not laid out in
     /// blocks.
     fn grace_line(&self, service: &str) -> usize {
-        let lines: Vec<&str> = self
-            .text
-            .lines()
-            .map(|l| l.trim_end_matches('\r'))
-            .collect();
-        match block_key_line(&lines, service, "stop_grace_period") {
+        match block_key_line(&self.lines(), service, "stop_grace_period") {
             Some((line, true)) => line,
             // From a merge key: where an anchor's block writes it.
-            Some((line, false)) => anchor_key_line(&lines, "stop_grace_period").unwrap_or(line),
+            Some((line, false)) => {
+                anchor_key_line(&self.lines(), "stop_grace_period").unwrap_or(line)
+            }
             None => self
                 .line_with("stop_grace_period", self.service_line(service))
                 .unwrap_or(0),
@@ -156,76 +154,6 @@ fn yaml_text(v: &Value) -> String {
         .unwrap_or_default()
         .trim()
         .to_string()
-}
-
-/// Indentation and key of a block-mapping line (not blank, not a comment).
-fn key_of(line: &str) -> Option<(usize, &str, &str)> {
-    let t = line.trim_start_matches([' ', '\t']);
-    if t.is_empty() || t.starts_with('#') {
-        return None;
-    }
-    let indent = line.len() - t.len();
-    let (key, rest) = match t.as_bytes()[0] {
-        q @ (b'"' | b'\'') => {
-            let end = t[1..].find(q as char)? + 1;
-            (&t[1..end], t[end + 1..].strip_prefix(':')?)
-        }
-        _ => {
-            let colon = t.find(':')?;
-            (t[..colon].trim_end(), &t[colon + 1..])
-        }
-    };
-    Some((indent, key, rest))
-}
-
-/// The 1-based line of `key:` directly under `service:` under the
-/// top-level `services:`, and `true`; the service's own line and `false`
-/// if it does not write `key` itself as a block key. `None` if the file
-/// has no block-style `services:` with that service.
-fn block_key_line(lines: &[&str], service: &str, key: &str) -> Option<(usize, bool)> {
-    let services = top_level(lines).find(|(_, k)| *k == "services")?.0;
-    let start = children(lines, services).find(|(_, k)| *k == service)?.0;
-    let own = children(lines, start).find(|(_, k)| *k == key);
-    // A flow mapping on the service's line (`goproxy: {..., key: v}`).
-    let flow = lines[start].contains(&format!("{key}:"));
-    Some(match own {
-        Some((i, _)) => (i + 1, true),
-        None => (start + 1, flow),
-    })
-}
-
-/// The 1-based line of `key:` directly under a top-level block other than
-/// `services:` (an `x-` anchor a service merges).
-fn anchor_key_line(lines: &[&str], key: &str) -> Option<usize> {
-    top_level(lines)
-        .filter(|(_, k)| *k != "services")
-        .find_map(|(i, _)| children(lines, i).find(|(_, k)| *k == key))
-        .map(|(i, _)| i + 1)
-}
-
-/// The top-level block keys, with their 0-based lines.
-fn top_level<'a>(lines: &'a [&'a str]) -> impl Iterator<Item = (usize, &'a str)> + 'a {
-    (0..lines.len())
-        .filter_map(|i| key_of(lines[i]).map(|(indent, k, _)| (i, indent, k)))
-        .filter(|(_, indent, _)| *indent == 0)
-        .map(|(i, _, k)| (i, k))
-}
-
-/// The keys directly under the block key at line `parent` (those indented
-/// as the first line under it), with their 0-based lines.
-fn children<'a>(
-    lines: &'a [&'a str],
-    parent: usize,
-) -> impl Iterator<Item = (usize, &'a str)> + 'a {
-    let at = key_of(lines[parent]).map_or(0, |(indent, _, _)| indent);
-    let mut under = (parent + 1..lines.len())
-        .filter_map(move |i| key_of(lines[i]).map(|(indent, k, _)| (i, indent, k)))
-        .take_while(move |(_, indent, _)| *indent > at)
-        .peekable();
-    let own = under.peek().map(|(_, indent, _)| *indent);
-    under
-        .filter(move |(_, indent, _)| Some(*indent) == own)
-        .map(|(i, _, k)| (i, k))
 }
 
 /// A duration as Go's `time.ParseDuration` reads it (compose v2 uses

@@ -72,9 +72,22 @@ impl ComposeFile {
 }
 
 impl ComposeFile {
-    /// The 0-based line of `name:` as a service key (indented, under
-    /// `services:`), 0 if not found: where its values are searched from.
+    /// The text's lines, without a CRLF's CR.
+    pub(crate) fn lines(&self) -> Vec<&str> {
+        self.text
+            .lines()
+            .map(|l| l.trim_end_matches('\r'))
+            .collect()
+    }
+
+    /// The 1-based line of `name:` as a service key (directly under
+    /// `services:`, by indentation; in a flow-style file, the first
+    /// indented `name:` opening a mapping), 0 if not found: where its
+    /// values are searched from.
     pub(crate) fn service_line(&self, name: &str) -> usize {
+        if let Some(i) = crate::compose_lines::service_index(&self.lines(), name) {
+            return i + 1;
+        }
         let key = format!("{name}:");
         let quoted = [format!("\"{name}\":"), format!("'{name}':")];
         self.text

@@ -22,9 +22,10 @@
 //! - [`nginx`]: the one nginx reader (tokenizer, directives with file and
 //!   line, includes, goproxy's sites, span edits) for lint, rendering and
 //!   the local backend.
-//! - [`compose_file`], [`compose_env`], [`compose_sites`]: compose files
-//!   read as YAML, with compose's `${VAR:-default}` interpolation, and
-//!   where they write goproxy's port.
+//! - [`compose_file`], [`compose_env`], [`compose_sites`], [`compose_lines`],
+//!   [`compose_grace`]: compose files read as YAML, with compose's
+//!   `${VAR:-default}` interpolation, where they write goproxy's port (and
+//!   on which line, by indentation), and goproxy's `stop_grace_period`.
 //! - [`render`] (and [`render::base`]): the candidate (the operator's files as written,
 //!   test-stack substitutions listed) and the base (a git ref, a directory,
 //!   or simulated).
@@ -57,6 +58,7 @@ pub mod compose;
 pub mod compose_env;
 pub mod compose_file;
 pub mod compose_grace;
+pub mod compose_lines;
 pub mod compose_sites;
 pub mod deploy;
 pub mod docker;

@@ -232,15 +232,15 @@ pub async fn run(targets: &LintTargets, checks: &mut Checks) {
     };
     let shutdown = Shutdown::of(targets, &config);
     match graces(targets) {
-        // Nothing written to judge: compose's default, said when short.
-        Ok(g) if g.is_empty() && !defined(targets) => {
+        Ok(Graces { defined: false, .. }) => {
             let note = format!(
                 "not judged: no compose file defines service {} (--service names goproxy's)",
                 targets.service
             );
             checks.skip(Phase::Lint, GRACE, &note);
         }
-        Ok(g) if g.is_empty() && COMPOSE_DEFAULT_GRACE <= shutdown.needed => {
+        // Nothing written to judge: compose's default, said when short.
+        Ok(g) if g.set.is_empty() && COMPOSE_DEFAULT_GRACE <= shutdown.needed => {
             let note = format!(
                 "not judged: no compose file sets stop_grace_period for service {}, so \
                  compose's default applies: docker SIGKILLs goproxy {} s after SIGTERM, but \
@@ -256,20 +256,11 @@ pub async fn run(targets: &LintTargets, checks: &mut Checks) {
         found => {
             checks
                 .run(Phase::Lint, GRACE, async {
-                    drain_fits_grace(&shutdown, found?)
+                    drain_fits_grace(&shutdown, found?.set)
                 })
                 .await;
         }
     }
-}
-
-/// Whether a compose file (that reads) defines `targets.service`.
-fn defined(targets: &LintTargets) -> bool {
-    targets
-        .compose_files
-        .iter()
-        .filter_map(|p| ComposeFile::load(p).ok())
-        .any(|f| f.defines(&targets.service))
 }
 
 /// How long goproxy's shutdown may take, said in the operator's terms:
@@ -321,10 +312,21 @@ fn secs(d: Duration) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
+/// What the compose files (and those they `include:`) say of goproxy's
+/// service.
+#[derive(Debug)]
+pub struct Graces {
+    /// Whether any of them defines the service.
+    pub defined: bool,
+    /// Every `stop_grace_period` they set for it.
+    pub set: Vec<Grace>,
+}
+
 /// Every `stop_grace_period` the compose files set for goproxy's service,
-/// the files they `include:` too.
-pub fn graces(targets: &LintTargets) -> Result<Vec<Grace>, LintError> {
+/// the files they `include:` too, read once each.
+pub fn graces(targets: &LintTargets) -> Result<Graces, LintError> {
     let mut out = Vec::new();
+    let mut defined = false;
     let mut files = targets.compose_files.clone();
     let mut seen = std::collections::BTreeSet::new();
     // Bounded: each file is read once, however the includes loop.
@@ -334,10 +336,11 @@ pub fn graces(targets: &LintTargets) -> Result<Vec<Grace>, LintError> {
         }
         let f = ComposeFile::load(&path)?;
         files.extend(f.included());
+        defined |= f.defines(&targets.service);
         out.extend(f.stop_grace_period(&targets.service));
     }
     out.sort_by(|a, b| a.site.cmp(&b.site));
-    Ok(out)
+    Ok(Graces { defined, set: out })
 }
 
 /// goproxy's shutdown fits in every `stop_grace_period` set for its

@@ -290,7 +290,8 @@ fn a_grace_period_shorter_than_the_drain_is_no_go() {
 }
 
 /// With no `stop_grace_period` anywhere, compose's 10 s default applies:
-/// said (not judged) when the drain is longer, passed when it fits.
+/// said (not judged) when the drain is longer, passed when it fits; a
+/// service no file defines (not even one included) is said to be so.
 #[test]
 fn an_unset_grace_period_is_said_not_judged() {
     use harness::check::Status;
@@ -312,6 +313,19 @@ fn an_unset_grace_period_is_said_not_judged() {
         .file("docker-compose.yml", compose)
         .json(|j| j.replace("\"drain_timeout_secs\": 330", "\"drain_timeout_secs\": 5"));
     assert_eq!(grace_of(&t).0, Status::Pass, "{:?}", grace_of(&t));
+    // Defined only in a file another includes: the default is said, as
+    // for any service defined without a period.
+    let t = Tree::new(&nginx)
+        .file("docker-compose.yml", "include: [goproxy.yml]\n")
+        .file("goproxy.yml", compose);
+    let (status, evidence) = grace_of(&t);
+    assert_eq!(status, Status::Skip, "{evidence}");
+    assert_names(&evidence, &["compose's default", "at least 333s"]);
+    // Defined nowhere: said so.
+    let t = Tree::new(&nginx).file("docker-compose.yml", "services:\n  nginx:\n    image: n\n");
+    let (status, evidence) = grace_of(&t);
+    assert_eq!(status, Status::Skip, "{evidence}");
+    assert_names(&evidence, &["no compose file defines service goproxy"]);
 }
 
 /// Where compose takes the value from, the check does too, and names the

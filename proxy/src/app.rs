@@ -61,9 +61,7 @@ impl App {
         Ok(App {
             read_on: ReadOnPolicy::new(config.read_on_after_disconnect, tasks.clone()),
             upstream: Upstream::new(&config, &secrets)?,
-            metrics: Arc::new(Metrics::with_models(
-                config.models().iter().map(|m| m.id.as_str()),
-            )),
+            metrics: Arc::new(Metrics::with_models(config.models().iter().map(|m| &*m.id))),
             config,
             secrets: Arc::new(secrets),
             started: Instant::now(),

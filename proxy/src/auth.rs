@@ -55,7 +55,7 @@ impl Secrets {
         let endpoint_keys = config
             .endpoints()
             .iter()
-            .map(|e| (e.name.clone(), read(&e.api_key_env)))
+            .map(|e| (e.name.to_string(), read(&e.api_key_env)))
             .collect();
         Secrets::new(read(&config.client_api_keys_env), endpoint_keys)
     }
@@ -69,11 +69,10 @@ impl Secrets {
         // a client key, and the endpoints it is an upstream key of.
         let mut vars: Vec<(&str, bool, Vec<&str>)> = Vec::new();
         let names = config.client_api_keys_env.iter().map(|v| (v, None));
-        let upstream = config.endpoints().iter().flat_map(|e| {
-            e.api_key_env
-                .iter()
-                .map(move |v| (v, Some(e.name.as_str())))
-        });
+        let upstream = config
+            .endpoints()
+            .iter()
+            .flat_map(|e| e.api_key_env.iter().map(move |v| (v, Some(&*e.name))));
         for (var, endpoint) in names.chain(upstream) {
             let i = match vars.iter().position(|(v, ..)| v == var) {
                 Some(i) => i,

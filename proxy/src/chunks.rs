@@ -8,12 +8,12 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
 
-/// Bodies below this size are joined into one buffer: copying a few
-/// hundred bytes is cheaper than a frame and an iovec per piece.
-const JOIN_BELOW: usize = 16 * 1024;
+/// Bodies below this size are better joined into one buffer: copying a
+/// few hundred bytes is cheaper than a frame and an iovec per piece.
+pub const JOIN_BELOW: usize = 16 * 1024;
 
 /// A request body of several pieces with an exact length (so it is sent
 /// with `content-length`, as one buffer was). Cloning shares the pieces.
@@ -24,26 +24,30 @@ pub struct Chunks {
 }
 
 impl Chunks {
+    /// A body of one piece.
+    pub fn one(piece: Bytes) -> Self {
+        let mut out = Chunks {
+            parts: VecDeque::with_capacity(1),
+            len: 0,
+        };
+        out.push(piece);
+        out
+    }
+
+    /// An empty body with room for `pieces` pieces.
+    pub fn with_capacity(pieces: usize) -> Self {
+        Chunks {
+            parts: VecDeque::with_capacity(pieces),
+            len: 0,
+        }
+    }
+
     /// Append a piece (empty pieces are dropped).
     pub fn push(&mut self, piece: Bytes) {
         if !piece.is_empty() {
             self.len += piece.len();
             self.parts.push_back(piece);
         }
-    }
-
-    /// The same body as one piece when it is small.
-    pub fn joined_if_small(self) -> Self {
-        if self.parts.len() <= 1 || self.len >= JOIN_BELOW {
-            return self;
-        }
-        let mut one = BytesMut::with_capacity(self.len);
-        for p in &self.parts {
-            one.extend_from_slice(p);
-        }
-        let mut out = Chunks::default();
-        out.push(one.freeze());
-        out
     }
 
     /// Total length in bytes.
@@ -96,25 +100,19 @@ mod tests {
     use super::*;
     use http_body_util::BodyExt;
 
-    /// The pieces come out in order with an exact length; small bodies are
-    /// joined, big ones are not.
+    /// The pieces come out in order with an exact length; empty pieces
+    /// are dropped.
     #[tokio::test]
     async fn pieces_in_order_with_exact_length() {
-        let mut c = Chunks::default();
+        let mut c = Chunks::with_capacity(4);
         for p in ["ab", "", "cd", "e"] {
             c.push(Bytes::from(p));
         }
         assert_eq!(c.len(), 5);
+        assert_eq!(c.pieces().count(), 3);
         assert_eq!(hyper::body::Body::size_hint(&c).exact(), Some(5));
-        let joined = c.clone().joined_if_small();
-        assert_eq!(joined.parts.len(), 1);
         let all = c.collect().await.unwrap().to_bytes();
         assert_eq!(&all[..], b"abcde");
-
-        let mut big = Chunks::default();
-        big.push(Bytes::from(vec![b'x'; JOIN_BELOW]));
-        big.push(Bytes::from_static(b"y"));
-        assert_eq!(big.clone().joined_if_small().parts.len(), 2);
-        assert_eq!(big.to_vec().len(), JOIN_BELOW + 1);
+        assert_eq!(Chunks::one(Bytes::new()).pieces().count(), 0);
     }
 }

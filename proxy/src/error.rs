@@ -7,12 +7,13 @@
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use serde_json::json;
+use std::sync::Arc;
 
 use crate::body::{full, Body};
 use crate::config::Format;
 
 /// A response, and the public model id for the request log line.
-pub type Handled = Result<(Response<Body>, Option<String>), ProxyError>;
+pub type Handled = Result<(Response<Body>, Option<Arc<str>>), ProxyError>;
 
 /// Who is at fault for an error (after pingora's `ErrorSource`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -106,7 +106,7 @@ fn route<'a>(
         app.config
             .endpoint_for(model, format)
             .ok_or_else(|| ProxyError::ModelNotOnRoute {
-                model: model.id.clone(),
+                model: model.id.to_string(),
                 format,
             })?;
     Ok((model, endpoint))

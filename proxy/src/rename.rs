@@ -5,10 +5,12 @@
 //! ([`Chunks`]). A 90 KB agent request with 200 messages is neither copied
 //! nor re-serialized.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde_json::{json, Value};
+use std::borrow::Cow;
+use std::sync::Arc;
 
-use crate::chunks::Chunks;
+use crate::chunks::{Chunks, JOIN_BELOW};
 use crate::config::{Format, Model};
 use crate::error::ProxyError;
 use crate::toplevel::members;
@@ -61,7 +63,7 @@ pub struct ClientBody<'a> {
     text: &'a str,
     top: Top<'a>,
     /// The requested model id (non-empty).
-    pub model: String,
+    pub model: Cow<'a, str>,
 }
 
 impl<'a> ClientBody<'a> {
@@ -96,10 +98,10 @@ impl<'a> ClientBody<'a> {
         model: &Model,
         format: Format,
         system_prompt: Option<&str>,
-    ) -> Result<(Chunks, String), ProxyError> {
+    ) -> Result<(Chunks, Arc<str>), ProxyError> {
         let (body, top) = (self.text, &self.top);
         let open = body.find('{').map_or(0, |i| i + 1);
-        let upstream_id = model.pick_upstream_id().to_string();
+        let upstream_id = model.pick_upstream_id().clone();
         let mut s = Splices::default();
         if let Some(m) = top.model {
             s.replace(body, m, json_string(&upstream_id));
@@ -166,11 +168,27 @@ impl Splices {
     fn insert(&mut self, at: usize, text: String) {
         self.0.push((at, at, text));
     }
-    /// The body with the splices applied: slices of `raw` (the bytes the
-    /// offsets index) and the new pieces, in order.
+    /// The body with the splices applied to `raw` (the bytes the offsets
+    /// index): one buffer when it is small (below [`JOIN_BELOW`]), else
+    /// slices of `raw` and the new pieces, in order, so a big body is
+    /// never copied.
     fn apply(mut self, raw: &Bytes) -> Chunks {
         self.0.sort_by_key(|s| s.0);
-        let mut out = Chunks::default();
+        let len = self.0.iter().fold(raw.len(), |n, (start, end, text)| {
+            n - (end - start) + text.len()
+        });
+        if len < JOIN_BELOW {
+            let mut one = BytesMut::with_capacity(len);
+            let mut at = 0;
+            for (start, end, text) in &self.0 {
+                one.extend_from_slice(&raw[at..*start]);
+                one.extend_from_slice(text.as_bytes());
+                at = *end;
+            }
+            one.extend_from_slice(&raw[at..]);
+            return Chunks::one(one.freeze());
+        }
+        let mut out = Chunks::with_capacity(2 * self.0.len() + 1);
         let mut at = 0;
         for (start, end, text) in self.0 {
             out.push(raw.slice(at..start));
@@ -178,18 +196,18 @@ impl Splices {
             at = end;
         }
         out.push(raw.slice(at..));
-        out.joined_if_small()
+        out
     }
 }
 
-/// Where `part` (a sub-slice of `whole`, as `Raw::get` returns) starts.
 /// The string a JSON token denotes, or `None` if it is not a string. A
-/// token with nothing to unescape is cut out of the quotes as it is
-/// (parsing it into a `Value` was 1k instructions a request).
-fn json_str(token: &str) -> Option<String> {
+/// token with nothing to unescape is borrowed from between its quotes
+/// (parsing it into a `Value` was 1k instructions a request, and a copy
+/// is an allocation).
+fn json_str(token: &str) -> Option<Cow<'_, str>> {
     match token.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-        Some(inner) if plain(inner) => Some(inner.to_owned()),
-        _ => serde_json::from_str::<String>(token).ok(),
+        Some(inner) if plain(inner) => Some(Cow::Borrowed(inner)),
+        _ => serde_json::from_str::<String>(token).ok().map(Cow::Owned),
     }
 }
 
@@ -212,6 +230,7 @@ fn plain(s: &str) -> bool {
     !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
+/// Where `part` (a sub-slice of `whole`, as `Raw::get` returns) starts.
 fn offset(whole: &str, part: &str) -> usize {
     part.as_ptr() as usize - whole.as_ptr() as usize
 }
@@ -412,6 +431,39 @@ mod tests {
         }
     }
 
+    /// A small rewrite is one buffer and a big one is slices of the
+    /// client's bytes, and both are the same rewrite: each splice where it
+    /// belongs, the rest byte for byte.
+    #[test]
+    fn small_bodies_are_joined_and_big_ones_are_not_copied() {
+        let c = config();
+        for filler in [10, JOIN_BELOW] {
+            let text = "x".repeat(filler);
+            let raw = Bytes::from(format!(
+                r#"{{"stream":true,"messages":[{{"role":"user","content":"{text}"}}],"model":"c","n":1}}"#
+            ));
+            let (out, upstream) = ClientBody::parse(&raw)
+                .unwrap()
+                .rewrite(c.model("c").unwrap(), Format::OpenAi, None)
+                .unwrap();
+            let want = format!(
+                r#"{{"reasoning_effort":"medium","stream_options":{{"include_usage":true}},"stream":true,"messages":[{{"role":"user","content":"{text}"}}],"model":"{upstream}","n":1}}"#
+            );
+            assert_eq!(String::from_utf8(out.to_vec()).unwrap(), want);
+            assert_eq!(out.len(), want.len());
+            let pieces: Vec<&[u8]> = out.pieces().collect();
+            if filler < JOIN_BELOW {
+                assert_eq!(pieces.len(), 1);
+            } else {
+                assert!(pieces.len() > 1);
+                // The messages are the client's own bytes, not a copy.
+                let content = pieces.iter().find(|p| p.len() > filler).unwrap();
+                let within = raw.as_ptr_range();
+                assert!(within.contains(&content.as_ptr()));
+            }
+        }
+    }
+
     /// The client's other stream options reach the upstream exactly as
     /// written: numbers past f64, escapes, key order, duplicates, deep
     /// nesting (they were parsed into a `Value` and written back, which
@@ -464,7 +516,7 @@ mod tests {
             .unwrap();
         (
             serde_json::from_slice(&out.to_vec()).expect("valid JSON out"),
-            id,
+            id.to_string(),
         )
     }
 

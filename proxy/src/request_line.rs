@@ -36,9 +36,7 @@ impl<'a> Resolved<'a> {
 
     /// The model id and endpoint name, or empty strings.
     pub fn names(&self) -> (&str, &str) {
-        self.0
-            .get()
-            .map_or(("", ""), |(m, e)| (m.id.as_str(), e.name.as_str()))
+        self.0.get().map_or(("", ""), |(m, e)| (&*m.id, &*e.name))
     }
 }
 

@@ -258,7 +258,7 @@ fn models(app: &App) -> Response<Body> {
         .iter()
         .map(|m| {
             json!({
-                "id": m.id,
+                "id": &*m.id,
                 "object": "model",
                 "created": 0,
                 "owned_by": m.kind,

@@ -53,11 +53,11 @@ pub struct RelayContext {
     /// Milliseconds from the request's arrival to the response head.
     pub head_ms: f64,
     /// Public model id.
-    pub model: String,
+    pub model: Arc<str>,
     /// Upstream model id sent.
-    pub upstream_model: String,
+    pub upstream_model: Arc<str>,
     /// Endpoint name.
-    pub endpoint: String,
+    pub endpoint: Arc<str>,
     /// Route format (decides the error event shape).
     pub format: Format,
     /// Effective prices.

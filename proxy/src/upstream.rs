@@ -97,7 +97,7 @@ impl Upstream {
             .iter()
             .map(|e| {
                 let ring = KeyRing::new(secrets.endpoint_keys(&e.name), e.format);
-                (e.name.clone(), ring)
+                (e.name.to_string(), ring)
             })
             .collect();
         Ok(Upstream {
@@ -118,7 +118,7 @@ impl Upstream {
         client_headers: &HeaderMap,
         body: Chunks,
     ) -> Result<Response<UpstreamBody>, ProxyError> {
-        let ring = self.rings.get(&endpoint.name);
+        let ring = self.rings.get(&*endpoint.name);
         let attempts = ring.map_or(1, |r| r.keys.len().max(1));
         for attempt in 0..attempts {
             let key_idx = match ring.map(KeyRing::pick).unwrap_or(Ok(None)) {

@@ -136,14 +136,18 @@ pub fn stream_model(candidate: &str, start: &str) -> Result<StreamModel, GateErr
         .models()
         .iter()
         .find(|m| {
-            m.id != files::PROBE_MODEL
+            &*m.id != files::PROBE_MODEL
                 && config
                     .endpoint_for(m, proxy::config::Format::OpenAi)
-                    .is_some_and(|e| e.name != files::PROBE_ENDPOINT)
+                    .is_some_and(|e| &*e.name != files::PROBE_ENDPOINT)
         })
         .map(|m| StreamModel {
-            id: m.id.clone(),
-            upstream_ids: m.upstream_ids.iter().map(|(id, _)| id.clone()).collect(),
+            id: m.id.to_string(),
+            upstream_ids: m
+                .upstream_ids
+                .iter()
+                .map(|(id, _)| id.to_string())
+                .collect(),
         })
         .ok_or(GateError::NoStreamModel)
 }

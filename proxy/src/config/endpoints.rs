@@ -45,7 +45,7 @@ pub(crate) fn endpoints(
         r.unknown_keys(KNOWN, warnings)?;
         match endpoint(&r, &out.by_name, warnings)? {
             Ok(e) => {
-                out.by_name.insert(e.name.clone(), out.list.len());
+                out.by_name.insert(e.name.to_string(), out.list.len());
                 out.list.push(e);
             }
             Err(unused) => out.unused.push(unused),
@@ -166,7 +166,7 @@ fn endpoint(
         ));
     }
     Ok(Ok(Endpoint {
-        name,
+        name: name.into(),
         uri,
         basic_auth,
         format,

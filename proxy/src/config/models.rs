@@ -2,6 +2,7 @@
 //! and weights, and which endpoint serves each model per route.
 
 use foldhash::HashMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -102,7 +103,7 @@ pub(crate) fn models(
             .into_iter()
             .filter(|f| !m.endpoints.contains_key(f))
         {
-            out.missing.push((format!("{line}-{f}"), m.id.clone()));
+            out.missing.push((format!("{line}-{f}"), m.id.to_string()));
         }
         out.list.push(m);
     }
@@ -136,22 +137,22 @@ fn register(
     i: usize,
     by_id: &mut HashMap<String, usize>,
 ) -> Result<(), ConfigError> {
-    let names = std::iter::once(("id".to_string(), &m.id)).chain(
+    let names = std::iter::once(("id".to_string(), &*m.id)).chain(
         m.aliases
             .iter()
             .enumerate()
-            .map(|(j, a)| (format!("id_aliases[{j}]"), a)),
+            .map(|(j, a)| (format!("id_aliases[{j}]"), a.as_str())),
     );
     // Each name is already a `plain_name` (not empty).
     for (field, name) in names {
         if let Some(&other) = by_id.get(name) {
             return Err(r.at.invalid(
                 &field,
-                shown(&Value::String(name.clone())),
+                shown(&Value::String(name.to_string())),
                 format!("duplicate model id or alias (already used by models[{other}])"),
             ));
         }
-        by_id.insert(name.clone(), i);
+        by_id.insert(name.to_string(), i);
     }
     Ok(())
 }
@@ -213,7 +214,7 @@ fn model(r: &Reader<'_>, endpoints: &Endpoints) -> Result<Model, ConfigError> {
         aliases,
         upstream_ids: upstream_ids(r, &id)?,
         prices: prices(r)?,
-        id,
+        id: id.into(),
         kind,
         reasoning,
         thinking_budget,
@@ -278,7 +279,7 @@ fn prices(r: &Reader<'_>) -> Result<Prices, ConfigError> {
 
 /// Upstream ids with weights that a weighted pick can use: finite,
 /// non-negative, with a positive and finite sum.
-fn upstream_ids(r: &Reader<'_>, id: &str) -> Result<Vec<(String, f64)>, ConfigError> {
+fn upstream_ids(r: &Reader<'_>, id: &str) -> Result<Vec<(Arc<str>, f64)>, ConfigError> {
     let ids = match r.value("upstream_model_id") {
         Some(Value::String(s)) => {
             plain_name(r, "upstream_model_id", s)?;
@@ -313,7 +314,7 @@ fn upstream_ids(r: &Reader<'_>, id: &str) -> Result<Vec<(String, f64)>, ConfigEr
     }
     let field = "upstream_model_weights";
     let Some(weights) = r.list_of_numbers(field)? else {
-        return Ok(ids.into_iter().map(|i| (i, 1.0)).collect());
+        return Ok(ids.into_iter().map(|i| (i.into(), 1.0)).collect());
     };
     let show = || shown(r.value(field).unwrap_or(&Value::Null));
     if weights.len() != ids.len() && r.value("upstream_model_id").is_none() {
@@ -354,7 +355,7 @@ fn upstream_ids(r: &Reader<'_>, id: &str) -> Result<Vec<(String, f64)>, ConfigEr
             "weights must be finite and >= 0, with a sum above 0 that is itself finite (e.g. [3, 1])",
         ));
     }
-    Ok(ids.into_iter().zip(weights).collect())
+    Ok(ids.into_iter().map(Arc::from).zip(weights).collect())
 }
 
 /// A model id, alias, upstream id, type or endpoint name: it is a metrics

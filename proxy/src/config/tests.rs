@@ -49,10 +49,10 @@ fn good_config_loads() {
     assert_eq!(c.host().to_string(), "0.0.0.0");
     assert_eq!(c.models().len(), 2);
     let m = c.model("4o").unwrap();
-    assert_eq!(m.id, "gpt-4o");
+    assert_eq!(&*m.id, "gpt-4o");
     assert_eq!(m.prices.input, 5.0);
     assert_eq!(
-        c.endpoint_for(m, Format::Anthropic).unwrap().name,
+        &*c.endpoint_for(m, Format::Anthropic).unwrap().name,
         "ohmygpt-anthropic"
     );
     assert_eq!(c.model("claude").unwrap().thinking_budget, Some(10000));
@@ -179,7 +179,7 @@ fn unknown_keys_warn_but_load() {
 fn weighted_pick_only_returns_listed_ids() {
     let c = Config::from_json(GOOD, "good.json").unwrap();
     let m = c.model("gpt-4o").unwrap();
-    let picks: Vec<&str> = (0..200).map(|_| m.pick_upstream_id()).collect();
+    let picks: Vec<&str> = (0..200).map(|_| &**m.pick_upstream_id()).collect();
     assert!(picks.iter().all(|p| *p == "a" || *p == "b"));
     assert!(picks.contains(&"a") && picks.contains(&"b"));
 }
@@ -560,7 +560,10 @@ fn upstream_naming_an_endpoint_routes_to_it() {
     })
     .unwrap();
     let m = c.model("x").unwrap();
-    assert_eq!(c.endpoint_for(m, Format::OpenAi).unwrap().name, "m-openai");
+    assert_eq!(
+        &*c.endpoint_for(m, Format::OpenAi).unwrap().name,
+        "m-openai"
+    );
     let e = err(|v| {
         v["endpoints"] = serde_json::json!([
             {"name": "z-anthropic", "base_url": "https://a.example/v1/messages"}

@@ -2,6 +2,7 @@
 
 use foldhash::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// The wire format of a request, chosen by the route it arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,8 +72,9 @@ impl Reasoning {
 /// An upstream endpoint.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
-    /// Name, e.g. `ohmygpt-openai`.
-    pub name: String,
+    /// Name, e.g. `ohmygpt-openai` (shared: every request's log line and
+    /// relay hold it, and a refcount is cheaper than a copy).
+    pub name: Arc<str>,
     /// Full http(s) URL requests are POSTed to, parsed once at load (a
     /// `user:password@` in `base_url` is not part of it: see `basic_auth`).
     pub uri: http::Uri,
@@ -102,8 +104,8 @@ pub struct Prices {
 /// A model clients may request.
 #[derive(Debug, Clone)]
 pub struct Model {
-    /// Public id.
-    pub id: String,
+    /// Public id (shared, as [`Endpoint::name`] is).
+    pub id: Arc<str>,
     /// Display name (defaults to the id).
     pub name: String,
     /// Other ids accepted for this model.
@@ -117,14 +119,14 @@ pub struct Model {
     /// Effective prices (times `billing_multiplier`).
     pub prices: Prices,
     /// Upstream model ids with their (positive-sum) weights.
-    pub upstream_ids: Vec<(String, f64)>,
+    pub upstream_ids: Vec<(Arc<str>, f64)>,
     /// Endpoint index per format, resolved at load time.
     pub(crate) endpoints: HashMap<Format, usize>,
 }
 
 impl Model {
     /// Pick an upstream model id, weighted at random.
-    pub fn pick_upstream_id(&self) -> &str {
+    pub fn pick_upstream_id(&self) -> &Arc<str> {
         use rand::Rng;
         if self.upstream_ids.len() == 1 {
             return &self.upstream_ids[0].0;

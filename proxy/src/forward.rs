@@ -226,11 +226,12 @@ fn sse_response(body: Body) -> Response<Body> {
     r
 }
 
-fn passthrough_response(resp: Response<UpstreamBody>, ctx: RelayContext) -> Response<Body> {
+fn passthrough_response(mut resp: Response<UpstreamBody>, ctx: RelayContext) -> Response<Body> {
+    // Taken, not cloned: a clone of a value parsed from the upstream's
+    // head is an allocation (its bytes become shared).
     let content_type = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .cloned()
+        .headers_mut()
+        .remove(header::CONTENT_TYPE)
         .unwrap_or(HeaderValue::from_static("application/json"));
     // The length of the body as framed (never the upstream's header as
     // sent: beside `transfer-encoding`, on a 204, or as a list it does not

@@ -120,6 +120,7 @@ impl Upstream {
     ) -> Result<Response<UpstreamBody>, ProxyError> {
         let ring = self.rings.get(&*endpoint.name);
         let attempts = ring.map_or(1, |r| r.keys.len().max(1));
+        let mut body = Some(body);
         for attempt in 0..attempts {
             let key_idx = match ring.map(KeyRing::pick).unwrap_or(Ok(None)) {
                 Ok(k) => k,
@@ -137,7 +138,16 @@ impl Upstream {
                 Some(Some(k)) => Some(k),
                 None => None,
             };
-            let req = self.request(endpoint, client_headers, key, body.clone());
+            // Cloned only while another attempt may need it: a clone of
+            // a body read from the socket is an allocation (its bytes
+            // become shared), and most requests are sent once.
+            let this = if attempt + 1 < attempts {
+                body.clone()
+            } else {
+                body.take()
+            };
+            let this = this.expect("the body is taken on the last attempt only");
+            let req = self.request(endpoint, client_headers, key, this);
             let resp = self.request_head(endpoint, req).await?;
             // With several keys a 429 benches that key (for the upstream's
             // Retry-After, capped at key_cooldown) and the next one is tried.

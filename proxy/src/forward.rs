@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, Version};
 use hyper::body::Body as _;
 use tokio::time::{timeout_at, Instant};
 
@@ -226,25 +226,30 @@ fn sse_response(body: Body) -> Response<Body> {
     r
 }
 
-fn passthrough_response(mut resp: Response<UpstreamBody>, ctx: RelayContext) -> Response<Body> {
+/// The client's answer to a non-SSE upstream answer: its status, its
+/// content type and the length of its body, nothing else of its head.
+fn passthrough_response(resp: Response<UpstreamBody>, ctx: RelayContext) -> Response<Body> {
+    let (mut head, body) = resp.into_parts();
     // Taken, not cloned: a clone of a value parsed from the upstream's
     // head is an allocation (its bytes become shared).
-    let content_type = resp
-        .headers_mut()
+    let content_type = head
+        .headers
         .remove(header::CONTENT_TYPE)
         .unwrap_or(HeaderValue::from_static("application/json"));
     // The length of the body as framed (never the upstream's header as
     // sent: beside `transfer-encoding`, on a 204, or as a list it does not
     // describe the body). Passing it on lets the client tell a cut body
     // from a whole one.
-    let length = resp.body().size_hint().exact();
-    let status = resp.status();
-    let mut r = Response::new(passthrough(resp, ctx));
-    *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, content_type);
+    let length = body.size_hint().exact();
+    // The upstream's head is emptied and reused, as a new one would be
+    // (its header map's room kept: a new map is two allocations).
+    head.headers.clear();
+    head.extensions.clear();
+    head.version = Version::default();
+    head.headers.insert(header::CONTENT_TYPE, content_type);
     if let Some(len) = length {
-        r.headers_mut()
+        head.headers
             .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
-    r
+    Response::from_parts(head, passthrough(body, ctx))
 }

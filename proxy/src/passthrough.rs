@@ -16,7 +16,6 @@ use std::sync::LazyLock;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::Response;
 use hyper::body::{Body as _, Frame};
 use serde::Deserialize;
 use tokio::time::Instant;
@@ -307,14 +306,14 @@ impl hyper::body::Body for Passthrough {
 
 /// Turn a non-SSE upstream response into a client body that passes each
 /// chunk on as it arrives.
-pub fn passthrough(upstream: Response<UpstreamBody>, ctx: RelayContext) -> Body {
+pub fn passthrough(upstream: UpstreamBody, ctx: RelayContext) -> Body {
     let now = Instant::now();
     let p = Passthrough {
         last_chunk: now,
         timer: Alarm::at(now + ctx.idle_timeout),
         cut: Cancelled::new(ctx.cut.clone()),
-        expected: upstream.body().size_hint().exact(),
-        upstream: upstream.into_body(),
+        expected: upstream.size_hint().exact(),
+        upstream,
         ctx,
         tail: Tail::default(),
         bytes: 0,

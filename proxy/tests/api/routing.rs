@@ -475,3 +475,41 @@ async fn upstream_answers_are_asked_for_and_held_to_identity() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "upstream_error", "{v}");
 }
+
+/// Of a non-SSE upstream answer the client gets the status, the content
+/// type and the body (with its length), nothing else of the upstream's
+/// head: no cookies, no upstream ids, no hop-by-hop fields.
+#[tokio::test]
+async fn the_upstreams_other_header_fields_stay_behind() {
+    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    Mock::given(method("POST"))
+        .respond_with(
+            chat_ok()
+                .set_body_raw(
+                    r#"{"id":"c1","usage":{"prompt_tokens":1}}"#,
+                    "application/x-upstream+json",
+                )
+                .insert_header("set-cookie", "upstream=1")
+                .insert_header("x-upstream-account", "acct-42")
+                .insert_header("keep-alive", "timeout=5")
+                .insert_header("server", "upstream/1.0"),
+        )
+        .mount(&p.wiremock)
+        .await;
+    let r = p
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let h = r.headers().clone();
+    assert_eq!(h["content-type"], "application/x-upstream+json");
+    for name in ["set-cookie", "x-upstream-account", "keep-alive", "server"] {
+        assert!(h.get(name).is_none(), "{name} passed on: {h:?}");
+    }
+    assert_eq!(
+        r.text().await.unwrap(),
+        r#"{"id":"c1","usage":{"prompt_tokens":1}}"#
+    );
+}

@@ -399,7 +399,7 @@ mod tests {
 
     fn config() -> Config {
         Config::from_json(
-            r#"{"port": 1, "endpoints": [{"name":"anthropic","base_url":"http://127.0.0.1:1/v1/messages"},
+            r#"{"port": 8004, "endpoints": [{"name":"anthropic","base_url":"http://127.0.0.1:1/v1/messages"},
                 {"name":"openai","base_url":"http://127.0.0.1:1/v1/chat/completions"}],
                 "models": [{"id":"c","type":"anthropic","reasoning":"medium","upstream_model_id":"claude-up"}]}"#,
             "t",

@@ -125,7 +125,7 @@ mod tests {
 
     fn app() -> App {
         let config = Config::from_json(
-            r#"{"port": 1, "endpoints": [{"name":"openai","base_url":"http://127.0.0.1:1/v1/chat/completions"}],
+            r#"{"port": 8004, "endpoints": [{"name":"openai","base_url":"http://127.0.0.1:1/v1/chat/completions"}],
                 "models": [{"id":"m","type":"openai"}]}"#,
             "t",
         )

@@ -2,6 +2,7 @@
 //! `client_api_keys_env`).
 
 use foldhash::HashMap;
+use std::net::IpAddr;
 
 use serde_json::Value;
 
@@ -24,13 +25,14 @@ pub(crate) struct Endpoints {
 /// Validate every entry of `endpoints`.
 pub(crate) fn endpoints(
     top: &Reader<'_>,
+    own: (IpAddr, u16),
     warnings: &mut Vec<String>,
 ) -> Result<Endpoints, ConfigError> {
     let items = top.list("endpoints")?;
     if items.is_empty() {
         return Err(top.at.invalid(
             "endpoints",
-            shown(top.value("endpoints").unwrap_or(&Value::Null)),
+            top.value("endpoints").map_or("(missing)".into(), shown),
             "at least one endpoint is required ({\"name\": \"<line>-openai\", \"base_url\": \"https://...\"})",
         ));
     }
@@ -44,6 +46,19 @@ pub(crate) fn endpoints(
         )?;
         r.unknown_keys(KNOWN, warnings)?;
         match endpoint(&r, &out.by_name, warnings)? {
+            Ok(e) if is_goproxy_itself(&e.uri, own) => {
+                let url = r.string("base_url")?.unwrap_or_default();
+                return Err(r.at.invalid(
+                    "base_url",
+                    shown(&Value::String(without_userinfo(&url))),
+                    format!(
+                        "is goproxy's own address (port {} on this host): every request would \
+                         come back to goproxy, and loop until no connection is left; name the \
+                         upstream's URL",
+                        own.1
+                    ),
+                ));
+            }
             Ok(e) => {
                 out.by_name.insert(e.name.to_string(), out.list.len());
                 out.list.push(e);
@@ -293,6 +308,41 @@ fn odd_route_path(format: Format, path: &str) -> Option<String> {
     })
 }
 
+/// Whether `uri` is goproxy's own listener: its port, on a loopback
+/// address (`localhost`, `127.x`, `::1`) or on the address goproxy binds.
+fn is_goproxy_itself(uri: &http::Uri, (host, port): (IpAddr, u16)) -> bool {
+    let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+    let uri_port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let Some(name) = uri.host() else {
+        return false;
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    let local = match name.parse::<IpAddr>() {
+        Ok(ip) => ip.to_canonical().is_loopback() || ip.to_canonical() == host.to_canonical(),
+        Err(_) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost" || name.ends_with(".localhost")
+        }
+    };
+    uri_port == port && local
+}
+
+/// Why a host name can never be looked up: an empty label (`a..b`), a
+/// label over 63 characters or a name over 253 (RFC 1035 section 2.3.4;
+/// resolvers refuse them, so every request failed with a DNS error).
+fn unresolvable_name(name: &str) -> Option<&'static str> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.len() > 253 {
+        Some("has a host name over 253 characters, which no resolver looks up")
+    } else if name.split('.').any(str::is_empty) {
+        Some("has an empty label in its host name (two dots in a row, or a leading dot)")
+    } else if name.split('.').any(|l| l.len() > 63) {
+        Some("has a label over 63 characters in its host name, which no resolver looks up")
+    } else {
+        None
+    }
+}
+
 /// Why `url`'s host can never be connected to: multicast, broadcast, the
 /// unspecified address, or a name of dots alone. An IPv4-mapped IPv6
 /// address (`[::ffff:224.0.0.1]`) is judged as the IPv4 address it is.
@@ -301,7 +351,7 @@ fn unreachable_host(url: &url::Url) -> Option<&'static str> {
         url::Host::Domain(d) if d.trim_matches('.').is_empty() => {
             return Some("has no host name (only dots)")
         }
-        url::Host::Domain(_) => return None,
+        url::Host::Domain(d) => return unresolvable_name(d),
         url::Host::Ipv4(v4) if v4.is_broadcast() => return Some("is a broadcast address"),
         url::Host::Ipv4(v4) => std::net::IpAddr::V4(v4),
         url::Host::Ipv6(v6) => std::net::IpAddr::V6(v6).to_canonical(),
@@ -376,7 +426,10 @@ pub(crate) fn env_names(
                 return Err(r.at.invalid(
                     &field,
                     "(hidden: it looks like a key)",
-                    "must be the NAME of an environment variable; put the key itself in that variable, never in this file",
+                    "must be the NAME of an environment variable; put the key itself in that \
+                     variable, never in this file (a name is taken for a key when it is over 64 \
+                     characters, or 20+ without `_` and with digits and letters or mixed case: \
+                     if this is a name, write it in UPPER_SNAKE_CASE, e.g. OHMYGPT_API_KEY_2)",
                 ))
             }
             Some(s) if is_system_variable(s) => {
@@ -423,20 +476,31 @@ fn is_env_name(s: &str) -> bool {
 }
 
 /// A value someone pasted instead of a variable name: `sk-`/`sk_` keys,
-/// long tokens with `-`, long mixed-case tokens with digits, or long
-/// tokens of letters and digits with no `_` (a hex or base32 key; names
-/// are conventionally UPPER_SNAKE_CASE).
+/// a UUID, anything over 64 characters, or a long random-looking piece:
+/// mixed case with digits, or letters and digits with no `_` (a hex or
+/// base32 key; names are conventionally UPPER_SNAKE_CASE), 20+ characters
+/// long, or 12+ between dashes. Dashed names of short words and numbers
+/// are names: model ids (`claude-3-5-sonnet-20241022`, `gpt-4o-2024-08-06`)
+/// and field names (`anthropic-version`) are shown as written.
 pub(crate) fn looks_like_key(s: &str) -> bool {
     let lower = s.to_ascii_lowercase();
-    let has = |f: fn(&char) -> bool| s.chars().any(|c| f(&c));
-    let mixed =
-        has(char::is_ascii_lowercase) && has(char::is_ascii_uppercase) && has(char::is_ascii_digit);
-    let token = has(char::is_ascii_alphabetic) && has(char::is_ascii_digit) && !s.contains('_');
+    let hex_digits = s.chars().filter(char::is_ascii_hexdigit).count();
+    let uuid = hex_digits >= 32 && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+    let min_piece = if s.contains('-') { 12 } else { 20 };
     lower.starts_with("sk-")
         || lower.starts_with("sk_")
-        || (s.len() >= 16 && s.contains('-'))
-        || (s.len() >= 20 && (mixed || token))
+        || uuid
         || s.len() > 64
+        || s.split('-')
+            .any(|p| p.len() >= min_piece && random_looking(p))
+}
+
+/// Mixed case with digits, or letters and digits with no `_`.
+fn random_looking(p: &str) -> bool {
+    let has = |f: fn(&char) -> bool| p.chars().any(|c| f(&c));
+    let digits = has(char::is_ascii_digit);
+    let mixed = has(char::is_ascii_lowercase) && has(char::is_ascii_uppercase) && digits;
+    mixed || (has(char::is_ascii_alphabetic) && digits && !p.contains('_'))
 }
 
 /// Variables the system or goproxy itself sets, never a key: naming one
@@ -458,6 +522,8 @@ const NOT_KEYS: &[&str] = &[
     "TMPDIR",
     "MAIL",
     "SHLVL",
+    // Every shell sets `_` to the last command's path.
+    "_",
     "LD_LIBRARY_PATH",
     "LD_PRELOAD",
     "RUST_LOG",

@@ -8,6 +8,10 @@
 use super::error::ConfigError;
 use super::raw::Reader;
 
+/// Smallest `max_body_bytes`: below a kilobyte even a one-line chat
+/// request is refused (its model, messages and role alone are ~60 bytes,
+/// an SDK's defaults more), so every request would be a 413.
+const MIN_BODY: u64 = 1024;
 /// Largest `max_body_bytes`.
 const MAX_BODY: u64 = 1 << 30;
 /// Default `max_body_bytes_in_flight`, when `max_body_bytes` is not larger.
@@ -29,16 +33,20 @@ pub(crate) struct Limits {
     pub connections: usize,
 }
 
-/// `max_body_bytes` (1 byte to 1 GiB, default 10 MiB),
+/// `max_body_bytes` (1 KiB to 1 GiB, default 10 MiB),
 /// `max_body_bytes_in_flight` (at least `max_body_bytes`, default the
 /// larger of 256 MiB and `max_body_bytes`) and `max_connections` (default
 /// 4096).
 pub(crate) fn limits(r: &Reader<'_>) -> Result<Limits, ConfigError> {
     let body = r
-        .whole("max_body_bytes", "bytes", 1..=MAX_BODY)?
+        .whole("max_body_bytes", "bytes", MIN_BODY..=MAX_BODY)?
         .unwrap_or(10 * 1024 * 1024);
     let in_flight = r
-        .whole("max_body_bytes_in_flight", "bytes", 1..=MAX_IN_FLIGHT)?
+        .whole(
+            "max_body_bytes_in_flight",
+            "bytes",
+            MIN_BODY..=MAX_IN_FLIGHT,
+        )?
         .unwrap_or(DEFAULT_IN_FLIGHT.max(body));
     if in_flight < body {
         // One body of the largest allowed size could never be read.

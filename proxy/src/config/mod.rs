@@ -335,7 +335,7 @@ fn validate(top: &Reader<'_>, source: &str) -> Result<Config, ConfigError> {
     top.unknown_keys(KNOWN, &mut warnings)?;
     let port = port(top)?;
     let host = host(top)?;
-    let endpoints = endpoints::endpoints(top, &mut warnings)?;
+    let endpoints = endpoints::endpoints(top, (host, port), &mut warnings)?;
     let models = models::models(top, &endpoints, &mut warnings)?;
     unused::check(top, &endpoints, &models, &mut warnings)?;
     let t = timeouts::timeouts(top)?;

@@ -58,7 +58,7 @@ pub(crate) fn models(
     if items.is_empty() {
         return Err(top.at.invalid(
             "models",
-            shown(top.value("models").unwrap_or(&Value::Null)),
+            top.value("models").map_or("(missing)".into(), shown),
             "at least one model is required",
         ));
     }

@@ -164,9 +164,12 @@ impl<'a> Reader<'a> {
     }
 
     /// Keys not in `known`: a near miss of a known key (`api_key_envv`,
-    /// `Port`) is refused, since goproxy would silently run without the
-    /// field the operator meant to set; anything else is a warning
-    /// (`_comment...` keys are silent).
+    /// `Port`, `upstream_model` for `upstream_model_id`) is refused, since
+    /// goproxy would silently run without the field the operator meant to
+    /// set, and so is any unknown key holding what looks like a key (a
+    /// secret pasted into the file as `api_key` or `token`: goproxy would
+    /// send none); anything else is a warning (`_comment...` keys are
+    /// silent).
     pub fn unknown_keys(
         &self,
         known: &[&str],
@@ -177,11 +180,22 @@ impl<'a> Reader<'a> {
                 continue;
             }
             let shown_key = shown_field(key);
+            let value = &self.obj[key];
             if let Some(meant) = near_miss(key, known) {
                 return Err(self.at.invalid(
                     &shown_key,
-                    shown_unless_key(&self.obj[key]),
+                    shown_unless_key(value),
                     format!("unknown key; did you mean {meant}? (as written it is ignored)"),
+                ));
+            }
+            if names_a_secret(key) && value.as_str().is_some_and(super::endpoints::looks_like_key) {
+                return Err(self.at.invalid(
+                    &shown_key,
+                    shown_unless_key(value),
+                    "unknown key holding what looks like a key: goproxy reads keys only from \
+                     environment variables (as written, none is sent); put the key in one and \
+                     name that variable in api_key_env (or client_api_keys_env), then remove \
+                     this line",
                 ));
             }
             warnings.push(format!(
@@ -193,14 +207,44 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Whether a field's name says it holds a secret (`api_key`, `token`,
+/// `Authorization`, `password`).
+fn names_a_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    [
+        "key",
+        "token",
+        "secret",
+        "passw",
+        "auth",
+        "bearer",
+        "credential",
+    ]
+    .iter()
+    .any(|w| key.contains(w))
+}
+
 /// The known key `key` is a misspelling of: the same but for case and
-/// `-`/`_`, or within two edits (one for keys under 6 characters:
-/// `hots`, `prot`, `nmae`; a swap of neighbours is one edit).
+/// `-`/`_`, within two edits (one for keys under 6 characters: `hots`,
+/// `prot`, `nmae`; a swap of neighbours is one edit), or the same words
+/// but for some left off or added at the end, two or more in common
+/// (`upstream_model` for `upstream_model_id`, `api_key` for
+/// `api_key_env`, `input_price_per_mtok_usd`).
 fn near_miss<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
     let folded = key.to_ascii_lowercase().replace('-', "_");
+    let words: Vec<&str> = folded.split('_').filter(|w| !w.is_empty()).collect();
     known.iter().copied().find(|k| {
         let allowed = if k.len() >= 6 { 2 } else { 1 };
-        folded == *k || (k.len() >= 3 && strsim::damerau_levenshtein(&folded, k) <= allowed)
+        let known_words: Vec<&str> = k.split('_').collect();
+        let common = words
+            .iter()
+            .zip(&known_words)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let cut_short = common >= 2 && common == words.len().min(known_words.len());
+        folded == *k
+            || (k.len() >= 3 && strsim::damerau_levenshtein(&folded, k) <= allowed)
+            || cut_short
     })
 }
 

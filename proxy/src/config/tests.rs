@@ -173,6 +173,15 @@ fn idle_timeout_must_exceed_nginx_keepalive() {
 fn unknown_keys_warn_but_load() {
     let c = with(|v| v["extra_thing"] = 1.into()).unwrap();
     assert_eq!(c.warnings, vec!["unknown key extra_thing ignored"]);
+    // Dashed field names are names, not keys: shown as written.
+    let c = with(|v| v["models"][0]["anthropic-version"] = "2023-06-01".into()).unwrap();
+    assert_eq!(
+        c.warnings,
+        vec!["unknown key models[0].anthropic-version ignored"]
+    );
+    // One word in common is not a near miss.
+    let c = with(|v| v["models"][0]["upstream_weights"] = 1.into()).unwrap();
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
 }
 
 #[test]
@@ -341,12 +350,36 @@ fn run_time_traps_are_refused() {
             "Port = 8005: unknown key; did you mean port?",
         ),
         (
+            Box::new(|v| v["models"][0]["upstream_model"] = "gpt-4o-2024-08-06".into()),
+            "models[0].upstream_model = \"gpt-4o-2024-08-06\": unknown key; did you mean upstream_model_id?",
+        ),
+        (
+            Box::new(|v| v["endpoints"][0]["api_key"] = "OPENAI_API_KEY".into()),
+            "endpoints[0].api_key = \"OPENAI_API_KEY\": unknown key; did you mean api_key_env?",
+        ),
+        (
+            Box::new(|v| v["models"][0]["input_price_per_mtok_usd"] = 1.into()),
+            "models[0].input_price_per_mtok_usd = 1: unknown key; did you mean input_price_per_mtok?",
+        ),
+        (
+            Box::new(|v| v["endpoints"][0]["token"] = "sk-proj-REALKEYabcdefghijklmnop1234".into()),
+            "endpoints[0].token = (a string hidden: it holds what looks like a key): unknown key holding what looks like a key: goproxy reads keys only from environment variables",
+        ),
+        (
+            Box::new(|v| v["endpoints"][0]["secret"] = "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6".into()),
+            "endpoints[0].secret = (a string hidden: it holds what looks like a key): unknown key holding",
+        ),
+        (
+            Box::new(|v| v["max_body_bytes"] = 1.into()),
+            "max_body_bytes = 1: must be a whole number of bytes from 1024 to 1073741824",
+        ),
+        (
             Box::new(|v| v["max_body_bytes"] = serde_json::json!(1e308)),
-            "max_body_bytes = 1e308: must be a whole number of bytes from 1 to 1073741824",
+            "max_body_bytes = 1e308: must be a whole number of bytes from 1024 to 1073741824",
         ),
         (
             Box::new(|v| v["max_body_bytes"] = 0.into()),
-            "max_body_bytes = 0: must be a whole number of bytes from 1 to 1073741824",
+            "max_body_bytes = 0: must be a whole number of bytes from 1024 to 1073741824",
         ),
         (
             Box::new(|v| v["max_connections"] = 0.into()),
@@ -354,7 +387,7 @@ fn run_time_traps_are_refused() {
         ),
         (
             Box::new(|v| v["max_body_bytes_in_flight"] = serde_json::json!(-1)),
-            "max_body_bytes_in_flight = -1: must be a whole number of bytes from 1 to 68719476736",
+            "max_body_bytes_in_flight = -1: must be a whole number of bytes from 1024 to 68719476736",
         ),
         (
             Box::new(|v| {
@@ -365,7 +398,7 @@ fn run_time_traps_are_refused() {
         ),
         (
             Box::new(|v| v["max_body_bytes_in_flight"] = "256MiB".into()),
-            "max_body_bytes_in_flight = \"256MiB\": must be a whole number of bytes from 1 to 68719476736 (write it as a number, without quotes: 268435456)",
+            "max_body_bytes_in_flight = \"256MiB\": must be a whole number of bytes from 1024 to 68719476736 (write it as a number, without quotes: 268435456)",
         ),
         (
             Box::new(|v| v["max_connections"] = "512".into()),
@@ -373,7 +406,7 @@ fn run_time_traps_are_refused() {
         ),
         (
             Box::new(|v| v["max_body_bytes"] = "10 MB".into()),
-            "max_body_bytes = \"10 MB\": must be a whole number of bytes from 1 to 1073741824 (write it as a number, without quotes: 10485760)",
+            "max_body_bytes = \"10 MB\": must be a whole number of bytes from 1024 to 1073741824 (write it as a number, without quotes: 10485760)",
         ),
         (
             Box::new(|v| v["max_conections"] = 10.into()),
@@ -532,6 +565,10 @@ fn keys_in_api_key_env_are_refused_unshown() {
             "{e}"
         );
         assert!(!e.contains(&key[4..]), "{e}");
+        assert!(
+            e.contains("if this is a name, write it in UPPER_SNAKE_CASE"),
+            "{e}"
+        );
         let e = err(|v| v["client_api_keys_env"] = serde_json::json!(["OK_NAME", key]));
         assert!(e.contains("client_api_keys_env[1] = (hidden"), "{e}");
         assert!(!e.contains(&key[4..]), "{e}");
@@ -732,7 +769,7 @@ fn base_url_credentials_keep_every_byte() {
 fn whole_numbers_written_as_fractions_say_how_to_write_them() {
     let e = err(|v| v["max_body_bytes"] = serde_json::json!(1048576.0));
     assert!(
-        e.contains("max_body_bytes = 1048576.0: must be a whole number of bytes from 1 to 1073741824 (write it without a decimal point or exponent: 1048576)"),
+        e.contains("max_body_bytes = 1048576.0: must be a whole number of bytes from 1024 to 1073741824 (write it without a decimal point or exponent: 1048576)"),
         "{e}"
     );
     // No advice that would be refused too.
@@ -748,7 +785,7 @@ fn whole_numbers_written_as_fractions_say_how_to_write_them() {
     assert!(e.contains("port = 1000.0: must be a whole port number from 1 to 65535 (not a string or a fraction) (write it without a decimal point or exponent: 1000)"), "{e}");
     let e = err(|v| v["max_body_bytes"] = serde_json::json!(1.5));
     assert!(
-        e.contains("max_body_bytes = 1.5: must be a whole number of bytes from 1 to 1073741824"),
+        e.contains("max_body_bytes = 1.5: must be a whole number of bytes from 1024 to 1073741824"),
         "{e}"
     );
     assert!(!e.contains("write it"), "{e}");
@@ -922,7 +959,7 @@ fn unreadable_config_files_are_refused_in_plain_words() {
 /// A variable the system sets is no key: `PATH` was sent upstream as one.
 #[test]
 fn system_variables_are_not_keys() {
-    for name in ["PATH", "home", "LC_ALL", "RUST_LOG"] {
+    for name in ["PATH", "home", "LC_ALL", "RUST_LOG", "_"] {
         let e = err(|v| v["endpoints"][1]["api_key_env"] = serde_json::json!(["K1", name]));
         assert!(
             e.contains(&format!(
@@ -1011,4 +1048,78 @@ fn unpriced_models_are_warned_and_long_ids_refused() {
     );
     let e = err(|v| v["models"][0]["id"] = "m".repeat(5000).into());
     assert!(e.contains("is 5000 characters long: at most 200"), "{e}");
+}
+
+/// An endpoint whose URL is goproxy's own listener is refused: each
+/// request came back to goproxy and looped until no connection was left
+/// (even /health went unanswered). Another port, or another host, is fine.
+#[test]
+fn an_endpoint_at_goproxys_own_address_is_refused() {
+    for (host, url) in [
+        (None, "http://127.0.0.1:8004/v1/chat/completions"),
+        (None, "http://localhost:8004/v1/chat/completions"),
+        (None, "http://LOCALHOST.:8004/v1/chat/completions"),
+        (None, "http://[::1]:8004/v1/chat/completions"),
+        (None, "http://127.0.0.2:8004/v1/chat/completions"),
+        (Some("10.1.2.3"), "http://10.1.2.3:8004/v1/chat/completions"),
+        (None, "http://user:pw@127.0.0.1:8004/v1/chat/completions"),
+    ] {
+        let e = err(|v| {
+            v["endpoints"][0]["base_url"] = url.into();
+            v["endpoints"][0]["api_key_env"] = Value::Null;
+            v["endpoints"][0]
+                .as_object_mut()
+                .unwrap()
+                .remove("api_key_env");
+            if let Some(h) = host {
+                v["host"] = h.into();
+            }
+        });
+        assert!(
+            e.contains("endpoints[0].base_url = \"http://")
+                && e.contains("is goproxy's own address (port 8004 on this host)"),
+            "{url}: {e}"
+        );
+        assert!(!e.contains("pw@"), "{e}");
+    }
+    for url in [
+        "http://127.0.0.1:8005/v1/chat/completions",
+        "http://10.9.9.9:8004/v1/chat/completions",
+        "http://goproxy:8004/v1/chat/completions",
+    ] {
+        with(|v| v["endpoints"][0]["base_url"] = url.into()).expect(url);
+    }
+}
+
+/// A host name no resolver looks up is refused at load (each request
+/// failed with a DNS error, blamed on the upstream).
+#[test]
+fn host_names_that_cannot_resolve_are_refused() {
+    let long_label = format!("http://{}.com/v1/chat/completions", "a".repeat(64));
+    let long_name = format!("http://{}com/v1/chat/completions", "abcdefghi.".repeat(26));
+    for (url, why) in [
+        ("http://a..b/v1/chat/completions", "an empty label"),
+        (long_label.as_str(), "a label over 63 characters"),
+        (long_name.as_str(), "a host name over 253 characters"),
+    ] {
+        let e = err(|v| v["endpoints"][0]["base_url"] = url.into());
+        assert!(
+            e.contains("endpoints[0].base_url") && e.contains(why),
+            "{url}: {e}"
+        );
+    }
+    let fine = format!("http://{}.example.com./v1/chat/completions", "a".repeat(63));
+    with(|v| v["endpoints"][0]["base_url"] = fine.clone().into()).expect(&fine);
+}
+
+/// A missing list is shown as missing, as every other missing field is
+/// (it was shown as `null`, a value the file did not hold).
+#[test]
+fn missing_lists_are_shown_as_missing() {
+    for list in ["endpoints", "models"] {
+        let e = err(|v| {
+            v.as_object_mut().unwrap().remove(list);
+        });
+        assert!(e.contains(&format!("{list} = (missing): ")), "{e}");
+    }
 }

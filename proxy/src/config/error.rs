@@ -176,8 +176,10 @@ pub(crate) fn kind_of(v: &Value) -> &'static str {
     }
 }
 
-/// A syntax error from serde_json, with its position.
-pub(crate) fn syntax(source: &str, e: &serde_json::Error) -> ConfigError {
+/// A syntax error from serde_json in `text`, with its position, and what
+/// to do where serde_json's words do not say it (a comment, a lone
+/// surrogate).
+pub(crate) fn syntax(source: &str, text: &str, e: &serde_json::Error) -> ConfigError {
     // serde_json says e.g. "expected `,` or `}` at line 3 column 5"; the
     // position is already in front, so keep only the words.
     let full = e.to_string();
@@ -188,10 +190,29 @@ pub(crate) fn syntax(source: &str, e: &serde_json::Error) -> ConfigError {
     if message == "recursion limit exceeded" {
         message = "nested more than 128 levels deep".into();
     }
+    // Column 0 is serde_json's "before the first character" (after a
+    // raw line break in a string): every other position is 1-based.
+    let column = e.column().max(1);
+    let at = text
+        .lines()
+        .nth(e.line().saturating_sub(1))
+        .and_then(|l| l.get(column - 1..))
+        .unwrap_or("")
+        .trim_start();
+    if at.starts_with("//") || at.starts_with("/*") || at.starts_with('#') {
+        message.push_str(
+            " (a comment: JSON has none; remove it, or write it as a \"_comment\": \"...\" member)",
+        );
+    } else if message.contains("hex escape") || message.contains("surrogate") {
+        message.push_str(
+            " (a \\u escape is 4 hex digits, and one of \\ud800-\\udfff must be one of a pair: \
+             write the character itself)",
+        );
+    }
     ConfigError::Json {
         source_name: source.to_string(),
         line: e.line(),
-        column: e.column(),
+        column,
         message: format!("invalid JSON: {message}"),
     }
 }

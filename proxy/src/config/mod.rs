@@ -213,9 +213,9 @@ impl Config {
             });
         }
         serde_json::from_str::<unique_keys::UniqueKeys>(text)
-            .map_err(|e| error::syntax(source_name, &e))?;
+            .map_err(|e| error::syntax(source_name, text, &e))?;
         let value: Value =
-            serde_json::from_str(text).map_err(|e| error::syntax(source_name, &e))?;
+            serde_json::from_str(text).map_err(|e| error::syntax(source_name, text, &e))?;
         if !value.is_object() {
             return Err(ConfigError::Json {
                 source_name: source_name.to_string(),
@@ -401,25 +401,31 @@ fn host(top: &Reader<'_>) -> Result<IpAddr, ConfigError> {
 fn port(top: &Reader<'_>) -> Result<u16, ConfigError> {
     match top.value("port") {
         None => Err(top.at.invalid("port", "(missing)", "required")),
-        Some(v) => match v.as_u64() {
-            Some(p) if (1..=65535).contains(&p) => Ok(p as u16),
-            Some(_) => {
+        Some(v) => {
+            let range = || {
                 Err(top
                     .at
                     .invalid("port", shown(v), "must be a port number from 1 to 65535"))
-            }
-            None => Err(top.at.invalid(
-                "port",
-                shown(v),
-                format!(
+            };
+            match v.as_u64() {
+                Some(p) if (1..=65535).contains(&p) => Ok(p as u16),
+                // Out of range, or a negative whole number (`-1`): neither a
+                // string nor a fraction.
+                Some(_) => range(),
+                None if v.is_i64() => range(),
+                None => Err(top.at.invalid(
+                    "port",
+                    shown(v),
+                    format!(
                     "must be a whole port number from 1 to 65535 (not a string or a fraction){}",
                     // Advice only when the plain form is a port.
                     v.as_f64()
                         .filter(|f| (1.0..=65535.0).contains(f))
                         .map_or_else(String::new, |_| raw::written_plainly(v))
                 ),
-            )),
-        },
+                )),
+            }
+        }
     }
 }
 

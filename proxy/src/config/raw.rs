@@ -198,9 +198,12 @@ impl<'a> Reader<'a> {
                      this line",
                 ));
             }
+            // With the model or endpoint it is in: an index alone is
+            // hard to find among many.
             warnings.push(format!(
-                "unknown key {} ignored",
-                self.at.path_of(&shown_key)
+                "unknown key {} ignored{}",
+                self.at.path_of(&shown_key),
+                self.at.context
             ));
         }
         Ok(())

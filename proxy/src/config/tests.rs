@@ -91,8 +91,12 @@ fn port_missing_zero_too_big_or_string_is_refused() {
         (serde_json::json!(80.5), "80.5"),
         (serde_json::json!(-1), "-1"),
     ] {
+        let whole = bad.is_i64() || bad.is_u64();
         let e = err(|v| v["port"] = bad);
         assert!(e.contains(&format!("test.json: port = {shown}")), "{e}");
+        // A whole number out of range is not told it is a string or a
+        // fraction.
+        assert_eq!(!e.contains("not a string or a fraction"), whole, "{e}");
     }
 }
 
@@ -177,7 +181,7 @@ fn unknown_keys_warn_but_load() {
     let c = with(|v| v["models"][0]["anthropic-version"] = "2023-06-01".into()).unwrap();
     assert_eq!(
         c.warnings,
-        vec!["unknown key models[0].anthropic-version ignored"]
+        vec!["unknown key models[0].anthropic-version ignored (model \"gpt-4o\")"]
     );
     // One word in common is not a near miss.
     let c = with(|v| v["models"][0]["upstream_weights"] = 1.into()).unwrap();
@@ -450,11 +454,11 @@ fn run_time_traps_are_refused() {
         ),
         (
             Box::new(|v| v["models"][1]["thinking_budget"] = 200_000.into()),
-            "models[1].thinking_budget = 200000: must be a whole number of tokens from 0 to 124000",
+            "models[1].thinking_budget = 200000: must be a whole number of tokens: 0 (off), or from 1024 to 124000",
         ),
         (
             Box::new(|v| v["models"][1]["thinking_budget"] = (-1).into()),
-            "models[1].thinking_budget = -1: must be a whole number of tokens from 0 to 124000",
+            "models[1].thinking_budget = -1: must be a whole number of tokens: 0 (off), or from 1024 to 124000",
         ),
         (
             Box::new(|v| v["models"][0]["upstream_model_weights"] = serde_json::json!([1, -1])),
@@ -654,7 +658,10 @@ fn duplicate_keys_and_empty_files_are_named() {
     let text = "{\n  \"port\": 8004,\n  \"port\": 8005\n}";
     let e = Config::from_json(text, "dup.json").unwrap_err().to_string();
     assert!(e.starts_with("dup.json:3:"), "{e}");
-    assert!(e.contains("duplicate key \"port\""), "{e}");
+    assert!(
+        e.contains("duplicate key \"port\" in the top-level object"),
+        "{e}"
+    );
     let nested = GOOD.replace(
         "\"upstream\": \"ohmygpt\", \"reasoning\"",
         "\"upstream\": \"ohmygpt\", \"upstream\": \"x\", \"reasoning\"",
@@ -662,7 +669,21 @@ fn duplicate_keys_and_empty_files_are_named() {
     let e = Config::from_json(&nested, "dup.json")
         .unwrap_err()
         .to_string();
-    assert!(e.contains("duplicate key \"upstream\""), "{e}");
+    assert!(
+        e.contains("duplicate key \"upstream\" in models[1] (model \"claude\")"),
+        "{e}"
+    );
+    let deep = GOOD.replace(
+        "\"K1\", \"K2\"]}",
+        "\"K1\", \"K2\"], \"x\": [{\"a\": 1, \"a\": 2}]}",
+    );
+    let e = Config::from_json(&deep, "dup.json")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("duplicate key \"a\" in endpoints[1].x[0] ("),
+        "{e}"
+    );
     for empty in ["", "  \n"] {
         let e = Config::from_json(empty, "empty.json")
             .unwrap_err()
@@ -1122,4 +1143,31 @@ fn missing_lists_are_shown_as_missing() {
         });
         assert!(e.contains(&format!("{list} = (missing): ")), "{e}");
     }
+}
+
+/// A comment is named as one, with what to write instead; a lone
+/// surrogate says what a `\u` escape must be; no position is column 0.
+#[test]
+fn comments_and_escapes_are_explained() {
+    for text in [
+        "{\n  // upstreams\n  \"port\": 8004\n}",
+        "{\"port\": /* the new one */ 8004}",
+        "{\"port\": 8004} # done",
+        "{\"port\": 8004, // the new one\n \"host\": \"0.0.0.0\"}",
+    ] {
+        let e = Config::from_json(text, "c.json").unwrap_err().to_string();
+        assert!(
+            e.contains("(a comment: JSON has none; remove it, or write it as a \"_comment\""),
+            "{text}: {e}"
+        );
+    }
+    let e = Config::from_json("{\"name\": \"\\ud800x\"}", "s.json")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("must be one of a pair"), "{e}");
+    let e = Config::from_json("{\"name\": \"a\nb\"}", "n.json")
+        .unwrap_err()
+        .to_string();
+    assert!(!e.contains(":0:"), "{e}");
+    assert!(e.starts_with("n.json:2:1: "), "{e}");
 }

@@ -110,6 +110,12 @@ impl Secrets {
                         Some(v) if v.chars().any(|c| c.is_control()) => {
                             "holds a line break or control character: no request can send it"
                         }
+                        // Sent as its UTF-8 bytes, which no API key is:
+                        // a paste that took a look-alike letter.
+                        Some(v) if !v.is_ascii() => {
+                            "holds characters outside ASCII, which no API key has (a look-alike \
+                             letter pasted?): the upstream will refuse it"
+                        }
                         Some(_) => return None,
                     },
                 };

@@ -109,11 +109,8 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             if let Some(p) = hard.and_then(|h| crate::fd_limit::shortfall(h, c.max_connections)) {
                 eprintln!("warning: environment: {p}");
             }
-            if let Err(e) = std::net::TcpListener::bind((c.host(), 0)) {
-                eprintln!(
-                    "warning: host {} cannot be bound on this machine ({e}); goproxy fails to start wherever that is so",
-                    c.host()
-                );
+            if let Some(p) = bind_problem(c.host(), c.port()) {
+                eprintln!("warning: environment: {p}");
             }
             ExitCode::from(EXIT_OK)
         }
@@ -122,6 +119,42 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             ExitCode::from(EXIT_CONFIG)
         }
     }
+}
+
+/// Why goproxy could not listen on `host:port` on this machine now: the
+/// address is not this machine's, the port is held (perhaps by goproxy
+/// itself, serving this config: then that is expected), or it needs
+/// privileges. Opened and closed at once; nothing is served.
+fn bind_problem(host: std::net::IpAddr, port: u16) -> Option<String> {
+    use std::io::ErrorKind;
+    let words = |e: &std::io::Error| {
+        let text = e.to_string();
+        text.split(" (os error")
+            .next()
+            .unwrap_or(&text)
+            .to_lowercase()
+    };
+    if let Err(e) = std::net::TcpListener::bind((host, 0)) {
+        return Some(format!(
+            "host {host} cannot be bound on this machine ({}); goproxy fails to start wherever that is so",
+            words(&e)
+        ));
+    }
+    let e = std::net::TcpListener::bind((host, port)).err()?;
+    Some(match e.kind() {
+        ErrorKind::AddrInUse => format!(
+            "port {port} on {host} is in use now: goproxy cannot start here while something \
+             holds it (if that is goproxy serving this config, this is expected)"
+        ),
+        ErrorKind::PermissionDenied => format!(
+            "port {port} needs privileges here (below 1024: root or CAP_NET_BIND_SERVICE); \
+             goproxy cannot start as this user"
+        ),
+        _ => format!(
+            "port {port} on {host} cannot be opened here ({})",
+            words(&e)
+        ),
+    })
 }
 
 /// `healthcheck`: ask the running goproxy's `/health` (the image's

@@ -239,6 +239,13 @@ fn check_config_reports_the_environment_by_name() {
         "{err}"
     );
     assert!(!err.contains("sk-line1"), "{err}");
+    let err = checked_prod_stderr(&[("OHMYGPT_API_KEY", Some("sk-ключ12345"))]);
+    assert!(
+        err.contains("OHMYGPT_API_KEY (upstream key of endpoint")
+            && err.contains("holds characters outside ASCII"),
+        "{err}"
+    );
+    assert!(!err.contains("ключ"), "{err}");
 }
 
 /// Two variables of one endpoint's rotation holding the same key are named
@@ -283,6 +290,33 @@ fn check_config_names_variables_holding_the_same_key() {
         .stderr(predicate::str::contains(
         "endpoints[0].api_key_env[1] = \"OHMYGPT_API_KEY\": is already listed as api_key_env[0]",
     ));
+}
+
+/// --check-config says when the port is held where it runs (serving
+/// would exit 3 at once), and still exits 0: the holder may be goproxy
+/// itself, serving this file. A free port is not mentioned.
+#[test]
+fn check_config_says_when_the_port_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let path = config_file(dir.path(), port, "http://127.0.0.1:9");
+    goproxy_check(&path)
+        .code(0)
+        .stderr(predicate::str::contains(format!(
+            "warning: environment: port {port} on 127.0.0.1 is in use now"
+        )));
+    drop(held);
+    goproxy_check(&path)
+        .code(0)
+        .stderr(predicate::str::contains("in use now").not());
+}
+
+fn goproxy_check(path: &Path) -> assert_cmd::assert::Assert {
+    assert_cmd::Command::new(cargo_bin("goproxy"))
+        .arg("--check-config")
+        .arg(path)
+        .assert()
 }
 
 /// --check-config exits 2 naming the file, field and value.

@@ -1,6 +1,6 @@
 //! The three words the SSE relay looks for in every chunk it passes on,
-//! found in one pass: `"delta"` (a content event, for the output
-//! estimate), and `"usage"` and `"error"` with a value other than `null`
+//! found in one pass: `"delta"` (a content event, counted for the output
+//! estimate; [`Junction`] finds one split between two chunks), and `"usage"` and `"error"` with a value other than `null`
 //! (an event worth parsing).
 //!
 //! All three are five letters between two quotes, so a word can start only
@@ -19,8 +19,8 @@ use crate::window::{self, PAIR, WIDTH};
 /// The words a chunk holds.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Words {
-    /// `"delta"`, anywhere.
-    pub delta: bool,
+    /// How many `"delta"`s, anywhere.
+    pub deltas: u32,
     /// `"usage"`, other than as a member whose value is `null`.
     pub usage: bool,
     /// `"error"`, other than as a member whose value is `null`.
@@ -61,7 +61,7 @@ fn check(b: &[u8], base: usize, mut starts: u32, found: &mut Words) {
             continue;
         };
         match u64::from(u32::from_le_bytes([a, b1, c, d])) | u64::from(e) << 32 {
-            DELTA => found.delta = true,
+            DELTA => found.deltas += 1,
             USAGE => found.usage |= not_null(),
             ERROR => found.error |= not_null(),
             _ => {}
@@ -85,6 +85,71 @@ const fn letters(w: &[u8; 5]) -> u64 {
     n
 }
 
+/// The last bytes of the stream before the current chunk: enough to find
+/// a `"delta"` that began in them and ends in the chunk (an upstream's
+/// writes, or the reads, may cut anywhere; one that came a byte at a time
+/// counted no delta at all).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Junction {
+    tail: [u8; PAIR],
+    len: usize,
+}
+
+impl Junction {
+    /// How many `"delta"`s begin before `chunk` and end in it; then
+    /// `chunk`'s last bytes become the tail.
+    pub fn split_deltas(&mut self, chunk: &[u8]) -> u32 {
+        // A word begins at a quote: a tail without one (an event's usual
+        // end, `}]}\n\n`) begins none, and costs no search.
+        let split = if self.has_quote() {
+            self.count_split(chunk)
+        } else {
+            0
+        };
+        self.keep_tail(chunk);
+        split
+    }
+
+    /// Whether the tail holds a quote: its six bytes (zero past `len`) at
+    /// once, each compared with `"` by the zero-byte test.
+    fn has_quote(&self) -> bool {
+        let t = self.tail;
+        let x =
+            u64::from_le_bytes([t[0], t[1], t[2], t[3], t[4], t[5], 0, 0]) ^ 0x0000_2222_2222_2222;
+        x.wrapping_sub(0x0000_0101_0101_0101) & !x & 0x0000_8080_8080_8080 != 0
+    }
+
+    /// The words starting in the tail and ending in `chunk`.
+    fn count_split(&self, chunk: &[u8]) -> u32 {
+        const WORD: &[u8] = b"\"delta\"";
+        let mut both = [0u8; 2 * PAIR];
+        let head = &chunk[..chunk.len().min(PAIR)];
+        both[..self.len].copy_from_slice(&self.tail[..self.len]);
+        both[self.len..self.len + head.len()].copy_from_slice(head);
+        let both = &both[..self.len + head.len()];
+        (0..self.len)
+            .filter(|&s| both.get(s..s + WORD.len()) == Some(WORD))
+            .count() as u32
+    }
+
+    /// The stream's last [`PAIR`] bytes, however short `chunk` is.
+    fn keep_tail(&mut self, chunk: &[u8]) {
+        if chunk.len() >= PAIR {
+            self.tail.copy_from_slice(&chunk[chunk.len() - PAIR..]);
+            self.len = PAIR;
+            return;
+        }
+        let mut both = [0u8; 2 * PAIR];
+        both[..self.len].copy_from_slice(&self.tail[..self.len]);
+        both[self.len..self.len + chunk.len()].copy_from_slice(chunk);
+        let all = self.len + chunk.len();
+        let keep = all.min(PAIR);
+        self.tail = [0; PAIR];
+        self.tail[..keep].copy_from_slice(&both[all - keep..all]);
+        self.len = keep;
+    }
+}
+
 /// Whether `rest`, what follows a key's closing quote, is `: null`.
 fn is_null_member(rest: &[u8]) -> bool {
     rest.trim_ascii_start()
@@ -102,7 +167,8 @@ mod tests {
             memchr::memmem::find_iter(b, w).any(|at| !is_null_member(&b[at + w.len()..]))
         };
         Words {
-            delta: memchr::memmem::find(b, b"\"delta\"").is_some(),
+            // Overlapping ones too (`"delta"delta"`), as the pass finds.
+            deltas: b.windows(7).filter(|w| w == b"\"delta\"").count() as u32,
             usage: has(b"\"usage\""),
             error: has(b"\"error\""),
         }
@@ -167,6 +233,35 @@ mod tests {
                 b.extend_from_slice(pieces[(next() % pieces.len() as u64) as usize]);
             }
             assert_eq!(words(&b), searched(&b), "{}", b.escape_ascii());
+        }
+    }
+}
+
+#[cfg(test)]
+mod junction_tests {
+    use super::*;
+
+    /// The quote test finds a quote at each of the tail's places and none
+    /// in a tail without one, whatever else it holds.
+    #[test]
+    fn a_quote_is_found_at_every_place_of_the_tail() {
+        for base in [
+            [b'x'; PAIR],
+            [0; PAIR],
+            [0x21; PAIR],
+            [0x23; PAIR],
+            [0xa2; PAIR],
+        ] {
+            let j = Junction {
+                tail: base,
+                len: PAIR,
+            };
+            assert!(!j.has_quote(), "{base:?}");
+            for at in 0..PAIR {
+                let mut tail = base;
+                tail[at] = b'"';
+                assert!(Junction { tail, len: PAIR }.has_quote(), "{tail:?}");
+            }
         }
     }
 }

@@ -29,7 +29,7 @@ use crate::metrics::Metrics;
 use crate::peer::Peer;
 use crate::read_on::{ReadOn, ReadOnPolicy, ReadsOn};
 use crate::redact::{redact_prefix, ERROR_LOG_CHARS};
-use crate::sse_words::words;
+use crate::sse_words::{words, Junction};
 use crate::upstream_body::UpstreamBody;
 use crate::usage::Usage;
 
@@ -88,10 +88,12 @@ pub struct SseUsage {
     /// Whether an event carried the final output count (OpenAI's usage
     /// chunk, Anthropic's `message_delta`).
     final_seen: bool,
-    /// Chunks with a `"delta"` key: content events (OpenAI chunks,
-    /// Anthropic `content_block_delta`) and one or two more, each counted
-    /// once however many a chunk holds.
+    /// `"delta"` keys: one per content event (OpenAI chunks, Anthropic
+    /// `content_block_delta`; one per choice when several) and one or two
+    /// more (Anthropic's `message_delta`), however the chunks cut them.
     deltas: u64,
+    /// The stream's last bytes, for a `"delta"` cut between chunks.
+    junction: Junction,
     /// The first error event of the stream (its data, at most 8 KiB): an
     /// answer that began `200` and then failed (OpenAI's `{"error": ...}`,
     /// Anthropic's `{"type": "error", ...}`, `{"object": "error", ...}` of
@@ -119,10 +121,10 @@ impl SseUsage {
     /// (the usual case) is looked at in place: only a line split across
     /// chunks is copied, so an event costs no allocation and no copy.
     pub fn feed(&mut self, chunk: &[u8]) {
-        // One pass for the three words ([`words`]). A chunk of several
-        // delta events counts once, so the estimate stays a lower bound.
+        // One pass for the three words ([`words`]); every delta event
+        // counts, also one cut between this chunk and the last.
         let words = words(chunk);
-        self.deltas += u64::from(words.delta);
+        self.deltas += u64::from(words.deltas) + u64::from(self.junction.split_deltas(chunk));
         // Most chunks are whole content deltas with no `"usage"` and no
         // `"error"` in them, or only `null` ones (content text has its
         // quotes escaped): that rules out every line the chunk ends, and
@@ -703,19 +705,31 @@ mod tests {
             let (usage, estimated) = p.billed();
             assert_eq!((usage.output, estimated), want, "{text}");
         }
-        // Events that share a chunk count once: a lower bound.
-        let mut p = SseUsage::default();
-        p.feed(delta.repeat(3).as_bytes());
-        assert_eq!(
-            p.billed(),
-            (
-                Usage {
-                    output: 1,
-                    ..Usage::default()
-                },
-                true
-            )
-        );
+        // However the upstream's writes or goproxy's reads cut the
+        // events (several in a chunk, or a `"delta"` cut in two, down to a
+        // byte at a time), each counts once: this counted a chunk, so 20
+        // events in one write were billed as one token, and a byte at a
+        // time as none.
+        let text = delta.repeat(20)
+            + &"data: {\"type\":\"content_block_delta\",\"delta\":{\"text\":\"ab\"}}\r\n\r\n"
+                .repeat(5);
+        for size in (1..=80).chain([text.len()]) {
+            let mut p = SseUsage::default();
+            for piece in text.as_bytes().chunks(size) {
+                p.feed(piece);
+            }
+            assert_eq!(
+                p.billed(),
+                (
+                    Usage {
+                        output: 25,
+                        ..Usage::default()
+                    },
+                    true
+                ),
+                "{size}"
+            );
+        }
     }
 
     /// An error event is kept whatever its shape (OpenAI's, Anthropic's,

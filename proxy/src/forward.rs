@@ -247,7 +247,10 @@ fn passthrough_response(resp: Response<UpstreamBody>, ctx: RelayContext) -> Resp
     head.extensions.clear();
     head.version = Version::default();
     head.headers.insert(header::CONTENT_TYPE, content_type);
-    if let Some(len) = length {
+    // Never on a 204 or 304 (RFC 9110 sections 8.6 and 15.3.5): they have
+    // no body to measure.
+    let bodiless = matches!(head.status.as_u16(), 204 | 304);
+    if let Some(len) = length.filter(|_| !bodiless) {
         head.headers
             .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }

@@ -513,3 +513,27 @@ async fn the_upstreams_other_header_fields_stay_behind() {
         r#"{"id":"c1","usage":{"prompt_tokens":1}}"#
     );
 }
+
+/// An upstream's 204 reaches the client without a Content-Length (RFC
+/// 9110 section 8.6: a 204 must not carry one; it was `content-length: 0`).
+#[tokio::test]
+async fn an_upstream_204_carries_no_content_length() {
+    let p = spawn_proxy(DEFAULT_CONFIG).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&p.wiremock)
+        .await;
+    let r = p
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    assert!(
+        r.headers().get("content-length").is_none(),
+        "{:?}",
+        r.headers()
+    );
+    assert_eq!(r.bytes().await.unwrap().len(), 0);
+}

@@ -46,7 +46,14 @@ pub async fn forward<'a>(
     let (parts, body) = req.into_parts();
     // `_held` keeps the body's bytes in the budget until the upstream
     // answered: by then the body (and its rewrite) was sent and dropped.
-    let (raw, _held) = read_body(body, &parts.headers, &app.config, &app.body_budget).await?;
+    let (raw, _held) = read_body(
+        body,
+        &parts.headers,
+        &app.config,
+        &app.body_budget,
+        &app.drain,
+    )
+    .await?;
     let client_body = ClientBody::parse(&raw)?;
     let (model, endpoint) = route(app, format, &client_body.model)?;
     resolved.set(model, endpoint);

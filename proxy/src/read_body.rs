@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::body_budget::{BodyBudget, Held};
+use crate::cancel::Cut;
 use crate::config::Config;
 use crate::error::ProxyError;
 
@@ -45,14 +46,22 @@ impl Pieces {
     }
 }
 
+/// Silence allowed between pieces of a body once the drain began: an
+/// upload still coming goes on, a silent one no longer holds the drain for
+/// `request_read_timeout` (60 s by default) before its 408.
+pub const DRAIN_SILENCE: Duration = Duration::from_secs(2);
+
 /// Read the whole client body within the limits of `config`, with its
 /// bytes taken from `budget`: the caller holds the [`Held`] bytes as long
-/// as it holds the body (or copies of it).
+/// as it holds the body (or copies of it). Once `drain` is cancelled the
+/// body gets [`DRAIN_SILENCE`] between pieces, and a body cut then is
+/// [`ProxyError::ShuttingDown`].
 pub async fn read_body(
     mut body: ReqBody,
     headers: &HeaderMap,
     config: &Config,
     budget: &BodyBudget,
+    drain: &Cut,
 ) -> Result<(Bytes, Held), ProxyError> {
     let limit = config.max_body_bytes;
     let declared = headers
@@ -80,7 +89,15 @@ pub async fn read_body(
             f = body.frame() => f,
             _ = &mut timer => {
                 let (arrived, received) = progress(&body, pieces.len);
-                timer.as_mut().reset(clock.look(Instant::now(), arrived, received)?);
+                let due = clock.look(Instant::now(), arrived, received);
+                timer.as_mut().reset(due.map_err(|e| drained(e, drain))?);
+                continue;
+            }
+            _ = drain.cancelled(), if !clock.draining() => {
+                clock.drain();
+                let (arrived, received) = progress(&body, pieces.len);
+                let due = clock.look(Instant::now(), arrived, received);
+                timer.as_mut().reset(due.map_err(|e| drained(e, drain))?);
                 continue;
             }
         };
@@ -123,6 +140,14 @@ pub async fn read_body(
     }
 }
 
+/// A body cut during the drain is cut by it (503), not the client's 408.
+fn drained(e: ProxyError, drain: &Cut) -> ProxyError {
+    match e {
+        ProxyError::ClientTimeout if drain.is_cancelled() => ProxyError::ShuttingDown,
+        e => e,
+    }
+}
+
 /// When bytes last arrived of a body our HTTP/1.1 side holds back to hand
 /// on whole (hyper's HTTP/2 body hands on every frame), and how many bytes
 /// of the body arrived so far (`handed`: what was handed on).
@@ -149,6 +174,9 @@ pub const MIN_RATE: u64 = 240;
 struct Clock {
     last_frame: Instant,
     silence: Duration,
+    /// Once the drain began: the silence allowed from then on
+    /// ([`DRAIN_SILENCE`]), beside (not instead of) the rate's deadline.
+    drain_silence: Option<Duration>,
     /// When the body is too slow, unless more bytes come.
     due: Instant,
     /// Bytes already earned time for.
@@ -161,6 +189,7 @@ impl Clock {
         Clock {
             last_frame: now,
             silence,
+            drain_silence: None,
             due: now + silence,
             credited: 0,
         }
@@ -173,6 +202,15 @@ impl Clock {
 
     fn frame(&mut self, now: Instant) {
         self.last_frame = now;
+    }
+
+    /// From now, [`DRAIN_SILENCE`] of silence ends the body too.
+    fn drain(&mut self) {
+        self.drain_silence = Some(DRAIN_SILENCE.min(self.silence));
+    }
+
+    fn draining(&self) -> bool {
+        self.drain_silence.is_some()
     }
 
     /// At `now`, with bytes last `arrived` and `received` in all: the
@@ -190,10 +228,14 @@ impl Clock {
         let earned = received.saturating_sub(self.credited) as f64 / MIN_RATE as f64;
         self.credited = received;
         self.due = (self.due + Duration::from_secs_f64(earned)).min(quiet_until);
-        if now >= self.due {
+        let next = match self.drain_silence {
+            Some(quiet) => self.due.min(self.last_frame + quiet),
+            None => self.due,
+        };
+        if now >= next {
             return Err(ProxyError::ClientTimeout);
         }
-        Ok(self.due)
+        Ok(next)
     }
 }
 

@@ -285,6 +285,59 @@ async fn drain_does_not_wait_for_a_silent_connection() {
     );
 }
 
+/// Nor does a silent upload: once the drain began, a body gets 2 s
+/// between pieces (not `request_read_timeout_secs`, 60 here, nor the 30 s
+/// drain timeout it waited for) and is then answered 503; an upload still
+/// arriving (two bytes a second) goes on and is answered.
+#[tokio::test(start_paused = true)]
+async fn drain_does_not_wait_for_a_silent_upload() {
+    let config = config_with("\"request_read_timeout_secs\": 60")
+        .replace("\"drain_timeout_secs\": 5", "\"drain_timeout_secs\": 30");
+    let mut p = spawn_proxy(&config).await;
+    let body = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {CLIENT_KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let (first, rest) = body.split_at(20);
+    let mut silent = TcpStream::connect(p.addr).await.unwrap();
+    silent.write_all(head.as_bytes()).await.unwrap();
+    silent.write_all(first).await.unwrap();
+    let mut steady = TcpStream::connect(p.addr).await.unwrap();
+    steady.write_all(head.as_bytes()).await.unwrap();
+    steady.write_all(first).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t0 = Instant::now();
+    p.trigger_shutdown();
+    // The steady one: two bytes a second for 5 s, then the rest.
+    for b in &rest[..10] {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        steady.write_all(&[*b]).await.unwrap();
+    }
+    steady.write_all(&rest[10..]).await.unwrap();
+    let out = settle("the silent one's answer", read_to_close(&mut silent)).await;
+    assert!(
+        out.starts_with(b"HTTP/1.1 503"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    let answered = settle("the steady one's answer", read_to_close(&mut steady)).await;
+    assert!(
+        !answered.starts_with(b"HTTP/1.1 503") && !answered.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&answered)
+    );
+    timeout(Duration::from_secs(60), &mut p.server)
+        .await
+        .expect("run returned")
+        .unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(12),
+        "drain took {:?}",
+        t0.elapsed()
+    );
+}
+
 /// A stream of 100 events 500 ms apart: still open at any drain timeout
 /// the tests set.
 fn long_stream() -> MockConfig {
@@ -502,7 +555,8 @@ async fn drain_cut_answers_a_request_waiting_for_its_upstream_with_503() {
     assert!(text.contains("status=503"), "{text}");
 }
 
-/// A chunked upload still in progress at the drain timeout gets a 503 too.
+/// A chunked upload still in progress at the drain timeout gets a 503 too
+/// (one still arriving: a silent one is cut before, 2 s into the drain).
 #[tokio::test(start_paused = true)]
 async fn drain_cut_answers_an_unfinished_upload_with_503() {
     let (logs, _guard) = Logs::capture();
@@ -515,8 +569,12 @@ async fn drain_cut_answers_an_unfinished_upload_with_503() {
     s.write_all(head.as_bytes()).await.unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     p.trigger_shutdown();
-    // The drain timeout (5 s) passes; then the answer is on its way.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // A piece every 500 ms until the drain timeout (5 s) has passed; then
+    // the answer is on its way (writes after the cut may fail).
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let _ = s.write_all(b"1\r\nx\r\n").await;
+    }
     let answer = settle("the 503", read_to_close(&mut s)).await;
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");

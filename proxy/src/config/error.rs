@@ -122,6 +122,9 @@ pub(crate) fn shown(v: &Value) -> String {
         })
         .collect();
     match s.char_indices().nth(SHOWN_CHARS) {
+        // A string cut short still ends in its quote: `"xxx..."`, not an
+        // open quote running into the text after it.
+        Some((i, _)) if v.is_string() => format!("{}...\"", &s[..i]),
         Some((i, _)) => format!("{}...", &s[..i]),
         None => s,
     }

@@ -1171,3 +1171,17 @@ fn comments_and_escapes_are_explained() {
     assert!(!e.contains(":0:"), "{e}");
     assert!(e.starts_with("n.json:2:1: "), "{e}");
 }
+
+/// A long value or id cut short in a message still ends in its quote (it
+/// ran on as `(model "xxx...)`).
+#[test]
+fn long_values_cut_short_keep_their_closing_quote() {
+    let long = "x".repeat(300);
+    let e = err(|v| {
+        v["models"][0]["id"] = long.clone().into();
+        v["models"][0]["upstream"] = "nowhere".into();
+    });
+    let cut = e.find("...").expect("cut short");
+    assert_eq!(&e[cut..cut + 4], "...\"", "{e}");
+    assert!(!e.contains(&long), "{e}");
+}

@@ -6,7 +6,18 @@ use serde_json::{json, Value};
 use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::helpers::{spawn_proxy, spawn_proxy_with, CLIENT_KEY, DEFAULT_CONFIG, UPSTREAM_KEY};
+use crate::helpers::{
+    spawn_proxy, spawn_proxy_with, TestProxy, CLIENT_KEY, DEFAULT_CONFIG, UPSTREAM_KEY,
+};
+
+/// POST a one-message chat completion ("hi") for `model`.
+async fn say_hi(p: &TestProxy, model: &str) -> reqwest::Response {
+    p.post(
+        "/v1/chat/completions",
+        json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await
+}
 
 fn chat_ok() -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(json!({
@@ -49,12 +60,7 @@ async fn alias_maps_to_upstream_model_with_upstream_auth() {
         .expect(1)
         .mount(&p.wiremock)
         .await;
-    let r = p
-        .post(
-            "/v1/chat/completions",
-            json!({"model": "4o", "messages": [{"role": "user", "content": "hi"}]}),
-        )
-        .await;
+    let r = say_hi(&p, "4o").await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["choices"][0]["message"]["content"], "hi");
@@ -496,12 +502,7 @@ async fn the_upstreams_other_header_fields_stay_behind() {
         )
         .mount(&p.wiremock)
         .await;
-    let r = p
-        .post(
-            "/v1/chat/completions",
-            json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}),
-        )
-        .await;
+    let r = say_hi(&p, "gpt-4o").await;
     assert_eq!(r.status(), 200);
     let h = r.headers().clone();
     assert_eq!(h["content-type"], "application/x-upstream+json");
@@ -523,12 +524,7 @@ async fn an_upstream_204_carries_no_content_length() {
         .respond_with(ResponseTemplate::new(204))
         .mount(&p.wiremock)
         .await;
-    let r = p
-        .post(
-            "/v1/chat/completions",
-            json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}),
-        )
-        .await;
+    let r = say_hi(&p, "gpt-4o").await;
     assert_eq!(r.status(), 204);
     assert!(
         r.headers().get("content-length").is_none(),

@@ -165,24 +165,13 @@ fn model(r: &Reader<'_>, endpoints: &Endpoints) -> Result<Model, ConfigError> {
     let kind = r.string("type")?.unwrap_or_else(|| "openai".to_string());
     plain_name(r, "type", &kind)?;
     let reasoning = reasoning(r)?;
-    let budget = r
-        .whole(
-            "thinking_budget",
-            "tokens",
-            0..=u64::from(MAX_THINKING_BUDGET),
-        )
-        .map_err(|mut e| {
-            // The range read says 0 to the maximum; 1 to 1023 are refused
-            // too (below).
-            if let ConfigError::Invalid { reason, .. } = &mut e {
-                *reason = reason.replacen(
-                    "tokens from 0 to",
-                    &format!("tokens: 0 (off), or from {MIN_THINKING_BUDGET} to"),
-                    1,
-                );
-            }
-            e
-        })?;
+    // 1 to 1023 are refused too (below): the message says so.
+    let budget = r.whole_allowed(
+        "thinking_budget",
+        "tokens",
+        &format!(": 0 (off), or from {MIN_THINKING_BUDGET} to {MAX_THINKING_BUDGET}"),
+        0..=u64::from(MAX_THINKING_BUDGET),
+    )?;
     let thinking_budget =
         match (budget.map(|b| b as u32), reasoning) {
             (Some(0), _) => None,

@@ -79,17 +79,27 @@ impl<'a> Reader<'a> {
         what: &str,
         range: std::ops::RangeInclusive<u64>,
     ) -> Result<Option<u64>, ConfigError> {
+        let allowed = format!(" from {} to {}", range.start(), range.end());
+        self.whole_allowed(key, what, &allowed, range)
+    }
+
+    /// [`Self::whole`] where the error says which values are allowed in
+    /// words of the caller's (`allowed` follows `what`: `": 0 (off), or
+    /// from 1024 to 124000"`), for a field refusing part of `range` itself.
+    pub fn whole_allowed(
+        &self,
+        key: &str,
+        what: &str,
+        allowed: &str,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<Option<u64>, ConfigError> {
         let Some(v) = self.value(key) else {
             return Ok(None);
         };
         match v.as_u64() {
             Some(n) if range.contains(&n) => Ok(Some(n)),
             _ => {
-                let mut why = format!(
-                    "must be a whole number of {what} from {} to {}",
-                    range.start(),
-                    range.end()
-                );
+                let mut why = format!("must be a whole number of {what}{allowed}");
                 // Advice only when the plain form would be accepted: -0.0
                 // was told to be written -0, refused too.
                 let fits = v

@@ -126,14 +126,8 @@ fn check_config(path: &std::path::Path) -> ExitCode {
 /// itself, serving this config: then that is expected), or it needs
 /// privileges. Opened and closed at once; nothing is served.
 fn bind_problem(host: std::net::IpAddr, port: u16) -> Option<String> {
+    use crate::config::error::io_words as words;
     use std::io::ErrorKind;
-    let words = |e: &std::io::Error| {
-        let text = e.to_string();
-        text.split(" (os error")
-            .next()
-            .unwrap_or(&text)
-            .to_lowercase()
-    };
     if let Err(e) = std::net::TcpListener::bind((host, 0)) {
         return Some(format!(
             "host {host} cannot be bound on this machine ({}); goproxy fails to start wherever that is so",

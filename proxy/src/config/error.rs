@@ -230,12 +230,16 @@ pub(crate) fn read_failure(e: &std::io::Error) -> String {
             "permission denied (goproxy's user must be able to read it)".into()
         }
         ErrorKind::IsADirectory => "it is a directory: give the path of the JSON file in it".into(),
-        _ => {
-            let text = e.to_string();
-            match text.find(" (os error") {
-                Some(at) => text[..at].to_lowercase(),
-                None => text,
-            }
-        }
+        _ => io_words(e),
+    }
+}
+
+/// An I/O error's own words, without the OS's error number: `address
+/// already in use`, not `Address already in use (os error 98)`.
+pub(crate) fn io_words(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error") {
+        Some(at) => text[..at].to_lowercase(),
+        None => text,
     }
 }

@@ -111,15 +111,15 @@ fn duplicate(path: &str, key: &str, id: Option<&str>) -> String {
     } else {
         path.to_string()
     };
-    let kind = if path.starts_with("models[") {
-        "model"
-    } else {
-        "endpoint"
+    // An entry of the top-level lists (`models[1]`), named as the other
+    // config errors name it.
+    let kind = match path.split_once('[') {
+        Some(("models", i)) if !i.contains('.') => Some("model"),
+        Some(("endpoints", i)) if !i.contains('.') => Some("endpoint"),
+        _ => None,
     };
-    let named = match id {
-        Some(id) if path.matches('.').count() == 0 && path.ends_with(']') => {
-            format!(" ({kind} {})", shown(&Value::String(id.into())))
-        }
+    let named = match (kind, id) {
+        (Some(kind), Some(id)) => format!(" ({kind} {})", shown(&Value::String(id.into()))),
         _ => String::new(),
     };
     format!("duplicate key {key} in {place}{named} (JSON keeps only the last; remove one)")

@@ -88,16 +88,12 @@ pub async fn read_body(
             biased;
             f = body.frame() => f,
             _ = &mut timer => {
-                let (arrived, received) = progress(&body, pieces.len);
-                let due = clock.look(Instant::now(), arrived, received);
-                timer.as_mut().reset(due.map_err(|e| drained(e, drain))?);
+                timer.as_mut().reset(look_again(&mut clock, &body, pieces.len, drain)?);
                 continue;
             }
             _ = drain.cancelled(), if !clock.draining() => {
                 clock.drain();
-                let (arrived, received) = progress(&body, pieces.len);
-                let due = clock.look(Instant::now(), arrived, received);
-                timer.as_mut().reset(due.map_err(|e| drained(e, drain))?);
+                timer.as_mut().reset(look_again(&mut clock, &body, pieces.len, drain)?);
                 continue;
             }
         };
@@ -140,12 +136,22 @@ pub async fn read_body(
     }
 }
 
-/// A body cut during the drain is cut by it (503), not the client's 408.
-fn drained(e: ProxyError, drain: &Cut) -> ProxyError {
-    match e {
-        ProxyError::ClientTimeout if drain.is_cancelled() => ProxyError::ShuttingDown,
-        e => e,
-    }
+/// When to look at `body` again (`handed` bytes of it handed on so far),
+/// or why it ends: too slow or silent, and a body cut during the drain is
+/// cut by it (503), not the client's 408.
+fn look_again(
+    clock: &mut Clock,
+    body: &ReqBody,
+    handed: usize,
+    drain: &Cut,
+) -> Result<Instant, ProxyError> {
+    let (arrived, received) = progress(body, handed);
+    clock
+        .look(Instant::now(), arrived, received)
+        .map_err(|e| match e {
+            ProxyError::ClientTimeout if drain.is_cancelled() => ProxyError::ShuttingDown,
+            e => e,
+        })
 }
 
 /// When bytes last arrived of a body our HTTP/1.1 side holds back to hand

@@ -122,11 +122,8 @@ impl Junction {
     /// The words starting in the tail and ending in `chunk`.
     fn count_split(&self, chunk: &[u8]) -> u32 {
         const WORD: &[u8] = b"\"delta\"";
-        let mut both = [0u8; 2 * PAIR];
-        let head = &chunk[..chunk.len().min(PAIR)];
-        both[..self.len].copy_from_slice(&self.tail[..self.len]);
-        both[self.len..self.len + head.len()].copy_from_slice(head);
-        let both = &both[..self.len + head.len()];
+        let (both, len) = self.then(chunk);
+        let both = &both[..len];
         (0..self.len)
             .filter(|&s| both.get(s..s + WORD.len()) == Some(WORD))
             .count() as u32
@@ -139,14 +136,20 @@ impl Junction {
             self.len = PAIR;
             return;
         }
-        let mut both = [0u8; 2 * PAIR];
-        both[..self.len].copy_from_slice(&self.tail[..self.len]);
-        both[self.len..self.len + chunk.len()].copy_from_slice(chunk);
-        let all = self.len + chunk.len();
+        let (both, all) = self.then(chunk);
         let keep = all.min(PAIR);
         self.tail = [0; PAIR];
         self.tail[..keep].copy_from_slice(&both[all - keep..all]);
         self.len = keep;
+    }
+
+    /// The tail, then `chunk`'s first [`PAIR`] bytes, and their length.
+    fn then(&self, chunk: &[u8]) -> ([u8; 2 * PAIR], usize) {
+        let head = &chunk[..chunk.len().min(PAIR)];
+        let mut both = [0u8; 2 * PAIR];
+        both[..self.len].copy_from_slice(&self.tail[..self.len]);
+        both[self.len..self.len + head.len()].copy_from_slice(head);
+        (both, self.len + head.len())
     }
 }
 
